@@ -26,10 +26,12 @@ class Checkpoint {
 
   // The tensor `name` with exactly `shape`; NotFound / InvalidArgument naming the file,
   // the tensor, the expected and the actual shape.
-  absl::StatusOr<const TensorView*> Get(std::string_view name, const std::vector<int64_t>& shape) const;
+  absl::StatusOr<const TensorView*> Get(std::string_view name,
+                                        const std::vector<int64_t>& shape) const;
   bool Has(std::string_view name) const;
   // Reads `name` (F32/F16/BF16) converted to float, with the shape check of Get.
-  absl::StatusOr<std::vector<float>> ReadF32(std::string_view name, const std::vector<int64_t>& shape) const;
+  absl::StatusOr<std::vector<float>> ReadF32(std::string_view name,
+                                             const std::vector<int64_t>& shape) const;
 
  private:
   std::string dir_;

@@ -13,23 +13,23 @@ namespace apr {
 
 // Row-major matrices as PyTorch stores nn.Linear weights: [out_features, in_features].
 struct LlamaLayerWeights {
-  std::vector<float> input_norm;     // [hidden]
-  std::vector<float> q_proj;         // [heads * head_dim, hidden]
-  std::vector<float> k_proj;         // [kv_heads * head_dim, hidden]
-  std::vector<float> v_proj;         // [kv_heads * head_dim, hidden]
-  std::vector<float> o_proj;         // [hidden, heads * head_dim]
-  std::vector<float> post_attn_norm; // [hidden]
-  std::vector<float> gate_proj;      // [intermediate, hidden]
-  std::vector<float> up_proj;        // [intermediate, hidden]
-  std::vector<float> down_proj;      // [hidden, intermediate]
+  std::vector<float> input_norm;      // [hidden]
+  std::vector<float> q_proj;          // [heads * head_dim, hidden]
+  std::vector<float> k_proj;          // [kv_heads * head_dim, hidden]
+  std::vector<float> v_proj;          // [kv_heads * head_dim, hidden]
+  std::vector<float> o_proj;          // [hidden, heads * head_dim]
+  std::vector<float> post_attn_norm;  // [hidden]
+  std::vector<float> gate_proj;       // [intermediate, hidden]
+  std::vector<float> up_proj;         // [intermediate, hidden]
+  std::vector<float> down_proj;       // [hidden, intermediate]
 };
 
 struct LlamaWeights {
   ModelConfig config;
   std::vector<float> embed_tokens;  // [vocab, hidden]
   std::vector<LlamaLayerWeights> layers;
-  std::vector<float> final_norm;    // [hidden]
-  std::vector<float> lm_head;       // [vocab, hidden]; a copy of embed_tokens when tied
+  std::vector<float> final_norm;  // [hidden]
+  std::vector<float> lm_head;     // [vocab, hidden]; a copy of embed_tokens when tied
 };
 
 // Loads every tensor with its shape checked against the config. A tied model may omit

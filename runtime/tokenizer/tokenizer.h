@@ -21,7 +21,8 @@ class Tokenizer {
   // ByteLevel / Sequence (for the BOS a template adds). Anything else is an error that
   // names the file and the unsupported part.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromFile(const std::string& path);
-  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view json, std::string_view source);
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view json,
+                                                             std::string_view source);
   ~Tokenizer();
 
   // Text to ids, as tokenizers' `encode(text, add_special_tokens=...)` does: added tokens

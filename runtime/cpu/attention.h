@@ -1,0 +1,34 @@
+// Attention of the CPU reference decoder over one layer's KV cache.
+#ifndef APRUNTIME_RUNTIME_CPU_ATTENTION_H_
+#define APRUNTIME_RUNTIME_CPU_ATTENTION_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/attention_hooks.h"
+#include "runtime/cpu/kv_cache.h"
+
+namespace apr::cpu {
+
+struct AttentionDims {
+  int64_t num_heads;
+  int64_t num_kv_heads;
+  int64_t head_dim;
+};
+
+// Causal attention for `rows` queries at positions [start, start + rows) over keys
+// [0, start + rows). q and out are [rows][num_heads * head_dim]. When `observed` is given
+// it receives the probabilities of the last `observed_rows` queries,
+// [num_heads][observed_rows][start + rows].
+void PrefillAttention(const AttentionDims& d, const LayerKv& kv, const float* q, int64_t start,
+                      int64_t rows, float* out, float* observed, int64_t observed_rows);
+
+// One query per head over the tokens in `spans` (per KV head; null: all `context_len`
+// tokens). Only the selected keys are read. q and out are [num_heads * head_dim]. When
+// `probs` is given it receives [num_heads][context_len], zero outside the spans.
+void DecodeAttention(const AttentionDims& d, const LayerKv& kv, const float* q, int64_t context_len,
+                     const std::vector<TokenSpans>* spans, float* out, float* probs);
+
+}  // namespace apr::cpu
+
+#endif  // APRUNTIME_RUNTIME_CPU_ATTENTION_H_

@@ -1,0 +1,49 @@
+// The CPU reference backend: the Llama forward pass in float32 arithmetic (weights of any
+// checkpoint dtype are widened at load), with a KV cache per sequence. It is the reference
+// the CUDA backend and the sparse-attention policies are checked against.
+#ifndef APRUNTIME_RUNTIME_CPU_CPU_DECODER_H_
+#define APRUNTIME_RUNTIME_CPU_CPU_DECODER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/decoder.h"
+#include "runtime/llama_weights.h"
+
+namespace apr::cpu {
+
+class CpuDecoder : public Decoder {
+ public:
+  explicit CpuDecoder(LlamaWeights weights);
+  // Opens the checkpoint folder and loads its weights.
+  static absl::StatusOr<std::unique_ptr<CpuDecoder>> Load(const std::string& model_dir);
+
+  const ModelConfig& config() const override { return w_.config; }
+  std::string device() const override { return "cpu"; }
+  std::unique_ptr<Sequence> NewSequence(AttentionHooks* hooks = nullptr) override;
+  absl::Status Prefill(Sequence& seq, absl::Span<const int32_t> tokens,
+                       std::vector<float>* last_logits,
+                       std::vector<float>* all_logits = nullptr) override;
+  absl::Status DecodeBatch(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
+                           std::vector<float>* logits) override;
+
+ private:
+  class CpuSequence;
+  absl::Status CheckTokens(const CpuSequence& seq, absl::Span<const int32_t> tokens) const;
+  // Runs `tokens` at positions [seq.length(), ...) through every layer; leaves the final
+  // hidden states (before the last norm) in `x` ([n][hidden]).
+  // `decode` marks a decode step (one token; the hooks select and observe) as opposed to
+  // prefill (the hooks observe the last prompt rows).
+  void Forward(CpuSequence& seq, absl::Span<const int32_t> tokens, bool decode,
+               std::vector<float>& x);
+  void Logits(const float* x, int64_t rows, float* logits) const;
+
+  LlamaWeights w_;
+  std::vector<float> inv_freq_;
+};
+
+}  // namespace apr::cpu
+
+#endif  // APRUNTIME_RUNTIME_CPU_CPU_DECODER_H_

@@ -1,0 +1,57 @@
+// The backend-neutral face of a loaded model: sequences with their KV caches, prefill,
+// and batched decode. The CPU reference (runtime/cpu) and the CUDA backend implement it;
+// generation, the scheduler and the evaluation harness are written against it.
+#ifndef APRUNTIME_RUNTIME_DECODER_H_
+#define APRUNTIME_RUNTIME_DECODER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "runtime/attention_hooks.h"
+#include "runtime/model_config.h"
+
+namespace apr {
+
+// The KV cache and position of one sequence. Backends subclass it.
+class Sequence {
+ public:
+  virtual ~Sequence() = default;
+  // Tokens processed so far (the length of the KV cache).
+  virtual int64_t length() const = 0;
+};
+
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  virtual const ModelConfig& config() const = 0;
+  // A short name for logs ("cpu", "cuda:0").
+  virtual std::string device() const = 0;
+
+  // `hooks` (may be null, not owned, must outlive the sequence) choose the tokens each
+  // decode step attends to and observe attention; see attention_hooks.h.
+  virtual std::unique_ptr<Sequence> NewSequence(AttentionHooks* hooks = nullptr) = 0;
+
+  // Appends `tokens` to `seq`. Writes the logits of the last token to `last_logits`
+  // ([vocab]) and, when `all_logits` is given, those of every token ([n][vocab]).
+  virtual absl::Status Prefill(Sequence& seq, absl::Span<const int32_t> tokens,
+                               std::vector<float>* last_logits,
+                               std::vector<float>* all_logits = nullptr) = 0;
+
+  // One token for each sequence (all distinct); logits is [batch][vocab].
+  virtual absl::Status DecodeBatch(absl::Span<Sequence* const> seqs,
+                                   absl::Span<const int32_t> tokens,
+                                   std::vector<float>* logits) = 0;
+
+  absl::Status Decode(Sequence& seq, int32_t token, std::vector<float>* logits) {
+    Sequence* s = &seq;
+    return DecodeBatch(absl::MakeConstSpan(&s, 1), absl::MakeConstSpan(&token, 1), logits);
+  }
+};
+
+}  // namespace apr
+
+#endif  // APRUNTIME_RUNTIME_DECODER_H_
