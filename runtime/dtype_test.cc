@@ -21,9 +21,9 @@ TEST(DTypeTest, SizesAndNamesRoundTrip) {
     DType t;
     size_t size;
     const char* name;
-  } kCases[] = {{DType::kF32, 4, "F32"},  {DType::kF16, 2, "F16"},  {DType::kBF16, 2, "BF16"},
-                {DType::kF64, 8, "F64"},  {DType::kI64, 8, "I64"},  {DType::kI32, 4, "I32"},
-                {DType::kI16, 2, "I16"},  {DType::kI8, 1, "I8"},    {DType::kU8, 1, "U8"},
+  } kCases[] = {{DType::kF32, 4, "F32"},  {DType::kF16, 2, "F16"}, {DType::kBF16, 2, "BF16"},
+                {DType::kF64, 8, "F64"},  {DType::kI64, 8, "I64"}, {DType::kI32, 4, "I32"},
+                {DType::kI16, 2, "I16"},  {DType::kI8, 1, "I8"},   {DType::kU8, 1, "U8"},
                 {DType::kBool, 1, "BOOL"}};
   for (const auto& c : kCases) {
     EXPECT_EQ(DTypeSize(c.t), c.size) << c.name;
@@ -43,8 +43,8 @@ TEST(DTypeTest, F16Normals) {
   EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
   EXPECT_EQ(F16ToF32(0xbc00), -1.0f);
   EXPECT_EQ(F16ToF32(0x4000), 2.0f);
-  EXPECT_EQ(F16ToF32(0x3555), 0.333251953125f);  // nearest half to 1/3
-  EXPECT_EQ(F16ToF32(0x7bff), 65504.0f);         // largest half
+  EXPECT_EQ(F16ToF32(0x3555), 0.333251953125f);        // nearest half to 1/3
+  EXPECT_EQ(F16ToF32(0x7bff), 65504.0f);               // largest half
   EXPECT_EQ(F16ToF32(0x0400), std::ldexp(1.0f, -14));  // smallest normal
 }
 
