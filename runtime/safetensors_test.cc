@@ -131,14 +131,14 @@ TEST(SafetensorsTest, OpenMissingFileIsNotFound) {
   testutil::TempDir dir;
   auto f = SafetensorsFile::Open(dir.Join("nope.safetensors"));
   EXPECT_EQ(f.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(f.status().message(), HasSubstr("nope.safetensors"));
+  EXPECT_THAT(std::string(f.status().message()), HasSubstr("nope.safetensors"));
 }
 
 TEST(SafetensorsTest, OpenDirectoryIsRejected) {
   testutil::TempDir dir;
   auto f = SafetensorsFile::Open(dir.path());
   EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(f.status().message(), HasSubstr("not a regular file"));
+  EXPECT_THAT(std::string(f.status().message()), HasSubstr("not a regular file"));
 }
 
 TEST(SafetensorsTest, OpenShortFiles) {
@@ -148,8 +148,8 @@ TEST(SafetensorsTest, OpenShortFiles) {
     ASSERT_TRUE(testutil::WriteFile(path, std::string(n, '\0')).ok());
     auto f = SafetensorsFile::Open(path);
     EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(f.status().message(), HasSubstr(path));
-    EXPECT_THAT(f.status().message(), HasSubstr("too short"));
+    EXPECT_THAT(std::string(f.status().message()), HasSubstr(path));
+    EXPECT_THAT(std::string(f.status().message()), HasSubstr("too short"));
   }
 }
 
@@ -251,10 +251,11 @@ TEST(SafetensorsTest, RejectsMalformedFromBytes) {
     auto f = SafetensorsFile::FromBytes(c.bytes, "bad.safetensors");
     ASSERT_FALSE(f.ok()) << c.label;
     EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << c.label;
-    EXPECT_THAT(f.status().message(), HasSubstr("bad.safetensors")) << c.label;
-    EXPECT_THAT(f.status().message(), HasSubstr(c.reason)) << c.label;
+    EXPECT_THAT(std::string(f.status().message()), HasSubstr("bad.safetensors")) << c.label;
+    EXPECT_THAT(std::string(f.status().message()), HasSubstr(c.reason)) << c.label;
     if (c.tensor != nullptr) {
-      EXPECT_THAT(f.status().message(), HasSubstr(absl::StrCat("'", c.tensor, "'"))) << c.label;
+      EXPECT_THAT(std::string(f.status().message()), HasSubstr(absl::StrCat("'", c.tensor, "'")))
+          << c.label;
     }
   }
 }
@@ -267,8 +268,8 @@ TEST(SafetensorsTest, RejectsMalformedFiles) {
     auto f = SafetensorsFile::Open(path);
     ASSERT_FALSE(f.ok()) << c.label;
     EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << c.label;
-    EXPECT_THAT(f.status().message(), HasSubstr(path)) << c.label;
-    EXPECT_THAT(f.status().message(), HasSubstr(c.reason)) << c.label;
+    EXPECT_THAT(std::string(f.status().message()), HasSubstr(path)) << c.label;
+    EXPECT_THAT(std::string(f.status().message()), HasSubstr(c.reason)) << c.label;
   }
 }
 
