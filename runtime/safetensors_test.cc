@@ -103,27 +103,28 @@ TEST(SafetensorsTest, FromBytesReadsEveryDtype) {
 }
 
 TEST(SafetensorsTest, EmptyHeaderObjectHasNoTensors) {
-  auto f = SafetensorsFile::FromBytes(RawSafetensors("{}", ""), "mem");
+  const std::string bytes = RawSafetensors("{}", "");
+  auto f = SafetensorsFile::FromBytes(bytes, "mem");
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_TRUE((*f)->tensors().empty());
 }
 
 TEST(SafetensorsTest, GapsBetweenTensorsAreAllowed) {
-  auto f = SafetensorsFile::FromBytes(
+  const std::string bytes =
       RawSafetensors(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                      R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
-                     F32Bytes({1.0f, 0.0f, 2.0f})),
-      "mem");
+                     F32Bytes({1.0f, 0.0f, 2.0f}));
+  auto f = SafetensorsFile::FromBytes(bytes, "mem");
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_THAT(ToF32(*(*f)->Find("b")), ElementsAre(2.0f));
 }
 
 TEST(SafetensorsTest, EmptyTensorInsideAnotherRangeIsNoOverlap) {
-  auto f = SafetensorsFile::FromBytes(
+  const std::string bytes =
       RawSafetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                      R"("e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})",
-                     F32Bytes({1.0f, 2.0f})),
-      "mem");
+                     F32Bytes({1.0f, 2.0f}));
+  auto f = SafetensorsFile::FromBytes(bytes, "mem");
   EXPECT_TRUE(f.ok()) << f.status();
 }
 
