@@ -53,7 +53,7 @@ absl::StatusOr<TensorView> ParseEntry(const std::string& file, const std::string
   for (const json& d : *it) {
     // nlohmann parses non-negative integers as unsigned, negative ones as signed.
     if (!d.is_number_unsigned() || d.get<uint64_t>() > std::numeric_limits<int64_t>::max()) {
-      return bad("shape ", DescribeJson(*it), " must hold non-negative integers");
+      return bad("shape ", DescribeJson(*it), " must hold integers in [0, 2^63)");
     }
     const uint64_t dim = d.get<uint64_t>();
     v.shape.push_back(static_cast<int64_t>(dim));

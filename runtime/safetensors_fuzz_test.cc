@@ -46,10 +46,9 @@ uint64_t HeaderLength(const std::string& file) {
   return n;
 }
 
-// `s` with its first 8 bytes replaced by `len`, little-endian.
-std::string WithHeaderLength(std::string s, uint64_t len) {
-  for (int b = 0; b < 8; ++b) s[b] = static_cast<char>((len >> (8 * b)) & 0xff);
-  return s;
+// `s` with its first 8 bytes replaced by `len`.
+std::string WithHeaderLength(const std::string& s, uint64_t len) {
+  return testutil::HeaderLengthBytes(len) + s.substr(8);
 }
 
 struct Tally {

@@ -168,9 +168,7 @@ std::string Header(const std::string& entry_json, std::string_view data) {
 }
 
 std::string LengthThenBytes(uint64_t len, std::string_view rest) {
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xff);
-  return out + std::string(rest);
+  return testutil::HeaderLengthBytes(len) + std::string(rest);
 }
 
 std::vector<BadCase> BadCases() {
@@ -193,9 +191,9 @@ std::vector<BadCase> BadCases() {
       {"unknown dtype", Header(R"({"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]})", d16),
        "unknown dtype \"F8_E4M3\"", "t"},
       {"negative dim", Header(R"({"dtype":"F32","shape":[-1,4],"data_offsets":[0,16]})", d16),
-       "non-negative", "t"},
+       "must hold integers in [0, 2^63)", "t"},
       {"fractional dim", Header(R"({"dtype":"F32","shape":[2.0,2],"data_offsets":[0,16]})", d16),
-       "non-negative integers", "t"},
+       "must hold integers in [0, 2^63)", "t"},
       {"shape not array", Header(R"({"dtype":"F32","shape":4,"data_offsets":[0,16]})", d16),
        "'shape'", "t"},
       {"offsets missing", Header(R"({"dtype":"F32","shape":[4]})", d16), "data_offsets", "t"},
@@ -229,7 +227,7 @@ std::vector<BadCase> BadCases() {
        "overflows", "t"},
       {"dim above int64",
        Header(R"({"dtype":"U8","shape":[9223372036854775808,0],"data_offsets":[0,0]})", d16),
-       "non-negative integers", "t"},
+       "must hold integers in [0, 2^63)", "t"},
       {"offset above uint64",
        Header(R"({"dtype":"U8","shape":[0],"data_offsets":[0,18446744073709551616]})", d16),
        "2 non-negative integers", "t"},

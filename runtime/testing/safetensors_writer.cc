@@ -43,10 +43,14 @@ std::string SafetensorsBytes(const std::vector<TensorSpec>& tensors,
   return RawSafetensors(text, data);
 }
 
-std::string RawSafetensors(std::string_view header, std::string_view data) {
+std::string HeaderLengthBytes(uint64_t n) {
   std::string out(8, '\0');
-  uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out;
+}
+
+std::string RawSafetensors(std::string_view header, std::string_view data) {
+  std::string out = HeaderLengthBytes(header.size());
   out.append(header);
   out.append(data);
   return out;

@@ -31,6 +31,8 @@ std::string SafetensorsBytes(const std::vector<TensorSpec>& tensors,
                              const std::map<std::string, std::string>& metadata = {});
 // The 8-byte little-endian length of `header`, `header`, then `data`; nothing checked.
 std::string RawSafetensors(std::string_view header, std::string_view data);
+// `n` as the 8 little-endian bytes that start a safetensors file.
+std::string HeaderLengthBytes(uint64_t n);
 
 absl::Status WriteFile(const std::string& path, std::string_view contents);
 
