@@ -33,7 +33,8 @@ struct LlamaWeights {
 };
 
 // Loads every tensor with its shape checked against the config. A tied model may omit
-// lm_head.weight; an untied one must have it.
+// lm_head.weight (one it has is ignored: a tied model uses the embedding for both, as
+// transformers makes them one parameter); an untied one must have it.
 absl::StatusOr<LlamaWeights> LoadLlamaWeightsF32(const Checkpoint& ckpt);
 
 }  // namespace apr

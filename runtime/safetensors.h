@@ -4,6 +4,7 @@
 #define APRUNTIME_RUNTIME_SAFETENSORS_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,7 +42,10 @@ class SafetensorsFile {
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
   const std::string& path() const { return path_; }
+  // Sorted by name.
   const std::vector<TensorView>& tensors() const { return tensors_; }
+  // The header's optional "__metadata__" string map (e.g. {"format": "pt"}).
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // nullptr when absent.
   const TensorView* Find(std::string_view name) const;
 
@@ -51,6 +55,7 @@ class SafetensorsFile {
   void* map_ = nullptr;
   size_t map_size_ = 0;
   std::vector<TensorView> tensors_;
+  std::map<std::string, std::string> metadata_;
 };
 
 }  // namespace apr
