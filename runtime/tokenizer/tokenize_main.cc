@@ -65,8 +65,9 @@ int WriteGoldenFormat(const apr::Tokenizer& tokenizer, const std::string& string
     std::cerr << strings_path << ": cannot read\n";
     return 1;
   }
+  const nlohmann::json strings = nlohmann::json::parse(json);  // outlives the loop
   nlohmann::json cases = nlohmann::json::array();
-  for (const auto& s : nlohmann::json::parse(json).at("strings")) {
+  for (const auto& s : strings.at("strings")) {
     const std::string text = s.get<std::string>();
     const std::vector<int32_t> ids = tokenizer.Encode(text, true);
     const std::vector<int32_t> plain = tokenizer.Encode(text, false);
