@@ -9,11 +9,56 @@
 namespace apr {
 namespace {
 
-// Class bodies (without brackets) of Oniguruma's Unicode \s, \w and \h.
+// Class bodies (no brackets) that make PCRE2 match what Oniguruma's Unicode classes match
+// in Hugging Face tokenizers, measured by tools/onig_unicode/: \s is White_Space, \w is
+// Alphabetic | M | Nd | Pc, \h a hex digit. Each is completed by the code points Oniguruma
+// knows from newer Unicode data than PCRE2's (onig_unicode.inc).
 constexpr std::string_view kSpace =
     R"(\x{9}-\x{D}\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
-constexpr std::string_view kWord = R"(\p{L}\p{M}\p{N}\p{Pc})";
 constexpr std::string_view kHex = "0-9a-fA-F";
+
+struct Addition {
+  std::string_view name;
+  std::string_view body;
+};
+constexpr Addition kAdditions[] = {
+#include "runtime/tokenizer/onig_unicode.inc"
+};
+
+std::string_view Additions(std::string_view name) {
+  for (const Addition& a : kAdditions) {
+    if (a.name == name) return a.body;
+  }
+  return {};
+}
+
+std::string Join(std::string_view a, std::string_view b) { return std::string(a) + std::string(b); }
+
+// Body of \s \w \d \h (any case), or empty. Oniguruma's \w differs inside a class.
+std::string EscapeBody(char e, bool in_class) {
+  switch (e | 0x20) {  // lower case
+    case 's': return std::string(kSpace);
+    case 'w':
+      return Join(R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc})", Additions(in_class ? "w_in_class" : "w"));
+    case 'd': return Join(R"(\p{Nd})", Additions("d"));
+    case 'h': return std::string(kHex);
+    default: return {};
+  }
+}
+
+// Body of a POSIX bracket class [:name:], or empty (left to PCRE2).
+std::string PosixBody(std::string_view name) {
+  if (name == "alpha") return Join(R"(\p{Alphabetic})", Additions("alpha"));
+  if (name == "alnum") return Join(R"(\p{Alphabetic}\p{Nd})", Additions("alnum"));
+  if (name == "punct") return Join(R"(\p{P}\p{S})", Additions("punct"));
+  if (name == "upper") return Join(R"(\p{Uppercase})", Additions("upper"));
+  if (name == "lower") return Join(R"(\p{Lowercase})", Additions("lower"));
+  if (name == "digit") return EscapeBody('d', true);
+  if (name == "word") return EscapeBody('w', true);
+  if (name == "space") return EscapeBody('s', true);
+  if (name == "blank") return R"(\t\p{Zs})";
+  return {};
+}
 
 absl::Status Compile(std::string_view pattern, uint32_t options,
                      std::shared_ptr<pcre2_code>* out) {
@@ -43,26 +88,47 @@ std::string OnigurumaToPcre2(std::string_view p) {
   std::string out;
   out.reserve(p.size() * 2);
   int class_depth = 0;  // Oniguruma allows nested classes
+  // Appends a class: its body inside a class, [body] or [^body] outside. Negated forms
+  // inside a class have no PCRE2 spelling: `verbatim` (PCRE2's meaning) is kept.
+  const auto append_class = [&](const std::string& body, bool negated, std::string_view verbatim) {
+    if (class_depth > 0) {
+      out.append(negated ? std::string(verbatim) : body);
+    } else {
+      out.append(negated ? "[^" : "[").append(body).append("]");
+    }
+  };
   for (size_t i = 0; i < p.size(); ++i) {
     const char c = p[i];
     if (c == '\\' && i + 1 < p.size()) {
       const char e = p[++i];
-      const bool in_class = class_depth > 0;
-      std::string_view body;
-      switch (e) {
-        case 's': case 'S': body = kSpace; break;
-        case 'w': case 'W': body = kWord; break;
-        case 'h': case 'H': body = kHex; break;
-        default: break;
-      }
-      const bool negated = e == 'S' || e == 'W' || e == 'H';
-      if (body.empty() || (in_class && negated)) {
+      if (const std::string body = EscapeBody(e, class_depth > 0); !body.empty()) {
+        append_class(body, e >= 'A' && e <= 'Z', p.substr(i - 1, 2));
+      } else if ((e == 'b' || e == 'B') && class_depth == 0) {
+        // Word boundaries by Oniguruma's word characters.
+        const std::string w = "[" + EscapeBody('w', false) + "]";
+        out.append(e == 'b' ? "(?:(?<=" + w + ")(?!" + w + ")|(?<!" + w + ")(?=" + w + "))"
+                            : "(?:(?<=" + w + ")(?=" + w + ")|(?<!" + w + ")(?!" + w + "))");
+      } else if ((e == 'p' || e == 'P') && i + 1 < p.size() && p[i + 1] == '{' &&
+                 p.find('}', i) != std::string_view::npos) {
+        // \p{Name}, \p{^Name}, \P{Name}: general categories get their additions.
+        const size_t close = p.find('}', i);
+        std::string_view name = p.substr(i + 2, close - i - 2);
+        bool negated = e == 'P';
+        if (!name.empty() && name[0] == '^') {
+          negated = !negated;
+          name.remove_prefix(1);
+        }
+        const std::string_view verbatim = p.substr(i - 1, close - i + 2);
+        const std::string_view added = Additions(name);
+        if (added.empty()) {
+          out.append(verbatim);  // nothing to add (or not a general category)
+        } else {
+          append_class("\\p{" + std::string(name) + "}" + std::string(added), negated, verbatim);
+        }
+        i = close;
+      } else {
         out.push_back('\\');
         out.push_back(e);
-      } else if (in_class) {
-        out.append(body);
-      } else {
-        out.append(negated ? "[^" : "[").append(body).append("]");
       }
       continue;
     }
@@ -70,7 +136,8 @@ std::string OnigurumaToPcre2(std::string_view p) {
       if (class_depth > 0 && i + 1 < p.size() && p[i + 1] == ':') {  // [:alpha:]
         const size_t end = p.find(":]", i + 2);
         if (end != std::string_view::npos) {
-          out.append(p.substr(i, end + 2 - i));
+          const std::string body = PosixBody(p.substr(i + 2, end - i - 2));
+          out.append(body.empty() ? p.substr(i, end + 2 - i) : std::string_view(body));
           i = end + 1;
           continue;
         }
