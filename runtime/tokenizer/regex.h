@@ -17,8 +17,7 @@ namespace apr {
 
 class Regex {
  public:
-  // Compiles an Oniguruma (Ruby syntax) pattern. PCRE2 gives \s, \w and \h other
-  // meanings than Oniguruma does, so those are rewritten first (OnigurumaToPcre2).
+  // Compiles an Oniguruma (Ruby syntax) pattern, rewritten first by OnigurumaToPcre2.
   static absl::StatusOr<Regex> FromOniguruma(std::string_view pattern);
   // Matches `text` literally (Split's "String" pattern).
   static absl::StatusOr<Regex> Literal(std::string_view text);
@@ -37,11 +36,12 @@ class Regex {
   std::shared_ptr<pcre2_real_code_8> code_;
 };
 
-// Rewrites the escapes whose meaning differs between Oniguruma with Unicode and PCRE2 with
-// PCRE2_UCP: \s and \S (Oniguruma: White_Space; PCRE2 adds U+180E), \w and \W (Oniguruma:
-// Letter, Mark, Number, Connector_Punctuation; PCRE2: letters, numbers, '_'), \h and \H
-// (Oniguruma: hex digit; PCRE2: horizontal space). Negated forms inside a [...] class
-// have no PCRE2 spelling and keep PCRE2's meaning.
+// Rewrites what Oniguruma (in Hugging Face tokenizers) and PCRE2 with PCRE2_UCP match
+// differently, as measured by tools/onig_unicode/: \s \S (White_Space), \w \W (Alphabetic,
+// M, Nd, Pc), \d \D, \h \H (hex digit), \b \B, POSIX classes, and general-category
+// properties \p{L} \P{L} \p{^L}, each completed by the code points of Unicode versions
+// newer than PCRE2's (onig_unicode.inc). Left as PCRE2 reads them: negated forms inside
+// a [...] class, [:graph:], [:print:], script and other properties.
 std::string OnigurumaToPcre2(std::string_view pattern);
 
 }  // namespace apr
