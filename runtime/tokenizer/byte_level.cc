@@ -24,13 +24,7 @@ Tables MakeTables() {
   for (int b = 0; b < 256; ++b) {
     const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
     const char32_t c = printable ? static_cast<char32_t>(b) : next++;
-    std::string& s = t.char_of[b];
-    if (c < 0x80) {
-      s.push_back(static_cast<char>(c));
-    } else {
-      s.push_back(static_cast<char>(0xC0 | (c >> 6)));
-      s.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    }
+    utf8::AppendCodePoint(c, &t.char_of[b]);
     t.byte_of[c] = static_cast<int16_t>(b);
   }
   return t;

@@ -58,6 +58,19 @@ bool IsValid(std::string_view s) {
   return true;
 }
 
+void AppendCodePoint(char32_t c, std::string* out) {
+  if (c < 0x80) {
+    out->push_back(static_cast<char>(c));
+    return;
+  }
+  int continuation = c < 0x800 ? 1 : c < 0x10000 ? 2 : 3;
+  static constexpr uint8_t kLead[] = {0, 0xC0, 0xE0, 0xF0};
+  out->push_back(static_cast<char>(kLead[continuation] | (c >> (6 * continuation))));
+  while (continuation-- > 0) {
+    out->push_back(static_cast<char>(0x80 | ((c >> (6 * continuation)) & 0x3F)));
+  }
+}
+
 std::string Repair(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 8);

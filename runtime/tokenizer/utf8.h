@@ -23,6 +23,9 @@ Sequence Next(std::string_view s, size_t pos);
 
 bool IsValid(std::string_view s);
 
+// Appends the UTF-8 encoding of `c` (a Unicode scalar value) to `out`.
+void AppendCodePoint(char32_t c, std::string* out);
+
 // `s` with every invalid sequence (truncated ones included) replaced by U+FFFD.
 std::string Repair(std::string_view s);
 

@@ -40,6 +40,12 @@ TEST(Utf8Test, RepairReplacesMaximalSubparts) {
   EXPECT_EQ(Repair("\xC3\xA9\xC3"), std::string("\xC3\xA9") + kReplacement);
 }
 
+TEST(Utf8Test, AppendCodePoint) {
+  std::string out;
+  for (char32_t c : {U'a', U'\u00E9', U'\u20AC', U'\U0001F600'}) AppendCodePoint(c, &out);
+  EXPECT_EQ(out, "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
+}
+
 TEST(Utf8Test, IsValid) {
   EXPECT_TRUE(IsValid(""));
   EXPECT_TRUE(IsValid("h\xC3\xA9llo \xF0\x9F\x98\x80"));
