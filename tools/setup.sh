@@ -11,6 +11,8 @@ PACKAGES=(
   libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libucx-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libpcre2-dev libopenblas-dev
+  # HTTP server for the Prometheus metrics pages (cluster/metrics_http.cc)
+  libcpp-httplib-dev
   # Python for the CPU smoke tests of the training scripts and the predictor trainer
   python3 python3-numpy python3-torch
   # Text the bundled model's corpus is built from (tools/model/build_corpus.py)
