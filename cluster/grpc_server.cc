@@ -14,16 +14,14 @@ absl::StatusOr<StartedServer> StartGrpcServer(const std::string& host, int port,
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   StartedServer started;
-  builder.AddListeningPort(HostPort(host, port), grpc::InsecureServerCredentials(),
-                           &started.port);
+  builder.AddListeningPort(HostPort(host, port), grpc::InsecureServerCredentials(), &started.port);
   // Step requests and logits can be large; the default 4 MiB is a guess for chat.
   builder.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
   builder.SetMaxSendMessageSize(std::numeric_limits<int>::max());
   for (grpc::Service* s : services) builder.RegisterService(s);
   started.server = builder.BuildAndStart();
   if (started.server == nullptr || started.port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen for gRPC on ", HostPort(host, port)));
+    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", HostPort(host, port)));
   }
   return started;
 }

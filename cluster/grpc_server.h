@@ -3,11 +3,11 @@
 #ifndef APRUNTIME_CLUSTER_GRPC_SERVER_H_
 #define APRUNTIME_CLUSTER_GRPC_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 

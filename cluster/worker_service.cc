@@ -45,16 +45,16 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
   if (!device_override_.empty()) req.set_device(device_override_);
   if (req.model_path().empty()) return absl::InvalidArgumentError("model_path is empty");
   if (req.tensor_parallel().world_size() > 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "tensor parallelism (world_size ", req.tensor_parallel().world_size(),
-        ") is not in this build yet (docs/CLUSTER.md, \"Tensor parallelism\")"));
+    return absl::UnimplementedError(
+        absl::StrCat("tensor parallelism (world_size ", req.tensor_parallel().world_size(),
+                     ") is not in this build yet (docs/CLUSTER.md, \"Tensor parallelism\")"));
   }
   absl::MutexLock l(&mu_);
   if (decoder_ != nullptr) {
     if (req.SerializeAsString() != loaded_.SerializeAsString()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("a model is already loaded (", loaded_.model_path(), " on ", device_,
-                       "); restart the worker to load another"));
+      return absl::FailedPreconditionError(absl::StrCat("a model is already loaded (",
+                                                        loaded_.model_path(), " on ", device_,
+                                                        "); restart the worker to load another"));
     }
   } else {
     auto decoder = OpenDecoder(req.device(), req.model_path());
@@ -92,8 +92,7 @@ grpc::Status WorkerService::StartSequence(grpc::ServerContext*,
   absl::MutexLock l(&mu_);
   if (engine_ == nullptr) return NotLoaded();
   const wv1::Sampling& s = req->sampling();
-  SamplingParams sampling{s.temperature(), s.top_k(), s.top_p() == 0 ? 1.0f : s.top_p(),
-                          s.seed()};
+  SamplingParams sampling{s.temperature(), s.top_k(), s.top_p() == 0 ? 1.0f : s.top_p(), s.seed()};
   std::vector<int32_t> prompt(req->prompt_ids().begin(), req->prompt_ids().end());
   for (int32_t id : prompt) {
     if (id < 0 || id >= decoder_->config().vocab_size) {
