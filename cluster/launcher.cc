@@ -45,6 +45,11 @@ absl::Status CheckLoopback(const std::string& name, const std::string& host) {
                    "listen on loopback (127.0.0.1); for several hosts see deploy/"));
 }
 
+// "worker g0/1", "storage_node kv0", "frontend".
+std::string Who(const ProcessSpec& p) {
+  return p.kind == p.name ? p.kind : absl::StrCat(p.kind, " ", p.name);
+}
+
 }  // namespace
 
 Launcher::Launcher(ClusterConfig config, LauncherOptions options)
@@ -122,7 +127,7 @@ absl::Status Launcher::StartOne(ProcessSpec spec) {
 }
 
 absl::Status Launcher::AwaitReady(Running& r, absl::Time deadline) {
-  const std::string who = absl::StrCat(r.spec.kind, " ", r.spec.name);
+  const std::string who = Who(r.spec);
   while (true) {
     if (auto status = r.process.Poll()) {
       return absl::UnavailableError(absl::StrCat(who, " ", DescribeWaitStatus(*status),
@@ -159,7 +164,7 @@ absl::Status Launcher::AwaitServing(Running& frontend, absl::Time deadline) {
   std::string last = "no answer";
   while (true) {
     if (auto status = frontend.process.Poll()) {
-      return absl::UnavailableError(absl::StrCat("the front end ", DescribeWaitStatus(*status),
+      return absl::UnavailableError(absl::StrCat("frontend ", DescribeWaitStatus(*status),
                                                  " while loading the workers (its output is "
                                                  "above)"));
     }
@@ -256,7 +261,7 @@ int Launcher::WaitForSignalOrExit() {
     if (sig > 0) return sig;
     for (const auto& r : running_) {
       if (auto status = r->process.Poll()) {
-        failure_ = absl::StrCat(r->spec.kind, " ", r->spec.name, " ", DescribeWaitStatus(*status));
+        failure_ = absl::StrCat(Who(r->spec), " ", DescribeWaitStatus(*status));
         return -1;
       }
     }
@@ -280,7 +285,7 @@ absl::Status Launcher::Stop() {
     for (Running* r : batch) {
       std::optional<int> status =
           r->process.Wait(std::max(deadline - absl::Now(), absl::ZeroDuration()));
-      const std::string who = absl::StrCat(r->spec.kind, " ", r->spec.name);
+      const std::string who = Who(r->spec);
       if (!status) {
         r->process.Signal(SIGKILL);
         r->process.Wait(absl::Seconds(5));
