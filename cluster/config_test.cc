@@ -30,6 +30,8 @@ TEST(ConfigTest, EveryCheckedInConfigIsValid) {
     auto c = LoadConfig(std::string("configs/") + name + ".textproto");
     EXPECT_TRUE(c.ok()) << name << ": " << c.status();
   }
+  auto k8s = LoadConfig("deploy/cluster.textproto");  // the Kubernetes ConfigMap's
+  EXPECT_TRUE(k8s.ok()) << k8s.status();
 }
 
 TEST(ConfigTest, MinimalConfigGetsDefaults) {

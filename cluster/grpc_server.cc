@@ -27,7 +27,12 @@ absl::StatusOr<StartedServer> StartGrpcServer(const std::string& host, int port,
 }
 
 void SetServing(grpc::Server& server, bool serving) {
-  if (auto* health = server.GetHealthCheckService()) health->SetServingStatus(serving);
+  if (auto* health = server.GetHealthCheckService()) {
+    health->SetServingStatus(serving);
+    // "liveness" answers SERVING while the process runs (Kubernetes liveness probes);
+    // the overall status is readiness.
+    health->SetServingStatus("liveness", true);
+  }
 }
 
 }  // namespace apr::cluster

@@ -21,7 +21,8 @@ struct StartedServer {
 absl::StatusOr<StartedServer> StartGrpcServer(const std::string& host, int port,
                                               const std::vector<grpc::Service*>& services);
 
-// Sets the standard health service's overall status.
+// Sets the standard health service's overall status (readiness); the service named
+// "liveness" is always SERVING.
 void SetServing(grpc::Server& server, bool serving);
 
 }  // namespace apr::cluster
