@@ -45,7 +45,7 @@ absl::StatusOr<uint64_t> Scheduler::Submit(SchedulerRequest request) {
   e->request = std::move(request);
   e->submitted = Clock::now();
   e->result.generation.prompt_tokens = n;
-  absl::MutexLock l(&mu_);
+  std::unique_lock<std::mutex> l(mu_);
   if (stopped_) return absl::FailedPreconditionError("the scheduler is stopped");
   if (static_cast<int>(queue_.size()) >= options_.max_queue_size) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -54,12 +54,14 @@ absl::StatusOr<uint64_t> Scheduler::Submit(SchedulerRequest request) {
   e->id = next_id_++;
   const uint64_t id = e->id;
   queue_.push_back(std::move(e));
+  work_.notify_one();
   return id;
 }
 
 void Scheduler::Cancel(uint64_t id) {
-  absl::MutexLock l(&mu_);
+  std::unique_lock<std::mutex> l(mu_);
   cancelled_.insert(id);
+  work_.notify_one();
 }
 
 bool Scheduler::HasWork() const {
@@ -67,11 +69,11 @@ bool Scheduler::HasWork() const {
 }
 
 bool Scheduler::RunOnce() {
-  absl::MutexLock run(&run_mu_);
+  std::lock_guard<std::mutex> run(run_mu_);
   std::vector<std::unique_ptr<Entry>> cancelled_queued, admitted;
   absl::flat_hash_set<uint64_t> cancel_running;
   {
-    absl::MutexLock l(&mu_);
+    std::unique_lock<std::mutex> l(mu_);
     if (stopped_) return false;
     for (auto it = queue_.begin(); it != queue_.end();) {
       if (cancelled_.erase((*it)->id)) {
@@ -113,7 +115,7 @@ bool Scheduler::RunOnce() {
   DecodeStep();
 
   running_count_ = static_cast<int64_t>(running_.size());
-  absl::MutexLock l(&mu_);
+  std::unique_lock<std::mutex> l(mu_);
   running_nonempty_ = !running_.empty();
   return did_something;
 }
@@ -226,13 +228,13 @@ void Scheduler::Finish(std::unique_ptr<Entry> e, absl::Status error) {
 }
 
 void Scheduler::Start() {
-  absl::MutexLock l(&mu_);
+  std::unique_lock<std::mutex> l(mu_);
   if (thread_.joinable() || stopped_) return;
   thread_ = std::thread([this] {
     while (true) {
       {
-        absl::MutexLock l(&mu_);
-        mu_.Await(absl::Condition(static_cast<const Scheduler*>(this), &Scheduler::HasWork));
+        std::unique_lock<std::mutex> l(mu_);
+        work_.wait(l, [this] { return HasWork(); });
         if (stopped_) return;
       }
       RunOnce();
@@ -242,14 +244,15 @@ void Scheduler::Start() {
 
 void Scheduler::Stop() {
   {
-    absl::MutexLock l(&mu_);
+    std::unique_lock<std::mutex> l(mu_);
     stopped_ = true;
+    work_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
-  absl::MutexLock run(&run_mu_);
+  std::lock_guard<std::mutex> run(run_mu_);
   std::deque<std::unique_ptr<Entry>> queued;
   {
-    absl::MutexLock l(&mu_);
+    std::unique_lock<std::mutex> l(mu_);
     queued.swap(queue_);
     cancelled_.clear();
     running_nonempty_ = false;
@@ -273,7 +276,7 @@ void Scheduler::Stop() {
 SchedulerStats Scheduler::stats() const {
   SchedulerStats s;
   {
-    absl::MutexLock l(&mu_);
+    std::unique_lock<std::mutex> l(mu_);
     s.queue_depth = static_cast<int64_t>(queue_.size());
   }
   s.running = running_count_;

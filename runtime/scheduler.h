@@ -10,17 +10,18 @@
 #define APRUNTIME_RUNTIME_SCHEDULER_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "runtime/generation.h"
 #include "runtime/step_engine.h"
 
@@ -95,13 +96,16 @@ class Scheduler {
   void Finish(std::unique_ptr<Entry> e, absl::Status error = absl::OkStatus());
   void Admit(std::vector<std::unique_ptr<Entry>> admitted);
   void DecodeStep();
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasWork() const;  // mu_ held
 
   StepEngine& engine_;
   const SchedulerOptions options_;
   std::function<void(int, double)> step_observer_;
 
-  mutable absl::Mutex mu_;
+  // std::mutex rather than absl::Mutex: Debian's libabsl is not built for ThreadSanitizer,
+  // which then cannot see absl::Mutex's ordering (--config=tsan would report noise).
+  mutable std::mutex mu_;
+  std::condition_variable work_;  // signalled when HasWork() may have become true
   std::deque<std::unique_ptr<Entry>> queue_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<uint64_t> cancelled_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
@@ -110,7 +114,7 @@ class Scheduler {
 
   // Touched only by the thread that calls RunOnce (one at a time).
   std::vector<std::unique_ptr<Entry>> running_;
-  absl::Mutex run_mu_;  // serialises RunOnce against Stop()'s final drain
+  std::mutex run_mu_;  // serialises RunOnce against Stop()'s final drain
 
   std::thread thread_;
   std::atomic<int64_t> steps_{0}, tokens_{0}, finished_{0}, running_count_{0};
