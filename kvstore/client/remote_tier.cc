@@ -1,5 +1,7 @@
 #include "kvstore/client/remote_tier.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -58,16 +60,49 @@ absl::StatusOr<std::unique_ptr<RemoteTier>> RemoteTier::Connect(const RemoteTier
                                      "' there, '", o.ucx.tls, "' here): ", ep.status().message()));
   }
   t->endpoint_ = *std::move(ep);
+  if (o.background_progress) t->progress_ = std::thread([p = t.get()] { p->ProgressLoop(); });
   return t;
 }
 
+bool RemoteTier::ReadsInFlight() const {
+  for (const auto& [id, batch] : reads_) {
+    if (!batch->done()) return true;
+  }
+  return false;
+}
+
+void RemoteTier::ProgressLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](RemoteTier* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return t->stop_progress_ || (t->endpoint_->failed() == UCS_OK && t->ReadsInFlight());
+          },
+          this));
+      if (stop_progress_) return;
+      worker_->Progress();
+    }
+    sched_yield();  // let the caller's thread take the lock between rounds
+  }
+}
+
 RemoteTier::~RemoteTier() {
+  if (progress_.joinable()) {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_progress_ = true;
+    }
+    progress_.join();
+  }
   absl::MutexLock lock(&mu_);
-  endpoint_.reset();  // cancels what is in flight; the batches still referenced go after
+  // Operations still in flight complete (cancelled) when the endpoint closes or, for a
+  // failed endpoint, only when the worker is destroyed: their batches go after both.
+  endpoint_.reset();
+  worker_.reset();
   reads_.clear();
   graveyard_.clear();
   staging_.clear();
-  worker_.reset();
   context_.reset();
 }
 

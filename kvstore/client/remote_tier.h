@@ -13,6 +13,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -38,6 +39,11 @@ struct RemoteTierOptions {
   PeerFailure peer_failure = PeerFailure::kAuto;
   absl::Duration rpc_timeout = absl::Seconds(10);
   absl::Duration data_timeout = absl::Seconds(10);
+  // UCX moves data only while its worker is progressed. Without this, reads advance only
+  // inside this client's calls (ReadDone, WaitRead); with it, a thread progresses the
+  // worker whenever a read is in flight, so a prefetch overlaps the caller's compute.
+  // Costs a core's share while reads are in flight.
+  bool background_progress = false;
 };
 
 class RemoteTier : public TierClient {
@@ -80,6 +86,8 @@ class RemoteTier : public TierClient {
   // Parks a batch that still has operations in flight until the endpoint is closed.
   void Bury(std::unique_ptr<ucx::OpBatch> batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountRpc() { rpcs_.fetch_add(1, std::memory_order_relaxed); }
+  void ProgressLoop();
+  bool ReadsInFlight() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits for `batch`; without UCX peer-failure detection, in slices with a Health check
   // between them, so that a dead node is noticed within about a second.
   absl::Status WaitBatch(ucx::OpBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -99,6 +107,8 @@ class RemoteTier : public TierClient {
   ReadId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   TierClientStats stats_ ABSL_GUARDED_BY(mu_);
   std::atomic<int64_t> rpcs_{0};
+  bool stop_progress_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread progress_;
 };
 
 }  // namespace apr::kvstore

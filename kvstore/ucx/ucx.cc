@@ -200,13 +200,15 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Connect(
 }
 
 Endpoint::~Endpoint() {
-  if (rkey_ != nullptr) ucp_rkey_destroy(rkey_);
+  // Close first (cancelling what is in flight, whose requests may use the key), then drop
+  // the key.
   if (ep_ != nullptr) {
     ucp_request_param_t p = {};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = UCP_EP_CLOSE_FLAG_FORCE;
     WaitRequest(worker_.get(), ucp_ep_close_nbx(ep_, &p), absl::Seconds(5));
   }
+  if (rkey_ != nullptr) ucp_rkey_destroy(rkey_);
 }
 
 void Endpoint::OnError(void* arg, ucp_ep_h, ucs_status_t status) {

@@ -100,7 +100,8 @@ class Worker {
 };
 
 // Completion of a group of non-blocking operations. Must stay alive (and at the same
-// address) until done() or until the endpoint that started them is closed.
+// address) until done(), or until the endpoint that started them is closed and its
+// worker destroyed (UCX completes the operations of a failed endpoint only then).
 class OpBatch {
  public:
   OpBatch() = default;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -91,6 +92,8 @@ TEST_P(UcxTwoProcessTest, GetsPutsAndPeerDeath) {
   const std::string base = ReadString(up[0]);
   ASSERT_FALSE(address.empty()) << "the server child failed to start";
 
+  // Batches with operations in flight when the peer dies must outlive the worker.
+  std::vector<std::unique_ptr<OpBatch>> in_flight;
   auto context = Context::Create(options);
   ASSERT_TRUE(context.ok()) << context.status();
   auto worker = Worker::Create(**context);
@@ -143,10 +146,9 @@ TEST_P(UcxTwoProcessTest, GetsPutsAndPeerDeath) {
   absl::Status last;
   const absl::Time start = absl::Now();
   for (int round = 0; round < 50 && last.ok(); ++round) {
-    OpBatch after;
-    last = (*ep)->Get(back.data(), kSlot, 0, nullptr, &after);
-    if (last.ok()) last = (*ep)->Wait(&after, absl::Seconds(2));
-    if (!after.done()) break;  // keep `after` alive only while done; see below
+    in_flight.push_back(std::make_unique<OpBatch>());
+    last = (*ep)->Get(back.data(), kSlot, 0, nullptr, in_flight.back().get());
+    if (last.ok()) last = (*ep)->Wait(in_flight.back().get(), absl::Seconds(2));
   }
   std::cerr << GetParam() << ": after the server died: " << last << " after "
             << absl::FormatDuration(absl::Now() - start) << "\n";
