@@ -3,9 +3,12 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "grpcpp/grpcpp.h"
 #include "kvstore/block_range.h"
 #include "kvstore/grpc_status.h"
@@ -14,6 +17,23 @@ namespace apr::kvstore {
 namespace {
 
 constexpr int kMaxMessageBytes = 512 << 20;
+
+// Whether a UCX_TLS list (this side's, else the environment's) names only shared-memory
+// and loopback transports.
+bool OnlySharedMemory(std::string tls) {
+  if (tls.empty()) {
+    const char* env = std::getenv("UCX_TLS");
+    if (env == nullptr) return false;
+    tls = env;
+  }
+  for (absl::string_view t : absl::StrSplit(tls, ',')) {
+    if (!absl::ConsumePrefix(&t, "^") && t != "sm" && t != "shm" && t != "posix" && t != "sysv" &&
+        t != "cma" && t != "knem" && t != "xpmem" && t != "self") {
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -45,7 +65,11 @@ absl::StatusOr<std::unique_ptr<RemoteTier>> RemoteTier::Connect(const RemoteTier
   auto worker = ucx::Worker::Create(*t->context_);
   if (!worker.ok()) return worker.status();
   t->worker_ = *std::move(worker);
-  const bool want = o.peer_failure != RemoteTierOptions::PeerFailure::kOff;
+  // kAuto: UCX 1.13's shared-memory transports cannot watch a peer; with a transport list
+  // of only those, do not ask (UCX would log an error for the attempt).
+  const bool want =
+      o.peer_failure == RemoteTierOptions::PeerFailure::kRequire ||
+      (o.peer_failure == RemoteTierOptions::PeerFailure::kAuto && !OnlySharedMemory(o.ucx.tls));
   auto ep = ucx::Endpoint::Connect(*t->worker_, dp.ucx_worker_address(), dp.ucx_rkey(),
                                    dp.base_address(), dp.region_bytes(), want);
   t->peer_failure_detection_ = want;

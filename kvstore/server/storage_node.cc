@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Start(const StorageNod
   std::unique_ptr<StorageNode> node(new StorageNode());
   node->started_ = absl::Now();
   node->node_name_ = o.node_name;
+  node->spin_ = o.progress_spin;
   if (node->node_name_.empty()) {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -187,9 +188,22 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Start(const StorageNod
 }
 
 void StorageNode::ProgressLoop() {
+  // Poll while there is traffic, and for `spin` after the last event (a decode step's
+  // reads come in bursts); then sleep on the worker's event fd.
+  const absl::Duration spin = spin_;
+  absl::Time last_event = absl::Now();
+  int idle = 0;
   while (!stop_progress_.load(std::memory_order_relaxed)) {
-    if (ucx_worker_->Progress() != 0) continue;
+    if (ucx_worker_->Progress() != 0) {
+      idle = 0;
+      continue;
+    }
+    if (++idle % 64 != 0) continue;
+    const absl::Time now = absl::Now();
+    if (idle == 64) last_event = now;
+    if (now - last_event < spin) continue;
     ucx_worker_->WaitForEvents(absl::Milliseconds(50));
+    idle = 0;
   }
 }
 

@@ -30,6 +30,11 @@ struct StorageNodeOptions {
   ucx::ContextOptions ucx;
   // For logs and Health; empty: the host name.
   std::string node_name;
+  // How long the progress thread keeps polling after the last UCX event before it sleeps
+  // on the worker's event fd. Transports that emulate one-sided reads with messages (TCP,
+  // shared memory in UCX 1.13) need the node's CPU for every read; polling spares them a
+  // wake-up each. RDMA reads do not involve the node's CPU at all.
+  absl::Duration progress_spin = absl::Microseconds(500);
 };
 
 class StorageNode {
@@ -54,6 +59,7 @@ class StorageNode {
   void ProgressLoop();
 
   std::string node_name_;
+  absl::Duration spin_;
   absl::Time started_;
   std::unique_ptr<BlockStore> store_;
   std::unique_ptr<ucx::Context> ucx_context_;

@@ -38,6 +38,8 @@ ABSL_FLAG(std::string, ucx_net_devices, "",
           "default.");
 ABSL_FLAG(std::string, node_name, "", "Name in logs and Health; empty: the host name.");
 ABSL_FLAG(bool, populate, true, "Fault the whole pool in at start (no page faults later).");
+ABSL_FLAG(absl::Duration, progress_spin, absl::Microseconds(500),
+          "How long the UCX progress thread polls after the last event before it sleeps.");
 
 namespace apr::kvstore {
 namespace {
@@ -78,6 +80,7 @@ absl::StatusOr<StorageNodeOptions> OptionsFromFlags() {
   o.ucx.tls = absl::GetFlag(FLAGS_ucx_tls);
   o.ucx.net_devices = absl::GetFlag(FLAGS_ucx_net_devices);
   o.node_name = absl::GetFlag(FLAGS_node_name);
+  o.progress_spin = absl::GetFlag(FLAGS_progress_spin);
   return o;
 }
 
