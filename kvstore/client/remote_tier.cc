@@ -264,6 +264,13 @@ absl::Status RemoteTier::RegisterStaging(void* address, size_t length) {
   return absl::OkStatus();
 }
 
+void RemoteTier::UnregisterStaging(void* address) {
+  absl::MutexLock lock(&mu_);
+  staging_.erase(std::remove_if(staging_.begin(), staging_.end(),
+                                [&](const auto& m) { return m->address() == address; }),
+                 staging_.end());
+}
+
 ucp_mem_h RemoteTier::StagingHandle(const void* p, size_t n) const {
   const auto* b = static_cast<const std::byte*>(p);
   for (const auto& m : staging_) {

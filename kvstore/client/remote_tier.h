@@ -56,6 +56,8 @@ class RemoteTier : public TierClient {
   // Registers host memory that reads land in (staging buffers), so that gets into it
   // skip UCX's registration cache; on RDMA it makes them zero-copy.
   absl::Status RegisterStaging(void* address, size_t length);
+  // Drops the registration made for `address` (before that memory is freed).
+  void UnregisterStaging(void* address);
   // Whether UCX watches the node for failure (see RemoteTierOptions::peer_failure).
   bool peer_failure_detection() const { return peer_failure_detection_; }
   absl::StatusOr<v1::HealthResponse> Health();
