@@ -299,7 +299,7 @@ absl::StatusOr<ReadId> RemoteTier::StartRead(absl::Span<const uint32_t> slots,
     }
   }
   absl::Status status;
-  ReadId id;
+  ReadId id = 0;
   {
     absl::MutexLock lock(&mu_);
     auto batch = std::make_unique<ucx::OpBatch>();
