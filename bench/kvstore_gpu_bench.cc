@@ -195,6 +195,7 @@ class SelectionModel {
     std::vector<int64_t>& s = sets_[t];
     const int n = static_cast<int>(std::lround(churn * predicted_));
     const int64_t lo = kSinkBlocks, hi = blocks_ - kLocalBlocks;
+    if (hi - lo <= predicted_) return;  // every candidate is selected: nothing can change
     for (int i = 0; i < n; ++i) {
       const size_t victim = rng_() % s.size();
       for (;;) {
@@ -374,6 +375,10 @@ absl::StatusOr<Result> RunSparse(Shared& sh, const Config& c, kvstore::RemoteTie
   const int per_list = kSinkBlocks + absl::GetFlag(FLAGS_predicted_blocks) + kLocalBlocks;
   const int cache = absl::GetFlag(FLAGS_cache_blocks);
   if (cache < per_list) return absl::InvalidArgumentError("--cache_blocks below the selection");
+  if (nb < per_list) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a context of ", c.ctx, " tokens is shorter than the selection"));
+  }
   const int64_t tier_blocks = remote != nullptr ? remote_blocks : sh.pool_blocks;
   auto tier_slot = [&](int64_t t, int64_t blk) {
     return static_cast<uint32_t>((t * nb + blk) % tier_blocks);

@@ -65,7 +65,10 @@ class GpuBlockFetcher {
   // Starts copying tier slot `tier_slots[i]` to GPU slot `gpu_slots[i]`. Local mode
   // enqueues the kernel before returning; remote mode hands the job to the fetch thread.
   // The copy stream first waits for `after` (may be null): the event after which the
-  // destination slots are free (the attention that last read them).
+  // destination slots are free (the attention that last read them). In remote mode the
+  // fetch thread enqueues that wait later, so `after` must not be recorded again until
+  // StreamWait() or Wait() has returned for this job (the decode step's order gives that:
+  // layer l's next attention, which re-records it, waits for this job first).
   absl::StatusOr<std::shared_ptr<GpuFetchJob>> Start(std::vector<uint32_t> tier_slots,
                                                      std::vector<uint32_t> gpu_slots,
                                                      cudaEvent_t after = nullptr);
