@@ -33,7 +33,8 @@
 
 ABSL_FLAG(std::string, storage_node, "kvstore/storage_node",
           "Path of the storage_node binary (the default works under bazel run).");
-ABSL_FLAG(std::string, transports, "tcp,sm", "UCX_TLS values to compare, comma-separated.");
+ABSL_FLAG(std::string, transports, "tcp;sm",
+          "UCX_TLS values to compare, separated by ';' (each may be a list: \"cma,sysv;tcp\").");
 ABSL_FLAG(std::string, block_kib, "2,8,64", "Block sizes in KiB, comma-separated.");
 ABSL_FLAG(int64_t, pool_mib, 512, "Storage-node pool size in MiB (every slot is written).");
 ABSL_FLAG(int64_t, read_mib, 1024, "MiB to read per measurement.");
@@ -170,7 +171,7 @@ double LocalMemcpy(int64_t block_bytes) {
 }
 
 int Main() {
-  std::vector<std::string> transports = absl::StrSplit(absl::GetFlag(FLAGS_transports), ',');
+  std::vector<std::string> transports = absl::StrSplit(absl::GetFlag(FLAGS_transports), ';');
   std::vector<int64_t> sizes;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_block_kib), ',')) {
     int64_t k = 0;

@@ -44,8 +44,15 @@ absl::StatusOr<std::unique_ptr<StorageNodeProcess>> StorageNodeProcess::Start(
   p->pid_ = pid;
   p->stdout_fd_ = out[0];
   const absl::Time deadline = absl::Now() + ready_timeout;
+  // Other lines may come first (UCX logs to stdout at UCX_LOG_LEVEL=info and above).
   std::string text;
-  while (text.find('\n') == std::string::npos) {
+  auto ready_at = [&text]() -> size_t {
+    size_t at = text.rfind("storage_node ready", 0) == 0 ? 0 : text.find("\nstorage_node ready");
+    if (at == std::string::npos) return at;
+    if (at != 0) ++at;
+    return text.find('\n', at) == std::string::npos ? std::string::npos : at;
+  };
+  while (ready_at() == std::string::npos) {
     const int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
     pollfd pf = {out[0], POLLIN, 0};
     if (left <= 0 || poll(&pf, 1, static_cast<int>(left)) <= 0) {
@@ -65,10 +72,11 @@ absl::StatusOr<std::unique_ptr<StorageNodeProcess>> StorageNodeProcess::Start(
     }
     text.append(buf, n);
   }
-  p->ready_line_ = text.substr(0, text.find('\n'));
+  const size_t line = ready_at();
+  p->ready_line_ = text.substr(line, text.find('\n', line) - line);
   const size_t at = p->ready_line_.find("grpc_port=");
-  if (p->ready_line_.rfind("storage_node ready", 0) != 0 || at == std::string::npos) {
-    return absl::InternalError(absl::StrCat("unexpected first line: ", p->ready_line_));
+  if (at == std::string::npos) {
+    return absl::InternalError(absl::StrCat("no port in the ready line: ", p->ready_line_));
   }
   const std::string rest = p->ready_line_.substr(at + 10);
   if (!absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &p->port_) || p->port_ <= 0) {
