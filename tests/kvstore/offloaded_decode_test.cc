@@ -244,6 +244,11 @@ TEST_F(OffloadedDecodeTest, StorageNodeOverSharedMemorySameTokens) {
   auto seq = decoder_->NewOffloadedSequence(off->get(), &sparse);
   ASSERT_TRUE(seq.ok());
   ExpectSame(*sparse_ref_, Decode(*decoder_, **seq), "UCX shared memory, sparse, cache");
+  const TierKvOffloadStats st = (*off)->stats();
+  std::cerr << "sm sparse cache+prefetch: requested " << st.blocks_requested << ", hits "
+            << st.cache_hits << ", fetched " << st.blocks_fetched << " (prefetched "
+            << st.prefetched_blocks << ", late " << st.late_blocks << "), prefetch waits "
+            << st.prefetch_waits << ", stalls " << st.stalls << "\n";
   ASSERT_TRUE((*off)->Close().ok());
 }
 
