@@ -45,7 +45,7 @@ fi
 echo >> $MD
 
 stamp "UCX get/put bench (storage node on 127.0.0.1)"
-UCX_ARGS=(--storage_node=$APR_STORAGE_NODE '--transports=tcp;sm' --block_kib=2,8,64)
+UCX_ARGS=(--storage_node=$APR_STORAGE_NODE '--transports=tcp;sm' --block_kib=2,8,64 --read_mib=256 --repeats=3)
 [ $QUICK = 1 ] && UCX_ARGS+=(--pool_mib=128 --read_mib=128 --repeats=1)
 echo "Command: \`kvstore_ucx_bench ${UCX_ARGS[*]}\`" >> $MD
 echo >> $MD
