@@ -1,0 +1,301 @@
+#include "runtime/cuda/block_rules.h"
+#include "runtime/cuda/device_utils.cuh"
+#include "runtime/cuda/paged_decode_attention.h"
+
+namespace apr::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+
+// Reduces v over the lanes whose ids differ only in bits [lo, hi) (xor butterfly).
+template <int kLo, int kHi>
+__device__ __forceinline__ float XorSum(float v) {
+#pragma unroll
+  for (int o = kLo; o < kHi; o *= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+template <int kLo, int kHi>
+__device__ __forceinline__ float XorMax(float v) {
+#pragma unroll
+  for (int o = kLo; o < kHi; o *= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// One CTA per (split, KV head, sequence); each warp takes whole 16-token blocks of the
+// split's range in turn and keeps its own online-softmax state for the group's G query
+// heads; the CTA merges its warps and writes one partial result per query head.
+//
+// Lanes in a warp: kLpt = HD / 8 lanes cover one token row with a 16-byte load each
+// (8 dims: c = lane % kLpt); the kTg = 32 / kLpt lane groups take kTpl = 16 / kTg
+// consecutive tokens of the block each. A block's K rows are thus read as kTg contiguous
+// row segments per instruction, V likewise, and each lane does G * 8 multiply-adds per
+// token for the scores and for the output.
+template <int HD, int G>
+__global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArgs a) {
+  constexpr int kLpt = HD / 8, kTg = 32 / kLpt, kTpl = kBlockTokens / kTg;
+  const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int c = lane % kLpt, tg = lane / kLpt;
+  const int nkv = a.num_kv_heads, nh = a.num_heads;
+  const int row = b * nkv + g;
+  const int len = a.context_lens[b];
+  const int count = a.lists.counts != nullptr ? a.lists.counts[row] : -1;
+  const bool dense = count < 0;
+  const int n = dense ? NumBlocks(len) : count;
+  const int per = SplitSize(n, a.splits);
+  const int e0 = split * per, e1 = min(n, e0 + per);
+  if (e0 >= e1) return;  // the whole CTA: no barrier is skipped by part of it
+
+  __shared__ float s_m[kWarps][G], s_l[kWarps][G];
+  __shared__ float s_o[kWarps][G][HD];
+
+  float q[G][8];
+  const float qscale = a.scale * kLog2e;  // logits in log2 units: exp2 below
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+    const float* qp = a.q + (static_cast<int64_t>(b) * nh + g * G + gi) * HD + c * 8;
+    const float4 lo = *reinterpret_cast<const float4*>(qp);
+    const float4 hi = *reinterpret_cast<const float4*>(qp + 4);
+    q[gi][0] = lo.x * qscale; q[gi][1] = lo.y * qscale; q[gi][2] = lo.z * qscale;
+    q[gi][3] = lo.w * qscale; q[gi][4] = hi.x * qscale; q[gi][5] = hi.y * qscale;
+    q[gi][6] = hi.z * qscale; q[gi][7] = hi.w * qscale;
+  }
+
+  float m[G], l[G], o[G][8];
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+    m[gi] = -INFINITY;
+    l[gi] = 0.f;
+#pragma unroll
+    for (int d = 0; d < 8; ++d) o[gi][d] = 0.f;
+  }
+
+  const int64_t table_row = dense ? static_cast<int64_t>(a.seq_slots[b]) * a.table.table_stride : 0;
+  const int64_t list_row = static_cast<int64_t>(row) * a.lists.stride;
+  const int slot_add = a.layer * nkv + g;
+  constexpr int64_t kSlotElems = 2 * kBlockTokens * HD;
+
+  for (int e = e0 + warp; e < e1; e += kWarps) {
+    int lb;
+    int64_t slot;
+    if (dense) {
+      lb = e;
+      slot = static_cast<int64_t>(a.table.group_table[table_row + e]) * a.table.slots_per_group +
+             slot_add;
+    } else {
+      lb = a.lists.blocks[list_row + e];
+      slot = a.lists.slots[list_row + e];
+    }
+    const int valid = min(kBlockTokens, len - lb * kBlockTokens);
+    if (valid <= 0) continue;  // a block past the end: nothing to attend (defensive)
+    const bf16* base = a.pool + slot * kSlotElems + c * 8;
+    uint4 kr[kTpl], vr[kTpl];
+#pragma unroll
+    for (int i = 0; i < kTpl; ++i) {
+      const int t = tg * kTpl + i;
+      if (t < valid) {
+        kr[i] = LoadStreaming(base + t * HD);
+        vr[i] = LoadStreaming(base + (kBlockTokens + t) * HD);
+      } else {
+        kr[i] = make_uint4(0, 0, 0, 0);
+        vr[i] = make_uint4(0, 0, 0, 0);
+      }
+    }
+    float sc[kTpl][G];
+#pragma unroll
+    for (int i = 0; i < kTpl; ++i) {
+      float kf[8];
+      Bf16x8ToFloat(kr[i], kf);
+#pragma unroll
+      for (int gi = 0; gi < G; ++gi) {
+        float dot = 0.f;
+#pragma unroll
+        for (int d = 0; d < 8; ++d) dot = fmaf(q[gi][d], kf[d], dot);
+        sc[i][gi] = XorSum<1, kLpt>(dot);
+      }
+    }
+    float bm[G];
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int i = 0; i < kTpl; ++i) {
+        if (tg * kTpl + i >= valid) sc[i][gi] = -INFINITY;
+        mx = fmaxf(mx, sc[i][gi]);
+      }
+      bm[gi] = XorMax<kLpt, 32>(mx);
+    }
+    if (a.block_max != nullptr && lane == 0) {
+      float* out = a.block_max + (static_cast<int64_t>(row) * a.score_stride + e) * G;
+#pragma unroll
+      for (int gi = 0; gi < G; ++gi) out[gi] = bm[gi];
+    }
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+      const float mn = fmaxf(m[gi], bm[gi]);
+      const float alpha = exp2f(m[gi] - mn);
+      m[gi] = mn;
+      l[gi] *= alpha;
+#pragma unroll
+      for (int d = 0; d < 8; ++d) o[gi][d] *= alpha;
+    }
+#pragma unroll
+    for (int i = 0; i < kTpl; ++i) {
+      float vf[8];
+      Bf16x8ToFloat(vr[i], vf);
+#pragma unroll
+      for (int gi = 0; gi < G; ++gi) {
+        const float p = exp2f(sc[i][gi] - m[gi]);
+        l[gi] += p;
+#pragma unroll
+        for (int d = 0; d < 8; ++d) o[gi][d] = fmaf(p, vf[d], o[gi][d]);
+      }
+    }
+  }
+
+  // Merge the lane groups (they share m; l and o are partial over their tokens).
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+    l[gi] = XorSum<kLpt, 32>(l[gi]);
+#pragma unroll
+    for (int d = 0; d < 8; ++d) o[gi][d] = XorSum<kLpt, 32>(o[gi][d]);
+  }
+  if (tg == 0) {
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+#pragma unroll
+      for (int d = 0; d < 8; ++d) s_o[warp][gi][c * 8 + d] = o[gi][d];
+      if (lane == 0) {
+        s_m[warp][gi] = m[gi];
+        s_l[warp][gi] = l[gi];
+      }
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * HD; idx += kWarps * 32) {
+    const int gi = idx / HD, d = idx % HD;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w][gi]);
+    float acc = 0.f, sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = s_m[w][gi] == -INFINITY ? 0.f : exp2f(s_m[w][gi] - mx);
+      acc += f * s_o[w][gi][d];
+      sum += f * s_l[w][gi];
+    }
+    const int64_t ph = (static_cast<int64_t>(b) * nh + g * G + gi) * a.splits + split;
+    a.part_o[ph * HD + d] = acc;
+    if (d == 0) {
+      a.part_ml[ph * 2] = mx;
+      a.part_ml[ph * 2 + 1] = sum;
+    }
+  }
+}
+
+// One CTA per (KV head, sequence): merges the splits of the group's query heads, writes
+// the bf16 output, turns block maxima into probabilities and updates the history row.
+template <int G>
+__global__ void CombineKernel(const PagedDecodeArgs a) {
+  const int g = blockIdx.x, b = blockIdx.y;
+  const int nkv = a.num_kv_heads, nh = a.num_heads, hd = a.head_dim;
+  const int row = b * nkv + g;
+  const int len = a.context_lens[b];
+  const int count = a.lists.counts != nullptr ? a.lists.counts[row] : -1;
+  const bool dense = count < 0;
+  const int n = dense ? NumBlocks(len) : count;
+  const int used = UsedSplits(n, a.splits);
+  __shared__ float s_mx[G], s_inv[G];
+  if (threadIdx.x < G) {
+    const int gi = threadIdx.x;
+    const float* ml = a.part_ml + (static_cast<int64_t>(b) * nh + g * G + gi) * a.splits * 2;
+    float mx = -INFINITY;
+    for (int s = 0; s < used; ++s) mx = fmaxf(mx, ml[2 * s]);
+    float sum = 0.f;
+    for (int s = 0; s < used; ++s) sum += ml[2 * s + 1] * exp2f(ml[2 * s] - mx);
+    s_mx[gi] = mx;
+    s_inv[gi] = 1.f / sum;
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) {
+    const int gi = idx / hd, d = idx % hd;
+    const int64_t ph = (static_cast<int64_t>(b) * nh + g * G + gi) * a.splits;
+    const float mx = s_mx[gi];
+    float acc = 0.f;
+    for (int s = 0; s < used; ++s)
+      acc += a.part_o[(ph + s) * hd + d] * exp2f(a.part_ml[(ph + s) * 2] - mx);
+    a.out[static_cast<int64_t>(b) * nh * hd + (g * G + gi) * hd + d] =
+        __float2bfloat16_rn(acc * s_inv[gi]);
+  }
+  if (a.block_max == nullptr) return;
+  float* hrow = nullptr;
+  if (a.history != nullptr) {
+    hrow = a.history +
+           ((static_cast<int64_t>(a.seq_slots[b]) * a.history_layers + a.layer) * nkv + g) *
+               a.history_rows * a.history_cols +
+           static_cast<int64_t>(a.history_row[b]) * a.history_cols;
+    const int nb = NumBlocks(len);
+    for (int j = threadIdx.x; j < nb; j += blockDim.x) hrow[j] = 0.f;
+    __syncthreads();
+  }
+  const int64_t list_row = static_cast<int64_t>(row) * a.lists.stride;
+  for (int e = threadIdx.x; e < n; e += blockDim.x) {
+    const float* bm = a.block_max + (static_cast<int64_t>(row) * a.score_stride + e) * G;
+    float pmax = 0.f;
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+      const float p = exp2f(bm[gi] - s_mx[gi]) * s_inv[gi];
+      if (a.block_probs != nullptr)
+        a.block_probs[(static_cast<int64_t>(row) * a.score_stride + e) * G + gi] = p;
+      pmax = fmaxf(pmax, p);
+    }
+    if (hrow != nullptr) hrow[dense ? e : a.lists.blocks[list_row + e]] = pmax;
+  }
+}
+
+template <int HD, int G>
+cudaError_t Launch(const PagedDecodeArgs& a, cudaStream_t stream) {
+  const dim3 grid(a.splits, a.num_kv_heads, a.batch);
+  DecodeKernel<HD, G><<<grid, kWarps * 32, 0, stream>>>(a);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  CombineKernel<G><<<dim3(a.num_kv_heads, a.batch), 128, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+template <int HD>
+cudaError_t DispatchGroup(const PagedDecodeArgs& a, int group, cudaStream_t stream) {
+  switch (group) {
+    case 1: return Launch<HD, 1>(a, stream);
+    case 2: return Launch<HD, 2>(a, stream);
+    case 3: return Launch<HD, 3>(a, stream);
+    case 4: return Launch<HD, 4>(a, stream);
+    case 8:
+      if constexpr (HD <= 64) return Launch<HD, 8>(a, stream);
+      return cudaErrorInvalidValue;
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace
+
+bool PagedDecodeSupported(int head_dim, int group) {
+  const bool hd_ok = head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
+  const bool g_ok = (group >= 1 && group <= 4) || (group == 8 && head_dim <= 64);
+  return hd_ok && g_ok;
+}
+
+cudaError_t LaunchPagedDecodeAttention(const PagedDecodeArgs& a, cudaStream_t stream) {
+  if (a.batch == 0) return cudaSuccess;
+  const int group = a.num_heads / a.num_kv_heads;
+  if (!PagedDecodeSupported(a.head_dim, group) || a.splits < 1) return cudaErrorInvalidValue;
+  if (a.history != nullptr && a.block_max == nullptr) return cudaErrorInvalidValue;
+  switch (a.head_dim) {
+    case 16: return DispatchGroup<16>(a, group, stream);
+    case 32: return DispatchGroup<32>(a, group, stream);
+    case 64: return DispatchGroup<64>(a, group, stream);
+    case 128: return DispatchGroup<128>(a, group, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace apr::cuda

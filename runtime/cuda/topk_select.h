@@ -1,0 +1,66 @@
+// Block selection on the GPU: top-k of the predictor's scores per (sequence, layer, KV
+// head), then the per-step block lists [sink, selected, local window] with their slots.
+//
+// Rules (block_rules.h; docs/CUDA.md): the k highest scores win; equal scores are broken
+// towards the lower block index; -0.0 equals +0.0; a NaN score ranks below every number.
+// The selection is written ascending by block id. Where no prediction is needed every
+// candidate is selected.
+#ifndef APRUNTIME_RUNTIME_CUDA_TOPK_SELECT_H_
+#define APRUNTIME_RUNTIME_CUDA_TOPK_SELECT_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "runtime/cuda/paged_decode_attention.h"
+#include "runtime/cuda/rope_append.h"
+
+namespace apr::cuda {
+
+// Per sequence slot, the selection made for its next step:
+// [sequence slots][num_layers][kv_heads][stride] block ids, a count and the context
+// length it was made for.
+struct Selection {
+  int32_t* blocks = nullptr;
+  int32_t* counts = nullptr;  // [sequence slots][num_layers][kv_heads]
+  int32_t* lens = nullptr;    // [sequence slots]
+  int num_layers = 0, kv_heads = 0, stride = 0;  // stride >= max(k, 2)
+};
+
+struct TopkArgs {
+  int batch = 0;
+  int num_layers = 0, num_kv_heads = 0;  // the predicted layers, as in PredictorCnnArgs
+  const int32_t* next_lens = nullptr;    // [batch]
+  const int32_t* seq_slots = nullptr;    // [batch]
+  const float* scores = nullptr;         // [batch][num_layers][kv_heads][score_cols]
+  int score_cols = 0;
+  int k_blocks = 0;
+  Selection out;
+};
+
+// Candidates per image are limited to kTopkMaxCandidates (128K tokens of context).
+constexpr int kTopkMaxCandidates = 8192;
+cudaError_t LaunchTopkSelect(const TopkArgs& a, cudaStream_t stream);
+
+struct BuildListsArgs {
+  int batch = 0;
+  int first_layer = 0, num_layers = 0, num_kv_heads = 0;  // the sparse layers
+  const int32_t* context_lens = nullptr;  // [batch] this step's lengths
+  const int32_t* seq_slots = nullptr;     // [batch]
+  const int32_t* dense = nullptr;         // [batch] nonzero: full attention (calibration); may be null
+  Selection sel;                          // must have been made for context_lens
+  SlotTable table;                        // resolves block ids to slots (resident pool)
+  // Output, per sparse layer li: lists at counts/blocks/slots + li * layer_stride (counts:
+  // + li * batch * kv_heads), BlockLists layout.
+  int32_t* counts = nullptr;
+  int32_t* blocks = nullptr;
+  int32_t* slots = nullptr;
+  int list_stride = 0;
+  int32_t* error = nullptr;  // set to 1 when a selection was made for another length
+};
+
+cudaError_t LaunchBuildLists(const BuildListsArgs& a, cudaStream_t stream);
+
+}  // namespace apr::cuda
+
+#endif  // APRUNTIME_RUNTIME_CUDA_TOPK_SELECT_H_
