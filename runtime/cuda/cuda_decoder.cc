@@ -148,7 +148,7 @@ absl::Status CudaDecoder::Init() {
       return absl::InvalidArgumentError("sparse attention needs the predictor's weights");
     if (opt_.sparse.dense_layers < 0 || opt_.sparse.dense_layers >= L)
       return absl::InvalidArgumentError("sparse.dense_layers must be in [0, num_hidden_layers)");
-    if (max_blocks_ > kTopkMaxCandidates)
+    if (NumCandidates(opt_.max_context + 1) > kTopkMaxCandidates)
       return absl::UnimplementedError(absl::StrCat("sparse attention supports contexts up to ",
                                                    kTopkMaxCandidates * kBlockTokens, " tokens"));
     if (PredictedBlocks(opt_.sparse.budget_tokens) < 1)
@@ -405,6 +405,7 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols) {
   tk.k_blocks = pc.k_blocks;
   tk.out = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(), nkv,
                      sel_stride_};
+  tk.error = error_flag_.get();
   APR_CUDA_RETURN_IF_ERROR(LaunchTopkSelect(tk, stream_));
   return absl::OkStatus();
 }
@@ -740,6 +741,17 @@ absl::Status CudaDecoder::SetSparse(const SparseOptions& sparse) {
     return absl::InvalidArgumentError("dense_layers is fixed when the decoder is created");
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.sparse = sparse;
+  for (auto& [key, g] : graphs_) {
+    cudaGraphExecDestroy(g.exec);
+    cudaGraphDestroy(g.graph);
+  }
+  graphs_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::SetUseGemv(bool use_gemv) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.use_gemv = use_gemv;
   for (auto& [key, g] : graphs_) {
     cudaGraphExecDestroy(g.exec);
     cudaGraphDestroy(g.graph);

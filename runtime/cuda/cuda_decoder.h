@@ -75,6 +75,8 @@ class CudaDecoder : public Decoder {
   // sparse off have no history and cannot switch it on).
   absl::Status SetSparse(const SparseOptions& sparse);
   const SparseOptions& sparse() const { return opt_.sparse; }
+  // Decode projections through the custom GEMV (true) or cuBLAS (false).
+  absl::Status SetUseGemv(bool use_gemv);
   // Gives `seq` (empty) `len` tokens of context without running the model: its blocks keep
   // whatever the pool holds (FillPoolRandom), its history rows are random, and the
   // predictor selects its first blocks. For the benchmark.

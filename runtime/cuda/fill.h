@@ -19,6 +19,10 @@ cudaError_t FillUniformF32(float* x, int64_t n, uint64_t seed, float scale, floa
 cudaError_t FillF32(float* x, int64_t n, float value, cudaStream_t stream);
 cudaError_t FillBf16Bits(__nv_bfloat16* x, int64_t n, uint16_t bits, cudaStream_t stream);
 
+// Reads `bytes` (a multiple of 16) once with 16-byte streaming loads and folds them into
+// *sink: the read-bandwidth probe of the benchmark.
+cudaError_t ReadAll(const void* p, int64_t bytes, unsigned* sink, cudaStream_t stream);
+
 }  // namespace apr::cuda
 
 #endif  // APRUNTIME_RUNTIME_CUDA_FILL_H_

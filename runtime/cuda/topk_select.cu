@@ -60,6 +60,13 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
     if (threadIdx.x == 0) a.out.counts[img] = n;
     return;
   }
+  if (n > kTopkMaxCandidates || n > a.score_cols) {
+    if (threadIdx.x == 0) {
+      a.out.counts[img] = 0;
+      if (a.error != nullptr) atomicExch(a.error, 1);
+    }
+    return;
+  }
   const float* sc = a.scores + ((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads +
                                 g) * a.score_cols;
   for (int i = threadIdx.x; i < n; i += kThreads) keys[i] = OrderKey(sc[i]);
@@ -153,8 +160,7 @@ __global__ void BuildListsKernel(const BuildListsArgs a) {
 
 cudaError_t LaunchTopkSelect(const TopkArgs& a, cudaStream_t stream) {
   if (a.batch == 0 || a.num_layers == 0) return cudaSuccess;
-  if (a.out.stride < (a.k_blocks > 2 ? a.k_blocks : 2) || a.score_cols > kTopkMaxCandidates)
-    return cudaErrorInvalidValue;
+  if (a.out.stride < (a.k_blocks > 2 ? a.k_blocks : 2)) return cudaErrorInvalidValue;
   TopkKernel<<<dim3(a.num_layers * a.num_kv_heads, a.batch), kThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }

@@ -36,10 +36,12 @@ struct TopkArgs {
   int score_cols = 0;
   int k_blocks = 0;
   Selection out;
+  int32_t* error = nullptr;
 };
 
-// Candidates per image are limited to kTopkMaxCandidates (128K tokens of context).
-constexpr int kTopkMaxCandidates = 8192;
+// Candidates per image are limited to kTopkMaxCandidates (139K tokens of context); an
+// image with more sets *error (when given) and selects nothing.
+constexpr int kTopkMaxCandidates = 8704;
 cudaError_t LaunchTopkSelect(const TopkArgs& a, cudaStream_t stream);
 
 struct BuildListsArgs {
