@@ -245,7 +245,7 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
     int sms = 0;
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
     for (bool sparse : {false, true}) {
-      for (int splits : {0, 32, 128}) {
+      for (int splits : {0, 16, 32, 64, 128}) {
         PagedDecodeArgs a;
         a.batch = batch;
         a.num_heads = nh;
@@ -280,7 +280,8 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
 struct Row {
   int context, batch;
   std::string mode;
-  double step_ms = 0, wall_ms = 0, floor_ms = 0, predictor_ms = -1, kv_gb = 0;
+  double step_ms = 0, wall_ms = 0, floor_ms = 0, predictor_ms = -1, predictor_full_ms = -1,
+         kv_gb = 0;
   std::string note;
 };
 
@@ -314,7 +315,7 @@ void TimeSteps(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, int ste
   *wall_ms = Median(wall);
 }
 
-double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps) {
+double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps, bool incremental) {
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
@@ -322,7 +323,7 @@ double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps) {
   for (int i = 0; i < reps + 2; ++i) {
     CHECK_OK(d.Synchronize());
     cudaEventRecord(e0, d.stream());
-    CHECK_OK(d.PredictAsync(seqs));
+    CHECK_OK(d.PredictAsync(seqs, /*advance_window=*/incremental));
     cudaEventRecord(e1, d.stream());
     CHECK_OK(d.Synchronize());
     float ms;
@@ -350,7 +351,7 @@ int Main() {
               read_gbps, copy_gbps);
 
   // Room for the longest context plus every step the rows below append.
-  const int modes = 2 + static_cast<int>(budgets.size()) + 2;
+  const int modes = 3 + static_cast<int>(budgets.size()) + 3;
   const int margin = (warmup + steps + 4) * modes + 64;
   const int max_ctx = *std::max_element(contexts.begin(), contexts.end());
   const ModelConfig cfg = Llama31_8B(max_ctx + margin);
@@ -401,8 +402,8 @@ int Main() {
         seqs.push_back(owned.back().get());
         CHECK_OK(d.FillRandomContext(*owned.back(), ctx, 500 + b));
       }
-      auto add = [&](const std::string& mode, double kv_bytes, double pred_ms, bool sparse,
-                     int budget, int cal) {
+      auto add = [&](const std::string& mode, double kv_bytes, double pred_ms, double pred_full_ms,
+                     bool sparse, int budget, int cal) {
         SparseOptions s = d.sparse();
         s.enabled = sparse;
         s.budget_tokens = budget;
@@ -417,6 +418,7 @@ int Main() {
         r.kv_gb = kv_bytes / 1e9;
         r.floor_ms = (weight_bytes + kv_bytes) / (read_gbps * 1e6);
         r.predictor_ms = pred_ms;
+        r.predictor_full_ms = pred_full_ms;
         std::printf("ctx %6d batch %d %-22s step %8.3f ms (wall %8.3f)  floor %8.3f ms  x%.2f%s\n",
                     ctx, batch, mode.c_str(), r.step_ms, r.wall_ms, r.floor_ms,
                     r.step_ms / r.floor_ms,
@@ -427,10 +429,13 @@ int Main() {
         rows.push_back(r);
       };
       const double dense_kv = double(batch) * ctx * token_kv_bytes;
-      add("dense", dense_kv, -1, false, o.sparse.budget_tokens, 0);
+      add("dense", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
       if (absl::GetFlag(FLAGS_cublas_rows)) {
+        CHECK_OK(d.SetUsePdl(false));
+        add("dense, GEMV without PDL", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+        CHECK_OK(d.SetUsePdl(true));
         CHECK_OK(d.SetUseGemv(false));
-        add("dense, cuBLAS proj.", dense_kv, -1, false, o.sparse.budget_tokens, 0);
+        add("dense, cuBLAS proj.", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
         CHECK_OK(d.SetUseGemv(true));
       }
       for (int budget : budgets) {
@@ -439,14 +444,22 @@ int Main() {
         s.budget_tokens = budget;
         s.calibration_step = 0;
         CHECK_OK(d.SetSparse(s));
-        const double pred = TimePredictor(d, seqs, 10);
+        const double pred_full = TimePredictor(d, seqs, 10, false);
+        const double pred = TimePredictor(d, seqs, 10, true);
         const int k = PredictedBlocks(budget);
         const double sparse_kv =
             double(batch) * ListLength(ctx, k) * kBlockTokens * token_kv_bytes;
-        add(absl::StrCat("sparse ", budget), sparse_kv, pred, true, budget, 0);
+        add(absl::StrCat("sparse ", budget), sparse_kv, pred, pred_full, true, budget, 0);
+        if (budget == budgets[0]) {
+          CHECK_OK(d.SetIncrementalPredictor(false));
+          add(absl::StrCat("sparse ", budget, ", full CNN"), sparse_kv, pred_full, pred_full, true,
+              budget, 0);
+          CHECK_OK(d.SetIncrementalPredictor(true));
+        }
       }
       // A calibration step: all blocks attended, the history gets the full row.
-      add("calibration (dense+hist)", dense_kv, -1, true, budgets.empty() ? 1024 : budgets[0], 1);
+      add("calibration (dense+hist)", dense_kv, -1, -1, true, budgets.empty() ? 1024 : budgets[0],
+          1);
       owned.clear();
     }
   }
@@ -456,19 +469,20 @@ int Main() {
       "step %.2f GB\n\n",
       prop.name, prop.multiProcessorCount, read_gbps, copy_gbps, weight_bytes / 1e9);
   table += "| context | batch | attention | KV read (GB) | step (ms) | floor (ms) | step/floor | "
-           "predictor (ms, % of step) | tokens/s (wall) |\n";
-  table += "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+           "predictor in step (ms, % of step) | predictor, full CNN (ms) | tokens/s (wall) |\n";
+  table += "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const Row& r : rows) {
     if (!r.note.empty()) {
-      table += absl::StrFormat("| %d | %d | %s | | | | | | |\n", r.context, r.batch, r.note);
+      table += absl::StrFormat("| %d | %d | %s | | | | | | | |\n", r.context, r.batch, r.note);
       continue;
     }
     table += absl::StrFormat(
-        "| %d | %d | %s | %.3f | %.3f | %.3f | %.2f | %s | %.0f |\n", r.context, r.batch, r.mode,
-        r.kv_gb, r.step_ms, r.floor_ms, r.step_ms / r.floor_ms,
+        "| %d | %d | %s | %.3f | %.3f | %.3f | %.2f | %s | %s | %.0f |\n", r.context, r.batch,
+        r.mode, r.kv_gb, r.step_ms, r.floor_ms, r.step_ms / r.floor_ms,
         r.predictor_ms >= 0
             ? absl::StrFormat("%.3f (%.1f%%)", r.predictor_ms, 100 * r.predictor_ms / r.step_ms)
             : std::string("-"),
+        r.predictor_full_ms >= 0 ? absl::StrFormat("%.3f", r.predictor_full_ms) : std::string("-"),
         r.batch * 1000.0 / r.wall_ms);
   }
   std::printf("\n%s", table.c_str());

@@ -26,6 +26,9 @@ constexpr int kBlockTokens = 16;
 constexpr int kSinkBlocks = 4;
 constexpr int kLocalTokens = 64;
 constexpr int kHistoryRows = 64;
+// The history ring keeps a few rows more than the 64-row window, so the row that just left
+// the window is still there for the predictor's incremental update (predictor_cnn.h).
+constexpr int kHistoryRing = 72;
 // The predictor keeps everything when fewer candidates than this remain.
 constexpr int kMinPredictedCandidates = 3;
 
@@ -78,7 +81,7 @@ APR_HD int UsedSplits(int n, int splits) { return n > 0 ? CeilDiv(n, SplitSize(n
 // multiprocessor busy (about `ctas_per_sm` each), but no split shorter than
 // `min_blocks_per_split` blocks.
 inline int ChooseSplits(int batch, int kv_heads, int max_entries, int num_sms,
-                        int ctas_per_sm = 8, int min_blocks_per_split = 8) {
+                        int ctas_per_sm = 8, int min_blocks_per_split = 4) {
   const int rows = batch * kv_heads;
   int s = CeilDiv(num_sms * ctas_per_sm, rows > 0 ? rows : 1);
   const int cap = CeilDiv(max_entries > 0 ? max_entries : 1, min_blocks_per_split);

@@ -32,10 +32,11 @@ enum StepField {
   kHistoryRow,
   kDense,
   kNextLens,
+  kHistoryCount,
   kStepFields
 };
 
-constexpr int kMaxSplits = 128;
+constexpr int kMaxSplits = 64;
 
 int RoundUpPow2(int v) {
   int p = 16;
@@ -60,8 +61,9 @@ class CudaDecoder::CudaSequence : public Sequence {
   int64_t len = 0;
   std::vector<int32_t> groups;
   bool has_history = false;
-  int hist_row = kHistoryRows - 1;  // the newest history row
+  int hist_row = kHistoryRows - 1;  // the newest history row (of a kHistoryRing ring)
   int64_t steps = 0;                // decode steps since the history was initialised
+  int32_t hist_count = 0;           // rows appended since then (the CNN state's clock)
 };
 
 CudaDecoder::CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options)
@@ -206,7 +208,14 @@ absl::Status CudaDecoder::Init() {
                                         PredictorLayout::kSize * sizeof(float),
                                         cudaMemcpyHostToDevice));
     APR_RETURN_IF_ERROR(
-        Alloc(&history_, int64_t{opt_.max_sequences} * L * nkv * kHistoryRows * max_blocks_));
+        Alloc(&history_, int64_t{opt_.max_sequences} * L * nkv * kHistoryRing * max_blocks_));
+    // Fresh history memory reads as zero; FillRandomContext and prefill overwrite it.
+    APR_CUDA_RETURN_IF_ERROR(cudaMemset(history_.get(), 0, history_.bytes()));
+    APR_RETURN_IF_ERROR(
+        Alloc(&cnn_colsum_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_ * 32));
+    APR_RETURN_IF_ERROR(Alloc(&cnn_count_, int64_t{opt_.max_sequences} * ls * nkv));
+    APR_RETURN_IF_ERROR(Alloc(&cnn_width_, int64_t{opt_.max_sequences} * ls * nkv));
+    APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
     APR_RETURN_IF_ERROR(Alloc(&scores_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
     APR_RETURN_IF_ERROR(Alloc(&q_save_, int64_t{L} * kHistoryRows * nh * hd));
     sel_stride_ = std::max(KBlocksMax(), kMinPredictedCandidates - 1);
@@ -261,6 +270,7 @@ absl::Status CudaDecoder::Linear(const __nv_bfloat16* w, int m, int k, const __n
     a.epilogue = accumulate ? GemvEpilogue::kAccumulate : GemvEpilogue::kStore;
     a.y = y;
     a.ldy = m;
+    a.pdl = opt_.use_pdl;
     APR_CUDA_RETURN_IF_ERROR(LaunchGemv(a, stream_));
     return absl::OkStatus();
   }
@@ -279,6 +289,7 @@ absl::Status CudaDecoder::GateUpSwiGlu(const CudaLayerWeights& lw, int n) {
     a.n = n;
     a.epilogue = GemvEpilogue::kSwiGlu;
     a.out = act_.get();
+    a.pdl = opt_.use_pdl;
     APR_CUDA_RETURN_IF_ERROR(LaunchGemv(a, stream_));
     return absl::OkStatus();
   }
@@ -388,7 +399,12 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols) {
   pc.next_lens = next_lens_dev;
   pc.seq_slots = d + kSeqSlots * ms;
   pc.history_row = d + kHistoryRow * ms;
-  pc.history = HistoryView{history_.get(), static_cast<int>(c.num_hidden_layers), nkv, kHistoryRows, max_blocks_};
+  pc.history = HistoryView{history_.get(), static_cast<int>(c.num_hidden_layers), nkv,
+                           kHistoryRing, max_blocks_};
+  if (opt_.incremental_predictor) {
+    pc.state = CnnState{cnn_colsum_.get(), cnn_count_.get(), cnn_width_.get(), max_blocks_};
+    pc.history_count = d + kHistoryCount * ms;
+  }
   pc.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
   pc.max_cols = max_cols;
   pc.scores = scores_.get();
@@ -476,16 +492,19 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
       ph.layer = l;
       ph.history = history_.get();
       ph.history_layers = c.num_hidden_layers;
-      ph.history_rows = kHistoryRows;
+      ph.history_rows = kHistoryRing;
       ph.history_cols = max_blocks_;
       APR_CUDA_RETURN_IF_ERROR(LaunchPrefillHistory(ph, stream_));
     }
     seq.has_history = true;
     seq.hist_row = kHistoryRows - 1;
     seq.steps = 0;
+    seq.hist_count = 0;
+    APR_RETURN_IF_ERROR(InvalidateCnnState(seq.slot));
     const int ms = opt_.max_sequences;
     h_step_[kSeqSlots * ms] = seq.slot;
     h_step_[kHistoryRow * ms] = seq.hist_row;
+    h_step_[kHistoryCount * ms] = seq.hist_count;
     h_step_[kNextLens * ms] = static_cast<int32_t>(seq.len + 1);
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                              cudaMemcpyHostToDevice, stream_));
@@ -544,7 +563,8 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
     h_step_[kPositions * ms + b] = len - 1;
     h_step_[kContextLens * ms + b] = len;
     h_step_[kSeqSlots * ms + b] = s.slot;
-    h_step_[kHistoryRow * ms + b] = (s.hist_row + 1) % kHistoryRows;
+    h_step_[kHistoryRow * ms + b] = (s.hist_row + 1) % kHistoryRing;
+    h_step_[kHistoryCount * ms + b] = s.hist_count + 1;
     h_step_[kDense * ms + b] = dense ? 1 : 0;
     h_step_[kNextLens * ms + b] = len + 1;
   }
@@ -589,6 +609,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     bl.sel = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(), nkv,
                        sel_stride_};
     bl.table = table;
+    bl.rows_per_layer = ms * nkv;
     bl.counts = list_counts_.get();
     bl.blocks = list_blocks_.get();
     bl.slots = list_slots_.get();
@@ -644,7 +665,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       pa.history = history_.get();
       pa.history_row = d + kHistoryRow * ms;
       pa.history_layers = L;
-      pa.history_rows = kHistoryRows;
+      pa.history_rows = kHistoryRing;
       pa.history_cols = max_blocks_;
     }
     APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(pa, stream_));
@@ -696,8 +717,9 @@ absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
     auto& s = static_cast<CudaSequence&>(*p);
     s.len += 1;
     if (key.sparse) {
-      s.hist_row = (s.hist_row + 1) % kHistoryRows;
+      s.hist_row = (s.hist_row + 1) % kHistoryRing;
       s.steps += 1;
+      s.hist_count += 1;
     }
   }
   return absl::OkStatus();
@@ -741,22 +763,46 @@ absl::Status CudaDecoder::SetSparse(const SparseOptions& sparse) {
     return absl::InvalidArgumentError("dense_layers is fixed when the decoder is created");
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.sparse = sparse;
+  ClearGraphs();
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::InvalidateCnnState(int slot) {
+  const int64_t n = int64_t{SparseLayers()} * config().num_key_value_heads;
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(cnn_count_.get() + slot * n, 0x80, n * sizeof(int32_t), stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::SetIncrementalPredictor(bool on) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.incremental_predictor = on;
+  if (sparse_capable_) {
+    APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
+  }
+  ClearGraphs();
+  return absl::OkStatus();
+}
+
+void CudaDecoder::ClearGraphs() {
   for (auto& [key, g] : graphs_) {
     cudaGraphExecDestroy(g.exec);
     cudaGraphDestroy(g.graph);
   }
   graphs_.clear();
+}
+
+absl::Status CudaDecoder::SetUsePdl(bool use_pdl) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.use_pdl = use_pdl;
+  ClearGraphs();
   return absl::OkStatus();
 }
 
 absl::Status CudaDecoder::SetUseGemv(bool use_gemv) {
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.use_gemv = use_gemv;
-  for (auto& [key, g] : graphs_) {
-    cudaGraphExecDestroy(g.exec);
-    cudaGraphDestroy(g.graph);
-  }
-  graphs_.clear();
+  ClearGraphs();
   return absl::OkStatus();
 }
 
@@ -776,19 +822,21 @@ absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_
   if (!sparse_capable_) return absl::OkStatus();
   const ModelConfig& c = config();
   const int64_t per_seq =
-      int64_t{c.num_hidden_layers} * c.num_key_value_heads * kHistoryRows * max_blocks_;
+      int64_t{c.num_hidden_layers} * c.num_key_value_heads * kHistoryRing * max_blocks_;
   APR_CUDA_RETURN_IF_ERROR(FillUniformF32(history_.get() + seq.slot * per_seq, per_seq, seed, 0.5f,
                                           0.5f, stream_));
   seq.has_history = true;
   seq.hist_row = kHistoryRows - 1;
   seq.steps = 0;
+  seq.hist_count = 0;
+  APR_RETURN_IF_ERROR(InvalidateCnnState(seq.slot));
   Sequence* p = &seq;
   APR_RETURN_IF_ERROR(PredictAsync(absl::MakeConstSpan(&p, 1)));
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
 
-absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs) {
+absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window) {
   if (!sparse_capable_) return absl::FailedPreconditionError("no sparse support");
   APR_RETURN_IF_ERROR(Synchronize());
   const int ms = opt_.max_sequences, B = static_cast<int>(seqs.size());
@@ -796,9 +844,14 @@ absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs) {
   for (int b = 0; b < B; ++b) {
     auto& s = static_cast<CudaSequence&>(*seqs[b]);
     if (!s.has_history) return absl::FailedPreconditionError("a sequence without history");
+    if (advance_window) {
+      s.hist_row = (s.hist_row + 1) % kHistoryRing;
+      s.hist_count += 1;
+    }
     h_step_[kSeqSlots * ms + b] = s.slot;
     h_step_[kHistoryRow * ms + b] = s.hist_row;
     h_step_[kNextLens * ms + b] = static_cast<int32_t>(s.len + 1);
+    h_step_[kHistoryCount * ms + b] = s.hist_count;
   }
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                            cudaMemcpyHostToDevice, stream_));

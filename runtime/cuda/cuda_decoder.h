@@ -43,6 +43,8 @@ struct CudaDecoderOptions {
   int prefill_chunk = 512;  // tokens per prefill pass
   bool use_graphs = true;   // replay decode steps as CUDA graphs
   bool use_gemv = true;     // the custom GEMV for decode batches <= 8; false: cuBLAS
+  bool use_pdl = true;      // GEMVs start loading weights while the previous kernel ends
+  bool incremental_predictor = true;  // update the CNN's column sums instead of recomputing
   SparseOptions sparse;
   int max_budget_tokens = 0;  // largest budget set_sparse may set later; 0: sparse.budget_tokens
   std::vector<float> predictor_weights;  // PredictorLayout; required when sparse is usable
@@ -77,6 +79,8 @@ class CudaDecoder : public Decoder {
   const SparseOptions& sparse() const { return opt_.sparse; }
   // Decode projections through the custom GEMV (true) or cuBLAS (false).
   absl::Status SetUseGemv(bool use_gemv);
+  absl::Status SetUsePdl(bool use_pdl);
+  absl::Status SetIncrementalPredictor(bool on);
   // Gives `seq` (empty) `len` tokens of context without running the model: its blocks keep
   // whatever the pool holds (FillPoolRandom), its history rows are random, and the
   // predictor selects its first blocks. For the benchmark.
@@ -89,7 +93,9 @@ class CudaDecoder : public Decoder {
                                absl::Span<const int32_t> tokens, cudaEvent_t start = nullptr,
                                cudaEvent_t stop = nullptr);
   // Only the predictor (CNN + top-k) for the batch's next step, queued; for timing it.
-  absl::Status PredictAsync(absl::Span<Sequence* const> seqs);
+  // With `advance_window` the history window first moves by one ring row as a decode step
+  // would move it (the row keeps whatever it holds), so the incremental CNN path runs.
+  absl::Status PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window = false);
   absl::Status Synchronize();
   cudaStream_t stream() const { return stream_; }
   const CudaWeights& weights() const { return *weights_; }
@@ -126,6 +132,9 @@ class CudaDecoder : public Decoder {
                             bool save_q_from, int64_t save_from_pos);
   absl::Status LogitsRows(const float* x, int rows, float* host_out);
   absl::Status PredictFor(int batch, int max_cols);
+  void ClearGraphs();
+  // Forgets the incremental CNN state of a sequence slot (its history was rewritten).
+  absl::Status InvalidateCnnState(int slot);
   // The device work of one decode step, inputs already in d_step_ (capturable).
   absl::Status EnqueueStep(const StepKey& key);
   absl::Status PrepareStep(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
@@ -160,6 +169,8 @@ class CudaDecoder : public Decoder {
   DeviceBuffer<float> predictor_w_, history_, scores_, q_save_;
   DeviceBuffer<int32_t> sel_blocks_, sel_counts_, sel_lens_;
   DeviceBuffer<int32_t> list_counts_, list_blocks_, list_slots_, error_flag_;
+  DeviceBuffer<float> cnn_colsum_;
+  DeviceBuffer<int32_t> cnn_count_, cnn_width_;
   std::map<StepKey, Graph> graphs_;
   int last_batch_ = 0;
 };

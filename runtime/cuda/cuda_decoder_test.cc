@@ -271,6 +271,10 @@ TEST(CudaDecoder, GraphsCublasAndChunkingAgree) {
   no_graphs.use_graphs = false;
   const double g = WorstDiff(RunModel(no_graphs, toks, 600, 10), ref);
   EXPECT_LE(g, 1e-6) << "graphs";
+  CudaDecoderOptions no_pdl = base;
+  no_pdl.use_pdl = false;
+  const double p = WorstDiff(RunModel(no_pdl, toks, 600, 10), ref);
+  EXPECT_LE(p, 1e-6) << "programmatic dependent launch";
   CudaDecoderOptions chunked = base;
   chunked.prefill_chunk = 7;  // GEMV-sized chunks, many attention passes
   const double c = WorstDiff(RunModel(chunked, toks, 600, 10), ref);
@@ -279,7 +283,7 @@ TEST(CudaDecoder, GraphsCublasAndChunkingAgree) {
   cublas.use_gemv = false;
   const double b = WorstDiff(RunModel(cublas, toks, 600, 10), ref);
   EXPECT_LE(b, kModelTol) << "cuBLAS decode projections";
-  std::printf("graphs %.2e, prefill chunk 7 %.2e, cuBLAS decode %.2e\n", g, c, b);
+  std::printf("graphs %.2e, PDL %.2e, prefill chunk 7 %.2e, cuBLAS decode %.2e\n", g, p, c, b);
 }
 
 TEST(CudaDecoder, SparseWithWholeContextBudgetEqualsDense) {
@@ -383,6 +387,49 @@ TEST(CudaDecoder, SparseDecodeMatchesCpuOnTheSameBlocks) {
   EXPECT_GT(sparse_steps, 0);
   std::printf("sparse decode (budget %d) vs CPU on the same blocks: worst relative error %.2e\n",
               budget, worst);
+}
+
+// The incremental CNN (column sums updated by the window's edge rows) selects the blocks
+// the full recomputation selects.
+TEST(CudaDecoder, IncrementalPredictorSelectsLikeFullRecomputation) {
+  const std::vector<int32_t> toks = RealTokens();
+  ASSERT_GE(toks.size(), 1400u);
+  const int prompt = 1300, steps = 40;
+  std::vector<std::vector<std::vector<std::vector<int32_t>>>> lists[2];  // [mode][step][layer]
+  for (int mode = 0; mode < 2; ++mode) {
+    CudaDecoderOptions o = SmallOptions();
+    o.sparse.enabled = true;
+    o.sparse.budget_tokens = 512;
+    o.sparse.calibration_step = 7;
+    o.incremental_predictor = mode == 0;
+    o.predictor_weights = RandomPredictorWeights(8);
+    auto gpu = CudaDecoder::Load("models/apr-tiny", o);
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    auto s = (*gpu)->NewSequence();
+    std::vector<float> l;
+    ASSERT_TRUE((*gpu)->Prefill(*s, absl::MakeConstSpan(toks).subspan(0, prompt), &l).ok());
+    for (int t = 0; t < steps; ++t) {
+      ASSERT_TRUE((*gpu)->Decode(*s, toks[prompt + t], &l).ok());
+      lists[mode].emplace_back();
+      for (int layer = 0; layer < static_cast<int>((*gpu)->config().num_hidden_layers); ++layer) {
+        auto b = (*gpu)->LastBlockLists(layer);
+        ASSERT_TRUE(b.ok()) << b.status();
+        lists[mode].back().push_back((*b)[0]);
+      }
+    }
+  }
+  int64_t same = 0, total = 0;
+  for (int t = 0; t < steps; ++t)
+    for (size_t layer = 0; layer < lists[0][t].size(); ++layer)
+      for (size_t g = 0; g < lists[0][t][layer].size(); ++g) {
+        const auto& a = lists[0][t][layer][g];
+        const auto& b = lists[1][t][layer][g];
+        total += static_cast<int64_t>(b.size());
+        for (int32_t x : a) same += std::count(b.begin(), b.end(), x);
+      }
+  // Equal up to near-ties that float32 summation order may flip.
+  EXPECT_GE(same, total * 99 / 100) << same << " of " << total;
+  std::printf("incremental vs full CNN: %ld of %ld selected blocks agree\n", long(same), long(total));
 }
 
 TEST(CudaDecoder, RejectsWhatItCannotDo) {

@@ -15,6 +15,14 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 __host__ __device__ constexpr int CeilDivInt(int a, int b) { return (a + b - 1) / b; }
 
+// Programmatic dependent launch (sm_90): a kernel launched with the
+// programmatic-stream-serialization attribute may start while the previous kernel in the
+// stream still runs; PdlWait blocks until that kernel has finished and its writes are
+// visible (a no-op for kernels launched without the attribute). PdlTrigger lets the next
+// kernel's CTAs launch once every CTA of this one has started.
+__device__ __forceinline__ void PdlWait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void PdlTrigger() { asm volatile("griddepcontrol.launch_dependents;"); }
+
 // Eight bf16 values (one 16-byte load) widened to float.
 __device__ __forceinline__ void Bf16x8ToFloat(const uint4& v, float (&f)[8]) {
   const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);

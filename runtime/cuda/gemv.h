@@ -25,6 +25,9 @@ struct GemvArgs {
   float* y = nullptr;              // kStore / kAccumulate: [n][ldy]
   int ldy = 0;
   __nv_bfloat16* out = nullptr;  // kSwiGlu: [n][m]
+  // Launch with programmatic dependent launch (device_utils.cuh PdlWait): the weight loads
+  // start while the previous kernel in the stream finishes.
+  bool pdl = false;
 };
 
 // cudaErrorInvalidValue for shapes it does not handle (k % 8, n out of range, odd m for

@@ -604,12 +604,12 @@ std::vector<double> CnnReference(const std::vector<float>& w, const std::vector<
 TEST(PredictorCnn, MatchesReferenceOnEveryImage) {
   std::mt19937_64 rng(7);
   const std::vector<float> w = RandomPredictorWeights(11);
-  const int layers = 3, first = 1, nl = 2, nkv = 2, cols = 120, k = 8;
+  const int layers = 3, first = 1, nl = 2, nkv = 2, cols = 120, k = 8, ring = kHistoryRing;
   const std::vector<int32_t> next_lens = {1000, 150, 1921};  // 150: 1 candidate, no CNN
   const std::vector<int32_t> seq_slots = {2, 0, 1}, hist_row = {17, 63, 0};
   const int batch = 3;
   // Sparse-looking history: most entries zero, some large.
-  std::vector<float> hist(size_t(3) * layers * nkv * 64 * cols);
+  std::vector<float> hist(size_t(3) * layers * nkv * ring * cols);
   std::uniform_real_distribution<float> u(0, 1);
   for (float& v : hist) v = u(rng) < 0.7f ? 0.f : u(rng);
   Dev<float> dw(w), dhist(hist);
@@ -625,9 +625,9 @@ TEST(PredictorCnn, MatchesReferenceOnEveryImage) {
   a.next_lens = dlens.get();
   a.seq_slots = dslots.get();
   a.history_row = drow.get();
-  a.history = HistoryView{dhist.get(), layers, nkv, 64, cols};
+  a.history = HistoryView{dhist.get(), layers, nkv, ring, cols};
   a.k_blocks = k;
-  a.max_cols = 128 > cols ? cols : 128;
+  a.max_cols = cols;
   a.scores = scores.get();
   a.score_cols = cols;
   ASSERT_CUDA(LaunchPredictorCnn(a, nullptr));
@@ -643,14 +643,92 @@ TEST(PredictorCnn, MatchesReferenceOnEveryImage) {
           continue;
         }
         std::vector<float> img(size_t(64) * width);
-        const float* src = &hist[(((size_t(seq_slots[b]) * layers + first + li) * nkv + g) * 64) * cols];
+        const float* src = &hist[(((size_t(seq_slots[b]) * layers + first + li) * nkv + g) * ring) * cols];
         for (int r = 0; r < 64; ++r)
           for (int c = 0; c < width; ++c)
-            img[size_t(r) * width + c] = src[size_t((hist_row[b] + 1 + r) % 64) * cols + 4 + c];
+            img[size_t(r) * width + c] =
+                src[size_t(((hist_row[b] - 63 + r) % ring + ring) % ring) * cols + 4 + c];
         const std::vector<double> ref = CnnReference(w, img, width);
         EXPECT_LE(RelErr(out, ref.data(), width), kBf16Tol) << "b " << b << " layer " << li;
       }
   }
+}
+
+// Several decode steps of one sequence: each appends a history row (and now and then a
+// candidate column); the incremental path must give the scores of a full recomputation.
+TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
+  std::mt19937_64 rng(17);
+  const std::vector<float> w = RandomPredictorWeights(12);
+  const int layers = 2, first = 0, nl = 2, nkv = 2, cols = 200, k = 8, ring = kHistoryRing;
+  const int slot = 1, slots = 2;
+  std::vector<float> hist(size_t(slots) * layers * nkv * ring * cols);
+  std::uniform_real_distribution<float> u(0, 1);
+  for (float& v : hist) v = u(rng) < 0.6f ? 0.f : u(rng);
+  Dev<float> dw(w), dhist(hist);
+  Dev<float> colsum(size_t(slots) * nl * nkv * cols * 32);
+  Dev<int32_t> count(size_t(slots) * nl * nkv), width(size_t(slots) * nl * nkv);
+  ASSERT_CUDA(cudaMemset(count.get(), 0x80, count.size() * 4));
+  Dev<float> scores(size_t(nl) * nkv * cols), full(size_t(nl) * nkv * cols);
+  // Lengths: crossing a block boundary of the local window (width + 1) at step 3.
+  int len = 64 + 16 * 100 - 3, newest = 70, hcount = 9;
+  int full_paths_expected = 0;
+  for (int step = 0; step < 8; ++step) {
+    if (step > 0) {
+      // Append a row: the new newest ring row gets fresh values.
+      newest = (newest + 1) % ring;
+      ++hcount;
+      ++len;
+      for (int li = 0; li < nl; ++li)
+        for (int g = 0; g < nkv; ++g) {
+          float* row = &hist[((((size_t(slot) * layers + first + li) * nkv + g) * ring) + newest) * cols];
+          for (int c = 0; c < cols; ++c) row[c] = u(rng) < 0.5f ? 0.f : u(rng);
+        }
+      ASSERT_CUDA(cudaMemcpy(dhist.get(), hist.data(), hist.size() * 4, cudaMemcpyHostToDevice));
+    }
+    Dev<int32_t> dlens(std::vector<int32_t>{len + 1}), dslots(std::vector<int32_t>{slot}),
+        drow(std::vector<int32_t>{newest}), dcount(std::vector<int32_t>{hcount});
+    PredictorCnnArgs a;
+    a.weights = dw.get();
+    a.batch = 1;
+    a.first_layer = first;
+    a.num_layers = nl;
+    a.num_kv_heads = nkv;
+    a.next_lens = dlens.get();
+    a.seq_slots = dslots.get();
+    a.history_row = drow.get();
+    a.history = HistoryView{dhist.get(), layers, nkv, ring, cols};
+    a.k_blocks = k;
+    a.max_cols = cols;
+    a.score_cols = cols;
+    a.scores = full.get();
+    full.Poison();
+    ASSERT_CUDA(LaunchPredictorCnn(a, nullptr));  // no state: always the full path
+    a.state = CnnState{colsum.get(), count.get(), width.get(), cols};
+    a.history_count = dcount.get();
+    a.scores = scores.get();
+    scores.Poison();
+    ASSERT_CUDA(LaunchPredictorCnn(a, nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    const std::vector<float> got = scores.Host(), want = full.Host();
+    const int wd = NumCandidates(len + 1);
+    for (int li = 0; li < nl; ++li)
+      for (int g = 0; g < nkv; ++g) {
+        const size_t o = (size_t(li) * nkv + g) * cols;
+        std::vector<float> gv(got.begin() + o, got.begin() + o + wd);
+        std::vector<float> wv(want.begin() + o, want.begin() + o + wd);
+        EXPECT_LE(RelErr(gv, wv), 1e-5) << "step " << step << " layer " << li << " head " << g;
+        std::vector<float> img(size_t(64) * wd);
+        const float* src = &hist[(((size_t(slot) * layers + first + li) * nkv + g) * ring) * cols];
+        for (int r = 0; r < 64; ++r)
+          for (int c = 0; c < wd; ++c)
+            img[size_t(r) * wd + c] = src[size_t(((newest - 63 + r) % ring + ring) % ring) * cols + 4 + c];
+        const std::vector<double> ref = CnnReference(w, img, wd);
+        EXPECT_LE(RelErr(gv.data(), ref.data(), wd), kBf16Tol) << "step " << step;
+      }
+    const std::vector<int32_t> ch = count.Host();
+    EXPECT_EQ(ch[size_t(slot) * nl * nkv], hcount);
+  }
+  (void)full_paths_expected;
 }
 
 // Top-k reference: sort by (score desc, index asc), NaN last, -0 == +0.
@@ -755,8 +833,8 @@ TEST(BuildLists, SinkSelectionLocalSlotsDenseAndMismatch) {
   Dev<int32_t> dsel(sel), dcnt(cnt), dsel_lens(sel_lens), dlens(lens), dslots(slots_seq),
       ddense(dense), err(std::vector<int32_t>{0});
   const int ls = MaxListLength(k);
-  Dev<int32_t> counts(size_t(nl) * batch * nkv), blocks(size_t(nl) * batch * nkv * ls),
-      slots(blocks.size());
+  const int rpl = batch * nkv + 3;
+  Dev<int32_t> counts(size_t(nl) * rpl), blocks(size_t(nl) * rpl * ls), slots(blocks.size());
   counts.Poison();
   BuildListsArgs a;
   a.batch = batch;
@@ -768,6 +846,7 @@ TEST(BuildLists, SinkSelectionLocalSlotsDenseAndMismatch) {
   a.dense = ddense.get();
   a.sel = Selection{dsel.get(), dcnt.get(), dsel_lens.get(), nl, nkv, sel_stride};
   a.table = pf.Table();
+  a.rows_per_layer = batch * nkv + 3;  // a stride larger than the batch, as in the decoder
   a.counts = counts.get();
   a.blocks = blocks.get();
   a.slots = slots.get();
@@ -780,7 +859,7 @@ TEST(BuildLists, SinkSelectionLocalSlotsDenseAndMismatch) {
   for (int li = 0; li < nl; ++li)
     for (int b = 0; b < batch; ++b)
       for (int g = 0; g < nkv; ++g) {
-        const size_t r = (size_t(li) * batch + b) * nkv + g;
+        const size_t r = size_t(li) * rpl + b * nkv + g;
         if (dense[b]) {
           EXPECT_EQ(ch[r], -1);
           continue;

@@ -17,6 +17,7 @@ __global__ void EmbeddingKernel(const int32_t* __restrict__ tokens,
 // hits L1/L2 (a row is 16 KB at hidden 4096).
 __global__ void RmsNormKernel(const float* __restrict__ x, const float* __restrict__ weight,
                               int hidden, float eps, bf16* __restrict__ out) {
+  PdlTrigger();  // the projection after this may start loading its weights
   __shared__ float scratch[32];
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
   bf16* o = out + static_cast<int64_t>(blockIdx.x) * hidden;

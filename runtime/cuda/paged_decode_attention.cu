@@ -6,6 +6,7 @@ namespace apr::cuda {
 namespace {
 
 constexpr int kWarps = 4;
+constexpr int kMaxCombineSplits = 256;
 
 // Reduces v over the lanes whose ids differ only in bits [lo, hi) (xor butterfly).
 template <int kLo, int kHi>
@@ -48,6 +49,14 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
 
   __shared__ float s_m[kWarps][G], s_l[kWarps][G];
   __shared__ float s_o[kWarps][G][HD];
+  if (split == 0 && a.history != nullptr) {
+    // The combine max-pools into this row with atomics; clear it here, a kernel earlier.
+    float* hrow = a.history +
+                  ((static_cast<int64_t>(a.seq_slots[b]) * a.history_layers + a.layer) * nkv + g) *
+                      a.history_rows * a.history_cols +
+                  static_cast<int64_t>(a.history_row[b]) * a.history_cols;
+    for (int j = threadIdx.x; j < NumBlocks(len); j += kWarps * 32) hrow[j] = 0.f;
+  }
 
   float q[G][8];
   const float qscale = a.scale * kLog2e;  // logits in log2 units: exp2 below
@@ -193,11 +202,26 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
   }
 }
 
-// One CTA per (KV head, sequence): merges the splits of the group's query heads, writes
-// the bf16 output, turns block maxima into probabilities and updates the history row.
+// History row of batch entry b, KV head g (null when the history is not updated).
+__device__ __forceinline__ float* HistoryRow(const PagedDecodeArgs& a, int b, int g) {
+  if (a.history == nullptr) return nullptr;
+  return a.history +
+         ((static_cast<int64_t>(a.seq_slots[b]) * a.history_layers + a.layer) * a.num_kv_heads +
+          g) * a.history_rows * a.history_cols +
+         static_cast<int64_t>(a.history_row[b]) * a.history_cols;
+}
+
+constexpr int kCombineThreads = 512;
+
+// One CTA per (query head, sequence): merges the head's splits (weights exp2(m_s - M)
+// computed once, the partial outputs summed by several thread groups in parallel), writes
+// the bf16 output, and turns the head's block maxima into probabilities, max-pooled into
+// the history row with an integer atomicMax (probabilities are >= 0); the decode kernel
+// cleared that row.
 template <int G>
-__global__ void CombineKernel(const PagedDecodeArgs a) {
-  const int g = blockIdx.x, b = blockIdx.y;
+__global__ void __launch_bounds__(kCombineThreads) CombineKernel(const PagedDecodeArgs a) {
+  PdlTrigger();  // o_proj may start loading its weights
+  const int h = blockIdx.x, b = blockIdx.y, g = h / G, gi = h % G;
   const int nkv = a.num_kv_heads, nh = a.num_heads, hd = a.head_dim;
   const int row = b * nkv + g;
   const int len = a.context_lens[b];
@@ -205,51 +229,60 @@ __global__ void CombineKernel(const PagedDecodeArgs a) {
   const bool dense = count < 0;
   const int n = dense ? NumBlocks(len) : count;
   const int used = UsedSplits(n, a.splits);
-  __shared__ float s_mx[G], s_inv[G];
-  if (threadIdx.x < G) {
-    const int gi = threadIdx.x;
-    const float* ml = a.part_ml + (static_cast<int64_t>(b) * nh + g * G + gi) * a.splits * 2;
-    float mx = -INFINITY;
-    for (int s = 0; s < used; ++s) mx = fmaxf(mx, ml[2 * s]);
-    float sum = 0.f;
-    for (int s = 0; s < used; ++s) sum += ml[2 * s + 1] * exp2f(ml[2 * s] - mx);
-    s_mx[gi] = mx;
-    s_inv[gi] = 1.f / sum;
-  }
+  __shared__ float s_w[kMaxCombineSplits];
+  __shared__ float s_red[kCombineThreads];
+  __shared__ float s_scratch[32];
+  const int64_t ph = (static_cast<int64_t>(b) * nh + h) * a.splits;
+  const int tid = threadIdx.x;
+  float mx = -INFINITY;
+  for (int s = tid; s < used; s += kCombineThreads) mx = fmaxf(mx, a.part_ml[(ph + s) * 2]);
+  mx = WarpMax(mx);
+  if (tid % 32 == 0) s_scratch[tid / 32] = mx;
   __syncthreads();
-  for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) {
-    const int gi = idx / hd, d = idx % hd;
-    const int64_t ph = (static_cast<int64_t>(b) * nh + g * G + gi) * a.splits;
-    const float mx = s_mx[gi];
-    float acc = 0.f;
-    for (int s = 0; s < used; ++s)
-      acc += a.part_o[(ph + s) * hd + d] * exp2f(a.part_ml[(ph + s) * 2] - mx);
-    a.out[static_cast<int64_t>(b) * nh * hd + (g * G + gi) * hd + d] =
-        __float2bfloat16_rn(acc * s_inv[gi]);
+  mx = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kCombineThreads / 32; ++w) mx = fmaxf(mx, s_scratch[w]);
+  float sum = 0.f;
+  for (int s = tid; s < used; s += kCombineThreads) {
+    const float f = exp2f(a.part_ml[(ph + s) * 2] - mx);
+    s_w[s] = f;
+    sum += f * a.part_ml[(ph + s) * 2 + 1];
+  }
+  sum = BlockSum(sum, s_scratch);  // its barriers also publish s_w
+  const float inv = 1.f / sum;
+  // Output: `parts` thread groups of hd threads each take every parts-th split.
+  const int parts = kCombineThreads / hd;
+  const int d = tid % hd, part = tid / hd;
+  float acc = 0.f;
+  if (part < parts) {
+    const float* po = a.part_o + ph * hd + d;
+    int s = part;
+    for (; s + 7 * parts < used; s += 8 * parts) {
+      float v[8];
+#pragma unroll
+      for (int u = 0; u < 8; ++u) v[u] = po[int64_t{s + u * parts} * hd];
+#pragma unroll
+      for (int u = 0; u < 8; ++u) acc += v[u] * s_w[s + u * parts];
+    }
+    for (; s < used; s += parts) acc += po[int64_t{s} * hd] * s_w[s];
+  }
+  s_red[tid] = acc;
+  __syncthreads();
+  if (tid < hd) {
+    float t = 0.f;
+    for (int p = 0; p < parts; ++p) t += s_red[p * hd + tid];
+    a.out[static_cast<int64_t>(b) * nh * hd + h * hd + tid] = __float2bfloat16_rn(t * inv);
   }
   if (a.block_max == nullptr) return;
-  float* hrow = nullptr;
-  if (a.history != nullptr) {
-    hrow = a.history +
-           ((static_cast<int64_t>(a.seq_slots[b]) * a.history_layers + a.layer) * nkv + g) *
-               a.history_rows * a.history_cols +
-           static_cast<int64_t>(a.history_row[b]) * a.history_cols;
-    const int nb = NumBlocks(len);
-    for (int j = threadIdx.x; j < nb; j += blockDim.x) hrow[j] = 0.f;
-    __syncthreads();
-  }
+  float* hrow = HistoryRow(a, b, g);
   const int64_t list_row = static_cast<int64_t>(row) * a.lists.stride;
-  for (int e = threadIdx.x; e < n; e += blockDim.x) {
-    const float* bm = a.block_max + (static_cast<int64_t>(row) * a.score_stride + e) * G;
-    float pmax = 0.f;
-#pragma unroll
-    for (int gi = 0; gi < G; ++gi) {
-      const float p = exp2f(bm[gi] - s_mx[gi]) * s_inv[gi];
-      if (a.block_probs != nullptr)
-        a.block_probs[(static_cast<int64_t>(row) * a.score_stride + e) * G + gi] = p;
-      pmax = fmaxf(pmax, p);
-    }
-    if (hrow != nullptr) hrow[dense ? e : a.lists.blocks[list_row + e]] = pmax;
+  for (int e = tid; e < n; e += kCombineThreads) {
+    const int64_t idx = (static_cast<int64_t>(row) * a.score_stride + e) * G + gi;
+    const float p = exp2f(a.block_max[idx] - mx) * inv;
+    if (a.block_probs != nullptr) a.block_probs[idx] = p;
+    if (hrow != nullptr)
+      atomicMax(reinterpret_cast<int*>(hrow + (dense ? e : a.lists.blocks[list_row + e])),
+                __float_as_int(p));
   }
 }
 
@@ -258,7 +291,7 @@ cudaError_t Launch(const PagedDecodeArgs& a, cudaStream_t stream) {
   const dim3 grid(a.splits, a.num_kv_heads, a.batch);
   DecodeKernel<HD, G><<<grid, kWarps * 32, 0, stream>>>(a);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  CombineKernel<G><<<dim3(a.num_kv_heads, a.batch), 128, 0, stream>>>(a);
+  CombineKernel<G><<<dim3(a.num_heads, a.batch), kCombineThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }
 
@@ -287,7 +320,8 @@ bool PagedDecodeSupported(int head_dim, int group) {
 cudaError_t LaunchPagedDecodeAttention(const PagedDecodeArgs& a, cudaStream_t stream) {
   if (a.batch == 0) return cudaSuccess;
   const int group = a.num_heads / a.num_kv_heads;
-  if (!PagedDecodeSupported(a.head_dim, group) || a.splits < 1) return cudaErrorInvalidValue;
+  if (!PagedDecodeSupported(a.head_dim, group) || a.splits < 1 || a.splits > kMaxCombineSplits)
+    return cudaErrorInvalidValue;
   if (a.history != nullptr && a.block_max == nullptr) return cudaErrorInvalidValue;
   switch (a.head_dim) {
     case 16: return DispatchGroup<16>(a, group, stream);

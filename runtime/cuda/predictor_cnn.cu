@@ -1,3 +1,5 @@
+#include <climits>
+
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/device_utils.cuh"
 #include "runtime/cuda/predictor_cnn.h"
@@ -6,11 +8,24 @@ namespace apr::cuda {
 namespace {
 
 constexpr int kTileCols = 16;  // output columns per CTA (one mma M tile)
-constexpr int kWarps = 4;      // each warp: 16 of the 64 rows
-constexpr int kRowsIn = kHistoryRows + 2;     // conv1 output rows -1 .. 64
-constexpr int kColsC1 = kTileCols + 2;        // conv1 output cols c0 - 1 .. c0 + 16
-constexpr int kColsX = kTileCols + 4;         // input cols c0 - 2 .. c0 + 17
+constexpr int kWarps = 4;
+constexpr int kRowsIn = kHistoryRows + 2;  // full path: conv1 rows -1 .. 64
+constexpr int kColsC1 = kTileCols + 2;     // conv1 cols c0 - 1 .. c0 + 16
+constexpr int kColsX = kTileCols + 4;      // input cols c0 - 2 .. c0 + 17
 constexpr int kChannels1 = 16, kChannels2 = 32;
+// Incremental path, per warp: up to 3 conv2 rows need 5 conv1 rows and 7 input rows.
+constexpr int kSegOut = 3, kSegC1 = kSegOut + 2, kSegX = kSegOut + 4;
+
+constexpr int kFullSmem = kRowsIn * kColsX * 4 + kRowsIn * kColsC1 * 32;
+constexpr int kSegSmem = kSegX * kColsX * 4 + kSegC1 * kColsC1 * 32;
+constexpr int kRedSmem = kWarps * kTileCols * (kChannels2 + 1) * 4;
+constexpr int kSmem = kFullSmem > kWarps * kSegSmem ? kFullSmem : kWarps * kSegSmem;
+static_assert(kRedSmem <= kRowsIn * kColsC1 * 32);
+static_assert(kRedSmem <= kSmem);
+// conv2 weights as per-lane mma B fragments: [9 taps][4 n-tiles][32 lanes] x 2 registers.
+constexpr int kBfragSmem = 9 * 4 * 32 * 8;
+constexpr int kW1Smem = kChannels1 * 10 * 4;
+constexpr int kDynSmem = kSmem + kBfragSmem + kW1Smem;
 
 // conv1 outputs as [row][col][16 channels] bf16, 32 bytes per pixel; the two 16-byte
 // halves are swapped on every other group of 4 pixels, so that ldmatrix's 8 row reads
@@ -33,13 +48,86 @@ __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+struct Image {
+  const float* data;  // the image's ring [rows][cols]
+  int ring, cols;
+  int width;  // candidate columns
+};
+
+// Window row r (0 = oldest of the 64) of the window whose newest ring row is `newest`.
+__device__ __forceinline__ float Pixel(const Image& im, int newest, int r, int c) {
+  const int ring_row = ((newest - (kHistoryRows - 1) + r) % im.ring + im.ring) % im.ring;
+  return im.data[static_cast<int64_t>(ring_row) * im.cols + kSinkBlocks + c];
+}
+
+// conv1 + ReLU of one pixel into 16 bf16 channels at the swizzled location; zero where
+// (r, c) is outside the image (conv2's zero padding). x is the input tile, x_row0 the
+// window row of its first row, columns from c0 - 2.
+__device__ __forceinline__ void Conv1Pixel(const float* x, int x_row0, int c0, int r, int c,
+                                           int width, const float* sw1, unsigned char* c1,
+                                           int pixel) {
+  float out[kChannels1];
+  if (r >= 0 && r < kHistoryRows && c >= 0 && c < width) {
+    float win[9];
+#pragma unroll
+    for (int dy = 0; dy < 3; ++dy)
+#pragma unroll
+      for (int dx = 0; dx < 3; ++dx)
+        win[dy * 3 + dx] = x[(r - 1 + dy - x_row0) * kColsX + (c - 1 + dx - (c0 - 2))];
+#pragma unroll
+    for (int oc = 0; oc < kChannels1; ++oc) {
+      float acc = sw1[kChannels1 * 9 + oc];
+#pragma unroll
+      for (int t = 0; t < 9; ++t) acc = fmaf(sw1[oc * 9 + t], win[t], acc);
+      out[oc] = fmaxf(acc, 0.f);
+    }
+  } else {
+#pragma unroll
+    for (int oc = 0; oc < kChannels1; ++oc) out[oc] = 0.f;
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    uint4 v;
+    v.x = PackBf16(out[half * 8 + 0], out[half * 8 + 1]);
+    v.y = PackBf16(out[half * 8 + 2], out[half * 8 + 3]);
+    v.z = PackBf16(out[half * 8 + 4], out[half * 8 + 5]);
+    v.w = PackBf16(out[half * 8 + 6], out[half * 8 + 7]);
+    *reinterpret_cast<uint4*>(c1 + C1Offset(pixel, half)) = v;
+  }
+}
+
+// conv2 pre-activation of one output row for the tile's 16 columns: the conv1 rows used
+// are tile rows c1_row .. c1_row + 2 of the buffer at c1_base (shared address).
+__device__ __forceinline__ void Conv2Row(uint32_t c1_base, int c1_row, int lane,
+                                         const uint2* bfrag, float (&acc)[4][4]) {
+  const int a_m = lane % 8 + 8 * ((lane / 8) % 2), a_half = lane / 16;
+#pragma unroll
+  for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.f;
+#pragma unroll
+  for (int ky = 0; ky < 3; ++ky) {
+#pragma unroll
+    for (int kx = 0; kx < 3; ++kx) {
+      // Output pixel (row, c0 + m) reads conv1 at (row + ky - 1, c0 + m + kx - 1).
+      const int pixel = (c1_row + ky) * kColsC1 + a_m + kx;
+      uint32_t af[4];
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                   : "=r"(af[0]), "=r"(af[1]), "=r"(af[2]), "=r"(af[3])
+                   : "r"(c1_base + C1Offset(pixel, a_half)));
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const uint2 bf = bfrag[((ky * 3 + kx) * 4 + nt) * 32 + lane];
+        Mma16816(acc[nt], af, bf.x, bf.y);
+      }
+    }
+  }
+}
+
 __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const PredictorCnnArgs a) {
-  __shared__ float sx[kRowsIn][kColsX];
-  __shared__ __align__(128) unsigned char sc1[kRowsIn * kColsC1 * 32];
-  __shared__ float sw1[kChannels1 * 9 + kChannels1];
-  // After the mma loop the conv1 tile is dead; its space holds the per-warp column sums.
-  static_assert(sizeof(float) * kWarps * kTileCols * (kChannels2 + 1) <= sizeof(sc1));
-  auto sred = reinterpret_cast<float (*)[kTileCols][kChannels2 + 1]>(sc1);
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint2* sbfrag = reinterpret_cast<uint2*>(smem + kSmem);
+  float* sw1 = reinterpret_cast<float*>(smem + kSmem + kBfragSmem);
 
   const int b = blockIdx.z;
   const int li = blockIdx.y / a.num_kv_heads, g = blockIdx.y % a.num_kv_heads;
@@ -50,130 +138,126 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
   if (c0 >= width) return;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const float* w = a.weights;
-
   const HistoryView& h = a.history;
-  const float* img = h.data + ((static_cast<int64_t>(a.seq_slots[b]) * h.layers + a.first_layer +
-                                li) * h.kv_heads + g) * h.rows * h.cols;
-  const int oldest = (a.history_row[b] + 1) % kHistoryRows;
+  const int slot = a.seq_slots[b];
+  const Image im{h.data + ((static_cast<int64_t>(slot) * h.layers + a.first_layer + li) *
+                               h.kv_heads + g) * h.rows * h.cols,
+                 h.rows, h.cols, width};
+  const int newest = a.history_row[b];
+  const int64_t state_img = (static_cast<int64_t>(slot) * a.num_layers + li) * a.num_kv_heads + g;
+  float* colsum = a.state.colsum != nullptr
+                      ? a.state.colsum + (state_img * a.state.cols + c0) * kChannels2
+                      : nullptr;
+  const int count = a.history_count != nullptr ? a.history_count[b] : -1;
+  const bool incremental = colsum != nullptr && count > 0 && count % kCnnRefreshSteps != 0 &&
+                           h.rows > kHistoryRows && a.state.count[state_img] >= 0 &&
+                           a.state.count[state_img] == count - 1 &&
+                           c0 + kTileCols <= a.state.width[state_img] - 2;
 
-  // Input tile, zero outside the image (rows -1 and 64, columns outside [0, width)).
-  for (int i = tid; i < kRowsIn * kColsX; i += blockDim.x) {
-    const int xr = i / kColsX, xc = i % kColsX;
-    const int r = xr - 1, c = c0 - 2 + xc;
-    float v = 0.f;
-    if (r >= 0 && r < kHistoryRows && c >= 0 && c < width)
-      v = img[static_cast<int64_t>((oldest + r) % kHistoryRows) * h.cols + kSinkBlocks + c];
-    sx[xr][xc] = v;
-  }
   for (int i = tid; i < kChannels1 * 10; i += blockDim.x) sw1[i] = w[PredictorLayout::kConv1W + i];
-  __syncthreads();
 
-  // conv1 + ReLU; zero where conv2 sees padding.
-  for (int p = tid; p < kRowsIn * kColsC1; p += blockDim.x) {
-    const int ro = p / kColsC1, co = p % kColsC1;
-    const int r = ro - 1, c = c0 - 1 + co;
-    float out[kChannels1];
-    if (r >= 0 && r < kHistoryRows && c >= 0 && c < width) {
-      float win[9];
-#pragma unroll
-      for (int dy = 0; dy < 3; ++dy)
-#pragma unroll
-        for (int dx = 0; dx < 3; ++dx) win[dy * 3 + dx] = sx[ro - 1 + dy][co + dx];
-#pragma unroll
-      for (int oc = 0; oc < kChannels1; ++oc) {
-        float acc = sw1[kChannels1 * 9 + oc];
-#pragma unroll
-        for (int t = 0; t < 9; ++t) acc = fmaf(sw1[oc * 9 + t], win[t], acc);
-        out[oc] = fmaxf(acc, 0.f);
-      }
-    } else {
-#pragma unroll
-      for (int oc = 0; oc < kChannels1; ++oc) out[oc] = 0.f;
-    }
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      uint4 v;
-      v.x = PackBf16(out[half * 8 + 0], out[half * 8 + 1]);
-      v.y = PackBf16(out[half * 8 + 2], out[half * 8 + 3]);
-      v.z = PackBf16(out[half * 8 + 4], out[half * 8 + 5]);
-      v.w = PackBf16(out[half * 8 + 6], out[half * 8 + 7]);
-      *reinterpret_cast<uint4*>(sc1 + C1Offset(p, half)) = v;
-    }
+  // conv2 weights as mma B fragments (k = input channel, n = output channel): entry
+  // (tap, nt, lane) holds B[k = 2t, 2t+1][n = g] and B[k = 2t+8, 2t+9][n = g] with
+  // g = lane / 4, t = lane % 4.
+  for (int i = tid; i < 9 * 4 * 32; i += blockDim.x) {
+    const int tap = i / 128, nt = i / 32 % 4, l = i % 32, bg = l / 4, bt = l % 4;
+    const float* w2 = w + PredictorLayout::kConv2W + (nt * 8 + bg) * kChannels1 * 9 + tap;
+    sbfrag[i] = make_uint2(PackBf16(w2[(2 * bt) * 9], w2[(2 * bt + 1) * 9]),
+                           PackBf16(w2[(2 * bt + 8) * 9], w2[(2 * bt + 9) * 9]));
   }
-
-  // conv2 weights as mma B fragments (k = input channel, n = output channel), per tap.
   const int fg = lane / 4, ft = lane % 4;
-  uint32_t bfrag[9][4][2];
-#pragma unroll
-  for (int tap = 0; tap < 9; ++tap) {
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-      const float* w2 = w + PredictorLayout::kConv2W + (nt * 8 + fg) * kChannels1 * 9 + tap;
-      bfrag[tap][nt][0] = PackBf16(w2[(2 * ft) * 9], w2[(2 * ft + 1) * 9]);
-      bfrag[tap][nt][1] = PackBf16(w2[(2 * ft + 8) * 9], w2[(2 * ft + 9) * 9]);
-    }
-  }
+  const uint2* bfrag = sbfrag;
   float bias2[4][2];
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt) {
     bias2[nt][0] = w[PredictorLayout::kConv2B + nt * 8 + 2 * ft];
     bias2[nt][1] = w[PredictorLayout::kConv2B + nt * 8 + 2 * ft + 1];
   }
-  __syncthreads();
-
-  float colsum[4][4];
+  float colfrag[4][4];
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) colsum[nt][i] = 0.f;
+    for (int i = 0; i < 4; ++i) colfrag[nt][i] = 0.f;
 
-  const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
-  const int a_m = lane % 8 + 8 * ((lane / 8) % 2), a_half = lane / 16;
-  for (int rr = 0; rr < kHistoryRows / kWarps; ++rr) {
-    const int r = warp * (kHistoryRows / kWarps) + rr;
-    float acc[4][4];
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[nt][i] = 0.f;
-#pragma unroll
-    for (int ky = 0; ky < 3; ++ky) {
-#pragma unroll
-      for (int kx = 0; kx < 3; ++kx) {
-        // Output pixel (r, c0 + m) reads conv1 at (r + ky - 1, c0 + m + kx - 1), i.e. tile
-        // row r + ky, tile col m + kx.
-        const int pixel = (r + ky) * kColsC1 + a_m + kx;
-        uint32_t af[4];
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-                     : "=r"(af[0]), "=r"(af[1]), "=r"(af[2]), "=r"(af[3])
-                     : "r"(c1_base + C1Offset(pixel, a_half)));
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-          Mma16816(acc[nt], af, bfrag[ky * 3 + kx][nt][0], bfrag[ky * 3 + kx][nt][1]);
-      }
+  if (!incremental) {
+    // ---- Full path: the whole 64-row window.
+    float* sx = reinterpret_cast<float*>(smem);
+    unsigned char* sc1 = smem + kRowsIn * kColsX * 4;
+    for (int i = tid; i < kRowsIn * kColsX; i += blockDim.x) {
+      const int r = i / kColsX - 1, c = c0 - 2 + i % kColsX;
+      sx[i] = r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, newest, r, c) : 0.f;
     }
+    __syncthreads();
+    for (int p = tid; p < kRowsIn * kColsC1; p += blockDim.x)
+      Conv1Pixel(sx, -1, c0, p / kColsC1 - 1, c0 - 1 + p % kColsC1, width, sw1, sc1, p);
+    __syncthreads();
+    const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
+    for (int rr = 0; rr < kHistoryRows / kWarps; ++rr) {
+      const int r = warp * (kHistoryRows / kWarps) + rr;
+      float acc[4][4];
+      Conv2Row(c1_base, r, lane, bfrag, acc);  // tile row r holds conv1 row r - 1
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+      for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) colsum[nt][i] += fmaxf(acc[nt][i] + bias2[nt][i % 2], 0.f);
+        for (int i = 0; i < 4; ++i) colfrag[nt][i] += fmaxf(acc[nt][i] + bias2[nt][i % 2], 0.f);
+    }
+  } else {
+    // ---- Incremental path: warp s handles one edge segment of the old or new window.
+    //   s = 0: old window, conv2 rows [0, 3), subtracted
+    //   s = 1: new window, rows [0, 2), added
+    //   s = 2: old window, row 63, subtracted
+    //   s = 3: new window, rows [61, 64), added
+    const int o0 = warp == 0 ? 0 : warp == 1 ? 0 : warp == 2 ? 63 : 61;
+    const int o1 = warp == 0 ? 3 : warp == 1 ? 2 : 64;
+    const float sign = warp % 2 == 0 ? -1.f : 1.f;
+    const int win_newest = warp % 2 == 0 ? newest - 1 : newest;
+    float* sx = reinterpret_cast<float*>(smem + warp * kSegSmem);
+    unsigned char* sc1 = smem + warp * kSegSmem + kSegX * kColsX * 4;
+    const int x_row0 = o0 - 2;  // window row of sx's first row
+    for (int i = lane; i < kSegX * kColsX; i += 32) {
+      const int r = x_row0 + i / kColsX, c = c0 - 2 + i % kColsX;
+      sx[i] = r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, win_newest, r, c)
+                                                                  : 0.f;
+    }
+    __syncthreads();  // sw1 too
+    for (int p = lane; p < kSegC1 * kColsC1; p += 32)
+      Conv1Pixel(sx, x_row0, c0, o0 - 1 + p / kColsC1, c0 - 1 + p % kColsC1, width, sw1, sc1, p);
+    __syncwarp();
+    const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
+    for (int o = o0; o < o1; ++o) {
+      float acc[4][4];
+      Conv2Row(c1_base, o - o0, lane, bfrag, acc);  // buffer row 0 holds conv1 row o0 - 1
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          colfrag[nt][i] += sign * fmaxf(acc[nt][i] + bias2[nt][i % 2], 0.f);
+    }
   }
-  __syncthreads();  // every warp is done reading sc1
-  // Accumulator layout: [nt][0..1] -> pixel fg, channels nt*8 + 2ft + {0,1};
-  //                     [nt][2..3] -> pixel fg + 8, same channels.
+
+  __syncthreads();  // every warp is done with the conv1 tiles; reuse smem
+  auto sred = reinterpret_cast<float (*)[kTileCols][kChannels2 + 1]>(smem);
+  // Accumulator layout: [nt][0..1] -> column fg, channels nt*8 + 2ft + {0,1};
+  //                     [nt][2..3] -> column fg + 8, same channels.
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt) {
-    sred[warp][fg][nt * 8 + 2 * ft] = colsum[nt][0];
-    sred[warp][fg][nt * 8 + 2 * ft + 1] = colsum[nt][1];
-    sred[warp][fg + 8][nt * 8 + 2 * ft] = colsum[nt][2];
-    sred[warp][fg + 8][nt * 8 + 2 * ft + 1] = colsum[nt][3];
+    sred[warp][fg][nt * 8 + 2 * ft] = colfrag[nt][0];
+    sred[warp][fg][nt * 8 + 2 * ft + 1] = colfrag[nt][1];
+    sred[warp][fg + 8][nt * 8 + 2 * ft] = colfrag[nt][2];
+    sred[warp][fg + 8][nt * 8 + 2 * ft + 1] = colfrag[nt][3];
   }
   __syncthreads();
   if (tid < kTileCols && c0 + tid < width) {
     float s = w[PredictorLayout::kConv3B];
+#pragma unroll 8
     for (int ch = 0; ch < kChannels2; ++ch) {
       float t = 0.f;
 #pragma unroll
       for (int wi = 0; wi < kWarps; ++wi) t += sred[wi][tid][ch];
+      if (colsum != nullptr) {
+        if (incremental) t += colsum[tid * kChannels2 + ch];
+        colsum[tid * kChannels2 + ch] = t;
+      }
       s = fmaf(w[PredictorLayout::kConv3W + ch], t * (1.0f / kHistoryRows), s);
     }
     a.scores[((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) * a.score_cols +
@@ -181,14 +265,38 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
   }
 }
 
+// After the CNN: each image's state is now for this history count and width (or none).
+__global__ void CommitStateKernel(const PredictorCnnArgs a) {
+  const int b = blockIdx.y;
+  const int li = blockIdx.x / a.num_kv_heads, g = blockIdx.x % a.num_kv_heads;
+  const int len = a.next_lens[b];
+  const int64_t img =
+      (static_cast<int64_t>(a.seq_slots[b]) * a.num_layers + li) * a.num_kv_heads + g;
+  const int count = a.history_count != nullptr ? a.history_count[b] : -1;
+  const bool ok = NeedsPrediction(len, a.k_blocks) && count >= 0;
+  a.state.count[img] = ok ? count : INT_MIN;
+  a.state.width[img] = NumCandidates(len);
+}
+
 }  // namespace
 
 cudaError_t LaunchPredictorCnn(const PredictorCnnArgs& a, cudaStream_t stream) {
-  if (a.batch == 0 || a.num_layers == 0 || a.max_cols <= 0) return cudaSuccess;
-  if (a.history.rows != kHistoryRows || a.max_cols > a.score_cols) return cudaErrorInvalidValue;
-  const dim3 grid(CeilDivInt(a.max_cols, kTileCols), a.num_layers * a.num_kv_heads, a.batch);
-  PredictorCnnKernel<<<grid, kWarps * 32, 0, stream>>>(a);
-  return cudaGetLastError();
+  if (a.batch == 0 || a.num_layers == 0) return cudaSuccess;
+  if (a.history.rows < kHistoryRows || a.max_cols > a.score_cols) return cudaErrorInvalidValue;
+  if (a.state.colsum != nullptr && a.state.cols < a.score_cols) return cudaErrorInvalidValue;
+  if (a.max_cols > 0) {
+    static const cudaError_t attr = cudaFuncSetAttribute(
+        PredictorCnnKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDynSmem);
+    if (attr != cudaSuccess) return attr;
+    const dim3 grid(CeilDivInt(a.max_cols, kTileCols), a.num_layers * a.num_kv_heads, a.batch);
+    PredictorCnnKernel<<<grid, kWarps * 32, kDynSmem, stream>>>(a);
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
+  if (a.state.colsum != nullptr) {
+    CommitStateKernel<<<dim3(a.num_layers * a.num_kv_heads, a.batch), 1, 0, stream>>>(a);
+    return cudaGetLastError();
+  }
+  return cudaSuccess;
 }
 
 }  // namespace apr::cuda

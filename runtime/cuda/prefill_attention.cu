@@ -161,7 +161,7 @@ __global__ void PrefillHistoryKernel(const PrefillHistoryArgs a) {
   float* hist = a.history +
                 ((static_cast<int64_t>(a.seq_slot) * a.history_layers + a.layer) * a.num_kv_heads +
                  g) * a.history_rows * a.history_cols +
-                static_cast<int64_t>(a.history_rows - a.rows + r) * a.history_cols;
+                static_cast<int64_t>(kHistoryRows - a.rows + r) * a.history_cols;
   const int span = CeilDivInt(nkeys, blockDim.x) * blockDim.x;
   for (int t = threadIdx.x; t < span; t += blockDim.x) {
     float v = t < nkeys ? logit(t) : -INFINITY;
@@ -199,7 +199,8 @@ cudaError_t LaunchPrefillAttention(const PrefillAttentionArgs& a, cudaStream_t s
 
 cudaError_t LaunchPrefillHistory(const PrefillHistoryArgs& a, cudaStream_t stream) {
   if (a.rows <= 0) return cudaSuccess;
-  if (a.rows > a.history_rows || a.head_dim % 8 != 0) return cudaErrorInvalidValue;
+  if (a.rows > kHistoryRows || a.history_rows < kHistoryRows || a.head_dim % 8 != 0)
+    return cudaErrorInvalidValue;
   // Clear the layer's rows over the sequence's blocks (all KV heads: contiguous images).
   const int nb = NumBlocks(a.first_pos + a.rows);
   float* base = a.history + (static_cast<int64_t>(a.seq_slot) * a.history_layers + a.layer) *

@@ -42,9 +42,10 @@ struct PrefillHistoryArgs {
   int seq_slot = 0;
   SlotTable table;
   int layer = 0;
-  // history + ((seq_slot * layers + layer) * kv_heads + g) * history_rows * cols: rows
-  // [history_rows - rows, history_rows) get the pooled probabilities (oldest first); every
-  // row is cleared over the first NumBlocks(first_pos + rows) columns first.
+  // history + ((seq_slot * layers + layer) * kv_heads + g) * history_rows * cols, a ring of
+  // history_rows >= 64 rows: rows [64 - rows, 64) get the pooled probabilities (oldest
+  // first; row 63 is then the newest); every ring row is cleared over the first
+  // NumBlocks(first_pos + rows) columns first.
   float* history = nullptr;
   int history_layers = 0, history_rows = 0, history_cols = 0;
 };

@@ -126,7 +126,7 @@ __global__ void BuildListsKernel(const BuildListsArgs a) {
   const int len = a.context_lens[b];
   const int slot = a.seq_slots[b];
   const int row = b * a.num_kv_heads + g;
-  const int64_t lrow = static_cast<int64_t>(li) * a.batch * a.num_kv_heads + row;
+  const int64_t lrow = static_cast<int64_t>(li) * a.rows_per_layer + row;
   if (a.dense != nullptr && a.dense[b] != 0) {
     if (threadIdx.x == 0) a.counts[lrow] = -1;
     return;
@@ -167,6 +167,7 @@ cudaError_t LaunchTopkSelect(const TopkArgs& a, cudaStream_t stream) {
 
 cudaError_t LaunchBuildLists(const BuildListsArgs& a, cudaStream_t stream) {
   if (a.batch == 0 || a.num_layers == 0) return cudaSuccess;
+  if (a.rows_per_layer < a.batch * a.num_kv_heads) return cudaErrorInvalidValue;
   BuildListsKernel<<<dim3(a.num_layers * a.num_kv_heads, a.batch), 64, 0, stream>>>(a);
   return cudaGetLastError();
 }

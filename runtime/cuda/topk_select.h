@@ -52,8 +52,9 @@ struct BuildListsArgs {
   const int32_t* dense = nullptr;         // [batch] nonzero: full attention (calibration); may be null
   Selection sel;                          // must have been made for context_lens
   SlotTable table;                        // resolves block ids to slots (resident pool)
-  // Output, per sparse layer li: lists at counts/blocks/slots + li * layer_stride (counts:
-  // + li * batch * kv_heads), BlockLists layout.
+  // Output, per sparse layer li, in BlockLists layout: counts + li * rows_per_layer,
+  // blocks/slots + li * rows_per_layer * list_stride (rows_per_layer >= batch * kv_heads).
+  int rows_per_layer = 0;
   int32_t* counts = nullptr;
   int32_t* blocks = nullptr;
   int32_t* slots = nullptr;
