@@ -351,7 +351,7 @@ int Main() {
               read_gbps, copy_gbps);
 
   // Room for the longest context plus every step the rows below append.
-  const int modes = 3 + static_cast<int>(budgets.size()) + 3;
+  const int modes = 3 + static_cast<int>(budgets.size()) + 4;
   const int margin = (warmup + steps + 4) * modes + 64;
   const int max_ctx = *std::max_element(contexts.begin(), contexts.end());
   const ModelConfig cfg = Llama31_8B(max_ctx + margin);
@@ -451,6 +451,10 @@ int Main() {
             double(batch) * ListLength(ctx, k) * kBlockTokens * token_kv_bytes;
         add(absl::StrCat("sparse ", budget), sparse_kv, pred, pred_full, true, budget, 0);
         if (budget == budgets[0]) {
+          CHECK_OK(d.SetOverlapPredictor(false));
+          add(absl::StrCat("sparse ", budget, ", predictor not overlapped"), sparse_kv, pred,
+              pred_full, true, budget, 0);
+          CHECK_OK(d.SetOverlapPredictor(true));
           CHECK_OK(d.SetIncrementalPredictor(false));
           add(absl::StrCat("sparse ", budget, ", full CNN"), sparse_kv, pred_full, pred_full, true,
               budget, 0);

@@ -83,8 +83,9 @@ TEST(BlockRules, SplitsCoverEveryEntryOnce) {
 }
 
 TEST(BlockRules, ChooseSplits) {
-  // Batch 1, 8 KV heads, 128K dense (8192 blocks), 132 SMs: 132 CTAs per head group.
-  EXPECT_EQ(ChooseSplits(1, 8, 8192, 132), 132);
+  // Batch 1, 8 KV heads, 128K dense (8192 blocks), 132 SMs: one wave of 3 CTAs per SM.
+  EXPECT_EQ(ChooseSplits(1, 8, 8192, 132), 49);
+  EXPECT_EQ(ChooseSplits(8, 8, 2048, 132), 6);
   // A 64-entry sparse list is not split below 4 blocks (one per warp) per CTA.
   EXPECT_EQ(ChooseSplits(1, 8, 64, 132), 16);
   EXPECT_EQ(ChooseSplits(8, 8, 1, 132), 1);

@@ -76,6 +76,9 @@ CudaDecoder::~CudaDecoder() {
     if (g.graph != nullptr) cudaGraphDestroy(g.graph);
   }
   gemm_.reset();
+  for (cudaEvent_t e : layer_events_) cudaEventDestroy(e);
+  if (side_done_ != nullptr) cudaEventDestroy(side_done_);
+  if (side_stream_ != nullptr) cudaStreamDestroy(side_stream_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
@@ -216,6 +219,14 @@ absl::Status CudaDecoder::Init() {
     APR_RETURN_IF_ERROR(Alloc(&cnn_count_, int64_t{opt_.max_sequences} * ls * nkv));
     APR_RETURN_IF_ERROR(Alloc(&cnn_width_, int64_t{opt_.max_sequences} * ls * nkv));
     APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
+    APR_RETURN_IF_ERROR(Alloc(&cnn_fragments_, kPredictorFragments));
+    APR_CUDA_RETURN_IF_ERROR(
+        LaunchPackPredictorFragments(predictor_w_.get(), cnn_fragments_.get(), stream_));
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
+    layer_events_.resize(L);
+    for (cudaEvent_t& e : layer_events_)
+      APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&side_done_, cudaEventDisableTiming));
     APR_RETURN_IF_ERROR(Alloc(&scores_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
     APR_RETURN_IF_ERROR(Alloc(&q_save_, int64_t{L} * kHistoryRows * nh * hd));
     sel_stride_ = std::max(KBlocksMax(), kMinPredictedCandidates - 1);
@@ -384,7 +395,9 @@ absl::Status CudaDecoder::LogitsRows(const float* x, int rows, float* host_out) 
 
 // CNN and top-k for the batch in d_step_ (next lengths, slots, newest history rows); the
 // CNN grid covers `max_cols` candidate columns (narrower images exit early).
-absl::Status CudaDecoder::PredictFor(int batch, int max_cols) {
+absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, int layer_count,
+                                     cudaStream_t stream) {
+  if (stream == nullptr) stream = stream_;
   const ModelConfig& c = config();
   const int nkv = c.num_key_value_heads;
   const int32_t* d = d_step_.get();
@@ -392,6 +405,9 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols) {
   const int32_t* next_lens_dev = d + kNextLens * ms;
   PredictorCnnArgs pc;
   pc.weights = predictor_w_.get();
+  pc.fragments = cnn_fragments_.get();
+  pc.layer_begin = layer_begin;
+  pc.layer_count = layer_count;
   pc.batch = batch;
   pc.first_layer = opt_.sparse.dense_layers;
   pc.num_layers = SparseLayers();
@@ -409,9 +425,11 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols) {
   pc.max_cols = max_cols;
   pc.scores = scores_.get();
   pc.score_cols = max_blocks_;
-  APR_CUDA_RETURN_IF_ERROR(LaunchPredictorCnn(pc, stream_));
+  APR_CUDA_RETURN_IF_ERROR(LaunchPredictorCnn(pc, stream));
   TopkArgs tk;
   tk.batch = batch;
+  tk.layer_begin = layer_begin;
+  tk.layer_count = layer_count;
   tk.num_layers = SparseLayers();
   tk.num_kv_heads = nkv;
   tk.next_lens = next_lens_dev;
@@ -422,7 +440,7 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols) {
   tk.out = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(), nkv,
                      sel_stride_};
   tk.error = error_flag_.get();
-  APR_CUDA_RETURN_IF_ERROR(LaunchTopkSelect(tk, stream_));
+  APR_CUDA_RETURN_IF_ERROR(LaunchTopkSelect(tk, stream));
   return absl::OkStatus();
 }
 
@@ -669,6 +687,12 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       pa.history_cols = max_blocks_;
     }
     APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(pa, stream_));
+    if (key.predict && opt_.overlap_predictor && l >= first_sparse) {
+      // This layer's history row is written: predict its next blocks on the side stream.
+      APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
+      APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
+      APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, l - first_sparse, 1, side_stream_));
+    }
     APR_RETURN_IF_ERROR(Linear(lw.o, H, nh * hd, attn_.get(), B, x_.get(), true));
     APR_CUDA_RETURN_IF_ERROR(
         LaunchRmsNorm(x_.get(), lw.post_attn_norm, B, H, eps, xn_.get(), stream_));
@@ -678,7 +702,12 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
   APR_CUDA_RETURN_IF_ERROR(
       LaunchRmsNorm(x_.get(), weights_->final_norm(), B, H, eps, xn_.get(), stream_));
   APR_RETURN_IF_ERROR(Linear(weights_->lm_head(), c.vocab_size, H, xn_.get(), B, logits_.get(), false));
-  if (key.predict) APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols));
+  if (key.predict && opt_.overlap_predictor) {
+    APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(side_done_, side_stream_));
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, side_done_, 0));
+  } else if (key.predict) {
+    APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols));
+  }
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_logits_.get(), logits_.get(),
                                            int64_t{B} * c.vocab_size * sizeof(float),
                                            cudaMemcpyDeviceToHost, stream_));
@@ -771,6 +800,13 @@ absl::Status CudaDecoder::InvalidateCnnState(int slot) {
   const int64_t n = int64_t{SparseLayers()} * config().num_key_value_heads;
   APR_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(cnn_count_.get() + slot * n, 0x80, n * sizeof(int32_t), stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::SetOverlapPredictor(bool on) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.overlap_predictor = on;
+  ClearGraphs();
   return absl::OkStatus();
 }
 

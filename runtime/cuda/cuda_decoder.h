@@ -45,6 +45,9 @@ struct CudaDecoderOptions {
   bool use_gemv = true;     // the custom GEMV for decode batches <= 8; false: cuBLAS
   bool use_pdl = true;      // GEMVs start loading weights while the previous kernel ends
   bool incremental_predictor = true;  // update the CNN's column sums instead of recomputing
+  // Predict layer l's blocks on a second stream as soon as layer l's attention is done, so
+  // the (tensor-core) CNN overlaps the later layers' (memory-bound) projections.
+  bool overlap_predictor = true;
   SparseOptions sparse;
   int max_budget_tokens = 0;  // largest budget set_sparse may set later; 0: sparse.budget_tokens
   std::vector<float> predictor_weights;  // PredictorLayout; required when sparse is usable
@@ -81,6 +84,7 @@ class CudaDecoder : public Decoder {
   absl::Status SetUseGemv(bool use_gemv);
   absl::Status SetUsePdl(bool use_pdl);
   absl::Status SetIncrementalPredictor(bool on);
+  absl::Status SetOverlapPredictor(bool on);
   // Gives `seq` (empty) `len` tokens of context without running the model: its blocks keep
   // whatever the pool holds (FillPoolRandom), its history rows are random, and the
   // predictor selects its first blocks. For the benchmark.
@@ -131,7 +135,10 @@ class CudaDecoder : public Decoder {
   absl::Status PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n, int64_t start,
                             bool save_q_from, int64_t save_from_pos);
   absl::Status LogitsRows(const float* x, int rows, float* host_out);
-  absl::Status PredictFor(int batch, int max_cols);
+  // CNN + top-k for the batch in d_step_, predicted layers [layer_begin, +layer_count)
+  // (layer_count 0: all), on `stream` (default: the main stream).
+  absl::Status PredictFor(int batch, int max_cols, int layer_begin = 0, int layer_count = 0,
+                          cudaStream_t stream = nullptr);
   void ClearGraphs();
   // Forgets the incremental CNN state of a sequence slot (its history was rewritten).
   absl::Status InvalidateCnnState(int slot);
@@ -170,6 +177,10 @@ class CudaDecoder : public Decoder {
   DeviceBuffer<int32_t> sel_blocks_, sel_counts_, sel_lens_;
   DeviceBuffer<int32_t> list_counts_, list_blocks_, list_slots_, error_flag_;
   DeviceBuffer<float> cnn_colsum_;
+  DeviceBuffer<uint2> cnn_fragments_;
+  cudaStream_t side_stream_ = nullptr;
+  std::vector<cudaEvent_t> layer_events_;
+  cudaEvent_t side_done_ = nullptr;
   DeviceBuffer<int32_t> cnn_count_, cnn_width_;
   std::map<StepKey, Graph> graphs_;
   int last_batch_ = 0;

@@ -395,13 +395,16 @@ TEST(CudaDecoder, IncrementalPredictorSelectsLikeFullRecomputation) {
   const std::vector<int32_t> toks = RealTokens();
   ASSERT_GE(toks.size(), 1400u);
   const int prompt = 1300, steps = 40;
-  std::vector<std::vector<std::vector<std::vector<int32_t>>>> lists[2];  // [mode][step][layer]
-  for (int mode = 0; mode < 2; ++mode) {
+  // Modes: 0 incremental, predictor overlapped on the side stream (the defaults); 1 full
+  // recomputation; 2 incremental on the main stream (must equal mode 0 exactly).
+  std::vector<std::vector<std::vector<std::vector<int32_t>>>> lists[3];  // [mode][step][layer]
+  for (int mode = 0; mode < 3; ++mode) {
     CudaDecoderOptions o = SmallOptions();
     o.sparse.enabled = true;
     o.sparse.budget_tokens = 512;
     o.sparse.calibration_step = 7;
-    o.incremental_predictor = mode == 0;
+    o.incremental_predictor = mode != 1;
+    o.overlap_predictor = mode != 2;
     o.predictor_weights = RandomPredictorWeights(8);
     auto gpu = CudaDecoder::Load("models/apr-tiny", o);
     ASSERT_TRUE(gpu.ok()) << gpu.status();
@@ -429,6 +432,7 @@ TEST(CudaDecoder, IncrementalPredictorSelectsLikeFullRecomputation) {
       }
   // Equal up to near-ties that float32 summation order may flip.
   EXPECT_GE(same, total * 99 / 100) << same << " of " << total;
+  EXPECT_EQ(lists[0], lists[2]) << "overlapped and in-stream prediction differ";
   std::printf("incremental vs full CNN: %ld of %ld selected blocks agree\n", long(same), long(total));
 }
 

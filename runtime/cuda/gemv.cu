@@ -50,17 +50,17 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvArgs a) {
     for (int t = 0; t < N; ++t) acc[j][t] = 0.f;
 
   auto fma_chunk = [&](const uint4 (&wv)[kRows], int c) {
+    float wf[kRows][8];  // each weight converted once, used for all N tokens
+#pragma unroll
+    for (int j = 0; j < kRows; ++j) Bf16x8ToFloat(wv[j], wf[j]);
 #pragma unroll
     for (int t = 0; t < N; ++t) {
       float xf[8];
       Bf16x8ToFloat(__ldg(x + static_cast<int64_t>(t) * chunks + c), xf);
 #pragma unroll
-      for (int j = 0; j < kRows; ++j) {
-        float wf[8];
-        Bf16x8ToFloat(wv[j], wf);
+      for (int j = 0; j < kRows; ++j)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[j][t] = fmaf(wf[e], xf[e], acc[j][t]);
-      }
+        for (int e = 0; e < 8; ++e) acc[j][t] = fmaf(wf[j][e], xf[e], acc[j][t]);
     }
   };
 

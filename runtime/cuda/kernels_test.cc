@@ -613,11 +613,14 @@ TEST(PredictorCnn, MatchesReferenceOnEveryImage) {
   std::uniform_real_distribution<float> u(0, 1);
   for (float& v : hist) v = u(rng) < 0.7f ? 0.f : u(rng);
   Dev<float> dw(w), dhist(hist);
+  Dev<uint2> frag(kPredictorFragments);
+  ASSERT_CUDA(LaunchPackPredictorFragments(dw.get(), frag.get(), nullptr));
   Dev<int32_t> dlens(next_lens), dslots(seq_slots), drow(hist_row);
   Dev<float> scores(size_t(batch) * nl * nkv * cols);
   scores.Poison();
   PredictorCnnArgs a;
   a.weights = dw.get();
+  a.fragments = frag.get();
   a.batch = batch;
   a.first_layer = first;
   a.num_layers = nl;
@@ -665,6 +668,8 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
   std::uniform_real_distribution<float> u(0, 1);
   for (float& v : hist) v = u(rng) < 0.6f ? 0.f : u(rng);
   Dev<float> dw(w), dhist(hist);
+  Dev<uint2> frag(kPredictorFragments);
+  ASSERT_CUDA(LaunchPackPredictorFragments(dw.get(), frag.get(), nullptr));
   Dev<float> colsum(size_t(slots) * nl * nkv * cols * 32);
   Dev<int32_t> count(size_t(slots) * nl * nkv), width(size_t(slots) * nl * nkv);
   ASSERT_CUDA(cudaMemset(count.get(), 0x80, count.size() * 4));
@@ -689,6 +694,7 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
         drow(std::vector<int32_t>{newest}), dcount(std::vector<int32_t>{hcount});
     PredictorCnnArgs a;
     a.weights = dw.get();
+    a.fragments = frag.get();
     a.batch = 1;
     a.first_layer = first;
     a.num_layers = nl;
@@ -707,7 +713,15 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
     a.history_count = dcount.get();
     a.scores = scores.get();
     scores.Poison();
-    ASSERT_CUDA(LaunchPredictorCnn(a, nullptr));
+    if (step % 2 == 1) {  // one launch per layer, as the decoder's overlapped predictor does
+      for (int li = nl - 1; li >= 0; --li) {
+        a.layer_begin = li;
+        a.layer_count = 1;
+        ASSERT_CUDA(LaunchPredictorCnn(a, nullptr));
+      }
+    } else {
+      ASSERT_CUDA(LaunchPredictorCnn(a, nullptr));
+    }
     ASSERT_CUDA(cudaDeviceSynchronize());
     const std::vector<float> got = scores.Host(), want = full.Host();
     const int wd = NumCandidates(len + 1);

@@ -7,7 +7,8 @@
 namespace apr::cuda {
 namespace {
 
-constexpr int kTileCols = 16;  // output columns per CTA (one mma M tile)
+constexpr int kTileCols = 16;  // output columns per tile (one mma M tile)
+constexpr int kTilesPerCta = 4;  // tiles a CTA takes in turn (amortises its setup)
 constexpr int kWarps = 4;
 constexpr int kRowsIn = kHistoryRows + 2;  // full path: conv1 rows -1 .. 64
 constexpr int kColsC1 = kTileCols + 2;     // conv1 cols c0 - 1 .. c0 + 16
@@ -23,7 +24,7 @@ constexpr int kSmem = kFullSmem > kWarps * kSegSmem ? kFullSmem : kWarps * kSegS
 static_assert(kRedSmem <= kRowsIn * kColsC1 * 32);
 static_assert(kRedSmem <= kSmem);
 // conv2 weights as per-lane mma B fragments: [9 taps][4 n-tiles][32 lanes] x 2 registers.
-constexpr int kBfragSmem = 9 * 4 * 32 * 8;
+constexpr int kBfragSmem = kPredictorFragments * 8;
 constexpr int kW1Smem = kChannels1 * 10 * 4;
 constexpr int kDynSmem = kSmem + kBfragSmem + kW1Smem;
 
@@ -130,12 +131,12 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
   float* sw1 = reinterpret_cast<float*>(smem + kSmem + kBfragSmem);
 
   const int b = blockIdx.z;
-  const int li = blockIdx.y / a.num_kv_heads, g = blockIdx.y % a.num_kv_heads;
+  const int li = a.layer_begin + blockIdx.y / a.num_kv_heads, g = blockIdx.y % a.num_kv_heads;
   const int len = a.next_lens[b];
   if (!NeedsPrediction(len, a.k_blocks)) return;
   const int width = NumCandidates(len);
-  const int c0 = blockIdx.x * kTileCols;
-  if (c0 >= width) return;
+  const int first_c0 = blockIdx.x * kTilesPerCta * kTileCols;
+  if (first_c0 >= width) return;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const float* w = a.weights;
   const HistoryView& h = a.history;
@@ -145,26 +146,15 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
                  h.rows, h.cols, width};
   const int newest = a.history_row[b];
   const int64_t state_img = (static_cast<int64_t>(slot) * a.num_layers + li) * a.num_kv_heads + g;
-  float* colsum = a.state.colsum != nullptr
-                      ? a.state.colsum + (state_img * a.state.cols + c0) * kChannels2
-                      : nullptr;
   const int count = a.history_count != nullptr ? a.history_count[b] : -1;
-  const bool incremental = colsum != nullptr && count > 0 && count % kCnnRefreshSteps != 0 &&
-                           h.rows > kHistoryRows && a.state.count[state_img] >= 0 &&
-                           a.state.count[state_img] == count - 1 &&
-                           c0 + kTileCols <= a.state.width[state_img] - 2;
+  const bool state_fresh = a.state.colsum != nullptr && count > 0 &&
+                           count % kCnnRefreshSteps != 0 && h.rows > kHistoryRows &&
+                           a.state.count[state_img] >= 0 && a.state.count[state_img] == count - 1;
+  const int state_width = a.state.colsum != nullptr ? a.state.width[state_img] : 0;
 
   for (int i = tid; i < kChannels1 * 10; i += blockDim.x) sw1[i] = w[PredictorLayout::kConv1W + i];
-
-  // conv2 weights as mma B fragments (k = input channel, n = output channel): entry
-  // (tap, nt, lane) holds B[k = 2t, 2t+1][n = g] and B[k = 2t+8, 2t+9][n = g] with
-  // g = lane / 4, t = lane % 4.
-  for (int i = tid; i < 9 * 4 * 32; i += blockDim.x) {
-    const int tap = i / 128, nt = i / 32 % 4, l = i % 32, bg = l / 4, bt = l % 4;
-    const float* w2 = w + PredictorLayout::kConv2W + (nt * 8 + bg) * kChannels1 * 9 + tap;
-    sbfrag[i] = make_uint2(PackBf16(w2[(2 * bt) * 9], w2[(2 * bt + 1) * 9]),
-                           PackBf16(w2[(2 * bt + 8) * 9], w2[(2 * bt + 9) * 9]));
-  }
+  for (int i = tid; i < kBfragSmem / 16; i += blockDim.x)
+    reinterpret_cast<uint4*>(sbfrag)[i] = reinterpret_cast<const uint4*>(a.fragments)[i];
   const int fg = lane / 4, ft = lane % 4;
   const uint2* bfrag = sbfrag;
   float bias2[4][2];
@@ -173,6 +163,15 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
     bias2[nt][0] = w[PredictorLayout::kConv2B + nt * 8 + 2 * ft];
     bias2[nt][1] = w[PredictorLayout::kConv2B + nt * 8 + 2 * ft + 1];
   }
+
+  for (int tile = 0; tile < kTilesPerCta; ++tile) {
+  const int c0 = first_c0 + tile * kTileCols;
+  if (c0 >= width) break;
+  if (tile > 0) __syncthreads();  // the previous tile's reduction is read
+  float* colsum = a.state.colsum != nullptr
+                      ? a.state.colsum + (state_img * a.state.cols + c0) * kChannels2
+                      : nullptr;
+  const bool incremental = state_fresh && c0 + kTileCols <= state_width - 2;
   float colfrag[4][4];
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt)
@@ -205,9 +204,9 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
     // ---- Incremental path: warp s handles one edge segment of the old or new window.
     //   s = 0: old window, conv2 rows [0, 3), subtracted
     //   s = 1: new window, rows [0, 2), added
-    //   s = 2: old window, row 63, subtracted
+    //   s = 2: old window, rows [62, 64), subtracted
     //   s = 3: new window, rows [61, 64), added
-    const int o0 = warp == 0 ? 0 : warp == 1 ? 0 : warp == 2 ? 63 : 61;
+    const int o0 = warp == 0 ? 0 : warp == 1 ? 0 : warp == 2 ? 62 : 61;
     const int o1 = warp == 0 ? 3 : warp == 1 ? 2 : 64;
     const float sign = warp % 2 == 0 ? -1.f : 1.f;
     const int win_newest = warp % 2 == 0 ? newest - 1 : newest;
@@ -263,12 +262,13 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
     a.scores[((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) * a.score_cols +
              c0 + tid] = s;
   }
+  }  // tiles
 }
 
 // After the CNN: each image's state is now for this history count and width (or none).
 __global__ void CommitStateKernel(const PredictorCnnArgs a) {
   const int b = blockIdx.y;
-  const int li = blockIdx.x / a.num_kv_heads, g = blockIdx.x % a.num_kv_heads;
+  const int li = a.layer_begin + blockIdx.x / a.num_kv_heads, g = blockIdx.x % a.num_kv_heads;
   const int len = a.next_lens[b];
   const int64_t img =
       (static_cast<int64_t>(a.seq_slots[b]) * a.num_layers + li) * a.num_kv_heads + g;
@@ -278,22 +278,46 @@ __global__ void CommitStateKernel(const PredictorCnnArgs a) {
   a.state.width[img] = NumCandidates(len);
 }
 
+__global__ void PackFragmentsKernel(const float* w, uint2* out) {
+  // Entry (tap, nt, lane) holds B[k = 2t, 2t+1][n = g] and B[k = 2t+8, 2t+9][n = g] of the
+  // tap's [16 in][32 out] matrix, n-tile nt, g = lane / 4, t = lane % 4.
+  for (int i = threadIdx.x; i < kPredictorFragments; i += blockDim.x) {
+    const int tap = i / 128, nt = i / 32 % 4, l = i % 32, bg = l / 4, bt = l % 4;
+    const float* w2 = w + PredictorLayout::kConv2W + (nt * 8 + bg) * kChannels1 * 9 + tap;
+    out[i] = make_uint2(PackBf16(w2[(2 * bt) * 9], w2[(2 * bt + 1) * 9]),
+                        PackBf16(w2[(2 * bt + 8) * 9], w2[(2 * bt + 9) * 9]));
+  }
+}
+
 }  // namespace
 
-cudaError_t LaunchPredictorCnn(const PredictorCnnArgs& a, cudaStream_t stream) {
+cudaError_t LaunchPackPredictorFragments(const float* weights, uint2* fragments,
+                                         cudaStream_t stream) {
+  PackFragmentsKernel<<<1, 256, 0, stream>>>(weights, fragments);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchPredictorCnn(PredictorCnnArgs a, cudaStream_t stream) {
   if (a.batch == 0 || a.num_layers == 0) return cudaSuccess;
+  if (a.layer_count == 0) {
+    a.layer_begin = 0;
+    a.layer_count = a.num_layers;
+  }
+  if (a.fragments == nullptr || a.layer_begin + a.layer_count > a.num_layers)
+    return cudaErrorInvalidValue;
   if (a.history.rows < kHistoryRows || a.max_cols > a.score_cols) return cudaErrorInvalidValue;
   if (a.state.colsum != nullptr && a.state.cols < a.score_cols) return cudaErrorInvalidValue;
   if (a.max_cols > 0) {
     static const cudaError_t attr = cudaFuncSetAttribute(
         PredictorCnnKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDynSmem);
     if (attr != cudaSuccess) return attr;
-    const dim3 grid(CeilDivInt(a.max_cols, kTileCols), a.num_layers * a.num_kv_heads, a.batch);
+    const dim3 grid(CeilDivInt(a.max_cols, kTileCols * kTilesPerCta),
+                    a.layer_count * a.num_kv_heads, a.batch);
     PredictorCnnKernel<<<grid, kWarps * 32, kDynSmem, stream>>>(a);
     if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   }
   if (a.state.colsum != nullptr) {
-    CommitStateKernel<<<dim3(a.num_layers * a.num_kv_heads, a.batch), 1, 0, stream>>>(a);
+    CommitStateKernel<<<dim3(a.layer_count * a.num_kv_heads, a.batch), 1, 0, stream>>>(a);
     return cudaGetLastError();
   }
   return cudaSuccess;

@@ -13,9 +13,9 @@
 //
 // Incremental path (with a CnnState): when the window moved by exactly one row since the
 // state was made, only conv2 rows whose 5-row receptive field touches the window's edges
-// change: with S = sum over rows of ReLU(conv2), S_new = S_old - old rows {0, 1, 2, 63}
+// change: with S = sum over rows of ReLU(conv2), S_new = S_old - old rows {0, 1, 2, 62, 63}
 // + new rows {0, 1, 61, 62, 63} (rows 2..60 of the new window equal rows 3..61 of the old
-// one, computed from the same inputs). That is 9 conv2 rows instead of 64. Column tiles
+// one, computed from the same inputs). That is 10 conv2 rows instead of 64. Column tiles
 // whose receptive field reaches the image's previous right edge (the candidate set grew),
 // stale states, and every kCnnRefreshSteps-th step take the full path, which also reseeds S.
 #ifndef APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_
@@ -55,10 +55,20 @@ struct CnnState {
   int cols = 0;
 };
 
+// conv2's weights as per-lane mma B fragments (9 taps x 4 n-tiles x 32 lanes x 2 bf16x2
+// registers), made once from the packed float32 parameters.
+constexpr int kPredictorFragments = 9 * 4 * 32;
+cudaError_t LaunchPackPredictorFragments(const float* weights, uint2* fragments,
+                                         cudaStream_t stream);
+
 struct PredictorCnnArgs {
-  const float* weights = nullptr;  // PredictorLayout::kSize floats
+  const float* weights = nullptr;     // PredictorLayout::kSize floats
+  const uint2* fragments = nullptr;   // kPredictorFragments, from LaunchPackPredictorFragments
   int batch = 0;
   int first_layer = 0, num_layers = 0;  // the predicted layers [first, first + num)
+  // This launch runs the predicted layers [layer_begin, layer_begin + layer_count) of those
+  // (indices relative to first_layer); layer_count 0: all.
+  int layer_begin = 0, layer_count = 0;
   int num_kv_heads = 0;
   const int32_t* next_lens = nullptr;    // [batch] context length of the predicted step
   const int32_t* seq_slots = nullptr;    // [batch]
@@ -76,7 +86,7 @@ struct PredictorCnnArgs {
 };
 
 // The CNN, then (with a state) the state's bookkeeping for the next step.
-cudaError_t LaunchPredictorCnn(const PredictorCnnArgs& a, cudaStream_t stream);
+cudaError_t LaunchPredictorCnn(PredictorCnnArgs a, cudaStream_t stream);
 
 }  // namespace apr::cuda
 

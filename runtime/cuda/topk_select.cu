@@ -47,7 +47,8 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
   __shared__ uint32_t s_prefix;
   __shared__ int s_remaining;
 
-  const int b = blockIdx.y, li = blockIdx.x / a.num_kv_heads, g = blockIdx.x % a.num_kv_heads;
+  const int b = blockIdx.y, g = blockIdx.x % a.num_kv_heads;
+  const int li = a.layer_begin + blockIdx.x / a.num_kv_heads;
   const int len = a.next_lens[b];
   const int n = NumCandidates(len);
   const int k = a.k_blocks;
@@ -158,10 +159,16 @@ __global__ void BuildListsKernel(const BuildListsArgs a) {
 
 }  // namespace
 
-cudaError_t LaunchTopkSelect(const TopkArgs& a, cudaStream_t stream) {
+cudaError_t LaunchTopkSelect(TopkArgs a, cudaStream_t stream) {
   if (a.batch == 0 || a.num_layers == 0) return cudaSuccess;
-  if (a.out.stride < (a.k_blocks > 2 ? a.k_blocks : 2)) return cudaErrorInvalidValue;
-  TopkKernel<<<dim3(a.num_layers * a.num_kv_heads, a.batch), kThreads, 0, stream>>>(a);
+  if (a.layer_count == 0) {
+    a.layer_begin = 0;
+    a.layer_count = a.num_layers;
+  }
+  if (a.out.stride < (a.k_blocks > 2 ? a.k_blocks : 2) ||
+      a.layer_begin + a.layer_count > a.num_layers)
+    return cudaErrorInvalidValue;
+  TopkKernel<<<dim3(a.layer_count * a.num_kv_heads, a.batch), kThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }
 

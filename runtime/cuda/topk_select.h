@@ -30,6 +30,7 @@ struct Selection {
 struct TopkArgs {
   int batch = 0;
   int num_layers = 0, num_kv_heads = 0;  // the predicted layers, as in PredictorCnnArgs
+  int layer_begin = 0, layer_count = 0;  // the layers this launch selects for (0: all)
   const int32_t* next_lens = nullptr;    // [batch]
   const int32_t* seq_slots = nullptr;    // [batch]
   const float* scores = nullptr;         // [batch][num_layers][kv_heads][score_cols]
@@ -42,7 +43,7 @@ struct TopkArgs {
 // Candidates per image are limited to kTopkMaxCandidates (139K tokens of context); an
 // image with more sets *error (when given) and selects nothing.
 constexpr int kTopkMaxCandidates = 8704;
-cudaError_t LaunchTopkSelect(const TopkArgs& a, cudaStream_t stream);
+cudaError_t LaunchTopkSelect(TopkArgs a, cudaStream_t stream);
 
 struct BuildListsArgs {
   int batch = 0;
