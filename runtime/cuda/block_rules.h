@@ -1,14 +1,18 @@
 // Which KV blocks a decode step attends to, as plain arithmetic shared by host code, the
-// CUDA kernels and the tests (docs/ARCHITECTURE.md, docs/CUDA.md). Everything here is a
-// pure function of the context length and the budget, so the CPU tests cover it.
+// CUDA kernels and the tests. The rules are the CPU reference's (docs/PREDICTOR.md, "Budget
+// and candidates" and "Mirroring on the GPU"); everything here is a pure function of the
+// context length and the budget, so the CPU tests cover it.
 //
-// Terms. `len` is the context length of the step being decoded (the new token included).
-// Blocks are 16 tokens; block b holds tokens [16b, 16b + 16). The sink is blocks [0, 4)
-// (tokens 0-63); the local window is the blocks holding tokens [len - 64, len). The
-// *candidates* are the blocks between the two, [4, FirstLocalBlock(len)): the predictor's
-// image has one column per candidate, and the top `PredictedBlocks(budget)` of them are
-// attended besides sink and local window. When fewer than 3 candidates remain, or no more
-// than the predicted budget, every candidate is kept (no prediction).
+// Terms. `len` (L) is the context length of the step being decoded (the new token
+// included). Blocks are 16 tokens; block b holds tokens [16b, 16b + 16). The history seen
+// when predicting for the step covers the L - 1 earlier tokens: N = ceil((L - 1) / 16)
+// blocks. The *candidates* are blocks [4, N - 4) (sink and local columns cut, as the
+// official code cuts the CNN input); the predictor's image has one column per candidate
+// and min(k, candidates) of them are chosen (all when they fit; the lowest ones when fewer
+// than 3 remain, since the CNN is not run). Attended: the sink tokens [0, min(64, L)), the
+// token-exact local window [max(0, L - 64), L), and the chosen blocks. A block list entry
+// is (block, first token within the block): the local window's first block is attended from
+// token (L - 64) mod 16 unless it is also sink or chosen.
 #ifndef APRUNTIME_RUNTIME_CUDA_BLOCK_RULES_H_
 #define APRUNTIME_RUNTIME_CUDA_BLOCK_RULES_H_
 
@@ -33,42 +37,45 @@ constexpr int kHistoryRing = 72;
 constexpr int kMinPredictedCandidates = 3;
 
 APR_HD int CeilDiv(int a, int b) { return (a + b - 1) / b; }
-APR_HD int NumBlocks(int len) { return CeilDiv(len, kBlockTokens); }
-// The first block of the local window: the block holding token max(len - 64, 0).
-APR_HD int FirstLocalBlock(int len) {
-  const int t = len - kLocalTokens;
-  return (t > 0 ? t : 0) / kBlockTokens;
-}
+APR_HD int NumBlocks(int len) { return len > 0 ? CeilDiv(len, kBlockTokens) : 0; }
+// N: blocks of the history when predicting for a step of context `len`.
+APR_HD int HistoryBlocks(int len) { return NumBlocks(len - 1); }
 // Candidate blocks are [kSinkBlocks, kSinkBlocks + NumCandidates(len)).
 APR_HD int NumCandidates(int len) {
-  const int n = FirstLocalBlock(len) - kSinkBlocks;
+  const int n = HistoryBlocks(len) - kLocalTokens / kBlockTokens - kSinkBlocks;
   return n > 0 ? n : 0;
 }
+// Blocks holding the sink tokens [0, min(64, len)).
+APR_HD int SinkBlocks(int len) { return NumBlocks(len < kLocalTokens ? len : kLocalTokens); }
+// First token of the local window [LocalStart, len), and its block.
+APR_HD int LocalStart(int len) { return len > kLocalTokens ? len - kLocalTokens : 0; }
+APR_HD int FirstLocalBlock(int len) { return LocalStart(len) / kBlockTokens; }
 // Predicted blocks in a budget of `budget_tokens` (sink and local window are 128 tokens).
 APR_HD int PredictedBlocks(int budget_tokens) {
   const int n = (budget_tokens - 2 * kLocalTokens) / kBlockTokens;
   return n > 0 ? n : 0;
 }
-// True when the predictor must rank the candidates (otherwise all are kept).
+// Candidates chosen: all when they fit in k.
+APR_HD int KeptCandidates(int len, int k_blocks) {
+  const int c = NumCandidates(len);
+  return c < k_blocks ? c : k_blocks;
+}
+// True when the CNN must rank the candidates (more than k, and at least 3).
 APR_HD bool NeedsPrediction(int len, int k_blocks) {
   const int c = NumCandidates(len);
   return c >= kMinPredictedCandidates && c > k_blocks;
 }
-// Number of candidates kept: k when predicting, else all of them.
-APR_HD int KeptCandidates(int len, int k_blocks) {
-  return NeedsPrediction(len, k_blocks) ? k_blocks : NumCandidates(len);
+// The attended list's length, counting the local window's first block apart from a chosen
+// candidate (so it may exceed the real length by one).
+APR_HD int ListLengthBound(int len, int k_blocks) {
+  const int fl = FirstLocalBlock(len), sb = SinkBlocks(len);
+  const int local = NumBlocks(len) - (fl > sb ? fl : sb);
+  return sb + KeptCandidates(len, k_blocks) + (local > 0 ? local : 0);
 }
-// Length of the attended block list: sink + kept candidates + local window (no overlaps).
-APR_HD int ListLength(int len, int k_blocks) {
-  const int nb = NumBlocks(len), fl = FirstLocalBlock(len);
-  const int sink = fl < kSinkBlocks ? fl : kSinkBlocks;
-  return sink + KeptCandidates(len, k_blocks) + (nb - fl);
-}
-// An upper bound of ListLength over all lengths: 4 sink + kept + 5 local blocks (a partial
-// tail block makes the 64-token window span 5 blocks).
+// An upper bound of any list's length: 4 sink + k chosen + 5 local blocks (a partial first
+// block makes the 64-token window span 5 blocks).
 APR_HD int MaxListLength(int k_blocks) {
-  const int kept = k_blocks > kMinPredictedCandidates - 1 ? k_blocks : kMinPredictedCandidates - 1;
-  return kSinkBlocks + kept + CeilDiv(kLocalTokens, kBlockTokens) + 1;
+  return kSinkBlocks + k_blocks + CeilDiv(kLocalTokens, kBlockTokens) + 1;
 }
 
 // Flash-decoding split of a list of `n` entries into at most `splits` contiguous ranges:

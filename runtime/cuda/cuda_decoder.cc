@@ -238,6 +238,9 @@ absl::Status CudaDecoder::Init() {
     APR_RETURN_IF_ERROR(Alloc(&list_counts_, int64_t{ls} * opt_.max_sequences * nkv));
     APR_RETURN_IF_ERROR(Alloc(&list_blocks_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
     APR_RETURN_IF_ERROR(Alloc(&list_slots_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+    APR_RETURN_IF_ERROR(
+        Alloc(&list_starts_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+    APR_RETURN_IF_ERROR(Alloc(&calib_counts_, int64_t{opt_.max_sequences} * nkv));
   }
   APR_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return absl::OkStatus();
@@ -271,7 +274,7 @@ absl::Status CudaDecoder::Reserve(CudaSequence& seq, int64_t len) {
 
 absl::Status CudaDecoder::Linear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* x,
                                  int n, float* y, bool accumulate) {
-  if (opt_.use_gemv && n <= kGemvMaxTokens) {
+  if (opt_.use_gemv && n <= std::min(opt_.gemv_max_tokens, kGemvMaxTokens)) {
     GemvArgs a;
     a.w = w;
     a.x = x;
@@ -291,7 +294,7 @@ absl::Status CudaDecoder::Linear(const __nv_bfloat16* w, int m, int k, const __n
 absl::Status CudaDecoder::GateUpSwiGlu(const CudaLayerWeights& lw, int n) {
   const ModelConfig& c = config();
   const int I = c.intermediate_size, H = c.hidden_size;
-  if (opt_.use_gemv && n <= kGemvMaxTokens) {
+  if (opt_.use_gemv && n <= std::min(opt_.gemv_max_tokens, kGemvMaxTokens)) {
     GemvArgs a;
     a.w = lw.gate_up;
     a.x = xn_.get();
@@ -631,6 +634,8 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     bl.counts = list_counts_.get();
     bl.blocks = list_blocks_.get();
     bl.slots = list_slots_.get();
+    bl.starts = list_starts_.get();
+    bl.calib_counts = calib_counts_.get();
     bl.list_stride = list_stride_;
     bl.error = error_flag_.get();
     APR_CUDA_RETURN_IF_ERROR(LaunchBuildLists(bl, stream_));
@@ -676,8 +681,9 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       pa.lists.counts = list_counts_.get() + int64_t{li} * ms * nkv;
       pa.lists.blocks = list_blocks_.get() + int64_t{li} * ms * nkv * list_stride_;
       pa.lists.slots = list_slots_.get() + int64_t{li} * ms * nkv * list_stride_;
+      pa.lists.starts = list_starts_.get() + int64_t{li} * ms * nkv * list_stride_;
       pa.lists.stride = list_stride_;
-      if (!key.any_dense) pa.splits = key.splits_list;
+      pa.splits = key.splits_list;
       pa.block_max = block_max_.get();
       pa.score_stride = max_blocks_;
       pa.history = history_.get();
@@ -687,6 +693,16 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       pa.history_cols = max_blocks_;
     }
     APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(pa, stream_));
+    if (key.any_dense && l >= first_sparse) {
+      // Calibration: the full attention row replaces the history row of the calibrating
+      // sequences (other rows have count 0 and are skipped).
+      PagedDecodeArgs cal = pa;
+      cal.lists = BlockLists{calib_counts_.get(), nullptr, nullptr, nullptr, 0};
+      cal.splits = key.splits_dense;
+      cal.history_only = true;
+      cal.out = nullptr;
+      APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(cal, stream_));
+    }
     if (key.predict && opt_.overlap_predictor && l >= first_sparse) {
       // This layer's history row is written: predict its next blocks on the side stream.
       APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
@@ -835,9 +851,10 @@ absl::Status CudaDecoder::SetUsePdl(bool use_pdl) {
   return absl::OkStatus();
 }
 
-absl::Status CudaDecoder::SetUseGemv(bool use_gemv) {
+absl::Status CudaDecoder::SetUseGemv(bool use_gemv, int gemv_max_tokens) {
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.use_gemv = use_gemv;
+  opt_.gemv_max_tokens = gemv_max_tokens;
   ClearGraphs();
   return absl::OkStatus();
 }
@@ -898,7 +915,7 @@ absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool ad
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::vector<std::vector<int32_t>>>> CudaDecoder::LastBlockLists(
+absl::StatusOr<std::vector<std::vector<CudaDecoder::BlockList>>> CudaDecoder::LastBlockLists(
     int layer) {
   APR_RETURN_IF_ERROR(Synchronize());
   const ModelConfig& c = config();
@@ -906,20 +923,21 @@ absl::StatusOr<std::vector<std::vector<std::vector<int32_t>>>> CudaDecoder::Last
   if (!sparse_capable_ || layer < opt_.sparse.dense_layers || layer >= c.num_hidden_layers)
     return absl::InvalidArgumentError("not a sparse layer");
   const int li = layer - opt_.sparse.dense_layers;
-  std::vector<int32_t> counts(int64_t{ms} * nkv), blocks(int64_t{ms} * nkv * list_stride_);
+  const int64_t n = int64_t{ms} * nkv * list_stride_;
+  std::vector<int32_t> counts(int64_t{ms} * nkv), blocks(n), starts(n);
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(counts.data(), list_counts_.get() + int64_t{li} * ms * nkv,
                                       counts.size() * 4, cudaMemcpyDeviceToHost));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(blocks.data(),
-                                      list_blocks_.get() + int64_t{li} * ms * nkv * list_stride_,
-                                      blocks.size() * 4, cudaMemcpyDeviceToHost));
-  std::vector<std::vector<std::vector<int32_t>>> out(last_batch_);
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(blocks.data(), list_blocks_.get() + li * n, n * 4,
+                                      cudaMemcpyDeviceToHost));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(starts.data(), list_starts_.get() + li * n, n * 4,
+                                      cudaMemcpyDeviceToHost));
+  std::vector<std::vector<BlockList>> out(last_batch_);
   for (int b = 0; b < last_batch_; ++b) {
     out[b].resize(nkv);
     for (int g = 0; g < nkv; ++g) {
-      const int r = b * nkv + g;
-      if (counts[r] < 0) continue;
-      out[b][g].assign(blocks.begin() + int64_t{r} * list_stride_,
-                       blocks.begin() + int64_t{r} * list_stride_ + counts[r]);
+      const int64_t r = int64_t{b} * nkv + g;
+      for (int i = 0; i < counts[r]; ++i)
+        out[b][g].emplace_back(blocks[r * list_stride_ + i], starts[r * list_stride_ + i]);
     }
   }
   return out;

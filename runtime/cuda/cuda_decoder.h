@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,8 +28,9 @@ struct SparseOptions {
   bool enabled = false;
   // Tokens attended per KV head: 64 sink + 64 local + (budget - 128) / 16 predicted blocks.
   int budget_tokens = 1024;
-  // Every n-th decode step of a sequence attends to all blocks and records that in the
-  // history (DESIGN.md "calibration_step"); 0: never.
+  // Every n-th decode step of a sequence records the full attention row in the history
+  // (DESIGN.md "calibration_step"; the step's output still uses the sparse list, as the CPU
+  // reference does); 0: never.
   int calibration_step = 5;
   // The first n layers always attend densely and keep no history (the reference's
   // skip_2layer is 2).
@@ -42,12 +44,14 @@ struct CudaDecoderOptions {
   int64_t pool_groups = 0;  // KV pool size in block groups; 0: max_sequences * max_context / 16
   int prefill_chunk = 512;  // tokens per prefill pass
   bool use_graphs = true;   // replay decode steps as CUDA graphs
-  bool use_gemv = true;     // the custom GEMV for decode batches <= 8; false: cuBLAS
+  bool use_gemv = true;     // the custom GEMV for decode batches <= gemv_max_tokens
+  int gemv_max_tokens = 4;  // larger batches use cuBLAS (measured faster at 8, PERFORMANCE.md)
   bool use_pdl = true;      // GEMVs start loading weights while the previous kernel ends
   bool incremental_predictor = true;  // update the CNN's column sums instead of recomputing
   // Predict layer l's blocks on a second stream as soon as layer l's attention is done, so
-  // the (tensor-core) CNN overlaps the later layers' (memory-bound) projections.
-  bool overlap_predictor = true;
+  // the (tensor-core) CNN may overlap the later layers' (memory-bound) projections. Measured
+  // slower on the H100 (the CNN's CTAs crowd out the GEMVs'), hence off.
+  bool overlap_predictor = false;
   SparseOptions sparse;
   int max_budget_tokens = 0;  // largest budget set_sparse may set later; 0: sparse.budget_tokens
   std::vector<float> predictor_weights;  // PredictorLayout; required when sparse is usable
@@ -80,8 +84,9 @@ class CudaDecoder : public Decoder {
   // sparse off have no history and cannot switch it on).
   absl::Status SetSparse(const SparseOptions& sparse);
   const SparseOptions& sparse() const { return opt_.sparse; }
-  // Decode projections through the custom GEMV (true) or cuBLAS (false).
-  absl::Status SetUseGemv(bool use_gemv);
+  // Decode projections through the custom GEMV up to `gemv_max_tokens` tokens, cuBLAS above
+  // (use_gemv false: cuBLAS always).
+  absl::Status SetUseGemv(bool use_gemv, int gemv_max_tokens = 4);
   absl::Status SetUsePdl(bool use_pdl);
   absl::Status SetIncrementalPredictor(bool on);
   absl::Status SetOverlapPredictor(bool on);
@@ -105,8 +110,9 @@ class CudaDecoder : public Decoder {
   const CudaWeights& weights() const { return *weights_; }
   int num_sms() const { return num_sms_; }
   // The block lists the last decode step used for `layer` (a sparse layer), per batch
-  // entry and KV head: [batch][kv_heads] lists of block ids; empty when it was dense.
-  absl::StatusOr<std::vector<std::vector<std::vector<int32_t>>>> LastBlockLists(int layer);
+  // entry and KV head: [batch][kv_heads] lists of (block id, first attended token in it).
+  using BlockList = std::vector<std::pair<int32_t, int32_t>>;
+  absl::StatusOr<std::vector<std::vector<BlockList>>> LastBlockLists(int layer);
 
  private:
   class CudaSequence;
@@ -175,7 +181,8 @@ class CudaDecoder : public Decoder {
   // Sparse state.
   DeviceBuffer<float> predictor_w_, history_, scores_, q_save_;
   DeviceBuffer<int32_t> sel_blocks_, sel_counts_, sel_lens_;
-  DeviceBuffer<int32_t> list_counts_, list_blocks_, list_slots_, error_flag_;
+  DeviceBuffer<int32_t> list_counts_, list_blocks_, list_slots_, list_starts_, calib_counts_,
+      error_flag_;
   DeviceBuffer<float> cnn_colsum_;
   DeviceBuffer<uint2> cnn_fragments_;
   cudaStream_t side_stream_ = nullptr;

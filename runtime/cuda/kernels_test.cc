@@ -314,8 +314,8 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
   // always hold the tail block.
   const int stride = max_blocks;
   std::vector<int32_t> counts(batch * nkv), blocks(size_t(batch) * nkv * stride, -7),
-      slots(size_t(batch) * nkv * stride, -7);
-  std::vector<std::vector<int>> listed(batch * nkv);
+      slots(size_t(batch) * nkv * stride, -7), starts(size_t(batch) * nkv * stride, 0);
+  std::vector<std::vector<int>> listed(batch * nkv), first_of(batch * nkv);
   for (int b = 0; b < batch; ++b)
     for (int g = 0; g < nkv; ++g) {
       const int r = b * nkv + g, nb = NumBlocks(lens[b]);
@@ -336,8 +336,15 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
         blocks[size_t(r) * stride + i] = l[i];
         slots[size_t(r) * stride + i] =
             static_cast<int32_t>(pf.Slot(seq_slots[b], layer, g, l[i]));
+        // A first token inside some blocks (the token-exact local window), always leaving
+        // at least one token.
+        const int valid = std::min(16, lens[b] - l[i] * 16);
+        starts[size_t(r) * stride + i] = rng() % 4 == 0 ? static_cast<int>(rng() % valid) : 0;
       }
     }
+  for (int r = 0; r < batch * nkv; ++r)
+    for (size_t e = 0; e < listed[r].size(); ++e)
+      first_of[r].push_back(counts[r] < 0 ? 0 : starts[size_t(r) * stride + e]);
 
   // Reference.
   std::vector<double> out_ref(size_t(batch) * nh * hd, 0.0);
@@ -347,9 +354,10 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
       const int g = h / group, r = b * nkv + g;
       std::vector<double> logit;
       std::vector<std::pair<int64_t, int>> tok;  // (slot, t)
-      for (int blk : listed[r]) {
+      for (size_t e = 0; e < listed[r].size(); ++e) {
+        const int blk = listed[r][e];
         const int64_t slot = pf.Slot(seq_slots[b], layer, g, blk);
-        for (int t = 0; t < 16 && blk * 16 + t < lens[b]; ++t) {
+        for (int t = first_of[r][e]; t < 16 && blk * 16 + t < lens[b]; ++t) {
           double dot = 0;
           for (int d = 0; d < hd; ++d) dot += double(q[(size_t(b) * nh + h) * hd + d]) * pf.K(slot, t)[d];
           logit.push_back(dot * scale);
@@ -368,14 +376,15 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
       for (size_t e = 0; e < listed[r].size(); ++e) {
         double pmax = 0;
         const int blk = listed[r][e];
-        for (int t = 0; t < 16 && blk * 16 + t < lens[b]; ++t) pmax = std::max(pmax, logit[i++] / sum);
+        for (int t = first_of[r][e]; t < 16 && blk * 16 + t < lens[b]; ++t)
+          pmax = std::max(pmax, logit[i++] / sum);
         probs_ref[(size_t(r) * stride + e) * group + h % group] = pmax;
       }
     }
 
   Dev<float> dq(q), part_o(size_t(batch) * nh * 64 * hd), part_ml(size_t(batch) * nh * 64 * 2);
   Dev<int32_t> dlens(std::vector<int32_t>(lens.begin(), lens.end())), dslots_seq(seq_slots),
-      dcounts(counts), dblocks(blocks), dslots(slots);
+      dcounts(counts), dblocks(blocks), dslots(slots), dstarts(starts);
   const int hist_rows = 64, hist_layers = layers, seq_capacity = 6;
   const std::vector<float> hist0 = Uniform(rng, size_t(seq_capacity) * hist_layers * nkv * hist_rows * max_blocks, 0, 1);
   const std::vector<int32_t> hist_row = {5, 63, 0, 17, 30};
@@ -398,7 +407,7 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
     a.seq_slots = dslots_seq.get();
     a.table = pf.Table();
     a.layer = layer;
-    a.lists = BlockLists{dcounts.get(), dblocks.get(), dslots.get(), stride};
+    a.lists = BlockLists{dcounts.get(), dblocks.get(), dslots.get(), dstarts.get(), stride};
     a.splits = splits;
     a.part_o = part_o.get();
     a.part_ml = part_ml.get();
@@ -445,6 +454,50 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
     for (size_t i = 0; i < hh.size(); ++i)
       worst = std::max(worst, std::fabs(double(hh[i]) - hexp[i]) / (std::fabs(hexp[i]) + 1e-3));
     EXPECT_LE(worst, 1e-3) << "history, splits " << splits;
+
+    // The calibration pass: history only, full attention of the rows marked -1 (here every
+    // odd row), nothing for rows marked 0; the output buffer is not touched.
+    std::vector<int32_t> calib(batch * nkv);
+    for (int r = 0; r < batch * nkv; ++r) calib[r] = r % 2 == 1 ? -1 : 0;
+    Dev<int32_t> dcalib(calib);
+    PagedDecodeArgs c = a;
+    c.lists = BlockLists{dcalib.get(), nullptr, nullptr, nullptr, 0};
+    c.history_only = true;
+    c.block_probs = nullptr;
+    out.Poison();
+    ASSERT_CUDA(LaunchPagedDecodeAttention(c, nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    for (uint16_t bits : out.Host()) ASSERT_EQ(bits, 0xffff) << "history-only pass wrote output";
+    std::vector<float> hexp2 = hexp;
+    for (int b = 0; b < batch; ++b)
+      for (int g = 0; g < nkv; ++g) {
+        if (calib[b * nkv + g] == 0) continue;
+        float* row = &hexp2[((((size_t(seq_slots[b]) * hist_layers + layer) * nkv + g) * hist_rows) +
+                             hist_row[b]) * max_blocks];
+        const int nb = NumBlocks(lens[b]);
+        std::vector<double> pooled(nb, 0.0);
+        for (int gi = 0; gi < group; ++gi) {
+          const int h = g * group + gi;
+          std::vector<double> lg(lens[b]);
+          for (int t = 0; t < lens[b]; ++t) {
+            const float* k = pf.K(pf.Slot(seq_slots[b], layer, g, t / 16), t % 16);
+            double dot = 0;
+            for (int d = 0; d < hd; ++d) dot += double(q[(size_t(b) * nh + h) * hd + d]) * k[d];
+            lg[t] = dot * scale;
+          }
+          const double mx = *std::max_element(lg.begin(), lg.end());
+          double sum = 0;
+          for (double v : lg) sum += std::exp(v - mx);
+          for (int t = 0; t < lens[b]; ++t)
+            pooled[t / 16] = std::max(pooled[t / 16], std::exp(lg[t] - mx) / sum);
+        }
+        for (int j = 0; j < nb; ++j) row[j] = static_cast<float>(pooled[j]);
+      }
+    const std::vector<float> hh2 = history.Host();
+    double worst2 = 0;
+    for (size_t i = 0; i < hh2.size(); ++i)
+      worst2 = std::max(worst2, std::fabs(double(hh2[i]) - hexp2[i]) / (std::fabs(hexp2[i]) + 1e-3));
+    EXPECT_LE(worst2, 1e-3) << "calibration history, splits " << splits;
   }
 }
 
@@ -812,7 +865,7 @@ TEST(TopkSelect, TiesNanNegativeZeroAndSmallImages) {
         if (NeedsPrediction(next_lens[b], k)) {
           want = TopkReference(&scores[((size_t(b) * nl + li) * nkv + g) * cols], n, k);
         } else {
-          for (int i = 0; i < n; ++i) want.push_back(kSinkBlocks + i);
+          for (int i = 0; i < KeptCandidates(next_lens[b], k); ++i) want.push_back(kSinkBlocks + i);
         }
         ASSERT_EQ(cnth[img], static_cast<int>(want.size())) << b << " " << li << " " << g;
         std::vector<int32_t> got(selh.begin() + img * stride, selh.begin() + img * stride + want.size());
@@ -821,10 +874,12 @@ TEST(TopkSelect, TiesNanNegativeZeroAndSmallImages) {
   }
 }
 
-TEST(BuildLists, SinkSelectionLocalSlotsDenseAndMismatch) {
+TEST(BuildLists, SinkSelectionLocalSlotsCalibrationAndMismatch) {
   std::mt19937_64 rng(9);
   const int layers = 4, first = 1, nl = 3, nkv = 2, max_blocks = 100, k = 5, sel_stride = 5;
   PoolFixture pf(rng, 3, layers, nkv, 16, max_blocks);
+  // 1500: selection may include the block the local window starts in; 100: sink and local
+  // window overlap; 333: calibrating.
   const std::vector<int32_t> lens = {1500, 100, 333};
   const std::vector<int32_t> slots_seq = {2, 0, 1};
   const std::vector<int32_t> dense = {0, 0, 1};
@@ -836,20 +891,24 @@ TEST(BuildLists, SinkSelectionLocalSlotsDenseAndMismatch) {
       for (int g = 0; g < nkv; ++g) {
         const size_t img = (size_t(slots_seq[b]) * nl + li) * nkv + g;
         const int n = NumCandidates(lens[b]);
-        std::vector<int32_t> s;
-        for (int i = 0; i < n; ++i) s.push_back(kSinkBlocks + i);
-        std::shuffle(s.begin(), s.end(), rng);
-        s.resize(std::min<size_t>(s.size(), KeptCandidates(lens[b], k)));
-        std::sort(s.begin(), s.end());
-        cnt[img] = static_cast<int>(s.size());
-        std::copy(s.begin(), s.end(), sel.begin() + img * sel_stride);
+        std::vector<int32_t> c;
+        for (int i = 0; i < n; ++i) c.push_back(kSinkBlocks + i);
+        std::shuffle(c.begin(), c.end(), rng);
+        c.resize(KeptCandidates(lens[b], k));
+        if (b == 0 && g == 0 && n > 0) c.back() = kSinkBlocks + n - 1;  // the straddling block
+        std::sort(c.begin(), c.end());
+        c.erase(std::unique(c.begin(), c.end()), c.end());
+        cnt[img] = static_cast<int>(c.size());
+        std::copy(c.begin(), c.end(), sel.begin() + img * sel_stride);
       }
   Dev<int32_t> dsel(sel), dcnt(cnt), dsel_lens(sel_lens), dlens(lens), dslots(slots_seq),
       ddense(dense), err(std::vector<int32_t>{0});
   const int ls = MaxListLength(k);
   const int rpl = batch * nkv + 3;
-  Dev<int32_t> counts(size_t(nl) * rpl), blocks(size_t(nl) * rpl * ls), slots(blocks.size());
+  Dev<int32_t> counts(size_t(nl) * rpl), blocks(size_t(nl) * rpl * ls), slots(blocks.size()),
+      starts(blocks.size()), calib(size_t(batch) * nkv);
   counts.Poison();
+  calib.Poison();
   BuildListsArgs a;
   a.batch = batch;
   a.first_layer = first;
@@ -860,35 +919,43 @@ TEST(BuildLists, SinkSelectionLocalSlotsDenseAndMismatch) {
   a.dense = ddense.get();
   a.sel = Selection{dsel.get(), dcnt.get(), dsel_lens.get(), nl, nkv, sel_stride};
   a.table = pf.Table();
-  a.rows_per_layer = batch * nkv + 3;  // a stride larger than the batch, as in the decoder
+  a.rows_per_layer = rpl;  // a stride larger than the batch, as in the decoder
   a.counts = counts.get();
   a.blocks = blocks.get();
   a.slots = slots.get();
+  a.starts = starts.get();
+  a.calib_counts = calib.get();
   a.list_stride = ls;
   a.error = err.get();
   ASSERT_CUDA(LaunchBuildLists(a, nullptr));
   ASSERT_CUDA(cudaDeviceSynchronize());
-  const std::vector<int32_t> ch = counts.Host(), bh = blocks.Host(), sh = slots.Host();
+  const std::vector<int32_t> ch = counts.Host(), bh = blocks.Host(), sh = slots.Host(),
+                             fh = starts.Host(), calh = calib.Host();
   EXPECT_EQ(err.Host()[0], 0);
+  for (int b = 0; b < batch; ++b)
+    for (int g = 0; g < nkv; ++g) EXPECT_EQ(calh[b * nkv + g], dense[b] ? -1 : 0);
   for (int li = 0; li < nl; ++li)
     for (int b = 0; b < batch; ++b)
       for (int g = 0; g < nkv; ++g) {
         const size_t r = size_t(li) * rpl + b * nkv + g;
-        if (dense[b]) {
-          EXPECT_EQ(ch[r], -1);
-          continue;
-        }
         const size_t img = (size_t(slots_seq[b]) * nl + li) * nkv + g;
-        std::vector<int32_t> want;
+        // Expected: sink blocks, chosen, local blocks; a block once, lowest first token.
+        std::map<int, int> want;
+        for (int i = 0; i < SinkBlocks(lens[b]); ++i) want[i] = 0;
+        for (int i = 0; i < cnt[img]; ++i) want[sel[img * sel_stride + i]] = 0;
         const int fl = FirstLocalBlock(lens[b]);
-        for (int i = 0; i < std::min(fl, kSinkBlocks); ++i) want.push_back(i);
-        for (int i = 0; i < cnt[img]; ++i) want.push_back(sel[img * sel_stride + i]);
-        for (int i = fl; i < NumBlocks(lens[b]); ++i) want.push_back(i);
-        ASSERT_EQ(ch[r], static_cast<int>(want.size()));
-        EXPECT_EQ(ch[r], ListLength(lens[b], k));
-        for (size_t i = 0; i < want.size(); ++i) {
-          EXPECT_EQ(bh[r * ls + i], want[i]);
-          EXPECT_EQ(sh[r * ls + i], pf.Slot(slots_seq[b], first + li, g, want[i]));
+        for (int i = fl; i < NumBlocks(lens[b]); ++i) {
+          const int f = i == fl ? LocalStart(lens[b]) % 16 : 0;
+          want[i] = want.count(i) ? std::min(want[i], f) : f;
+        }
+        ASSERT_EQ(ch[r], static_cast<int>(want.size())) << "b " << b << " layer " << li;
+        EXPECT_LE(ch[r], ListLengthBound(lens[b], k));
+        int i = 0;
+        for (const auto& [blk, f] : want) {
+          EXPECT_EQ(bh[r * ls + i], blk);
+          EXPECT_EQ(fh[r * ls + i], f) << "block " << blk;
+          EXPECT_EQ(sh[r * ls + i], pf.Slot(slots_seq[b], first + li, g, blk));
+          ++i;
         }
       }
   // A selection made for another length is an error, never silently used.

@@ -46,6 +46,7 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
   const int per = SplitSize(n, a.splits);
   const int e0 = split * per, e1 = min(n, e0 + per);
   if (e0 >= e1) return;  // the whole CTA: no barrier is skipped by part of it
+  const bool with_v = !a.history_only;
 
   __shared__ float s_m[kWarps][G], s_l[kWarps][G];
   __shared__ float s_o[kWarps][G][HD];
@@ -85,7 +86,7 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
   constexpr int64_t kSlotElems = 2 * kBlockTokens * HD;
 
   for (int e = e0 + warp; e < e1; e += kWarps) {
-    int lb;
+    int lb, first = 0;
     int64_t slot;
     if (dense) {
       lb = e;
@@ -94,17 +95,18 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
     } else {
       lb = a.lists.blocks[list_row + e];
       slot = a.lists.slots[list_row + e];
+      if (a.lists.starts != nullptr) first = a.lists.starts[list_row + e];
     }
     const int valid = min(kBlockTokens, len - lb * kBlockTokens);
-    if (valid <= 0) continue;  // a block past the end: nothing to attend (defensive)
+    if (valid <= first) continue;  // nothing to attend (defensive; lists never hold these)
     const bf16* base = a.pool + slot * kSlotElems + c * 8;
     uint4 kr[kTpl], vr[kTpl];
 #pragma unroll
     for (int i = 0; i < kTpl; ++i) {
       const int t = tg * kTpl + i;
-      if (t < valid) {
+      if (t >= first && t < valid) {
         kr[i] = LoadStreaming(base + t * HD);
-        vr[i] = LoadStreaming(base + (kBlockTokens + t) * HD);
+        vr[i] = with_v ? LoadStreaming(base + (kBlockTokens + t) * HD) : make_uint4(0, 0, 0, 0);
       } else {
         kr[i] = make_uint4(0, 0, 0, 0);
         vr[i] = make_uint4(0, 0, 0, 0);
@@ -129,7 +131,7 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
       float mx = -INFINITY;
 #pragma unroll
       for (int i = 0; i < kTpl; ++i) {
-        if (tg * kTpl + i >= valid) sc[i][gi] = -INFINITY;
+        if (tg * kTpl + i >= valid || tg * kTpl + i < first) sc[i][gi] = -INFINITY;
         mx = fmaxf(mx, sc[i][gi]);
       }
       bm[gi] = XorMax<kLpt, 32>(mx);
@@ -156,8 +158,10 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
       for (int gi = 0; gi < G; ++gi) {
         const float p = exp2f(sc[i][gi] - m[gi]);
         l[gi] += p;
+        if (with_v) {
 #pragma unroll
-        for (int d = 0; d < 8; ++d) o[gi][d] = fmaf(p, vf[d], o[gi][d]);
+          for (int d = 0; d < 8; ++d) o[gi][d] = fmaf(p, vf[d], o[gi][d]);
+        }
       }
     }
   }
@@ -250,6 +254,8 @@ __global__ void __launch_bounds__(kCombineThreads) CombineKernel(const PagedDeco
   }
   sum = BlockSum(sum, s_scratch);  // its barriers also publish s_w
   const float inv = 1.f / sum;
+  if (a.history_only) goto probabilities;
+  {
   // Output: `parts` thread groups of hd threads each take every parts-th split.
   const int parts = kCombineThreads / hd;
   const int d = tid % hd, part = tid / hd;
@@ -273,6 +279,8 @@ __global__ void __launch_bounds__(kCombineThreads) CombineKernel(const PagedDeco
     for (int p = 0; p < parts; ++p) t += s_red[p * hd + tid];
     a.out[static_cast<int64_t>(b) * nh * hd + h * hd + tid] = __float2bfloat16_rn(t * inv);
   }
+  }
+probabilities:
   if (a.block_max == nullptr) return;
   float* hrow = HistoryRow(a, b, g);
   const int64_t list_row = static_cast<int64_t>(row) * a.lists.stride;
@@ -323,6 +331,7 @@ cudaError_t LaunchPagedDecodeAttention(const PagedDecodeArgs& a, cudaStream_t st
   if (!PagedDecodeSupported(a.head_dim, group) || a.splits < 1 || a.splits > kMaxCombineSplits)
     return cudaErrorInvalidValue;
   if (a.history != nullptr && a.block_max == nullptr) return cudaErrorInvalidValue;
+  if (a.history_only && a.history == nullptr) return cudaErrorInvalidValue;
   switch (a.head_dim) {
     case 16: return DispatchGroup<16>(a, group, stream);
     case 32: return DispatchGroup<32>(a, group, stream);

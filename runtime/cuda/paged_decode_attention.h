@@ -23,10 +23,14 @@
 namespace apr::cuda {
 
 struct BlockLists {
-  // Row r = b * kv_heads + g. counts[r] entries at blocks/slots + r * stride; -1: dense.
+  // Row r = b * kv_heads + g. counts[r] entries at blocks/slots/starts + r * stride;
+  // -1: dense (every block, from the SlotTable); 0: nothing (the row is skipped).
   const int32_t* counts = nullptr;
   const int32_t* blocks = nullptr;
   const int32_t* slots = nullptr;
+  // Optional: the first attended token within each listed block (the token-exact local
+  // window); null: 0.
+  const int32_t* starts = nullptr;
   int stride = 0;
 };
 
@@ -62,6 +66,9 @@ struct PagedDecodeArgs {
   float* history = nullptr;
   const int32_t* history_row = nullptr;  // [batch]
   int history_layers = 0, history_rows = 0, history_cols = 0;
+  // Only the history: no V is read and `out` is not written (the calibration pass: full
+  // attention probabilities for the history while the output used the sparse list).
+  bool history_only = false;
 };
 
 // head_dim in {16, 32, 64, 128, 256}; heads / kv_heads in {1, 2, 3, 4, 8}.

@@ -1,3 +1,5 @@
+#include <climits>
+
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/device_utils.cuh"
 #include "runtime/cuda/topk_select.h"
@@ -8,9 +10,9 @@ namespace {
 constexpr int kThreads = 256;
 
 // Monotone map of floats to unsigned ints (larger float -> larger key); -0 maps like +0,
-// NaN to 0 (below everything).
+// NaN like -inf (docs/PREDICTOR.md TopK).
 __device__ __forceinline__ uint32_t OrderKey(float f) {
-  if (f != f) return 0u;
+  if (f != f) f = -INFINITY;  // NaN ranks with -inf, below every number
   f += 0.0f;  // -0 -> +0
   const uint32_t u = __float_as_uint(f);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
@@ -57,8 +59,10 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
   int32_t* sel = a.out.blocks + img * a.out.stride;
   if (blockIdx.x == 0 && threadIdx.x == 0) a.out.lens[a.seq_slots[b]] = len;
   if (!NeedsPrediction(len, k)) {
-    for (int i = threadIdx.x; i < n; i += kThreads) sel[i] = kSinkBlocks + i;
-    if (threadIdx.x == 0) a.out.counts[img] = n;
+    // All candidates fit, or fewer than 3 remain (no CNN: equal scores, the lowest win).
+    const int kept = KeptCandidates(len, k);
+    for (int i = threadIdx.x; i < kept; i += kThreads) sel[i] = kSinkBlocks + i;
+    if (threadIdx.x == 0) a.out.counts[img] = kept;
     return;
   }
   if (n > kTopkMaxCandidates || n > a.score_cols) {
@@ -121,40 +125,62 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
   if (threadIdx.x == 0) a.out.counts[img] = total;
 }
 
-// One CTA per (sparse layer * KV head, sequence): sink, selection, local window, slots.
+// One thread per (sparse layer * KV head, sequence): merges the three ascending runs -- sink
+// blocks, the selection, the local window's blocks -- into one ascending list (a block in
+// two runs once, from the lower first token), then resolves the slots.
 __global__ void BuildListsKernel(const BuildListsArgs a) {
   const int b = blockIdx.y, li = blockIdx.x / a.num_kv_heads, g = blockIdx.x % a.num_kv_heads;
+  if (threadIdx.x != 0) return;
   const int len = a.context_lens[b];
   const int slot = a.seq_slots[b];
   const int row = b * a.num_kv_heads + g;
   const int64_t lrow = static_cast<int64_t>(li) * a.rows_per_layer + row;
-  if (a.dense != nullptr && a.dense[b] != 0) {
-    if (threadIdx.x == 0) a.counts[lrow] = -1;
-    return;
-  }
+  if (li == 0 && a.calib_counts != nullptr)
+    a.calib_counts[row] = a.dense != nullptr && a.dense[b] != 0 ? -1 : 0;
   if (a.sel.lens[slot] != len) {
-    if (threadIdx.x == 0) {
-      atomicExch(a.error, 1);
-      a.counts[lrow] = -1;  // attend to everything rather than to garbage; the step fails
-    }
+    atomicExch(a.error, 1);
+    a.counts[lrow] = 0;  // attend to nothing rather than to garbage; the step fails
     return;
   }
   const int64_t img = (static_cast<int64_t>(slot) * a.sel.num_layers + li) * a.sel.kv_heads + g;
   const int nsel = a.sel.counts[img];
   const int32_t* sel = a.sel.blocks + img * a.sel.stride;
-  const int nb = NumBlocks(len), fl = FirstLocalBlock(len);
-  const int sink = min(fl, kSinkBlocks);
-  const int n = sink + nsel + (nb - fl);
+  const int nb = NumBlocks(len), sb = SinkBlocks(len), fl = FirstLocalBlock(len);
+  const int local_first_token = LocalStart(len) % kBlockTokens;
   int32_t* blocks = a.blocks + lrow * a.list_stride;
   int32_t* slots = a.slots + lrow * a.list_stride;
+  int32_t* starts = a.starts + lrow * a.list_stride;
   const int64_t trow = static_cast<int64_t>(slot) * a.table.table_stride;
   const int slot_add = (a.first_layer + li) * a.table.num_kv_heads + g;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const int blk = i < sink ? i : (i < sink + nsel ? sel[i - sink] : fl + (i - sink - nsel));
-    blocks[i] = blk;
-    slots[i] = a.table.group_table[trow + blk] * a.table.slots_per_group + slot_add;
+  int i_sink = 0, i_sel = 0, i_loc = fl, n = 0;
+  while (i_sink < sb || i_sel < nsel || i_loc < nb) {
+    const int bs = i_sink < sb ? i_sink : INT_MAX;
+    const int bc = i_sel < nsel ? sel[i_sel] : INT_MAX;
+    const int bl = i_loc < nb ? i_loc : INT_MAX;
+    const int blk = min(bs, min(bc, bl));
+    int first = kBlockTokens;
+    if (bs == blk) {
+      first = 0;
+      ++i_sink;
+    }
+    if (bc == blk) {
+      first = 0;
+      ++i_sel;
+    }
+    if (bl == blk) {
+      first = min(first, blk == fl ? local_first_token : 0);
+      ++i_loc;
+    }
+    if (n >= a.list_stride) {
+      atomicExch(a.error, 1);
+      break;
+    }
+    blocks[n] = blk;
+    starts[n] = first;
+    slots[n] = a.table.group_table[trow + blk] * a.table.slots_per_group + slot_add;
+    ++n;
   }
-  if (threadIdx.x == 0) a.counts[lrow] = n;
+  a.counts[lrow] = n;
 }
 
 }  // namespace
@@ -175,7 +201,7 @@ cudaError_t LaunchTopkSelect(TopkArgs a, cudaStream_t stream) {
 cudaError_t LaunchBuildLists(const BuildListsArgs& a, cudaStream_t stream) {
   if (a.batch == 0 || a.num_layers == 0) return cudaSuccess;
   if (a.rows_per_layer < a.batch * a.num_kv_heads) return cudaErrorInvalidValue;
-  BuildListsKernel<<<dim3(a.num_layers * a.num_kv_heads, a.batch), 64, 0, stream>>>(a);
+  BuildListsKernel<<<dim3(a.num_layers * a.num_kv_heads, a.batch), 32, 0, stream>>>(a);
   return cudaGetLastError();
 }
 

@@ -1,10 +1,10 @@
 // Block selection on the GPU: top-k of the predictor's scores per (sequence, layer, KV
 // head), then the per-step block lists [sink, selected, local window] with their slots.
 //
-// Rules (block_rules.h; docs/CUDA.md): the k highest scores win; equal scores are broken
-// towards the lower block index; -0.0 equals +0.0; a NaN score ranks below every number.
-// The selection is written ascending by block id. Where no prediction is needed every
-// candidate is selected.
+// Rules (block_rules.h; docs/PREDICTOR.md): the k highest scores win; equal scores are
+// broken towards the lower block index; -0.0 equals +0.0; a NaN score ranks below every
+// number. The selection is written ascending by block id. When the candidates fit every
+// one is selected; when more than k but fewer than 3 remain (no CNN), the lowest k.
 #ifndef APRUNTIME_RUNTIME_CUDA_TOPK_SELECT_H_
 #define APRUNTIME_RUNTIME_CUDA_TOPK_SELECT_H_
 
@@ -50,16 +50,22 @@ struct BuildListsArgs {
   int first_layer = 0, num_layers = 0, num_kv_heads = 0;  // the sparse layers
   const int32_t* context_lens = nullptr;  // [batch] this step's lengths
   const int32_t* seq_slots = nullptr;     // [batch]
-  const int32_t* dense = nullptr;         // [batch] nonzero: full attention (calibration); may be null
+  // [batch] nonzero: a calibration step (the history gets the full row); may be null.
+  const int32_t* dense = nullptr;
   Selection sel;                          // must have been made for context_lens
   SlotTable table;                        // resolves block ids to slots (resident pool)
   // Output, per sparse layer li, in BlockLists layout: counts + li * rows_per_layer,
-  // blocks/slots + li * rows_per_layer * list_stride (rows_per_layer >= batch * kv_heads).
+  // blocks/slots/starts + li * rows_per_layer * list_stride (rows_per_layer >=
+  // batch * kv_heads).
   int rows_per_layer = 0;
   int32_t* counts = nullptr;
   int32_t* blocks = nullptr;
   int32_t* slots = nullptr;
+  int32_t* starts = nullptr;
   int list_stride = 0;
+  // Optional, [batch * kv_heads]: -1 for the rows of calibrating sequences, 0 otherwise
+  // (the counts of the history-only dense pass, paged_decode_attention.h).
+  int32_t* calib_counts = nullptr;
   int32_t* error = nullptr;  // set to 1 when a selection was made for another length
 };
 
