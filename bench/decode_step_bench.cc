@@ -44,19 +44,19 @@ ABSL_FLAG(bool, micro, true, "first time the GEMV and attention kernels alone");
 namespace apr::cuda {
 namespace {
 
-#define CHECK_OK(expr)                                                               \
-  do {                                                                               \
-    if (absl::Status _s = (expr); !_s.ok()) {                                        \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
-      std::exit(1);                                                                  \
-    }                                                                                \
-  } while (0)
-#define CHECK_CUDA(expr)                                                              \
+#define CHECK_OK(expr)                                                                \
   do {                                                                                \
-    if (cudaError_t _e = (expr); _e != cudaSuccess) {                                 \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(_e)); \
+    if (absl::Status _s = (expr); !_s.ok()) {                                         \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
       std::exit(1);                                                                   \
     }                                                                                 \
+  } while (0)
+#define CHECK_CUDA(expr)                                                               \
+  do {                                                                                 \
+    if (cudaError_t _e = (expr); _e != cudaSuccess) {                                  \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(_e)); \
+      std::exit(1);                                                                    \
+    }                                                                                  \
   } while (0)
 
 ModelConfig Llama31_8B(int64_t max_positions) {
@@ -192,7 +192,8 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
       const double ms = TimeKernel([&] { return LaunchGemv(a, nullptr); });
       const double bytes = 2.0 * (g.e == GemvEpilogue::kSwiGlu ? 2 : 1) * g.m * g.k;
       std::printf("  n=%d %-18s %6d x %5d  %8.1f us  %6.0f GB/s (%.0f%% of read probe)\n", n,
-                  g.name, g.m, g.k, ms * 1e3, bytes / (ms * 1e6), 100 * bytes / (ms * 1e6) / read_gbps);
+                  g.name, g.m, g.k, ms * 1e3, bytes / (ms * 1e6),
+                  100 * bytes / (ms * 1e6) / read_gbps);
     }
   }
   // Attention: one layer, 8 KV heads, context 32768, batch 1 and 8.
@@ -226,7 +227,7 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
     for (int r = 0; r < batch * nkv; ++r) {
       std::vector<int32_t> l;
       for (int i = 0; i < 4; ++i) l.push_back(i);
-      for (int i = 0; i < k; ++i) l.push_back(4 + (i * 37 + r * 11) % (nb - 9) );
+      for (int i = 0; i < k; ++i) l.push_back(4 + (i * 37 + r * 11) % (nb - 9));
       std::sort(l.begin() + 4, l.end());
       l.erase(std::unique(l.begin(), l.end()), l.end());
       for (int i = FirstLocalBlock(ctx); i < nb; ++i) l.push_back(i);
@@ -239,9 +240,12 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
     auto dcounts = DeviceBuffer<int32_t>::Allocate(counts.size());
     auto dblocks = DeviceBuffer<int32_t>::Allocate(blocks.size());
     auto dlslots = DeviceBuffer<int32_t>::Allocate(blocks.size());
-    CHECK_CUDA(cudaMemcpy(dcounts->get(), counts.data(), counts.size() * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(dblocks->get(), blocks.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(dlslots->get(), lslots.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(
+        cudaMemcpy(dcounts->get(), counts.data(), counts.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(
+        cudaMemcpy(dblocks->get(), blocks.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(
+        cudaMemcpy(dlslots->get(), lslots.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
     int sms = 0;
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
     for (bool sparse : {false, true}) {
@@ -348,8 +352,8 @@ int Main() {
   double read_gbps, copy_gbps;
   MeasureBandwidth(&read_gbps, &copy_gbps);
   std::printf("device: %s, %d SMs, %.1f GiB; HBM read %.0f GB/s, copy (read+write) %.0f GB/s\n",
-              prop.name, prop.multiProcessorCount, prop.totalGlobalMem / double(1 << 30),
-              read_gbps, copy_gbps);
+              prop.name, prop.multiProcessorCount, prop.totalGlobalMem / double(1 << 30), read_gbps,
+              copy_gbps);
 
   // Room for the longest context plus every step the rows below append.
   const int modes = 3 + static_cast<int>(budgets.size()) + 4;
@@ -424,7 +428,8 @@ int Main() {
                     ctx, batch, mode.c_str(), r.step_ms, r.wall_ms, r.floor_ms,
                     r.step_ms / r.floor_ms,
                     pred_ms >= 0 ? absl::StrFormat("  predictor %.3f ms (%.1f%%)", pred_ms,
-                                                   100 * pred_ms / r.step_ms).c_str()
+                                                   100 * pred_ms / r.step_ms)
+                                       .c_str()
                                  : "");
         std::fflush(stdout);
         rows.push_back(r);
@@ -482,8 +487,9 @@ int Main() {
       "device: %s (%d SMs); HBM read %.0f GB/s, copy %.0f GB/s (read+write); weights read per "
       "step %.2f GB\n\n",
       prop.name, prop.multiProcessorCount, read_gbps, copy_gbps, weight_bytes / 1e9);
-  table += "| context | batch | attention | KV read (GB) | step (ms) | floor (ms) | step/floor | "
-           "predictor in step (ms, % of step) | predictor, full CNN (ms) | tokens/s (wall) |\n";
+  table +=
+      "| context | batch | attention | KV read (GB) | step (ms) | floor (ms) | step/floor | "
+      "predictor in step (ms, % of step) | predictor, full CNN (ms) | tokens/s (wall) |\n";
   table += "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const Row& r : rows) {
     if (!r.note.empty()) {

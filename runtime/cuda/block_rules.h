@@ -87,8 +87,8 @@ APR_HD int UsedSplits(int n, int splits) { return n > 0 ? CeilDiv(n, SplitSize(n
 // The number of splits per (sequence, KV head) for a launch: as many CTAs as are resident
 // at once (`ctas_per_sm` per multiprocessor: one wave, no straggling partial second wave),
 // but no split shorter than `min_blocks_per_split` blocks (one per warp).
-inline int ChooseSplits(int batch, int kv_heads, int max_entries, int num_sms,
-                        int ctas_per_sm = 3, int min_blocks_per_split = 4) {
+inline int ChooseSplits(int batch, int kv_heads, int max_entries, int num_sms, int ctas_per_sm = 3,
+                        int min_blocks_per_split = 4) {
   const int rows = batch * kv_heads;
   int s = num_sms * ctas_per_sm / (rows > 0 ? rows : 1);
   const int cap = CeilDiv(max_entries > 0 ? max_entries : 1, min_blocks_per_split);

@@ -29,26 +29,24 @@ inline absl::Status CublasStatus(cublasStatus_t e, const char* what, const char*
 }  // namespace apr::cuda
 
 // Returns the Status of a failed CUDA runtime call from the enclosing function.
-#define APR_CUDA_RETURN_IF_ERROR(call)                                                 \
-  do {                                                                                 \
-    if (absl::Status _s = ::apr::cuda::CudaStatus((call), #call, __FILE__, __LINE__); \
-        !_s.ok())                                                                      \
-      return _s;                                                                       \
-  } while (0)
-
-// After a kernel launch: the launch error (bad configuration, too much shared memory).
-#define APR_CUDA_RETURN_IF_LAUNCH_ERROR(what)                                                   \
+#define APR_CUDA_RETURN_IF_ERROR(call)                                                          \
   do {                                                                                          \
-    if (absl::Status _s = ::apr::cuda::CudaStatus(cudaGetLastError(), what, __FILE__, __LINE__); \
-        !_s.ok())                                                                               \
+    if (absl::Status _s = ::apr::cuda::CudaStatus((call), #call, __FILE__, __LINE__); !_s.ok()) \
       return _s;                                                                                \
   } while (0)
 
-#define APR_CUBLAS_RETURN_IF_ERROR(call)                                                 \
-  do {                                                                                   \
-    if (absl::Status _s = ::apr::cuda::CublasStatus((call), #call, __FILE__, __LINE__); \
-        !_s.ok())                                                                        \
-      return _s;                                                                         \
+// After a kernel launch: the launch error (bad configuration, too much shared memory).
+#define APR_CUDA_RETURN_IF_LAUNCH_ERROR(what)                                                    \
+  do {                                                                                           \
+    if (absl::Status _s = ::apr::cuda::CudaStatus(cudaGetLastError(), what, __FILE__, __LINE__); \
+        !_s.ok())                                                                                \
+      return _s;                                                                                 \
+  } while (0)
+
+#define APR_CUBLAS_RETURN_IF_ERROR(call)                                                          \
+  do {                                                                                            \
+    if (absl::Status _s = ::apr::cuda::CublasStatus((call), #call, __FILE__, __LINE__); !_s.ok()) \
+      return _s;                                                                                  \
   } while (0)
 
 #define APR_RETURN_IF_ERROR(expr)             \

@@ -132,14 +132,16 @@ absl::Status CudaDecoder::Init() {
   const int L = c.num_hidden_layers, H = c.hidden_size, I = c.intermediate_size;
   const int group = nh / nkv;
   if (!PagedDecodeSupported(hd, group) || !PrefillAttentionSupported(hd)) {
-    return absl::UnimplementedError(absl::StrCat("the CUDA backend supports head_dim 16/32/64/128 "
-                                                 "and 1-4 (or 8 at head_dim <= 64) query heads per "
-                                                 "KV head; this model has head_dim ",
-                                                 hd, " and ", group));
+    return absl::UnimplementedError(
+        absl::StrCat("the CUDA backend supports head_dim 16/32/64/128 "
+                     "and 1-4 (or 8 at head_dim <= 64) query heads per "
+                     "KV head; this model has head_dim ",
+                     hd, " and ", group));
   }
   if (H % 8 != 0 || I % 8 != 0 || (nh * hd) % 8 != 0) {
-    return absl::UnimplementedError("hidden_size, intermediate_size and heads * head_dim must be "
-                                    "multiples of 8");
+    return absl::UnimplementedError(
+        "hidden_size, intermediate_size and heads * head_dim must be "
+        "multiples of 8");
   }
   if (opt_.max_sequences < 1 || opt_.prefill_chunk < 1)
     return absl::InvalidArgumentError("max_sequences and prefill_chunk must be positive");
@@ -205,7 +207,8 @@ absl::Status CudaDecoder::Init() {
 
   if (sparse_capable_) {
     const int ls = SparseLayers();
-    APR_RETURN_IF_ERROR(Alloc(&block_max_, int64_t{opt_.max_sequences} * nkv * max_blocks_ * group));
+    APR_RETURN_IF_ERROR(
+        Alloc(&block_max_, int64_t{opt_.max_sequences} * nkv * max_blocks_ * group));
     APR_RETURN_IF_ERROR(Alloc(&predictor_w_, PredictorLayout::kSize));
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(predictor_w_.get(), opt_.predictor_weights.data(),
                                         PredictorLayout::kSize * sizeof(float),
@@ -236,7 +239,8 @@ absl::Status CudaDecoder::Init() {
     APR_RETURN_IF_ERROR(Alloc(&sel_lens_, opt_.max_sequences));
     APR_CUDA_RETURN_IF_ERROR(cudaMemset(sel_lens_.get(), 0xff, sel_lens_.bytes()));
     APR_RETURN_IF_ERROR(Alloc(&list_counts_, int64_t{ls} * opt_.max_sequences * nkv));
-    APR_RETURN_IF_ERROR(Alloc(&list_blocks_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+    APR_RETURN_IF_ERROR(
+        Alloc(&list_blocks_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
     APR_RETURN_IF_ERROR(Alloc(&list_slots_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
     APR_RETURN_IF_ERROR(
         Alloc(&list_starts_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
@@ -265,9 +269,9 @@ absl::Status CudaDecoder::Reserve(CudaSequence& seq, int64_t len) {
   // with one), so the pending copies of earlier calls are complete.
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   std::memcpy(h_table_.get(), seq.groups.data() + old, added * sizeof(int32_t));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
-      group_table_.get() + int64_t{seq.slot} * max_blocks_ + old, h_table_.get(),
-      added * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(group_table_.get() + int64_t{seq.slot} * max_blocks_ + old, h_table_.get(),
+                      added * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
@@ -324,11 +328,12 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
                                            cudaMemcpyHostToDevice, stream_));
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prefill_pos_.get(), pos.data(), n * sizeof(int32_t),
                                            cudaMemcpyHostToDevice, stream_));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prefill_slots_.get(), slots.data(),
-                                           n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prefill_slots_.get(), slots.data(), n * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, stream_));
   APR_CUDA_RETURN_IF_ERROR(
       LaunchEmbedding(prefill_tokens_.get(), n, weights_->embed(), H, x_.get(), stream_));
-  const SlotTable table{group_table_.get(), max_blocks_, static_cast<int>(c.num_hidden_layers) * nkv, nkv};
+  const SlotTable table{group_table_.get(), max_blocks_,
+                        static_cast<int>(c.num_hidden_layers) * nkv, nkv};
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const CudaLayerWeights& lw = weights_->layer(l);
     APR_CUDA_RETURN_IF_ERROR(LaunchRmsNorm(x_.get(), lw.input_norm, n, H, eps, xn_.get(), stream_));
@@ -389,8 +394,8 @@ absl::Status CudaDecoder::LogitsRows(const float* x, int rows, float* host_out) 
                                            static_cast<float>(c.rms_norm_eps), xn_.get(), stream_));
     APR_RETURN_IF_ERROR(Linear(weights_->lm_head(), V, H, xn_.get(), n, logits_.get(), false));
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_out + int64_t{r0} * V, logits_.get(),
-                                             int64_t{n} * V * sizeof(float),
-                                             cudaMemcpyDeviceToHost, stream_));
+                                             int64_t{n} * V * sizeof(float), cudaMemcpyDeviceToHost,
+                                             stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   }
   return absl::OkStatus();
@@ -418,8 +423,8 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, i
   pc.next_lens = next_lens_dev;
   pc.seq_slots = d + kSeqSlots * ms;
   pc.history_row = d + kHistoryRow * ms;
-  pc.history = HistoryView{history_.get(), static_cast<int>(c.num_hidden_layers), nkv,
-                           kHistoryRing, max_blocks_};
+  pc.history = HistoryView{history_.get(), static_cast<int>(c.num_hidden_layers), nkv, kHistoryRing,
+                           max_blocks_};
   if (opt_.incremental_predictor) {
     pc.state = CnnState{cnn_colsum_.get(), cnn_count_.get(), cnn_width_.get(), max_blocks_};
     pc.history_count = d + kHistoryCount * ms;
@@ -448,8 +453,7 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, i
 }
 
 absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> tokens,
-                                  std::vector<float>* last_logits,
-                                  std::vector<float>* all_logits) {
+                                  std::vector<float>* last_logits, std::vector<float>* all_logits) {
   auto& seq = static_cast<CudaSequence&>(base);
   const ModelConfig& c = config();
   if (seq.hooks != nullptr) {
@@ -497,7 +501,8 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
 
   if (sparse_capable_) {
     const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
-    const SlotTable table{group_table_.get(), max_blocks_, static_cast<int>(c.num_hidden_layers) * nkv, nkv};
+    const SlotTable table{group_table_.get(), max_blocks_,
+                          static_cast<int>(c.num_hidden_layers) * nkv, nkv};
     for (int l = opt_.sparse.dense_layers; l < c.num_hidden_layers; ++l) {
       PrefillHistoryArgs ph;
       ph.num_heads = nh;
@@ -529,8 +534,8 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
     h_step_[kNextLens * ms] = static_cast<int32_t>(seq.len + 1);
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                              cudaMemcpyHostToDevice, stream_));
-    APR_RETURN_IF_ERROR(
-        PredictFor(1, std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_)));
+    APR_RETURN_IF_ERROR(PredictFor(
+        1, std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_)));
   }
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   APR_CUDA_RETURN_IF_ERROR(cudaGetLastError());
@@ -561,8 +566,8 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
     if (s.len == 0)
       return absl::FailedPreconditionError("decode before prefill: the sequence is empty");
     if (tokens[b] < 0 || tokens[b] >= c.vocab_size)
-      return absl::InvalidArgumentError(
-          absl::StrCat("token id ", tokens[b], " is outside the vocabulary [0, ", c.vocab_size, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token id ", tokens[b], " is outside the vocabulary [0, ", c.vocab_size, ")"));
     if (s.len + 1 > opt_.max_context)
       return absl::OutOfRangeError(absl::StrCat("sequence would reach ", s.len + 1,
                                                 " tokens; max_context is ", opt_.max_context));
@@ -717,7 +722,8 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
   }
   APR_CUDA_RETURN_IF_ERROR(
       LaunchRmsNorm(x_.get(), weights_->final_norm(), B, H, eps, xn_.get(), stream_));
-  APR_RETURN_IF_ERROR(Linear(weights_->lm_head(), c.vocab_size, H, xn_.get(), B, logits_.get(), false));
+  APR_RETURN_IF_ERROR(
+      Linear(weights_->lm_head(), c.vocab_size, H, xn_.get(), B, logits_.get(), false));
   if (key.predict && opt_.overlap_predictor) {
     APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(side_done_, side_stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, side_done_, 0));
@@ -876,8 +882,8 @@ absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_
   const ModelConfig& c = config();
   const int64_t per_seq =
       int64_t{c.num_hidden_layers} * c.num_key_value_heads * kHistoryRing * max_blocks_;
-  APR_CUDA_RETURN_IF_ERROR(FillUniformF32(history_.get() + seq.slot * per_seq, per_seq, seed, 0.5f,
-                                          0.5f, stream_));
+  APR_CUDA_RETURN_IF_ERROR(
+      FillUniformF32(history_.get() + seq.slot * per_seq, per_seq, seed, 0.5f, 0.5f, stream_));
   seq.has_history = true;
   seq.hist_row = kHistoryRows - 1;
   seq.steps = 0;
@@ -927,10 +933,10 @@ absl::StatusOr<std::vector<std::vector<CudaDecoder::BlockList>>> CudaDecoder::La
   std::vector<int32_t> counts(int64_t{ms} * nkv), blocks(n), starts(n);
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(counts.data(), list_counts_.get() + int64_t{li} * ms * nkv,
                                       counts.size() * 4, cudaMemcpyDeviceToHost));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(blocks.data(), list_blocks_.get() + li * n, n * 4,
-                                      cudaMemcpyDeviceToHost));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(starts.data(), list_starts_.get() + li * n, n * 4,
-                                      cudaMemcpyDeviceToHost));
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(blocks.data(), list_blocks_.get() + li * n, n * 4, cudaMemcpyDeviceToHost));
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(starts.data(), list_starts_.get() + li * n, n * 4, cudaMemcpyDeviceToHost));
   std::vector<std::vector<BlockList>> out(last_batch_);
   for (int b = 0; b < last_batch_; ++b) {
     out[b].resize(nkv);

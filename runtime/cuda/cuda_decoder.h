@@ -98,9 +98,8 @@ class CudaDecoder : public Decoder {
   // One decode step with the logits left on the device; returns once the step is queued.
   // The next call (or Synchronize) waits for it. Events, when given, are recorded around
   // the step's device work.
-  absl::Status DecodeStepAsync(absl::Span<Sequence* const> seqs,
-                               absl::Span<const int32_t> tokens, cudaEvent_t start = nullptr,
-                               cudaEvent_t stop = nullptr);
+  absl::Status DecodeStepAsync(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
+                               cudaEvent_t start = nullptr, cudaEvent_t stop = nullptr);
   // Only the predictor (CNN + top-k) for the batch's next step, queued; for timing it.
   // With `advance_window` the history window first moves by one ring row as a decode step
   // would move it (the row keeps whatever it holds), so the incremental CNN path runs.
@@ -135,8 +134,8 @@ class CudaDecoder : public Decoder {
   absl::Status Check(bool cond, const char* what);
   // Grows `seq` to hold `len` tokens and uploads new group-table entries.
   absl::Status Reserve(CudaSequence& seq, int64_t len);
-  absl::Status Linear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* x, int n,
-                      float* y, bool accumulate);
+  absl::Status Linear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* x, int n, float* y,
+                      bool accumulate);
   absl::Status GateUpSwiGlu(const CudaLayerWeights& lw, int n);
   absl::Status PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n, int64_t start,
                             bool save_q_from, int64_t save_from_pos);

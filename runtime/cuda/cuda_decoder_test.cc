@@ -142,14 +142,13 @@ TEST_P(CudaGolden, PrefillAndDecodeMatchTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllModels, CudaGolden, ::testing::ValuesIn(kCases),
-                         [](const auto& info) {
-                           std::string m = info.param.model.substr(info.param.model.rfind('/') + 1);
-                           for (char& ch : m) {
-                             if (ch == '-') ch = '_';
-                           }
-                           return m;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllModels, CudaGolden, ::testing::ValuesIn(kCases), [](const auto& info) {
+  std::string m = info.param.model.substr(info.param.model.rfind('/') + 1);
+  for (char& ch : m) {
+    if (ch == '-') ch = '_';
+  }
+  return m;
+});
 
 std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -201,7 +200,8 @@ TEST(CudaDecoder, BatchedDecodeEqualsSingle) {
   const int vocab = static_cast<int>(d.config().vocab_size);
   const std::vector<int> lens = {5, 40, 130};
   std::vector<std::vector<int32_t>> toks;
-  for (size_t i = 0; i < lens.size(); ++i) toks.push_back(RandomTokens(lens[i] + 12, vocab, 20 + i));
+  for (size_t i = 0; i < lens.size(); ++i)
+    toks.push_back(RandomTokens(lens[i] + 12, vocab, 20 + i));
   // Alone.
   std::vector<std::vector<std::vector<float>>> alone(lens.size());
   for (size_t i = 0; i < lens.size(); ++i) {
@@ -239,8 +239,8 @@ TEST(CudaDecoder, BatchedDecodeEqualsSingle) {
 
 // Runs `prompt` then `steps` tokens through a decoder with `opt`; returns every step's
 // logits (prefill's last first).
-std::vector<std::vector<float>> RunModel(const CudaDecoderOptions& opt, const std::vector<int32_t>& toks,
-                                    int prompt, int steps) {
+std::vector<std::vector<float>> RunModel(const CudaDecoderOptions& opt,
+                                         const std::vector<int32_t>& toks, int prompt, int steps) {
   auto gpu = CudaDecoder::Load("models/apr-tiny", opt);
   EXPECT_TRUE(gpu.ok()) << gpu.status();
   if (!gpu.ok()) return {};
@@ -254,7 +254,8 @@ std::vector<std::vector<float>> RunModel(const CudaDecoderOptions& opt, const st
   return out;
 }
 
-double WorstDiff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+double WorstDiff(const std::vector<std::vector<float>>& a,
+                 const std::vector<std::vector<float>>& b) {
   double worst = 0;
   EXPECT_EQ(a.size(), b.size());
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
@@ -298,8 +299,8 @@ class FixedBlocks : public AttentionHooks {
     for (int64_t g = 0; g < step.num_kv_heads; ++g)
       for (const auto& [b, first] : l[g]) {
         const int64_t t0 = int64_t{b} * kBlockTokens + first;
-        const int64_t t1 = std::min<int64_t>(int64_t{b} * kBlockTokens + kBlockTokens,
-                                             step.context_len);
+        const int64_t t1 =
+            std::min<int64_t>(int64_t{b} * kBlockTokens + kBlockTokens, step.context_len);
         auto& s = (*spans)[g];
         if (!s.empty() && s.back().second == t0) {
           s.back().second = t1;
@@ -425,7 +426,8 @@ TEST(CudaDecoder, IncrementalPredictorSelectsLikeFullRecomputation) {
   // Equal up to near-ties that float32 summation order may flip.
   EXPECT_GE(same, total * 99 / 100) << same << " of " << total;
   EXPECT_EQ(lists[0], lists[2]) << "overlapped and in-stream prediction differ";
-  std::printf("incremental vs full CNN: %ld of %ld selected blocks agree\n", long(same), long(total));
+  std::printf("incremental vs full CNN: %ld of %ld selected blocks agree\n", long(same),
+              long(total));
 }
 
 TEST(CudaDecoder, RejectsWhatItCannotDo) {
@@ -438,10 +440,12 @@ TEST(CudaDecoder, RejectsWhatItCannotDo) {
   std::vector<float> l;
   {
     auto s = d.NewSequence(&hooks);
-    EXPECT_EQ(d.Prefill(*s, std::vector<int32_t>{1, 2}, &l).code(), absl::StatusCode::kUnimplemented);
+    EXPECT_EQ(d.Prefill(*s, std::vector<int32_t>{1, 2}, &l).code(),
+              absl::StatusCode::kUnimplemented);
   }
   auto a = d.NewSequence(), b = d.NewSequence(), c = d.NewSequence();
-  EXPECT_EQ(d.Prefill(*c, std::vector<int32_t>{1}, &l).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(d.Prefill(*c, std::vector<int32_t>{1}, &l).code(),
+            absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(d.Decode(*a, 1, &l).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(d.Prefill(*a, std::vector<int32_t>{1, 4096}, &l).code(),
             absl::StatusCode::kInvalidArgument);

@@ -59,8 +59,8 @@ absl::Status UploadBf16(const Checkpoint& ckpt, const std::string& name,
   if (!t.ok()) return t.status();
   std::vector<uint16_t> bits;
   APR_RETURN_IF_ERROR(ToBf16(**t, &bits));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<__nv_bfloat16*>(dst), bits.data(),
-                                      bits.size() * 2, cudaMemcpyHostToDevice));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<__nv_bfloat16*>(dst), bits.data(), bits.size() * 2,
+                                      cudaMemcpyHostToDevice));
   return absl::OkStatus();
 }
 
@@ -68,8 +68,8 @@ absl::Status UploadF32(const Checkpoint& ckpt, const std::string& name, int64_t 
                        const float* dst) {
   absl::StatusOr<std::vector<float>> v = ckpt.ReadF32(name, {n});
   if (!v.ok()) return v.status();
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<float*>(dst), v->data(), n * sizeof(float),
-                                      cudaMemcpyHostToDevice));
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(const_cast<float*>(dst), v->data(), n * sizeof(float), cudaMemcpyHostToDevice));
   return absl::OkStatus();
 }
 
@@ -109,8 +109,7 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::Allocate(const ModelCo
 
 int64_t CudaWeights::StepBytes() const {
   const Sizes s = SizesOf(config_);
-  return 2 * (config_.num_hidden_layers * s.layer + s.embed) +
-         static_cast<int64_t>(norms_.bytes());
+  return 2 * (config_.num_hidden_layers * s.layer + s.embed) + static_cast<int64_t>(norms_.bytes());
 }
 
 absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::FromCheckpoint(const Checkpoint& ckpt) {
@@ -155,7 +154,8 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::Random(const ModelConf
     return FillUniformBf16(const_cast<__nv_bfloat16*>(p), n, seed++, sc, nullptr);
   };
   APR_CUDA_RETURN_IF_ERROR(fill(cw.embed_, s.embed, 1.0f));
-  if (!c.tie_word_embeddings) APR_CUDA_RETURN_IF_ERROR(fill(cw.lm_head_, s.lm_head, scale(c.hidden_size)));
+  if (!c.tie_word_embeddings)
+    APR_CUDA_RETURN_IF_ERROR(fill(cw.lm_head_, s.lm_head, scale(c.hidden_size)));
   for (const CudaLayerWeights& lw : cw.layers_) {
     APR_CUDA_RETURN_IF_ERROR(fill(lw.qkv, s.qkv, scale(c.hidden_size)));
     APR_CUDA_RETURN_IF_ERROR(fill(lw.o, s.o, scale(c.num_attention_heads * c.head_dim)));

@@ -18,11 +18,11 @@
 namespace apr::cuda {
 
 struct CudaLayerWeights {
-  const __nv_bfloat16* qkv = nullptr;   // [(heads + 2 kv_heads) * head_dim][hidden]
-  const __nv_bfloat16* o = nullptr;     // [hidden][heads * head_dim]
+  const __nv_bfloat16* qkv = nullptr;      // [(heads + 2 kv_heads) * head_dim][hidden]
+  const __nv_bfloat16* o = nullptr;        // [hidden][heads * head_dim]
   const __nv_bfloat16* gate_up = nullptr;  // [2 * intermediate][hidden]
-  const __nv_bfloat16* down = nullptr;  // [hidden][intermediate]
-  const float* input_norm = nullptr;    // [hidden]
+  const __nv_bfloat16* down = nullptr;     // [hidden][intermediate]
+  const float* input_norm = nullptr;       // [hidden]
   const float* post_attn_norm = nullptr;
 };
 

@@ -23,8 +23,8 @@ class DeviceBuffer {
     cudaError_t e = cudaMalloc(&b.ptr_, count * sizeof(T));
     if (e != cudaSuccess) {
       b.ptr_ = nullptr;
-      return absl::ResourceExhaustedError(absl::StrCat("cudaMalloc of ", count * sizeof(T),
-                                                       " bytes: ", cudaGetErrorString(e)));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cudaMalloc of ", count * sizeof(T), " bytes: ", cudaGetErrorString(e)));
     }
     b.count_ = count;
     return b;
@@ -61,8 +61,8 @@ class PinnedBuffer {
     cudaError_t e = cudaMallocHost(&b.ptr_, count * sizeof(T));
     if (e != cudaSuccess) {
       b.ptr_ = nullptr;
-      return absl::ResourceExhaustedError(absl::StrCat("cudaMallocHost of ", count * sizeof(T),
-                                                       " bytes: ", cudaGetErrorString(e)));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cudaMallocHost of ", count * sizeof(T), " bytes: ", cudaGetErrorString(e)));
     }
     b.count_ = count;
     return b;

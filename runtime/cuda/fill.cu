@@ -43,8 +43,8 @@ __global__ void ReadAllKernel(const uint4* p, int64_t n, unsigned* sink) {
   for (; i + 3 * stride < n; i += 4 * stride) {
     const uint4 a = LoadStreaming(p + i), b = LoadStreaming(p + i + stride),
                 c = LoadStreaming(p + i + 2 * stride), d = LoadStreaming(p + i + 3 * stride);
-    acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^
-           d.z ^ d.w;
+    acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^
+           d.w;
   }
   for (; i < n; i += stride) {
     const uint4 a = LoadStreaming(p + i);

@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvArgs a) {
 #pragma unroll
     for (int t = 0; t < N; ++t) acc[j][t] = 0.f;
 
-  auto fma_chunk = [&](const uint4 (&wv)[kRows], int c) {
+  auto fma_chunk = [&](const uint4(&wv)[kRows], int c) {
     float wf[kRows][8];  // each weight converted once, used for all N tokens
 #pragma unroll
     for (int j = 0; j < kRows; ++j) Bf16x8ToFloat(wv[j], wf[j]);
@@ -139,15 +139,24 @@ cudaError_t LaunchN(const GemvArgs& a, cudaStream_t stream) {
 template <GemvEpilogue E>
 cudaError_t Dispatch(const GemvArgs& a, cudaStream_t stream) {
   switch (a.n) {
-    case 1: return LaunchN<1, E>(a, stream);
-    case 2: return LaunchN<2, E>(a, stream);
-    case 3: return LaunchN<3, E>(a, stream);
-    case 4: return LaunchN<4, E>(a, stream);
-    case 5: return LaunchN<5, E>(a, stream);
-    case 6: return LaunchN<6, E>(a, stream);
-    case 7: return LaunchN<7, E>(a, stream);
-    case 8: return LaunchN<8, E>(a, stream);
-    default: return cudaErrorInvalidValue;
+    case 1:
+      return LaunchN<1, E>(a, stream);
+    case 2:
+      return LaunchN<2, E>(a, stream);
+    case 3:
+      return LaunchN<3, E>(a, stream);
+    case 4:
+      return LaunchN<4, E>(a, stream);
+    case 5:
+      return LaunchN<5, E>(a, stream);
+    case 6:
+      return LaunchN<6, E>(a, stream);
+    case 7:
+      return LaunchN<7, E>(a, stream);
+    case 8:
+      return LaunchN<8, E>(a, stream);
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 
@@ -156,9 +165,12 @@ cudaError_t Dispatch(const GemvArgs& a, cudaStream_t stream) {
 cudaError_t LaunchGemv(const GemvArgs& a, cudaStream_t stream) {
   if (a.k % 8 != 0 || a.n < 1 || a.n > kGemvMaxTokens || a.m < 1) return cudaErrorInvalidValue;
   switch (a.epilogue) {
-    case GemvEpilogue::kStore: return Dispatch<GemvEpilogue::kStore>(a, stream);
-    case GemvEpilogue::kAccumulate: return Dispatch<GemvEpilogue::kAccumulate>(a, stream);
-    case GemvEpilogue::kSwiGlu: return Dispatch<GemvEpilogue::kSwiGlu>(a, stream);
+    case GemvEpilogue::kStore:
+      return Dispatch<GemvEpilogue::kStore>(a, stream);
+    case GemvEpilogue::kAccumulate:
+      return Dispatch<GemvEpilogue::kAccumulate>(a, stream);
+    case GemvEpilogue::kSwiGlu:
+      return Dispatch<GemvEpilogue::kSwiGlu>(a, stream);
   }
   return cudaErrorInvalidValue;
 }

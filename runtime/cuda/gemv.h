@@ -22,7 +22,7 @@ struct GemvArgs {
   const __nv_bfloat16* x = nullptr;  // [n][k]
   int m = 0, k = 0, n = 0;           // k % 8 == 0, 1 <= n <= kGemvMaxTokens
   GemvEpilogue epilogue = GemvEpilogue::kStore;
-  float* y = nullptr;              // kStore / kAccumulate: [n][ldy]
+  float* y = nullptr;  // kStore / kAccumulate: [n][ldy]
   int ldy = 0;
   __nv_bfloat16* out = nullptr;  // kSwiGlu: [n][m]
   // Launch with programmatic dependent launch (device_utils.cuh PdlWait): the weight loads

@@ -169,9 +169,11 @@ TEST(NormOps, EmbeddingRmsNormSwiGlu) {
     std::vector<double> ref(size_t(n) * hidden);
     for (int i = 0; i < n; ++i) {
       double ss = 0;
-      for (int j = 0; j < hidden; ++j) ss += double(xr[size_t(i) * hidden + j]) * xr[size_t(i) * hidden + j];
+      for (int j = 0; j < hidden; ++j)
+        ss += double(xr[size_t(i) * hidden + j]) * xr[size_t(i) * hidden + j];
       const double inv = 1 / std::sqrt(ss / hidden + 1e-5);
-      for (int j = 0; j < hidden; ++j) ref[size_t(i) * hidden + j] = wn[j] * xr[size_t(i) * hidden + j] * inv;
+      for (int j = 0; j < hidden; ++j)
+        ref[size_t(i) * hidden + j] = wn[j] * xr[size_t(i) * hidden + j] * inv;
     }
     EXPECT_LE(RelErr(HostBf16(out), ref), kBf16Tol);
 
@@ -197,8 +199,8 @@ TEST(NormOps, EmbeddingRmsNormSwiGlu) {
 // them out: slot = group * layers * kv_heads + layer * kv_heads + g.
 struct PoolFixture {
   int layers, nkv, hd, max_blocks, slots_seq;
-  std::vector<float> pool;        // host copy (bf16 values)
-  std::vector<int32_t> groups;    // [seqs][max_blocks]
+  std::vector<float> pool;      // host copy (bf16 values)
+  std::vector<int32_t> groups;  // [seqs][max_blocks]
   Dev<uint16_t> dpool;
   Dev<int32_t> dgroups;
 
@@ -334,8 +336,7 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
       counts[r] = static_cast<int>(l.size());
       for (size_t i = 0; i < l.size(); ++i) {
         blocks[size_t(r) * stride + i] = l[i];
-        slots[size_t(r) * stride + i] =
-            static_cast<int32_t>(pf.Slot(seq_slots[b], layer, g, l[i]));
+        slots[size_t(r) * stride + i] = static_cast<int32_t>(pf.Slot(seq_slots[b], layer, g, l[i]));
         // A first token inside some blocks (the token-exact local window), always leaving
         // at least one token.
         const int valid = std::min(16, lens[b] - l[i] * 16);
@@ -359,7 +360,8 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
         const int64_t slot = pf.Slot(seq_slots[b], layer, g, blk);
         for (int t = first_of[r][e]; t < 16 && blk * 16 + t < lens[b]; ++t) {
           double dot = 0;
-          for (int d = 0; d < hd; ++d) dot += double(q[(size_t(b) * nh + h) * hd + d]) * pf.K(slot, t)[d];
+          for (int d = 0; d < hd; ++d)
+            dot += double(q[(size_t(b) * nh + h) * hd + d]) * pf.K(slot, t)[d];
           logit.push_back(dot * scale);
           tok.push_back({slot, t});
         }
@@ -386,7 +388,8 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
   Dev<int32_t> dlens(std::vector<int32_t>(lens.begin(), lens.end())), dslots_seq(seq_slots),
       dcounts(counts), dblocks(blocks), dslots(slots), dstarts(starts);
   const int hist_rows = 64, hist_layers = layers, seq_capacity = 6;
-  const std::vector<float> hist0 = Uniform(rng, size_t(seq_capacity) * hist_layers * nkv * hist_rows * max_blocks, 0, 1);
+  const std::vector<float> hist0 =
+      Uniform(rng, size_t(seq_capacity) * hist_layers * nkv * hist_rows * max_blocks, 0, 1);
   const std::vector<int32_t> hist_row = {5, 63, 0, 17, 30};
   Dev<int32_t> dhist_row(hist_row);
   for (int splits : {1, 3, 16, 64}) {
@@ -441,11 +444,13 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
       for (int g = 0; g < nkv; ++g) {
         const int r = b * nkv + g;
         float* row = &hexp[((((size_t(seq_slots[b]) * hist_layers + layer) * nkv + g) * hist_rows) +
-                            hist_row[b]) * max_blocks];
+                            hist_row[b]) *
+                           max_blocks];
         for (int j = 0; j < NumBlocks(lens[b]); ++j) row[j] = 0;
         for (size_t e = 0; e < listed[r].size(); ++e) {
           double m = 0;
-          for (int gi = 0; gi < group; ++gi) m = std::max(m, probs_ref[(size_t(r) * stride + e) * group + gi]);
+          for (int gi = 0; gi < group; ++gi)
+            m = std::max(m, probs_ref[(size_t(r) * stride + e) * group + gi]);
           row[listed[r][e]] = static_cast<float>(m);
         }
       }
@@ -472,8 +477,10 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
     for (int b = 0; b < batch; ++b)
       for (int g = 0; g < nkv; ++g) {
         if (calib[b * nkv + g] == 0) continue;
-        float* row = &hexp2[((((size_t(seq_slots[b]) * hist_layers + layer) * nkv + g) * hist_rows) +
-                             hist_row[b]) * max_blocks];
+        float* row =
+            &hexp2[((((size_t(seq_slots[b]) * hist_layers + layer) * nkv + g) * hist_rows) +
+                    hist_row[b]) *
+                   max_blocks];
         const int nb = NumBlocks(lens[b]);
         std::vector<double> pooled(nb, 0.0);
         for (int gi = 0; gi < group; ++gi) {
@@ -496,7 +503,8 @@ TEST_P(PagedDecode, ListsDenseRowsScoresAndHistory) {
     const std::vector<float> hh2 = history.Host();
     double worst2 = 0;
     for (size_t i = 0; i < hh2.size(); ++i)
-      worst2 = std::max(worst2, std::fabs(double(hh2[i]) - hexp2[i]) / (std::fabs(hexp2[i]) + 1e-3));
+      worst2 =
+          std::max(worst2, std::fabs(double(hh2[i]) - hexp2[i]) / (std::fabs(hexp2[i]) + 1e-3));
     EXPECT_LE(worst2, 1e-3) << "calibration history, splits " << splits;
   }
 }
@@ -521,7 +529,8 @@ TEST_P(Prefill, CausalChunkAndHistoryRows) {
   const int nkv = 2, nh = nkv * group, layers = 2, layer = 1, max_blocks = 20, seq_slot = 1;
   PoolFixture pf(rng, 2, layers, nkv, hd, max_blocks);
   const float scale = 1.0f / std::sqrt(float(hd));
-  for (auto [start, n] : {std::pair{0, 45}, std::pair{70, 33}, std::pair{0, 1}, std::pair{5, 200}}) {
+  for (auto [start, n] :
+       {std::pair{0, 45}, std::pair{70, 33}, std::pair{0, 1}, std::pair{5, 200}}) {
     const std::vector<float> q = Uniform(rng, size_t(n) * nh * hd, -2, 2);
     // Reference: row i at position start + i attends keys [0, start + i].
     std::vector<double> ref(size_t(n) * nh * hd, 0.0);
@@ -598,7 +607,8 @@ TEST_P(Prefill, CausalChunkAndHistoryRows) {
       const size_t img = i / image, within = i % image, col = within % max_blocks;
       const size_t s = img / (layers * nkv), l = img / nkv % layers, g = img % nkv;
       double want = hist0[i];
-      if (int(s) == seq_slot && int(l) == layer && int(col) < nb) want = hist_ref[g * image + within];
+      if (int(s) == seq_slot && int(l) == layer && int(col) < nb)
+        want = hist_ref[g * image + within];
       worst = std::max(worst, std::fabs(hh[i] - want) / (std::fabs(want) + 1e-3));
     }
     EXPECT_LE(worst, 1e-3) << "history, start " << start << " n " << n;
@@ -699,7 +709,8 @@ TEST(PredictorCnn, MatchesReferenceOnEveryImage) {
           continue;
         }
         std::vector<float> img(size_t(64) * width);
-        const float* src = &hist[(((size_t(seq_slots[b]) * layers + first + li) * nkv + g) * ring) * cols];
+        const float* src =
+            &hist[(((size_t(seq_slots[b]) * layers + first + li) * nkv + g) * ring) * cols];
         for (int r = 0; r < 64; ++r)
           for (int c = 0; c < width; ++c)
             img[size_t(r) * width + c] =
@@ -738,7 +749,8 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
       ++len;
       for (int li = 0; li < nl; ++li)
         for (int g = 0; g < nkv; ++g) {
-          float* row = &hist[((((size_t(slot) * layers + first + li) * nkv + g) * ring) + newest) * cols];
+          float* row =
+              &hist[((((size_t(slot) * layers + first + li) * nkv + g) * ring) + newest) * cols];
           for (int c = 0; c < cols; ++c) row[c] = u(rng) < 0.5f ? 0.f : u(rng);
         }
       ASSERT_CUDA(cudaMemcpy(dhist.get(), hist.data(), hist.size() * 4, cudaMemcpyHostToDevice));
@@ -788,7 +800,8 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
         const float* src = &hist[(((size_t(slot) * layers + first + li) * nkv + g) * ring) * cols];
         for (int r = 0; r < 64; ++r)
           for (int c = 0; c < wd; ++c)
-            img[size_t(r) * wd + c] = src[size_t(((newest - 63 + r) % ring + ring) % ring) * cols + 4 + c];
+            img[size_t(r) * wd + c] =
+                src[size_t(((newest - 63 + r) % ring + ring) % ring) * cols + 4 + c];
         const std::vector<double> ref = CnnReference(w, img, wd);
         EXPECT_LE(RelErr(gv.data(), ref.data(), wd), kBf16Tol) << "step " << step;
       }
@@ -868,7 +881,8 @@ TEST(TopkSelect, TiesNanNegativeZeroAndSmallImages) {
           for (int i = 0; i < KeptCandidates(next_lens[b], k); ++i) want.push_back(kSinkBlocks + i);
         }
         ASSERT_EQ(cnth[img], static_cast<int>(want.size())) << b << " " << li << " " << g;
-        std::vector<int32_t> got(selh.begin() + img * stride, selh.begin() + img * stride + want.size());
+        std::vector<int32_t> got(selh.begin() + img * stride,
+                                 selh.begin() + img * stride + want.size());
         EXPECT_EQ(got, want) << "b " << b << " layer " << li << " head " << g;
       }
   }

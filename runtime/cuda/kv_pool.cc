@@ -31,12 +31,13 @@ absl::Status KvPoolAllocator::Grow(std::vector<int32_t>& groups, int blocks) {
   if (blocks <= static_cast<int>(groups.size())) return absl::OkStatus();
   if (blocks > max_blocks_) {
     return absl::OutOfRangeError(absl::StrCat("a sequence of ", blocks, " blocks exceeds the ",
-                                              max_blocks_, " blocks (max_context / 16) per sequence"));
+                                              max_blocks_,
+                                              " blocks (max_context / 16) per sequence"));
   }
   const int64_t need = blocks - static_cast<int64_t>(groups.size());
   if (need > free_groups()) {
-    return absl::ResourceExhaustedError(absl::StrCat("the KV pool has ", free_groups(),
-                                                     " free block groups, ", need, " needed"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the KV pool has ", free_groups(), " free block groups, ", need, " needed"));
   }
   for (int64_t i = 0; i < need; ++i) {
     groups.push_back(free_groups_.back());

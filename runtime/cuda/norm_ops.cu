@@ -4,9 +4,8 @@
 namespace apr::cuda {
 namespace {
 
-__global__ void EmbeddingKernel(const int32_t* __restrict__ tokens,
-                                const bf16* __restrict__ table, int hidden,
-                                float* __restrict__ x) {
+__global__ void EmbeddingKernel(const int32_t* __restrict__ tokens, const bf16* __restrict__ table,
+                                int hidden, float* __restrict__ x) {
   const int i = blockIdx.x;
   const bf16* row = table + static_cast<int64_t>(tokens[i]) * hidden;
   float* out = x + static_cast<int64_t>(i) * hidden;
@@ -50,8 +49,8 @@ __global__ void SwiGluKernel(const bf16* __restrict__ gu, int inter, bf16* __res
 
 }  // namespace
 
-cudaError_t LaunchEmbedding(const int32_t* tokens, int n, const bf16* table, int hidden,
-                            float* x, cudaStream_t stream) {
+cudaError_t LaunchEmbedding(const int32_t* tokens, int n, const bf16* table, int hidden, float* x,
+                            cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   EmbeddingKernel<<<n, 256, 0, stream>>>(tokens, table, hidden, x);
   return cudaGetLastError();

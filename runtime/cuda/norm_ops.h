@@ -14,8 +14,8 @@
 namespace apr::cuda {
 
 // x[i][:] = float(table[tokens[i]][:]) for i < n. table is [vocab][hidden] bf16.
-cudaError_t LaunchEmbedding(const int32_t* tokens, int n, const __nv_bfloat16* table,
-                            int hidden, float* x, cudaStream_t stream);
+cudaError_t LaunchEmbedding(const int32_t* tokens, int n, const __nv_bfloat16* table, int hidden,
+                            float* x, cudaStream_t stream);
 
 // out[i][:] = bf16(weight * x[i] / sqrt(mean(x[i]^2) + eps)), sums in float32.
 cudaError_t LaunchRmsNorm(const float* x, const float* weight, int n, int hidden, float eps,

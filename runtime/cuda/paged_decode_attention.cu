@@ -66,9 +66,14 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
     const float* qp = a.q + (static_cast<int64_t>(b) * nh + g * G + gi) * HD + c * 8;
     const float4 lo = *reinterpret_cast<const float4*>(qp);
     const float4 hi = *reinterpret_cast<const float4*>(qp + 4);
-    q[gi][0] = lo.x * qscale; q[gi][1] = lo.y * qscale; q[gi][2] = lo.z * qscale;
-    q[gi][3] = lo.w * qscale; q[gi][4] = hi.x * qscale; q[gi][5] = hi.y * qscale;
-    q[gi][6] = hi.z * qscale; q[gi][7] = hi.w * qscale;
+    q[gi][0] = lo.x * qscale;
+    q[gi][1] = lo.y * qscale;
+    q[gi][2] = lo.z * qscale;
+    q[gi][3] = lo.w * qscale;
+    q[gi][4] = hi.x * qscale;
+    q[gi][5] = hi.y * qscale;
+    q[gi][6] = hi.z * qscale;
+    q[gi][7] = hi.w * qscale;
   }
 
   float m[G], l[G], o[G][8];
@@ -211,7 +216,8 @@ __device__ __forceinline__ float* HistoryRow(const PagedDecodeArgs& a, int b, in
   if (a.history == nullptr) return nullptr;
   return a.history +
          ((static_cast<int64_t>(a.seq_slots[b]) * a.history_layers + a.layer) * a.num_kv_heads +
-          g) * a.history_rows * a.history_cols +
+          g) *
+             a.history_rows * a.history_cols +
          static_cast<int64_t>(a.history_row[b]) * a.history_cols;
 }
 
@@ -256,29 +262,29 @@ __global__ void __launch_bounds__(kCombineThreads) CombineKernel(const PagedDeco
   const float inv = 1.f / sum;
   if (a.history_only) goto probabilities;
   {
-  // Output: `parts` thread groups of hd threads each take every parts-th split.
-  const int parts = kCombineThreads / hd;
-  const int d = tid % hd, part = tid / hd;
-  float acc = 0.f;
-  if (part < parts) {
-    const float* po = a.part_o + ph * hd + d;
-    int s = part;
-    for (; s + 7 * parts < used; s += 8 * parts) {
-      float v[8];
+    // Output: `parts` thread groups of hd threads each take every parts-th split.
+    const int parts = kCombineThreads / hd;
+    const int d = tid % hd, part = tid / hd;
+    float acc = 0.f;
+    if (part < parts) {
+      const float* po = a.part_o + ph * hd + d;
+      int s = part;
+      for (; s + 7 * parts < used; s += 8 * parts) {
+        float v[8];
 #pragma unroll
-      for (int u = 0; u < 8; ++u) v[u] = po[int64_t{s + u * parts} * hd];
+        for (int u = 0; u < 8; ++u) v[u] = po[int64_t{s + u * parts} * hd];
 #pragma unroll
-      for (int u = 0; u < 8; ++u) acc += v[u] * s_w[s + u * parts];
+        for (int u = 0; u < 8; ++u) acc += v[u] * s_w[s + u * parts];
+      }
+      for (; s < used; s += parts) acc += po[int64_t{s} * hd] * s_w[s];
     }
-    for (; s < used; s += parts) acc += po[int64_t{s} * hd] * s_w[s];
-  }
-  s_red[tid] = acc;
-  __syncthreads();
-  if (tid < hd) {
-    float t = 0.f;
-    for (int p = 0; p < parts; ++p) t += s_red[p * hd + tid];
-    a.out[static_cast<int64_t>(b) * nh * hd + h * hd + tid] = __float2bfloat16_rn(t * inv);
-  }
+    s_red[tid] = acc;
+    __syncthreads();
+    if (tid < hd) {
+      float t = 0.f;
+      for (int p = 0; p < parts; ++p) t += s_red[p * hd + tid];
+      a.out[static_cast<int64_t>(b) * nh * hd + h * hd + tid] = __float2bfloat16_rn(t * inv);
+    }
   }
 probabilities:
   if (a.block_max == nullptr) return;
@@ -306,14 +312,19 @@ cudaError_t Launch(const PagedDecodeArgs& a, cudaStream_t stream) {
 template <int HD>
 cudaError_t DispatchGroup(const PagedDecodeArgs& a, int group, cudaStream_t stream) {
   switch (group) {
-    case 1: return Launch<HD, 1>(a, stream);
-    case 2: return Launch<HD, 2>(a, stream);
-    case 3: return Launch<HD, 3>(a, stream);
-    case 4: return Launch<HD, 4>(a, stream);
+    case 1:
+      return Launch<HD, 1>(a, stream);
+    case 2:
+      return Launch<HD, 2>(a, stream);
+    case 3:
+      return Launch<HD, 3>(a, stream);
+    case 4:
+      return Launch<HD, 4>(a, stream);
     case 8:
       if constexpr (HD <= 64) return Launch<HD, 8>(a, stream);
       return cudaErrorInvalidValue;
-    default: return cudaErrorInvalidValue;
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 
@@ -333,11 +344,16 @@ cudaError_t LaunchPagedDecodeAttention(const PagedDecodeArgs& a, cudaStream_t st
   if (a.history != nullptr && a.block_max == nullptr) return cudaErrorInvalidValue;
   if (a.history_only && a.history == nullptr) return cudaErrorInvalidValue;
   switch (a.head_dim) {
-    case 16: return DispatchGroup<16>(a, group, stream);
-    case 32: return DispatchGroup<32>(a, group, stream);
-    case 64: return DispatchGroup<64>(a, group, stream);
-    case 128: return DispatchGroup<128>(a, group, stream);
-    default: return cudaErrorInvalidValue;
+    case 16:
+      return DispatchGroup<16>(a, group, stream);
+    case 32:
+      return DispatchGroup<32>(a, group, stream);
+    case 64:
+      return DispatchGroup<64>(a, group, stream);
+    case 128:
+      return DispatchGroup<128>(a, group, stream);
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 

@@ -36,8 +36,8 @@ struct BlockLists {
 
 struct PagedDecodeArgs {
   int batch = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;
-  float scale = 0;                  // softmax scale, 1/sqrt(head_dim)
-  const float* q = nullptr;         // [batch][heads][head_dim], RoPE applied
+  float scale = 0;           // softmax scale, 1/sqrt(head_dim)
+  const float* q = nullptr;  // [batch][heads][head_dim], RoPE applied
   const __nv_bfloat16* pool = nullptr;
   const int32_t* context_lens = nullptr;  // [batch], the new token included
   const int32_t* seq_slots = nullptr;     // [batch] rows of table.group_table (dense rows)

@@ -7,7 +7,7 @@
 namespace apr::cuda {
 namespace {
 
-constexpr int kTileCols = 16;  // output columns per tile (one mma M tile)
+constexpr int kTileCols = 16;    // output columns per tile (one mma M tile)
 constexpr int kTilesPerCta = 4;  // tiles a CTA takes in turn (amortises its setup)
 constexpr int kWarps = 4;
 constexpr int kRowsIn = kHistoryRows + 2;  // full path: conv1 rows -1 .. 64
@@ -20,7 +20,7 @@ constexpr int kSegOut = 3, kSegC1 = kSegOut + 2, kSegX = kSegOut + 4;
 constexpr int kFullSmem = kRowsIn * kColsX * 4 + kRowsIn * kColsC1 * 32;
 constexpr int kSegSmem = kSegX * kColsX * 4 + kSegC1 * kColsC1 * 32;
 constexpr int kRedSmem = kWarps * kTileCols * (kChannels2 + 1) * 4;
-constexpr int kSmem = kFullSmem > kWarps * kSegSmem ? kFullSmem : kWarps * kSegSmem;
+constexpr int kSmem = kFullSmem > kWarps* kSegSmem ? kFullSmem : kWarps* kSegSmem;
 static_assert(kRedSmem <= kRowsIn * kColsC1 * 32);
 static_assert(kRedSmem <= kSmem);
 // conv2 weights as per-lane mma B fragments: [9 taps][4 n-tiles][32 lanes] x 2 registers.
@@ -99,8 +99,8 @@ __device__ __forceinline__ void Conv1Pixel(const float* x, int x_row0, int c0, i
 
 // conv2 pre-activation of one output row for the tile's 16 columns: the conv1 rows used
 // are tile rows c1_row .. c1_row + 2 of the buffer at c1_base (shared address).
-__device__ __forceinline__ void Conv2Row(uint32_t c1_base, int c1_row, int lane,
-                                         const uint2* bfrag, float (&acc)[4][4]) {
+__device__ __forceinline__ void Conv2Row(uint32_t c1_base, int c1_row, int lane, const uint2* bfrag,
+                                         float (&acc)[4][4]) {
   const int a_m = lane % 8 + 8 * ((lane / 8) % 2), a_half = lane / 16;
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt)
@@ -141,9 +141,10 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
   const float* w = a.weights;
   const HistoryView& h = a.history;
   const int slot = a.seq_slots[b];
-  const Image im{h.data + ((static_cast<int64_t>(slot) * h.layers + a.first_layer + li) *
-                               h.kv_heads + g) * h.rows * h.cols,
-                 h.rows, h.cols, width};
+  const Image im{
+      h.data + ((static_cast<int64_t>(slot) * h.layers + a.first_layer + li) * h.kv_heads + g) *
+                   h.rows * h.cols,
+      h.rows, h.cols, width};
   const int newest = a.history_row[b];
   const int64_t state_img = (static_cast<int64_t>(slot) * a.num_layers + li) * a.num_kv_heads + g;
   const int count = a.history_count != nullptr ? a.history_count[b] : -1;
@@ -165,103 +166,103 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
   }
 
   for (int tile = 0; tile < kTilesPerCta; ++tile) {
-  const int c0 = first_c0 + tile * kTileCols;
-  if (c0 >= width) break;
-  if (tile > 0) __syncthreads();  // the previous tile's reduction is read
-  float* colsum = a.state.colsum != nullptr
-                      ? a.state.colsum + (state_img * a.state.cols + c0) * kChannels2
-                      : nullptr;
-  const bool incremental = state_fresh && c0 + kTileCols <= state_width - 2;
-  float colfrag[4][4];
+    const int c0 = first_c0 + tile * kTileCols;
+    if (c0 >= width) break;
+    if (tile > 0) __syncthreads();  // the previous tile's reduction is read
+    float* colsum = a.state.colsum != nullptr
+                        ? a.state.colsum + (state_img * a.state.cols + c0) * kChannels2
+                        : nullptr;
+    const bool incremental = state_fresh && c0 + kTileCols <= state_width - 2;
+    float colfrag[4][4];
 #pragma unroll
-  for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) colfrag[nt][i] = 0.f;
+      for (int i = 0; i < 4; ++i) colfrag[nt][i] = 0.f;
 
-  if (!incremental) {
-    // ---- Full path: the whole 64-row window.
-    float* sx = reinterpret_cast<float*>(smem);
-    unsigned char* sc1 = smem + kRowsIn * kColsX * 4;
-    for (int i = tid; i < kRowsIn * kColsX; i += blockDim.x) {
-      const int r = i / kColsX - 1, c = c0 - 2 + i % kColsX;
-      sx[i] = r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, newest, r, c) : 0.f;
-    }
-    __syncthreads();
-    for (int p = tid; p < kRowsIn * kColsC1; p += blockDim.x)
-      Conv1Pixel(sx, -1, c0, p / kColsC1 - 1, c0 - 1 + p % kColsC1, width, sw1, sc1, p);
-    __syncthreads();
-    const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
-    for (int rr = 0; rr < kHistoryRows / kWarps; ++rr) {
-      const int r = warp * (kHistoryRows / kWarps) + rr;
-      float acc[4][4];
-      Conv2Row(c1_base, r, lane, bfrag, acc);  // tile row r holds conv1 row r - 1
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) colfrag[nt][i] += fmaxf(acc[nt][i] + bias2[nt][i % 2], 0.f);
-    }
-  } else {
-    // ---- Incremental path: warp s handles one edge segment of the old or new window.
-    //   s = 0: old window, conv2 rows [0, 3), subtracted
-    //   s = 1: new window, rows [0, 2), added
-    //   s = 2: old window, rows [62, 64), subtracted
-    //   s = 3: new window, rows [61, 64), added
-    const int o0 = warp == 0 ? 0 : warp == 1 ? 0 : warp == 2 ? 62 : 61;
-    const int o1 = warp == 0 ? 3 : warp == 1 ? 2 : 64;
-    const float sign = warp % 2 == 0 ? -1.f : 1.f;
-    const int win_newest = warp % 2 == 0 ? newest - 1 : newest;
-    float* sx = reinterpret_cast<float*>(smem + warp * kSegSmem);
-    unsigned char* sc1 = smem + warp * kSegSmem + kSegX * kColsX * 4;
-    const int x_row0 = o0 - 2;  // window row of sx's first row
-    for (int i = lane; i < kSegX * kColsX; i += 32) {
-      const int r = x_row0 + i / kColsX, c = c0 - 2 + i % kColsX;
-      sx[i] = r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, win_newest, r, c)
-                                                                  : 0.f;
-    }
-    __syncthreads();  // sw1 too
-    for (int p = lane; p < kSegC1 * kColsC1; p += 32)
-      Conv1Pixel(sx, x_row0, c0, o0 - 1 + p / kColsC1, c0 - 1 + p % kColsC1, width, sw1, sc1, p);
-    __syncwarp();
-    const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
-    for (int o = o0; o < o1; ++o) {
-      float acc[4][4];
-      Conv2Row(c1_base, o - o0, lane, bfrag, acc);  // buffer row 0 holds conv1 row o0 - 1
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          colfrag[nt][i] += sign * fmaxf(acc[nt][i] + bias2[nt][i % 2], 0.f);
-    }
-  }
-
-  __syncthreads();  // every warp is done with the conv1 tiles; reuse smem
-  auto sred = reinterpret_cast<float (*)[kTileCols][kChannels2 + 1]>(smem);
-  // Accumulator layout: [nt][0..1] -> column fg, channels nt*8 + 2ft + {0,1};
-  //                     [nt][2..3] -> column fg + 8, same channels.
-#pragma unroll
-  for (int nt = 0; nt < 4; ++nt) {
-    sred[warp][fg][nt * 8 + 2 * ft] = colfrag[nt][0];
-    sred[warp][fg][nt * 8 + 2 * ft + 1] = colfrag[nt][1];
-    sred[warp][fg + 8][nt * 8 + 2 * ft] = colfrag[nt][2];
-    sred[warp][fg + 8][nt * 8 + 2 * ft + 1] = colfrag[nt][3];
-  }
-  __syncthreads();
-  if (tid < kTileCols && c0 + tid < width) {
-    float s = w[PredictorLayout::kConv3B];
-#pragma unroll 8
-    for (int ch = 0; ch < kChannels2; ++ch) {
-      float t = 0.f;
-#pragma unroll
-      for (int wi = 0; wi < kWarps; ++wi) t += sred[wi][tid][ch];
-      if (colsum != nullptr) {
-        if (incremental) t += colsum[tid * kChannels2 + ch];
-        colsum[tid * kChannels2 + ch] = t;
+    if (!incremental) {
+      // ---- Full path: the whole 64-row window.
+      float* sx = reinterpret_cast<float*>(smem);
+      unsigned char* sc1 = smem + kRowsIn * kColsX * 4;
+      for (int i = tid; i < kRowsIn * kColsX; i += blockDim.x) {
+        const int r = i / kColsX - 1, c = c0 - 2 + i % kColsX;
+        sx[i] = r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, newest, r, c) : 0.f;
       }
-      s = fmaf(w[PredictorLayout::kConv3W + ch], t * (1.0f / kHistoryRows), s);
+      __syncthreads();
+      for (int p = tid; p < kRowsIn * kColsC1; p += blockDim.x)
+        Conv1Pixel(sx, -1, c0, p / kColsC1 - 1, c0 - 1 + p % kColsC1, width, sw1, sc1, p);
+      __syncthreads();
+      const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
+      for (int rr = 0; rr < kHistoryRows / kWarps; ++rr) {
+        const int r = warp * (kHistoryRows / kWarps) + rr;
+        float acc[4][4];
+        Conv2Row(c1_base, r, lane, bfrag, acc);  // tile row r holds conv1 row r - 1
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) colfrag[nt][i] += fmaxf(acc[nt][i] + bias2[nt][i % 2], 0.f);
+      }
+    } else {
+      // ---- Incremental path: warp s handles one edge segment of the old or new window.
+      //   s = 0: old window, conv2 rows [0, 3), subtracted
+      //   s = 1: new window, rows [0, 2), added
+      //   s = 2: old window, rows [62, 64), subtracted
+      //   s = 3: new window, rows [61, 64), added
+      const int o0 = warp == 0 ? 0 : warp == 1 ? 0 : warp == 2 ? 62 : 61;
+      const int o1 = warp == 0 ? 3 : warp == 1 ? 2 : 64;
+      const float sign = warp % 2 == 0 ? -1.f : 1.f;
+      const int win_newest = warp % 2 == 0 ? newest - 1 : newest;
+      float* sx = reinterpret_cast<float*>(smem + warp * kSegSmem);
+      unsigned char* sc1 = smem + warp * kSegSmem + kSegX * kColsX * 4;
+      const int x_row0 = o0 - 2;  // window row of sx's first row
+      for (int i = lane; i < kSegX * kColsX; i += 32) {
+        const int r = x_row0 + i / kColsX, c = c0 - 2 + i % kColsX;
+        sx[i] =
+            r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, win_newest, r, c) : 0.f;
+      }
+      __syncthreads();  // sw1 too
+      for (int p = lane; p < kSegC1 * kColsC1; p += 32)
+        Conv1Pixel(sx, x_row0, c0, o0 - 1 + p / kColsC1, c0 - 1 + p % kColsC1, width, sw1, sc1, p);
+      __syncwarp();
+      const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
+      for (int o = o0; o < o1; ++o) {
+        float acc[4][4];
+        Conv2Row(c1_base, o - o0, lane, bfrag, acc);  // buffer row 0 holds conv1 row o0 - 1
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            colfrag[nt][i] += sign * fmaxf(acc[nt][i] + bias2[nt][i % 2], 0.f);
+      }
     }
-    a.scores[((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) * a.score_cols +
-             c0 + tid] = s;
-  }
+
+    __syncthreads();  // every warp is done with the conv1 tiles; reuse smem
+    auto sred = reinterpret_cast<float(*)[kTileCols][kChannels2 + 1]>(smem);
+    // Accumulator layout: [nt][0..1] -> column fg, channels nt*8 + 2ft + {0,1};
+    //                     [nt][2..3] -> column fg + 8, same channels.
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      sred[warp][fg][nt * 8 + 2 * ft] = colfrag[nt][0];
+      sred[warp][fg][nt * 8 + 2 * ft + 1] = colfrag[nt][1];
+      sred[warp][fg + 8][nt * 8 + 2 * ft] = colfrag[nt][2];
+      sred[warp][fg + 8][nt * 8 + 2 * ft + 1] = colfrag[nt][3];
+    }
+    __syncthreads();
+    if (tid < kTileCols && c0 + tid < width) {
+      float s = w[PredictorLayout::kConv3B];
+#pragma unroll 8
+      for (int ch = 0; ch < kChannels2; ++ch) {
+        float t = 0.f;
+#pragma unroll
+        for (int wi = 0; wi < kWarps; ++wi) t += sred[wi][tid][ch];
+        if (colsum != nullptr) {
+          if (incremental) t += colsum[tid * kChannels2 + ch];
+          colsum[tid * kChannels2 + ch] = t;
+        }
+        s = fmaf(w[PredictorLayout::kConv3W + ch], t * (1.0f / kHistoryRows), s);
+      }
+      a.scores[((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) * a.score_cols +
+               c0 + tid] = s;
+    }
   }  // tiles
 }
 

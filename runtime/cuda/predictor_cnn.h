@@ -62,8 +62,8 @@ cudaError_t LaunchPackPredictorFragments(const float* weights, uint2* fragments,
                                          cudaStream_t stream);
 
 struct PredictorCnnArgs {
-  const float* weights = nullptr;     // PredictorLayout::kSize floats
-  const uint2* fragments = nullptr;   // kPredictorFragments, from LaunchPackPredictorFragments
+  const float* weights = nullptr;    // PredictorLayout::kSize floats
+  const uint2* fragments = nullptr;  // kPredictorFragments, from LaunchPackPredictorFragments
   int batch = 0;
   int first_layer = 0, num_layers = 0;  // the predicted layers [first, first + num)
   // This launch runs the predicted layers [layer_begin, layer_begin + layer_count) of those

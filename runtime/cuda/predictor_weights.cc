@@ -28,8 +28,7 @@ absl::StatusOr<std::vector<float>> LoadPredictorWeights(const std::string& path)
   };
   for (const auto& t : kTensors) {
     const TensorView* v = (*f)->Find(t.name);
-    if (v == nullptr)
-      return absl::NotFoundError(absl::StrCat(path, ": no tensor ", t.name));
+    if (v == nullptr) return absl::NotFoundError(absl::StrCat(path, ": no tensor ", t.name));
     if (v->dtype != DType::kF32 || v->shape != t.shape) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": tensor ", t.name, " must be F32 of the documented shape"));

@@ -5,7 +5,7 @@
 namespace apr::cuda {
 namespace {
 
-constexpr int kRows = 32;     // query rows per CTA
+constexpr int kRows = 32;      // query rows per CTA
 constexpr int kThreads = 128;  // 4 threads per row
 
 __device__ __forceinline__ int64_t SlotOf(const SlotTable& t, int seq_slot, int layer, int g,
@@ -33,8 +33,8 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PrefillAttention
   const float qscale = a.scale * kLog2e;
   for (int idx = tid; idx < kRows * HD; idx += kThreads) {
     const int rr = idx / HD, d = idx % HD;
-    sq[rr][d] = rr < rows ? a.q[(static_cast<int64_t>(q0 + rr) * a.num_heads + h) * HD + d] * qscale
-                          : 0.f;
+    sq[rr][d] =
+        rr < rows ? a.q[(static_cast<int64_t>(q0 + rr) * a.num_heads + h) * HD + d] * qscale : 0.f;
   }
   const int qpos = a.start + q0 + r;  // this thread's row position
   const int last_pos = a.start + q0 + rows - 1;
@@ -133,7 +133,8 @@ __global__ void PrefillHistoryKernel(const PrefillHistoryArgs a) {
   __syncthreads();
   const int64_t slot_elems = 2 * kBlockTokens * hd;
   auto logit = [&](int t) {
-    const bf16* k = a.pool + SlotOf(a.table, a.seq_slot, a.layer, g, t / kBlockTokens) * slot_elems +
+    const bf16* k = a.pool +
+                    SlotOf(a.table, a.seq_slot, a.layer, g, t / kBlockTokens) * slot_elems +
                     (t % kBlockTokens) * hd;
     float dot = 0.f;
     for (int d = 0; d < hd; d += 8) {
@@ -158,10 +159,11 @@ __global__ void PrefillHistoryKernel(const PrefillHistoryArgs a) {
   sum = BlockSum(sum, scratch);
   const float inv = 1.f / sum;
   // Pass 2: a half-warp per block (threads are consecutive keys).
-  float* hist = a.history +
-                ((static_cast<int64_t>(a.seq_slot) * a.history_layers + a.layer) * a.num_kv_heads +
-                 g) * a.history_rows * a.history_cols +
-                static_cast<int64_t>(kHistoryRows - a.rows + r) * a.history_cols;
+  float* hist =
+      a.history +
+      ((static_cast<int64_t>(a.seq_slot) * a.history_layers + a.layer) * a.num_kv_heads + g) *
+          a.history_rows * a.history_cols +
+      static_cast<int64_t>(kHistoryRows - a.rows + r) * a.history_cols;
   const int span = CeilDivInt(nkeys, blockDim.x) * blockDim.x;
   for (int t = threadIdx.x; t < span; t += blockDim.x) {
     float v = t < nkeys ? logit(t) : -INFINITY;
@@ -189,11 +191,16 @@ bool PrefillAttentionSupported(int head_dim) {
 cudaError_t LaunchPrefillAttention(const PrefillAttentionArgs& a, cudaStream_t stream) {
   if (a.n == 0) return cudaSuccess;
   switch (a.head_dim) {
-    case 16: return LaunchPrefill<16>(a, stream);
-    case 32: return LaunchPrefill<32>(a, stream);
-    case 64: return LaunchPrefill<64>(a, stream);
-    case 128: return LaunchPrefill<128>(a, stream);
-    default: return cudaErrorInvalidValue;
+    case 16:
+      return LaunchPrefill<16>(a, stream);
+    case 32:
+      return LaunchPrefill<32>(a, stream);
+    case 64:
+      return LaunchPrefill<64>(a, stream);
+    case 128:
+      return LaunchPrefill<128>(a, stream);
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 
@@ -205,9 +212,8 @@ cudaError_t LaunchPrefillHistory(const PrefillHistoryArgs& a, cudaStream_t strea
   const int nb = NumBlocks(a.first_pos + a.rows);
   float* base = a.history + (static_cast<int64_t>(a.seq_slot) * a.history_layers + a.layer) *
                                 a.num_kv_heads * a.history_rows * a.history_cols;
-  if (cudaError_t e = cudaMemset2DAsync(base, a.history_cols * sizeof(float), 0,
-                                        nb * sizeof(float), a.num_kv_heads * a.history_rows,
-                                        stream);
+  if (cudaError_t e = cudaMemset2DAsync(base, a.history_cols * sizeof(float), 0, nb * sizeof(float),
+                                        a.num_kv_heads * a.history_rows, stream);
       e != cudaSuccess)
     return e;
   PrefillHistoryKernel<<<dim3(a.num_heads, a.rows), 256, a.head_dim * sizeof(float), stream>>>(a);

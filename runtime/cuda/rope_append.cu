@@ -12,9 +12,9 @@ __global__ void RopeAppendKernel(RopeAppendArgs a) {
   const int hd = a.head_dim, half = hd / 2, nh = a.num_heads, nkv = a.num_kv_heads;
   const int pos = a.positions[i];
   const float* row = a.qkv + static_cast<int64_t>(i) * (nh + 2 * nkv) * hd;
-  const int64_t group = a.table.group_table[static_cast<int64_t>(a.seq_slots[i]) *
-                                                a.table.table_stride +
-                                            pos / kBlockTokens];
+  const int64_t group =
+      a.table.group_table[static_cast<int64_t>(a.seq_slots[i]) * a.table.table_stride +
+                          pos / kBlockTokens];
   const int64_t slot0 = group * a.table.slots_per_group + static_cast<int64_t>(a.layer) * nkv;
   const int64_t slot_elems = 2 * kBlockTokens * hd;
   const int in_block = pos % kBlockTokens;

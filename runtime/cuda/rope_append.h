@@ -24,12 +24,12 @@ struct RopeAppendArgs {
   const float* qkv = nullptr;  // [n][(heads + 2 * kv_heads) * head_dim]: q, k, v
   int n = 0;
   int num_heads = 0, num_kv_heads = 0, head_dim = 0;
-  const float* inv_freq = nullptr;   // [head_dim / 2] (runtime/rope.h)
+  const float* inv_freq = nullptr;     // [head_dim / 2] (runtime/rope.h)
   const int32_t* positions = nullptr;  // [n]
   const int32_t* seq_slots = nullptr;  // [n] the sequence slot each token belongs to
   SlotTable table;
   int layer = 0;
-  float* q_out = nullptr;   // [n][heads][head_dim], RoPE applied
+  float* q_out = nullptr;         // [n][heads][head_dim], RoPE applied
   __nv_bfloat16* pool = nullptr;  // slots of [2][16][head_dim]
 };
 

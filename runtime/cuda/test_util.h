@@ -17,7 +17,8 @@
 
 namespace apr::cuda::testing {
 
-#define ASSERT_CUDA(call) ASSERT_EQ((call), cudaSuccess) << #call << ": " << cudaGetErrorString(cudaGetLastError())
+#define ASSERT_CUDA(call) \
+  ASSERT_EQ((call), cudaSuccess) << #call << ": " << cudaGetErrorString(cudaGetLastError())
 
 inline float RoundBf16(float f) { return Bf16ToF32(F32ToBf16(f)); }
 
@@ -68,7 +69,9 @@ class Dev {
 
 // bf16 device buffer from float values (rounded).
 inline Dev<uint16_t> DevBf16(const std::vector<float>& v) { return Dev<uint16_t>(ToBf16Bits(v)); }
-inline __nv_bfloat16* B(const Dev<uint16_t>& d) { return reinterpret_cast<__nv_bfloat16*>(d.get()); }
+inline __nv_bfloat16* B(const Dev<uint16_t>& d) {
+  return reinterpret_cast<__nv_bfloat16*>(d.get());
+}
 inline std::vector<float> HostBf16(const Dev<uint16_t>& d) {
   std::vector<uint16_t> bits = d.Host();
   std::vector<float> f(bits.size());

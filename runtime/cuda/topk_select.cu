@@ -13,7 +13,7 @@ constexpr int kThreads = 256;
 // NaN like -inf (docs/PREDICTOR.md TopK).
 __device__ __forceinline__ uint32_t OrderKey(float f) {
   if (f != f) f = -INFINITY;  // NaN ranks with -inf, below every number
-  f += 0.0f;  // -0 -> +0
+  f += 0.0f;                  // -0 -> +0
   const uint32_t u = __float_as_uint(f);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
@@ -54,8 +54,8 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
   const int len = a.next_lens[b];
   const int n = NumCandidates(len);
   const int k = a.k_blocks;
-  const int64_t img = (static_cast<int64_t>(a.seq_slots[b]) * a.out.num_layers + li) *
-                          a.out.kv_heads + g;
+  const int64_t img =
+      (static_cast<int64_t>(a.seq_slots[b]) * a.out.num_layers + li) * a.out.kv_heads + g;
   int32_t* sel = a.out.blocks + img * a.out.stride;
   if (blockIdx.x == 0 && threadIdx.x == 0) a.out.lens[a.seq_slots[b]] = len;
   if (!NeedsPrediction(len, k)) {
@@ -72,8 +72,9 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
     }
     return;
   }
-  const float* sc = a.scores + ((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads +
-                                g) * a.score_cols;
+  const float* sc =
+      a.scores +
+      ((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) * a.score_cols;
   for (int i = threadIdx.x; i < n; i += kThreads) keys[i] = OrderKey(sc[i]);
   if (threadIdx.x == 0) {
     s_prefix = 0;

@@ -22,8 +22,8 @@ namespace apr::cuda {
 // length it was made for.
 struct Selection {
   int32_t* blocks = nullptr;
-  int32_t* counts = nullptr;  // [sequence slots][num_layers][kv_heads]
-  int32_t* lens = nullptr;    // [sequence slots]
+  int32_t* counts = nullptr;                     // [sequence slots][num_layers][kv_heads]
+  int32_t* lens = nullptr;                       // [sequence slots]
   int num_layers = 0, kv_heads = 0, stride = 0;  // stride >= max(k, 2)
 };
 
@@ -48,12 +48,12 @@ cudaError_t LaunchTopkSelect(TopkArgs a, cudaStream_t stream);
 struct BuildListsArgs {
   int batch = 0;
   int first_layer = 0, num_layers = 0, num_kv_heads = 0;  // the sparse layers
-  const int32_t* context_lens = nullptr;  // [batch] this step's lengths
-  const int32_t* seq_slots = nullptr;     // [batch]
+  const int32_t* context_lens = nullptr;                  // [batch] this step's lengths
+  const int32_t* seq_slots = nullptr;                     // [batch]
   // [batch] nonzero: a calibration step (the history gets the full row); may be null.
   const int32_t* dense = nullptr;
-  Selection sel;                          // must have been made for context_lens
-  SlotTable table;                        // resolves block ids to slots (resident pool)
+  Selection sel;    // must have been made for context_lens
+  SlotTable table;  // resolves block ids to slots (resident pool)
   // Output, per sparse layer li, in BlockLists layout: counts + li * rows_per_layer,
   // blocks/slots/starts + li * rows_per_layer * list_stride (rows_per_layer >=
   // batch * kv_heads).
