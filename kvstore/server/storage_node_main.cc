@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -38,6 +39,9 @@ ABSL_FLAG(std::string, ucx_net_devices, "",
           "default.");
 ABSL_FLAG(std::string, node_name, "", "Name in logs and Health; empty: the host name.");
 ABSL_FLAG(bool, populate, true, "Fault the whole pool in at start (no page faults later).");
+ABSL_FLAG(int, fill_byte, -1,
+          "0-255: set every byte of the pool to this value at start (benchmarks that read "
+          "blocks they never wrote, so that they do not time zeros); -1: leave it as mapped.");
 ABSL_FLAG(absl::Duration, progress_spin, absl::Microseconds(500),
           "How long the UCX progress thread polls after the last event before it sleeps.");
 
@@ -102,6 +106,9 @@ int Main() {
   if (!node.ok()) {
     std::cerr << "storage_node: " << node.status() << "\n";
     return 1;
+  }
+  if (const int fill = absl::GetFlag(FLAGS_fill_byte); fill >= 0) {
+    std::memset((*node)->store().base(), fill & 0xff, (*node)->store().region_bytes());
   }
   const BlockStoreStats s = (*node)->store().stats();
   std::printf(
