@@ -286,7 +286,12 @@ absl::Status CudaDecoder::WaitLayerFetch(int l, bool eager) {
       if (!remote_error_.ok()) return remote_error_;
       jobs.swap(remote_pending_[l]);
     }
-    if (jobs.empty()) return absl::OkStatus();
+    if (jobs.empty()) {
+      // Fetched already (the first step after prefill): a wait that cannot stall.
+      APR_CUDA_RETURN_IF_ERROR(
+          LaunchStallProbe(issued_.get(), done_.get(), l, 1, counters_.get(), stream_));
+      return absl::OkStatus();
+    }
     // The mark stream waits for the jobs and marks them done; the compute stream probes,
     // then waits for the marks.
     for (const auto& job : jobs) {
