@@ -4,6 +4,8 @@
 // bandwidth). docs/PERFORMANCE.md holds the results and the command.
 //
 //   decode_step_bench --contexts=4096,32768,131072 --batches=1,8 --steps=30
+//   decode_step_bench --offload [--storage_node=PATH]    (the KV-offload table instead,
+//                                                          bench/offload_rows.h)
 //
 // Each row: median device time of one decode step (CUDA events around a graph replay),
 // the floor, their ratio, and for sparse rows the predictor's share (CNN + top-k for all
@@ -18,12 +20,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/offload_rows.h"
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_decoder.h"
 #include "runtime/cuda/device_buffer.h"
@@ -40,6 +44,12 @@ ABSL_FLAG(int, warmup, 5, "untimed steps before each row");
 ABSL_FLAG(bool, cublas_rows, true, "also time the dense step with cuBLAS projections");
 ABSL_FLAG(std::string, out, "", "also write the markdown table here");
 ABSL_FLAG(bool, micro, true, "first time the GEMV and attention kernels alone");
+ABSL_FLAG(bool, offload, false,
+          "run the KV-offload table ((a) full offload, (b) sparse offload with prefetch, (c) "
+          "sparse resident; --offload_* flags, bench/offload_rows.h) instead of this one");
+
+ABSL_DECLARE_FLAG(std::string, offload_contexts);
+ABSL_DECLARE_FLAG(std::string, remote_contexts);
 
 namespace apr::cuda {
 namespace {
@@ -340,7 +350,26 @@ double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps, boo
   return Median(t);
 }
 
+int OffloadMain() {
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::vector<int> ctxs = Ints(absl::GetFlag(FLAGS_offload_contexts));
+  for (int c : Ints(absl::GetFlag(FLAGS_remote_contexts))) ctxs.push_back(c);
+  const int max_ctx = ctxs.empty() ? 32768 : *std::max_element(ctxs.begin(), ctxs.end());
+  const ModelConfig cfg = Llama31_8B(max_ctx + 4096);
+  auto weights = CudaWeights::Random(cfg, 1234);
+  CHECK_OK(weights.status());
+  std::shared_ptr<const CudaWeights> w(std::move(*weights));
+  std::printf("device: %s, %d SMs, %.1f GiB; weights %.2f GB, read per step %.2f GB\n", prop.name,
+              prop.multiProcessorCount, prop.totalGlobalMem / double(1 << 30),
+              w->TotalBytes() / 1e9, w->StepBytes() / 1e9);
+  RunOffloadRows(w, absl::StrFormat("device: %s (%d SMs)\n\n", prop.name, prop.multiProcessorCount),
+                 absl::GetFlag(FLAGS_out));
+  return 0;
+}
+
 int Main() {
+  if (absl::GetFlag(FLAGS_offload)) return OffloadMain();
   const std::vector<int> contexts = Ints(absl::GetFlag(FLAGS_contexts));
   const std::vector<int> batches = Ints(absl::GetFlag(FLAGS_batches));
   const std::vector<int> budgets = Ints(absl::GetFlag(FLAGS_budgets));
