@@ -89,7 +89,7 @@ absl::StatusOr<std::unique_ptr<CudaDecoder>> CudaDecoder::Load(const std::string
   auto ckpt = Checkpoint::Open(model_dir);
   if (!ckpt.ok()) return ckpt.status();
   APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
-  auto w = CudaWeights::FromCheckpoint(**ckpt);
+  auto w = CudaWeights::FromCheckpoint(**ckpt, options.tp.rank, options.tp.size);
   if (!w.ok()) return w.status();
   if (options.sparse.enabled && options.predictor_weights.empty()) {
     auto p = LoadPredictorWeights(model_dir + "/predictor.safetensors");
@@ -163,6 +163,15 @@ absl::Status CudaDecoder::Init() {
   }
 
   APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
+  if (opt_.tp.size != weights_->tp_size() || (opt_.tp.size > 1 && opt_.tp.rank != weights_->tp_rank()))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the weights are shard ", weights_->tp_rank(), " of ", weights_->tp_size(),
+        "; the options ask for rank ", opt_.tp.rank, " of ", opt_.tp.size));
+  if (opt_.tp.size > 1) {
+    auto tp = TensorParallel::Create(opt_.tp, opt_.device);
+    if (!tp.ok()) return tp.status();
+    tp_ = *std::move(tp);
+  }
   cudaDeviceProp prop;
   APR_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, opt_.device));
   num_sms_ = prop.multiProcessorCount;
@@ -295,6 +304,15 @@ absl::Status CudaDecoder::Linear(const __nv_bfloat16* w, int m, int k, const __n
   return gemm_->LinearF32(w, m, k, x, n, y, m, accumulate ? 1.0f : 0.0f);
 }
 
+absl::Status CudaDecoder::ResidualLinear(const __nv_bfloat16* w, int m, int k,
+                                         const __nv_bfloat16* in, int n) {
+  // Each rank holds a slice of k: rank 0 adds its partial product to the residual, the
+  // others write theirs, and the all-reduce leaves residual + the sum on every rank.
+  APR_RETURN_IF_ERROR(Linear(w, m, k, in, n, x_.get(), tp_ == nullptr || tp_->rank() == 0));
+  if (tp_ != nullptr) APR_RETURN_IF_ERROR(tp_->AllReduceSum(x_.get(), int64_t{n} * m, stream_));
+  return absl::OkStatus();
+}
+
 absl::Status CudaDecoder::GateUpSwiGlu(const CudaLayerWeights& lw, int n) {
   const ModelConfig& c = config();
   const int I = c.intermediate_size, H = c.hidden_size;
@@ -374,11 +392,11 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
           q_.get() + (from - start) * nh * hd, rows * nh * hd * sizeof(float),
           cudaMemcpyDeviceToDevice, stream_));
     }
-    APR_RETURN_IF_ERROR(Linear(lw.o, H, nh * hd, attn_.get(), n, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), n));
     APR_CUDA_RETURN_IF_ERROR(
         LaunchRmsNorm(x_.get(), lw.post_attn_norm, n, H, eps, xn_.get(), stream_));
     APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, n));
-    APR_RETURN_IF_ERROR(Linear(lw.down, H, c.intermediate_size, act_.get(), n, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.down, H, c.intermediate_size, act_.get(), n));
   }
   return absl::OkStatus();
 }
@@ -714,11 +732,11 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
       APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, l - first_sparse, 1, side_stream_));
     }
-    APR_RETURN_IF_ERROR(Linear(lw.o, H, nh * hd, attn_.get(), B, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), B));
     APR_CUDA_RETURN_IF_ERROR(
         LaunchRmsNorm(x_.get(), lw.post_attn_norm, B, H, eps, xn_.get(), stream_));
     APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, B));
-    APR_RETURN_IF_ERROR(Linear(lw.down, H, c.intermediate_size, act_.get(), B, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.down, H, c.intermediate_size, act_.get(), B));
   }
   APR_CUDA_RETURN_IF_ERROR(
       LaunchRmsNorm(x_.get(), weights_->final_norm(), B, H, eps, xn_.get(), stream_));
