@@ -163,10 +163,11 @@ absl::Status CudaDecoder::Init() {
   }
 
   APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
-  if (opt_.tp.size != weights_->tp_size() || (opt_.tp.size > 1 && opt_.tp.rank != weights_->tp_rank()))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the weights are shard ", weights_->tp_rank(), " of ", weights_->tp_size(),
-        "; the options ask for rank ", opt_.tp.rank, " of ", opt_.tp.size));
+  if (opt_.tp.size != weights_->tp_size() ||
+      (opt_.tp.size > 1 && opt_.tp.rank != weights_->tp_rank()))
+    return absl::InvalidArgumentError(
+        absl::StrCat("the weights are shard ", weights_->tp_rank(), " of ", weights_->tp_size(),
+                     "; the options ask for rank ", opt_.tp.rank, " of ", opt_.tp.size));
   if (opt_.tp.size > 1) {
     auto tp = TensorParallel::Create(opt_.tp, opt_.device);
     if (!tp.ok()) return tp.status();

@@ -114,6 +114,9 @@ class CudaDecoder : public Decoder {
   absl::Status PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window = false);
   absl::Status Synchronize();
   cudaStream_t stream() const { return stream_; }
+  // The NCCL group under tensor parallelism, else null (the benchmark times its
+  // all-reduces alone on stream()).
+  TensorParallel* tensor_parallel() const { return tp_.get(); }
   const CudaWeights& weights() const { return *weights_; }
   int num_sms() const { return num_sms_; }
   // The block lists the last decode step used for `layer` (a sparse layer), per batch
@@ -147,8 +150,7 @@ class CudaDecoder : public Decoder {
   absl::Status GateUpSwiGlu(const CudaLayerWeights& lw, int n);
   // x_ += in w^T for o_proj and down_proj (the residual add); under tensor parallelism
   // followed by the sum over the ranks (tensor_parallel.h).
-  absl::Status ResidualLinear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* in,
-                              int n);
+  absl::Status ResidualLinear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* in, int n);
   absl::Status PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n, int64_t start,
                             bool save_q_from, int64_t save_from_pos);
   absl::Status LogitsRows(const float* x, int rows, float* host_out);

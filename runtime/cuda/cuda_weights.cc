@@ -81,8 +81,8 @@ absl::Status UploadBf16Slice(const Checkpoint& ckpt, const std::string& name,
   for (int64_t r = 0; r < rows; ++r) {
     std::memcpy(part.data() + r * cols, bits.data() + (row0 + r) * shape[1] + col0, cols * 2);
   }
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<__nv_bfloat16*>(dst), part.data(),
-                                      part.size() * 2, cudaMemcpyHostToDevice));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<__nv_bfloat16*>(dst), part.data(), part.size() * 2,
+                                      cudaMemcpyHostToDevice));
   return absl::OkStatus();
 }
 
@@ -135,13 +135,12 @@ int64_t CudaWeights::StepBytes() const {
 }
 
 absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::FromCheckpoint(const Checkpoint& ckpt,
-                                                                         int tp_rank,
-                                                                         int tp_size) {
+                                                                         int tp_rank, int tp_size) {
   const ModelConfig& full = ckpt.config();
   APR_RETURN_IF_ERROR(CheckShardable(full, tp_size));
   if (tp_rank < 0 || tp_rank >= tp_size)
-    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel rank ", tp_rank, " of ",
-                                                   tp_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor-parallel rank ", tp_rank, " of ", tp_size));
   const ModelConfig c = ShardConfig(full, tp_size);
   auto w = Allocate(c);
   if (!w.ok()) return w.status();
@@ -161,8 +160,8 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::FromCheckpoint(const C
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
     const CudaLayerWeights& lw = cw.layers_[i];
-    APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "self_attn.q_proj.weight", {q_dim, h},
-                                        r * q_loc, q_loc, 0, h, lw.qkv));
+    APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "self_attn.q_proj.weight", {q_dim, h}, r * q_loc,
+                                        q_loc, 0, h, lw.qkv));
     APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "self_attn.k_proj.weight", {kv_dim, h},
                                         r * kv_loc, kv_loc, 0, h, lw.qkv + q_loc * h));
     APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "self_attn.v_proj.weight", {kv_dim, h},
@@ -187,8 +186,8 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::Random(const ModelConf
                                                                  int tp_size) {
   APR_RETURN_IF_ERROR(CheckShardable(full, tp_size));
   if (tp_rank < 0 || tp_rank >= tp_size)
-    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel rank ", tp_rank, " of ",
-                                                   tp_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor-parallel rank ", tp_rank, " of ", tp_size));
   const ModelConfig c = ShardConfig(full, tp_size);
   auto w = Allocate(c);
   if (!w.ok()) return w.status();

@@ -14,13 +14,18 @@ namespace {
 
 absl::Status NcclStatus(ncclResult_t r, const char* what) {
   if (r == ncclSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(what, ": ", ncclGetErrorString(r), " (",
-                                          ncclGetLastError(nullptr), ")"));
+  return absl::InternalError(
+      absl::StrCat(what, ": ", ncclGetErrorString(r), " (", ncclGetLastError(nullptr), ")"));
 }
 
 }  // namespace
 
 void DisableNvlinkMulticast() {
+  // Connect every peer at init rather than at the first collective, which would otherwise
+  // be inside a decode graph's capture; collectives on the decoder's own cudaMalloc
+  // buffers go through NCCL's buffers (no user-buffer registration in graphs).
+  setenv("NCCL_RUNTIME_CONNECT", "0", 0);
+  setenv("NCCL_GRAPH_REGISTER", "0", 0);
   const char* v = getenv("NCCL_NVLS_ENABLE");
   if (v == nullptr) {
     setenv("NCCL_NVLS_ENABLE", "0", 0);
@@ -74,15 +79,36 @@ absl::StatusOr<std::unique_ptr<TensorParallel>> TensorParallel::Create(
   ncclUniqueId id;
   std::memcpy(id.internal, o.nccl_unique_id.data(), kNcclUniqueIdBytes);
   ncclComm_t comm = nullptr;
-  APR_RETURN_IF_ERROR(NcclStatus(ncclCommInitRank(&comm, o.size, id, o.rank),
-                                 absl::StrCat("ncclCommInitRank (rank ", o.rank, " of ", o.size,
-                                              ", cuda:", device, ")")
-                                     .c_str()));
-  return std::unique_ptr<TensorParallel>(new TensorParallel(comm, o.rank, o.size));
+  APR_RETURN_IF_ERROR(NcclStatus(
+      ncclCommInitRank(&comm, o.size, id, o.rank),
+      absl::StrCat("ncclCommInitRank (rank ", o.rank, " of ", o.size, ", cuda:", device, ")")
+          .c_str()));
+  std::unique_ptr<TensorParallel> tp(new TensorParallel(comm, o.rank, o.size));
+  // One eager all-reduce of a small and a large message: every rank's connections and
+  // kernels are set up before any graph capture, and a broken link fails here.
+  constexpr int64_t kWarm = int64_t{1} << 20;
+  float* buf = nullptr;
+  cudaStream_t stream = nullptr;
+  APR_CUDA_RETURN_IF_ERROR(cudaMalloc(&buf, kWarm * sizeof(float)));
+  absl::Status s = CudaStatus(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+                              "cudaStreamCreateWithFlags", __FILE__, __LINE__);
+  if (s.ok())
+    s = CudaStatus(cudaMemsetAsync(buf, 0, kWarm * sizeof(float), stream), "cudaMemsetAsync",
+                   __FILE__, __LINE__);
+  if (s.ok()) s = tp->AllReduceSum(buf, 1, stream);
+  if (s.ok()) s = tp->AllReduceSum(buf, kWarm, stream);
+  if (s.ok())
+    s = CudaStatus(cudaStreamSynchronize(stream), "cudaStreamSynchronize", __FILE__, __LINE__);
+  if (stream != nullptr) cudaStreamDestroy(stream);
+  cudaFree(buf);
+  if (!s.ok()) return s;
+  return tp;
 }
 
 TensorParallel::~TensorParallel() {
-  if (comm_ != nullptr) ncclCommDestroy(comm_);
+  // Local teardown that never waits for the other ranks (they may have exited already or
+  // be stopping at the same time); the decoder has synchronised its stream before this.
+  if (comm_ != nullptr) ncclCommAbort(comm_);
 }
 
 absl::Status TensorParallel::AllReduceSum(float* x, int64_t count, cudaStream_t stream) {

@@ -35,7 +35,9 @@ struct TensorParallelOptions {
 
 // NVLink multicast (NVLS) stays off in every process of this project: sets
 // NCCL_NVLS_ENABLE=0 unless the environment already sets it (a different value is kept
-// and reported on stderr). Called before any NCCL call of this process.
+// and reported on stderr). Also NCCL_RUNTIME_CONNECT=0 (peers connected at init, not in
+// a graph capture) and NCCL_GRAPH_REGISTER=0, unless set. Called before any NCCL call of
+// this process.
 void DisableNvlinkMulticast();
 
 // Rank 0's half of forming a group: ncclGetUniqueId starts NCCL's bootstrap listener in
