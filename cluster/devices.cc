@@ -35,8 +35,8 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
         absl::StrCat("device ", device, ": no CUDA device on this machine; use cpu or auto"));
   }
   if (index >= count) {
-    return absl::FailedPreconditionError(absl::StrCat("device ", device, ": this machine has ",
-                                                      count, " CUDA device(s)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("device ", device, ": this machine has ", count, " CUDA device(s)"));
   }
   if (options.placement != KvPlacement::kDevice) {
     // The offload modes of CudaDecoder (host pinned pool, storage nodes) are another

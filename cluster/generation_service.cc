@@ -126,8 +126,7 @@ absl::Status GenerationService::LoadWorkers() {
     kv.add_storage_nodes(HostPort(node.grpc().host(), node.grpc().port()));
   }
   for (Group& g : groups_) {
-    absl::Status s =
-        g.workers->Load(model_dir_, config_.scheduler().max_batch_size(), kv, timeout);
+    absl::Status s = g.workers->Load(model_dir_, config_.scheduler().max_batch_size(), kv, timeout);
     if (s.ok() && g.workers->vocab_size() != model_.vocab_size) {
       s = absl::FailedPreconditionError(absl::StrCat(
           "worker group ", g.workers->name(), " loaded a model with vocabulary ",

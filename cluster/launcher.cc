@@ -84,12 +84,14 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
     for (const auto& f : node.extra_flags()) {
       has_geometry |= absl::StartsWith(f, "--block_bytes") || absl::StartsWith(f, "--head_dim");
     }
-    ProcessSpec p{"storage_node",     node.name(),       {}, ReadyFile(run_dir, "storage-" + node.name()),
-                  node.grpc().host(), node.grpc().port()};
-    p.flags = {Flag("node_name", node.name()), Flag("grpc_host", node.grpc().host()),
-               Flag("grpc_port", node.grpc().port()),
-               Flag("capacity_bytes", node.pool_bytes() > 0 ? node.pool_bytes() : kDefaultPoolBytes),
-               Flag("ready_file", p.ready_file)};
+    ProcessSpec p{
+        "storage_node",     node.name(),       {}, ReadyFile(run_dir, "storage-" + node.name()),
+        node.grpc().host(), node.grpc().port()};
+    p.flags = {
+        Flag("node_name", node.name()), Flag("grpc_host", node.grpc().host()),
+        Flag("grpc_port", node.grpc().port()),
+        Flag("capacity_bytes", node.pool_bytes() > 0 ? node.pool_bytes() : kDefaultPoolBytes),
+        Flag("ready_file", p.ready_file)};
     if (!has_geometry) {
       auto model = LoadModelConfig(ResolveModelDir(config_.model().path()) + "/config.json");
       if (!model.ok()) {

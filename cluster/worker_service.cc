@@ -106,7 +106,8 @@ grpc::Status WorkerService::CreateNcclUniqueId(grpc::ServerContext*,
                                                wv1::CreateNcclUniqueIdResponse* resp) {
   if (req->world_size() < 2) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("world_size ", req->world_size(), ": a group needs 2 ranks "
+                        absl::StrCat("world_size ", req->world_size(),
+                                     ": a group needs 2 ranks "
                                      "or more"));
   }
   absl::StatusOr<std::string> id = ::apr::cluster::CreateNcclUniqueId();

@@ -99,8 +99,7 @@ TEST(LaunchStorageTest, StorageNodesStartWithPickedPortsAndStopCleanly) {
   absl::Status stopped = launcher.Stop();
   EXPECT_TRUE(stopped.ok()) << stopped;
   for (const std::string& a : addresses) {
-    auto stub =
-        kv1::KvStore::NewStub(grpc::CreateChannel(a, grpc::InsecureChannelCredentials()));
+    auto stub = kv1::KvStore::NewStub(grpc::CreateChannel(a, grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
     kv1::HealthResponse health;
