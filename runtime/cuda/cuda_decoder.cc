@@ -70,6 +70,7 @@ CudaDecoder::CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoder
     : weights_(std::move(weights)), opt_(std::move(options)) {}
 
 CudaDecoder::~CudaDecoder() {
+  cudaSetDevice(opt_.device);
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   for (auto& [key, g] : graphs_) {
     if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
@@ -305,6 +306,11 @@ absl::Status CudaDecoder::Linear(const __nv_bfloat16* w, int m, int k, const __n
   return gemm_->LinearF32(w, m, k, x, n, y, m, accumulate ? 1.0f : 0.0f);
 }
 
+absl::Status CudaDecoder::BindDevice() {
+  APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
+  return absl::OkStatus();
+}
+
 absl::Status CudaDecoder::ResidualLinear(const __nv_bfloat16* w, int m, int k,
                                          const __nv_bfloat16* in, int n) {
   // Each rank holds a slice of k: rank 0 adds its partial product to the residual, the
@@ -473,6 +479,7 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, i
 
 absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> tokens,
                                   std::vector<float>* last_logits, std::vector<float>* all_logits) {
+  APR_RETURN_IF_ERROR(BindDevice());
   auto& seq = static_cast<CudaSequence&>(base);
   const ModelConfig& c = config();
   if (seq.hooks != nullptr) {
@@ -758,6 +765,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
 absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
                                           absl::Span<const int32_t> tokens, cudaEvent_t start,
                                           cudaEvent_t stop) {
+  APR_RETURN_IF_ERROR(BindDevice());
   StepKey key;
   APR_RETURN_IF_ERROR(PrepareStep(seqs, tokens, &key));
   if (start != nullptr) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream_));
@@ -797,6 +805,7 @@ absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
 
 absl::Status CudaDecoder::Synchronize() {
   if (!step_pending_) return absl::OkStatus();
+  APR_RETURN_IF_ERROR(BindDevice());
   step_pending_ = false;
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   if (sparse_capable_) {
@@ -852,6 +861,7 @@ absl::Status CudaDecoder::SetOverlapPredictor(bool on) {
 }
 
 absl::Status CudaDecoder::SetIncrementalPredictor(bool on) {
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.incremental_predictor = on;
   if (sparse_capable_) {
@@ -885,12 +895,14 @@ absl::Status CudaDecoder::SetUseGemv(bool use_gemv, int gemv_max_tokens) {
 }
 
 absl::Status CudaDecoder::FillPoolRandom(uint64_t seed) {
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_CUDA_RETURN_IF_ERROR(FillUniformBf16(pool_.get(), pool_.size(), seed, 1.0f, stream_));
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
 
 absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_t seed) {
+  APR_RETURN_IF_ERROR(BindDevice());
   auto& seq = static_cast<CudaSequence&>(base);
   if (seq.slot < 0 || seq.len != 0 || len < 1 || len > opt_.max_context)
     return absl::InvalidArgumentError("FillRandomContext needs an empty sequence with a slot");
@@ -915,6 +927,7 @@ absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_
 }
 
 absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window) {
+  APR_RETURN_IF_ERROR(BindDevice());
   if (!sparse_capable_) return absl::FailedPreconditionError("no sparse support");
   APR_RETURN_IF_ERROR(Synchronize());
   const int ms = opt_.max_sequences, B = static_cast<int>(seqs.size());
@@ -942,6 +955,7 @@ absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool ad
 
 absl::StatusOr<std::vector<std::vector<CudaDecoder::BlockList>>> CudaDecoder::LastBlockLists(
     int layer) {
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_RETURN_IF_ERROR(Synchronize());
   const ModelConfig& c = config();
   const int nkv = c.num_key_value_heads, ms = opt_.max_sequences;

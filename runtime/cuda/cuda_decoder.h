@@ -141,6 +141,10 @@ class CudaDecoder : public Decoder {
 
   CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options);
   absl::Status Init();
+  // Makes opt_.device current in the calling thread: entry points may be called from any
+  // thread (a worker's RPC threads), and the stream, cuBLAS handle and NCCL communicator
+  // belong to that device.
+  absl::Status BindDevice();
   void Release(CudaSequence& seq);
   absl::Status Check(bool cond, const char* what);
   // Grows `seq` to hold `len` tokens and uploads new group-table entries.
