@@ -1,5 +1,7 @@
 #include "predictor/policy.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -22,14 +24,8 @@ void FullAttentionProbs(const DecodeStep& step, std::vector<float>* probs) {
     const float* q = step.queries + h * hd;
     const float* keys = step.keys.keys(h / group);
     float* p = probs->data() + h * len;
-    float mx = -INFINITY;
-    for (int64_t t = 0; t < len; ++t) {
-      const float* k = keys + t * hd;
-      float dot = 0.0f;
-      for (int64_t j = 0; j < hd; ++j) dot += q[j] * k[j];
-      p[t] = dot * scale;
-      mx = std::max(mx, p[t]);
-    }
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, len, hd, scale, keys, hd, q, 1, 0.0f, p, 1);
+    const float mx = *std::max_element(p, p + len);
     float sum = 0.0f;
     for (int64_t t = 0; t < len; ++t) sum += (p[t] = std::exp(p[t] - mx));
     const float inv = 1.0f / sum;

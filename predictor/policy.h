@@ -34,8 +34,7 @@ struct ModelDims {
 ModelDims DimsOf(const ModelConfig& c);
 
 // softmax(q . k / sqrt(head_dim)) of every query head over all `step.context_len` keys:
-// probs is resized to [num_heads][context_len]. Double accumulation is not used: this is
-// the same float32 arithmetic as the CPU decoder's attention.
+// probs is resized to [num_heads][context_len] (float32, OpenBLAS sgemv for q . K).
 void FullAttentionProbs(const DecodeStep& step, std::vector<float>* probs);
 
 class SelectionPolicy : public AttentionHooks {

@@ -1,5 +1,6 @@
 #include "predictor/recorder.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -62,11 +63,12 @@ absl::Status TraceWriter::Put(const void* p, size_t n) {
 
 absl::Status TraceWriter::Write(const Track& t) {
   const int64_t b = h_.block;
-  const bool inputs = !t.input_rows.empty();
-  if (inputs && t.input_rows.size() != t.target_rows.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("track layer ", t.layer, " head ", t.kv_head,
-                                                   ": ", t.input_rows.size(), " input rows but ",
-                                                   t.target_rows.size(), " target rows"));
+  const bool inputs = !t.input_rows.empty(), mass = !t.mass_rows.empty();
+  if ((inputs && t.input_rows.size() != t.target_rows.size()) ||
+      (mass && t.mass_rows.size() != t.target_rows.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "track layer ", t.layer, " head ", t.kv_head, ": ", t.target_rows.size(),
+        " target rows but ", t.input_rows.size(), " input and ", t.mass_rows.size(), " mass rows"));
   }
   // Check every width before writing anything, so that a rejected track leaves no trace.
   auto check = [&](const std::vector<float>& row, int64_t width) -> absl::Status {
@@ -83,6 +85,10 @@ absl::Status TraceWriter::Write(const Track& t) {
       if (absl::Status s = check(t.input_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok())
         return s;
     }
+    if (mass) {
+      if (absl::Status s = check(t.mass_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok())
+        return s;
+    }
   }
   const uint32_t fields[8] = {kTrackMagic,
                               t.sequence,
@@ -91,7 +97,7 @@ absl::Status TraceWriter::Write(const Track& t) {
                               t.prompt_len,
                               static_cast<uint32_t>(t.prefill_rows.size()),
                               static_cast<uint32_t>(t.target_rows.size()),
-                              inputs ? 1u : 0u};
+                              (inputs ? 1u : 0u) | (mass ? 2u : 0u)};
   if (absl::Status s = Put(fields, sizeof fields); !s.ok()) return s;
   auto put_row = [&](const std::vector<float>& row, int64_t width) -> absl::Status {
     buf_.resize(width);
@@ -104,6 +110,8 @@ absl::Status TraceWriter::Write(const Track& t) {
     if (absl::Status s = put_row(t.target_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok()) return s;
   for (size_t i = 0; i < t.input_rows.size(); ++i)
     if (absl::Status s = put_row(t.input_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok()) return s;
+  for (size_t i = 0; i < t.mass_rows.size(); ++i)
+    if (absl::Status s = put_row(t.mass_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok()) return s;
   return absl::OkStatus();
 }
 
@@ -155,10 +163,12 @@ absl::StatusOr<std::vector<Track>> ReadTraceFile(const std::string& path, TraceH
     for (size_t i = 0; i < tr.target_rows.size(); ++i)
       if (!read_row(Width(tr.prompt_len + i + 1, header->block), tr.target_rows[i]))
         return bad("truncated rows");
-    if (t[7] & 1u) {
-      tr.input_rows.resize(t[6]);
-      for (size_t i = 0; i < tr.input_rows.size(); ++i)
-        if (!read_row(Width(tr.prompt_len + i + 1, header->block), tr.input_rows[i]))
+    if (t[7] & ~3u) return bad(absl::StrCat("unknown track flags ", t[7]));
+    for (auto [bit, rows] : {std::pair{1u, &tr.input_rows}, std::pair{2u, &tr.mass_rows}}) {
+      if (!(t[7] & bit)) continue;
+      rows->resize(t[6]);
+      for (size_t i = 0; i < rows->size(); ++i)
+        if (!read_row(Width(tr.prompt_len + i + 1, header->block), (*rows)[i]))
           return bad("truncated rows");
     }
     tracks.push_back(std::move(tr));
@@ -185,7 +195,7 @@ void TraceRecorder::ObservePrefill(int64_t layer, int64_t prompt_len, int64_t ro
   for (int64_t g = 0; g < dims_.num_kv_heads; ++g) {
     Track& t = tracks_[layer * dims_.num_kv_heads + g];
     t.prompt_len = prompt_len;
-    t.prefill_rows.clear(), t.target_rows.clear(), t.input_rows.clear();
+    t.prefill_rows.clear(), t.target_rows.clear(), t.input_rows.clear(), t.mass_rows.clear();
     for (int64_t r = rows - use; r < rows; ++r) {
       PoolGroupRow(probs + r * prompt_len, rows * prompt_len, g, dims_.group(), prompt_len, b,
                    row_.data());
@@ -201,11 +211,21 @@ void TraceRecorder::SelectTokens(const DecodeStep& step, std::vector<TokenSpans>
     spans->clear();
   }
   FullAttentionProbs(step, &probs_);
-  row_.resize(Width(step.context_len, config_.block));
+  const int64_t len = step.context_len, b = config_.block, nb = Width(len, b);
+  const int64_t group = dims_.group();
+  row_.resize(nb);
+  mass_.resize(nb);
   for (int64_t g = 0; g < step.num_kv_heads; ++g) {
-    PoolGroupRow(probs_.data(), step.context_len, g, dims_.group(), step.context_len,
-                 config_.block, row_.data());
-    tracks_[step.layer * dims_.num_kv_heads + g].target_rows.push_back(row_);
+    PoolGroupRow(probs_.data(), len, g, group, len, b, row_.data());
+    std::fill(mass_.begin(), mass_.end(), 0.0f);
+    for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+      const float* p = probs_.data() + h * len;
+      for (int64_t t = 0; t < len; ++t) mass_[t / b] += p[t];
+    }
+    for (float& m : mass_) m /= static_cast<float>(group);
+    Track& tr = tracks_[step.layer * dims_.num_kv_heads + g];
+    tr.target_rows.push_back(row_);
+    tr.mass_rows.push_back(mass_);
   }
 }
 

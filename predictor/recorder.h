@@ -11,10 +11,13 @@
 //   header:  "APRTRC01" (8 bytes), u32 block, u32 history, u32 num_layers, u32 num_kv_heads
 //   tracks until end of file, each:
 //     u32 0x4b435254 ("TRCK"), u32 sequence, u32 layer, u32 kv_head,
-//     u32 prompt_len, u32 prefill_rows, u32 steps, u32 flags (bit 0: input rows present)
+//     u32 prompt_len, u32 prefill_rows, u32 steps,
+//     u32 flags (bit 0: input rows present, bit 1: mass rows present)
 //     f16 prefill rows: prefill_rows x ceil(prompt_len / block)
 //     f16 target rows:  for i < steps, ceil((prompt_len + i + 1) / block) values
 //     f16 input rows (flag bit 0): same widths as the target rows
+//     f16 mass rows (flag bit 1): same widths; each block's true attention mass (summed
+//         over its tokens), averaged over the KV head's query heads: what recall counts
 #ifndef APRUNTIME_PREDICTOR_RECORDER_H_
 #define APRUNTIME_PREDICTOR_RECORDER_H_
 
@@ -39,6 +42,7 @@ struct Track {
   std::vector<std::vector<float>> prefill_rows;  // oldest first
   std::vector<std::vector<float>> target_rows;   // one per decode step
   std::vector<std::vector<float>> input_rows;    // empty, or one per decode step
+  std::vector<std::vector<float>> mass_rows;     // empty, or one per decode step
 };
 
 // IEEE half precision, round to nearest even (overflow to infinity, NaN kept).
@@ -70,6 +74,7 @@ absl::StatusOr<std::vector<Track>> ReadTraceFile(const std::string& path, TraceH
 // Records the tracks of one sequence. Without a policy the decode uses full attention and
 // the history inputs are the target rows themselves (not stored twice); with a predictor
 // policy the decode follows the policy and the input rows are the rows it appended.
+// Mass rows are always recorded.
 class TraceRecorder : public AttentionHooks {
  public:
   // `policy` may be null; not owned.
@@ -91,7 +96,7 @@ class TraceRecorder : public AttentionHooks {
   ModelDims dims_;
   AttentionPredictorPolicy* policy_;
   std::vector<Track> tracks_;
-  std::vector<float> probs_, row_;
+  std::vector<float> probs_, row_, mass_;
 };
 
 }  // namespace apr::predictor

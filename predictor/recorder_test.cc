@@ -44,6 +44,7 @@ TEST(TraceFileTest, RoundTrip) {
   a.target_rows = {{.1f, .2f, .3f}, {.4f, .5f, .6f}, {0, 0, 1}};
   a.input_rows = a.target_rows;
   a.input_rows[0][0] = 0.0625f;
+  a.mass_rows = {{.5f, .25f, .25f}, {1, 0, 0}, {0, .5f, .5f}};
   Track b;
   b.sequence = 8, b.prompt_len = 4, b.prefill_rows = {{1}}, b.target_rows = {{.5f, .5f}};
   {
@@ -72,7 +73,9 @@ TEST(TraceFileTest, RoundTrip) {
     for (size_t j = 0; j < a.target_rows[i].size(); ++j)
       EXPECT_NEAR(ra.target_rows[i][j], a.target_rows[i][j], 1e-3);
   EXPECT_EQ(ra.input_rows[0][0], 0.0625f);
+  EXPECT_EQ(ra.mass_rows, a.mass_rows);
   EXPECT_TRUE((*tracks)[1].input_rows.empty());
+  EXPECT_TRUE((*tracks)[1].mass_rows.empty());
   // A truncated file is an error.
   std::string bytes;
   {
@@ -111,6 +114,14 @@ TEST(TraceRecorderTest, RecordsWhatTheDecoderComputed) {
     ASSERT_EQ(t.prefill_rows.size(), 64u);
     ASSERT_EQ(t.target_rows.size(), 10u);
     EXPECT_TRUE(t.input_rows.empty());
+    ASSERT_EQ(t.mass_rows.size(), 10u);
+    for (const auto& m : t.mass_rows) {  // a distribution over blocks, >= the block max / 16..
+      double sum = 0;
+      for (float x : m) sum += x;
+      EXPECT_NEAR(sum, 1.0, 1e-4);
+    }
+    for (size_t b = 0; b < t.mass_rows[9].size(); ++b)  // mass >= max-pooled value / group
+      EXPECT_GE(t.mass_rows[9][b] * 3 + 1e-6, t.target_rows[9][b]);
     EXPECT_EQ(t.prefill_rows[0].size(), 13u);
     EXPECT_EQ(t.target_rows[9].size(), 14u);  // 210 tokens
     // Causality of the prefill rows: row 0 is query 136, which sees blocks 0..8 only.

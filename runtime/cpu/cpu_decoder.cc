@@ -40,6 +40,14 @@ std::unique_ptr<Sequence> CpuDecoder::NewSequence(AttentionHooks* hooks) {
   return std::make_unique<CpuSequence>(w_.config, hooks);
 }
 
+std::unique_ptr<Sequence> CpuDecoder::Fork(const Sequence& base, AttentionHooks* hooks) const {
+  const auto& seq = static_cast<const CpuSequence&>(base);
+  auto copy = std::make_unique<CpuSequence>(w_.config, hooks);
+  copy->layers = seq.layers;
+  copy->len = seq.len;
+  return copy;
+}
+
 absl::Status CpuDecoder::CheckTokens(const CpuSequence& seq,
                                      absl::Span<const int32_t> tokens) const {
   const ModelConfig& c = w_.config;

@@ -29,6 +29,11 @@ class CpuDecoder : public Decoder {
   absl::Status DecodeBatch(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
                            std::vector<float>* logits) override;
 
+  // A copy of `seq` (its KV cache and length; `seq` must come from this decoder) that
+  // continues with `hooks`. CPU only: the evaluation harness prefills a prompt once and
+  // decodes it under many policies. The hooks of the copy see no prefill.
+  std::unique_ptr<Sequence> Fork(const Sequence& seq, AttentionHooks* hooks = nullptr) const;
+
  private:
   class CpuSequence;
   absl::Status CheckTokens(const CpuSequence& seq, absl::Span<const int32_t> tokens) const;
