@@ -24,9 +24,15 @@ struct CnnWeights {
   std::vector<float> conv3_bias;    // [1]
 };
 
-// Scratch memory for Predict; reuse one per caller to avoid reallocation.
+// Scratch memory for Predict, and the intermediate maps of the last call, which
+// PredictShifted reuses. One per caller (per history when PredictShifted is used).
 struct CnnWorkspace {
-  std::vector<float> input, conv1, conv2, pooled;
+  std::vector<float> input;   // zero-padded input [rows + 2][cols + 2]
+  std::vector<float> conv1;   // zero-padded ReLU(conv1) [16][rows + 2][cols + 2] (+2 slack)
+  std::vector<float> conv2;   // ReLU(conv2) [rows][32][cols]
+  std::vector<float> chunk;   // conv2 scratch [32][chunk rows * (cols + 2)]
+  std::vector<float> pooled;  // [32][cols]
+  int64_t rows = -1, cols = -1;  // geometry of the maps held; -1: none
 };
 
 class PredictorCnn {
@@ -41,11 +47,23 @@ class PredictorCnn {
   void Predict(const float* x, int64_t rows, int64_t cols, int64_t stride, float* scores,
                CnnWorkspace& ws) const;
 
+  // The same scores as Predict, faster, when `ws` holds the maps of a call on an input
+  // that this one equals shifted up by one row (oldest row dropped, one new last row; same
+  // rows and cols): only the 3 conv1 rows and 5 conv2 rows whose receptive field changed
+  // are recomputed, with the same per-pixel arithmetic. Falls back to Predict when the
+  // workspace geometry differs or rows < 6. The caller guarantees the shift relation.
+  void PredictShifted(const float* x, int64_t rows, int64_t cols, int64_t stride, float* scores,
+                      CnnWorkspace& ws) const;
+
   const CnnWeights& weights() const { return w_; }
   int64_t num_parameters() const;
 
  private:
   explicit PredictorCnn(CnnWeights w);
+  void LoadInput(const float* x, int64_t rows, int64_t cols, int64_t stride, CnnWorkspace& ws) const;
+  void Conv1Rows(int64_t r0, int64_t r1, CnnWorkspace& ws) const;
+  void Conv2Rows(int64_t r0, int64_t r1, CnnWorkspace& ws) const;
+  void Pool(float* scores, CnnWorkspace& ws) const;
   CnnWeights w_;
   std::vector<float> taps_;  // conv2 weights per tap (dy, dx): [9][32][16]
 };

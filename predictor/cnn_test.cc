@@ -8,6 +8,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include <random>
+
+#include "predictor/history.h"
 #include "runtime/safetensors.h"
 #include "runtime/testing/safetensors_writer.h"
 
@@ -97,6 +100,40 @@ TEST(PredictorCnnTest, LoaderNamesTheBadTensor) {
 TEST(PredictorCnnTest, FromWeightsChecksSizes) {
   CnnWeights w;
   EXPECT_FALSE(PredictorCnn::FromWeights(w).ok());
+}
+
+}  // namespace
+}  // namespace apr::predictor
+
+namespace apr::predictor {
+namespace {
+
+// Incremental scoring of a history that shifts by one row equals scoring it from scratch.
+TEST(PredictorCnnTest, PredictShiftedEqualsPredict) {
+  auto cnn = PredictorCnn::Load(kGolden);
+  ASSERT_TRUE(cnn.ok());
+  std::mt19937 rng(5);
+  std::exponential_distribution<float> e(50.0f);
+  for (int64_t rows : {64, 6, 7}) {
+    const int64_t cols = 37, width = cols + 5;  // history wider than the candidates
+    AttentionHistory h(rows);
+    h.Reset(width);
+    std::vector<float> row(width);
+    for (int i = 0; i < rows; ++i) {
+      for (float& v : row) v = e(rng);
+      h.Push(row);
+    }
+    CnnWorkspace inc, full;
+    std::vector<float> a(cols), b(cols);
+    cnn->Predict(h.data() + 2, rows, cols, width, a.data(), inc);
+    for (int step = 0; step < 80; ++step) {
+      for (float& v : row) v = e(rng);
+      h.Push(row);
+      cnn->PredictShifted(h.data() + 2, rows, cols, width, a.data(), inc);
+      cnn->Predict(h.data() + 2, rows, cols, width, b.data(), full);
+      ASSERT_EQ(a, b) << "rows " << rows << " step " << step;
+    }
+  }
 }
 
 }  // namespace

@@ -172,5 +172,55 @@ TEST(DecoderHooksTest, PredictorHistoryTracksTheContext) {
   }
 }
 
+// The predictor's choice at every step, recomputed independently from its history with a
+// from-scratch CNN pass (the policy scores incrementally when the history only shifted).
+class PredictorChecker : public AttentionHooks {
+ public:
+  PredictorChecker(AttentionPredictorPolicy* p, const PredictorCnn* cnn) : p_(p), cnn_(cnn) {}
+  void SelectTokens(const DecodeStep& step, std::vector<TokenSpans>* spans) override {
+    const StepLayout l = MakeStepLayout(p_->config(), step.context_len);
+    std::vector<TokenSpans> want(step.num_kv_heads);
+    for (int64_t g = 0; g < step.num_kv_heads; ++g) {
+      AttentionHistory h = p_->history(step.layer, g);
+      h.Widen(l.history_blocks);
+      std::vector<float> scores(l.num_candidates());
+      cnn_->Predict(h.data() + l.cand_begin, h.rows(), l.num_candidates(), h.cols(), scores.data(), ws_);
+      std::vector<int64_t> top = TopK(scores, l.num_select);
+      for (int64_t& b : top) b += l.cand_begin;
+      want[g] = SpansFor(p_->config(), step.context_len, top);
+    }
+    p_->SelectTokens(step, spans);
+    EXPECT_EQ(*spans, want) << "layer " << step.layer << " len " << step.context_len;
+    ++checked_;
+  }
+  void ObserveDecode(const DecodeStep& step, const float* probs) override { p_->ObserveDecode(step, probs); }
+  bool WantsProbabilities() const override { return true; }
+  int64_t PrefillRowsWanted() const override { return p_->PrefillRowsWanted(); }
+  void ObservePrefill(int64_t layer, int64_t prompt_len, int64_t rows, int64_t num_heads,
+                      const float* probs) override {
+    p_->ObservePrefill(layer, prompt_len, rows, num_heads, probs);
+  }
+  int64_t checked_ = 0;
+
+ private:
+  AttentionPredictorPolicy* p_;
+  const PredictorCnn* cnn_;
+  CnnWorkspace ws_;
+};
+
+TEST(DecoderHooksTest, PredictorSelectionMatchesAFromScratchRecomputation) {
+  auto cnn = PredictorCnn::Load(kGoldenCnn);
+  ASSERT_TRUE(cnn.ok());
+  SelectionConfig c;
+  c.budget = 256;
+  for (CalibrationSource src : {CalibrationSource::kFull, CalibrationSource::kMeanKey}) {
+    AttentionPredictorPolicy p(c, DimsOf(Decoder().config()), &*cnn, {5, src});
+    PredictorChecker checker(&p, &*cnn);
+    // 40 steps from 500 tokens cross two block boundaries (512, 528).
+    RunDecode(&checker, RandomTokens(500, 7), RandomTokens(40, 8));
+    EXPECT_EQ(checker.checked_, 40 * 6);
+  }
+}
+
 }  // namespace
 }  // namespace apr::predictor

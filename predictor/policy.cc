@@ -243,7 +243,8 @@ AttentionPredictorPolicy::AttentionPredictorPolicy(const SelectionConfig& config
                std::vector<AttentionHistory>(dims.num_kv_heads, AttentionHistory(config.history))),
       summaries_(dims.num_layers, std::vector<BlockKeySummary>(
                                       dims.num_kv_heads, BlockKeySummary(config.block, dims.head_dim))),
-      decode_steps_(dims.num_layers, 0) {}
+      decode_steps_(dims.num_layers, 0),
+      cache_(dims.num_layers, std::vector<CnnCache>(dims.num_kv_heads)) {}
 
 bool AttentionPredictorPolicy::IsCalibrationStep(int64_t layer) const {
   return options_.calibration != CalibrationSource::kNone && options_.calibration_step > 0 &&
@@ -257,6 +258,7 @@ void AttentionPredictorPolicy::ObservePrefill(int64_t layer, int64_t prompt_len,
   row_.resize(nb);
   for (int64_t g = 0; g < dims_.num_kv_heads; ++g) {
     AttentionHistory& h = history_[layer][g];
+    cache_[layer][g].pushes = 1 << 30;
     h.Reset(nb);
     for (int64_t r = rows - use; r < rows; ++r) {
       PoolGroupRow(probs + r * prompt_len, rows * prompt_len, g, dims_.group(), prompt_len, b,
@@ -278,13 +280,25 @@ void AttentionPredictorPolicy::ScoreCandidates(const DecodeStep& step, const Ste
   const int64_t ncand = layout.num_candidates();
   for (int64_t g = 0; g < step.num_kv_heads; ++g) {
     AttentionHistory& h = history_[step.layer][g];
-    if (h.cols() > layout.history_blocks) h.Reset(layout.history_blocks);  // not ours: restart
-    h.Widen(layout.history_blocks);
+    CnnCache& cache = cache_[step.layer][g];
+    if (h.cols() != layout.history_blocks) {
+      if (h.cols() > layout.history_blocks) h.Reset(layout.history_blocks);  // not ours: restart
+      h.Widen(layout.history_blocks);
+      cache.pushes = 1 << 30;
+    }
     if (ncand < 3) {  // smaller than the 3x3 kernel: no prediction, lowest blocks first
       std::fill(scores[g].begin(), scores[g].end(), 1.0f);
+      cache.pushes = 1 << 30;
       continue;
     }
-    cnn_->Predict(h.data() + layout.cand_begin, h.rows(), ncand, h.cols(), scores[g].data(), ws_);
+    const float* x = h.data() + layout.cand_begin;
+    if (cache.pushes == 1 && cache.cand_begin == layout.cand_begin &&
+        cache.cand_end == layout.cand_end) {
+      cnn_->PredictShifted(x, h.rows(), ncand, h.cols(), scores[g].data(), cache.ws);
+    } else {
+      cnn_->Predict(x, h.rows(), ncand, h.cols(), scores[g].data(), cache.ws);
+    }
+    cache.cand_begin = layout.cand_begin, cache.cand_end = layout.cand_end, cache.pushes = 0;
   }
 }
 
@@ -336,8 +350,9 @@ void AttentionPredictorPolicy::ObserveDecode(const DecodeStep& step, const float
       ApproximateRow(step, probs, g, row_.data());
     }
     AttentionHistory& h = history_[step.layer][g];
-    if (h.cols() > nb) h.Reset(nb);
+    if (h.cols() > nb) h.Reset(nb), cache_[step.layer][g].pushes = 1 << 30;
     h.Push(row_);
+    ++cache_[step.layer][g].pushes;
   }
 }
 

@@ -232,7 +232,15 @@ class AttentionPredictorPolicy : public SelectionPolicy {
   std::vector<std::vector<AttentionHistory>> history_;   // [layer][kv_head]
   std::vector<std::vector<BlockKeySummary>> summaries_;  // [layer][kv_head] (approx sources)
   std::vector<int64_t> decode_steps_;                    // [layer]
-  CnnWorkspace ws_;
+  // Per (layer, KV head): the CNN maps of the last prediction, the candidate range it
+  // covered and the history pushes since, so that a history that only shifted by one row
+  // is re-scored incrementally (PredictorCnn::PredictShifted; same scores).
+  struct CnnCache {
+    CnnWorkspace ws;
+    int64_t cand_begin = -1, cand_end = -1;
+    int64_t pushes = 1 << 30;
+  };
+  std::vector<std::vector<CnnCache>> cache_;  // [layer][kv_head]
   std::vector<float> input_, row_, full_;
 };
 
