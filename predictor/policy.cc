@@ -42,6 +42,11 @@ SelectionPolicy::SelectionPolicy(std::string name, const SelectionConfig& config
       last_spans_(dims.num_layers, std::vector<TokenSpans>(dims.num_kv_heads)) {}
 
 void SelectionPolicy::SelectTokens(const DecodeStep& step, std::vector<TokenSpans>* spans) {
+  if (step.layer < config_.dense_layers) {
+    spans->clear();
+    last_spans_[step.layer].assign(step.num_kv_heads, TokenSpans{{0, step.context_len}});
+    return;
+  }
   const StepLayout layout = MakeStepLayout(config_, step.context_len);
   const int64_t nkv = step.num_kv_heads, ncand = layout.num_candidates();
   spans->assign(nkv, {});

@@ -53,6 +53,19 @@ TEST(StreamingPolicyTest, SinkPlusMostRecentBlocks) {
   EXPECT_EQ(spans[1], want);
 }
 
+TEST(SelectionPolicyTest, DenseLayersAttendEverything) {
+  SelectionConfig c = Tiny();
+  c.dense_layers = 1;
+  StreamingPolicy p(c, ModelDims{2, 4, 2, 2});
+  StepData s = ZeroStep(13);
+  std::vector<TokenSpans> spans = {{{0, 1}}};
+  p.SelectTokens(s.step, &spans);  // layer 0: dense
+  EXPECT_TRUE(spans.empty());
+  s.step.layer = 1;
+  p.SelectTokens(s.step, &spans);
+  EXPECT_EQ(spans[0], (TokenSpans{{0, 2}, {6, 10}, {11, 13}}));
+}
+
 TEST(FullAttentionPolicyTest, LeavesSpansEmpty) {
   FullAttentionPolicy p(Tiny(), kDims);
   StepData s = ZeroStep(13);

@@ -18,6 +18,8 @@ absl::Status ValidateSelectionConfig(const SelectionConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "local must be a non-negative multiple of block (", c.block, "), got ", c.local));
   }
+  if (c.dense_layers < 0)
+    return absl::InvalidArgumentError(absl::StrCat("dense_layers must be >= 0, got ", c.dense_layers));
   if (c.history <= 0)
     return absl::InvalidArgumentError(absl::StrCat("history must be > 0, got ", c.history));
   const int64_t rest = c.budget - c.sink - c.local;

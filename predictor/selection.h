@@ -19,6 +19,9 @@ struct SelectionConfig {
   int64_t local = 64;     // the last `local` tokens are always attended; a multiple of `block`
   int64_t history = 64;   // H: rows of attention history
   int64_t budget = 1024;  // tokens: sink + local + block * (selected blocks)
+  // Layers [0, dense_layers) attend to everything (the official code's `skip_2layer`
+  // option is dense_layers = 2); 0: every layer is sparse.
+  int64_t dense_layers = 0;
 
   // Blocks the budget leaves for selection: (budget - sink - local) / block.
   int64_t budget_blocks() const { return (budget - sink - local) / block; }

@@ -4,7 +4,10 @@
 // copy of that state:
 //   * perplexity: the text's next `decode_tokens` tokens, teacher-forced;
 //   * greedy agreement: the tokens full attention generates greedily from the same prompt,
-//     teacher-forced; a step agrees when the policy's arg max equals full attention's token;
+//     teacher-forced; a step agrees when the policy's arg max equals full attention's token
+//     (small models fall into greedy loops, which every policy continues: see QUALITY.md);
+//   * next-token agreement: along the true continuation, the policy's arg max equals full
+//     attention's arg max;
 //   * attention recall and top-k hit rate at every decode step of both (predictor/measure.h);
 // then pass-key retrieval at several depths of a `context`-token prompt.
 // Prints one progress line per (text, run) and the table last.
@@ -24,6 +27,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -51,8 +55,10 @@ ABSL_FLAG(std::vector<std::string>, policies,
           "sparse policies to run (full attention always runs); see predictor/policy.h");
 ABSL_FLAG(std::vector<std::string>, passkey_depths,
           std::vector<std::string>({"10", "30", "50", "70", "90"}), "needle depths in percent");
-ABSL_FLAG(int64_t, passkey_keys, 2, "keys per depth (0: no pass-key test)");
+ABSL_FLAG(int64_t, passkey_keys, 3, "keys per depth (0: no pass-key test)");
 ABSL_FLAG(int64_t, calibration_step, 5, "predictor calibration period (0: never)");
+ABSL_FLAG(int64_t, dense_layers, 0,
+          "layers [0, N) attend to everything under every policy (the official skip_2layer is 2)");
 ABSL_FLAG(uint64_t, seed, 1, "seed for pass keys and filler offsets");
 ABSL_FLAG(std::string, json_out, "", "also write every number as JSON here");
 
@@ -84,10 +90,11 @@ struct RunResult {
   int64_t fraction = 0;  // budget = C / fraction; 0 for full attention
   int64_t budget = 0;
   SelectionStats stats;
-  int64_t agree = 0, agree_steps = 0;
+  int64_t agree = 0, agree_steps = 0;            // on full attention's greedy generation
+  int64_t text_agree = 0, text_agree_steps = 0;  // on the held-out continuation
   double nll = 0;
   int64_t nll_tokens = 0;
-  int64_t passkey_ok = 0, passkey_n = 0;
+  int64_t passkey_ok = 0, passkey_n = 0, passkey_digits = 0;  // digits in the right place
   double decode_seconds = 0;
   int64_t decode_steps = 0;
 
@@ -106,6 +113,7 @@ class Harness {
   absl::StatusOr<std::unique_ptr<SelectionPolicy>> NewPolicy(const RunResult& r) const {
     PolicyFactoryOptions o;
     o.selection.budget = r.fraction == 0 ? absl::GetFlag(FLAGS_context) : r.budget;
+    o.selection.dense_layers = absl::GetFlag(FLAGS_dense_layers);
     o.dims = DimsOf(dec_->config());
     o.cnn = cnn_;
     o.calibration_step = absl::GetFlag(FLAGS_calibration_step);
@@ -141,8 +149,9 @@ class Harness {
                 Now() - t0);
     const std::vector<float> prefill_logits = logits;
 
-    // Full attention's greedy continuation: run 0 is full attention.
-    std::vector<int32_t> g = {ArgMax(prefill_logits)};
+    // Full attention's greedy continuation, and its arg max along the true continuation:
+    // run 0 is full attention and defines both.
+    std::vector<int32_t> g = {ArgMax(prefill_logits)}, full_next;
     for (size_t i = 0; i < n; ++i) {
       RunResult& r = (*runs_)[i];
       // Generation (full attention first: it defines the reference tokens).
@@ -173,15 +182,26 @@ class Harness {
         for (int64_t k = 0; k < t; ++k) {
           if (absl::Status st = dec_->Decode(*s, x[p + k], &logits); !st.ok()) return st;
           nll -= LogSoftmaxAt(logits, x[p + k + 1]);
+          const int32_t next = ArgMax(logits);
+          if (i == 0) full_next.push_back(next);
+          r.text_agree += next == full_next[k];
         }
+        r.text_agree_steps += t;
         r.nll += nll;
         r.nll_tokens += t;
         r.decode_seconds += Now() - start;
         r.decode_steps += t;
       }
-      std::printf("[%s] %-22s recall %.4f  hit %.4f  agree %.4f  ppl %.3f  (%.1f ms/step)\n",
-                  name.c_str(), r.label().c_str(), r.stats.recall(), r.stats.hit_rate(),
-                  double(r.agree) / r.agree_steps, std::exp(nll / t),
+      if (i == 0) {
+        std::string text = tok_->Decode(std::vector<int32_t>(g.begin(), g.begin() + std::min<size_t>(g.size(), 48)));
+        std::printf("[%s] full attention's greedy continuation: \"%s...\"\n", name.c_str(),
+                    absl::CEscape(text).c_str());
+      }
+      std::printf(
+          "[%s] %-22s recall %.4f  hit %.4f  agree gen %.4f text %.4f  ppl %.3f  (%.1f ms/step)\n",
+          name.c_str(), r.label().c_str(), r.stats.recall(), r.stats.hit_rate(),
+          double(r.agree) / r.agree_steps, double(r.text_agree) / r.text_agree_steps,
+          std::exp(nll / t),
                   1e3 * r.decode_seconds / r.decode_steps);
       std::fflush(stdout);
     }
@@ -222,10 +242,13 @@ class Harness {
         next = ArgMax(logits);
         out.push_back(next);
       }
-      const bool ok = FirstDigits(tok_->Decode(out)) == key;
+      const std::string text = tok_->Decode(out);
+      const std::string digits = FirstDigits(text);
+      const bool ok = digits == key;
+      for (size_t d = 0; d < key.size(); ++d) r.passkey_digits += d < digits.size() && digits[d] == key[d];
       r.passkey_ok += ok;
       r.passkey_n += 1;
-      line.push_back(absl::StrCat(r.label(), ok ? " ok" : " MISS"));
+      line.push_back(absl::StrCat(r.label(), ok ? " ok" : absl::StrCat(" MISS (\"", absl::CEscape(text), "\")")));
     }
     std::printf("[%s] key %s: %s\n", name.c_str(), key.c_str(), absl::StrJoin(line, ", ").c_str());
     std::fflush(stdout);
@@ -241,19 +264,22 @@ class Harness {
 
 void PrintTable(const std::vector<RunResult>& runs, int64_t c) {
   const double full_ppl = runs[0].ppl();
-  std::printf("\n| policy | budget (tokens) | attention recall | top-k hit rate | greedy agreement | "
-              "perplexity | vs full | passkey |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf("\n| policy | budget (tokens) | attention recall | top-k hit rate | "
+              "greedy agreement (generated) | next-token agreement (held-out text) | "
+              "perplexity | vs full | passkey keys (digits) |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const RunResult& r : runs) {
     const std::string budget = r.fraction == 0 ? absl::StrCat("all (", c, ")")
                                                : absl::StrCat("1/", r.fraction, " (", r.budget, ")");
     const std::string passkey =
-        r.passkey_n ? absl::StrFormat("%lld/%lld", static_cast<long long>(r.passkey_ok),
-                                      static_cast<long long>(r.passkey_n))
+        r.passkey_n ? absl::StrFormat("%lld/%lld (%.0f%%)", static_cast<long long>(r.passkey_ok),
+                                      static_cast<long long>(r.passkey_n),
+                                      100.0 * r.passkey_digits / (5.0 * r.passkey_n))
                     : "-";
-    std::printf("| %s | %s | %.4f | %.4f | %.2f%% | %.3f | %+.2f%% | %s |\n", r.policy.c_str(),
-                budget.c_str(), r.stats.recall(), r.stats.hit_rate(),
-                100.0 * r.agree / std::max<int64_t>(r.agree_steps, 1), r.ppl(),
+    std::printf("| %s | %s | %.4f | %.4f | %.2f%% | %.2f%% | %.3f | %+.2f%% | %s |\n",
+                r.policy.c_str(), budget.c_str(), r.stats.recall(), r.stats.hit_rate(),
+                100.0 * r.agree / std::max<int64_t>(r.agree_steps, 1),
+                100.0 * r.text_agree / std::max<int64_t>(r.text_agree_steps, 1), r.ppl(),
                 100.0 * (r.ppl() / full_ppl - 1), passkey.c_str());
   }
   std::printf("\nPer-layer attention recall:\n\n| policy | budget |");
@@ -403,8 +429,10 @@ int Main(int argc, char** argv) {
       e["recall"] = r.stats.recall(), e["hit_rate"] = r.stats.hit_rate();
       e["sink_local_mass"] = r.stats.fixed_mass();
       e["agreement"] = double(r.agree) / std::max<int64_t>(r.agree_steps, 1);
+      e["text_agreement"] = double(r.text_agree) / std::max<int64_t>(r.text_agree_steps, 1);
       e["perplexity"] = r.ppl();
       e["passkey_ok"] = r.passkey_ok, e["passkey_n"] = r.passkey_n;
+      e["passkey_digits"] = r.passkey_digits;
       e["ms_per_step"] = 1e3 * r.decode_seconds / std::max<int64_t>(r.decode_steps, 1);
       std::vector<double> lr;
       for (size_t l = 0; l < r.stats.layer_recall_sum.size(); ++l) lr.push_back(r.stats.layer_recall(l));
