@@ -85,6 +85,7 @@ int Main() {
   });
   std::fputs(text.Flush().c_str(), stdout);
   std::fputs("\n", stdout);
+  std::fflush(stdout);  // the closing line on stderr must come after the text
   if (!result.ok()) return Fail(result.status());
   const double n = static_cast<double>(result->tokens.size());
   std::fprintf(

@@ -11,11 +11,37 @@ PACKAGES=(
   libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libucx-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libpcre2-dev libopenblas-dev
+  # HTTP server for the Prometheus metrics pages (cluster/metrics_http.cc)
+  libcpp-httplib-dev
   # Python for the CPU smoke tests of the training scripts and the predictor trainer
   python3 python3-numpy python3-torch
   # Text the bundled model's corpus is built from (tools/model/build_corpus.py)
   libpython3.11-testsuite python3.11-doc manpages manpages-dev groff-base
 )
+
+# Node.js runs the offline Kubernetes manifest validator (tools/k8s); Debian's nodejs and
+# npm unless a node is already installed.
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
+
+# The validator's npm packages, pinned by tools/k8s/package-lock.json, installed outside
+# the workspace (tests/cluster/k8s_manifests_test.sh reads them there).
+install_k8s_validator() {
+  local here dir
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/k8s"
+  dir=/opt/apruntime/k8s-validate
+  if cmp -s "$here/package-lock.json" "$dir/package-lock.json" &&
+     [ -d "$dir/node_modules/kubernetes-models" ]; then
+    return
+  fi
+  echo "setup: installing the Kubernetes manifest validator into $dir (npm ci)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo mkdir -p "$dir"
+  $sudo cp "$here/package.json" "$here/package-lock.json" "$dir/"
+  (cd "$dir" && $sudo npm ci --no-audit --no-fund --omit=dev >/dev/null)
+}
+# Runs last, however the Debian part below exits.
+trap install_k8s_validator EXIT
 
 missing=()
 for p in "${PACKAGES[@]}"; do

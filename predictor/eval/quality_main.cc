@@ -26,8 +26,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -41,9 +41,11 @@
 #include "runtime/model_path.h"
 #include "runtime/tokenizer/tokenizer.h"
 
-ABSL_FLAG(std::string, model, "models/apr-tiny", "model folder (config.json, weights, tokenizer.json)");
+ABSL_FLAG(std::string, model, "models/apr-tiny",
+          "model folder (config.json, weights, tokenizer.json)");
 ABSL_FLAG(std::string, predictor, "", "predictor weights (default: <model>/predictor.safetensors)");
-ABSL_FLAG(std::string, heldout, "", "held-out split of the corpus (heldout.jsonl from tools/model/build_corpus.py)");
+ABSL_FLAG(std::string, heldout, "",
+          "held-out split of the corpus (heldout.jsonl from tools/model/build_corpus.py)");
 ABSL_FLAG(int64_t, texts, 5, "held-out texts for perplexity, agreement and recall");
 ABSL_FLAG(int64_t, context, 4096, "context length C; budgets are C / N");
 ABSL_FLAG(int64_t, decode_tokens, 256, "decode steps per text and task");
@@ -156,7 +158,9 @@ class Harness {
       RunResult& r = (*runs_)[i];
       // Generation (full attention first: it defines the reference tokens).
       {
-        auto s = dec_->Fork(*seq, gen_hooks[i].get());
+        absl::StatusOr<std::unique_ptr<Sequence>> forked = dec_->Fork(*seq, gen_hooks[i].get());
+        if (!forked.ok()) return forked.status();
+        std::unique_ptr<Sequence> s = std::move(*forked);
         const double start = Now();
         int64_t agree = 0;
         for (int64_t k = 0; k < t; ++k) {
@@ -177,7 +181,9 @@ class Harness {
       // Perplexity of the true continuation.
       double nll = 0;
       {
-        auto s = dec_->Fork(*seq, ppl_hooks[i].get());
+        absl::StatusOr<std::unique_ptr<Sequence>> forked = dec_->Fork(*seq, ppl_hooks[i].get());
+        if (!forked.ok()) return forked.status();
+        std::unique_ptr<Sequence> s = std::move(*forked);
         const double start = Now();
         for (int64_t k = 0; k < t; ++k) {
           if (absl::Status st = dec_->Decode(*s, x[p + k], &logits); !st.ok()) return st;
@@ -193,7 +199,8 @@ class Harness {
         r.decode_steps += t;
       }
       if (i == 0) {
-        std::string text = tok_->Decode(std::vector<int32_t>(g.begin(), g.begin() + std::min<size_t>(g.size(), 48)));
+        std::string text = tok_->Decode(
+            std::vector<int32_t>(g.begin(), g.begin() + std::min<size_t>(g.size(), 48)));
         std::printf("[%s] full attention's greedy continuation: \"%s...\"\n", name.c_str(),
                     absl::CEscape(text).c_str());
       }
@@ -201,8 +208,7 @@ class Harness {
           "[%s] %-22s recall %.4f  hit %.4f  agree gen %.4f text %.4f  ppl %.3f  (%.1f ms/step)\n",
           name.c_str(), r.label().c_str(), r.stats.recall(), r.stats.hit_rate(),
           double(r.agree) / r.agree_steps, double(r.text_agree) / r.text_agree_steps,
-          std::exp(nll / t),
-                  1e3 * r.decode_seconds / r.decode_steps);
+          std::exp(nll / t), 1e3 * r.decode_seconds / r.decode_steps);
       std::fflush(stdout);
     }
     return absl::OkStatus();
@@ -228,13 +234,16 @@ class Harness {
     PrefillFanOut fan(all);
     auto seq = dec_->NewSequence(&fan);
     std::vector<float> logits;
-    if (absl::Status s = dec_->Prefill(*seq, absl::MakeConstSpan(prompt.data(), prompt.size() - 1), &logits);
+    if (absl::Status s =
+            dec_->Prefill(*seq, absl::MakeConstSpan(prompt.data(), prompt.size() - 1), &logits);
         !s.ok())
       return s;
     std::vector<std::string> line;
     for (size_t i = 0; i < n; ++i) {
       RunResult& r = (*runs_)[i];
-      auto s = dec_->Fork(*seq, hooks[i].get());
+      absl::StatusOr<std::unique_ptr<Sequence>> forked = dec_->Fork(*seq, hooks[i].get());
+      if (!forked.ok()) return forked.status();
+      std::unique_ptr<Sequence> s = std::move(*forked);
       std::vector<int32_t> out;
       int32_t next = prompt.back();
       for (int64_t k = 0; k < answer_tokens; ++k) {
@@ -245,10 +254,12 @@ class Harness {
       const std::string text = tok_->Decode(out);
       const std::string digits = FirstDigits(text);
       const bool ok = digits == key;
-      for (size_t d = 0; d < key.size(); ++d) r.passkey_digits += d < digits.size() && digits[d] == key[d];
+      for (size_t d = 0; d < key.size(); ++d)
+        r.passkey_digits += d < digits.size() && digits[d] == key[d];
       r.passkey_ok += ok;
       r.passkey_n += 1;
-      line.push_back(absl::StrCat(r.label(), ok ? " ok" : absl::StrCat(" MISS (\"", absl::CEscape(text), "\")")));
+      line.push_back(absl::StrCat(
+          r.label(), ok ? " ok" : absl::StrCat(" MISS (\"", absl::CEscape(text), "\")")));
     }
     std::printf("[%s] key %s: %s\n", name.c_str(), key.c_str(), absl::StrJoin(line, ", ").c_str());
     std::fflush(stdout);
@@ -264,13 +275,15 @@ class Harness {
 
 void PrintTable(const std::vector<RunResult>& runs, int64_t c) {
   const double full_ppl = runs[0].ppl();
-  std::printf("\n| policy | budget (tokens) | attention recall | top-k hit rate | "
-              "greedy agreement (generated) | next-token agreement (held-out text) | "
-              "perplexity | vs full | passkey keys (digits) |\n");
+  std::printf(
+      "\n| policy | budget (tokens) | attention recall | top-k hit rate | "
+      "greedy agreement (generated) | next-token agreement (held-out text) | "
+      "perplexity | vs full | passkey keys (digits) |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const RunResult& r : runs) {
-    const std::string budget = r.fraction == 0 ? absl::StrCat("all (", c, ")")
-                                               : absl::StrCat("1/", r.fraction, " (", r.budget, ")");
+    const std::string budget = r.fraction == 0
+                                   ? absl::StrCat("all (", c, ")")
+                                   : absl::StrCat("1/", r.fraction, " (", r.budget, ")");
     const std::string passkey =
         r.passkey_n ? absl::StrFormat("%lld/%lld (%.0f%%)", static_cast<long long>(r.passkey_ok),
                                       static_cast<long long>(r.passkey_n),
@@ -366,7 +379,8 @@ int Main(int argc, char** argv) {
     if (static_cast<int64_t>(ids[i].size()) >= c + 1) by_source[(*docs)[i].source].push_back(i);
   }
   std::vector<size_t> chosen;
-  for (size_t round = 0; static_cast<int64_t>(chosen.size()) < absl::GetFlag(FLAGS_texts); ++round) {
+  for (size_t round = 0; static_cast<int64_t>(chosen.size()) < absl::GetFlag(FLAGS_texts);
+       ++round) {
     bool any = false;
     for (auto& [src, list] : by_source) {
       if (round < list.size() && static_cast<int64_t>(chosen.size()) < absl::GetFlag(FLAGS_texts)) {
@@ -376,9 +390,14 @@ int Main(int argc, char** argv) {
     }
     if (!any) break;
   }
-  std::printf("held-out: %zu documents, %zu with >= %lld tokens; using %zu; %zu runs\n",
-              docs->size(), [&] { size_t k = 0; for (auto& [s, l] : by_source) k += l.size(); return k; }(),
-              static_cast<long long>(c + 1), chosen.size(), runs.size());
+  std::printf(
+      "held-out: %zu documents, %zu with >= %lld tokens; using %zu; %zu runs\n", docs->size(),
+      [&] {
+        size_t k = 0;
+        for (auto& [s, l] : by_source) k += l.size();
+        return k;
+      }(),
+      static_cast<long long>(c + 1), chosen.size(), runs.size());
   const double start = Now();
   for (size_t i = 0; i < chosen.size(); ++i) {
     const CorpusDoc& d = (*docs)[chosen[i]];
@@ -395,7 +414,8 @@ int Main(int argc, char** argv) {
   for (const std::string& ds : absl::GetFlag(FLAGS_passkey_depths)) {
     double depth;
     if (!absl::SimpleAtod(ds, &depth) || depth < 0 || depth > 100)
-      return Fail(absl::InvalidArgumentError(absl::StrCat("bad --passkey_depths entry \"", ds, "\"")));
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("bad --passkey_depths entry \"", ds, "\"")));
     for (int64_t k = 0; k < absl::GetFlag(FLAGS_passkey_keys); ++k, ++prompt_index) {
       const std::string key = std::to_string(10000 + rng() % 90000);
       const std::vector<int32_t> needle = (*tok)->Encode(PasskeyNeedle(key), false);
@@ -411,7 +431,8 @@ int Main(int argc, char** argv) {
       prompt.insert(prompt.end(), stream.begin() + offset + at, stream.begin() + offset + filler);
       prompt.insert(prompt.end(), question.begin(), question.end());
       const std::string name = absl::StrCat("passkey depth ", ds, "% #", k + 1);
-      if (absl::Status s = harness.Passkey(prompt, answer.size(), key, name); !s.ok()) return Fail(s);
+      if (absl::Status s = harness.Passkey(prompt, answer.size(), key, name); !s.ok())
+        return Fail(s);
     }
   }
   std::printf("[%.0f s elapsed]\n", Now() - start);
@@ -435,7 +456,8 @@ int Main(int argc, char** argv) {
       e["passkey_digits"] = r.passkey_digits;
       e["ms_per_step"] = 1e3 * r.decode_seconds / std::max<int64_t>(r.decode_steps, 1);
       std::vector<double> lr;
-      for (size_t l = 0; l < r.stats.layer_recall_sum.size(); ++l) lr.push_back(r.stats.layer_recall(l));
+      for (size_t l = 0; l < r.stats.layer_recall_sum.size(); ++l)
+        lr.push_back(r.stats.layer_recall(l));
       e["layer_recall"] = lr;
       j["runs"].push_back(e);
     }

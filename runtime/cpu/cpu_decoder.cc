@@ -7,6 +7,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/cpu/attention.h"
 #include "runtime/cpu/kv_cache.h"
+#include "runtime/cpu/kv_offload_io.h"
 #include "runtime/cpu/ops.h"
 #include "runtime/rope.h"
 
@@ -23,6 +24,12 @@ class CpuDecoder::CpuSequence : public Sequence {
   AttentionHooks* hooks;
   std::vector<LayerKv> layers;
   int64_t len = 0;
+  // Offload (kv_offload.h): where complete blocks go, the decode step's gathered view of
+  // the selected blocks, and whether an offload error left the cache inconsistent.
+  KvOffload* offload = nullptr;
+  LayerKv offload_view;
+  std::vector<float> offload_scratch;
+  bool broken = false;
 };
 
 CpuDecoder::CpuDecoder(LlamaWeights weights)
@@ -40,18 +47,41 @@ std::unique_ptr<Sequence> CpuDecoder::NewSequence(AttentionHooks* hooks) {
   return std::make_unique<CpuSequence>(w_.config, hooks);
 }
 
-std::unique_ptr<Sequence> CpuDecoder::Fork(const Sequence& base, AttentionHooks* hooks) const {
+absl::StatusOr<std::unique_ptr<Sequence>> CpuDecoder::Fork(const Sequence& base,
+                                                           AttentionHooks* hooks) const {
   const auto& seq = static_cast<const CpuSequence&>(base);
+  // An offloaded sequence's blocks live in its KvOffload, which a copy would share.
+  if (seq.offload != nullptr) {
+    return absl::FailedPreconditionError("an offloaded sequence cannot be forked");
+  }
   auto copy = std::make_unique<CpuSequence>(w_.config, hooks);
   copy->layers = seq.layers;
   copy->len = seq.len;
-  return copy;
+  return std::unique_ptr<Sequence>(std::move(copy));
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> CpuDecoder::NewOffloadedSequence(KvOffload* offload,
+                                                                           AttentionHooks* hooks) {
+  if (offload == nullptr) return absl::InvalidArgumentError("no KV offload given");
+  if (offload->block_bytes() != OffloadBlockBytes(w_.config.head_dim)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the KV offload stores blocks of ", offload->block_bytes(),
+                     " bytes; the CPU decoder needs ", OffloadBlockBytes(w_.config.head_dim),
+                     " (2 x 16 tokens x head_dim ", w_.config.head_dim, " x 4-byte floats)"));
+  }
+  auto seq = std::make_unique<CpuSequence>(w_.config, hooks);
+  seq->offload = offload;
+  return seq;
 }
 
 absl::Status CpuDecoder::CheckTokens(const CpuSequence& seq,
                                      absl::Span<const int32_t> tokens) const {
   const ModelConfig& c = w_.config;
   if (tokens.empty()) return absl::InvalidArgumentError("no tokens given");
+  if (seq.broken) {
+    return absl::FailedPreconditionError(
+        "the sequence is unusable: an earlier KV offload error left its cache inconsistent");
+  }
   for (int32_t t : tokens) {
     if (t < 0 || t >= c.vocab_size) {
       return absl::InvalidArgumentError(
@@ -66,8 +96,8 @@ absl::Status CpuDecoder::CheckTokens(const CpuSequence& seq,
   return absl::OkStatus();
 }
 
-void CpuDecoder::Forward(CpuSequence& seq, absl::Span<const int32_t> tokens, bool decode,
-                         std::vector<float>& x) {
+absl::Status CpuDecoder::Forward(CpuSequence& seq, absl::Span<const int32_t> tokens, bool decode,
+                                 std::vector<float>& x) {
   const ModelConfig& c = w_.config;
   const int64_t n = static_cast<int64_t>(tokens.size()), h = c.hidden_size, hd = c.head_dim;
   const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads,
@@ -105,18 +135,36 @@ void CpuDecoder::Forward(CpuSequence& seq, absl::Span<const int32_t> tokens, boo
         head.v.insert(head.v.end(), &v[(i * nkv + g) * hd], &v[(i * nkv + g + 1) * hd]);
       }
     }
-    if (decode_hooks) {
+    if (seq.offload != nullptr) {
+      if (absl::Status s =
+              WriteCompletedBlocks(*seq.offload, kv, l, hd, start, ctx, seq.offload_scratch);
+          !s.ok()) {
+        seq.broken = true;
+        return s;
+      }
+    }
+    if (decode) {
       for (int64_t g = 0; g < nkv; ++g) key_ptrs[g] = kv.heads[g].k.data();
       DecodeStep step{l, start, ctx, nh, nkv, hd, q.data(), KeysView{key_ptrs.data(), ctx, hd}};
       spans.clear();
-      hooks->SelectTokens(step, &spans);
-      const bool want = hooks->WantsProbabilities();
+      if (decode_hooks) hooks->SelectTokens(step, &spans);
+      const std::vector<TokenSpans>* selected = spans.empty() ? nullptr : &spans;
+      // With an offload, the selected complete blocks come back from it.
+      const LayerKv* source = &kv;
+      if (seq.offload != nullptr) {
+        if (absl::Status s = GatherSelectedBlocks(*seq.offload, kv, l, hd, ctx, selected,
+                                                  seq.offload_view, seq.offload_scratch);
+            !s.ok()) {
+          seq.broken = true;
+          return s;
+        }
+        source = &seq.offload_view;
+      }
+      const bool want = decode_hooks && hooks->WantsProbabilities();
       if (want) probs.resize(nh * ctx);
-      DecodeAttention(dims, kv, q.data(), ctx, spans.empty() ? nullptr : &spans, attn.data(),
+      DecodeAttention(dims, *source, q.data(), ctx, selected, attn.data(),
                       want ? probs.data() : nullptr);
       if (want) hooks->ObserveDecode(step, probs.data());
-    } else if (decode) {
-      DecodeAttention(dims, kv, q.data(), ctx, nullptr, attn.data(), nullptr);
     } else {
       if (observed_rows > 0) observed.resize(nh * observed_rows * ctx);
       PrefillAttention(dims, kv, q.data(), start, n, attn.data(),
@@ -134,6 +182,7 @@ void CpuDecoder::Forward(CpuSequence& seq, absl::Span<const int32_t> tokens, boo
     AddInPlace(x.data(), proj.data(), n * h);
   }
   seq.len = ctx;
+  return absl::OkStatus();
 }
 
 void CpuDecoder::Logits(const float* x, int64_t rows, float* logits) const {
@@ -148,7 +197,7 @@ absl::Status CpuDecoder::Prefill(Sequence& base, absl::Span<const int32_t> token
   auto& seq = static_cast<CpuSequence&>(base);
   if (absl::Status s = CheckTokens(seq, tokens); !s.ok()) return s;
   std::vector<float> x;
-  Forward(seq, tokens, /*decode=*/false, x);
+  if (absl::Status s = Forward(seq, tokens, /*decode=*/false, x); !s.ok()) return s;
   const int64_t n = tokens.size(), h = w_.config.hidden_size, vocab = w_.config.vocab_size;
   if (all_logits != nullptr) {
     all_logits->resize(n * vocab);
@@ -185,7 +234,11 @@ absl::Status CpuDecoder::DecodeBatch(absl::Span<Sequence* const> seqs,
   logits->resize(seqs.size() * vocab);
   std::vector<float> x;
   for (size_t b = 0; b < seqs.size(); ++b) {
-    Forward(static_cast<CpuSequence&>(*seqs[b]), tokens.subspan(b, 1), /*decode=*/true, x);
+    if (absl::Status s =
+            Forward(static_cast<CpuSequence&>(*seqs[b]), tokens.subspan(b, 1), /*decode=*/true, x);
+        !s.ok()) {
+      return s;
+    }
     Logits(x.data(), 1, logits->data() + b * vocab);
   }
   return absl::OkStatus();

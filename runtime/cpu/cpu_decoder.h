@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/decoder.h"
+#include "runtime/kv_offload.h"
 #include "runtime/llama_weights.h"
 
 namespace apr::cpu {
@@ -23,6 +24,16 @@ class CpuDecoder : public Decoder {
   const ModelConfig& config() const override { return w_.config; }
   std::string device() const override { return "cpu"; }
   std::unique_ptr<Sequence> NewSequence(AttentionHooks* hooks = nullptr) override;
+  // A sequence whose completed KV blocks are written to `offload` (prefill and decode) and
+  // whose decode attention reads the selected complete blocks back from it instead of
+  // from the in-process cache (the partial tail block is always in-process). Tokens and
+  // logits are bit-identical to NewSequence(hooks) when the offload returns the bytes it
+  // was given. The in-process cache is still kept in full: prefill attention and the
+  // hooks' KeysView read it. `offload` (not owned) must outlive the sequence and have
+  // block_bytes() == 2 x 16 x head_dim x 4 (float32); InvalidArgument otherwise.
+  // A storage error fails the call and leaves the sequence unusable (FailedPrecondition).
+  absl::StatusOr<std::unique_ptr<Sequence>> NewOffloadedSequence(KvOffload* offload,
+                                                                 AttentionHooks* hooks = nullptr);
   absl::Status Prefill(Sequence& seq, absl::Span<const int32_t> tokens,
                        std::vector<float>* last_logits,
                        std::vector<float>* all_logits = nullptr) override;
@@ -31,8 +42,10 @@ class CpuDecoder : public Decoder {
 
   // A copy of `seq` (its KV cache and length; `seq` must come from this decoder) that
   // continues with `hooks`. CPU only: the evaluation harness prefills a prompt once and
-  // decodes it under many policies. The hooks of the copy see no prefill.
-  std::unique_ptr<Sequence> Fork(const Sequence& seq, AttentionHooks* hooks = nullptr) const;
+  // decodes it under many policies. The hooks of the copy see no prefill. Offloaded
+  // sequences are refused (the copy would share their KvOffload).
+  absl::StatusOr<std::unique_ptr<Sequence>> Fork(const Sequence& seq,
+                                                 AttentionHooks* hooks = nullptr) const;
 
  private:
   class CpuSequence;
@@ -41,8 +54,8 @@ class CpuDecoder : public Decoder {
   // hidden states (before the last norm) in `x` ([n][hidden]).
   // `decode` marks a decode step (one token; the hooks select and observe) as opposed to
   // prefill (the hooks observe the last prompt rows).
-  void Forward(CpuSequence& seq, absl::Span<const int32_t> tokens, bool decode,
-               std::vector<float>& x);
+  absl::Status Forward(CpuSequence& seq, absl::Span<const int32_t> tokens, bool decode,
+                       std::vector<float>& x);
   void Logits(const float* x, int64_t rows, float* logits) const;
 
   LlamaWeights w_;

@@ -1,0 +1,521 @@
+// The decode step at Llama-3.1-8B geometry with random bf16 weights, the whole KV cache
+// resident on the GPU: dense attention vs block-sparse attention at budgets 1024 and 2048
+// tokens, next to the bandwidth floor (bytes the step must read over the measured HBM read
+// bandwidth). docs/PERFORMANCE.md holds the results and the command.
+//
+//   decode_step_bench --contexts=4096,32768,131072 --batches=1,8 --steps=30
+//
+// Each row: median device time of one decode step (CUDA events around a graph replay),
+// the floor, their ratio, and for sparse rows the predictor's share (CNN + top-k for all
+// layers, timed alone). Rows that cannot fit on the GPU say so.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "runtime/cuda/block_rules.h"
+#include "runtime/cuda/cuda_decoder.h"
+#include "runtime/cuda/device_buffer.h"
+#include "runtime/cuda/fill.h"
+#include "runtime/cuda/gemv.h"
+#include "runtime/cuda/paged_decode_attention.h"
+#include "runtime/cuda/predictor_weights.h"
+
+ABSL_FLAG(std::string, contexts, "4096,32768,131072", "context lengths (tokens)");
+ABSL_FLAG(std::string, batches, "1,8", "decode batch sizes");
+ABSL_FLAG(std::string, budgets, "1024,2048", "sparse budgets (tokens per KV head)");
+ABSL_FLAG(int, steps, 30, "timed decode steps per row");
+ABSL_FLAG(int, warmup, 5, "untimed steps before each row");
+ABSL_FLAG(bool, cublas_rows, true, "also time the dense step with cuBLAS projections");
+ABSL_FLAG(std::string, out, "", "also write the markdown table here");
+ABSL_FLAG(bool, micro, true, "first time the GEMV and attention kernels alone");
+
+namespace apr::cuda {
+namespace {
+
+#define CHECK_OK(expr)                                                                \
+  do {                                                                                \
+    if (absl::Status _s = (expr); !_s.ok()) {                                         \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+#define CHECK_CUDA(expr)                                                               \
+  do {                                                                                 \
+    if (cudaError_t _e = (expr); _e != cudaSuccess) {                                  \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(_e)); \
+      std::exit(1);                                                                    \
+    }                                                                                  \
+  } while (0)
+
+ModelConfig Llama31_8B(int64_t max_positions) {
+  ModelConfig c;
+  c.vocab_size = 128256;
+  c.hidden_size = 4096;
+  c.intermediate_size = 14336;
+  c.num_hidden_layers = 32;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 8;
+  c.head_dim = 128;
+  c.max_position_embeddings = max_positions;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 500000;
+  c.rope_scaling.type = RopeScaling::Type::kLlama3;
+  c.rope_scaling.factor = 8;
+  c.rope_scaling.low_freq_factor = 1;
+  c.rope_scaling.high_freq_factor = 4;
+  c.rope_scaling.original_max_position_embeddings = 8192;
+  return c;
+}
+
+std::vector<int> Ints(const std::string& s) {
+  std::vector<int> v;
+  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+    int x;
+    if (absl::SimpleAtoi(p, &x)) v.push_back(x);
+  }
+  return v;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Read bandwidth (streaming loads over 4 GiB) and copy bandwidth (read + write), GB/s.
+void MeasureBandwidth(double* read_gbps, double* copy_gbps) {
+  const int64_t bytes = int64_t{4} << 30;
+  auto a = DeviceBuffer<char>::Allocate(bytes);
+  auto b = DeviceBuffer<char>::Allocate(bytes);
+  auto sink = DeviceBuffer<unsigned>::Allocate(1);
+  CHECK_OK(a.status());
+  CHECK_OK(b.status());
+  CHECK_OK(sink.status());
+  CHECK_CUDA(cudaMemset(a->get(), 1, bytes));
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::vector<double> r, c;
+  for (int i = 0; i < 12; ++i) {
+    cudaEventRecord(e0);
+    CHECK_CUDA(ReadAll(a->get(), bytes, sink->get(), nullptr));
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms;
+    cudaEventElapsedTime(&ms, e0, e1);
+    if (i >= 2) r.push_back(bytes / (ms * 1e6));
+    cudaEventRecord(e0);
+    CHECK_CUDA(cudaMemcpyAsync(b->get(), a->get(), bytes, cudaMemcpyDeviceToDevice));
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    cudaEventElapsedTime(&ms, e0, e1);
+    if (i >= 2) c.push_back(2.0 * bytes / (ms * 1e6));
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  *read_gbps = Median(r);
+  *copy_gbps = Median(c);
+}
+
+// Median time of `reps` launches of `launch` (after 3 warm-ups), ms.
+template <typename F>
+double TimeKernel(F launch, int reps = 20) {
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::vector<double> t;
+  for (int i = 0; i < reps + 3; ++i) {
+    cudaEventRecord(e0);
+    CHECK_CUDA(launch());
+    cudaEventRecord(e1);
+    CHECK_CUDA(cudaEventSynchronize(e1));
+    float ms;
+    cudaEventElapsedTime(&ms, e0, e1);
+    if (i >= 3) t.push_back(ms);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return Median(t);
+}
+
+// The projections of one layer and lm_head through the GEMV, and one layer's decode
+// attention over a dense 32K context and over a 1024-token block list, alone: achieved
+// bandwidth against the read probe.
+void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
+  const ModelConfig& c = w.config();
+  const int H = c.hidden_size, I = c.intermediate_size, nh = c.num_attention_heads,
+            nkv = c.num_key_value_heads, hd = c.head_dim;
+  auto x = DeviceBuffer<__nv_bfloat16>::Allocate(8 * I);
+  auto y = DeviceBuffer<float>::Allocate(8 * c.vocab_size);
+  auto out = DeviceBuffer<__nv_bfloat16>::Allocate(8 * I);
+  CHECK_OK(x.status());
+  CHECK_OK(y.status());
+  CHECK_OK(out.status());
+  CHECK_CUDA(FillUniformBf16(x->get(), 8 * I, 3, 1.0f, nullptr));
+  const CudaLayerWeights& lw = w.layer(0);
+  struct G {
+    const char* name;
+    const __nv_bfloat16* w;
+    int m, k;
+    GemvEpilogue e;
+  } gemvs[] = {
+      {"qkv", lw.qkv, (nh + 2 * nkv) * hd, H, GemvEpilogue::kStore},
+      {"o (+residual)", lw.o, H, nh * hd, GemvEpilogue::kAccumulate},
+      {"gate_up (+SwiGLU)", lw.gate_up, I, H, GemvEpilogue::kSwiGlu},
+      {"down (+residual)", lw.down, H, I, GemvEpilogue::kAccumulate},
+      {"lm_head", w.lm_head(), static_cast<int>(c.vocab_size), H, GemvEpilogue::kStore},
+  };
+  std::printf("\nmicro: GEMV (bf16 weights, 16-byte streaming loads)\n");
+  for (int n : {1, 8}) {
+    for (const G& g : gemvs) {
+      GemvArgs a;
+      a.w = g.w;
+      a.x = x->get();
+      a.m = g.m;
+      a.k = g.k;
+      a.n = n;
+      a.epilogue = g.e;
+      a.y = y->get();
+      a.ldy = g.m;
+      a.out = out->get();
+      const double ms = TimeKernel([&] { return LaunchGemv(a, nullptr); });
+      const double bytes = 2.0 * (g.e == GemvEpilogue::kSwiGlu ? 2 : 1) * g.m * g.k;
+      std::printf("  n=%d %-18s %6d x %5d  %8.1f us  %6.0f GB/s (%.0f%% of read probe)\n", n,
+                  g.name, g.m, g.k, ms * 1e3, bytes / (ms * 1e6),
+                  100 * bytes / (ms * 1e6) / read_gbps);
+    }
+  }
+  // Attention: one layer, 8 KV heads, context 32768, batch 1 and 8.
+  std::printf("micro: paged decode attention, one layer (8 KV heads x 4 query heads, hd 128)\n");
+  for (int batch : {1, 8}) {
+    const int ctx = 32768, nb = NumBlocks(ctx);
+    const int64_t slot_elems = 2 * kBlockTokens * hd;
+    auto pool = DeviceBuffer<__nv_bfloat16>::Allocate(int64_t{batch} * nb * nkv * slot_elems);
+    CHECK_OK(pool.status());
+    CHECK_CUDA(FillUniformBf16(pool->get(), pool->size(), 5, 1.0f, nullptr));
+    std::vector<int32_t> table(int64_t{batch} * nb), lens(batch, ctx), slots_seq(batch);
+    for (int b = 0; b < batch; ++b) {
+      slots_seq[b] = b;
+      for (int i = 0; i < nb; ++i) table[int64_t{b} * nb + i] = b * nb + i;
+    }
+    auto dtable = DeviceBuffer<int32_t>::Allocate(table.size());
+    auto dlens = DeviceBuffer<int32_t>::Allocate(batch);
+    auto dslots = DeviceBuffer<int32_t>::Allocate(batch);
+    auto q = DeviceBuffer<float>::Allocate(int64_t{batch} * nh * hd);
+    auto part_o = DeviceBuffer<float>::Allocate(int64_t{batch} * nh * 128 * hd);
+    auto part_ml = DeviceBuffer<float>::Allocate(int64_t{batch} * nh * 128 * 2);
+    auto att = DeviceBuffer<__nv_bfloat16>::Allocate(int64_t{batch} * nh * hd);
+    CHECK_CUDA(cudaMemcpy(dtable->get(), table.data(), table.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(dlens->get(), lens.data(), batch * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(dslots->get(), slots_seq.data(), batch * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(FillUniformF32(q->get(), q->size(), 6, 1.0f, 0.0f, nullptr));
+    // A 1024-token list: sink, 56 blocks spread over the context, local window.
+    const int k = PredictedBlocks(1024), stride = MaxListLength(k);
+    std::vector<int32_t> counts(batch * nkv), blocks(int64_t{batch} * nkv * stride),
+        lslots(blocks.size());
+    for (int r = 0; r < batch * nkv; ++r) {
+      std::vector<int32_t> l;
+      for (int i = 0; i < 4; ++i) l.push_back(i);
+      for (int i = 0; i < k; ++i) l.push_back(4 + (i * 37 + r * 11) % (nb - 9));
+      std::sort(l.begin() + 4, l.end());
+      l.erase(std::unique(l.begin(), l.end()), l.end());
+      for (int i = FirstLocalBlock(ctx); i < nb; ++i) l.push_back(i);
+      counts[r] = static_cast<int>(l.size());
+      for (size_t i = 0; i < l.size(); ++i) {
+        blocks[int64_t{r} * stride + i] = l[i];
+        lslots[int64_t{r} * stride + i] = (r / nkv * nb + l[i]) * nkv + r % nkv;
+      }
+    }
+    auto dcounts = DeviceBuffer<int32_t>::Allocate(counts.size());
+    auto dblocks = DeviceBuffer<int32_t>::Allocate(blocks.size());
+    auto dlslots = DeviceBuffer<int32_t>::Allocate(blocks.size());
+    CHECK_CUDA(
+        cudaMemcpy(dcounts->get(), counts.data(), counts.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(
+        cudaMemcpy(dblocks->get(), blocks.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(
+        cudaMemcpy(dlslots->get(), lslots.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
+    int sms = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+    for (bool sparse : {false, true}) {
+      for (int splits : {0, 16, 32, 64, 128}) {
+        PagedDecodeArgs a;
+        a.batch = batch;
+        a.num_heads = nh;
+        a.num_kv_heads = nkv;
+        a.head_dim = hd;
+        a.scale = 0.088f;
+        a.q = q->get();
+        a.pool = pool->get();
+        a.context_lens = dlens->get();
+        a.seq_slots = dslots->get();
+        a.table = SlotTable{dtable->get(), nb, nkv, nkv};
+        a.layer = 0;
+        if (sparse)
+          a.lists = BlockLists{dcounts->get(), dblocks->get(), dlslots->get(), nullptr, stride};
+        a.splits = splits > 0 ? splits
+                              : std::min(128, ChooseSplits(batch, nkv, sparse ? stride : nb, sms));
+        a.part_o = part_o->get();
+        a.part_ml = part_ml->get();
+        a.out = att->get();
+        const double ms = TimeKernel([&] { return LaunchPagedDecodeAttention(a, nullptr); });
+        double entries = 0;
+        for (int r = 0; r < batch * nkv; ++r) entries += sparse ? counts[r] : nb;
+        const double bytes = entries * slot_elems * 2;
+        std::printf("  batch %d %-6s splits %3d%s  %8.1f us  %6.0f GB/s (%.0f%% of read probe)\n",
+                    batch, sparse ? "sparse" : "dense", a.splits, splits > 0 ? "" : " (auto)",
+                    ms * 1e3, bytes / (ms * 1e6), 100 * bytes / (ms * 1e6) / read_gbps);
+      }
+    }
+  }
+  std::printf("\n");
+}
+
+struct Row {
+  int context, batch;
+  std::string mode;
+  double step_ms = 0, wall_ms = 0, floor_ms = 0, predictor_ms = -1, predictor_full_ms = -1,
+         kv_gb = 0;
+  std::string note;
+};
+
+// Times `steps` decode steps (after `warmup`), returning the median device time per step
+// and the median wall time per step (host loop with synchronisation).
+void TimeSteps(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, int steps,
+               double* device_ms, double* wall_ms) {
+  std::vector<int32_t> tokens(seqs.size());
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(1000 + 7 * i);
+  std::vector<cudaEvent_t> ev(2 * steps);
+  for (cudaEvent_t& e : ev) CHECK_CUDA(cudaEventCreate(&e));
+  for (int i = 0; i < warmup; ++i) CHECK_OK(d.DecodeStepAsync(seqs, tokens));
+  CHECK_OK(d.Synchronize());
+  std::vector<double> wall;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) {
+    CHECK_OK(d.DecodeStepAsync(seqs, tokens, ev[2 * i], ev[2 * i + 1]));
+    CHECK_OK(d.Synchronize());
+    const auto t1 = std::chrono::steady_clock::now();
+    wall.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    t0 = t1;
+  }
+  std::vector<double> dev;
+  for (int i = 0; i < steps; ++i) {
+    float ms;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
+    dev.push_back(ms);
+  }
+  for (cudaEvent_t e : ev) cudaEventDestroy(e);
+  *device_ms = Median(dev);
+  *wall_ms = Median(wall);
+}
+
+double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps, bool incremental) {
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::vector<double> t;
+  for (int i = 0; i < reps + 2; ++i) {
+    CHECK_OK(d.Synchronize());
+    cudaEventRecord(e0, d.stream());
+    CHECK_OK(d.PredictAsync(seqs, /*advance_window=*/incremental));
+    cudaEventRecord(e1, d.stream());
+    CHECK_OK(d.Synchronize());
+    float ms;
+    cudaEventElapsedTime(&ms, e0, e1);
+    if (i >= 2) t.push_back(ms);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return Median(t);
+}
+
+int Main() {
+  const std::vector<int> contexts = Ints(absl::GetFlag(FLAGS_contexts));
+  const std::vector<int> batches = Ints(absl::GetFlag(FLAGS_batches));
+  const std::vector<int> budgets = Ints(absl::GetFlag(FLAGS_budgets));
+  const int steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
+  const int max_budget = budgets.empty() ? 1024 : *std::max_element(budgets.begin(), budgets.end());
+
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  double read_gbps, copy_gbps;
+  MeasureBandwidth(&read_gbps, &copy_gbps);
+  std::printf("device: %s, %d SMs, %.1f GiB; HBM read %.0f GB/s, copy (read+write) %.0f GB/s\n",
+              prop.name, prop.multiProcessorCount, prop.totalGlobalMem / double(1 << 30), read_gbps,
+              copy_gbps);
+
+  // Room for the longest context plus every step the rows below append.
+  const int modes = 3 + static_cast<int>(budgets.size()) + 4;
+  const int margin = (warmup + steps + 4) * modes + 64;
+  const int max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  const ModelConfig cfg = Llama31_8B(max_ctx + margin);
+  auto weights = CudaWeights::Random(cfg, 1234);
+  CHECK_OK(weights.status());
+  std::shared_ptr<const CudaWeights> w(std::move(*weights));
+  const double weight_bytes = static_cast<double>(w->StepBytes());
+  std::printf("weights: %.2f GB on the GPU, %.2f GB read per step\n", w->TotalBytes() / 1e9,
+              weight_bytes / 1e9);
+  if (absl::GetFlag(FLAGS_micro)) MicroBenchmarks(*w, read_gbps);
+  const std::vector<float> pw = RandomPredictorWeights(77);
+  const int L = cfg.num_hidden_layers, nkv = cfg.num_key_value_heads, hd = cfg.head_dim;
+  const double token_kv_bytes = double(L) * nkv * 2 * hd * 2;  // K and V, bf16, all layers
+
+  std::vector<Row> rows;
+  for (int batch : batches) {
+    for (int ctx : contexts) {
+      const int cap = ctx + margin;
+      const double pool_bytes = double(batch) * NumBlocks(cap) * L * nkv * 2 * 16 * hd * 2;
+      const double hist_bytes = double(batch) * L * nkv * 64 * NumBlocks(cap) * 4;
+      size_t free_b, total_b;
+      CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
+      if (pool_bytes + hist_bytes + (2ull << 30) > free_b) {
+        Row r{ctx, batch, "all"};
+        r.note = absl::StrFormat("does not fit: KV %.1f GB + weights %.1f GB > %.1f GB",
+                                 pool_bytes / 1e9, w->TotalBytes() / 1e9, total_b / 1e9);
+        std::printf("ctx %d batch %d: %s\n", ctx, batch, r.note.c_str());
+        rows.push_back(r);
+        continue;
+      }
+      CudaDecoderOptions o;
+      o.max_sequences = batch;
+      o.max_context = cap;
+      o.prefill_chunk = 64;
+      o.max_budget_tokens = max_budget;
+      o.sparse.enabled = false;
+      o.sparse.budget_tokens = budgets.empty() ? 1024 : budgets[0];
+      o.sparse.calibration_step = 0;
+      o.predictor_weights = pw;
+      auto dec = CudaDecoder::Create(w, o);
+      CHECK_OK(dec.status());
+      CudaDecoder& d = **dec;
+      CHECK_OK(d.FillPoolRandom(99));
+      std::vector<std::unique_ptr<Sequence>> owned;
+      std::vector<Sequence*> seqs;
+      for (int b = 0; b < batch; ++b) {
+        owned.push_back(d.NewSequence());
+        seqs.push_back(owned.back().get());
+        CHECK_OK(d.FillRandomContext(*owned.back(), ctx, 500 + b));
+      }
+      auto add = [&](const std::string& mode, double kv_bytes, double pred_ms, double pred_full_ms,
+                     bool sparse, int budget, int cal) {
+        SparseOptions s = d.sparse();
+        s.enabled = sparse;
+        s.budget_tokens = budget;
+        s.calibration_step = cal;
+        CHECK_OK(d.SetSparse(s));
+        if (sparse) {
+          CHECK_OK(d.PredictAsync(seqs));
+          CHECK_OK(d.Synchronize());
+        }
+        Row r{ctx, batch, mode};
+        TimeSteps(d, seqs, warmup, steps, &r.step_ms, &r.wall_ms);
+        r.kv_gb = kv_bytes / 1e9;
+        r.floor_ms = (weight_bytes + kv_bytes) / (read_gbps * 1e6);
+        r.predictor_ms = pred_ms;
+        r.predictor_full_ms = pred_full_ms;
+        std::printf("ctx %6d batch %d %-22s step %8.3f ms (wall %8.3f)  floor %8.3f ms  x%.2f%s\n",
+                    ctx, batch, mode.c_str(), r.step_ms, r.wall_ms, r.floor_ms,
+                    r.step_ms / r.floor_ms,
+                    pred_ms >= 0 ? absl::StrFormat("  predictor %.3f ms (%.1f%%)", pred_ms,
+                                                   100 * pred_ms / r.step_ms)
+                                       .c_str()
+                                 : "");
+        std::fflush(stdout);
+        rows.push_back(r);
+      };
+      const double dense_kv = double(batch) * ctx * token_kv_bytes;
+      add("dense", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+      if (absl::GetFlag(FLAGS_cublas_rows)) {
+        if (batch <= o.gemv_max_tokens) {
+          CHECK_OK(d.SetUsePdl(false));
+          add("dense, GEMV without PDL", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+          CHECK_OK(d.SetUsePdl(true));
+          CHECK_OK(d.SetUseGemv(false));
+          add("dense, cuBLAS projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+        } else {
+          CHECK_OK(d.SetUseGemv(true, kGemvMaxTokens));
+          add("dense, GEMV projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+        }
+        CHECK_OK(d.SetUseGemv(true, o.gemv_max_tokens));
+      }
+      for (int budget : budgets) {
+        SparseOptions s = d.sparse();
+        s.enabled = true;
+        s.budget_tokens = budget;
+        s.calibration_step = 0;
+        CHECK_OK(d.SetSparse(s));
+        const double pred_full = TimePredictor(d, seqs, 10, false);
+        const double pred = TimePredictor(d, seqs, 10, true);
+        const int k = PredictedBlocks(budget);
+        const double sparse_kv =
+            double(batch) * ListLengthBound(ctx, k) * kBlockTokens * token_kv_bytes;
+        add(absl::StrCat("sparse ", budget), sparse_kv, pred, pred_full, true, budget, 0);
+        if (budget == budgets[0]) {
+          CHECK_OK(d.SetOverlapPredictor(true));
+          add(absl::StrCat("sparse ", budget, ", predictor on a side stream"), sparse_kv, pred,
+              pred_full, true, budget, 0);
+          CHECK_OK(d.SetOverlapPredictor(false));
+          CHECK_OK(d.SetIncrementalPredictor(false));
+          add(absl::StrCat("sparse ", budget, ", full CNN"), sparse_kv, pred_full, pred_full, true,
+              budget, 0);
+          CHECK_OK(d.SetIncrementalPredictor(true));
+        }
+      }
+      // A calibration step: the sparse attention, plus a K-only pass over every block that
+      // puts the full attention row into the history.
+      const int b0 = budgets.empty() ? 1024 : budgets[0];
+      const double cal_kv = double(batch) * ListLengthBound(ctx, PredictedBlocks(b0)) *
+                                kBlockTokens * token_kv_bytes +
+                            dense_kv / 2;
+      add(absl::StrCat("sparse ", b0, ", calibration step"), cal_kv, -1, -1, true, b0, 1);
+      owned.clear();
+    }
+  }
+
+  std::string table = absl::StrFormat(
+      "device: %s (%d SMs); HBM read %.0f GB/s, copy %.0f GB/s (read+write); weights read per "
+      "step %.2f GB\n\n",
+      prop.name, prop.multiProcessorCount, read_gbps, copy_gbps, weight_bytes / 1e9);
+  table +=
+      "| context | batch | attention | KV read (GB) | step (ms) | floor (ms) | step/floor | "
+      "predictor in step (ms, % of step) | predictor, full CNN (ms) | tokens/s (wall) |\n";
+  table += "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  for (const Row& r : rows) {
+    if (!r.note.empty()) {
+      table += absl::StrFormat("| %d | %d | %s | | | | | | | |\n", r.context, r.batch, r.note);
+      continue;
+    }
+    table += absl::StrFormat(
+        "| %d | %d | %s | %.3f | %.3f | %.3f | %.2f | %s | %s | %.0f |\n", r.context, r.batch,
+        r.mode, r.kv_gb, r.step_ms, r.floor_ms, r.step_ms / r.floor_ms,
+        r.predictor_ms >= 0
+            ? absl::StrFormat("%.3f (%.1f%%)", r.predictor_ms, 100 * r.predictor_ms / r.step_ms)
+            : std::string("-"),
+        r.predictor_full_ms >= 0 ? absl::StrFormat("%.3f", r.predictor_full_ms) : std::string("-"),
+        r.batch * 1000.0 / r.wall_ms);
+  }
+  std::printf("\n%s", table.c_str());
+  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
+    std::ofstream(out) << table;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace apr::cuda
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return apr::cuda::Main();
+}

@@ -1,0 +1,339 @@
+#include "cluster/config.h"
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+
+namespace apr::cluster {
+namespace {
+
+using ::google::protobuf::Message;
+using ::google::protobuf::TextFormat;
+using Tree = TextFormat::ParseInfoTree;
+
+// Collects parse errors as "source:line:column: message".
+class Collector : public ::google::protobuf::io::ErrorCollector {
+ public:
+  explicit Collector(const std::string& source) : source_(source) {}
+  void AddError(int line, int column, const std::string& message) override {
+    errors_.push_back(absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message));
+  }
+  std::vector<std::string> errors_;
+
+ private:
+  std::string source_;
+};
+
+struct Loc {
+  int line = -1;
+  int column = -1;
+};
+
+// Walks a parsed config beside its ParseInfoTree, so that each problem can name where
+// the offending field (or, when it is missing, its enclosing message) was written.
+class Checker {
+ public:
+  Checker(const std::string& source) : source_(source) {}
+
+  // A nested message at `field` (index for repeated fields, -1 otherwise).
+  struct Node {
+    const Message* msg;
+    const Tree* tree;  // may be null when the message was not written
+    std::string path;
+    Loc loc;  // where the message starts, or its parent's location
+  };
+
+  Node Child(const Node& n, const std::string& field, int index = -1) const {
+    const auto* f = n.msg->GetDescriptor()->FindFieldByName(std::string(field));
+    const auto* r = n.msg->GetReflection();
+    Node c;
+    c.msg = index < 0 ? &r->GetMessage(*n.msg, f) : &r->GetRepeatedMessage(*n.msg, f, index);
+    c.tree = n.tree ? n.tree->GetTreeForNested(f, index) : nullptr;
+    c.path = n.path.empty() ? std::string(field) : absl::StrCat(n.path, ".", field);
+    if (index >= 0) absl::StrAppend(&c.path, "[", index, "]");
+    c.loc = FieldLoc(n, field, index);
+    return c;
+  }
+
+  // Where `field` of `n` was written, else where `n` was.
+  Loc FieldLoc(const Node& n, const std::string& field, int index = -1) const {
+    if (n.tree != nullptr) {
+      const auto* f = n.msg->GetDescriptor()->FindFieldByName(std::string(field));
+      if (f->is_repeated()) {  // a whole repeated field: its first entry, if any
+        const int size = n.msg->GetReflection()->FieldSize(*n.msg, f);
+        if (index < 0) index = 0;
+        if (index >= size) return n.loc;
+      }
+      TextFormat::ParseLocation p = n.tree->GetLocation(f, index);
+      if (p.line >= 0) return {p.line, p.column};
+    }
+    return n.loc;
+  }
+
+  void Error(const Node& n, const std::string& field, int index, const std::string& what) {
+    Add(FieldLoc(n, field, index),
+        absl::StrCat(n.path.empty() ? "" : absl::StrCat(n.path, "."), field, ": ", what));
+  }
+  void Error(const Node& n, const std::string& what) {
+    Add(n.loc, absl::StrCat(n.path, ": ", what));
+  }
+  void Add(Loc loc, const std::string& what) {
+    errors_.push_back(
+        loc.line >= 0 ? absl::StrCat(source_, ":", loc.line + 1, ":", loc.column + 1, ": ", what)
+                      : absl::StrCat(source_, ": ", what));
+  }
+
+  std::vector<std::string> errors_;
+
+ private:
+  std::string source_;
+};
+
+bool ValidPort(int p) { return p >= 0 && p <= 65535; }
+
+struct PortUse {
+  std::string what;
+  Loc loc;
+};
+
+class ConfigChecker {
+ public:
+  ConfigChecker(const std::string& source, const ClusterConfig& c, const Tree& tree)
+      : ck_(source), c_(c) {
+    root_ = {&c, &tree, "", {}};
+  }
+
+  std::vector<std::string> Run() {
+    CheckModel();
+    CheckFrontEnd();
+    CheckWorkers();
+    CheckStorage();
+    CheckRest();
+    return std::move(ck_.errors_);
+  }
+
+ private:
+  void CheckEndpoint(const Checker::Node& parent, const std::string& field,
+                     const std::string& owner) {
+    Checker::Node ep = ck_.Child(parent, field);
+    const auto& e = static_cast<const v1::Endpoint&>(*ep.msg);
+    if (e.host().empty()) ck_.Error(ep, "host", -1, "is empty");
+    if (!ValidPort(e.port())) {
+      ck_.Error(ep, "port", -1, absl::StrCat(e.port(), " is not a TCP port (0 to 65535)"));
+    } else {
+      UsePort(e.host(), e.port(), absl::StrCat(owner, " gRPC"), ck_.FieldLoc(ep, "port"));
+    }
+  }
+
+  void CheckMetricsPort(const Checker::Node& n, const std::string& host, int port,
+                        const std::string& owner) {
+    if (!ValidPort(port)) {
+      ck_.Error(n, "metrics_port", -1, absl::StrCat(port, " is not a TCP port (0 to 65535)"));
+    } else {
+      UsePort(host, port, absl::StrCat(owner, " metrics"), ck_.FieldLoc(n, "metrics_port"));
+    }
+  }
+
+  // Fixed ports must not repeat on one host; port 0 (pick a free one) may.
+  void UsePort(const std::string& host, int port, std::string what, Loc loc) {
+    if (port == 0) return;
+    auto [it, inserted] = ports_.emplace(HostPort(host, port), PortUse{what, loc});
+    if (!inserted) {
+      ck_.Add(loc, absl::StrCat(what, " port ", HostPort(host, port), " is already the ",
+                                it->second.what, " port (line ", it->second.loc.line + 1, ")"));
+    }
+  }
+
+  void CheckModel() {
+    if (!c_.has_model() || c_.model().path().empty()) {
+      ck_.Error(root_, "model", -1, "needs a path (model { path: \"models/apr-tiny\" })");
+    }
+  }
+
+  void CheckFrontEnd() {
+    if (!c_.has_frontend()) {
+      ck_.Error(root_, "frontend", -1, "is missing");
+      return;
+    }
+    Checker::Node fe = ck_.Child(root_, "frontend");
+    if (!c_.frontend().has_grpc()) ck_.Error(fe, "grpc", -1, "is missing");
+    CheckEndpoint(fe, "grpc", "frontend");
+    CheckMetricsPort(fe, c_.frontend().grpc().host(), c_.frontend().metrics_port(), "frontend");
+    if (c_.frontend().default_max_tokens() < 0) {
+      ck_.Error(fe, "default_max_tokens", -1, "must be >= 0");
+    }
+  }
+
+  void CheckWorkers() {
+    if (c_.worker_groups_size() == 0) {
+      ck_.Error(root_, "worker_groups", -1, "needs at least one group");
+    }
+    std::map<std::string, int> names;
+    for (int g = 0; g < c_.worker_groups_size(); ++g) {
+      const v1::WorkerGroup& group = c_.worker_groups(g);
+      Checker::Node gn = ck_.Child(root_, "worker_groups", g);
+      if (group.name().empty()) {
+        ck_.Error(gn, "name", -1, "is empty");
+      } else if (!names.emplace(group.name(), g).second) {
+        ck_.Error(gn, "name", -1,
+                  absl::StrCat("\"", group.name(), "\" is already the name of worker_groups[",
+                               names[group.name()], "]"));
+      }
+      if (group.ranks_size() == 0) ck_.Error(gn, "needs at least one rank");
+      std::map<std::string, int> devices;
+      for (int r = 0; r < group.ranks_size(); ++r) {
+        const v1::WorkerRank& rank = group.ranks(r);
+        Checker::Node rn = ck_.Child(gn, "ranks", r);
+        const std::string owner = absl::StrCat("worker ", group.name(), "/", r);
+        if (!IsValidDevice(rank.device())) {
+          ck_.Error(rn, "device", -1,
+                    absl::StrCat("\"", rank.device(), "\" is not cpu, auto or cuda:N"));
+        } else if (group.ranks_size() > 1) {
+          if (!absl::StartsWith(rank.device(), "cuda:")) {
+            ck_.Error(rn, "device", -1,
+                      "tensor parallelism needs one GPU per rank (cuda:N), not \"" + rank.device() +
+                          "\"");
+          } else if (!devices.emplace(rank.device(), r).second) {
+            ck_.Error(
+                rn, "device", -1,
+                absl::StrCat(rank.device(), " is already rank ", devices[rank.device()], "'s GPU"));
+          }
+        }
+        if (!rank.has_grpc()) ck_.Error(rn, "grpc", -1, "is missing");
+        CheckEndpoint(rn, "grpc", owner);
+        CheckMetricsPort(rn, rank.grpc().host(), rank.metrics_port(), owner);
+      }
+    }
+  }
+
+  void CheckStorage() {
+    std::map<std::string, int> names;
+    for (int i = 0; i < c_.storage_nodes_size(); ++i) {
+      const v1::StorageNode& node = c_.storage_nodes(i);
+      Checker::Node n = ck_.Child(root_, "storage_nodes", i);
+      if (node.name().empty()) {
+        ck_.Error(n, "name", -1, "is empty");
+      } else if (!names.emplace(node.name(), i).second) {
+        ck_.Error(n, "name", -1,
+                  absl::StrCat("\"", node.name(), "\" is already the name of storage_nodes[",
+                               names[node.name()], "]"));
+      }
+      if (!node.has_grpc()) ck_.Error(n, "grpc", -1, "is missing");
+      CheckEndpoint(n, "grpc", absl::StrCat("storage node ", node.name()));
+      if (node.pool_bytes() < 0) ck_.Error(n, "pool_bytes", -1, "must be >= 0");
+    }
+    const bool remote = c_.kv_cache().placement() == v1::KvCache::PLACEMENT_REMOTE;
+    if (remote && c_.storage_nodes_size() == 0) {
+      ck_.Error(ck_.Child(root_, "kv_cache"), "placement", -1,
+                "PLACEMENT_REMOTE needs storage_nodes");
+    }
+    if (!remote && c_.storage_nodes_size() > 0) {
+      ck_.Error(root_, "storage_nodes", 0,
+                "storage nodes are used only with kv_cache { placement: PLACEMENT_REMOTE }");
+    }
+  }
+
+  void CheckRest() {
+    Checker::Node s = ck_.Child(root_, "scheduler");
+    if (c_.scheduler().max_batch_size() < 0) ck_.Error(s, "max_batch_size", -1, "must be >= 0");
+    if (c_.scheduler().max_queue_size() < 0) ck_.Error(s, "max_queue_size", -1, "must be >= 0");
+    Checker::Node l = ck_.Child(root_, "launcher");
+    if (c_.launcher().startup_timeout_seconds() < 0) {
+      ck_.Error(l, "startup_timeout_seconds", -1, "must be >= 0");
+    }
+    if (c_.launcher().stop_timeout_seconds() < 0) {
+      ck_.Error(l, "stop_timeout_seconds", -1, "must be >= 0");
+    }
+    for (const auto& [kind, path] : c_.launcher().binaries()) {
+      if (kind != "frontend" && kind != "worker" && kind != "storage_node") {
+        ck_.Error(
+            l, "binaries", -1,
+            absl::StrCat("unknown process kind \"", kind, "\" (frontend, worker or storage_node)"));
+      }
+    }
+    Checker::Node kv = ck_.Child(root_, "kv_cache");
+    if (c_.kv_cache().budget_tokens() < 0) ck_.Error(kv, "budget_tokens", -1, "must be >= 0");
+  }
+
+  Checker ck_;
+  const ClusterConfig& c_;
+  Checker::Node root_;
+  std::map<std::string, PortUse> ports_;
+};
+
+void FillDefaults(ClusterConfig& c) {
+  if (c.frontend().default_max_tokens() == 0) c.mutable_frontend()->set_default_max_tokens(128);
+  if (c.scheduler().max_batch_size() == 0) c.mutable_scheduler()->set_max_batch_size(8);
+  if (c.scheduler().max_queue_size() == 0) c.mutable_scheduler()->set_max_queue_size(1024);
+  if (c.launcher().startup_timeout_seconds() == 0) {
+    c.mutable_launcher()->set_startup_timeout_seconds(120);
+  }
+  if (c.launcher().stop_timeout_seconds() == 0) c.mutable_launcher()->set_stop_timeout_seconds(10);
+  if (c.kv_cache().budget_tokens() == 0) c.mutable_kv_cache()->set_budget_tokens(1024);
+}
+
+}  // namespace
+
+absl::StatusOr<ClusterConfig> ParseConfig(std::string_view text, std::string_view source_view) {
+  const std::string source(source_view);
+  ClusterConfig config;
+  Tree tree;
+  Collector collector(source);
+  TextFormat::Parser parser;
+  parser.RecordErrorsTo(&collector);
+  parser.WriteLocationsTo(&tree);
+  if (!parser.ParseFromString(std::string(text), &config)) {
+    if (collector.errors_.empty())
+      collector.errors_.push_back(absl::StrCat(source, ": bad config"));
+    return absl::InvalidArgumentError(absl::StrJoin(collector.errors_, "\n"));
+  }
+  std::vector<std::string> errors = ConfigChecker(source, config, tree).Run();
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  FillDefaults(config);
+  return config;
+}
+
+absl::StatusOr<ClusterConfig> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), path);
+}
+
+std::string ConfigToText(const ClusterConfig& config) {
+  std::string text;
+  TextFormat::PrintToString(config, &text);
+  return absl::StrCat(
+      "# proto-file: cluster/config.proto\n# proto-message: apr.cluster.v1.ClusterConfig\n", text);
+}
+
+bool IsLoopback(std::string_view host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
+}
+
+std::string HostPort(std::string_view host, int port) {
+  const bool v6 = host.find(':') != std::string_view::npos && !host.starts_with("[");
+  return v6 ? absl::StrCat("[", std::string(host), "]:", port)
+            : absl::StrCat(std::string(host), ":", port);
+}
+
+bool IsValidDevice(std::string_view device) {
+  if (device == "cpu" || device == "auto") return true;
+  if (!device.starts_with("cuda:") || device.size() == 5) return false;
+  for (char ch : device.substr(5)) {
+    if (ch < '0' || ch > '9') return false;
+  }
+  return true;
+}
+
+}  // namespace apr::cluster

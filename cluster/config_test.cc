@@ -1,0 +1,138 @@
+#include "cluster/config.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace apr::cluster {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kMinimal[] = R"(
+model { path: "models/apr-tiny" }
+frontend { grpc { host: "127.0.0.1" port: 0 } }
+worker_groups {
+  name: "g0"
+  ranks { device: "cpu" grpc { host: "127.0.0.1" port: 0 } }
+}
+)";
+
+std::string Error(const std::string& text) {
+  auto c = ParseConfig(text, "x.textproto");
+  EXPECT_FALSE(c.ok());
+  return std::string(c.status().message());
+}
+
+TEST(ConfigTest, EveryCheckedInConfigIsValid) {
+  for (const char* name : {"local", "one_gpu", "tp2", "remote_kv"}) {
+    auto c = LoadConfig(std::string("configs/") + name + ".textproto");
+    EXPECT_TRUE(c.ok()) << name << ": " << c.status();
+  }
+  auto k8s = LoadConfig("deploy/cluster.textproto");  // the Kubernetes ConfigMap's
+  EXPECT_TRUE(k8s.ok()) << k8s.status();
+}
+
+TEST(ConfigTest, MinimalConfigGetsDefaults) {
+  auto c = ParseConfig(kMinimal, "x");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->scheduler().max_batch_size(), 8);
+  EXPECT_EQ(c->scheduler().max_queue_size(), 1024);
+  EXPECT_EQ(c->frontend().default_max_tokens(), 128);
+  EXPECT_EQ(c->launcher().stop_timeout_seconds(), 10);
+  // The printed form parses back to the same config.
+  auto again = ParseConfig(ConfigToText(*c), "printed");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->DebugString(), c->DebugString());
+}
+
+TEST(ConfigTest, SyntaxErrorNamesLineAndColumn) {
+  EXPECT_EQ(Error("model { path: \"m\" }\nfrontend {\n  grpc { hots: \"x\" }\n}\n"),
+            "x.textproto:3:14: Message type \"apr.cluster.v1.Endpoint\" has no field named "
+            "\"hots\".");
+  EXPECT_THAT(Error("model { path: \"m\" \n"), HasSubstr("x.textproto:2:1:"));
+  EXPECT_THAT(Error("frontend { metrics_port: \"many\" }"), HasSubstr("x.textproto:1:26:"));
+}
+
+TEST(ConfigTest, SemanticErrorsNameTheFieldsLine) {
+  const std::string text = std::string(kMinimal) + R"(worker_groups {
+  name: "g1"
+  ranks { device: "gpu0" grpc { host: "127.0.0.1" port: 70000 } }
+}
+)";
+  const std::string e = Error(text);
+  EXPECT_THAT(e, HasSubstr("x.textproto:10:11: worker_groups[1].ranks[0].device: \"gpu0\" is "
+                           "not cpu, auto or cuda:N"));
+  EXPECT_THAT(e, HasSubstr("x.textproto:10:51: worker_groups[1].ranks[0].grpc.port: 70000 is "
+                           "not a TCP port"));
+}
+
+TEST(ConfigTest, MissingPartsAreNamed) {
+  EXPECT_THAT(Error(""), HasSubstr("model: needs a path"));
+  EXPECT_THAT(Error(""), HasSubstr("frontend: is missing"));
+  EXPECT_THAT(Error(""), HasSubstr("worker_groups: needs at least one group"));
+  EXPECT_THAT(Error("model { path: \"m\" }\nfrontend { grpc { port: 1 } }"),
+              HasSubstr("x.textproto:2:12: frontend.grpc.host: is empty"));
+}
+
+TEST(ConfigTest, DuplicatesAreRejected) {
+  const std::string text = R"(model { path: "m" }
+frontend { grpc { host: "127.0.0.1" port: 5000 } metrics_port: 5001 }
+worker_groups {
+  name: "g0"
+  ranks { device: "cpu" grpc { host: "127.0.0.1" port: 5000 } metrics_port: 5001 }
+}
+worker_groups {
+  name: "g0"
+  ranks { device: "cpu" grpc { host: "127.0.0.1" port: 5002 } }
+}
+)";
+  const std::string e = Error(text);
+  EXPECT_THAT(e, HasSubstr("x.textproto:5:50: worker g0/0 gRPC port 127.0.0.1:5000 is already "
+                           "the frontend gRPC port (line 2)"));
+  EXPECT_THAT(e, HasSubstr("x.textproto:5:63: worker g0/0 metrics port 127.0.0.1:5001"));
+  EXPECT_THAT(e, HasSubstr("x.textproto:8:3: worker_groups[1].name: \"g0\" is already"));
+}
+
+TEST(ConfigTest, TensorParallelNeedsDistinctGpus) {
+  const std::string text = R"(model { path: "m" }
+frontend { grpc { host: "127.0.0.1" } }
+worker_groups {
+  name: "tp"
+  ranks { device: "cuda:0" grpc { host: "127.0.0.1" } }
+  ranks { device: "cuda:0" grpc { host: "127.0.0.1" } }
+  ranks { device: "cpu" grpc { host: "127.0.0.1" } }
+}
+)";
+  const std::string e = Error(text);
+  EXPECT_THAT(e, HasSubstr("x.textproto:6:11: worker_groups[0].ranks[1].device: cuda:0 is "
+                           "already rank 0's GPU"));
+  EXPECT_THAT(e, HasSubstr("x.textproto:7:11: worker_groups[0].ranks[2].device: tensor "
+                           "parallelism needs one GPU per rank"));
+}
+
+TEST(ConfigTest, StorageNodesGoWithRemotePlacement) {
+  EXPECT_THAT(Error(std::string(kMinimal) + "kv_cache { placement: PLACEMENT_REMOTE }"),
+              HasSubstr("kv_cache.placement: PLACEMENT_REMOTE needs storage_nodes"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "storage_nodes { name: \"kv0\" grpc { host: \"h\" } }"),
+              HasSubstr("x.textproto:8:1: storage_nodes: storage nodes are used only with"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "launcher { binaries { key: \"gpu\" value: \"x\" } }"),
+              HasSubstr("unknown process kind \"gpu\""));
+}
+
+TEST(ConfigTest, HostHelpers) {
+  EXPECT_TRUE(IsLoopback("127.0.0.1"));
+  EXPECT_TRUE(IsLoopback("localhost"));
+  EXPECT_TRUE(IsLoopback("::1"));
+  EXPECT_FALSE(IsLoopback("10.0.0.1"));
+  EXPECT_FALSE(IsLoopback("apr-worker-0.apr-worker"));
+  EXPECT_EQ(HostPort("::1", 5), "[::1]:5");
+  EXPECT_EQ(HostPort("127.0.0.1", 5), "127.0.0.1:5");
+  EXPECT_TRUE(IsValidDevice("cuda:12"));
+  EXPECT_FALSE(IsValidDevice("cuda:"));
+  EXPECT_FALSE(IsValidDevice("cuda:x"));
+}
+
+}  // namespace
+}  // namespace apr::cluster

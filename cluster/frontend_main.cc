@@ -1,0 +1,84 @@
+// frontend: the cluster's front end. Serves the Generation API (rpc/generation/v1) and
+// Prometheus metrics, runs one continuous-batching scheduler per worker group and drives
+// the workers named in the config step by step.
+//
+//   frontend --config configs/local.textproto [--ready_file /tmp/fe.ready]
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "cluster/config.h"
+#include "cluster/generation_service.h"
+#include "cluster/grpc_server.h"
+#include "cluster/metrics_http.h"
+#include "cluster/serving.h"
+#include "runtime/model_path.h"
+
+ABSL_FLAG(std::string, config, "", "cluster config (text format, cluster/config.proto)");
+ABSL_FLAG(std::string, ready_file, "",
+          "once listening, write grpc_port=N and metrics_port=N lines here (the launcher reads "
+          "them, then waits for Health to say SERVING)");
+
+namespace apr::cluster {
+namespace {
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "frontend: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+int Main() {
+  if (absl::GetFlag(FLAGS_config).empty()) {
+    return Fail(absl::InvalidArgumentError("--config is required"));
+  }
+  auto config = LoadConfig(ResolveUserPath(absl::GetFlag(FLAGS_config)));
+  if (!config.ok()) return Fail(config.status());
+  const std::string model_dir = ResolveModelDir(config->model().path());
+  MetricsRegistry metrics;
+  auto service = GenerationService::Create(*config, model_dir, &metrics);
+  if (!service.ok()) return Fail(service.status());
+
+  const std::string host = config->frontend().grpc().host();
+  auto server = StartGrpcServer(host, config->frontend().grpc().port(), {service->get()});
+  if (!server.ok()) return Fail(server.status());
+  SetServing(*server->server, false);
+  auto http = MetricsHttpServer::Start(host, config->frontend().metrics_port(), &metrics);
+  if (!http.ok()) return Fail(http.status());
+  std::fprintf(stderr, "frontend: Generation API on %s, metrics on http://%s/metrics\n",
+               HostPort(host, server->port).c_str(), HostPort(host, (*http)->port()).c_str());
+  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
+    absl::Status s =
+        WriteReadyFile(ready, {{"grpc_port", server->port}, {"metrics_port", (*http)->port()}});
+    if (!s.ok()) return Fail(s);
+  }
+  // Loading happens after the server is up so that Health can say STARTING meanwhile;
+  // a failure ends the process, which the launcher (or Kubernetes) reports.
+  if (absl::Status s = (*service)->LoadWorkers(); !s.ok()) return Fail(s);
+  SetServing(*server->server, true);
+  std::fprintf(stderr, "frontend: serving %s\n", model_dir.c_str());
+
+  const int sig = WaitForTerminationSignal();
+  std::fprintf(stderr, "frontend: signal %d, stopping\n", sig);
+  SetServing(*server->server, false);
+  (*service)->Stop();  // in-flight streams end with STOP_REASON_CANCELLED
+  server->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  return 0;
+}
+
+}  // namespace
+}  // namespace apr::cluster
+
+int main(int argc, char** argv) {
+  apr::cluster::BlockTerminationSignals();
+  absl::SetProgramUsageMessage(
+      "Serves the Generation API (rpc/generation/v1) over the workers a cluster config names; "
+      "usually started by launch.\n  frontend --config configs/local.textproto");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "frontend: unexpected argument '%s'\n", rest[1]);
+    return 2;
+  }
+  return apr::cluster::Main();
+}

@@ -1,0 +1,358 @@
+#include "cluster/generation_service.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "cluster/worker_service.h"
+
+namespace apr::cluster {
+
+namespace gv1 = ::apr::generation::v1;
+
+namespace {
+
+gv1::StopReason ToProto(StopReason r) {
+  switch (r) {
+    case StopReason::kMaxTokens:
+      return gv1::STOP_REASON_MAX_TOKENS;
+    case StopReason::kStopToken:
+      return gv1::STOP_REASON_STOP_TOKEN;
+    case StopReason::kContextFull:
+      return gv1::STOP_REASON_CONTEXT_FULL;
+    case StopReason::kCancelled:
+      return gv1::STOP_REASON_CANCELLED;
+  }
+  return gv1::STOP_REASON_UNSPECIFIED;
+}
+
+// Tokens travel from the scheduler's thread to the RPC's thread through this; shared, so
+// that a client that goes away early leaves it to the scheduler's last callback.
+struct Stream {
+  absl::Mutex mu;
+  std::vector<int32_t> pending ABSL_GUARDED_BY(mu);
+  bool done ABSL_GUARDED_BY(mu) = false;
+  absl::StatusOr<ScheduledResult> result ABSL_GUARDED_BY(mu) = absl::UnknownError("running");
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GenerationService>> GenerationService::Create(
+    const ClusterConfig& config, const std::string& model_dir, MetricsRegistry* metrics) {
+  auto model = LoadModelConfig(model_dir + "/config.json");
+  if (!model.ok()) return model.status();
+  auto tokenizer = Tokenizer::FromFile(model_dir + "/tokenizer.json");
+  if (!tokenizer.ok()) return tokenizer.status();
+  return std::unique_ptr<GenerationService>(
+      new GenerationService(config, model_dir, std::move(*tokenizer), *model, metrics));
+}
+
+GenerationService::GenerationService(const ClusterConfig& config, std::string model_dir,
+                                     std::unique_ptr<Tokenizer> tokenizer, ModelConfig model,
+                                     MetricsRegistry* metrics)
+    : config_(config),
+      model_dir_(std::move(model_dir)),
+      tokenizer_(std::move(tokenizer)),
+      model_(std::move(model)),
+      status_(gv1::HealthResponse::STATUS_STARTING),
+      status_message_("loading the workers") {
+  for (const auto& g : config_.worker_groups()) {
+    std::vector<RankAddress> ranks;
+    for (const auto& r : g.ranks()) {
+      ranks.push_back({HostPort(r.grpc().host(), r.grpc().port()), r.device()});
+    }
+    groups_.push_back({std::make_unique<WorkerGroup>(g.name(), std::move(ranks)), nullptr});
+  }
+  // Schedulers exist from the start (so that metrics and Health read them without a
+  // race) and start running once their group is loaded.
+  SchedulerOptions options;
+  options.max_batch_size = config_.scheduler().max_batch_size();
+  options.max_queue_size = config_.scheduler().max_queue_size();
+  for (Group& g : groups_) {
+    g.scheduler = std::make_unique<Scheduler>(*g.workers, options);
+    g.scheduler->set_step_observer([this](int batch, double seconds) {
+      step_seconds_->Observe(seconds);
+      if (seconds > 0) tokens_per_second_->Set(batch / seconds);
+    });
+  }
+  requests_ = metrics->AddCounter("apr_requests_total", "Generate requests admitted.");
+  request_errors_ = metrics->AddCounter("apr_request_errors_total",
+                                        "Generate requests that ended with an error.");
+  tokens_ =
+      metrics->AddCounter("apr_tokens_generated_total", "Tokens generated over all requests.");
+  step_seconds_ = metrics->AddHistogram(
+      "apr_decode_step_seconds",
+      "Seconds per decode step of a worker group, as the front end sees it (RPC included).",
+      ExponentialBuckets(0.0005, 2, 16));
+  tokens_per_second_ = metrics->AddGauge(
+      "apr_decode_tokens_per_second", "Tokens per second of the last decode step (batch / time).");
+  queue_seconds_ = metrics->AddHistogram("apr_queue_wait_seconds",
+                                         "Seconds from arrival to admission into the batch.",
+                                         ExponentialBuckets(0.001, 2, 16));
+  first_token_seconds_ = metrics->AddHistogram("apr_time_to_first_token_seconds",
+                                               "Seconds from arrival to the first token.",
+                                               ExponentialBuckets(0.001, 2, 16));
+  metrics->AddGaugeFunction("apr_queue_depth", "Requests waiting for admission.", [this] {
+    int64_t n = 0;
+    for (const Group& g : groups_) n += g.scheduler->stats().queue_depth;
+    return static_cast<double>(n);
+  });
+  metrics->AddGaugeFunction("apr_running_sequences", "Sequences in the running batches.", [this] {
+    int64_t n = 0;
+    for (const Group& g : groups_) n += g.scheduler->stats().running;
+    return static_cast<double>(n);
+  });
+}
+
+GenerationService::~GenerationService() { Stop(); }
+
+absl::Status GenerationService::LoadWorkers() {
+  const absl::Duration timeout = absl::Seconds(config_.launcher().startup_timeout_seconds());
+  for (Group& g : groups_) {
+    absl::Status s = g.workers->Load(model_dir_, config_.scheduler().max_batch_size(), timeout);
+    if (s.ok() && g.workers->vocab_size() != model_.vocab_size) {
+      s = absl::FailedPreconditionError(absl::StrCat(
+          "worker group ", g.workers->name(), " loaded a model with vocabulary ",
+          g.workers->vocab_size(), ", the front end's config.json says ", model_.vocab_size));
+    }
+    if (!s.ok()) {
+      SetStatus(gv1::HealthResponse::STATUS_FAILED, std::string(s.message()));
+      return s;
+    }
+    g.scheduler->Start();
+  }
+  SetStatus(gv1::HealthResponse::STATUS_SERVING, "");
+  return absl::OkStatus();
+}
+
+void GenerationService::Stop() {
+  SetStatus(gv1::HealthResponse::STATUS_STOPPING, "stopping");
+  for (Group& g : groups_) {
+    g.scheduler->Stop();
+  }
+}
+
+bool GenerationService::serving() const {
+  absl::MutexLock l(&mu_);
+  return status_ == gv1::HealthResponse::STATUS_SERVING;
+}
+
+void GenerationService::SetStatus(Status s, std::string message) {
+  absl::MutexLock l(&mu_);
+  status_ = s;
+  status_message_ = std::move(message);
+}
+
+GenerationService::Group& GenerationService::Route() {
+  Group* best = &groups_[0];
+  int64_t best_load = std::numeric_limits<int64_t>::max();
+  for (Group& g : groups_) {
+    const SchedulerStats s = g.scheduler->stats();
+    if (s.queue_depth + s.running < best_load) {
+      best_load = s.queue_depth + s.running;
+      best = &g;
+    }
+  }
+  return *best;
+}
+
+absl::StatusOr<SchedulerRequest> GenerationService::Prepare(const gv1::GenerateRequest& req) {
+  SchedulerRequest r;
+  switch (req.prompt_case()) {
+    case gv1::GenerateRequest::kText:
+      r.prompt =
+          tokenizer_->Encode(req.text(), !req.has_add_special_tokens() || req.add_special_tokens());
+      break;
+    case gv1::GenerateRequest::kTokenIds:
+      r.prompt.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
+      for (int32_t id : r.prompt) {
+        if (id < 0 || id >= model_.vocab_size) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "prompt token ", id, " is outside the vocabulary [0, ", model_.vocab_size, ")"));
+        }
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError("the request has no prompt (text or token_ids)");
+  }
+  if (req.max_tokens() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be >= 0, got ", req.max_tokens()));
+  }
+  r.options.max_new_tokens =
+      req.max_tokens() > 0 ? req.max_tokens() : config_.frontend().default_max_tokens();
+  const gv1::SamplingParams& s = req.sampling();
+  r.options.sampling = {s.temperature(), s.top_k(), s.top_p() == 0 ? 1.0f : s.top_p(), s.seed()};
+  r.options.stop_token_ids.assign(req.stop_token_ids().begin(), req.stop_token_ids().end());
+  if (!req.ignore_eos()) {
+    for (int64_t id : model_.eos_token_ids) {
+      r.options.stop_token_ids.push_back(static_cast<int32_t>(id));
+    }
+  }
+  return r;
+}
+
+grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::GenerateRequest* req,
+                                         grpc::ServerWriter<gv1::GenerateResponse>* writer) {
+  const auto arrived = std::chrono::steady_clock::now();
+  if (!serving()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the cluster is not serving");
+  }
+  absl::StatusOr<SchedulerRequest> prepared = Prepare(*req);
+  if (!prepared.ok()) return ToGrpc(prepared.status());
+  const std::string request_id = absl::StrCat("r", next_request_++);
+
+  auto stream = std::make_shared<Stream>();
+  prepared->on_token = [stream](int32_t token) {
+    absl::MutexLock l(&stream->mu);
+    stream->pending.push_back(token);
+    return true;
+  };
+  prepared->on_done = [stream](absl::StatusOr<ScheduledResult> result) {
+    absl::MutexLock l(&stream->mu);
+    stream->result = std::move(result);
+    stream->done = true;
+  };
+  Group& group = Route();
+  absl::StatusOr<uint64_t> id = group.scheduler->Submit(*std::move(prepared));
+  if (!id.ok()) return ToGrpc(id.status());
+  requests_->Add();
+
+  StreamDecoder text(*tokenizer_);
+  bool first = true;
+  while (true) {
+    std::vector<int32_t> ids;
+    bool done = false;
+    {
+      absl::MutexLock l(&stream->mu);
+      auto ready = [&stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stream->mu) {
+        return stream->done || !stream->pending.empty();
+      };
+      // Wake now and then to notice a client that went away without a write failing.
+      stream->mu.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
+      ids.swap(stream->pending);
+      done = stream->done;
+    }
+    if (ctx->IsCancelled()) {
+      group.scheduler->Cancel(*id);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
+    }
+    if (!ids.empty()) {
+      if (first) {
+        first_token_seconds_->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count());
+        first = false;
+      }
+      tokens_->Add(static_cast<double>(ids.size()));
+      gv1::GenerateResponse chunk;
+      std::string piece;
+      for (int32_t t : ids) {
+        chunk.mutable_tokens()->add_ids(t);
+        piece += text.Push(t);
+      }
+      chunk.mutable_tokens()->set_text(piece);
+      if (!writer->Write(chunk)) {
+        group.scheduler->Cancel(*id);
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+    }
+    if (done) break;
+  }
+
+  absl::StatusOr<ScheduledResult> result;
+  {
+    absl::MutexLock l(&stream->mu);
+    result = std::move(stream->result);
+  }
+  if (!result.ok()) {
+    request_errors_->Add();
+    return ToGrpc(absl::Status(result.status().code(),
+                               absl::StrCat(request_id, ": ", result.status().message())));
+  }
+  if (std::string rest = text.Flush(); !rest.empty()) {
+    gv1::GenerateResponse tail;
+    tail.mutable_tokens()->set_text(rest);
+    writer->Write(tail);
+  }
+  queue_seconds_->Observe(result->queue_seconds);
+  gv1::GenerateResponse last;
+  gv1::GenerationStats* st = last.mutable_stats();
+  st->set_request_id(req->request_id().empty() ? request_id
+                                               : absl::StrCat(request_id, "/", req->request_id()));
+  st->set_prompt_tokens(result->generation.prompt_tokens);
+  st->set_generated_tokens(static_cast<int64_t>(result->generation.tokens.size()));
+  st->set_stop_reason(ToProto(result->generation.stop));
+  st->set_queue_seconds(result->queue_seconds);
+  st->set_prefill_seconds(result->generation.prefill_seconds);
+  st->set_decode_seconds(result->generation.decode_seconds);
+  st->set_worker_group(group.workers->name());
+  st->set_device(group.workers->loaded_devices().empty() ? "" : group.workers->loaded_devices()[0]);
+  writer->Write(last);
+  return grpc::Status::OK;
+}
+
+grpc::Status GenerationService::Tokenize(grpc::ServerContext*, const gv1::TokenizeRequest* req,
+                                         gv1::TokenizeResponse* resp) {
+  for (int32_t id : tokenizer_->Encode(req->text(), !req->skip_special_tokens())) {
+    resp->add_ids(id);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status GenerationService::Detokenize(grpc::ServerContext*, const gv1::DetokenizeRequest* req,
+                                           gv1::DetokenizeResponse* resp) {
+  std::vector<int32_t> ids(req->ids().begin(), req->ids().end());
+  for (int32_t id : ids) {
+    if (id < 0 || id >= tokenizer_->vocab_size()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("token ", id, " is outside the vocabulary"));
+    }
+  }
+  resp->set_text(tokenizer_->Decode(ids, req->skip_special_tokens()));
+  return grpc::Status::OK;
+}
+
+grpc::Status GenerationService::GetModelInfo(grpc::ServerContext*, const gv1::GetModelInfoRequest*,
+                                             gv1::ModelInfo* resp) {
+  resp->set_name(std::filesystem::path(model_dir_).filename().string());
+  resp->set_vocab_size(model_.vocab_size);
+  resp->set_max_context(model_.max_position_embeddings);
+  resp->set_num_layers(model_.num_hidden_layers);
+  resp->set_num_attention_heads(model_.num_attention_heads);
+  resp->set_num_kv_heads(model_.num_key_value_heads);
+  resp->set_head_dim(model_.head_dim);
+  resp->set_hidden_size(model_.hidden_size);
+  for (int64_t id : model_.eos_token_ids) resp->add_eos_token_ids(static_cast<int32_t>(id));
+  for (int64_t id : model_.bos_token_ids) resp->add_bos_token_ids(static_cast<int32_t>(id));
+  resp->set_max_batch_size(config_.scheduler().max_batch_size());
+  for (const Group& g : groups_) {
+    gv1::WorkerGroupInfo* info = resp->add_worker_groups();
+    info->set_name(g.workers->name());
+    info->set_tensor_parallel_size(static_cast<int32_t>(g.workers->ranks().size()));
+    for (size_t r = 0; r < g.workers->ranks().size(); ++r) {
+      info->add_addresses(g.workers->ranks()[r].address);
+      info->add_devices(r < g.workers->loaded_devices().size() ? g.workers->loaded_devices()[r]
+                                                               : g.workers->ranks()[r].device);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status GenerationService::Health(grpc::ServerContext*, const gv1::HealthRequest*,
+                                       gv1::HealthResponse* resp) {
+  {
+    absl::MutexLock l(&mu_);
+    resp->set_status(status_);
+    resp->set_message(status_message_);
+  }
+  for (const Group& g : groups_) {
+    const SchedulerStats s = g.scheduler->stats();
+    resp->set_queue_depth(resp->queue_depth() + s.queue_depth);
+    resp->set_running_sequences(resp->running_sequences() + s.running);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace apr::cluster

@@ -1,0 +1,84 @@
+// worker: one worker process (one GPU, or the CPU): serves the Worker API
+// (rpc/worker/v1) for the front end, and Prometheus metrics.
+//
+//   worker --grpc_port 0 --metrics_port 0 --ready_file /tmp/w.ready [--device cpu]
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "cluster/config.h"
+#include "cluster/grpc_server.h"
+#include "cluster/metrics_http.h"
+#include "cluster/serving.h"
+#include "cluster/worker_service.h"
+#include "runtime/model_path.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on (gRPC and metrics)");
+ABSL_FLAG(int, grpc_port, 0, "Worker API port; 0 picks a free one");
+ABSL_FLAG(int, metrics_port, 0, "Prometheus /metrics port; 0 picks a free one");
+ABSL_FLAG(std::string, ready_file, "",
+          "once serving, write grpc_port=N and metrics_port=N lines here (the launcher reads "
+          "them)");
+ABSL_FLAG(std::string, device, "",
+          "cpu, cuda:N or auto; overrides the device the front end asks for");
+ABSL_FLAG(std::string, model, "",
+          "load this model folder at start (otherwise the front end's LoadModel call does)");
+ABSL_FLAG(std::string, name, "worker", "name for logs (the launcher passes group/rank)");
+
+namespace apr::cluster {
+namespace {
+
+int Fail(const std::string& name, const absl::Status& s) {
+  std::fprintf(stderr, "%s: %s\n", name.c_str(), std::string(s.message()).c_str());
+  return 1;
+}
+
+int Main() {
+  const std::string name = absl::GetFlag(FLAGS_name);
+  const std::string host = absl::GetFlag(FLAGS_host);
+  MetricsRegistry metrics;
+  WorkerService service(absl::GetFlag(FLAGS_device), &metrics);
+  if (const std::string model = absl::GetFlag(FLAGS_model); !model.empty()) {
+    ::apr::worker::v1::LoadModelRequest req;
+    req.set_model_path(ResolveModelDir(model));
+    req.set_device(absl::GetFlag(FLAGS_device).empty() ? "auto" : absl::GetFlag(FLAGS_device));
+    ::apr::worker::v1::LoadModelResponse resp;
+    if (absl::Status s = service.Load(req, &resp); !s.ok()) return Fail(name, s);
+  }
+  auto server = StartGrpcServer(host, absl::GetFlag(FLAGS_grpc_port), {&service});
+  if (!server.ok()) return Fail(name, server.status());
+  SetServing(*server->server, true);
+  auto http = MetricsHttpServer::Start(host, absl::GetFlag(FLAGS_metrics_port), &metrics);
+  if (!http.ok()) return Fail(name, http.status());
+  std::fprintf(stderr, "%s: Worker API on %s, metrics on http://%s/metrics\n", name.c_str(),
+               HostPort(host, server->port).c_str(), HostPort(host, (*http)->port()).c_str());
+  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
+    absl::Status s =
+        WriteReadyFile(ready, {{"grpc_port", server->port}, {"metrics_port", (*http)->port()}});
+    if (!s.ok()) return Fail(name, s);
+  }
+  const int sig = WaitForTerminationSignal();
+  std::fprintf(stderr, "%s: signal %d, stopping\n", name.c_str(), sig);
+  SetServing(*server->server, false);
+  server->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}
+
+}  // namespace
+}  // namespace apr::cluster
+
+int main(int argc, char** argv) {
+  apr::cluster::BlockTerminationSignals();
+  absl::SetProgramUsageMessage(
+      "Serves the Worker API (rpc/worker/v1) for a front end; usually started by launch.\n"
+      "  worker --grpc_port 0 --metrics_port 0 --ready_file /tmp/w.ready [--device cpu]");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "worker: unexpected argument '%s'\n", rest[1]);
+    return 2;
+  }
+  return apr::cluster::Main();
+}

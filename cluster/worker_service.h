@@ -1,0 +1,71 @@
+// The Worker API (rpc/worker/v1) over an in-process DecoderStepEngine. Calls are
+// serialised: the front end drives one worker group from one scheduler thread, and a
+// tensor-parallel rank must run the same calls in the same order as its peers.
+#ifndef APRUNTIME_CLUSTER_WORKER_SERVICE_H_
+#define APRUNTIME_CLUSTER_WORKER_SERVICE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "cluster/metrics.h"
+#include "rpc/worker/v1/worker.grpc.pb.h"
+#include "runtime/decoder.h"
+#include "runtime/step_engine.h"
+
+namespace apr::cluster {
+
+class WorkerService final : public ::apr::worker::v1::Worker::Service {
+ public:
+  // `device_override`, when not empty, wins over LoadModelRequest.device (the worker's
+  // --device flag: the process, not the front end, knows which GPU it was given).
+  WorkerService(std::string device_override, MetricsRegistry* metrics);
+
+  // Loads without an RPC (the worker's --model flag).
+  absl::Status Load(const ::apr::worker::v1::LoadModelRequest& request,
+                    ::apr::worker::v1::LoadModelResponse* response);
+
+  grpc::Status LoadModel(grpc::ServerContext*, const ::apr::worker::v1::LoadModelRequest* req,
+                         ::apr::worker::v1::LoadModelResponse* resp) override;
+  grpc::Status CreateNcclUniqueId(grpc::ServerContext*,
+                                  const ::apr::worker::v1::CreateNcclUniqueIdRequest*,
+                                  ::apr::worker::v1::CreateNcclUniqueIdResponse*) override;
+  grpc::Status StartSequence(grpc::ServerContext*,
+                             const ::apr::worker::v1::StartSequenceRequest* req,
+                             ::apr::worker::v1::StartSequenceResponse* resp) override;
+  grpc::Status Step(grpc::ServerContext*, const ::apr::worker::v1::StepRequest* req,
+                    ::apr::worker::v1::StepResponse* resp) override;
+  grpc::Status FreeSequences(grpc::ServerContext*,
+                             const ::apr::worker::v1::FreeSequencesRequest* req,
+                             ::apr::worker::v1::FreeSequencesResponse*) override;
+  grpc::Status Health(grpc::ServerContext*, const ::apr::worker::v1::HealthRequest*,
+                      ::apr::worker::v1::HealthResponse* resp) override;
+  grpc::Status GetStats(grpc::ServerContext*, const ::apr::worker::v1::GetStatsRequest*,
+                        ::apr::worker::v1::WorkerStats* resp) override;
+
+ private:
+  grpc::Status NotLoaded() const;
+
+  const std::string device_override_;
+  absl::Mutex mu_;
+  std::unique_ptr<Decoder> decoder_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<DecoderStepEngine> engine_ ABSL_GUARDED_BY(mu_);
+  ::apr::worker::v1::LoadModelRequest loaded_ ABSL_GUARDED_BY(mu_);
+  std::string device_ ABSL_GUARDED_BY(mu_);
+  ::apr::worker::v1::WorkerStats stats_ ABSL_GUARDED_BY(mu_);
+
+  Counter* steps_;
+  Counter* tokens_;
+  Counter* prefill_tokens_;
+  Histogram* step_seconds_;
+  Gauge* live_sequences_;
+};
+
+// absl::Status to grpc::Status, keeping the code and message.
+grpc::Status ToGrpc(const absl::Status& s);
+absl::Status FromGrpc(const grpc::Status& s);
+
+}  // namespace apr::cluster
+
+#endif  // APRUNTIME_CLUSTER_WORKER_SERVICE_H_

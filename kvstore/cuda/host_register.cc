@@ -1,0 +1,30 @@
+#include "kvstore/cuda/host_register.h"
+
+#include <cuda_runtime_api.h>
+
+#include "absl/strings/str_cat.h"
+#include "kvstore/cuda/cuda_status.h"
+
+namespace apr::kvstore {
+
+absl::StatusOr<std::unique_ptr<MappedHostMemory>> MappedHostMemory::Register(void* address,
+                                                                             size_t bytes) {
+  if (absl::Status s = CudaStatus(
+          cudaHostRegister(address, bytes, cudaHostRegisterPortable | cudaHostRegisterMapped),
+          absl::StrCat("cudaHostRegister of ", bytes, " bytes (pinned, mapped)"));
+      !s.ok()) {
+    return s;
+  }
+  void* device = nullptr;
+  if (absl::Status s = CudaStatus(cudaHostGetDevicePointer(&device, address, 0),
+                                  "cudaHostGetDevicePointer of a registered pool");
+      !s.ok()) {
+    cudaHostUnregister(address);
+    return s;
+  }
+  return std::unique_ptr<MappedHostMemory>(new MappedHostMemory(address, device, bytes));
+}
+
+MappedHostMemory::~MappedHostMemory() { cudaHostUnregister(host_); }
+
+}  // namespace apr::kvstore

@@ -1,0 +1,230 @@
+#include "kvstore/server/storage_node.h"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "kvstore/block_range.h"
+#include "kvstore/grpc_status.h"
+#include "rpc/kvstore/v1/kvstore.grpc.pb.h"
+
+namespace apr::kvstore {
+
+// Largest control-plane message: inline block data of a long prefill.
+constexpr int kMaxMessageBytes = 512 << 20;
+
+class StorageNode::Service final : public v1::KvStore::Service {
+ public:
+  Service(StorageNode& node, v1::DataPlaneInfo data_plane)
+      : node_(node), data_plane_(std::move(data_plane)) {}
+
+  int64_t rpcs_served() const { return rpcs_.load(std::memory_order_relaxed); }
+
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
+                      v1::HealthResponse* out) override {
+    Count();
+    out->set_serving(true);
+    out->set_node_name(node_.node_name_);
+    out->set_pid(getpid());
+    out->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - node_.started_));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetDataPlane(grpc::ServerContext*, const v1::GetDataPlaneRequest*,
+                            v1::DataPlaneInfo* out) override {
+    Count();
+    *out = data_plane_;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateSequence(grpc::ServerContext*, const v1::CreateSequenceRequest* in,
+                              v1::CreateSequenceResponse*) override {
+    Count();
+    return ToGrpc(store().CreateSequence(in->sequence_id(), in->num_layers(), in->num_kv_heads()));
+  }
+
+  grpc::Status FreeSequence(grpc::ServerContext*, const v1::FreeSequenceRequest* in,
+                            v1::FreeSequenceResponse* out) override {
+    Count();
+    auto freed = store().FreeSequence(in->sequence_id());
+    if (!freed.ok()) return ToGrpc(freed.status());
+    out->set_blocks_freed(*freed);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status AppendBlocks(grpc::ServerContext*, const v1::AppendBlocksRequest* in,
+                            v1::AppendBlocksResponse* out) override {
+    Count();
+    auto keys = RangesToKeys(in->blocks());
+    if (!keys.ok()) return ToGrpc(keys.status());
+    auto slots = in->data().empty() ? store().AllocateBlocks(in->sequence_id(), *keys)
+                                    : store().WriteBlocks(in->sequence_id(), *keys, in->data());
+    if (!slots.ok()) return ToGrpc(slots.status());
+    out->mutable_slots()->Add(slots->begin(), slots->end());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status LookupSlots(grpc::ServerContext*, const v1::LookupSlotsRequest* in,
+                           v1::LookupSlotsResponse* out) override {
+    Count();
+    auto keys = RangesToKeys(in->blocks());
+    if (!keys.ok()) return ToGrpc(keys.status());
+    auto slots = store().LookupSlots(in->sequence_id(), *keys);
+    if (!slots.ok()) return ToGrpc(slots.status());
+    out->mutable_slots()->Add(slots->begin(), slots->end());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetBlockTable(grpc::ServerContext*, const v1::GetBlockTableRequest* in,
+                             v1::GetBlockTableResponse* out) override {
+    Count();
+    auto slots = store().BlockTable(in->sequence_id(), in->layer(), in->kv_head());
+    if (!slots.ok()) return ToGrpc(slots.status());
+    out->mutable_slots()->Add(slots->begin(), slots->end());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ReadBlocks(grpc::ServerContext*, const v1::ReadBlocksRequest* in,
+                          v1::ReadBlocksResponse* out) override {
+    Count();
+    auto keys = RangesToKeys(in->blocks());
+    if (!keys.ok()) return ToGrpc(keys.status());
+    if (static_cast<int64_t>(keys->size()) * store().block_bytes() > kMaxMessageBytes) {
+      return ToGrpc(absl::InvalidArgumentError(
+          absl::StrCat("ReadBlocks of ", keys->size(), " blocks exceeds the ", kMaxMessageBytes,
+                       "-byte message limit; read fewer blocks per request")));
+    }
+    auto data = store().ReadBlocks(in->sequence_id(), *keys);
+    if (!data.ok()) return ToGrpc(data.status());
+    *out->mutable_data() = *std::move(data);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Stats(grpc::ServerContext*, const v1::StatsRequest*,
+                     v1::StatsResponse* out) override {
+    Count();
+    const BlockStoreStats s = store().stats();
+    out->set_block_bytes(s.block_bytes);
+    out->set_capacity_blocks(s.capacity_blocks);
+    out->set_used_blocks(s.used_blocks);
+    out->set_free_blocks(s.free_blocks);
+    out->set_sequences(s.sequences);
+    out->set_blocks_allocated_total(s.blocks_allocated_total);
+    out->set_blocks_freed_total(s.blocks_freed_total);
+    out->set_allocation_failures(s.allocation_failures);
+    out->set_blocks_written_inline(s.blocks_written_inline);
+    out->set_blocks_read_inline(s.blocks_read_inline);
+    out->set_slots_looked_up(s.slots_looked_up);
+    out->set_rpcs_served(rpcs_served());
+    return grpc::Status::OK;
+  }
+
+ private:
+  BlockStore& store() { return *node_.store_; }
+  void Count() { rpcs_.fetch_add(1, std::memory_order_relaxed); }
+
+  StorageNode& node_;
+  const v1::DataPlaneInfo data_plane_;
+  std::atomic<int64_t> rpcs_{0};
+};
+
+absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Start(const StorageNodeOptions& o) {
+  std::unique_ptr<StorageNode> node(new StorageNode());
+  node->started_ = absl::Now();
+  node->node_name_ = o.node_name;
+  node->spin_ = o.progress_spin;
+  if (node->node_name_.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    node->node_name_ = host;
+  }
+  auto store = BlockStore::Create(o.store);
+  if (!store.ok()) return store.status();
+  node->store_ = *std::move(store);
+
+  ucx::ContextOptions uo = o.ucx;
+  uo.wakeup = true;
+  auto context = ucx::Context::Create(uo);
+  if (!context.ok()) return context.status();
+  node->ucx_context_ = *std::move(context);
+  auto worker = ucx::Worker::Create(*node->ucx_context_);
+  if (!worker.ok()) return worker.status();
+  node->ucx_worker_ = *std::move(worker);
+  auto pool =
+      ucx::MemoryMap::Map(*node->ucx_context_, node->store_->base(), node->store_->region_bytes());
+  if (!pool.ok()) return pool.status();
+  node->ucx_pool_ = *std::move(pool);
+
+  v1::DataPlaneInfo info;
+  auto address = node->ucx_worker_->Address();
+  if (!address.ok()) return address.status();
+  auto rkey = node->ucx_pool_->PackRkey();
+  if (!rkey.ok()) return rkey.status();
+  info.set_ucx_worker_address(*address);
+  info.set_ucx_rkey(*rkey);
+  info.set_base_address(reinterpret_cast<uintptr_t>(node->store_->base()));
+  info.set_region_bytes(node->store_->region_bytes());
+  info.set_block_bytes(node->store_->block_bytes());
+  info.set_capacity_blocks(node->store_->capacity_blocks());
+  info.set_ucx_tls(o.ucx.tls);
+  node->progress_ = std::thread([n = node.get()] { n->ProgressLoop(); });
+
+  node->service_ = std::make_unique<Service>(*node, std::move(info));
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(o.grpc_address, grpc::InsecureServerCredentials(), &node->grpc_port_);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  builder.RegisterService(node->service_.get());
+  node->server_ = builder.BuildAndStart();
+  if (node->server_ == nullptr || node->grpc_port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on ", o.grpc_address, " (address in use?)"));
+  }
+  return node;
+}
+
+void StorageNode::ProgressLoop() {
+  // Poll while there is traffic, and for `spin` after the last event (a decode step's
+  // reads come in bursts); then sleep on the worker's event fd.
+  const absl::Duration spin = spin_;
+  absl::Time last_event = absl::Now();
+  int idle = 0;
+  while (!stop_progress_.load(std::memory_order_relaxed)) {
+    if (ucx_worker_->Progress() != 0) {
+      idle = 0;
+      continue;
+    }
+    if (++idle % 64 != 0) continue;
+    const absl::Time now = absl::Now();
+    if (idle == 64) last_event = now;
+    if (now - last_event < spin) continue;
+    ucx_worker_->WaitForEvents(absl::Milliseconds(50));
+    idle = 0;
+  }
+}
+
+void StorageNode::Shutdown() {
+  if (shut_down_.exchange(true)) return;
+  if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  stop_progress_ = true;
+  if (progress_.joinable()) progress_.join();
+  stopped_.Notify();
+}
+
+void StorageNode::Wait() { stopped_.WaitForNotification(); }
+
+StorageNode::~StorageNode() {
+  Shutdown();
+  server_.reset();
+  service_.reset();
+  ucx_pool_.reset();
+  ucx_worker_.reset();
+  ucx_context_.reset();
+  store_.reset();
+}
+
+}  // namespace apr::kvstore

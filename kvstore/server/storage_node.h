@@ -1,0 +1,79 @@
+// A storage node: a BlockStore whose pool is registered with UCX, a UCX worker progressed
+// on its own thread (the data plane: workers read and write slots with one-sided
+// operations), and the gRPC control plane (rpc/kvstore/v1/kvstore.proto). The
+// storage_node binary runs one; tests can run one in process.
+#ifndef APRUNTIME_KVSTORE_SERVER_STORAGE_NODE_H_
+#define APRUNTIME_KVSTORE_SERVER_STORAGE_NODE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "kvstore/block_store.h"
+#include "kvstore/ucx/ucx.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace apr::kvstore {
+
+struct StorageNodeOptions {
+  BlockStoreOptions store;
+  // Where the control plane listens; port 0 picks a free one (see grpc_port()).
+  std::string grpc_address = "127.0.0.1:0";
+  // UCX transports; wakeup is always on (the progress thread sleeps when idle).
+  ucx::ContextOptions ucx;
+  // For logs and Health; empty: the host name.
+  std::string node_name;
+  // How long the progress thread keeps polling after the last UCX event before it sleeps
+  // on the worker's event fd. Transports that emulate one-sided reads with messages (TCP,
+  // shared memory in UCX 1.13) need the node's CPU for every read; polling spares them a
+  // wake-up each. RDMA reads do not involve the node's CPU at all.
+  absl::Duration progress_spin = absl::Microseconds(500);
+};
+
+class StorageNode {
+ public:
+  // Maps and registers the pool, starts the UCX progress thread and the gRPC server.
+  static absl::StatusOr<std::unique_ptr<StorageNode>> Start(const StorageNodeOptions& options);
+  // Shuts down (if not yet) and releases everything, in reverse order of creation.
+  ~StorageNode();
+
+  int grpc_port() const { return grpc_port_; }
+  const std::string& node_name() const { return node_name_; }
+  BlockStore& store() { return *store_; }
+  // Stops the control plane (in-flight RPCs finish) and the progress thread. Idempotent,
+  // callable from any thread but a gRPC handler.
+  void Shutdown();
+  // Blocks until Shutdown() has been called.
+  void Wait();
+
+ private:
+  class Service;
+  StorageNode() = default;
+  void ProgressLoop();
+
+  std::string node_name_;
+  absl::Duration spin_;
+  absl::Time started_;
+  std::unique_ptr<BlockStore> store_;
+  std::unique_ptr<ucx::Context> ucx_context_;
+  std::unique_ptr<ucx::Worker> ucx_worker_;
+  std::unique_ptr<ucx::MemoryMap> ucx_pool_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int grpc_port_ = 0;
+  std::atomic<bool> stop_progress_{false};
+  std::thread progress_;
+  std::atomic<bool> shut_down_{false};
+  absl::Notification stopped_;
+};
+
+}  // namespace apr::kvstore
+
+#endif  // APRUNTIME_KVSTORE_SERVER_STORAGE_NODE_H_

@@ -1,0 +1,141 @@
+// The storage-node binary: serves a pool of KV blocks in host memory over gRPC (control)
+// and UCX (data). Prints one line "storage_node ready grpc_port=<port> ..." on stdout when
+// it accepts requests; exits 0 on SIGTERM or SIGINT after a clean shutdown.
+//
+//   storage_node --capacity_bytes=64000000000 --head_dim=128 --dtype=bf16
+//   storage_node --grpc_port=0 --capacity_blocks=4096 --block_bytes=8192 --ucx_tls=tcp
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "kvstore/geometry.h"
+#include "kvstore/server/storage_node.h"
+
+ABSL_FLAG(std::string, grpc_host, "127.0.0.1",
+          "Address the control plane listens on (127.0.0.1: this host only; 0.0.0.0: all).");
+ABSL_FLAG(int, grpc_port, 0, "Control-plane port; 0 picks a free one (printed when ready).");
+ABSL_FLAG(int64_t, capacity_blocks, 0, "Pool size in blocks (give this or --capacity_bytes).");
+ABSL_FLAG(int64_t, capacity_bytes, 0,
+          "Pool size in bytes, rounded down to whole blocks (give this or --capacity_blocks).");
+ABSL_FLAG(int64_t, block_bytes, 0,
+          "Bytes of one block; 0 derives it from --head_dim and --dtype as "
+          "2 (K, V) x 16 tokens x head_dim x element size.");
+ABSL_FLAG(int64_t, head_dim, 128, "Model head dimension (used when --block_bytes is 0).");
+ABSL_FLAG(std::string, dtype, "bf16",
+          "Element type of stored K/V: bf16, f16 or f32 (used when --block_bytes is 0).");
+ABSL_FLAG(std::string, ucx_tls, "",
+          "UCX transports (UCX_TLS), e.g. tcp, sm, rc,ud,sm,self; empty: UCX's default.");
+ABSL_FLAG(std::string, ucx_net_devices, "",
+          "UCX_NET_DEVICES, e.g. lo to keep TCP on the loopback interface; empty: UCX's "
+          "default.");
+ABSL_FLAG(std::string, node_name, "", "Name in logs and Health; empty: the host name.");
+ABSL_FLAG(bool, populate, true, "Fault the whole pool in at start (no page faults later).");
+ABSL_FLAG(absl::Duration, progress_spin, absl::Microseconds(500),
+          "How long the UCX progress thread polls after the last event before it sleeps.");
+
+namespace apr::kvstore {
+namespace {
+
+absl::StatusOr<StorageNodeOptions> OptionsFromFlags() {
+  StorageNodeOptions o;
+  int64_t block_bytes = absl::GetFlag(FLAGS_block_bytes);
+  if (block_bytes == 0) {
+    const std::string dtype = absl::GetFlag(FLAGS_dtype);
+    int64_t element = 0;
+    if (dtype == "bf16" || dtype == "f16") {
+      element = 2;
+    } else if (dtype == "f32") {
+      element = 4;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dtype must be bf16, f16 or f32, got '", dtype, "'"));
+    }
+    if (absl::GetFlag(FLAGS_head_dim) <= 0) {
+      return absl::InvalidArgumentError("--head_dim must be positive");
+    }
+    block_bytes = BlockBytes(absl::GetFlag(FLAGS_head_dim), element);
+  }
+  o.store.block_bytes = block_bytes;
+  const int64_t blocks = absl::GetFlag(FLAGS_capacity_blocks);
+  const int64_t bytes = absl::GetFlag(FLAGS_capacity_bytes);
+  if ((blocks > 0) == (bytes > 0)) {
+    return absl::InvalidArgumentError(
+        "give exactly one of --capacity_blocks and --capacity_bytes (positive)");
+  }
+  o.store.capacity_blocks = blocks > 0 ? blocks : bytes / block_bytes;
+  o.store.populate = absl::GetFlag(FLAGS_populate);
+  const int port = absl::GetFlag(FLAGS_grpc_port);
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--grpc_port ", port, " is not a port"));
+  }
+  o.grpc_address = absl::StrCat(absl::GetFlag(FLAGS_grpc_host), ":", port);
+  o.ucx.tls = absl::GetFlag(FLAGS_ucx_tls);
+  o.ucx.net_devices = absl::GetFlag(FLAGS_ucx_net_devices);
+  o.node_name = absl::GetFlag(FLAGS_node_name);
+  o.progress_spin = absl::GetFlag(FLAGS_progress_spin);
+  return o;
+}
+
+int Main() {
+  // Block the shutdown signals in every thread (threads inherit the mask); one thread
+  // waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto options = OptionsFromFlags();
+  if (!options.ok()) {
+    std::cerr << "storage_node: " << options.status() << "\n";
+    return 2;
+  }
+  auto node = StorageNode::Start(*options);
+  if (!node.ok()) {
+    std::cerr << "storage_node: " << node.status() << "\n";
+    return 1;
+  }
+  const BlockStoreStats s = (*node)->store().stats();
+  std::printf(
+      "storage_node ready grpc_port=%d pid=%d node=%s capacity_blocks=%lld block_bytes=%lld "
+      "pool_bytes=%lld ucx_tls=%s\n",
+      (*node)->grpc_port(), static_cast<int>(getpid()), (*node)->node_name().c_str(),
+      static_cast<long long>(s.capacity_blocks), static_cast<long long>(s.block_bytes),
+      static_cast<long long>(s.capacity_bytes()),
+      options->ucx.tls.empty() ? "(default)" : options->ucx.tls.c_str());
+  std::fflush(stdout);
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "storage_node: signal %d, shutting down\n", sig);
+    (*node)->Shutdown();
+  });
+  (*node)->Wait();
+  waiter.join();
+  const BlockStoreStats end = (*node)->store().stats();
+  node->reset();
+  std::fprintf(stderr, "storage_node: stopped (%lld sequences, %lld blocks in use at exit)\n",
+               static_cast<long long>(end.sequences), static_cast<long long>(end.used_blocks));
+  return 0;
+}
+
+}  // namespace
+}  // namespace apr::kvstore
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "KV storage node: a pool of KV blocks in host memory, gRPC control plane, UCX data "
+      "plane.\nUsage: storage_node --capacity_blocks=N [--block_bytes=B | --head_dim=D "
+      "--dtype=T] [--grpc_port=0] [--ucx_tls=tcp]");
+  absl::ParseCommandLine(argc, argv);
+  return apr::kvstore::Main();
+}

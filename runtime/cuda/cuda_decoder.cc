@@ -1,0 +1,952 @@
+#include "runtime/cuda/cuda_decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/checkpoint.h"
+#include "runtime/cuda/block_rules.h"
+#include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/fill.h"
+#include "runtime/cuda/gemv.h"
+#include "runtime/cuda/norm_ops.h"
+#include "runtime/cuda/paged_decode_attention.h"
+#include "runtime/cuda/predictor_cnn.h"
+#include "runtime/cuda/predictor_weights.h"
+#include "runtime/cuda/prefill_attention.h"
+#include "runtime/cuda/rope_append.h"
+#include "runtime/cuda/topk_select.h"
+#include "runtime/rope.h"
+
+namespace apr::cuda {
+namespace {
+
+// Per-step inputs, each an array of max_sequences int32 in d_step_ / h_step_.
+enum StepField {
+  kTokens,
+  kPositions,
+  kContextLens,
+  kSeqSlots,
+  kHistoryRow,
+  kDense,
+  kNextLens,
+  kHistoryCount,
+  kStepFields
+};
+
+constexpr int kMaxSplits = 64;
+
+int RoundUpPow2(int v) {
+  int p = 16;
+  while (p < v) p *= 2;
+  return p;
+}
+
+}  // namespace
+
+class CudaDecoder::CudaSequence : public Sequence {
+ public:
+  CudaSequence(CudaDecoder* owner, int slot, AttentionHooks* hooks)
+      : owner(owner), slot(slot), hooks(hooks) {}
+  ~CudaSequence() override {
+    if (slot >= 0) owner->Release(*this);
+  }
+  int64_t length() const override { return len; }
+
+  CudaDecoder* owner;
+  int slot;  // -1: no slot was free
+  AttentionHooks* hooks;
+  int64_t len = 0;
+  std::vector<int32_t> groups;
+  bool has_history = false;
+  int hist_row = kHistoryRows - 1;  // the newest history row (of a kHistoryRing ring)
+  int64_t steps = 0;                // decode steps since the history was initialised
+  int32_t hist_count = 0;           // rows appended since then (the CNN state's clock)
+};
+
+CudaDecoder::CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options)
+    : weights_(std::move(weights)), opt_(std::move(options)) {}
+
+CudaDecoder::~CudaDecoder() {
+  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  for (auto& [key, g] : graphs_) {
+    if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
+    if (g.graph != nullptr) cudaGraphDestroy(g.graph);
+  }
+  gemm_.reset();
+  for (cudaEvent_t e : layer_events_) cudaEventDestroy(e);
+  if (side_done_ != nullptr) cudaEventDestroy(side_done_);
+  if (side_stream_ != nullptr) cudaStreamDestroy(side_stream_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+std::string CudaDecoder::device() const { return absl::StrCat("cuda:", opt_.device); }
+
+absl::StatusOr<std::unique_ptr<CudaDecoder>> CudaDecoder::Load(const std::string& model_dir,
+                                                               CudaDecoderOptions options) {
+  auto ckpt = Checkpoint::Open(model_dir);
+  if (!ckpt.ok()) return ckpt.status();
+  APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
+  auto w = CudaWeights::FromCheckpoint(**ckpt);
+  if (!w.ok()) return w.status();
+  if (options.sparse.enabled && options.predictor_weights.empty()) {
+    auto p = LoadPredictorWeights(model_dir + "/predictor.safetensors");
+    if (!p.ok()) return p.status();
+    options.predictor_weights = *std::move(p);
+  }
+  return Create(std::shared_ptr<const CudaWeights>(std::move(*w)), std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<CudaDecoder>> CudaDecoder::Create(
+    std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options) {
+  std::unique_ptr<CudaDecoder> d(new CudaDecoder(std::move(weights), std::move(options)));
+  APR_RETURN_IF_ERROR(d->Init());
+  return d;
+}
+
+int CudaDecoder::KBlocksMax() const {
+  return PredictedBlocks(std::max(opt_.max_budget_tokens, opt_.sparse.budget_tokens));
+}
+
+template <typename T>
+static absl::Status Alloc(DeviceBuffer<T>* b, int64_t n) {
+  auto r = DeviceBuffer<T>::Allocate(static_cast<size_t>(n));
+  if (!r.ok()) return r.status();
+  *b = *std::move(r);
+  return absl::OkStatus();
+}
+
+template <typename T>
+static absl::Status AllocPinned(PinnedBuffer<T>* b, int64_t n) {
+  auto r = PinnedBuffer<T>::Allocate(static_cast<size_t>(n));
+  if (!r.ok()) return r.status();
+  *b = *std::move(r);
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::Init() {
+  const ModelConfig& c = config();
+  const int hd = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int L = c.num_hidden_layers, H = c.hidden_size, I = c.intermediate_size;
+  const int group = nh / nkv;
+  if (!PagedDecodeSupported(hd, group) || !PrefillAttentionSupported(hd)) {
+    return absl::UnimplementedError(
+        absl::StrCat("the CUDA backend supports head_dim 16/32/64/128 "
+                     "and 1-4 (or 8 at head_dim <= 64) query heads per "
+                     "KV head; this model has head_dim ",
+                     hd, " and ", group));
+  }
+  if (H % 8 != 0 || I % 8 != 0 || (nh * hd) % 8 != 0) {
+    return absl::UnimplementedError(
+        "hidden_size, intermediate_size and heads * head_dim must be "
+        "multiples of 8");
+  }
+  if (opt_.max_sequences < 1 || opt_.prefill_chunk < 1)
+    return absl::InvalidArgumentError("max_sequences and prefill_chunk must be positive");
+  if (opt_.max_context <= 0) opt_.max_context = static_cast<int>(c.max_position_embeddings);
+  opt_.max_context = std::min<int64_t>(opt_.max_context, c.max_position_embeddings);
+  max_blocks_ = NumBlocks(opt_.max_context);
+  if (opt_.pool_groups <= 0) opt_.pool_groups = int64_t{opt_.max_sequences} * max_blocks_;
+  sparse_capable_ = opt_.sparse.enabled || opt_.max_budget_tokens > 0;
+  if (sparse_capable_) {
+    if (opt_.predictor_weights.size() != PredictorLayout::kSize)
+      return absl::InvalidArgumentError("sparse attention needs the predictor's weights");
+    if (opt_.sparse.dense_layers < 0 || opt_.sparse.dense_layers >= L)
+      return absl::InvalidArgumentError("sparse.dense_layers must be in [0, num_hidden_layers)");
+    if (NumCandidates(opt_.max_context + 1) > kTopkMaxCandidates)
+      return absl::UnimplementedError(absl::StrCat("sparse attention supports contexts up to ",
+                                                   kTopkMaxCandidates * kBlockTokens, " tokens"));
+    if (PredictedBlocks(opt_.sparse.budget_tokens) < 1)
+      return absl::InvalidArgumentError("the sparse budget must exceed 128 tokens");
+  }
+
+  APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
+  cudaDeviceProp prop;
+  APR_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, opt_.device));
+  num_sms_ = prop.multiProcessorCount;
+  max_splits_ = kMaxSplits;
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  auto gemm = Gemm::Create(stream_);
+  if (!gemm.ok()) return gemm.status();
+  gemm_ = *std::move(gemm);
+  alloc_ = std::make_unique<KvPoolAllocator>(opt_.pool_groups, opt_.max_sequences, max_blocks_);
+
+  const int64_t slot_elems = 2 * kBlockTokens * hd;
+  APR_RETURN_IF_ERROR(Alloc(&pool_, opt_.pool_groups * L * nkv * slot_elems));
+  APR_RETURN_IF_ERROR(Alloc(&group_table_, int64_t{opt_.max_sequences} * max_blocks_));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemset(group_table_.get(), 0, group_table_.bytes()));
+  const std::vector<float> inv = RopeInverseFrequencies(c);
+  APR_RETURN_IF_ERROR(Alloc(&inv_freq_, inv.size()));
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice));
+
+  act_rows_ = std::max(opt_.prefill_chunk, opt_.max_sequences);
+  const int qkv = (nh + 2 * nkv) * hd;
+  APR_RETURN_IF_ERROR(Alloc(&x_, int64_t{act_rows_} * H));
+  APR_RETURN_IF_ERROR(Alloc(&qkv_, int64_t{act_rows_} * qkv));
+  APR_RETURN_IF_ERROR(Alloc(&q_, int64_t{act_rows_} * nh * hd));
+  APR_RETURN_IF_ERROR(Alloc(&xn_, int64_t{act_rows_} * H));
+  APR_RETURN_IF_ERROR(Alloc(&attn_, int64_t{act_rows_} * nh * hd));
+  APR_RETURN_IF_ERROR(Alloc(&gu_, int64_t{act_rows_} * 2 * I));
+  APR_RETURN_IF_ERROR(Alloc(&act_, int64_t{act_rows_} * I));
+  APR_RETURN_IF_ERROR(Alloc(&logits_, int64_t{std::max(opt_.max_sequences, 16)} * c.vocab_size));
+  APR_RETURN_IF_ERROR(Alloc(&part_o_, int64_t{opt_.max_sequences} * nh * max_splits_ * hd));
+  APR_RETURN_IF_ERROR(Alloc(&part_ml_, int64_t{opt_.max_sequences} * nh * max_splits_ * 2));
+  APR_RETURN_IF_ERROR(AllocPinned(&h_step_, kStepFields * opt_.max_sequences));
+  APR_RETURN_IF_ERROR(Alloc(&d_step_, kStepFields * opt_.max_sequences));
+  std::fill(h_step_.get(), h_step_.get() + h_step_.size(), 0);
+  APR_RETURN_IF_ERROR(AllocPinned(&h_table_, max_blocks_ + opt_.max_sequences));
+  APR_RETURN_IF_ERROR(AllocPinned(&h_logits_, int64_t{opt_.max_sequences} * c.vocab_size));
+  APR_RETURN_IF_ERROR(Alloc(&prefill_tokens_, act_rows_));
+  APR_RETURN_IF_ERROR(Alloc(&prefill_pos_, act_rows_));
+  APR_RETURN_IF_ERROR(Alloc(&prefill_slots_, act_rows_));
+  APR_RETURN_IF_ERROR(Alloc(&error_flag_, 1));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemset(error_flag_.get(), 0, sizeof(int32_t)));
+
+  if (sparse_capable_) {
+    const int ls = SparseLayers();
+    APR_RETURN_IF_ERROR(
+        Alloc(&block_max_, int64_t{opt_.max_sequences} * nkv * max_blocks_ * group));
+    APR_RETURN_IF_ERROR(Alloc(&predictor_w_, PredictorLayout::kSize));
+    APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(predictor_w_.get(), opt_.predictor_weights.data(),
+                                        PredictorLayout::kSize * sizeof(float),
+                                        cudaMemcpyHostToDevice));
+    APR_RETURN_IF_ERROR(
+        Alloc(&history_, int64_t{opt_.max_sequences} * L * nkv * kHistoryRing * max_blocks_));
+    // Fresh history memory reads as zero; FillRandomContext and prefill overwrite it.
+    APR_CUDA_RETURN_IF_ERROR(cudaMemset(history_.get(), 0, history_.bytes()));
+    APR_RETURN_IF_ERROR(
+        Alloc(&cnn_colsum_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_ * 32));
+    APR_RETURN_IF_ERROR(Alloc(&cnn_count_, int64_t{opt_.max_sequences} * ls * nkv));
+    APR_RETURN_IF_ERROR(Alloc(&cnn_width_, int64_t{opt_.max_sequences} * ls * nkv));
+    APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
+    APR_RETURN_IF_ERROR(Alloc(&cnn_fragments_, kPredictorFragments));
+    APR_CUDA_RETURN_IF_ERROR(
+        LaunchPackPredictorFragments(predictor_w_.get(), cnn_fragments_.get(), stream_));
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
+    layer_events_.resize(L);
+    for (cudaEvent_t& e : layer_events_)
+      APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&side_done_, cudaEventDisableTiming));
+    APR_RETURN_IF_ERROR(Alloc(&scores_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
+    APR_RETURN_IF_ERROR(Alloc(&q_save_, int64_t{L} * kHistoryRows * nh * hd));
+    sel_stride_ = std::max(KBlocksMax(), kMinPredictedCandidates - 1);
+    list_stride_ = MaxListLength(KBlocksMax());
+    APR_RETURN_IF_ERROR(Alloc(&sel_blocks_, int64_t{opt_.max_sequences} * ls * nkv * sel_stride_));
+    APR_RETURN_IF_ERROR(Alloc(&sel_counts_, int64_t{opt_.max_sequences} * ls * nkv));
+    APR_RETURN_IF_ERROR(Alloc(&sel_lens_, opt_.max_sequences));
+    APR_CUDA_RETURN_IF_ERROR(cudaMemset(sel_lens_.get(), 0xff, sel_lens_.bytes()));
+    APR_RETURN_IF_ERROR(Alloc(&list_counts_, int64_t{ls} * opt_.max_sequences * nkv));
+    APR_RETURN_IF_ERROR(
+        Alloc(&list_blocks_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+    APR_RETURN_IF_ERROR(Alloc(&list_slots_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+    APR_RETURN_IF_ERROR(
+        Alloc(&list_starts_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+    APR_RETURN_IF_ERROR(Alloc(&calib_counts_, int64_t{opt_.max_sequences} * nkv));
+  }
+  APR_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  return absl::OkStatus();
+}
+
+std::unique_ptr<Sequence> CudaDecoder::NewSequence(AttentionHooks* hooks) {
+  absl::StatusOr<int> slot = alloc_->AcquireSequence();
+  return std::make_unique<CudaSequence>(this, slot.ok() ? *slot : -1, hooks);
+}
+
+void CudaDecoder::Release(CudaSequence& seq) {
+  alloc_->ReleaseSequence(seq.slot, seq.groups);
+  seq.slot = -1;
+}
+
+absl::Status CudaDecoder::Reserve(CudaSequence& seq, int64_t len) {
+  const size_t old = seq.groups.size();
+  APR_RETURN_IF_ERROR(alloc_->Grow(seq.groups, NumBlocks(static_cast<int>(len))));
+  const size_t added = seq.groups.size() - old;
+  if (added == 0) return absl::OkStatus();
+  // Staging is reused only after the stream was synchronised (every step and prefill ends
+  // with one), so the pending copies of earlier calls are complete.
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  std::memcpy(h_table_.get(), seq.groups.data() + old, added * sizeof(int32_t));
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(group_table_.get() + int64_t{seq.slot} * max_blocks_ + old, h_table_.get(),
+                      added * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::Linear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* x,
+                                 int n, float* y, bool accumulate) {
+  if (opt_.use_gemv && n <= std::min(opt_.gemv_max_tokens, kGemvMaxTokens)) {
+    GemvArgs a;
+    a.w = w;
+    a.x = x;
+    a.m = m;
+    a.k = k;
+    a.n = n;
+    a.epilogue = accumulate ? GemvEpilogue::kAccumulate : GemvEpilogue::kStore;
+    a.y = y;
+    a.ldy = m;
+    a.pdl = opt_.use_pdl;
+    APR_CUDA_RETURN_IF_ERROR(LaunchGemv(a, stream_));
+    return absl::OkStatus();
+  }
+  return gemm_->LinearF32(w, m, k, x, n, y, m, accumulate ? 1.0f : 0.0f);
+}
+
+absl::Status CudaDecoder::GateUpSwiGlu(const CudaLayerWeights& lw, int n) {
+  const ModelConfig& c = config();
+  const int I = c.intermediate_size, H = c.hidden_size;
+  if (opt_.use_gemv && n <= std::min(opt_.gemv_max_tokens, kGemvMaxTokens)) {
+    GemvArgs a;
+    a.w = lw.gate_up;
+    a.x = xn_.get();
+    a.m = I;
+    a.k = H;
+    a.n = n;
+    a.epilogue = GemvEpilogue::kSwiGlu;
+    a.out = act_.get();
+    a.pdl = opt_.use_pdl;
+    APR_CUDA_RETURN_IF_ERROR(LaunchGemv(a, stream_));
+    return absl::OkStatus();
+  }
+  APR_RETURN_IF_ERROR(gemm_->LinearBf16(lw.gate_up, 2 * I, H, xn_.get(), n, gu_.get()));
+  APR_CUDA_RETURN_IF_ERROR(LaunchSwiGlu(gu_.get(), n, I, act_.get(), stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n,
+                                       int64_t start, bool save_q, int64_t save_from_pos) {
+  const ModelConfig& c = config();
+  const int H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int hd = c.head_dim, qkv = (nh + 2 * nkv) * hd;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  std::vector<int32_t> pos(n), slots(n, seq.slot);
+  for (int i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(start + i);
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prefill_tokens_.get(), tokens, n * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, stream_));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prefill_pos_.get(), pos.data(), n * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, stream_));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prefill_slots_.get(), slots.data(), n * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, stream_));
+  APR_CUDA_RETURN_IF_ERROR(
+      LaunchEmbedding(prefill_tokens_.get(), n, weights_->embed(), H, x_.get(), stream_));
+  const SlotTable table{group_table_.get(), max_blocks_,
+                        static_cast<int>(c.num_hidden_layers) * nkv, nkv};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const CudaLayerWeights& lw = weights_->layer(l);
+    APR_CUDA_RETURN_IF_ERROR(LaunchRmsNorm(x_.get(), lw.input_norm, n, H, eps, xn_.get(), stream_));
+    APR_RETURN_IF_ERROR(Linear(lw.qkv, qkv, H, xn_.get(), n, qkv_.get(), false));
+    RopeAppendArgs ra;
+    ra.qkv = qkv_.get();
+    ra.n = n;
+    ra.num_heads = nh;
+    ra.num_kv_heads = nkv;
+    ra.head_dim = hd;
+    ra.inv_freq = inv_freq_.get();
+    ra.positions = prefill_pos_.get();
+    ra.seq_slots = prefill_slots_.get();
+    ra.table = table;
+    ra.layer = l;
+    ra.q_out = q_.get();
+    ra.pool = pool_.get();
+    APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(ra, stream_));
+    PrefillAttentionArgs pa;
+    pa.num_heads = nh;
+    pa.num_kv_heads = nkv;
+    pa.head_dim = hd;
+    pa.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    pa.q = q_.get();
+    pa.n = n;
+    pa.start = static_cast<int>(start);
+    pa.pool = pool_.get();
+    pa.seq_slot = seq.slot;
+    pa.table = table;
+    pa.layer = l;
+    pa.out = attn_.get();
+    APR_CUDA_RETURN_IF_ERROR(LaunchPrefillAttention(pa, stream_));
+    if (save_q && start + n > save_from_pos) {
+      const int64_t from = std::max(start, save_from_pos);
+      const int64_t rows = start + n - from;
+      APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+          q_save_.get() + (int64_t{l} * kHistoryRows + (from - save_from_pos)) * nh * hd,
+          q_.get() + (from - start) * nh * hd, rows * nh * hd * sizeof(float),
+          cudaMemcpyDeviceToDevice, stream_));
+    }
+    APR_RETURN_IF_ERROR(Linear(lw.o, H, nh * hd, attn_.get(), n, x_.get(), true));
+    APR_CUDA_RETURN_IF_ERROR(
+        LaunchRmsNorm(x_.get(), lw.post_attn_norm, n, H, eps, xn_.get(), stream_));
+    APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, n));
+    APR_RETURN_IF_ERROR(Linear(lw.down, H, c.intermediate_size, act_.get(), n, x_.get(), true));
+  }
+  return absl::OkStatus();
+}
+
+// Final norm and lm_head for `rows` rows of x (device), copied to host_out ([rows][vocab]).
+absl::Status CudaDecoder::LogitsRows(const float* x, int rows, float* host_out) {
+  const ModelConfig& c = config();
+  const int H = c.hidden_size, V = c.vocab_size;
+  const int step = std::max(opt_.max_sequences, 16);
+  for (int r0 = 0; r0 < rows; r0 += step) {
+    const int n = std::min(step, rows - r0);
+    APR_CUDA_RETURN_IF_ERROR(LaunchRmsNorm(x + int64_t{r0} * H, weights_->final_norm(), n, H,
+                                           static_cast<float>(c.rms_norm_eps), xn_.get(), stream_));
+    APR_RETURN_IF_ERROR(Linear(weights_->lm_head(), V, H, xn_.get(), n, logits_.get(), false));
+    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_out + int64_t{r0} * V, logits_.get(),
+                                             int64_t{n} * V * sizeof(float), cudaMemcpyDeviceToHost,
+                                             stream_));
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  }
+  return absl::OkStatus();
+}
+
+// CNN and top-k for the batch in d_step_ (next lengths, slots, newest history rows); the
+// CNN grid covers `max_cols` candidate columns (narrower images exit early).
+absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, int layer_count,
+                                     cudaStream_t stream) {
+  if (stream == nullptr) stream = stream_;
+  const ModelConfig& c = config();
+  const int nkv = c.num_key_value_heads;
+  const int32_t* d = d_step_.get();
+  const int ms = opt_.max_sequences;
+  const int32_t* next_lens_dev = d + kNextLens * ms;
+  PredictorCnnArgs pc;
+  pc.weights = predictor_w_.get();
+  pc.fragments = cnn_fragments_.get();
+  pc.layer_begin = layer_begin;
+  pc.layer_count = layer_count;
+  pc.batch = batch;
+  pc.first_layer = opt_.sparse.dense_layers;
+  pc.num_layers = SparseLayers();
+  pc.num_kv_heads = nkv;
+  pc.next_lens = next_lens_dev;
+  pc.seq_slots = d + kSeqSlots * ms;
+  pc.history_row = d + kHistoryRow * ms;
+  pc.history = HistoryView{history_.get(), static_cast<int>(c.num_hidden_layers), nkv, kHistoryRing,
+                           max_blocks_};
+  if (opt_.incremental_predictor) {
+    pc.state = CnnState{cnn_colsum_.get(), cnn_count_.get(), cnn_width_.get(), max_blocks_};
+    pc.history_count = d + kHistoryCount * ms;
+  }
+  pc.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
+  pc.max_cols = max_cols;
+  pc.scores = scores_.get();
+  pc.score_cols = max_blocks_;
+  APR_CUDA_RETURN_IF_ERROR(LaunchPredictorCnn(pc, stream));
+  TopkArgs tk;
+  tk.batch = batch;
+  tk.layer_begin = layer_begin;
+  tk.layer_count = layer_count;
+  tk.num_layers = SparseLayers();
+  tk.num_kv_heads = nkv;
+  tk.next_lens = next_lens_dev;
+  tk.seq_slots = d + kSeqSlots * ms;
+  tk.scores = scores_.get();
+  tk.score_cols = max_blocks_;
+  tk.k_blocks = pc.k_blocks;
+  tk.out = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(), nkv,
+                     sel_stride_};
+  tk.error = error_flag_.get();
+  APR_CUDA_RETURN_IF_ERROR(LaunchTopkSelect(tk, stream));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> tokens,
+                                  std::vector<float>* last_logits, std::vector<float>* all_logits) {
+  auto& seq = static_cast<CudaSequence&>(base);
+  const ModelConfig& c = config();
+  if (seq.hooks != nullptr) {
+    return absl::UnimplementedError(
+        "the CUDA backend selects blocks with its GPU predictor (CudaDecoderOptions::sparse); "
+        "AttentionHooks are not supported");
+  }
+  if (seq.slot < 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the sequence got no slot: all ", opt_.max_sequences, " were in use (max_sequences)"));
+  }
+  if (tokens.empty()) return absl::InvalidArgumentError("no tokens given");
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= c.vocab_size)
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", t, " is outside the vocabulary [0, ", c.vocab_size, ")"));
+  }
+  const int64_t n = static_cast<int64_t>(tokens.size()), start = seq.len;
+  if (start + n > opt_.max_context) {
+    return absl::OutOfRangeError(absl::StrCat("sequence would reach ", start + n,
+                                              " tokens; this decoder holds ", opt_.max_context,
+                                              " (max_context)"));
+  }
+  APR_RETURN_IF_ERROR(Synchronize());
+  APR_RETURN_IF_ERROR(Reserve(seq, start + n));
+  const int64_t hist_rows = std::min<int64_t>(kHistoryRows, n);
+  const int64_t save_from = start + n - hist_rows;
+  const int V = c.vocab_size;
+  if (all_logits != nullptr) all_logits->resize(n * V);
+  for (int64_t c0 = 0; c0 < n; c0 += opt_.prefill_chunk) {
+    const int m = static_cast<int>(std::min<int64_t>(opt_.prefill_chunk, n - c0));
+    APR_RETURN_IF_ERROR(
+        PrefillChunk(seq, tokens.data() + c0, m, start + c0, sparse_capable_, save_from));
+    if (all_logits != nullptr) {
+      APR_RETURN_IF_ERROR(LogitsRows(x_.get(), m, all_logits->data() + c0 * V));
+    } else if (c0 + m == n && last_logits != nullptr) {
+      last_logits->resize(V);
+      APR_RETURN_IF_ERROR(
+          LogitsRows(x_.get() + int64_t{m - 1} * c.hidden_size, 1, last_logits->data()));
+    }
+  }
+  if (all_logits != nullptr && last_logits != nullptr)
+    last_logits->assign(all_logits->end() - V, all_logits->end());
+  seq.len = start + n;
+
+  if (sparse_capable_) {
+    const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+    const SlotTable table{group_table_.get(), max_blocks_,
+                          static_cast<int>(c.num_hidden_layers) * nkv, nkv};
+    for (int l = opt_.sparse.dense_layers; l < c.num_hidden_layers; ++l) {
+      PrefillHistoryArgs ph;
+      ph.num_heads = nh;
+      ph.num_kv_heads = nkv;
+      ph.head_dim = hd;
+      ph.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      ph.q = q_save_.get() + int64_t{l} * kHistoryRows * nh * hd;
+      ph.rows = static_cast<int>(hist_rows);
+      ph.first_pos = static_cast<int>(save_from);
+      ph.pool = pool_.get();
+      ph.seq_slot = seq.slot;
+      ph.table = table;
+      ph.layer = l;
+      ph.history = history_.get();
+      ph.history_layers = c.num_hidden_layers;
+      ph.history_rows = kHistoryRing;
+      ph.history_cols = max_blocks_;
+      APR_CUDA_RETURN_IF_ERROR(LaunchPrefillHistory(ph, stream_));
+    }
+    seq.has_history = true;
+    seq.hist_row = kHistoryRows - 1;
+    seq.steps = 0;
+    seq.hist_count = 0;
+    APR_RETURN_IF_ERROR(InvalidateCnnState(seq.slot));
+    const int ms = opt_.max_sequences;
+    h_step_[kSeqSlots * ms] = seq.slot;
+    h_step_[kHistoryRow * ms] = seq.hist_row;
+    h_step_[kHistoryCount * ms] = seq.hist_count;
+    h_step_[kNextLens * ms] = static_cast<int32_t>(seq.len + 1);
+    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
+                                             cudaMemcpyHostToDevice, stream_));
+    APR_RETURN_IF_ERROR(PredictFor(
+        1, std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_)));
+  }
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  APR_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
+                                      absl::Span<const int32_t> tokens, StepKey* key) {
+  const ModelConfig& c = config();
+  if (seqs.size() != tokens.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(seqs.size(), " sequences but ", tokens.size(), " tokens"));
+  }
+  const int B = static_cast<int>(seqs.size());
+  if (B < 1 || B > opt_.max_sequences) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("decode batch of ", B, "; this decoder takes 1 to ", opt_.max_sequences));
+  }
+  APR_RETURN_IF_ERROR(Synchronize());
+  const bool sparse = sparse_capable_ && opt_.sparse.enabled;
+  const int ms = opt_.max_sequences, cal = opt_.sparse.calibration_step;
+  int max_blocks = 1;
+  bool any_dense = false;
+  for (int b = 0; b < B; ++b) {
+    auto& s = static_cast<CudaSequence&>(*seqs[b]);
+    if (s.hooks != nullptr) return absl::UnimplementedError("AttentionHooks are not supported");
+    if (s.slot < 0) return absl::ResourceExhaustedError("a sequence without a slot");
+    if (s.len == 0)
+      return absl::FailedPreconditionError("decode before prefill: the sequence is empty");
+    if (tokens[b] < 0 || tokens[b] >= c.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token id ", tokens[b], " is outside the vocabulary [0, ", c.vocab_size, ")"));
+    if (s.len + 1 > opt_.max_context)
+      return absl::OutOfRangeError(absl::StrCat("sequence would reach ", s.len + 1,
+                                                " tokens; max_context is ", opt_.max_context));
+    if (sparse && !s.has_history)
+      return absl::FailedPreconditionError("sparse decode of a sequence without history");
+    for (int o = 0; o < b; ++o) {
+      if (seqs[o] == seqs[b])
+        return absl::InvalidArgumentError("a sequence appears twice in one decode batch");
+    }
+  }
+  for (int b = 0; b < B; ++b) {
+    auto& s = static_cast<CudaSequence&>(*seqs[b]);
+    APR_RETURN_IF_ERROR(Reserve(s, s.len + 1));
+    const int len = static_cast<int>(s.len) + 1;
+    max_blocks = std::max(max_blocks, NumBlocks(len));
+    const bool dense = sparse && cal > 0 && (s.steps + 1) % cal == 0;
+    any_dense |= dense;
+    h_step_[kTokens * ms + b] = tokens[b];
+    h_step_[kPositions * ms + b] = len - 1;
+    h_step_[kContextLens * ms + b] = len;
+    h_step_[kSeqSlots * ms + b] = s.slot;
+    h_step_[kHistoryRow * ms + b] = (s.hist_row + 1) % kHistoryRing;
+    h_step_[kHistoryCount * ms + b] = s.hist_count + 1;
+    h_step_[kDense * ms + b] = dense ? 1 : 0;
+    h_step_[kNextLens * ms + b] = len + 1;
+  }
+  const int nkv = c.num_key_value_heads;
+  key->batch = B;
+  key->sparse = sparse;
+  key->any_dense = any_dense;
+  key->predict = sparse;
+  key->splits_dense =
+      std::min(max_splits_, ChooseSplits(B, nkv, RoundUpPow2(max_blocks), num_sms_));
+  key->splits_list =
+      sparse ? std::min(max_splits_, ChooseSplits(B, nkv, list_stride_, num_sms_)) : 0;
+  if (sparse) {
+    // The predictor's grid covers the widest image; bucketed so graphs are reused.
+    int cols = 0;
+    for (int b = 0; b < B; ++b) cols = std::max(cols, NumCandidates(h_step_[kNextLens * ms + b]));
+    key->predict_cols = std::min(RoundUpPow2(cols), max_blocks_);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
+  const ModelConfig& c = config();
+  const int B = key.batch, ms = opt_.max_sequences;
+  const int H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int hd = c.head_dim, L = c.num_hidden_layers, qkv = (nh + 2 * nkv) * hd;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const int32_t* d = d_step_.get();
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
+                                           cudaMemcpyHostToDevice, stream_));
+  const SlotTable table{group_table_.get(), max_blocks_, L * nkv, nkv};
+  const int first_sparse = key.sparse ? opt_.sparse.dense_layers : L;
+  if (key.sparse) {
+    BuildListsArgs bl;
+    bl.batch = B;
+    bl.first_layer = first_sparse;
+    bl.num_layers = L - first_sparse;
+    bl.num_kv_heads = nkv;
+    bl.context_lens = d + kContextLens * ms;
+    bl.seq_slots = d + kSeqSlots * ms;
+    bl.dense = key.any_dense ? d + kDense * ms : nullptr;
+    bl.sel = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(), nkv,
+                       sel_stride_};
+    bl.table = table;
+    bl.rows_per_layer = ms * nkv;
+    bl.counts = list_counts_.get();
+    bl.blocks = list_blocks_.get();
+    bl.slots = list_slots_.get();
+    bl.starts = list_starts_.get();
+    bl.calib_counts = calib_counts_.get();
+    bl.list_stride = list_stride_;
+    bl.error = error_flag_.get();
+    APR_CUDA_RETURN_IF_ERROR(LaunchBuildLists(bl, stream_));
+  }
+  APR_CUDA_RETURN_IF_ERROR(
+      LaunchEmbedding(d + kTokens * ms, B, weights_->embed(), H, x_.get(), stream_));
+  for (int l = 0; l < L; ++l) {
+    const CudaLayerWeights& lw = weights_->layer(l);
+    APR_CUDA_RETURN_IF_ERROR(LaunchRmsNorm(x_.get(), lw.input_norm, B, H, eps, xn_.get(), stream_));
+    APR_RETURN_IF_ERROR(Linear(lw.qkv, qkv, H, xn_.get(), B, qkv_.get(), false));
+    RopeAppendArgs ra;
+    ra.qkv = qkv_.get();
+    ra.n = B;
+    ra.num_heads = nh;
+    ra.num_kv_heads = nkv;
+    ra.head_dim = hd;
+    ra.inv_freq = inv_freq_.get();
+    ra.positions = d + kPositions * ms;
+    ra.seq_slots = d + kSeqSlots * ms;
+    ra.table = table;
+    ra.layer = l;
+    ra.q_out = q_.get();
+    ra.pool = pool_.get();
+    APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(ra, stream_));
+    PagedDecodeArgs pa;
+    pa.batch = B;
+    pa.num_heads = nh;
+    pa.num_kv_heads = nkv;
+    pa.head_dim = hd;
+    pa.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    pa.q = q_.get();
+    pa.pool = pool_.get();
+    pa.context_lens = d + kContextLens * ms;
+    pa.seq_slots = d + kSeqSlots * ms;
+    pa.table = table;
+    pa.layer = l;
+    pa.splits = key.splits_dense;
+    pa.part_o = part_o_.get();
+    pa.part_ml = part_ml_.get();
+    pa.out = attn_.get();
+    if (l >= first_sparse) {
+      const int li = l - first_sparse;
+      pa.lists.counts = list_counts_.get() + int64_t{li} * ms * nkv;
+      pa.lists.blocks = list_blocks_.get() + int64_t{li} * ms * nkv * list_stride_;
+      pa.lists.slots = list_slots_.get() + int64_t{li} * ms * nkv * list_stride_;
+      pa.lists.starts = list_starts_.get() + int64_t{li} * ms * nkv * list_stride_;
+      pa.lists.stride = list_stride_;
+      pa.splits = key.splits_list;
+      pa.block_max = block_max_.get();
+      pa.score_stride = max_blocks_;
+      pa.history = history_.get();
+      pa.history_row = d + kHistoryRow * ms;
+      pa.history_layers = L;
+      pa.history_rows = kHistoryRing;
+      pa.history_cols = max_blocks_;
+    }
+    APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(pa, stream_));
+    if (key.any_dense && l >= first_sparse) {
+      // Calibration: the full attention row replaces the history row of the calibrating
+      // sequences (other rows have count 0 and are skipped).
+      PagedDecodeArgs cal = pa;
+      cal.lists = BlockLists{calib_counts_.get(), nullptr, nullptr, nullptr, 0};
+      cal.splits = key.splits_dense;
+      cal.history_only = true;
+      cal.out = nullptr;
+      APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(cal, stream_));
+    }
+    if (key.predict && opt_.overlap_predictor && l >= first_sparse) {
+      // This layer's history row is written: predict its next blocks on the side stream.
+      APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
+      APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
+      APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, l - first_sparse, 1, side_stream_));
+    }
+    APR_RETURN_IF_ERROR(Linear(lw.o, H, nh * hd, attn_.get(), B, x_.get(), true));
+    APR_CUDA_RETURN_IF_ERROR(
+        LaunchRmsNorm(x_.get(), lw.post_attn_norm, B, H, eps, xn_.get(), stream_));
+    APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, B));
+    APR_RETURN_IF_ERROR(Linear(lw.down, H, c.intermediate_size, act_.get(), B, x_.get(), true));
+  }
+  APR_CUDA_RETURN_IF_ERROR(
+      LaunchRmsNorm(x_.get(), weights_->final_norm(), B, H, eps, xn_.get(), stream_));
+  APR_RETURN_IF_ERROR(
+      Linear(weights_->lm_head(), c.vocab_size, H, xn_.get(), B, logits_.get(), false));
+  if (key.predict && opt_.overlap_predictor) {
+    APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(side_done_, side_stream_));
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, side_done_, 0));
+  } else if (key.predict) {
+    APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols));
+  }
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_logits_.get(), logits_.get(),
+                                           int64_t{B} * c.vocab_size * sizeof(float),
+                                           cudaMemcpyDeviceToHost, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
+                                          absl::Span<const int32_t> tokens, cudaEvent_t start,
+                                          cudaEvent_t stop) {
+  StepKey key;
+  APR_RETURN_IF_ERROR(PrepareStep(seqs, tokens, &key));
+  if (start != nullptr) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream_));
+  if (opt_.use_graphs) {
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+      Graph g;
+      APR_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      absl::Status s = EnqueueStep(key);
+      cudaError_t e = cudaStreamEndCapture(stream_, &g.graph);
+      if (!s.ok()) {
+        if (g.graph != nullptr) cudaGraphDestroy(g.graph);
+        return s;
+      }
+      APR_CUDA_RETURN_IF_ERROR(e);
+      APR_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&g.exec, g.graph, 0));
+      it = graphs_.emplace(key, g).first;
+    }
+    APR_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second.exec, stream_));
+  } else {
+    APR_RETURN_IF_ERROR(EnqueueStep(key));
+  }
+  if (stop != nullptr) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream_));
+  step_pending_ = true;
+  last_batch_ = key.batch;
+  for (Sequence* p : seqs) {
+    auto& s = static_cast<CudaSequence&>(*p);
+    s.len += 1;
+    if (key.sparse) {
+      s.hist_row = (s.hist_row + 1) % kHistoryRing;
+      s.steps += 1;
+      s.hist_count += 1;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::Synchronize() {
+  if (!step_pending_) return absl::OkStatus();
+  step_pending_ = false;
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  if (sparse_capable_) {
+    int32_t err = 0;
+    APR_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(&err, error_flag_.get(), sizeof(err), cudaMemcpyDeviceToHost));
+    if (err != 0) {
+      APR_CUDA_RETURN_IF_ERROR(cudaMemset(error_flag_.get(), 0, sizeof(int32_t)));
+      return absl::InternalError(
+          "a decode step found no block selection for its context length (predictor not run "
+          "for this step; call PredictAsync after changing sparse settings)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::DecodeBatch(absl::Span<Sequence* const> seqs,
+                                      absl::Span<const int32_t> tokens,
+                                      std::vector<float>* logits) {
+  APR_RETURN_IF_ERROR(DecodeStepAsync(seqs, tokens));
+  APR_RETURN_IF_ERROR(Synchronize());
+  const int64_t n = int64_t{static_cast<int>(seqs.size())} * config().vocab_size;
+  logits->assign(h_logits_.get(), h_logits_.get() + n);
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::SetSparse(const SparseOptions& sparse) {
+  if (!sparse_capable_)
+    return absl::FailedPreconditionError("this decoder was created without sparse support");
+  if (PredictedBlocks(sparse.budget_tokens) > KBlocksMax() ||
+      PredictedBlocks(sparse.budget_tokens) < 1)
+    return absl::InvalidArgumentError("budget outside (128, max_budget_tokens]");
+  if (sparse.dense_layers != opt_.sparse.dense_layers)
+    return absl::InvalidArgumentError("dense_layers is fixed when the decoder is created");
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.sparse = sparse;
+  ClearGraphs();
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::InvalidateCnnState(int slot) {
+  const int64_t n = int64_t{SparseLayers()} * config().num_key_value_heads;
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(cnn_count_.get() + slot * n, 0x80, n * sizeof(int32_t), stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::SetOverlapPredictor(bool on) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.overlap_predictor = on;
+  ClearGraphs();
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::SetIncrementalPredictor(bool on) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.incremental_predictor = on;
+  if (sparse_capable_) {
+    APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
+  }
+  ClearGraphs();
+  return absl::OkStatus();
+}
+
+void CudaDecoder::ClearGraphs() {
+  for (auto& [key, g] : graphs_) {
+    cudaGraphExecDestroy(g.exec);
+    cudaGraphDestroy(g.graph);
+  }
+  graphs_.clear();
+}
+
+absl::Status CudaDecoder::SetUsePdl(bool use_pdl) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.use_pdl = use_pdl;
+  ClearGraphs();
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::SetUseGemv(bool use_gemv, int gemv_max_tokens) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.use_gemv = use_gemv;
+  opt_.gemv_max_tokens = gemv_max_tokens;
+  ClearGraphs();
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::FillPoolRandom(uint64_t seed) {
+  APR_CUDA_RETURN_IF_ERROR(FillUniformBf16(pool_.get(), pool_.size(), seed, 1.0f, stream_));
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_t seed) {
+  auto& seq = static_cast<CudaSequence&>(base);
+  if (seq.slot < 0 || seq.len != 0 || len < 1 || len > opt_.max_context)
+    return absl::InvalidArgumentError("FillRandomContext needs an empty sequence with a slot");
+  APR_RETURN_IF_ERROR(Synchronize());
+  APR_RETURN_IF_ERROR(Reserve(seq, len));
+  seq.len = len;
+  if (!sparse_capable_) return absl::OkStatus();
+  const ModelConfig& c = config();
+  const int64_t per_seq =
+      int64_t{c.num_hidden_layers} * c.num_key_value_heads * kHistoryRing * max_blocks_;
+  APR_CUDA_RETURN_IF_ERROR(
+      FillUniformF32(history_.get() + seq.slot * per_seq, per_seq, seed, 0.5f, 0.5f, stream_));
+  seq.has_history = true;
+  seq.hist_row = kHistoryRows - 1;
+  seq.steps = 0;
+  seq.hist_count = 0;
+  APR_RETURN_IF_ERROR(InvalidateCnnState(seq.slot));
+  Sequence* p = &seq;
+  APR_RETURN_IF_ERROR(PredictAsync(absl::MakeConstSpan(&p, 1)));
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window) {
+  if (!sparse_capable_) return absl::FailedPreconditionError("no sparse support");
+  APR_RETURN_IF_ERROR(Synchronize());
+  const int ms = opt_.max_sequences, B = static_cast<int>(seqs.size());
+  if (B < 1 || B > ms) return absl::InvalidArgumentError("batch size");
+  for (int b = 0; b < B; ++b) {
+    auto& s = static_cast<CudaSequence&>(*seqs[b]);
+    if (!s.has_history) return absl::FailedPreconditionError("a sequence without history");
+    if (advance_window) {
+      s.hist_row = (s.hist_row + 1) % kHistoryRing;
+      s.hist_count += 1;
+    }
+    h_step_[kSeqSlots * ms + b] = s.slot;
+    h_step_[kHistoryRow * ms + b] = s.hist_row;
+    h_step_[kNextLens * ms + b] = static_cast<int32_t>(s.len + 1);
+    h_step_[kHistoryCount * ms + b] = s.hist_count;
+  }
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
+                                           cudaMemcpyHostToDevice, stream_));
+  int cols = 0;
+  for (int b = 0; b < B; ++b) cols = std::max(cols, NumCandidates(h_step_[kNextLens * ms + b]));
+  APR_RETURN_IF_ERROR(PredictFor(B, std::min(RoundUpPow2(cols), max_blocks_)));
+  step_pending_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::vector<CudaDecoder::BlockList>>> CudaDecoder::LastBlockLists(
+    int layer) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  const ModelConfig& c = config();
+  const int nkv = c.num_key_value_heads, ms = opt_.max_sequences;
+  if (!sparse_capable_ || layer < opt_.sparse.dense_layers || layer >= c.num_hidden_layers)
+    return absl::InvalidArgumentError("not a sparse layer");
+  const int li = layer - opt_.sparse.dense_layers;
+  const int64_t n = int64_t{ms} * nkv * list_stride_;
+  std::vector<int32_t> counts(int64_t{ms} * nkv), blocks(n), starts(n);
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(counts.data(), list_counts_.get() + int64_t{li} * ms * nkv,
+                                      counts.size() * 4, cudaMemcpyDeviceToHost));
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(blocks.data(), list_blocks_.get() + li * n, n * 4, cudaMemcpyDeviceToHost));
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(starts.data(), list_starts_.get() + li * n, n * 4, cudaMemcpyDeviceToHost));
+  std::vector<std::vector<BlockList>> out(last_batch_);
+  for (int b = 0; b < last_batch_; ++b) {
+    out[b].resize(nkv);
+    for (int g = 0; g < nkv; ++g) {
+      const int64_t r = int64_t{b} * nkv + g;
+      for (int i = 0; i < counts[r]; ++i)
+        out[b][g].emplace_back(blocks[r * list_stride_ + i], starts[r * list_stride_ + i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace apr::cuda

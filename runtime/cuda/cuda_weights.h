@@ -1,0 +1,61 @@
+// Llama decoder weights on the GPU in bf16 (norm weights in float32), with the fusions the
+// kernels want: q, k, v projections stacked into one [(heads + 2 kv_heads) * head_dim,
+// hidden] matrix, gate and up into one [2 * intermediate, hidden] matrix.
+#ifndef APRUNTIME_RUNTIME_CUDA_CUDA_WEIGHTS_H_
+#define APRUNTIME_RUNTIME_CUDA_CUDA_WEIGHTS_H_
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/checkpoint.h"
+#include "runtime/cuda/device_buffer.h"
+#include "runtime/model_config.h"
+
+namespace apr::cuda {
+
+struct CudaLayerWeights {
+  const __nv_bfloat16* qkv = nullptr;      // [(heads + 2 kv_heads) * head_dim][hidden]
+  const __nv_bfloat16* o = nullptr;        // [hidden][heads * head_dim]
+  const __nv_bfloat16* gate_up = nullptr;  // [2 * intermediate][hidden]
+  const __nv_bfloat16* down = nullptr;     // [hidden][intermediate]
+  const float* input_norm = nullptr;       // [hidden]
+  const float* post_attn_norm = nullptr;
+};
+
+class CudaWeights {
+ public:
+  // Every tensor of a Hugging Face Llama checkpoint (F32, F16 or BF16), shapes checked as
+  // in LoadLlamaWeightsF32, converted to bf16 with round-to-nearest-even.
+  static absl::StatusOr<std::unique_ptr<CudaWeights>> FromCheckpoint(const Checkpoint& ckpt);
+  // Random weights of the config's geometry (the benchmark): uniform with variance 1/fan_in,
+  // norm weights 1. Nothing is read from disk.
+  static absl::StatusOr<std::unique_ptr<CudaWeights>> Random(const ModelConfig& config,
+                                                             uint64_t seed);
+
+  const ModelConfig& config() const { return config_; }
+  const __nv_bfloat16* embed() const { return embed_; }
+  const __nv_bfloat16* lm_head() const { return lm_head_; }
+  const float* final_norm() const { return final_norm_; }
+  const CudaLayerWeights& layer(int i) const { return layers_[i]; }
+  // Bytes a decode step reads: every layer matrix, the norms, and lm_head.
+  int64_t StepBytes() const;
+  int64_t TotalBytes() const { return static_cast<int64_t>(mats_.bytes() + norms_.bytes()); }
+
+ private:
+  static absl::StatusOr<std::unique_ptr<CudaWeights>> Allocate(const ModelConfig& config);
+  ModelConfig config_;
+  DeviceBuffer<__nv_bfloat16> mats_;
+  DeviceBuffer<float> norms_;
+  const __nv_bfloat16* embed_ = nullptr;
+  const __nv_bfloat16* lm_head_ = nullptr;
+  const float* final_norm_ = nullptr;
+  std::vector<CudaLayerWeights> layers_;
+};
+
+}  // namespace apr::cuda
+
+#endif  // APRUNTIME_RUNTIME_CUDA_CUDA_WEIGHTS_H_

@@ -1,0 +1,90 @@
+// Small device helpers shared by the kernels: 16-byte bf16 vectors, warp reductions.
+#ifndef APRUNTIME_RUNTIME_CUDA_DEVICE_UTILS_CUH_
+#define APRUNTIME_RUNTIME_CUDA_DEVICE_UTILS_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace apr::cuda {
+
+using bf16 = __nv_bfloat16;
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+__host__ __device__ constexpr int CeilDivInt(int a, int b) { return (a + b - 1) / b; }
+
+// Programmatic dependent launch (sm_90): a kernel launched with the
+// programmatic-stream-serialization attribute may start while the previous kernel in the
+// stream still runs; PdlWait blocks until that kernel has finished and its writes are
+// visible (a no-op for kernels launched without the attribute). PdlTrigger lets the next
+// kernel's CTAs launch once every CTA of this one has started.
+__device__ __forceinline__ void PdlWait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void PdlTrigger() { asm volatile("griddepcontrol.launch_dependents;"); }
+
+// Eight bf16 values (one 16-byte load) widened to float.
+__device__ __forceinline__ void Bf16x8ToFloat(const uint4& v, float (&f)[8]) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __bfloat1622float2(h[i]);
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
+}
+
+__device__ __forceinline__ uint4 FloatToBf16x8(const float (&f)[8]) {
+  uint4 v;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  return v;
+}
+
+// Streaming 16-byte load that skips L1 (weights and KV are read once per step).
+__device__ __forceinline__ uint4 LoadStreaming(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+template <int kWidth = 32>
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = kWidth / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <int kWidth = 32>
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = kWidth / 2; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Max over each aligned group of 16 lanes.
+__device__ __forceinline__ float XorMaxHalf(float v) {
+#pragma unroll
+  for (int o = 8; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over all threads of the block; `scratch` holds one float per warp. Every thread gets
+// the result.
+__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = (blockDim.x + 31) / 32;
+  v = WarpSum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = 0;
+  for (int w = 0; w < warps; ++w) t += scratch[w];
+  return t;
+}
+
+}  // namespace apr::cuda
+
+#endif  // APRUNTIME_RUNTIME_CUDA_DEVICE_UTILS_CUH_

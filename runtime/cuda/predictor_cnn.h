@@ -1,0 +1,93 @@
+// The attention predictor's CNN (DESIGN.md section 2) on the GPU, for every (sequence,
+// layer, KV head) image of a batch in one launch.
+//
+// Image of (b, layer, g): the 64 newest rows of the history ring (oldest first; the ring's
+// newest row is history_row[b]) and one column per candidate block of the step being
+// predicted for, i.e. history columns [4, 4 + NumCandidates(next_len)) (block_rules.h).
+// Output: one score per column. Images that need no prediction are skipped.
+//
+// Full path: conv1 (1 -> 16, 3x3) + ReLU on the CUDA cores into shared memory (bf16);
+// conv2 (16 -> 32, 3x3) on the tensor cores as an implicit GEMM (mma.sync m16n8k16 bf16,
+// float32 accumulation; ldmatrix gathers the 3x3 taps straight from the conv1 tile), bias,
+// ReLU and the sum over the 64 rows fused; the kernel-1 conv1d finishes each column.
+//
+// Incremental path (with a CnnState): when the window moved by exactly one row since the
+// state was made, only conv2 rows whose 5-row receptive field touches the window's edges
+// change: with S = sum over rows of ReLU(conv2), S_new = S_old - old rows {0, 1, 2, 62, 63}
+// + new rows {0, 1, 61, 62, 63} (rows 2..60 of the new window equal rows 3..61 of the old
+// one, computed from the same inputs). That is 10 conv2 rows instead of 64. Column tiles
+// whose receptive field reaches the image's previous right edge (the candidate set grew),
+// stale states, and every kCnnRefreshSteps-th step take the full path, which also reseeds S.
+#ifndef APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_
+#define APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace apr::cuda {
+
+// Packed float32 parameters (docs/ARCHITECTURE.md "Predictor weights"), in this order.
+struct PredictorLayout {
+  static constexpr int kConv1W = 0;                      // [16][1][3][3]
+  static constexpr int kConv1B = kConv1W + 16 * 9;       // [16]
+  static constexpr int kConv2W = kConv1B + 16;           // [32][16][3][3]
+  static constexpr int kConv2B = kConv2W + 32 * 16 * 9;  // [32]
+  static constexpr int kConv3W = kConv2B + 32;           // [32]
+  static constexpr int kConv3B = kConv3W + 32;           // [1]
+  static constexpr int kSize = kConv3B + 1;
+};
+
+struct HistoryView {
+  // [sequence slots][layers][kv_heads][rows][cols] float32; rows is the ring size
+  // (>= 64; >= 65 for the incremental path).
+  float* data = nullptr;
+  int layers = 0, kv_heads = 0, rows = 0, cols = 0;
+};
+
+// Incremental state per image, [sequence slots][num_layers][kv_heads] (num_layers: the
+// predicted layers). An image's state is valid for history count `count` (>= 0).
+constexpr int kCnnRefreshSteps = 256;
+struct CnnState {
+  float* colsum = nullptr;   // [...][cols][32]: sum over the window of ReLU(conv2 + bias)
+  int32_t* count = nullptr;  // history count the sums are for; negative: none
+  int32_t* width = nullptr;  // candidate columns they cover
+  int cols = 0;
+};
+
+// conv2's weights as per-lane mma B fragments (9 taps x 4 n-tiles x 32 lanes x 2 bf16x2
+// registers), made once from the packed float32 parameters.
+constexpr int kPredictorFragments = 9 * 4 * 32;
+cudaError_t LaunchPackPredictorFragments(const float* weights, uint2* fragments,
+                                         cudaStream_t stream);
+
+struct PredictorCnnArgs {
+  const float* weights = nullptr;    // PredictorLayout::kSize floats
+  const uint2* fragments = nullptr;  // kPredictorFragments, from LaunchPackPredictorFragments
+  int batch = 0;
+  int first_layer = 0, num_layers = 0;  // the predicted layers [first, first + num)
+  // This launch runs the predicted layers [layer_begin, layer_begin + layer_count) of those
+  // (indices relative to first_layer); layer_count 0: all.
+  int layer_begin = 0, layer_count = 0;
+  int num_kv_heads = 0;
+  const int32_t* next_lens = nullptr;    // [batch] context length of the predicted step
+  const int32_t* seq_slots = nullptr;    // [batch]
+  const int32_t* history_row = nullptr;  // [batch] the newest history row
+  HistoryView history;
+  // Optional incremental state and, per batch entry, the number of rows appended to its
+  // history since it was initialised (the state is used when it is for count - 1).
+  CnnState state;
+  const int32_t* history_count = nullptr;
+  int k_blocks = 0;  // predicted blocks per KV head (PredictedBlocks(budget))
+  int max_cols = 0;  // launch covers this many candidate columns (grid size)
+  // [batch][num_layers][kv_heads][score_cols]
+  float* scores = nullptr;
+  int score_cols = 0;
+};
+
+// The CNN, then (with a state) the state's bookkeeping for the next step.
+cudaError_t LaunchPredictorCnn(PredictorCnnArgs a, cudaStream_t stream);
+
+}  // namespace apr::cuda
+
+#endif  // APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_

@@ -1,0 +1,56 @@
+#include "runtime/cuda/block_rules.h"
+#include "runtime/cuda/device_utils.cuh"
+#include "runtime/cuda/rope_append.h"
+
+namespace apr::cuda {
+namespace {
+
+// One block per token. Rotation pairs (i, i + head_dim / 2) ("rotate_half"), angles as
+// transformers computes them: float32 position * inv_freq, cos/sin of that float.
+__global__ void RopeAppendKernel(RopeAppendArgs a) {
+  const int i = blockIdx.x;
+  const int hd = a.head_dim, half = hd / 2, nh = a.num_heads, nkv = a.num_kv_heads;
+  const int pos = a.positions[i];
+  const float* row = a.qkv + static_cast<int64_t>(i) * (nh + 2 * nkv) * hd;
+  const int64_t group =
+      a.table.group_table[static_cast<int64_t>(a.seq_slots[i]) * a.table.table_stride +
+                          pos / kBlockTokens];
+  const int64_t slot0 = group * a.table.slots_per_group + static_cast<int64_t>(a.layer) * nkv;
+  const int64_t slot_elems = 2 * kBlockTokens * hd;
+  const int in_block = pos % kBlockTokens;
+  // Rotations of q heads and k heads.
+  for (int t = threadIdx.x; t < (nh + nkv) * half; t += blockDim.x) {
+    const int h = t / half, j = t % half;
+    const float angle = static_cast<float>(pos) * a.inv_freq[j];
+    double s, c;
+    sincos(static_cast<double>(angle), &s, &c);
+    const float cf = static_cast<float>(c), sf = static_cast<float>(s);
+    const float x0 = row[h * hd + j], x1 = row[h * hd + j + half];
+    const float y0 = x0 * cf - x1 * sf, y1 = x1 * cf + x0 * sf;
+    if (h < nh) {
+      float* q = a.q_out + (static_cast<int64_t>(i) * nh + h) * hd;
+      q[j] = y0;
+      q[j + half] = y1;
+    } else {
+      bf16* k = a.pool + (slot0 + (h - nh)) * slot_elems + in_block * hd;
+      k[j] = __float2bfloat16_rn(y0);
+      k[j + half] = __float2bfloat16_rn(y1);
+    }
+  }
+  // Values: copied.
+  for (int t = threadIdx.x; t < nkv * hd; t += blockDim.x) {
+    const int g = t / hd, d = t % hd;
+    bf16* v = a.pool + (slot0 + g) * slot_elems + (kBlockTokens + in_block) * hd;
+    v[d] = __float2bfloat16_rn(row[(nh + nkv + g) * hd + d]);
+  }
+}
+
+}  // namespace
+
+cudaError_t LaunchRopeAppend(const RopeAppendArgs& a, cudaStream_t stream) {
+  if (a.n == 0) return cudaSuccess;
+  RopeAppendKernel<<<a.n, 256, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace apr::cuda
