@@ -85,6 +85,7 @@ int Main() {
       },
       absl::GetFlag(FLAGS_timeout_s));
   std::fputs("\n", stdout);
+  std::fflush(stdout);  // the closing line on stderr must come after the text
   if (!stats.ok()) return Fail(stats.status());
   const double n = static_cast<double>(stats->generated_tokens());
   std::fprintf(

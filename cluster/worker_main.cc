@@ -2,6 +2,8 @@
 // (rpc/worker/v1) for the front end, and Prometheus metrics.
 //
 //   worker --grpc_port 0 --metrics_port 0 --ready_file /tmp/w.ready [--device cpu]
+#include <stdlib.h>
+
 #include <cstdio>
 #include <string>
 
@@ -27,6 +29,9 @@ ABSL_FLAG(std::string, device, "",
 ABSL_FLAG(std::string, model, "",
           "load this model folder at start (otherwise the front end's LoadModel call does)");
 ABSL_FLAG(std::string, name, "worker", "name for logs (the launcher passes group/rank)");
+ABSL_FLAG(int64_t, max_context, 0,
+          "tokens per sequence; 0: the model's max_position_embeddings (a CUDA worker sizes "
+          "its KV pool as max_sequences x max_context)");
 
 namespace apr::cluster {
 namespace {
@@ -40,7 +45,9 @@ int Main() {
   const std::string name = absl::GetFlag(FLAGS_name);
   const std::string host = absl::GetFlag(FLAGS_host);
   MetricsRegistry metrics;
-  WorkerService service(absl::GetFlag(FLAGS_device), &metrics);
+  // NVLink multicast stays off in every process (NCCL reads this at its first call).
+  setenv("NCCL_NVLS_ENABLE", "0", 0);
+  WorkerService service(absl::GetFlag(FLAGS_device), &metrics, absl::GetFlag(FLAGS_max_context));
   if (const std::string model = absl::GetFlag(FLAGS_model); !model.empty()) {
     ::apr::worker::v1::LoadModelRequest req;
     req.set_model_path(ResolveModelDir(model));

@@ -4,6 +4,7 @@
 #ifndef APRUNTIME_CLUSTER_WORKER_SERVICE_H_
 #define APRUNTIME_CLUSTER_WORKER_SERVICE_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -20,7 +21,9 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
  public:
   // `device_override`, when not empty, wins over LoadModelRequest.device (the worker's
   // --device flag: the process, not the front end, knows which GPU it was given).
-  WorkerService(std::string device_override, MetricsRegistry* metrics);
+  // `max_context` (the worker's --max_context flag; 0: the model's) bounds the tokens per
+  // sequence, and with them a CUDA worker's KV pool (max_sequences x max_context).
+  WorkerService(std::string device_override, MetricsRegistry* metrics, int64_t max_context = 0);
 
   // Loads without an RPC (the worker's --model flag).
   absl::Status Load(const ::apr::worker::v1::LoadModelRequest& request,
@@ -48,6 +51,7 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
   grpc::Status NotLoaded() const;
 
   const std::string device_override_;
+  const int64_t max_context_;
   absl::Mutex mu_;
   std::unique_ptr<Decoder> decoder_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<DecoderStepEngine> engine_ ABSL_GUARDED_BY(mu_);
@@ -59,7 +63,10 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
   Counter* tokens_;
   Counter* prefill_tokens_;
   Histogram* step_seconds_;
+  Gauge* tokens_per_second_;
   Gauge* live_sequences_;
+  // The decoder's KV-tier counters after the last step (read by the metrics thread).
+  std::atomic<int64_t> fetch_bytes_{0}, prefetch_hits_{0}, prefetch_stalls_{0};
 };
 
 // absl::Status to grpc::Status, keeping the code and message.

@@ -27,6 +27,7 @@ CudaDecoder::CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoder
     : weights_(std::move(weights)), opt_(std::move(options)) {}
 
 CudaDecoder::~CudaDecoder() {
+  cudaSetDevice(opt_.device);
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   ShutdownOffload();
   for (auto& [key, g] : graphs_) {
@@ -47,7 +48,7 @@ absl::StatusOr<std::unique_ptr<CudaDecoder>> CudaDecoder::Load(const std::string
   auto ckpt = Checkpoint::Open(model_dir);
   if (!ckpt.ok()) return ckpt.status();
   APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
-  auto w = CudaWeights::FromCheckpoint(**ckpt);
+  auto w = CudaWeights::FromCheckpoint(**ckpt, options.tp.rank, options.tp.size);
   if (!w.ok()) return w.status();
   if (options.sparse.enabled && options.predictor_weights.empty()) {
     auto p = LoadPredictorWeights(model_dir + "/predictor.safetensors");
@@ -141,6 +142,16 @@ absl::Status CudaDecoder::Init() {
                           (cal_source == CalibrationSource::kAuto && offload_));
 
   APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
+  if (opt_.tp.size != weights_->tp_size() ||
+      (opt_.tp.size > 1 && opt_.tp.rank != weights_->tp_rank()))
+    return absl::InvalidArgumentError(
+        absl::StrCat("the weights are shard ", weights_->tp_rank(), " of ", weights_->tp_size(),
+                     "; the options ask for rank ", opt_.tp.rank, " of ", opt_.tp.size));
+  if (opt_.tp.size > 1) {
+    auto tp = TensorParallel::Create(opt_.tp, opt_.device);
+    if (!tp.ok()) return tp.status();
+    tp_ = *std::move(tp);
+  }
   cudaDeviceProp prop;
   APR_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, opt_.device));
   num_sms_ = prop.multiProcessorCount;
@@ -244,7 +255,10 @@ std::unique_ptr<Sequence> CudaDecoder::NewSequence(AttentionHooks* hooks) {
 }
 
 void CudaDecoder::Release(CudaSequence& seq) {
-  if (offload_) ReleaseOffload(seq);
+  if (offload_) {
+    BindDevice().IgnoreError();  // the sequence may be freed on any thread
+    ReleaseOffload(seq);
+  }
   alloc_->ReleaseSequence(seq.slot, seq.groups);
   seq.slot = -1;
 }
@@ -282,6 +296,20 @@ absl::Status CudaDecoder::Linear(const __nv_bfloat16* w, int m, int k, const __n
     return absl::OkStatus();
   }
   return gemm_->LinearF32(w, m, k, x, n, y, m, accumulate ? 1.0f : 0.0f);
+}
+
+absl::Status CudaDecoder::BindDevice() {
+  APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::ResidualLinear(const __nv_bfloat16* w, int m, int k,
+                                         const __nv_bfloat16* in, int n) {
+  // Each rank holds a slice of k: rank 0 adds its partial product to the residual, the
+  // others write theirs, and the all-reduce leaves residual + the sum on every rank.
+  APR_RETURN_IF_ERROR(Linear(w, m, k, in, n, x_.get(), tp_ == nullptr || tp_->rank() == 0));
+  if (tp_ != nullptr) APR_RETURN_IF_ERROR(tp_->AllReduceSum(x_.get(), int64_t{n} * m, stream_));
+  return absl::OkStatus();
 }
 
 absl::Status CudaDecoder::GateUpSwiGlu(const CudaLayerWeights& lw, int n) {
@@ -363,11 +391,11 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
           q_.get() + (from - start) * nh * hd, rows * nh * hd * sizeof(float),
           cudaMemcpyDeviceToDevice, stream_));
     }
-    APR_RETURN_IF_ERROR(Linear(lw.o, H, nh * hd, attn_.get(), n, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), n));
     APR_CUDA_RETURN_IF_ERROR(
         LaunchRmsNorm(x_.get(), lw.post_attn_norm, n, H, eps, xn_.get(), stream_));
     APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, n));
-    APR_RETURN_IF_ERROR(Linear(lw.down, H, c.intermediate_size, act_.get(), n, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.down, H, c.intermediate_size, act_.get(), n));
   }
   return absl::OkStatus();
 }
@@ -443,6 +471,7 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, i
 
 absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> tokens,
                                   std::vector<float>* last_logits, std::vector<float>* all_logits) {
+  APR_RETURN_IF_ERROR(BindDevice());
   auto& seq = static_cast<CudaSequence&>(base);
   const ModelConfig& c = config();
   if (seq.hooks != nullptr) {
@@ -794,11 +823,11 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
       APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, l - first_sparse, 1, side_stream_));
     }
-    APR_RETURN_IF_ERROR(Linear(lw.o, H, nh * hd, attn_.get(), B, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), B));
     APR_CUDA_RETURN_IF_ERROR(
         LaunchRmsNorm(x_.get(), lw.post_attn_norm, B, H, eps, xn_.get(), stream_));
     APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, B));
-    APR_RETURN_IF_ERROR(Linear(lw.down, H, c.intermediate_size, act_.get(), B, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.down, H, c.intermediate_size, act_.get(), B));
   }
   APR_CUDA_RETURN_IF_ERROR(
       LaunchRmsNorm(x_.get(), weights_->final_norm(), B, H, eps, xn_.get(), stream_));
@@ -820,6 +849,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
 absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
                                           absl::Span<const int32_t> tokens, cudaEvent_t start,
                                           cudaEvent_t stop) {
+  APR_RETURN_IF_ERROR(BindDevice());
   StepKey key;
   APR_RETURN_IF_ERROR(PrepareStep(seqs, tokens, &key));
   if (start != nullptr) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream_));
@@ -860,6 +890,7 @@ absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
 
 absl::Status CudaDecoder::Synchronize() {
   if (!step_pending_) return absl::OkStatus();
+  APR_RETURN_IF_ERROR(BindDevice());
   step_pending_ = false;
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   if (offload_) APR_RETURN_IF_ERROR(AfterOffloadStep());
@@ -923,6 +954,7 @@ absl::Status CudaDecoder::SetOverlapPredictor(bool on) {
 }
 
 absl::Status CudaDecoder::SetIncrementalPredictor(bool on) {
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.incremental_predictor = on;
   if (sparse_capable_) {
@@ -956,6 +988,7 @@ absl::Status CudaDecoder::SetUseGemv(bool use_gemv, int gemv_max_tokens) {
 }
 
 absl::Status CudaDecoder::FillPoolRandom(uint64_t seed) {
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_CUDA_RETURN_IF_ERROR(FillUniformBf16(pool_.get(), pool_.size(), seed, 1.0f, stream_));
   if (local_ != nullptr) {
     // The host pool, written through its mapping (over PCIe).
@@ -968,6 +1001,7 @@ absl::Status CudaDecoder::FillPoolRandom(uint64_t seed) {
 }
 
 absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_t seed) {
+  APR_RETURN_IF_ERROR(BindDevice());
   auto& seq = static_cast<CudaSequence&>(base);
   if (seq.slot < 0 || seq.len != 0 || len < 1 || len > opt_.max_context)
     return absl::InvalidArgumentError("FillRandomContext needs an empty sequence with a slot");
@@ -1008,6 +1042,7 @@ absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_
 }
 
 absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window) {
+  APR_RETURN_IF_ERROR(BindDevice());
   if (!sparse_capable_) return absl::FailedPreconditionError("no sparse support");
   APR_RETURN_IF_ERROR(Synchronize());
   const int ms = opt_.max_sequences, B = static_cast<int>(seqs.size());
@@ -1035,6 +1070,7 @@ absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool ad
 
 absl::StatusOr<std::vector<std::vector<CudaDecoder::BlockList>>> CudaDecoder::LastBlockLists(
     int layer) {
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_RETURN_IF_ERROR(Synchronize());
   const ModelConfig& c = config();
   const int nkv = c.num_key_value_heads, ms = opt_.max_sequences;

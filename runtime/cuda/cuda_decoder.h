@@ -27,6 +27,7 @@
 #include "runtime/cuda/kv_pool.h"
 #include "runtime/cuda/offload.h"
 #include "runtime/cuda/offload_kernels.h"
+#include "runtime/cuda/tensor_parallel.h"
 #include "runtime/decoder.h"
 
 namespace apr::cuda {
@@ -76,6 +77,10 @@ struct CudaDecoderOptions {
   // gets of each layer's fetch list).
   KvPlacement placement = KvPlacement::kResident;
   OffloadOptions offload;
+  // Tensor parallelism (tensor_parallel.h, docs/CUDA.md): this process is rank tp.rank of
+  // tp.size; Load reads only its shard and Init joins the NCCL group (blocks until every
+  // rank has joined). Every rank must then receive the same calls in the same order.
+  TensorParallelOptions tp;
   int max_budget_tokens = 0;  // largest budget set_sparse may set later; 0: sparse.budget_tokens
   std::vector<float> predictor_weights;  // PredictorLayout; required when sparse is usable
 };
@@ -90,6 +95,9 @@ class CudaDecoder : public Decoder {
       std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options);
   ~CudaDecoder() override;
 
+  // Under tensor parallelism the shard's geometry (ShardConfig): heads, KV heads and
+  // intermediate size are this rank's; vocabulary, hidden size, layers and context are the
+  // model's.
   const ModelConfig& config() const override { return weights_->config(); }
   std::string device() const override;
   // Sequences must be destroyed before the decoder. `hooks` must be null: this backend
@@ -129,6 +137,9 @@ class CudaDecoder : public Decoder {
   absl::Status PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window = false);
   absl::Status Synchronize();
   cudaStream_t stream() const { return stream_; }
+  // The NCCL group under tensor parallelism, else null (the benchmark times its
+  // all-reduces alone on stream()).
+  TensorParallel* tensor_parallel() const { return tp_.get(); }
   const CudaWeights& weights() const { return *weights_; }
   int num_sms() const { return num_sms_; }
   // The block lists the last decode step used for `layer` (a sparse layer), per batch
@@ -166,6 +177,10 @@ class CudaDecoder : public Decoder {
 
   CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options);
   absl::Status Init();
+  // Makes opt_.device current in the calling thread: entry points may be called from any
+  // thread (a worker's RPC threads), and the stream, cuBLAS handle and NCCL communicator
+  // belong to that device.
+  absl::Status BindDevice();
   void Release(CudaSequence& seq);
   absl::Status Check(bool cond, const char* what);
   // Grows `seq` to hold `len` tokens and uploads new group-table entries.
@@ -173,6 +188,9 @@ class CudaDecoder : public Decoder {
   absl::Status Linear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* x, int n, float* y,
                       bool accumulate);
   absl::Status GateUpSwiGlu(const CudaLayerWeights& lw, int n);
+  // x_ += in w^T for o_proj and down_proj (the residual add); under tensor parallelism
+  // followed by the sum over the ranks (tensor_parallel.h).
+  absl::Status ResidualLinear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* in, int n);
   absl::Status PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n, int64_t start,
                             bool save_q_from, int64_t save_from_pos);
   absl::Status LogitsRows(const float* x, int rows, float* host_out);
@@ -239,6 +257,7 @@ class CudaDecoder : public Decoder {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Gemm> gemm_;
   std::unique_ptr<KvPoolAllocator> alloc_;
+  std::unique_ptr<TensorParallel> tp_;  // null without tensor parallelism
 
   DeviceBuffer<__nv_bfloat16> pool_;
   DeviceBuffer<int32_t> group_table_;

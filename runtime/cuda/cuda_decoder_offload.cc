@@ -785,6 +785,7 @@ absl::StatusOr<std::vector<uint16_t>> CudaDecoder::ReadKvBlock(Sequence& base, i
   auto& seq = static_cast<CudaSequence&>(base);
   const ModelConfig& c = config();
   const int L = c.num_hidden_layers, nkv = c.num_key_value_heads;
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_RETURN_IF_ERROR(Synchronize());
   if (offload_) APR_RETURN_IF_ERROR(SyncOffload());
   if (seq.slot < 0 || layer < 0 || layer >= L || kv_head < 0 || kv_head >= nkv || block < 0 ||
