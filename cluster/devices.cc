@@ -38,14 +38,6 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
     return absl::FailedPreconditionError(
         absl::StrCat("device ", device, ": this machine has ", count, " CUDA device(s)"));
   }
-  if (options.placement != KvPlacement::kDevice) {
-    // The offload modes of CudaDecoder (host pinned pool, storage nodes) are another
-    // branch's work; until they land the config field is kept and refused here.
-    return absl::UnimplementedError(absl::StrCat(
-        "kv_cache placement ", PlacementName(options.placement),
-        ": the CUDA backend keeps the whole KV cache in GPU memory until KV offload lands "
-        "in CudaDecoder; leave kv_cache.placement unset (docs/CLUSTER.md)"));
-  }
   cuda::CudaDecoderOptions o;
   o.device = index;
   o.max_sequences = options.max_sequences > 0 ? options.max_sequences : 8;
@@ -59,6 +51,9 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
     o.sparse.enabled = true;
     o.sparse.budget_tokens = options.budget_tokens > 0 ? options.budget_tokens : 1024;
   }
+  if (absl::Status s = ApplyKvPlacement(options, &o); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("device ", device, ": ", s.message()));
+  }
   auto decoder = cuda::CudaDecoder::Load(model_dir, std::move(o));
   if (!decoder.ok()) {
     return absl::Status(decoder.status().code(),
@@ -68,6 +63,36 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
 }
 
 }  // namespace
+
+absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOptions* o) {
+  if (options.placement == KvPlacement::kDevice) {
+    o->placement = cuda::KvPlacement::kResident;
+    return absl::OkStatus();
+  }
+  if (!o->sparse.enabled) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kv_cache placement ", PlacementName(options.placement),
+        ": an offloaded KV cache needs block-sparse attention (only the selected blocks are "
+        "on the GPU), and the model folder has no predictor.safetensors"));
+  }
+  if (options.placement == KvPlacement::kHost) {
+    o->placement = cuda::KvPlacement::kOffloadLocal;  // a pool sized for every sequence
+    return absl::OkStatus();
+  }
+  if (options.storage_nodes.empty()) {
+    return absl::InvalidArgumentError(
+        "kv_cache placement PLACEMENT_REMOTE: the config names no storage nodes");
+  }
+  // One node per worker; the ranks of a group spread over the nodes (each rank stores
+  // only its own KV heads).
+  o->placement = cuda::KvPlacement::kOffloadRemote;
+  o->offload.remote_address = options.storage_nodes[options.tp_rank % options.storage_nodes.size()];
+  // UCX's own transport choice (and UCX_TLS / UCX_NET_DEVICES from the environment), as
+  // the storage nodes the launcher starts use: the node may be on another host.
+  o->offload.ucx_tls.clear();
+  o->offload.ucx_net_devices.clear();
+  return absl::OkStatus();
+}
 
 int CudaDeviceCount() {
   int n = 0;
@@ -118,10 +143,11 @@ absl::StatusOr<std::string> CreateNcclUniqueId() {
   return cuda::CreateNcclUniqueId();
 }
 
-OffloadCounters ReadOffloadCounters(const Decoder&) {
-  // KV offload (CudaDecoder::offload_stats()) is not in this build: resident KV moves no
-  // blocks. When it lands: dynamic_cast<const cuda::CudaDecoder*> and copy its counters.
-  return {};
+OffloadCounters ReadOffloadCounters(const Decoder& decoder) {
+  const auto* cuda = dynamic_cast<const cuda::CudaDecoder*>(&decoder);
+  if (cuda == nullptr) return {};  // the CPU worker keeps its cache in process
+  const cuda::OffloadStats s = cuda->offload_stats();
+  return {s.bytes_fetched, s.prefetch_hits, s.prefetch_stalls};
 }
 
 }  // namespace apr::cluster

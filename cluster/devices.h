@@ -13,6 +13,10 @@
 #include "absl/status/statusor.h"
 #include "runtime/decoder.h"
 
+namespace apr::cuda {
+struct CudaDecoderOptions;
+}  // namespace apr::cuda
+
 namespace apr::cluster {
 
 // Where a worker keeps the KV cache (cluster config kv_cache.placement).
@@ -41,6 +45,12 @@ struct DecoderOptions {
   std::vector<std::string> storage_nodes;
 };
 
+// Sets `o`'s KV placement from `options`: device memory (resident), the worker host's
+// pinned RAM (offload-local) or a storage node (offload-remote: rank r of a group uses
+// node r modulo their number; UCX picks the transports). Offload needs `o` to have sparse
+// attention on (the model's predictor). Host code; does not touch a GPU.
+absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOptions* o);
+
 // Number of CUDA devices this process sees (0 without a GPU or driver).
 int CudaDeviceCount();
 
@@ -56,9 +66,8 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenDecoder(const std::string& device,
 // Rank 0's part of forming a tensor-parallel group: a new NCCL unique id (128 bytes).
 absl::StatusOr<std::string> CreateNcclUniqueId();
 
-// KV storage-tier counters of a decoder (Prometheus apr_fetch_bytes_total, ...). Zero
-// until the CUDA backend exposes offload statistics (CudaDecoder::offload_stats(), with
-// KV offload): resident KV moves no blocks.
+// KV storage-tier counters of a decoder (Prometheus apr_fetch_bytes_total, ...): a CUDA
+// decoder's offload_stats(); zero for the CPU decoder and for a resident KV cache.
 struct OffloadCounters {
   int64_t fetch_bytes = 0;
   int64_t prefetch_hits = 0;

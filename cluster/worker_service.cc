@@ -35,13 +35,14 @@ WorkerService::WorkerService(std::string device_override, MetricsRegistry* metri
                         "Tokens per second of this worker's last decode step (batch / step time).");
   live_sequences_ = metrics->AddGauge("apr_worker_live_sequences", "Sequences alive.");
   // The decoder's KV storage-tier counters (cluster/devices.h ReadOffloadCounters): zero
-  // until KV offload lands in the CUDA backend.
+  // for a resident KV cache.
   metrics->AddGaugeFunction("apr_fetch_bytes_total", "Bytes fetched from the KV storage tier.",
                             [this] { return static_cast<double>(fetch_bytes_.load()); });
   metrics->AddGaugeFunction("apr_prefetch_hits_total",
                             "Predicted blocks that were already fetched when needed.",
                             [this] { return static_cast<double>(prefetch_hits_.load()); });
-  metrics->AddGaugeFunction("apr_prefetch_stalls_total", "Steps that waited on a block fetch.",
+  metrics->AddGaugeFunction("apr_prefetch_stalls_total",
+                            "Layer waits of decode steps that found their block fetch unfinished.",
                             [this] { return static_cast<double>(prefetch_stalls_.load()); });
 }
 
