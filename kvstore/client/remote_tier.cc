@@ -244,7 +244,7 @@ absl::StatusOr<std::vector<uint32_t>> RemoteTier::WriteBlocks(
 }
 
 absl::StatusOr<std::vector<uint32_t>> RemoteTier::AllocateBlocks(uint64_t seq,
-                                                             absl::Span<const BlockKey> keys) {
+                                                                 absl::Span<const BlockKey> keys) {
   if (keys.empty()) return std::vector<uint32_t>();
   v1::AppendBlocksRequest req;
   req.set_sequence_id(seq);

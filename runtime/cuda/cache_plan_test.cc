@@ -56,8 +56,8 @@ TEST(CachePlan, EvictsTheLeastRecentlyWantedWhenFull) {
   // 9 seeded + 3 predicted = 12 slots, no spare.
   CacheImageModel m(13);
   m.Seed(SeedBlocks(1000));
-  m.Plan(1001, {10, 20, 30});           // slots 9, 10, 11; slot 12 free
-  m.Plan(1002, {10, 20, 40});           // 40 -> the free slot 12; 30 stays (stamp 1001)
+  m.Plan(1001, {10, 20, 30});  // slots 9, 10, 11; slot 12 free
+  m.Plan(1002, {10, 20, 40});  // 40 -> the free slot 12; 30 stays (stamp 1001)
   EXPECT_GE(m.where(30), 0);
   CachePlanCounts c = m.Plan(1003, {10, 20, 50});  // full: evict 30 (wanted at 1001), not 40
   EXPECT_EQ(c.fetched, 1);

@@ -137,9 +137,8 @@ absl::Status CudaDecoder::Init() {
           "full-row calibration reads every block of the cache: with an offloaded cache it "
           "would move the whole cache across PCIe; use CalibrationSource::kKeySummary");
   }
-  summary_calibration_ =
-      sparse_capable_ && (cal_source == CalibrationSource::kKeySummary ||
-                          (cal_source == CalibrationSource::kAuto && offload_));
+  summary_calibration_ = sparse_capable_ && (cal_source == CalibrationSource::kKeySummary ||
+                                             (cal_source == CalibrationSource::kAuto && offload_));
 
   APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
   if (opt_.tp.size != weights_->tp_size() ||
@@ -505,9 +504,8 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
     // The prompt's blocks go to a staging pool first (prefill attention reads all of them);
     // the group table's row maps block b to staging group b.
     const int nb = NumBlocks(static_cast<int>(n));
-    APR_RETURN_IF_ERROR(Alloc(&staging, int64_t{nb} * c.num_hidden_layers *
-                                            c.num_key_value_heads * 2 * kBlockTokens *
-                                            c.head_dim));
+    APR_RETURN_IF_ERROR(Alloc(&staging, int64_t{nb} * c.num_hidden_layers * c.num_key_value_heads *
+                                            2 * kBlockTokens * c.head_dim));
     std::vector<int32_t> ident(nb);
     for (int b = 0; b < nb; ++b) ident[b] = b;
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(group_table_.get() + int64_t{seq.slot} * max_blocks_,
@@ -672,7 +670,8 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
     for (int b = 0; b < B; ++b) cols = std::max(cols, NumCandidates(h_step_[kNextLens * ms + b]));
     key->predict_cols = std::min(RoundUpPow2(cols), max_blocks_);
   }
-  if (any_dense && summary_calibration_) key->calib_cols = std::min(RoundUpPow2(max_blocks), max_blocks_);
+  if (any_dense && summary_calibration_)
+    key->calib_cols = std::min(RoundUpPow2(max_blocks), max_blocks_);
   return absl::OkStatus();
 }
 
@@ -1019,8 +1018,8 @@ absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_
   APR_CUDA_RETURN_IF_ERROR(
       FillUniformF32(history_.get() + seq.slot * per_seq, per_seq, seed, 0.5f, 0.5f, stream_));
   if (summary_calibration_) {
-    const int64_t per = int64_t{c.num_hidden_layers} * c.num_key_value_heads * max_blocks_ * 2 *
-                        c.head_dim;
+    const int64_t per =
+        int64_t{c.num_hidden_layers} * c.num_key_value_heads * max_blocks_ * 2 * c.head_dim;
     APR_CUDA_RETURN_IF_ERROR(
         FillUniformBf16(key_summary_.get() + seq.slot * per, per, seed + 7, 1.0f, stream_));
   }

@@ -280,9 +280,8 @@ absl::Status CudaDecoder::WaitLayerFetch(int l, bool eager) {
     std::deque<std::shared_ptr<kvstore::GpuFetchJob>> jobs;
     {
       std::unique_lock<std::mutex> lock(remote_mu_);
-      remote_cv_.wait(lock, [&] {
-        return remote_started_[l] >= remote_posted_[l] || !remote_error_.ok();
-      });
+      remote_cv_.wait(
+          lock, [&] { return remote_started_[l] >= remote_posted_[l] || !remote_error_.ok(); });
       if (!remote_error_.ok()) return remote_error_;
       jobs.swap(remote_pending_[l]);
     }
@@ -329,8 +328,12 @@ absl::Status CudaDecoder::PrefetchLayer(int B, int l, const StepKey& key, bool e
   pa.layer = l;
   pa.next_lens = d + kNextLens * ms;
   pa.seq_slots = d + kSeqSlots * ms;
-  pa.sel = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(),
-                     static_cast<int>(c.num_key_value_heads), sel_stride_};
+  pa.sel = Selection{sel_blocks_.get(),
+                     sel_counts_.get(),
+                     sel_lens_.get(),
+                     SparseLayers(),
+                     static_cast<int>(c.num_key_value_heads),
+                     sel_stride_};
   pa.cache = Cache();
   pa.tier = tier_table_.get();
   pa.reuse = opt_.offload.reuse_cached_blocks;
@@ -354,11 +357,10 @@ absl::Status CudaDecoder::PrefetchLayer(int B, int l, const StepKey& key, bool e
     uint32_t* h = h_fetch_.get() + int64_t{l} * 2 * max_fetch_;
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_fetch_count_.get() + l, fetch_count_.get() + l,
                                              sizeof(int32_t), cudaMemcpyDeviceToHost, s));
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h, pa.fetch_src, max_fetch_ * sizeof(uint32_t),
-                                             cudaMemcpyDeviceToHost, s));
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h + max_fetch_, pa.fetch_dst,
-                                             max_fetch_ * sizeof(uint32_t),
-                                             cudaMemcpyDeviceToHost, s));
+    APR_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(h, pa.fetch_src, max_fetch_ * sizeof(uint32_t), cudaMemcpyDeviceToHost, s));
+    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+        h + max_fetch_, pa.fetch_dst, max_fetch_ * sizeof(uint32_t), cudaMemcpyDeviceToHost, s));
     if (!remote_fills_.empty()) {
       // The filled block goes to the write-back area (GPU); AfterOffloadStep sends it.
       APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
@@ -484,9 +486,9 @@ absl::Status CudaDecoder::DrainRemoteWriteBacks(CudaSequence& seq, int64_t up_to
     const std::vector<uint32_t>& slots = kvstore::GpuBlockFetcher::tier_slots(*it->job);
     if (static_cast<int>(slots.size()) != L * nkv)
       return absl::InternalError("a write-back returned the wrong number of slots");
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(
-        tier_table_.get() + (int64_t{seq.slot} * max_blocks_ + it->block) * L * nkv, slots.data(),
-        slots.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
+    APR_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(tier_table_.get() + (int64_t{seq.slot} * max_blocks_ + it->block) * L * nkv,
+                   slots.data(), slots.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
     host_stats_.blocks_written += L * nkv;
     it = seq.write_backs.erase(it);
   }
@@ -528,7 +530,8 @@ absl::Status CudaDecoder::WriteOrAllocateTierBlocks(CudaSequence& seq, int full,
     for (int g = 0; g < nkv; ++g) {
       for (int b = 0; b < full; ++b) {
         keys.push_back({l, g, b});
-        if (staging != nullptr) src.push_back(static_cast<uint32_t>((int64_t{b} * L + l) * nkv + g));
+        if (staging != nullptr)
+          src.push_back(static_cast<uint32_t>((int64_t{b} * L + l) * nkv + g));
       }
     }
   }
@@ -543,11 +546,11 @@ absl::Status CudaDecoder::WriteOrAllocateTierBlocks(CudaSequence& seq, int full,
       APR_RETURN_IF_ERROR(AllocZ(&lists, 2 * n, 0));
       APR_CUDA_RETURN_IF_ERROR(
           cudaMemcpy(lists.get(), src.data(), n * sizeof(uint32_t), cudaMemcpyHostToDevice));
-      APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(lists.get() + n, slots.data(), n * sizeof(uint32_t),
-                                          cudaMemcpyHostToDevice));
-      APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocks(
-          staging, lists.get(), local_->mapped->device_pointer(), lists.get() + n,
-          static_cast<int32_t>(n), bb, stream_));
+      APR_CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(lists.get() + n, slots.data(), n * sizeof(uint32_t), cudaMemcpyHostToDevice));
+      APR_CUDA_RETURN_IF_ERROR(
+          kvstore::LaunchGatherBlocks(staging, lists.get(), local_->mapped->device_pointer(),
+                                      lists.get() + n, static_cast<int32_t>(n), bb, stream_));
       APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
       host_stats_.blocks_written += n;
     }
@@ -588,8 +591,8 @@ absl::Status CudaDecoder::WriteOrAllocateTierBlocks(CudaSequence& seq, int full,
       }
       std::vector<const std::byte*> ptrs(m);
       for (int64_t i = 0; i < m; ++i) ptrs[i] = bounce->data() + i * bb;
-      auto s = remote_tier_->WriteBlocks(seq.tier_id, absl::MakeConstSpan(keys).subspan(first, m),
-                                         ptrs);
+      auto s =
+          remote_tier_->WriteBlocks(seq.tier_id, absl::MakeConstSpan(keys).subspan(first, m), ptrs);
       if (!s.ok()) {
         st = s.status();
         break;
@@ -633,8 +636,8 @@ absl::Status CudaDecoder::SeedCache(CudaSequence& seq, const std::vector<int32_t
     return absl::InternalError("more seed blocks than cache slots");
   DeviceBuffer<int32_t> dblocks;
   APR_RETURN_IF_ERROR(AllocZ(&dblocks, static_cast<int64_t>(blocks.size()), 0));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(dblocks.get(), blocks.data(),
-                                      blocks.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(dblocks.get(), blocks.data(), blocks.size() * sizeof(int32_t),
+                                      cudaMemcpyHostToDevice));
   SeedCacheArgs a;
   a.seq_slot = seq.slot;
   a.blocks = dblocks.get();
@@ -681,8 +684,8 @@ absl::Status CudaDecoder::InitialFetch(CudaSequence& seq) {
     APR_CUDA_RETURN_IF_ERROR(LaunchCachePlan(pa, stream_));
     if (!remote_) {
       APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
-          local_->mapped->device_pointer(), pa.fetch_src, pool_.get(), pa.fetch_dst,
-          pa.fetch_count, max_fetch_, bb, 0, stream_));
+          local_->mapped->device_pointer(), pa.fetch_src, pool_.get(), pa.fetch_dst, pa.fetch_count,
+          max_fetch_, bb, 0, stream_));
       APR_CUDA_RETURN_IF_ERROR(LaunchMarkFetched(done_.get(), l, stream_));
       continue;
     }
@@ -796,8 +799,8 @@ absl::StatusOr<std::vector<uint16_t>> CudaDecoder::ReadKvBlock(Sequence& base, i
   if (!offload_) {
     if (from_tier) return absl::FailedPreconditionError("the cache is resident: no tier");
     const int64_t slot = int64_t{seq.groups[block]} * L * nkv + int64_t{layer} * nkv + kv_head;
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(out.data(), pool_.get() + slot * (bb / 2), bb,
-                                        cudaMemcpyDeviceToHost));
+    APR_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(out.data(), pool_.get() + slot * (bb / 2), bb, cudaMemcpyDeviceToHost));
     return out;
   }
   const int64_t img = (int64_t{seq.slot} * L + layer) * nkv + kv_head;
@@ -817,9 +820,11 @@ absl::StatusOr<std::vector<uint16_t>> CudaDecoder::ReadKvBlock(Sequence& base, i
     APR_RETURN_IF_ERROR(DrainRemoteWriteBacks(seq, std::numeric_limits<int64_t>::max()));
   }
   uint32_t slot = kNoTierSlot;
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(
-      &slot, tier_table_.get() + (int64_t{seq.slot} * max_blocks_ + block) * L * nkv + layer * nkv + kv_head,
-      sizeof(slot), cudaMemcpyDeviceToHost));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(&slot,
+                                      tier_table_.get() +
+                                          (int64_t{seq.slot} * max_blocks_ + block) * L * nkv +
+                                          layer * nkv + kv_head,
+                                      sizeof(slot), cudaMemcpyDeviceToHost));
   if (slot == kNoTierSlot) return absl::NotFoundError("the block has no tier slot");
   if (!remote_) {
     std::memcpy(out.data(), local_->store->slot_data(slot), bb);

@@ -61,7 +61,7 @@ struct OffloadOptions {
 // apr_prefetch_hits_total, apr_prefetch_stalls_total read these).
 struct OffloadStats {
   int64_t decode_steps = 0;
-  int64_t blocks_fetched = 0;    // tier -> GPU cache (the first step's fetch included)
+  int64_t blocks_fetched = 0;  // tier -> GPU cache (the first step's fetch included)
   int64_t bytes_fetched = 0;
   int64_t prefetch_hits = 0;     // predicted blocks already in the GPU cache (not fetched)
   int64_t predicted_blocks = 0;  // predicted blocks planned (hits + the predicted fetched)

@@ -73,8 +73,8 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
   const int64_t img = (static_cast<int64_t>(seq) * a.cache.layers + a.layer) * nkv + g;
   int32_t* where = a.cache.where + img * a.cache.max_blocks;
   int32_t* tags = a.cache.tags + img * C;
-  const int64_t sel_img = (static_cast<int64_t>(seq) * a.sel.num_layers + a.layer) *
-                              a.sel.kv_heads + g;
+  const int64_t sel_img =
+      (static_cast<int64_t>(seq) * a.sel.num_layers + a.layer) * a.sel.kv_heads + g;
   const int nsel = a.sel.counts[sel_img];
   Wanted w;
   w.sel = a.sel.blocks + sel_img * a.sel.stride;
@@ -220,8 +220,8 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
       a.wb_src[at] = static_cast<uint32_t>(img * C + c);
       a.wb_dst[at] = dst;
       if (a.record_tier) {
-        a.tier[(static_cast<int64_t>(seq) * a.cache.max_blocks + fb) * tier_stride +
-               a.layer * nkv + g] = dst;
+        a.tier[(static_cast<int64_t>(seq) * a.cache.max_blocks + fb) * tier_stride + a.layer * nkv +
+               g] = dst;
       }
       wrote = 1;
     }
@@ -276,11 +276,11 @@ __global__ void KeySummaryKernel(const KeySummaryArgs a) {
   const int lg = blockIdx.y, layer = lg / a.kv_heads, g = lg % a.kv_heads;
   const int hd = a.head_dim;
   const bf16* k = a.pool + TableSlot(a.table, a.seq_slot, layer, g, blk) * 2 * kBlockTokens * hd;
-  bf16* out = a.summary +
-              (((static_cast<int64_t>(a.seq_slot) * a.layers + layer) * a.kv_heads + g) *
-                   a.max_blocks +
-               blk) *
-                  2 * hd;
+  bf16* out =
+      a.summary +
+      (((static_cast<int64_t>(a.seq_slot) * a.layers + layer) * a.kv_heads + g) * a.max_blocks +
+       blk) *
+          2 * hd;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float mn = INFINITY, mx = -INFINITY;
 #pragma unroll
@@ -299,8 +299,8 @@ constexpr int kCalWarps = 8;
 constexpr int kCalMaxGroup = 8;
 constexpr int kCalMaxHeadDim = 256;
 
-__global__ void __launch_bounds__(kCalWarps * 32) SummaryCalibrationKernel(
-    const SummaryCalibrationArgs a) {
+__global__ void __launch_bounds__(kCalWarps * 32)
+    SummaryCalibrationKernel(const SummaryCalibrationArgs a) {
   const int row = blockIdx.y, b = row / a.num_kv_heads, g = row % a.num_kv_heads;
   if (a.dense[b] == 0) return;
   const int G = a.num_heads / a.num_kv_heads, hd = a.head_dim;
@@ -334,13 +334,12 @@ __global__ void __launch_bounds__(kCalWarps * 32) SummaryCalibrationKernel(
     }
   }
   if (lo < count && listed[lo] == j) return;
-  const bf16* s = a.summary +
-                  (((static_cast<int64_t>(a.seq_slots[b]) * a.summary_layers + a.layer) *
-                        a.num_kv_heads +
-                    g) *
-                       a.max_blocks +
-                   j) *
-                      2 * hd;
+  const bf16* s =
+      a.summary +
+      (((static_cast<int64_t>(a.seq_slots[b]) * a.summary_layers + a.layer) * a.num_kv_heads + g) *
+           a.max_blocks +
+       j) *
+          2 * hd;
   float dot[kCalMaxGroup], rad[kCalMaxGroup];
 #pragma unroll
   for (int gi = 0; gi < kCalMaxGroup; ++gi) dot[gi] = rad[gi] = 0.f;
@@ -367,12 +366,11 @@ __global__ void __launch_bounds__(kCalWarps * 32) SummaryCalibrationKernel(
     }
   }
   if (lane == 0) {
-    float* hrow = a.history +
-                  ((static_cast<int64_t>(a.seq_slots[b]) * a.history_layers + a.layer) *
-                       a.num_kv_heads +
-                   g) *
-                      a.history_rows * a.history_cols +
-                  static_cast<int64_t>(a.history_row[b]) * a.history_cols;
+    float* hrow =
+        a.history +
+        ((static_cast<int64_t>(a.seq_slots[b]) * a.history_layers + a.layer) * a.num_kv_heads + g) *
+            a.history_rows * a.history_cols +
+        static_cast<int64_t>(a.history_row[b]) * a.history_cols;
     hrow[j] = p;
   }
 }
@@ -381,8 +379,8 @@ __global__ void __launch_bounds__(kCalWarps * 32) SummaryCalibrationKernel(
 __global__ void SeedCacheKernel(const SeedCacheArgs a) {
   const int i = blockIdx.x, lg = blockIdx.y;
   const int layer = lg / a.cache.kv_heads, g = lg % a.cache.kv_heads;
-  const int64_t img = (static_cast<int64_t>(a.seq_slot) * a.cache.layers + layer) *
-                          a.cache.kv_heads + g;
+  const int64_t img =
+      (static_cast<int64_t>(a.seq_slot) * a.cache.layers + layer) * a.cache.kv_heads + g;
   const int blk = a.blocks[i];
   if (threadIdx.x == 0) {
     a.cache.tags[img * a.cache.slots + i] = blk;

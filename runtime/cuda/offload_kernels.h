@@ -25,13 +25,13 @@ namespace apr::cuda {
 
 // Device counters of the offload path (unsigned long long each), cumulative.
 enum OffloadCounter {
-  kCounterFetched = 0,    // blocks put in a fetch list (tier -> GPU cache)
-  kCounterHits,           // predicted blocks already cached (not fetched)
-  kCounterPredicted,      // predicted blocks planned
-  kCounterWaits,          // layer waits of decode steps on their fetch (probed)
-  kCounterStalls,         // ... that found the fetch not complete
-  kCounterWrittenBack,    // blocks put in a write-back list (GPU cache -> tier)
-  kCounterPlans,          // images planned
+  kCounterFetched = 0,  // blocks put in a fetch list (tier -> GPU cache)
+  kCounterHits,         // predicted blocks already cached (not fetched)
+  kCounterPredicted,    // predicted blocks planned
+  kCounterWaits,        // layer waits of decode steps on their fetch (probed)
+  kCounterStalls,       // ... that found the fetch not complete
+  kCounterWrittenBack,  // blocks put in a write-back list (GPU cache -> tier)
+  kCounterPlans,        // images planned
   kOffloadCounters
 };
 

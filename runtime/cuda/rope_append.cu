@@ -64,11 +64,11 @@ __global__ void RopeAppendKernel(RopeAppendArgs a) {
         mn = fminf(mn, x);
         mx = fmaxf(mx, x);
       }
-      bf16* out = a.key_summary +
-                  (((static_cast<int64_t>(seq) * a.summary_layers + a.layer) * nkv + g) *
-                       a.summary_blocks +
-                   blk) *
-                      2 * hd;
+      bf16* out =
+          a.key_summary +
+          (((static_cast<int64_t>(seq) * a.summary_layers + a.layer) * nkv + g) * a.summary_blocks +
+           blk) *
+              2 * hd;
       out[d] = __float2bfloat16_rn(mn);
       out[hd + d] = __float2bfloat16_rn(mx);
     }
