@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Builds the tensor-parallel GPU run's binaries here (no GPU needed) and packs them, with
 # the Debian shared libraries they need, for the 2-GPU machine (docs/CLUSTER.md "Running
-# the TP tests and benchmark"). The GPU machine has glibc, libstdc++, the CUDA runtime,
-# cuBLAS and NCCL 2.28 (/usr/lib/x86_64-linux-gnu); those are not carried.
+# the TP tests and benchmark"). Not carried: glibc, libstdc++, the CUDA runtime and cuBLAS
+# (/usr/local/cuda/lib64 there) and NCCL (about 200 MB; tp_run.sh finds the machine's,
+# PyTorch's nvidia-nccl wheel if need be).
 #
-#   bash tools/device/pack_tp.sh [DEST]        (default: /work/main/.carry/tp)
+#   bash tools/device/pack_tp.sh [DEST]   (default: .carry/tp of the main checkout, the one
+#                                          a device call sends)
 #   device: run, carry [".carry/tp"], kind nvidia-h200-x2: bash .carry/tp/tp_run.sh
 #
 # DEST receives tp.tar.xz (bin/, lib/, configs/) and tp_run.sh. The configs are this
 # tree's (the device gets the main checkout, whose configs may be older).
 set -euo pipefail
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
-DEST=${1:-/work/main/.carry/tp}
+MAIN=$(git -C "$ROOT" worktree list --porcelain | awk 'NR == 1 {print $2}')
+DEST=${1:-$MAIN/.carry/tp}
 cd "$ROOT"
 TARGETS=(
   //cluster:worker

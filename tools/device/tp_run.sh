@@ -20,6 +20,12 @@ rm -rf "$L" "$W"
 mkdir -p "$L" "$W"
 tar -C "$W" -xJf "$HERE/tp.tar.xz"
 export LD_LIBRARY_PATH="$W/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# libnccl.so.2 (built against 2.28) is not carried (about 200 MB): the machine's own, from
+# the linker's cache, the CUDA folder or PyTorch's nvidia-nccl wheel.
+if ! ldconfig -p | grep -q 'libnccl\.so\.2 ' && [ ! -e /usr/local/cuda/lib64/libnccl.so.2 ]; then
+  d=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0] + "/lib")' 2>/dev/null)
+  [ -n "$d" ] && [ -e "$d/libnccl.so.2" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+fi
 B=$W/bin
 summary=()
 # Workers are started through this wrapper, which records their pids: a stage that hits

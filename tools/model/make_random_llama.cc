@@ -4,7 +4,7 @@
 // geometry (tests/cluster:tp_worker_test). Values: uniform with variance 1 / fan_in
 // (embeddings variance 1, lm_head `--lm_head_scale` times 1 / hidden), norms 1.
 //
-//   make_random_llama --out=/tmp/random-llama --hidden=2048 --heads=16 --kv_heads=4 \
+//   make_random_llama --out=/tmp/random-llama --hidden=2048 --heads=16 --kv_heads=4
 //     --head_dim=128 --intermediate=5632 --layers=4 --vocab=16384 [--predictor]
 #include <cmath>
 #include <cstdint>
