@@ -34,6 +34,13 @@ rm -rf "$W"
 mkdir -p "$W"
 tar -C "$W" -xJf "$HERE/gpu_session.tar.xz"
 export LD_LIBRARY_PATH="$W/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# libnccl.so.2 (the decoder links NCCL for tensor parallelism; built against 2.28) is not
+# carried (about 200 MB): the machine's own, from the linker's cache, the CUDA folder or
+# PyTorch's nvidia-nccl wheel.
+if ! ldconfig -p | grep -q 'libnccl\.so\.2 ' && [ ! -e /usr/local/cuda/lib64/libnccl.so.2 ]; then
+  d=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0] + "/lib")' 2>/dev/null)
+  [ -n "$d" ] && [ -e "$d/libnccl.so.2" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+fi
 # UCX's cma transport is a loadable module; tcp, posix and sysv are built into libuct.
 export UCX_MODULE_DIR="$W/lib/ucx"
 export APR_STORAGE_NODE="$W/bin/storage_node"
@@ -41,6 +48,7 @@ export APR_STORAGE_NODE="$W/bin/storage_node"
   date -u +%Y-%m-%dT%H:%MZ
   nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current --format=csv
   echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
+  ldd "$W/bin/offload_test" | grep -E "not found|nccl|cublas|cudart"
 } 2>&1 | tee "$OUT/machine.txt"
 summary=()
 

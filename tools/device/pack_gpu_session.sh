@@ -9,9 +9,9 @@
 #
 # DEST (default: .carry/gpu_session in the main checkout, the one a device call sends)
 # receives gpu_session.tar.xz (bin/, lib/) and gpu_session.sh. Our libraries are linked
-# statically (--dynamic_mode=off). Not carried: glibc, libstdc++, libgcc_s and the CUDA
+# statically (--dynamic_mode=off). Not carried: glibc, libstdc++, libgcc_s, the CUDA
 # libraries (libcudart, libcublas, libcublasLt are in /usr/local/cuda/lib64 there; libcuda
-# comes with the driver). UCX's cma module is carried for UCX_MODULE_DIR (tcp, posix and
+# comes with the driver) and NCCL (about 200 MB; gpu_session.sh finds the machine's). UCX's cma module is carried for UCX_MODULE_DIR (tcp, posix and
 # sysv are built into libuct). The device call's tree plus what it carries must stay under
 # 64 MiB: the archive is xz-compressed and its size printed.
 set -euo pipefail
