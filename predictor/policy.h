@@ -184,6 +184,7 @@ enum class CalibrationSource {
   kFull,      // the full attention row, as the official code does (needs every key)
   kQuest,     // sparse row; unselected blocks estimated from the Quest bound of their keys
   kMeanKey,   // sparse row; unselected blocks estimated from q . (mean key of the block)
+  kCenterL2,  // sparse row; unselected blocks estimated as the CUDA offload path does
 };
 std::string_view CalibrationSourceName(CalibrationSource s);
 absl::StatusOr<CalibrationSource> ParseCalibrationSource(std::string_view s);
