@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/cuda/gather_blocks.h"
 #include "kvstore/testing/storage_node_process.h"
@@ -45,34 +46,9 @@ ABSL_FLAG(std::string, remote_batches, "1", "remote run: batch sizes");
 namespace apr::cuda {
 namespace {
 
-#define OK_OR_DIE(expr)                                                               \
-  do {                                                                                \
-    if (absl::Status _s = (expr); !_s.ok()) {                                         \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
-#define CUDA_OR_DIE(expr)                                                              \
-  do {                                                                                 \
-    if (cudaError_t _e = (expr); _e != cudaSuccess) {                                  \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(_e)); \
-      std::exit(1);                                                                    \
-    }                                                                                  \
-  } while (0)
-
-std::vector<int> IntList(const std::string& s) {
-  std::vector<int> v;
-  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) {
-    int x;
-    if (absl::SimpleAtoi(p, &x)) v.push_back(x);
-  }
-  return v;
-}
-
-double MedianOf(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench::Llama31_8B;
+using bench::Median;
+using bench::PositiveInts;
 
 constexpr int64_t kBlockBytes = 2 * 16 * 128 * 2;
 
@@ -105,7 +81,7 @@ absl::Status TimeRow(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, i
     RETURN_IF_ERR(d.Synchronize());
   }
   std::vector<cudaEvent_t> ev(2 * steps);
-  for (cudaEvent_t& e : ev) CUDA_OR_DIE(cudaEventCreate(&e));
+  for (cudaEvent_t& e : ev) BENCH_CHECK_CUDA(cudaEventCreate(&e));
   const OffloadStats s0 = d.offload_stats();
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) {
@@ -117,12 +93,12 @@ absl::Status TimeRow(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, i
   std::vector<double> dev;
   for (int i = 0; i < steps; ++i) {
     float ms;
-    CUDA_OR_DIE(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
+    BENCH_CHECK_CUDA(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
     dev.push_back(ms);
   }
   for (cudaEvent_t e : ev) cudaEventDestroy(e);
   r->wall_ms = std::chrono::duration<double, std::milli>(t1 - t0).count() / steps;
-  r->device_ms = MedianOf(dev);
+  r->device_ms = Median(dev);
   const double fetched = double(s1.bytes_fetched - s0.bytes_fetched) / steps;
   r->fetched_mb = fetched / 1e6;
   r->fetch_gbs = fetched / (r->wall_ms * 1e6);
@@ -137,16 +113,17 @@ absl::Status TimeRow(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, i
 double LinkGbs(const LocalKvTier& tier) {
   const int64_t bytes = int64_t{1} << 30;
   auto dst = DeviceBuffer<char>::Allocate(bytes);
-  OK_OR_DIE(dst.status());
+  BENCH_CHECK_OK(dst.status());
   cudaEvent_t a, b;
   cudaEventCreate(&a);
   cudaEventCreate(&b);
   float best = 1e30f;
   for (int i = 0; i < 5; ++i) {
     cudaEventRecord(a);
-    CUDA_OR_DIE(cudaMemcpyAsync(dst->get(), tier.store->base(), bytes, cudaMemcpyHostToDevice));
+    BENCH_CHECK_CUDA(
+        cudaMemcpyAsync(dst->get(), tier.store->base(), bytes, cudaMemcpyHostToDevice));
     cudaEventRecord(b);
-    CUDA_OR_DIE(cudaEventSynchronize(b));
+    BENCH_CHECK_CUDA(cudaEventSynchronize(b));
     float ms;
     cudaEventElapsedTime(&ms, a, b);
     best = std::min(best, ms);
@@ -163,8 +140,8 @@ double GatherGbs(const LocalKvTier& tier, int n) {
   const int64_t dst_blocks = std::max<int64_t>(2 * n, 65536);
   auto dst = DeviceBuffer<char>::Allocate(dst_blocks * kBlockBytes);
   auto idx = DeviceBuffer<uint32_t>::Allocate(int64_t{2} * n * 8 + 1);
-  OK_OR_DIE(dst.status());
-  OK_OR_DIE(idx.status());
+  BENCH_CHECK_OK(dst.status());
+  BENCH_CHECK_OK(idx.status());
   std::mt19937 rng(n);
   std::vector<uint32_t> h(int64_t{2} * n * 8 + 1);
   for (int j = 0; j < 8; ++j) {
@@ -174,12 +151,12 @@ double GatherGbs(const LocalKvTier& tier, int n) {
     }
   }
   h.back() = static_cast<uint32_t>(n);
-  CUDA_OR_DIE(cudaMemcpy(idx->get(), h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK_CUDA(cudaMemcpy(idx->get(), h.data(), h.size() * 4, cudaMemcpyHostToDevice));
   const auto* count = reinterpret_cast<const int32_t*>(idx->get() + h.size() - 1);
   auto launch = [&](int r) {
     const uint32_t* e = idx->get() + (r % 8) * int64_t{2} * n;
-    CUDA_OR_DIE(kvstore::LaunchGatherBlocksCounted(tier.mapped->device_pointer(), e, dst->get(),
-                                                   e + n, count, n, kBlockBytes, 0, nullptr));
+    BENCH_CHECK_CUDA(kvstore::LaunchGatherBlocksCounted(
+        tier.mapped->device_pointer(), e, dst->get(), e + n, count, n, kBlockBytes, 0, nullptr));
   };
   launch(0);
   const int reps = std::max(8, static_cast<int>((int64_t{4} << 30) / (int64_t{n} * kBlockBytes)));
@@ -189,7 +166,7 @@ double GatherGbs(const LocalKvTier& tier, int n) {
   cudaEventRecord(a);
   for (int r = 0; r < reps; ++r) launch(r);
   cudaEventRecord(b);
-  CUDA_OR_DIE(cudaEventSynchronize(b));
+  BENCH_CHECK_CUDA(cudaEventSynchronize(b));
   float ms;
   cudaEventElapsedTime(&ms, a, b);
   cudaEventDestroy(a);
@@ -260,12 +237,12 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
       static_cast<int64_t>(absl::GetFlag(FLAGS_host_pool_gib) * (1 << 30)) / kBlockBytes;
   auto t0 = std::chrono::steady_clock::now();
   auto tier = LocalKvTier::Create(kBlockBytes, pool_blocks);
-  OK_OR_DIE(tier.status());
+  BENCH_CHECK_OK(tier.status());
   std::shared_ptr<LocalKvTier> local = *tier;
-  CUDA_OR_DIE(FillUniformBf16(static_cast<__nv_bfloat16*>(local->mapped->device_pointer()),
-                              static_cast<int64_t>(local->store->region_bytes() / 2), 4242, 1.0f,
-                              nullptr));
-  CUDA_OR_DIE(cudaDeviceSynchronize());
+  BENCH_CHECK_CUDA(FillUniformBf16(static_cast<__nv_bfloat16*>(local->mapped->device_pointer()),
+                                   static_cast<int64_t>(local->store->region_bytes() / 2), 4242,
+                                   1.0f, nullptr));
+  BENCH_CHECK_CUDA(cudaDeviceSynchronize());
   std::printf("\nlocal tier: %.1f GiB pinned, mapped, registered and filled in %.1f s\n",
               local->store->region_bytes() / double(1 << 30),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -305,7 +282,7 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
     const int cap = ctx + tsteps + twarm + 64;
     const double kv = double(batch) * ctx * L * nkv * 2 * 128 * 2;
     size_t free_b, total_b;
-    CUDA_OR_DIE(cudaMemGetInfo(&free_b, &total_b));
+    BENCH_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
     const double gpu_need = (mode == 'c' || full) ? kv * 1.08 + (3ull << 30) : 6e9;
     const bool host_mode = mode != 'c' && remote == nullptr;
     if (gpu_need > free_b) {
@@ -385,8 +362,8 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
   };
 
   bool first_pair = true;  // the eager row only once: it shows the cost of no graphs
-  for (int ctx : IntList(absl::GetFlag(FLAGS_offload_contexts))) {
-    for (int batch : IntList(absl::GetFlag(FLAGS_offload_batches))) {
+  for (int ctx : PositiveInts("offload_contexts", absl::GetFlag(FLAGS_offload_contexts))) {
+    for (int batch : PositiveInts("offload_batches", absl::GetFlag(FLAGS_offload_batches))) {
       for (char m : modes) {
         if (m == 'c') run(ctx, batch, 'c', "(c) sparse, resident", nullptr);
         if (m == 'b') run(ctx, batch, 'b', "(b) sparse offload + prefetch", nullptr);
@@ -402,8 +379,8 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
   std::unique_ptr<kvstore::testing::StorageNodeProcess> node;
   if (const std::string bin = absl::GetFlag(FLAGS_storage_node); !bin.empty()) {
     int64_t need = 0;
-    for (int ctx : IntList(absl::GetFlag(FLAGS_remote_contexts)))
-      for (int batch : IntList(absl::GetFlag(FLAGS_remote_batches)))
+    for (int ctx : PositiveInts("remote_contexts", absl::GetFlag(FLAGS_remote_contexts)))
+      for (int batch : PositiveInts("remote_batches", absl::GetFlag(FLAGS_remote_batches)))
         need = std::max<int64_t>(need, int64_t{batch} * (ctx / 16 + 16) * L * nkv);
     const std::string tls = absl::GetFlag(FLAGS_remote_tls);
     auto n = kvstore::testing::StorageNodeProcess::Start(
@@ -426,8 +403,8 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
         std::fprintf(stderr, "remote tier: %s\n", t.status().ToString().c_str());
       } else {
         std::shared_ptr<kvstore::RemoteTier> remote(std::move(*t));
-        for (int ctx : IntList(absl::GetFlag(FLAGS_remote_contexts)))
-          for (int batch : IntList(absl::GetFlag(FLAGS_remote_batches)))
+        for (int ctx : PositiveInts("remote_contexts", absl::GetFlag(FLAGS_remote_contexts)))
+          for (int batch : PositiveInts("remote_batches", absl::GetFlag(FLAGS_remote_batches)))
             run(ctx, batch, 'b', absl::StrCat("(b) remote, storage node over UCX ", tls), remote);
       }
     }

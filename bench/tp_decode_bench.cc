@@ -29,6 +29,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_decoder.h"
 #include "runtime/cuda/device_buffer.h"
@@ -51,58 +52,11 @@ ABSL_FLAG(int, layers, 32, "layers of the model (32: Llama-3.1-8B)");
 namespace apr::cuda {
 namespace {
 
-#define CHECK_OK(expr)                                                         \
-  do {                                                                         \
-    if (absl::Status _s = (expr); !_s.ok()) {                                  \
-      std::fprintf(stderr, "rank %d: %s:%d: %s\n", Rank(), __FILE__, __LINE__, \
-                   _s.ToString().c_str());                                     \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (0)
-#define CHECK_CUDA(expr)                                                       \
-  do {                                                                         \
-    if (cudaError_t _e = (expr); _e != cudaSuccess) {                          \
-      std::fprintf(stderr, "rank %d: %s:%d: %s\n", Rank(), __FILE__, __LINE__, \
-                   cudaGetErrorString(_e));                                    \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (0)
+using bench::Llama31_8B;
+using bench::Median;
+using bench::PositiveInts;
 
 int Rank() { return absl::GetFlag(FLAGS_tp_rank); }
-
-ModelConfig Llama31_8B(int64_t max_positions) {
-  ModelConfig c;
-  c.vocab_size = 128256;
-  c.hidden_size = 4096;
-  c.intermediate_size = 14336;
-  c.num_hidden_layers = absl::GetFlag(FLAGS_layers);
-  c.num_attention_heads = 32;
-  c.num_key_value_heads = 8;
-  c.head_dim = 128;
-  c.max_position_embeddings = max_positions;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 500000;
-  c.rope_scaling.type = RopeScaling::Type::kLlama3;
-  c.rope_scaling.factor = 8;
-  c.rope_scaling.low_freq_factor = 1;
-  c.rope_scaling.high_freq_factor = 4;
-  c.rope_scaling.original_max_position_embeddings = 8192;
-  return c;
-}
-
-std::vector<int> Ints(const std::string& s) {
-  std::vector<int> v;
-  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) {
-    int x;
-    if (absl::SimpleAtoi(p, &x)) v.push_back(x);
-  }
-  return v;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 // Rank 0 creates the id and publishes it (temporary file, then rename); the others wait
 // for the file.
@@ -110,7 +64,7 @@ std::string ExchangeNcclId(int rank) {
   const std::string path = absl::GetFlag(FLAGS_nccl_id_file);
   if (rank == 0) {
     absl::StatusOr<std::string> id = CreateNcclUniqueId();
-    CHECK_OK(id.status());
+    BENCH_CHECK_OK(id.status());
     const std::string tmp = path + ".tmp";
     {
       std::ofstream out(tmp, std::ios::binary);
@@ -138,24 +92,24 @@ double AllReduceMicros(CudaDecoder& d, int batch, int layers) {
   TensorParallel* tp = d.tensor_parallel();
   const int64_t n = int64_t{batch} * d.config().hidden_size;
   auto buf = DeviceBuffer<float>::Allocate(n);
-  CHECK_OK(buf.status());
-  CHECK_CUDA(cudaMemset(buf->get(), 0, n * sizeof(float)));
+  BENCH_CHECK_OK(buf.status());
+  BENCH_CHECK_CUDA(cudaMemset(buf->get(), 0, n * sizeof(float)));
   cudaStream_t s = d.stream();
   cudaGraph_t g;
   cudaGraphExec_t exec;
-  CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < 2 * layers; ++i) CHECK_OK(tp->AllReduceSum(buf->get(), n, s));
-  CHECK_CUDA(cudaStreamEndCapture(s, &g));
-  CHECK_CUDA(cudaGraphInstantiate(&exec, g, 0));
+  BENCH_CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < 2 * layers; ++i) BENCH_CHECK_OK(tp->AllReduceSum(buf->get(), n, s));
+  BENCH_CHECK_CUDA(cudaStreamEndCapture(s, &g));
+  BENCH_CHECK_CUDA(cudaGraphInstantiate(&exec, g, 0));
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   std::vector<double> t;
   for (int i = 0; i < 23; ++i) {
-    CHECK_CUDA(cudaEventRecord(e0, s));
-    CHECK_CUDA(cudaGraphLaunch(exec, s));
-    CHECK_CUDA(cudaEventRecord(e1, s));
-    CHECK_CUDA(cudaEventSynchronize(e1));
+    BENCH_CHECK_CUDA(cudaEventRecord(e0, s));
+    BENCH_CHECK_CUDA(cudaGraphLaunch(exec, s));
+    BENCH_CHECK_CUDA(cudaEventRecord(e1, s));
+    BENCH_CHECK_CUDA(cudaEventSynchronize(e1));
     float ms;
     cudaEventElapsedTime(&ms, e0, e1);
     if (i >= 3) t.push_back(ms * 1e3 / (2 * layers));
@@ -173,8 +127,8 @@ int Main() {
   setenv("NVSHMEM_DISABLE_NVLS", "1", 0);
   const int size = absl::GetFlag(FLAGS_tp_size), rank = Rank();
   const int device = absl::GetFlag(FLAGS_device) >= 0 ? absl::GetFlag(FLAGS_device) : rank;
-  const std::vector<int> contexts = Ints(absl::GetFlag(FLAGS_contexts));
-  const std::vector<int> batches = Ints(absl::GetFlag(FLAGS_batches));
+  const std::vector<int> contexts = PositiveInts("contexts", absl::GetFlag(FLAGS_contexts));
+  const std::vector<int> batches = PositiveInts("batches", absl::GetFlag(FLAGS_batches));
   const int steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
   const int max_batch = *std::max_element(batches.begin(), batches.end());
   const int max_ctx = *std::max_element(contexts.begin(), contexts.end()) + steps + warmup + 16;
@@ -183,7 +137,7 @@ int Main() {
     want_dense |= m == "dense";
     want_sparse |= m == "sparse";
   }
-  CHECK_CUDA(cudaSetDevice(device));
+  BENCH_CHECK_CUDA(cudaSetDevice(device));
   CudaDecoderOptions o;
   o.device = device;
   o.max_sequences = max_batch;
@@ -197,17 +151,17 @@ int Main() {
   o.tp.size = size;
   const auto t0 = std::chrono::steady_clock::now();
   if (size > 1) o.tp.nccl_unique_id = ExchangeNcclId(rank);
-  const ModelConfig config = Llama31_8B(max_ctx);
+  const ModelConfig config = Llama31_8B(max_ctx, absl::GetFlag(FLAGS_layers));
   auto w = CudaWeights::Random(config, 1, rank, size);
-  CHECK_OK(w.status());
+  BENCH_CHECK_OK(w.status());
   auto dec = CudaDecoder::Create(std::shared_ptr<const CudaWeights>(std::move(*w)), o);
-  CHECK_OK(dec.status());
+  BENCH_CHECK_OK(dec.status());
   CudaDecoder& d = **dec;
-  CHECK_OK(d.FillPoolRandom(11));
+  BENCH_CHECK_OK(d.FillPoolRandom(11));
   const double init_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   cudaDeviceProp prop;
-  CHECK_CUDA(cudaGetDeviceProperties(&prop, device));
+  BENCH_CHECK_CUDA(cudaGetDeviceProperties(&prop, device));
   if (rank == 0) {
     std::printf("INFO tp=%d device=%s weights_per_rank_GB=%.2f init_s=%.1f\n", size, prop.name,
                 d.weights().TotalBytes() / 1e9, init_s);
@@ -223,21 +177,21 @@ int Main() {
     }
   }
   cudaEvent_t e0, e1;
-  CHECK_CUDA(cudaEventCreate(&e0));
-  CHECK_CUDA(cudaEventCreate(&e1));
+  BENCH_CHECK_CUDA(cudaEventCreate(&e0));
+  BENCH_CHECK_CUDA(cudaEventCreate(&e1));
   for (int ctx : contexts) {
     for (int mode = 0; mode < 2; ++mode) {
       const bool sparse = mode == 1;
       if ((sparse && !want_sparse) || (!sparse && !want_dense)) continue;
       SparseOptions so = d.sparse();
       so.enabled = sparse;
-      CHECK_OK(d.SetSparse(so));
+      BENCH_CHECK_OK(d.SetSparse(so));
       for (int batch : batches) {
         std::vector<std::unique_ptr<Sequence>> seqs;
         std::vector<Sequence*> ptrs;
         for (int b = 0; b < batch; ++b) {
           seqs.push_back(d.NewSequence());
-          CHECK_OK(d.FillRandomContext(*seqs.back(), ctx, 100 + b));
+          BENCH_CHECK_OK(d.FillRandomContext(*seqs.back(), ctx, 100 + b));
           ptrs.push_back(seqs.back().get());
         }
         std::vector<int32_t> tokens(batch);
@@ -245,13 +199,13 @@ int Main() {
         for (int s = 0; s < warmup + steps; ++s) {
           for (int b = 0; b < batch; ++b) tokens[b] = (7919 * (s + 1) + 31 * b) % 128000;
           const auto w0 = std::chrono::steady_clock::now();
-          CHECK_OK(d.DecodeStepAsync(ptrs, tokens, e0, e1));
-          CHECK_OK(d.Synchronize());
+          BENCH_CHECK_OK(d.DecodeStepAsync(ptrs, tokens, e0, e1));
+          BENCH_CHECK_OK(d.Synchronize());
           const double wall =
               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - w0)
                   .count();
           float ms = 0;
-          CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+          BENCH_CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
           if (s >= warmup) {
             dev_ms.push_back(ms);
             wall_ms.push_back(wall);
