@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cfloat>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -316,6 +317,31 @@ void AttentionPredictorPolicy::ScoreCandidates(const DecodeStep& step, const Ste
     }
     cache.cand_begin = layout.cand_begin, cache.cand_end = layout.cand_end, cache.pushes = 0;
   }
+  if (options_.query_blocks > 0) AddQueryBlocks(step, layout, scores);
+}
+
+void AttentionPredictorPolicy::AddQueryBlocks(const DecodeStep& step, const StepLayout& layout,
+                                              std::vector<std::vector<float>>& scores) {
+  const int64_t keep = layout.num_select - std::min(options_.query_blocks, layout.num_select);
+  const int64_t group = step.num_heads / step.num_kv_heads;
+  for (int64_t g = 0; g < step.num_kv_heads; ++g) {
+    // The CNN's top `keep` rank above every bound; the other candidates by the bound.
+    std::vector<char> kept(layout.num_candidates(), 0);
+    for (int64_t i : TopK(scores[g], keep)) kept[i] = 1;
+    BlockKeySummary& sum = summaries_[step.layer][g];
+    sum.Update(step.keys.keys(g), step.context_len);
+    for (int64_t i = 0; i < layout.num_candidates(); ++i) {
+      if (kept[i]) {
+        scores[g][i] = INFINITY;
+        continue;
+      }
+      float best = -FLT_MAX;
+      for (int64_t h = g * group; h < (g + 1) * group; ++h)
+        best =
+            std::max(best, sum.UpperBound(layout.cand_begin + i, step.queries + h * step.head_dim));
+      scores[g][i] = best;
+    }
+  }
 }
 
 // The estimated largest q . k of summarised block `b` for an approximate calibration row.
@@ -386,17 +412,12 @@ void AttentionPredictorPolicy::ObserveDecode(const DecodeStep& step, const float
 
 // ---------------------------------------------------------------------------------------
 const std::vector<std::string>& AllPolicyNames() {
-  static const auto* names = new std::vector<std::string>{"full",
-                                                          "streaming",
-                                                          "h2o",
-                                                          "snapkv",
-                                                          "quest",
-                                                          "oracle",
-                                                          "predictor",
-                                                          "predictor-quest",
-                                                          "predictor-mean",
-                                                          "predictor-center",
-                                                          "predictor-nocal"};
+  // clang-format off
+  static const auto* names = new std::vector<std::string>{
+      "full",           "streaming",       "h2o",           "snapkv",
+      "quest",          "oracle",          "predictor",     "predictor-quest",
+      "predictor-mean", "predictor-center", "predictor-hybrid", "predictor-nocal"};
+  // clang-format on
   return *names;
 }
 
@@ -411,6 +432,7 @@ absl::StatusOr<std::unique_ptr<SelectionPolicy>> MakePolicy(std::string_view nam
   if (name == "quest") return std::make_unique<QuestPolicy>(c, o.dims);
   if (name == "oracle") return std::make_unique<OraclePolicy>(c, o.dims);
   CalibrationSource cal;
+  int64_t query_blocks = 0;
   if (name == "predictor") {
     cal = CalibrationSource::kFull;
   } else if (name == "predictor-quest") {
@@ -419,6 +441,9 @@ absl::StatusOr<std::unique_ptr<SelectionPolicy>> MakePolicy(std::string_view nam
     cal = CalibrationSource::kMeanKey;
   } else if (name == "predictor-center") {
     cal = CalibrationSource::kCenterL2;
+  } else if (name == "predictor-hybrid") {
+    cal = CalibrationSource::kFull;
+    query_blocks = std::max<int64_t>(1, c.budget_blocks() / 4);
   } else if (name == "predictor-nocal") {
     cal = CalibrationSource::kNone;
   } else {
@@ -430,7 +455,7 @@ absl::StatusOr<std::unique_ptr<SelectionPolicy>> MakePolicy(std::string_view nam
     return absl::InvalidArgumentError(
         absl::StrCat("policy ", std::string(name), " needs predictor weights"));
   auto p = std::make_unique<AttentionPredictorPolicy>(
-      c, o.dims, o.cnn, PredictorOptions{o.calibration_step, cal}, std::string(name));
+      c, o.dims, o.cnn, PredictorOptions{o.calibration_step, cal, query_blocks}, std::string(name));
   return std::unique_ptr<SelectionPolicy>(std::move(p));
 }
 

@@ -249,6 +249,23 @@ TEST(AttentionPredictorPolicyTest, FewerThanThreeCandidatesKeepsTheLowest) {
   EXPECT_EQ(spans[0], (TokenSpans{{0, 4}, {7, 9}}));
 }
 
+TEST(AttentionPredictorPolicyTest, QueryBlocksComeFromTheQuestBoundOfTheRest) {
+  // Empty history: the CNN scores tie, so its one block is block 1 (the lowest). The
+  // query block is the best Quest bound among blocks 2..4 with both heads of KV head 0 at
+  // q = (1, 0): bounds 0, .5, 1.5 (QuestKeys) -> block 4. KV head 1 (zero keys): the
+  // bounds tie -> block 2. Without query blocks the CNN would take blocks 1 and 2.
+  const PredictorCnn cnn = MeanCnn();
+  AttentionPredictorPolicy p(Tiny(), kDims, &cnn, {5, CalibrationSource::kFull, 1});
+  StepData s(13, {1, 0, 1, 0, 5, 5, 5, 5}, QuestKeys());
+  std::vector<TokenSpans> spans;
+  p.SelectTokens(s.step, &spans);
+  EXPECT_EQ(spans[0], (TokenSpans{{0, 4}, {8, 10}, {11, 13}}));
+  EXPECT_EQ(spans[1], (TokenSpans{{0, 6}, {11, 13}}));
+  AttentionPredictorPolicy none(Tiny(), kDims, &cnn, {5, CalibrationSource::kFull, 0});
+  none.SelectTokens(s.step, &spans);
+  EXPECT_EQ(spans[0], (TokenSpans{{0, 6}, {11, 13}}));
+}
+
 TEST(AttentionPredictorPolicyTest, ApproximateCalibrationEstimatesUnselectedBlocks) {
   const PredictorCnn cnn = MeanCnn();
   for (CalibrationSource src :
