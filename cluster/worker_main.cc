@@ -12,6 +12,7 @@
 #include "cluster/config.h"
 #include "cluster/grpc_server.h"
 #include "cluster/metrics_http.h"
+#include "cluster/security.h"
 #include "cluster/serving.h"
 #include "cluster/worker_service.h"
 #include "runtime/model_path.h"
@@ -27,6 +28,11 @@ ABSL_FLAG(std::string, device, "",
 ABSL_FLAG(std::string, model, "",
           "load this model folder at start (otherwise the front end's LoadModel call does)");
 ABSL_FLAG(std::string, name, "worker", "name for logs (the launcher passes group/rank)");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate of the Worker API listener (ClusterConfig.internal_tls); set: TLS");
+ABSL_FLAG(std::string, tls_key_file, "", "its private key");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA that client certificates must be signed by; set: mutual TLS (required)");
 
 namespace apr::cluster {
 namespace {
@@ -48,7 +54,16 @@ int Main() {
     ::apr::worker::v1::LoadModelResponse resp;
     if (absl::Status s = service.Load(req, &resp); !s.ok()) return Fail(name, s);
   }
-  auto server = StartGrpcServer(host, absl::GetFlag(FLAGS_grpc_port), {&service});
+  TlsConfig tls;
+  tls.set_cert_file(absl::GetFlag(FLAGS_tls_cert_file));
+  tls.set_key_file(absl::GetFlag(FLAGS_tls_key_file));
+  tls.set_ca_file(absl::GetFlag(FLAGS_tls_ca_file));
+  tls.set_require_client_cert(!tls.ca_file().empty());
+  GrpcServerOptions server_options;
+  auto creds = MakeServerCredentials(ResolveTlsPaths(tls));
+  if (!creds.ok()) return Fail(name, creds.status());
+  server_options.credentials = *creds;
+  auto server = StartGrpcServer(host, absl::GetFlag(FLAGS_grpc_port), {&service}, server_options);
   if (!server.ok()) return Fail(name, server.status());
   SetServing(*server->server, true);
   auto http = MetricsHttpServer::Start(host, absl::GetFlag(FLAGS_metrics_port), &metrics);
