@@ -292,8 +292,14 @@ int Launcher::WaitForSignalOrExit() {
     const int sig = sigtimedwait(&set, nullptr, &tick);
     if (sig > 0) return sig;
     for (const auto& r : running_) {
+      if (r->process.exited()) continue;  // a worker already reported below
       if (auto status = r->process.Poll()) {
         failure_ = absl::StrCat(Who(r->spec), " ", DescribeWaitStatus(*status));
+        if (r->spec.kind == "worker" && config_.launcher().keep_serving_after_worker_exit()) {
+          std::fprintf(stderr, "launch: %s; the front end serves on the other workers\n",
+                       failure_.c_str());
+          continue;
+        }
         return -1;
       }
     }
