@@ -136,7 +136,7 @@ std::optional<pid_t> Launch::ChildPid(const std::string& needle) const {
 }
 
 std::string LocalConfig(int groups, int max_batch, const std::string& extra,
-                        const std::string& frontend_extra) {
+                        const std::string& frontend_extra, const std::string& launcher_extra) {
   std::string c = absl::StrCat("name: \"reliability\"\n", "model { path: \"",
                                fs::absolute("models/apr-tiny").string(), "\" }\n",
                                "frontend { grpc { host: \"127.0.0.1\" port: 0 } metrics_port: 0\n",
@@ -147,7 +147,8 @@ std::string LocalConfig(int groups, int max_batch, const std::string& extra,
                     "metrics_port: 0 } }\n");
   }
   absl::StrAppend(&c, "scheduler { max_batch_size: ", max_batch, " }\n",
-                  "launcher { startup_timeout_seconds: 90 stop_timeout_seconds: 10 }\n", extra);
+                  "launcher { startup_timeout_seconds: 90 stop_timeout_seconds: 10 ",
+                  launcher_extra, " }\n", extra);
   return c;
 }
 

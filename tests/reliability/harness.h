@@ -52,7 +52,8 @@ class Launch {
 // `groups` CPU worker groups, every port 0; `extra` is appended (more top-level fields),
 // `frontend_extra` goes inside frontend { }.
 std::string LocalConfig(int groups, int max_batch, const std::string& extra = "",
-                        const std::string& frontend_extra = "");
+                        const std::string& frontend_extra = "",
+                        const std::string& launcher_extra = "");
 
 // GET http://127.0.0.1:port/metrics and the value of one unlabelled metric, or -1.
 double ScrapeMetric(int port, const std::string& name);
