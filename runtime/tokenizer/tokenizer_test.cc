@@ -187,6 +187,13 @@ TEST(TokenizerTest, RejectsWhatItDoesNotSupportByName) {
       {R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []},
            "decoder": {"type": "ByteLevel"}})", "bad JSON"},
       {"{not json", "bad JSON"},
+      // Found by runtime/fuzz/tokenizer_json_fuzzer.cc: a template id with no token.
+      {With(R"(, "post_processor": {"type": "TemplateProcessing",
+                 "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                            {"Sequence": {"id": "A", "type_id": 0}}],
+                 "pair": [], "special_tokens": {"<s>": {"id": "<s>", "ids": [7],
+                 "tokens": ["<s>"]}}})"),
+       "the template's special token id 7 is neither in model.vocab nor in added_tokens"},
   };
   for (const auto& c : cases) {
     const absl::Status status = LoadError(c.json);
