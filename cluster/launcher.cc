@@ -83,7 +83,7 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
     }
     ProcessSpec p{"storage_node", node.name(), {}, "", node.grpc().host(), node.grpc().port()};
     p.flags.push_back(Flag("grpc_port", node.grpc().port()));
-    if (node.pool_bytes() > 0) p.flags.push_back(Flag("pool_bytes", node.pool_bytes()));
+    if (node.pool_bytes() > 0) p.flags.push_back(Flag("capacity_bytes", node.pool_bytes()));
     for (const auto& f : node.extra_flags()) p.flags.push_back(f);
     plan.push_back(std::move(p));
   }
