@@ -52,7 +52,7 @@ void WorkerGroup::MarkUnhealthy(const absl::Status& s) {
 
 absl::Status WorkerGroup::Probe(absl::Duration timeout) {
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
-  absl::Status s = OnAllRanks([&](int r) {
+  auto health = [&](int r) {
     grpc::ClientContext ctx;
     ctx.set_deadline(deadline);
     wv1::HealthResponse resp;
@@ -67,11 +67,14 @@ absl::Status WorkerGroup::Probe(absl::Duration timeout) {
                           absl::StrCat("no Health answer within ", absl::FormatDuration(timeout)));
     }
     return st;
-  });
+  };
+  absl::Status s = OnAllRanks(health, /*probe_on_failure=*/false);
+  if (!s.ok()) MarkUnhealthy(s);
   return s;
 }
 
-absl::Status WorkerGroup::OnAllRanks(const std::function<grpc::Status(int rank)>& call) {
+absl::Status WorkerGroup::OnAllRanks(const std::function<grpc::Status(int rank)>& call,
+                                     bool probe_on_failure) {
   std::vector<std::future<grpc::Status>> others;
   for (int r = 1; r < static_cast<int>(stubs_.size()); ++r) {
     others.push_back(std::async(std::launch::async, call, r));
@@ -90,8 +93,13 @@ absl::Status WorkerGroup::OnAllRanks(const std::function<grpc::Status(int rank)>
     result = absl::Status(result.code(), absl::StrCat("worker ", name_, "/0 (", ranks_[0].address,
                                                       "): ", result.message()));
   }
-  // UNAVAILABLE is the transport's word for a process that is gone or unreachable.
-  if (result.code() == absl::StatusCode::kUnavailable) MarkUnhealthy(result);
+  // UNAVAILABLE is the transport's word for a process that is gone or unreachable, but a
+  // live worker also answers it (its storage node is gone): a Health probe tells which.
+  if (result.code() == absl::StatusCode::kUnavailable && probe_on_failure) {
+    if (absl::Status p = Probe(absl::Seconds(2)); !p.ok()) {
+      result = absl::Status(result.code(), absl::StrCat(result.message(), " [", p.message(), "]"));
+    }
+  }
   return result;
 }
 

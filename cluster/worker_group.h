@@ -61,7 +61,10 @@ class WorkerGroup : public StepEngine {
   void MarkUnhealthy(const absl::Status& s);
   // Runs `call(rank)` on every rank concurrently; returns rank 0's status, or the first
   // failure of another rank.
-  absl::Status OnAllRanks(const std::function<grpc::Status(int rank)>& call);
+  // An UNAVAILABLE result is followed by a Probe (`probe_on_failure`), which marks the
+  // group unhealthy when a rank does not answer Health.
+  absl::Status OnAllRanks(const std::function<grpc::Status(int rank)>& call,
+                          bool probe_on_failure = true);
 
   std::string name_;
   std::vector<RankAddress> ranks_;

@@ -39,6 +39,11 @@ WorkerService::WorkerService(std::string device_override, MetricsRegistry* metri
                             [] { return 0.0; });
 }
 
+void WorkerService::UpdateLive() {
+  live_count_ = engine_ ? engine_->live_sequences() : 0;
+  live_sequences_->Set(static_cast<double>(live_count_.load()));
+}
+
 absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
                                  wv1::LoadModelResponse* response) {
   wv1::LoadModelRequest req = request;
@@ -63,6 +68,11 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
     engine_ = std::make_unique<DecoderStepEngine>(*decoder_);
     loaded_ = req;
     device_ = decoder_->device();
+    {
+      absl::MutexLock dl(&device_mu_);
+      device_name_ = device_;
+    }
+    loaded_flag_ = true;
   }
   response->set_device(device_);
   response->set_vocab_size(decoder_->config().vocab_size);
@@ -111,7 +121,7 @@ grpc::Status WorkerService::StartSequence(grpc::ServerContext*,
   stats_.set_prefill_tokens(stats_.prefill_tokens() + static_cast<int64_t>(prompt.size()));
   tokens_->Add(1);
   prefill_tokens_->Add(static_cast<double>(prompt.size()));
-  live_sequences_->Set(static_cast<double>(engine_->live_sequences()));
+  UpdateLive();
   return grpc::Status::OK;
 }
 
@@ -153,16 +163,19 @@ grpc::Status WorkerService::FreeSequences(grpc::ServerContext*,
   if (engine_ == nullptr) return grpc::Status::OK;
   std::vector<uint64_t> ids(req->sequence_ids().begin(), req->sequence_ids().end());
   engine_->Free(ids);
-  live_sequences_->Set(static_cast<double>(engine_->live_sequences()));
+  UpdateLive();
   return grpc::Status::OK;
 }
 
 grpc::Status WorkerService::Health(grpc::ServerContext*, const wv1::HealthRequest*,
                                    wv1::HealthResponse* resp) {
-  absl::MutexLock l(&mu_);
-  resp->set_model_loaded(engine_ != nullptr);
-  resp->set_device(device_);
-  resp->set_sequences(engine_ ? engine_->live_sequences() : 0);
+  // No mu_: a long prefill or step holds it, and a probe must not take that for death.
+  resp->set_model_loaded(loaded_flag_.load());
+  {
+    absl::MutexLock dl(&device_mu_);
+    resp->set_device(device_name_);
+  }
+  resp->set_sequences(live_count_.load());
   return grpc::Status::OK;
 }
 

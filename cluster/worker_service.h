@@ -4,6 +4,7 @@
 #ifndef APRUNTIME_CLUSTER_WORKER_SERVICE_H_
 #define APRUNTIME_CLUSTER_WORKER_SERVICE_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -46,8 +47,14 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
 
  private:
   grpc::Status NotLoaded() const;
+  void UpdateLive() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string device_override_;
+  // Health reads these without mu_, which a long prefill or step holds.
+  std::atomic<bool> loaded_flag_{false};
+  std::atomic<int64_t> live_count_{0};
+  absl::Mutex device_mu_;
+  std::string device_name_ ABSL_GUARDED_BY(device_mu_);
   absl::Mutex mu_;
   std::unique_ptr<Decoder> decoder_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<DecoderStepEngine> engine_ ABSL_GUARDED_BY(mu_);
