@@ -87,6 +87,7 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
     for (const auto& f : node.extra_flags()) p.flags.push_back(f);
     plan.push_back(std::move(p));
   }
+  int worker_index = 0;
   for (const auto& group : config_.worker_groups()) {
     for (int r = 0; r < group.ranks_size(); ++r) {
       const auto& rank = group.ranks(r);
@@ -101,6 +102,15 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
                  Flag("metrics_port", rank.metrics_port()),
                  Flag("device", rank.device()),
                  Flag("ready_file", p.ready_file)};
+      // With remote KV placement each worker keeps its sequences' blocks in one of the
+      // config's storage nodes (round robin over the ranks).
+      if (config_.kv_cache().placement() == v1::KvCache::PLACEMENT_REMOTE &&
+          config_.storage_nodes_size() > 0) {
+        const auto& node = config_.storage_nodes(worker_index % config_.storage_nodes_size());
+        p.flags.push_back(Flag("kv_store", HostPort(node.grpc().host(), node.grpc().port())));
+      }
+      ++worker_index;
+      for (const auto& f : rank.extra_flags()) p.flags.push_back(f);
       if (config_.has_internal_tls()) {
         const TlsConfig tls = ResolveTlsPaths(config_.internal_tls());
         p.flags.push_back(Flag("tls_cert_file", tls.cert_file()));

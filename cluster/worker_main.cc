@@ -28,6 +28,14 @@ ABSL_FLAG(std::string, device, "",
 ABSL_FLAG(std::string, model, "",
           "load this model folder at start (otherwise the front end's LoadModel call does)");
 ABSL_FLAG(std::string, name, "worker", "name for logs (the launcher passes group/rank)");
+ABSL_FLAG(std::string, kv_store, "",
+          "host:port of a KV storage node (kvstore/) that holds the sequences' KV blocks; "
+          "empty: the worker's own memory");
+ABSL_FLAG(std::string, kv_ucx_tls, "tcp", "UCX transports to the storage node");
+ABSL_FLAG(std::string, kv_ucx_net_devices, "lo", "UCX network devices to the storage node");
+ABSL_FLAG(double, kv_reconnect_timeout_s, 10,
+          "how long a step that lost the storage node waits for it to answer again before "
+          "its sequences fail with UNAVAILABLE");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate of the Worker API listener (ClusterConfig.internal_tls); set: TLS");
 ABSL_FLAG(std::string, tls_key_file, "", "its private key");
@@ -46,7 +54,12 @@ int Main() {
   const std::string name = absl::GetFlag(FLAGS_name);
   const std::string host = absl::GetFlag(FLAGS_host);
   MetricsRegistry metrics;
-  WorkerService service(absl::GetFlag(FLAGS_device), &metrics);
+  WorkerKvStoreOptions kv;
+  kv.address = absl::GetFlag(FLAGS_kv_store);
+  kv.ucx_tls = absl::GetFlag(FLAGS_kv_ucx_tls);
+  kv.ucx_net_devices = absl::GetFlag(FLAGS_kv_ucx_net_devices);
+  kv.reconnect_timeout_seconds = absl::GetFlag(FLAGS_kv_reconnect_timeout_s);
+  WorkerService service(absl::GetFlag(FLAGS_device), &metrics, kv);
   if (const std::string model = absl::GetFlag(FLAGS_model); !model.empty()) {
     ::apr::worker::v1::LoadModelRequest req;
     req.set_model_path(ResolveModelDir(model));

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cluster/devices.h"
+#include "runtime/cpu/cpu_decoder.h"
 
 namespace apr::cluster {
 
@@ -18,8 +19,10 @@ absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
-WorkerService::WorkerService(std::string device_override, MetricsRegistry* metrics)
+WorkerService::WorkerService(std::string device_override, MetricsRegistry* metrics,
+                             WorkerKvStoreOptions kv_store)
     : device_override_(std::move(device_override)) {
+  if (!kv_store.address.empty()) kv_store_ = std::make_unique<WorkerKvStore>(std::move(kv_store));
   steps_ = metrics->AddCounter("apr_worker_steps_total", "Decode steps run by this worker.");
   tokens_ = metrics->AddCounter("apr_worker_tokens_total",
                                 "Tokens sampled by this worker (first tokens included).");
@@ -37,6 +40,11 @@ WorkerService::WorkerService(std::string device_override, MetricsRegistry* metri
                             [] { return 0.0; });
   metrics->AddGaugeFunction("apr_prefetch_stalls_total", "Steps that waited on a block fetch.",
                             [] { return 0.0; });
+}
+
+WorkerService::~WorkerService() {
+  absl::MutexLock l(&mu_);
+  engine_.reset();  // frees the sequences (and their blocks in the node) before kv_store_
 }
 
 void WorkerService::UpdateLive() {
@@ -64,8 +72,19 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
   } else {
     auto decoder = OpenDecoder(req.device(), req.model_path());
     if (!decoder.ok()) return decoder.status();
+    DecoderStepEngineOptions options;
+    if (kv_store_ != nullptr) {
+      auto* cpu = dynamic_cast<cpu::CpuDecoder*>(decoder->get());
+      if (cpu == nullptr) {
+        return absl::UnimplementedError(
+            absl::StrCat("--kv_store: this build offloads the KV cache of the CPU decoder only, "
+                         "not ",
+                         (*decoder)->device()));
+      }
+      options = kv_store_->EngineOptions(cpu);
+    }
     decoder_ = std::move(*decoder);
-    engine_ = std::make_unique<DecoderStepEngine>(*decoder_);
+    engine_ = std::make_unique<DecoderStepEngine>(*decoder_, std::move(options));
     loaded_ = req;
     device_ = decoder_->device();
     {
@@ -112,6 +131,7 @@ grpc::Status WorkerService::StartSequence(grpc::ServerContext*,
     }
   }
   absl::StatusOr<int32_t> token = engine_->Start(req->sequence_id(), prompt, sampling);
+  stats_.set_reprefilled_sequences(engine_->stats().reprefilled);
   if (!token.ok()) return ToGrpc(token.status());
   resp->set_token(*token);
   if (req->return_logits()) {
@@ -140,6 +160,7 @@ grpc::Status WorkerService::Step(grpc::ServerContext*, const wv1::StepRequest* r
   std::vector<int32_t> tokens(req->tokens().begin(), req->tokens().end());
   absl::StatusOr<std::vector<int32_t>> next = engine_->Step(ids, tokens);
   if (!next.ok()) return ToGrpc(next.status());
+  stats_.set_reprefilled_sequences(engine_->stats().reprefilled);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   resp->mutable_tokens()->Add(next->begin(), next->end());

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster/metrics.h"
+#include "cluster/worker_kv_store.h"
 #include "rpc/worker/v1/worker.grpc.pb.h"
 #include "runtime/decoder.h"
 #include "runtime/step_engine.h"
@@ -21,7 +22,10 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
  public:
   // `device_override`, when not empty, wins over LoadModelRequest.device (the worker's
   // --device flag: the process, not the front end, knows which GPU it was given).
-  WorkerService(std::string device_override, MetricsRegistry* metrics);
+  // `kv_store` with an address: the sequences' KV blocks live in that storage node.
+  WorkerService(std::string device_override, MetricsRegistry* metrics,
+                WorkerKvStoreOptions kv_store = {});
+  ~WorkerService() override;
 
   // Loads without an RPC (the worker's --model flag).
   absl::Status Load(const ::apr::worker::v1::LoadModelRequest& request,
@@ -50,6 +54,8 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
   void UpdateLive() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string device_override_;
+  // Declared before engine_, which uses it: destroyed after.
+  std::unique_ptr<WorkerKvStore> kv_store_;
   // Health reads these without mu_, which a long prefill or step holds.
   std::atomic<bool> loaded_flag_{false};
   std::atomic<int64_t> live_count_{0};
