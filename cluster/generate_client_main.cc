@@ -107,6 +107,7 @@ int Main() {
       },
       call);
   std::fputs("\n", stdout);
+  std::fflush(stdout);  // the closing line on stderr must come after the text
   if (!stats.ok()) return Fail(stats.status());
   const double n = static_cast<double>(stats->generated_tokens());
   std::fprintf(

@@ -47,6 +47,19 @@ std::unique_ptr<Sequence> CpuDecoder::NewSequence(AttentionHooks* hooks) {
   return std::make_unique<CpuSequence>(w_.config, hooks);
 }
 
+absl::StatusOr<std::unique_ptr<Sequence>> CpuDecoder::Fork(const Sequence& base,
+                                                           AttentionHooks* hooks) const {
+  const auto& seq = static_cast<const CpuSequence&>(base);
+  // An offloaded sequence's blocks live in its KvOffload, which a copy would share.
+  if (seq.offload != nullptr) {
+    return absl::FailedPreconditionError("an offloaded sequence cannot be forked");
+  }
+  auto copy = std::make_unique<CpuSequence>(w_.config, hooks);
+  copy->layers = seq.layers;
+  copy->len = seq.len;
+  return std::unique_ptr<Sequence>(std::move(copy));
+}
+
 absl::StatusOr<std::unique_ptr<Sequence>> CpuDecoder::NewOffloadedSequence(KvOffload* offload,
                                                                            AttentionHooks* hooks) {
   if (offload == nullptr) return absl::InvalidArgumentError("no KV offload given");

@@ -40,6 +40,13 @@ class CpuDecoder : public Decoder {
   absl::Status DecodeBatch(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
                            std::vector<float>* logits) override;
 
+  // A copy of `seq` (its KV cache and length; `seq` must come from this decoder) that
+  // continues with `hooks`. CPU only: the evaluation harness prefills a prompt once and
+  // decodes it under many policies. The hooks of the copy see no prefill. Offloaded
+  // sequences are refused (the copy would share their KvOffload).
+  absl::StatusOr<std::unique_ptr<Sequence>> Fork(const Sequence& seq,
+                                                 AttentionHooks* hooks = nullptr) const;
+
  private:
   class CpuSequence;
   absl::Status CheckTokens(const CpuSequence& seq, absl::Span<const int32_t> tokens) const;

@@ -5,7 +5,7 @@
 //
 // Tolerance: the CUDA path runs bf16 weights and activations (float32 accumulation), the
 // references float32/float64 weights, so logits differ by bf16 rounding through every layer:
-// relative L2 error per position under kModelTol, and the same argmax wherever the
+// relative L2 error per position under the tolerances below, and the same argmax wherever the
 // reference's top two logits are clearly apart.
 #include "runtime/cuda/cuda_decoder.h"
 
@@ -27,17 +27,24 @@
 namespace apr::cuda {
 namespace {
 
-constexpr double kModelTol = 5e-2;
+// The tiny random checkpoints have deliberately large activations (peaked logits), which
+// amplify bf16 rounding (measured worst 3.6e-2 on the H100); the trained model sits near
+// 5e-3 (measured: golden 4.9e-3, against the CPU decoder 5.4e-3), so it gets ~3x margin.
+constexpr double kRandomModelTol = 5e-2;
+constexpr double kModelTol = 1.5e-2;  // models/apr-tiny
 
 struct Case {
   std::string golden;
   std::string model;
+  double tol;
 };
 
 const Case kCases[] = {
-    {"tests/golden/tiny-llama3.logits.safetensors", "tests/golden/models/tiny-llama3"},
-    {"tests/golden/tiny-mistral.logits.safetensors", "tests/golden/models/tiny-mistral"},
-    {"tests/golden/apr-tiny.logits.safetensors", "models/apr-tiny"},
+    {"tests/golden/tiny-llama3.logits.safetensors", "tests/golden/models/tiny-llama3",
+     kRandomModelTol},
+    {"tests/golden/tiny-mistral.logits.safetensors", "tests/golden/models/tiny-mistral",
+     kRandomModelTol},
+    {"tests/golden/apr-tiny.logits.safetensors", "models/apr-tiny", kModelTol},
 };
 
 struct Prompt {
@@ -114,7 +121,7 @@ TEST_P(CudaGolden, PrefillAndDecodeMatchTransformers) {
       const float* got = &all[p.positions[k] * vocab];
       const double e = RelErr(got, p.logits + k * vocab, vocab);
       worst = std::max(worst, e);
-      EXPECT_LE(e, kModelTol) << c.golden << " prefill position " << p.positions[k];
+      EXPECT_LE(e, c.tol) << c.golden << " prefill position " << p.positions[k];
       EXPECT_TRUE(ArgmaxAgrees(got, p.logits + k * vocab, vocab))
           << c.golden << " prefill position " << p.positions[k];
     }
@@ -132,7 +139,7 @@ TEST_P(CudaGolden, PrefillAndDecodeMatchTransformers) {
         if (p.positions[k] != pos) continue;
         const double e = RelErr(logits.data(), p.logits + k * vocab, vocab);
         worst_decode = std::max(worst_decode, e);
-        EXPECT_LE(e, kModelTol) << c.golden << " decode position " << pos;
+        EXPECT_LE(e, c.tol) << c.golden << " decode position " << pos;
         EXPECT_TRUE(ArgmaxAgrees(logits.data(), p.logits + k * vocab, vocab))
             << c.golden << " decode position " << pos;
       }
