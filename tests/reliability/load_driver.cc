@@ -99,11 +99,11 @@ double Percentile(std::vector<double> v, double p) {
 std::string LoadReport::Summary() const {
   return absl::StrFormat(
       "%d streams in %.2f s: %d ok, %d failed, %d lost, %d duplicated, %d mismatched, "
-      "%d wrong stop; %d tokens (%.0f tok/s); time to first token p50 %.3f p90 %.3f p99 %.3f "
-      "max %.3f s; total p50 %.3f p90 %.3f p99 %.3f max %.3f s",
+      "%d wrong stop; %d tokens (%.0f tok/s); time to first token p50 %.3f p90 %.3f p95 %.3f "
+      "p99 %.3f max %.3f s; total p50 %.3f p90 %.3f p95 %.3f p99 %.3f max %.3f s",
       streams, wall_seconds, ok, failed, lost, duplicated, mismatched, wrong_stop, tokens,
-      tokens / std::max(wall_seconds, 1e-9), ttft_p50, ttft_p90, ttft_p99, ttft_max, total_p50,
-      total_p90, total_p99, total_max);
+      tokens / std::max(wall_seconds, 1e-9), ttft_p50, ttft_p90, ttft_p95, ttft_p99, ttft_max,
+      total_p50, total_p90, total_p95, total_p99, total_max);
 }
 
 absl::StatusOr<LoadReport> RunLoad(const std::string& address, const LoadOptions& o) {
@@ -191,10 +191,12 @@ absl::StatusOr<LoadReport> RunLoad(const std::string& address, const LoadOptions
   }
   r.ttft_p50 = Percentile(ttft, 0.5);
   r.ttft_p90 = Percentile(ttft, 0.9);
+  r.ttft_p95 = Percentile(ttft, 0.95);
   r.ttft_p99 = Percentile(ttft, 0.99);
   r.ttft_max = Percentile(ttft, 1.0);
   r.total_p50 = Percentile(total, 0.5);
   r.total_p90 = Percentile(total, 0.9);
+  r.total_p95 = Percentile(total, 0.95);
   r.total_p99 = Percentile(total, 0.99);
   r.total_max = Percentile(total, 1.0);
   return r;

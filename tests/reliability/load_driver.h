@@ -34,8 +34,8 @@ struct LoadReport {
   int64_t tokens = 0;    // tokens streamed, all streams
   double wall_seconds = 0;
   // Percentiles in seconds: time to first token and total latency, from the client.
-  double ttft_p50 = 0, ttft_p90 = 0, ttft_p99 = 0, ttft_max = 0;
-  double total_p50 = 0, total_p90 = 0, total_p99 = 0, total_max = 0;
+  double ttft_p50 = 0, ttft_p90 = 0, ttft_p95 = 0, ttft_p99 = 0, ttft_max = 0;
+  double total_p50 = 0, total_p90 = 0, total_p95 = 0, total_p99 = 0, total_max = 0;
   std::vector<std::string> errors;  // the first few problems, for messages
   std::string Summary() const;
 };
