@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -45,16 +46,24 @@ using ::testing::HasSubstr;
 
 constexpr double kReconnectSeconds = 4;
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
+// A free port below Linux's ephemeral range (32768 and up by default). The node is
+// restarted on the same port: one from the ephemeral range can meanwhile become the local
+// port of some outgoing connection (even the worker's own reconnect attempts to it), and
+// the restarted node then cannot listen.
+int FreePortForRestarts() {
+  std::mt19937 rng(std::random_device{}());
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int port = std::uniform_int_distribution<int>(20000, 32000)(rng);
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    close(fd);
+    if (free) return port;
+  }
+  return 0;
 }
 
 std::vector<int32_t> Prompt(int i) {
@@ -140,7 +149,8 @@ class StorageFaultTest : public ::testing::Test {
     auto d = cpu::CpuDecoder::Load("models/apr-tiny");
     ASSERT_TRUE(d.ok()) << d.status();
     decoder_ = *std::move(d);
-    node_port_ = FreePort();
+    node_port_ = FreePortForRestarts();
+    ASSERT_GT(node_port_, 0);
     StartNode();
     ASSERT_NE(node_, nullptr);
     const std::string worker_flags =
