@@ -131,7 +131,7 @@ grpc::Status WorkerService::StartSequence(grpc::ServerContext*,
     }
   }
   absl::StatusOr<int32_t> token = engine_->Start(req->sequence_id(), prompt, sampling);
-  stats_.set_reprefilled_sequences(engine_->stats().reprefilled);
+  stats_.set_rebuilt_sequences(engine_->stats().rebuilt);
   if (!token.ok()) return ToGrpc(token.status());
   resp->set_token(*token);
   if (req->return_logits()) {
@@ -160,7 +160,7 @@ grpc::Status WorkerService::Step(grpc::ServerContext*, const wv1::StepRequest* r
   std::vector<int32_t> tokens(req->tokens().begin(), req->tokens().end());
   absl::StatusOr<std::vector<int32_t>> next = engine_->Step(ids, tokens);
   if (!next.ok()) return ToGrpc(next.status());
-  stats_.set_reprefilled_sequences(engine_->stats().reprefilled);
+  stats_.set_rebuilt_sequences(engine_->stats().rebuilt);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   resp->mutable_tokens()->Add(next->begin(), next->end());

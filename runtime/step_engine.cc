@@ -20,7 +20,8 @@ absl::StatusOr<int32_t> DecoderStepEngine::Start(uint64_t id, absl::Span<const i
   auto owned = NewSequence(id);
   if (!owned.ok()) return owned.status();
   auto live = std::make_unique<Live>(Live{*std::move(owned), Sampler(sampling),
-                                          std::vector<int32_t>(prompt.begin(), prompt.end())});
+                                          std::vector<int32_t>(prompt.begin(), prompt.end()),
+                                          prompt.size()});
   if (absl::Status s = decoder_.Prefill(live->seq(), prompt, &logits_); !s.ok()) {
     if (!Recoverable(s)) return s;
     ++stats_.recoveries;
@@ -92,9 +93,26 @@ absl::Status DecoderStepEngine::Rebuild(uint64_t id, Live& live, std::vector<flo
   auto owned = NewSequence(id);
   if (!owned.ok()) return owned.status();
   live.owned = *std::move(owned);
-  ++stats_.reprefilled;
-  stats_.reprefill_tokens += static_cast<int64_t>(live.history.size());
-  return decoder_.Prefill(live.seq(), live.history, logits);
+  ++stats_.rebuilt;
+  stats_.replayed_tokens += static_cast<int64_t>(live.history.size());
+  // The first run's calls again: one prefill of the prompt, then one decode per token. A
+  // single prefill of the whole history would be faster but sums in another order (its
+  // logits differ by ~1e-5), which can change a sampled token; the CPU decoder's decode
+  // results do not depend on the batch (step_engine_test compares the logits bit for bit).
+  const absl::Span<const int32_t> history = live.history;
+  if (absl::Status s = decoder_.Prefill(live.seq(), history.first(live.prompt_tokens), logits);
+      !s.ok()) {
+    return s;
+  }
+  Sequence* seq = &live.seq();
+  for (size_t i = live.prompt_tokens; i < history.size(); ++i) {
+    if (absl::Status s =
+            decoder_.DecodeBatch(absl::MakeConstSpan(&seq, 1), history.subspan(i, 1), logits);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 void DecoderStepEngine::Free(absl::Span<const uint64_t> ids) {

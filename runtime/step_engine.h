@@ -46,16 +46,17 @@ struct DecoderStepEngineOptions {
   std::function<absl::StatusOr<OwnedSequence>(uint64_t id)> new_sequence;
   // Recovery from a lost storage tier: when a prefill or a step fails with a status this
   // accepts, each sequence of the call is rebuilt with new_sequence (which reconnects,
-  // or fails when the tier does not come back in time) and re-prefilled from its token
-  // history (prompt plus every token fed since); its own sampler then samples, so the
-  // tokens continue as the uninterrupted run's would. Unset: failures are returned.
+  // or fails when the tier does not come back in time) from its token history: the
+  // prompt prefilled again, then every later token decoded again, the same calls as the
+  // first time, so the logits are bit-identical; its own sampler then samples, and the
+  // tokens continue as the uninterrupted run's. Unset: failures are returned.
   std::function<bool(const absl::Status&)> recoverable;
 };
 
 struct DecoderStepEngineStats {
-  int64_t recoveries = 0;        // calls that rebuilt their sequences after a failure
-  int64_t reprefilled = 0;       // sequences rebuilt
-  int64_t reprefill_tokens = 0;  // tokens prefilled again
+  int64_t recoveries = 0;       // calls that rebuilt their sequences after a failure
+  int64_t rebuilt = 0;          // sequences rebuilt
+  int64_t replayed_tokens = 0;  // tokens fed again (prompt and generated)
 };
 
 // A StepEngine over an in-process Decoder. Not thread-safe: one caller at a time.
@@ -82,11 +83,12 @@ class DecoderStepEngine : public StepEngine {
     OwnedSequence owned;  // owned.seq is destroyed before owned.owner
     Sampler sampler;
     std::vector<int32_t> history;  // every token fed: the prompt, then each step's input
+    size_t prompt_tokens = 0;      // history's first prompt_tokens are the prompt
     Sequence& seq() { return *owned.seq; }
   };
   absl::StatusOr<OwnedSequence> NewSequence(uint64_t id);
-  // Replaces `live`'s sequence with a new one prefilled with its history; the last
-  // token's logits go to `logits`. On failure `live` is left with no sequence.
+  // Replaces `live`'s sequence with a new one fed its history; the last token's logits
+  // go to `logits`. On failure `live` is left with no sequence.
   absl::Status Rebuild(uint64_t id, Live& live, std::vector<float>* logits);
   bool Recoverable(const absl::Status& s) const {
     return options_.recoverable && options_.recoverable(s);

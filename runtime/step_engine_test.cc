@@ -133,20 +133,32 @@ class StepEngineRecoveryTest : public ::testing::Test {
 
 TEST_F(StepEngineRecoveryTest, RebuiltSequencesContinueWithTheUninterruptedTokens) {
   constexpr int kSeqs = 3, kTokens = 40;
+  // An engine over in-process sequences, fed the same calls: the logits of every call,
+  // the one that rebuilt its sequences included, must be bit-identical to the reference's.
+  DecoderStepEngine reference(*decoder_);
   std::vector<std::vector<int32_t>> got;
   StartAll(kSeqs, got);
-  for (int s = 0; s < 15; ++s) ASSERT_TRUE(StepAll(got).ok());
+  for (int i = 0; i < kSeqs; ++i) ASSERT_TRUE(reference.Start(i, Prompt(i), Sampling(i)).ok());
+  auto step_both = [&] {
+    std::vector<uint64_t> ids;
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < kSeqs; ++i) ids.push_back(i), tokens.push_back(got[i].back());
+    ASSERT_TRUE(StepAll(got).ok());
+    ASSERT_TRUE(reference.Step(ids, tokens).ok());
+    ASSERT_EQ(engine_->last_logits(), reference.last_logits()) << "after " << got[0].size();
+  };
+  for (int s = 0; s < 15; ++s) step_both();
   const int reads_before = FakeOffload::reads;
   store_.Restart();
-  while (got[0].size() < kTokens) ASSERT_TRUE(StepAll(got).ok());
+  while (got[0].size() < kTokens) step_both();
   EXPECT_GT(FakeOffload::reads, reads_before) << "later steps must read from the new store";
   for (int i = 0; i < kSeqs; ++i) EXPECT_EQ(got[i], Reference(i, kTokens)) << "sequence " << i;
   EXPECT_EQ(engine_->stats().recoveries, 1);
-  EXPECT_EQ(engine_->stats().reprefilled, kSeqs);
+  EXPECT_EQ(engine_->stats().rebuilt, kSeqs);
   // Each history: the prompt and the 16 tokens fed by the 16th step (the failed one).
   int64_t history = 0;
   for (int i = 0; i < kSeqs; ++i) history += static_cast<int64_t>(Prompt(i).size()) + 16;
-  EXPECT_EQ(engine_->stats().reprefill_tokens, history);
+  EXPECT_EQ(engine_->stats().replayed_tokens, history);
 }
 
 TEST_F(StepEngineRecoveryTest, StoreThatStaysDownFailsTheStepAndLeavesNoBrokenSequence) {
@@ -174,7 +186,7 @@ TEST_F(StepEngineRecoveryTest, OtherErrorsAreNotRetried) {
   got[0].back() = decoder_->config().vocab_size + 5;  // outside the vocabulary
   EXPECT_EQ(StepAll(got).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine_->stats().recoveries, 0);
-  EXPECT_EQ(engine_->stats().reprefilled, 0);
+  EXPECT_EQ(engine_->stats().rebuilt, 0);
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // UCX over TCP), started and killed by this test.
 // - Cancelled and timed-out streams free their blocks in the node at once (Stats RPC).
 // - The node killed mid-generation and restarted at the same address: every in-flight
-//   stream finishes with exactly the uninterrupted run's tokens (the worker re-prefills
+//   stream finishes with exactly the uninterrupted run's tokens (the worker rebuilds
 //   each sequence from its token history on the new node).
 // - The node killed and not restarted: the in-flight streams fail with UNAVAILABLE naming
 //   the node within the worker's reconnect timeout; nothing hangs; once the node is back,
@@ -294,8 +294,8 @@ TEST_F(StorageFaultTest, NodeRestartedMidGenerationStreamsFinishWithTheSameToken
     EXPECT_EQ(s.tokens[i], Reference(i, kTokens)) << "stream " << i;
   }
   const wv1::WorkerStats ws = WorkerStats();
-  EXPECT_GT(ws.reprefilled_sequences(), 0);
-  std::cerr << ws.reprefilled_sequences() << " sequences re-prefilled on the restarted node; "
+  EXPECT_GT(ws.rebuilt_sequences(), 0);
+  std::cerr << ws.rebuilt_sequences() << " sequences rebuilt on the restarted node; "
             << "streams done " << absl::FormatDuration(took) << " after the kill\n";
   EXPECT_LT(AwaitNodeEmpty(absl::Now()), absl::Seconds(2));
   EXPECT_EQ(WorkerLive(), 0);
@@ -381,7 +381,7 @@ TEST_F(SharedStorageNodeTest, TwoWorkersShareTheNodeAndBothRecoverFromARestart) 
     EXPECT_EQ(s.tokens[i], Reference(40 + i, kTokens)) << "stream " << i;
   }
   for (int g = 0; g < 2; ++g) {
-    EXPECT_GT(WorkerStats(g).reprefilled_sequences(), 0) << "worker g" << g;
+    EXPECT_GT(WorkerStats(g).rebuilt_sequences(), 0) << "worker g" << g;
   }
   EXPECT_LT(AwaitNodeEmpty(absl::Now()), absl::Seconds(2));
   EXPECT_EQ(WorkerLive(), 0);
