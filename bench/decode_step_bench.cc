@@ -4,6 +4,8 @@
 // bandwidth). docs/PERFORMANCE.md holds the results and the command.
 //
 //   decode_step_bench --contexts=4096,32768,131072 --batches=1,8 --steps=30
+//   decode_step_bench --offload [--storage_node=PATH]    (the KV-offload table instead,
+//                                                          bench/offload_rows.h)
 //
 // Each row: median device time of one decode step (CUDA events around a graph replay),
 // the floor, their ratio, and for sparse rows the predictor's share (CNN + top-k for all
@@ -18,12 +20,15 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
+#include "bench/offload_rows.h"
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_decoder.h"
 #include "runtime/cuda/device_buffer.h"
@@ -40,58 +45,19 @@ ABSL_FLAG(int, warmup, 5, "untimed steps before each row");
 ABSL_FLAG(bool, cublas_rows, true, "also time the dense step with cuBLAS projections");
 ABSL_FLAG(std::string, out, "", "also write the markdown table here");
 ABSL_FLAG(bool, micro, true, "first time the GEMV and attention kernels alone");
+ABSL_FLAG(bool, offload, false,
+          "run the KV-offload table ((a) full offload, (b) sparse offload with prefetch, (c) "
+          "sparse resident; --offload_* flags, bench/offload_rows.h) instead of this one");
+
+ABSL_DECLARE_FLAG(std::string, offload_contexts);
+ABSL_DECLARE_FLAG(std::string, remote_contexts);
 
 namespace apr::cuda {
 namespace {
 
-#define CHECK_OK(expr)                                                                \
-  do {                                                                                \
-    if (absl::Status _s = (expr); !_s.ok()) {                                         \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
-#define CHECK_CUDA(expr)                                                               \
-  do {                                                                                 \
-    if (cudaError_t _e = (expr); _e != cudaSuccess) {                                  \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(_e)); \
-      std::exit(1);                                                                    \
-    }                                                                                  \
-  } while (0)
-
-ModelConfig Llama31_8B(int64_t max_positions) {
-  ModelConfig c;
-  c.vocab_size = 128256;
-  c.hidden_size = 4096;
-  c.intermediate_size = 14336;
-  c.num_hidden_layers = 32;
-  c.num_attention_heads = 32;
-  c.num_key_value_heads = 8;
-  c.head_dim = 128;
-  c.max_position_embeddings = max_positions;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 500000;
-  c.rope_scaling.type = RopeScaling::Type::kLlama3;
-  c.rope_scaling.factor = 8;
-  c.rope_scaling.low_freq_factor = 1;
-  c.rope_scaling.high_freq_factor = 4;
-  c.rope_scaling.original_max_position_embeddings = 8192;
-  return c;
-}
-
-std::vector<int> Ints(const std::string& s) {
-  std::vector<int> v;
-  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) {
-    int x;
-    if (absl::SimpleAtoi(p, &x)) v.push_back(x);
-  }
-  return v;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench::Llama31_8B;
+using bench::Median;
+using bench::PositiveInts;
 
 // Read bandwidth (streaming loads over 4 GiB) and copy bandwidth (read + write), GB/s.
 void MeasureBandwidth(double* read_gbps, double* copy_gbps) {
@@ -99,24 +65,24 @@ void MeasureBandwidth(double* read_gbps, double* copy_gbps) {
   auto a = DeviceBuffer<char>::Allocate(bytes);
   auto b = DeviceBuffer<char>::Allocate(bytes);
   auto sink = DeviceBuffer<unsigned>::Allocate(1);
-  CHECK_OK(a.status());
-  CHECK_OK(b.status());
-  CHECK_OK(sink.status());
-  CHECK_CUDA(cudaMemset(a->get(), 1, bytes));
+  BENCH_CHECK_OK(a.status());
+  BENCH_CHECK_OK(b.status());
+  BENCH_CHECK_OK(sink.status());
+  BENCH_CHECK_CUDA(cudaMemset(a->get(), 1, bytes));
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   std::vector<double> r, c;
   for (int i = 0; i < 12; ++i) {
     cudaEventRecord(e0);
-    CHECK_CUDA(ReadAll(a->get(), bytes, sink->get(), nullptr));
+    BENCH_CHECK_CUDA(ReadAll(a->get(), bytes, sink->get(), nullptr));
     cudaEventRecord(e1);
     cudaEventSynchronize(e1);
     float ms;
     cudaEventElapsedTime(&ms, e0, e1);
     if (i >= 2) r.push_back(bytes / (ms * 1e6));
     cudaEventRecord(e0);
-    CHECK_CUDA(cudaMemcpyAsync(b->get(), a->get(), bytes, cudaMemcpyDeviceToDevice));
+    BENCH_CHECK_CUDA(cudaMemcpyAsync(b->get(), a->get(), bytes, cudaMemcpyDeviceToDevice));
     cudaEventRecord(e1);
     cudaEventSynchronize(e1);
     cudaEventElapsedTime(&ms, e0, e1);
@@ -137,9 +103,9 @@ double TimeKernel(F launch, int reps = 20) {
   std::vector<double> t;
   for (int i = 0; i < reps + 3; ++i) {
     cudaEventRecord(e0);
-    CHECK_CUDA(launch());
+    BENCH_CHECK_CUDA(launch());
     cudaEventRecord(e1);
-    CHECK_CUDA(cudaEventSynchronize(e1));
+    BENCH_CHECK_CUDA(cudaEventSynchronize(e1));
     float ms;
     cudaEventElapsedTime(&ms, e0, e1);
     if (i >= 3) t.push_back(ms);
@@ -159,10 +125,10 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
   auto x = DeviceBuffer<__nv_bfloat16>::Allocate(8 * I);
   auto y = DeviceBuffer<float>::Allocate(8 * c.vocab_size);
   auto out = DeviceBuffer<__nv_bfloat16>::Allocate(8 * I);
-  CHECK_OK(x.status());
-  CHECK_OK(y.status());
-  CHECK_OK(out.status());
-  CHECK_CUDA(FillUniformBf16(x->get(), 8 * I, 3, 1.0f, nullptr));
+  BENCH_CHECK_OK(x.status());
+  BENCH_CHECK_OK(y.status());
+  BENCH_CHECK_OK(out.status());
+  BENCH_CHECK_CUDA(FillUniformBf16(x->get(), 8 * I, 3, 1.0f, nullptr));
   const CudaLayerWeights& lw = w.layer(0);
   struct G {
     const char* name;
@@ -202,8 +168,8 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
     const int ctx = 32768, nb = NumBlocks(ctx);
     const int64_t slot_elems = 2 * kBlockTokens * hd;
     auto pool = DeviceBuffer<__nv_bfloat16>::Allocate(int64_t{batch} * nb * nkv * slot_elems);
-    CHECK_OK(pool.status());
-    CHECK_CUDA(FillUniformBf16(pool->get(), pool->size(), 5, 1.0f, nullptr));
+    BENCH_CHECK_OK(pool.status());
+    BENCH_CHECK_CUDA(FillUniformBf16(pool->get(), pool->size(), 5, 1.0f, nullptr));
     std::vector<int32_t> table(int64_t{batch} * nb), lens(batch, ctx), slots_seq(batch);
     for (int b = 0; b < batch; ++b) {
       slots_seq[b] = b;
@@ -216,10 +182,12 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
     auto part_o = DeviceBuffer<float>::Allocate(int64_t{batch} * nh * 128 * hd);
     auto part_ml = DeviceBuffer<float>::Allocate(int64_t{batch} * nh * 128 * 2);
     auto att = DeviceBuffer<__nv_bfloat16>::Allocate(int64_t{batch} * nh * hd);
-    CHECK_CUDA(cudaMemcpy(dtable->get(), table.data(), table.size() * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(dlens->get(), lens.data(), batch * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(dslots->get(), slots_seq.data(), batch * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(FillUniformF32(q->get(), q->size(), 6, 1.0f, 0.0f, nullptr));
+    BENCH_CHECK_CUDA(
+        cudaMemcpy(dtable->get(), table.data(), table.size() * 4, cudaMemcpyHostToDevice));
+    BENCH_CHECK_CUDA(cudaMemcpy(dlens->get(), lens.data(), batch * 4, cudaMemcpyHostToDevice));
+    BENCH_CHECK_CUDA(
+        cudaMemcpy(dslots->get(), slots_seq.data(), batch * 4, cudaMemcpyHostToDevice));
+    BENCH_CHECK_CUDA(FillUniformF32(q->get(), q->size(), 6, 1.0f, 0.0f, nullptr));
     // A 1024-token list: sink, 56 blocks spread over the context, local window.
     const int k = PredictedBlocks(1024), stride = MaxListLength(k);
     std::vector<int32_t> counts(batch * nkv), blocks(int64_t{batch} * nkv * stride),
@@ -240,11 +208,11 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
     auto dcounts = DeviceBuffer<int32_t>::Allocate(counts.size());
     auto dblocks = DeviceBuffer<int32_t>::Allocate(blocks.size());
     auto dlslots = DeviceBuffer<int32_t>::Allocate(blocks.size());
-    CHECK_CUDA(
+    BENCH_CHECK_CUDA(
         cudaMemcpy(dcounts->get(), counts.data(), counts.size() * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(
+    BENCH_CHECK_CUDA(
         cudaMemcpy(dblocks->get(), blocks.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(
+    BENCH_CHECK_CUDA(
         cudaMemcpy(dlslots->get(), lslots.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
     int sms = 0;
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
@@ -297,14 +265,14 @@ void TimeSteps(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, int ste
   std::vector<int32_t> tokens(seqs.size());
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(1000 + 7 * i);
   std::vector<cudaEvent_t> ev(2 * steps);
-  for (cudaEvent_t& e : ev) CHECK_CUDA(cudaEventCreate(&e));
-  for (int i = 0; i < warmup; ++i) CHECK_OK(d.DecodeStepAsync(seqs, tokens));
-  CHECK_OK(d.Synchronize());
+  for (cudaEvent_t& e : ev) BENCH_CHECK_CUDA(cudaEventCreate(&e));
+  for (int i = 0; i < warmup; ++i) BENCH_CHECK_OK(d.DecodeStepAsync(seqs, tokens));
+  BENCH_CHECK_OK(d.Synchronize());
   std::vector<double> wall;
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) {
-    CHECK_OK(d.DecodeStepAsync(seqs, tokens, ev[2 * i], ev[2 * i + 1]));
-    CHECK_OK(d.Synchronize());
+    BENCH_CHECK_OK(d.DecodeStepAsync(seqs, tokens, ev[2 * i], ev[2 * i + 1]));
+    BENCH_CHECK_OK(d.Synchronize());
     const auto t1 = std::chrono::steady_clock::now();
     wall.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     t0 = t1;
@@ -312,7 +280,7 @@ void TimeSteps(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, int ste
   std::vector<double> dev;
   for (int i = 0; i < steps; ++i) {
     float ms;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
+    BENCH_CHECK_CUDA(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
     dev.push_back(ms);
   }
   for (cudaEvent_t e : ev) cudaEventDestroy(e);
@@ -326,11 +294,11 @@ double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps, boo
   cudaEventCreate(&e1);
   std::vector<double> t;
   for (int i = 0; i < reps + 2; ++i) {
-    CHECK_OK(d.Synchronize());
+    BENCH_CHECK_OK(d.Synchronize());
     cudaEventRecord(e0, d.stream());
-    CHECK_OK(d.PredictAsync(seqs, /*advance_window=*/incremental));
+    BENCH_CHECK_OK(d.PredictAsync(seqs, /*advance_window=*/incremental));
     cudaEventRecord(e1, d.stream());
-    CHECK_OK(d.Synchronize());
+    BENCH_CHECK_OK(d.Synchronize());
     float ms;
     cudaEventElapsedTime(&ms, e0, e1);
     if (i >= 2) t.push_back(ms);
@@ -340,15 +308,35 @@ double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps, boo
   return Median(t);
 }
 
+int OffloadMain() {
+  cudaDeviceProp prop;
+  BENCH_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::vector<int> ctxs = PositiveInts("offload_contexts", absl::GetFlag(FLAGS_offload_contexts));
+  for (int c : PositiveInts("remote_contexts", absl::GetFlag(FLAGS_remote_contexts)))
+    ctxs.push_back(c);
+  const int max_ctx = ctxs.empty() ? 32768 : *std::max_element(ctxs.begin(), ctxs.end());
+  const ModelConfig cfg = Llama31_8B(max_ctx + 4096);
+  auto weights = CudaWeights::Random(cfg, 1234);
+  BENCH_CHECK_OK(weights.status());
+  std::shared_ptr<const CudaWeights> w(std::move(*weights));
+  std::printf("device: %s, %d SMs, %.1f GiB; weights %.2f GB, read per step %.2f GB\n", prop.name,
+              prop.multiProcessorCount, prop.totalGlobalMem / double(1 << 30),
+              w->TotalBytes() / 1e9, w->StepBytes() / 1e9);
+  RunOffloadRows(w, absl::StrFormat("device: %s (%d SMs)\n\n", prop.name, prop.multiProcessorCount),
+                 absl::GetFlag(FLAGS_out));
+  return 0;
+}
+
 int Main() {
-  const std::vector<int> contexts = Ints(absl::GetFlag(FLAGS_contexts));
-  const std::vector<int> batches = Ints(absl::GetFlag(FLAGS_batches));
-  const std::vector<int> budgets = Ints(absl::GetFlag(FLAGS_budgets));
+  if (absl::GetFlag(FLAGS_offload)) return OffloadMain();
+  const std::vector<int> contexts = PositiveInts("contexts", absl::GetFlag(FLAGS_contexts));
+  const std::vector<int> batches = PositiveInts("batches", absl::GetFlag(FLAGS_batches));
+  const std::vector<int> budgets = PositiveInts("budgets", absl::GetFlag(FLAGS_budgets));
   const int steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
   const int max_budget = budgets.empty() ? 1024 : *std::max_element(budgets.begin(), budgets.end());
 
   cudaDeviceProp prop;
-  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  BENCH_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   double read_gbps, copy_gbps;
   MeasureBandwidth(&read_gbps, &copy_gbps);
   std::printf("device: %s, %d SMs, %.1f GiB; HBM read %.0f GB/s, copy (read+write) %.0f GB/s\n",
@@ -361,7 +349,7 @@ int Main() {
   const int max_ctx = *std::max_element(contexts.begin(), contexts.end());
   const ModelConfig cfg = Llama31_8B(max_ctx + margin);
   auto weights = CudaWeights::Random(cfg, 1234);
-  CHECK_OK(weights.status());
+  BENCH_CHECK_OK(weights.status());
   std::shared_ptr<const CudaWeights> w(std::move(*weights));
   const double weight_bytes = static_cast<double>(w->StepBytes());
   std::printf("weights: %.2f GB on the GPU, %.2f GB read per step\n", w->TotalBytes() / 1e9,
@@ -378,7 +366,7 @@ int Main() {
       const double pool_bytes = double(batch) * NumBlocks(cap) * L * nkv * 2 * 16 * hd * 2;
       const double hist_bytes = double(batch) * L * nkv * 64 * NumBlocks(cap) * 4;
       size_t free_b, total_b;
-      CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
+      BENCH_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
       if (pool_bytes + hist_bytes + (2ull << 30) > free_b) {
         Row r{ctx, batch, "all"};
         r.note = absl::StrFormat("does not fit: KV %.1f GB + weights %.1f GB > %.1f GB",
@@ -397,15 +385,15 @@ int Main() {
       o.sparse.calibration_step = 0;
       o.predictor_weights = pw;
       auto dec = CudaDecoder::Create(w, o);
-      CHECK_OK(dec.status());
+      BENCH_CHECK_OK(dec.status());
       CudaDecoder& d = **dec;
-      CHECK_OK(d.FillPoolRandom(99));
+      BENCH_CHECK_OK(d.FillPoolRandom(99));
       std::vector<std::unique_ptr<Sequence>> owned;
       std::vector<Sequence*> seqs;
       for (int b = 0; b < batch; ++b) {
         owned.push_back(d.NewSequence());
         seqs.push_back(owned.back().get());
-        CHECK_OK(d.FillRandomContext(*owned.back(), ctx, 500 + b));
+        BENCH_CHECK_OK(d.FillRandomContext(*owned.back(), ctx, 500 + b));
       }
       auto add = [&](const std::string& mode, double kv_bytes, double pred_ms, double pred_full_ms,
                      bool sparse, int budget, int cal) {
@@ -413,10 +401,10 @@ int Main() {
         s.enabled = sparse;
         s.budget_tokens = budget;
         s.calibration_step = cal;
-        CHECK_OK(d.SetSparse(s));
+        BENCH_CHECK_OK(d.SetSparse(s));
         if (sparse) {
-          CHECK_OK(d.PredictAsync(seqs));
-          CHECK_OK(d.Synchronize());
+          BENCH_CHECK_OK(d.PredictAsync(seqs));
+          BENCH_CHECK_OK(d.Synchronize());
         }
         Row r{ctx, batch, mode};
         TimeSteps(d, seqs, warmup, steps, &r.step_ms, &r.wall_ms);
@@ -438,23 +426,23 @@ int Main() {
       add("dense", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
       if (absl::GetFlag(FLAGS_cublas_rows)) {
         if (batch <= o.gemv_max_tokens) {
-          CHECK_OK(d.SetUsePdl(false));
+          BENCH_CHECK_OK(d.SetUsePdl(false));
           add("dense, GEMV without PDL", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
-          CHECK_OK(d.SetUsePdl(true));
-          CHECK_OK(d.SetUseGemv(false));
+          BENCH_CHECK_OK(d.SetUsePdl(true));
+          BENCH_CHECK_OK(d.SetUseGemv(false));
           add("dense, cuBLAS projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
         } else {
-          CHECK_OK(d.SetUseGemv(true, kGemvMaxTokens));
+          BENCH_CHECK_OK(d.SetUseGemv(true, kGemvMaxTokens));
           add("dense, GEMV projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
         }
-        CHECK_OK(d.SetUseGemv(true, o.gemv_max_tokens));
+        BENCH_CHECK_OK(d.SetUseGemv(true, o.gemv_max_tokens));
       }
       for (int budget : budgets) {
         SparseOptions s = d.sparse();
         s.enabled = true;
         s.budget_tokens = budget;
         s.calibration_step = 0;
-        CHECK_OK(d.SetSparse(s));
+        BENCH_CHECK_OK(d.SetSparse(s));
         const double pred_full = TimePredictor(d, seqs, 10, false);
         const double pred = TimePredictor(d, seqs, 10, true);
         const int k = PredictedBlocks(budget);
@@ -462,14 +450,14 @@ int Main() {
             double(batch) * ListLengthBound(ctx, k) * kBlockTokens * token_kv_bytes;
         add(absl::StrCat("sparse ", budget), sparse_kv, pred, pred_full, true, budget, 0);
         if (budget == budgets[0]) {
-          CHECK_OK(d.SetOverlapPredictor(true));
+          BENCH_CHECK_OK(d.SetOverlapPredictor(true));
           add(absl::StrCat("sparse ", budget, ", predictor on a side stream"), sparse_kv, pred,
               pred_full, true, budget, 0);
-          CHECK_OK(d.SetOverlapPredictor(false));
-          CHECK_OK(d.SetIncrementalPredictor(false));
+          BENCH_CHECK_OK(d.SetOverlapPredictor(false));
+          BENCH_CHECK_OK(d.SetIncrementalPredictor(false));
           add(absl::StrCat("sparse ", budget, ", full CNN"), sparse_kv, pred_full, pred_full, true,
               budget, 0);
-          CHECK_OK(d.SetIncrementalPredictor(true));
+          BENCH_CHECK_OK(d.SetIncrementalPredictor(true));
         }
       }
       // A calibration step: the sparse attention, plus a K-only pass over every block that

@@ -1,24 +1,153 @@
 #include "cluster/devices.h"
 
+#include <cuda_runtime.h>
+
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/cpu_decoder.h"
+#include "runtime/cuda/cuda_decoder.h"
+#include "runtime/cuda/tensor_parallel.h"
 
 namespace apr::cluster {
+namespace {
+
+const char* PlacementName(KvPlacement p) {
+  switch (p) {
+    case KvPlacement::kDevice:
+      return "PLACEMENT_UNSPECIFIED (device memory)";
+    case KvPlacement::kHost:
+      return "PLACEMENT_HOST";
+    case KvPlacement::kRemote:
+      return "PLACEMENT_REMOTE";
+  }
+  return "?";
+}
+
+absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int index,
+                                                  const std::string& model_dir,
+                                                  const DecoderOptions& options) {
+  const int count = CudaDeviceCount();
+  if (count == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("device ", device, ": no CUDA device on this machine; use cpu or auto"));
+  }
+  if (index >= count) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("device ", device, ": this machine has ", count, " CUDA device(s)"));
+  }
+  cuda::CudaDecoderOptions o;
+  o.device = index;
+  o.max_sequences = options.max_sequences > 0 ? options.max_sequences : 8;
+  o.max_context = static_cast<int>(options.max_context);
+  o.tp.rank = options.tp_rank;
+  o.tp.size = options.tp_size;
+  o.tp.nccl_unique_id = options.nccl_unique_id;
+  // Block-sparse attention when the model comes with a trained predictor; the whole
+  // group loads the same file, so every rank selects with the same weights.
+  if (std::filesystem::exists(model_dir + "/predictor.safetensors")) {
+    o.sparse.enabled = true;
+    o.sparse.budget_tokens = options.budget_tokens > 0 ? options.budget_tokens : 1024;
+  }
+  if (absl::Status s = ApplyKvPlacement(options, &o); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("device ", device, ": ", s.message()));
+  }
+  auto decoder = cuda::CudaDecoder::Load(model_dir, std::move(o));
+  if (!decoder.ok()) {
+    return absl::Status(decoder.status().code(),
+                        absl::StrCat("device ", device, ": ", decoder.status().message()));
+  }
+  return std::unique_ptr<Decoder>(std::move(*decoder));
+}
+
+}  // namespace
+
+absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOptions* o) {
+  if (options.placement == KvPlacement::kDevice) {
+    o->placement = cuda::KvPlacement::kResident;
+    return absl::OkStatus();
+  }
+  if (!o->sparse.enabled) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kv_cache placement ", PlacementName(options.placement),
+        ": an offloaded KV cache needs block-sparse attention (only the selected blocks are "
+        "on the GPU), and the model folder has no predictor.safetensors"));
+  }
+  if (options.placement == KvPlacement::kHost) {
+    o->placement = cuda::KvPlacement::kOffloadLocal;  // a pool sized for every sequence
+    return absl::OkStatus();
+  }
+  if (options.storage_nodes.empty()) {
+    return absl::InvalidArgumentError(
+        "kv_cache placement PLACEMENT_REMOTE: the config names no storage nodes");
+  }
+  // One node per worker; the ranks of a group spread over the nodes (each rank stores
+  // only its own KV heads).
+  o->placement = cuda::KvPlacement::kOffloadRemote;
+  o->offload.remote_address = options.storage_nodes[options.tp_rank % options.storage_nodes.size()];
+  // UCX's own transport choice (and UCX_TLS / UCX_NET_DEVICES from the environment), as
+  // the storage nodes the launcher starts use: the node may be on another host.
+  o->offload.ucx_tls.clear();
+  o->offload.ucx_net_devices.clear();
+  return absl::OkStatus();
+}
+
+int CudaDeviceCount() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // no driver or no device: not an error for "auto"
+    return 0;
+  }
+  return n;
+}
 
 std::string ResolveDevice(const std::string& device) {
-  return device == "auto" || device.empty() ? "cpu" : device;
+  if (device == "auto" || device.empty()) return CudaDeviceCount() > 0 ? "cuda:0" : "cpu";
+  return device;
 }
 
 absl::StatusOr<std::unique_ptr<Decoder>> OpenDecoder(const std::string& device,
-                                                     const std::string& model_dir) {
+                                                     const std::string& model_dir,
+                                                     const DecoderOptions& options) {
   const std::string d = ResolveDevice(device);
   if (d == "cpu") {
+    if (options.tp_size > 1) {
+      return absl::InvalidArgumentError(
+          "tensor parallelism needs one GPU per rank (cuda:N); the CPU worker has none");
+    }
+    if (options.placement != KvPlacement::kDevice) {
+      return absl::UnimplementedError(
+          absl::StrCat("kv_cache placement ", PlacementName(options.placement),
+                       ": the CPU worker keeps the KV cache in process; leave "
+                       "kv_cache.placement unset"));
+    }
     auto decoder = cpu::CpuDecoder::Load(model_dir);
     if (!decoder.ok()) return decoder.status();
     return std::unique_ptr<Decoder>(std::move(*decoder));
   }
-  return absl::UnimplementedError(
-      absl::StrCat("device ", d, ": this build has no CUDA backend yet; use cpu or auto"));
+  int index = -1;
+  if (!absl::StartsWith(d, "cuda:") || !absl::SimpleAtoi(d.substr(5), &index) || index < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device \"", d, "\" is not cpu, auto or cuda:N"));
+  }
+  return OpenCuda(d, index, model_dir, options);
+}
+
+absl::StatusOr<std::string> CreateNcclUniqueId() {
+  if (CudaDeviceCount() == 0) {
+    return absl::FailedPreconditionError(
+        "tensor parallelism needs CUDA devices; this machine has none");
+  }
+  return cuda::CreateNcclUniqueId();
+}
+
+OffloadCounters ReadOffloadCounters(const Decoder& decoder) {
+  const auto* cuda = dynamic_cast<const cuda::CudaDecoder*>(&decoder);
+  if (cuda == nullptr) return {};  // the CPU worker keeps its cache in process
+  const cuda::OffloadStats s = cuda->offload_stats();
+  return {s.bytes_fetched, s.prefetch_hits, s.prefetch_stalls};
 }
 
 }  // namespace apr::cluster

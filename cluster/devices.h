@@ -1,23 +1,79 @@
-// Opens a model on a device named in a config ("cpu", "cuda:N", "auto"). The CUDA backend
-// registers itself here when it lands (runtime/cuda); until then cuda:N is an error and
-// "auto" means cpu.
+// Opens a model on a device named in a config ("cpu", "cuda:N", "auto"): the CPU
+// reference (runtime/cpu) or the CUDA backend (runtime/cuda). Every worker binary links
+// both; "auto" is cuda:0 when the machine has a GPU (cudaGetDeviceCount at run time) and
+// cpu otherwise, so one binary serves CPU-only and GPU machines.
 #ifndef APRUNTIME_CLUSTER_DEVICES_H_
 #define APRUNTIME_CLUSTER_DEVICES_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "runtime/decoder.h"
 
+namespace apr::cuda {
+struct CudaDecoderOptions;
+}  // namespace apr::cuda
+
 namespace apr::cluster {
 
-// The device "auto" stands for in this build on this machine.
+// Where a worker keeps the KV cache (cluster config kv_cache.placement).
+enum class KvPlacement {
+  kDevice,  // the worker's own memory: the CPU backend's cache, or GPU memory
+  kHost,    // pinned host RAM of the worker's host (kvstore/ block pool)
+  kRemote,  // storage nodes over UCX
+};
+
+struct DecoderOptions {
+  // Live sequences at once (the largest decode batch); 0: 8.
+  int max_sequences = 8;
+  // Tokens per sequence; 0: the model's max_position_embeddings (CUDA: its KV pool is
+  // sized for max_sequences x max_context).
+  int64_t max_context = 0;
+  // Tensor parallelism: rank, world size and rank 0's NCCL unique id (CUDA only).
+  int tp_rank = 0;
+  int tp_size = 1;
+  std::string nccl_unique_id;
+  KvPlacement placement = KvPlacement::kDevice;
+  // Tokens each decode step attends to per KV head; 0: 1024. CUDA: used when the model
+  // folder has predictor.safetensors (block-sparse attention), else attention is dense.
+  // The CPU worker attends densely.
+  int budget_tokens = 0;
+  // host:port of the storage nodes (kRemote).
+  std::vector<std::string> storage_nodes;
+};
+
+// Sets `o`'s KV placement from `options`: device memory (resident), the worker host's
+// pinned RAM (offload-local) or a storage node (offload-remote: rank r of a group uses
+// node r modulo their number; UCX picks the transports). Offload needs `o` to have sparse
+// attention on (the model's predictor). Host code; does not touch a GPU.
+absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOptions* o);
+
+// Number of CUDA devices this process sees (0 without a GPU or driver).
+int CudaDeviceCount();
+
+// The device "auto" stands for on this machine: "cuda:0" with a GPU, else "cpu".
 std::string ResolveDevice(const std::string& device);
 
-// Loads the model folder onto `device` (after ResolveDevice).
+// Loads the model folder onto `device` (after ResolveDevice). Under tensor parallelism
+// this blocks until every rank of the group has joined.
 absl::StatusOr<std::unique_ptr<Decoder>> OpenDecoder(const std::string& device,
-                                                     const std::string& model_dir);
+                                                     const std::string& model_dir,
+                                                     const DecoderOptions& options = {});
+
+// Rank 0's part of forming a tensor-parallel group: a new NCCL unique id (128 bytes).
+absl::StatusOr<std::string> CreateNcclUniqueId();
+
+// KV storage-tier counters of a decoder (Prometheus apr_fetch_bytes_total, ...): a CUDA
+// decoder's offload_stats(); zero for the CPU decoder and for a resident KV cache.
+struct OffloadCounters {
+  int64_t fetch_bytes = 0;
+  int64_t prefetch_hits = 0;
+  int64_t prefetch_stalls = 0;
+};
+OffloadCounters ReadOffloadCounters(const Decoder& decoder);
 
 }  // namespace apr::cluster
 

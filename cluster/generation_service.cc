@@ -138,8 +138,23 @@ GenerationService::~GenerationService() { Stop(); }
 
 absl::Status GenerationService::LoadWorkers(absl::Duration probe_interval) {
   const absl::Duration timeout = absl::Seconds(config_.launcher().startup_timeout_seconds());
+  ::apr::worker::v1::KvCache kv;
+  switch (config_.kv_cache().placement()) {
+    case v1::KvCache::PLACEMENT_HOST:
+      kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_HOST);
+      break;
+    case v1::KvCache::PLACEMENT_REMOTE:
+      kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_REMOTE);
+      break;
+    default:
+      kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_DEVICE);
+  }
+  kv.set_budget_tokens(config_.kv_cache().budget_tokens());
+  for (const auto& node : config_.storage_nodes()) {
+    kv.add_storage_nodes(HostPort(node.grpc().host(), node.grpc().port()));
+  }
   for (Group& g : groups_) {
-    absl::Status s = g.workers->Load(model_dir_, config_.scheduler().max_batch_size(), timeout);
+    absl::Status s = g.workers->Load(model_dir_, config_.scheduler().max_batch_size(), kv, timeout);
     if (s.ok() && g.workers->vocab_size() != model_.vocab_size) {
       s = absl::FailedPreconditionError(absl::StrCat(
           "worker group ", g.workers->name(), " loaded a model with vocabulary ",

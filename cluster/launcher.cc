@@ -10,11 +10,13 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cluster/security.h"
 #include "cluster/serving.h"
 #include "rpc/generation/v1/generation.grpc.pb.h"
+#include "runtime/model_config.h"
 #include "runtime/model_path.h"
 
 namespace apr::cluster {
@@ -23,6 +25,9 @@ namespace fs = std::filesystem;
 namespace gv1 = ::apr::generation::v1;
 
 namespace {
+
+// A storage node's pool when the config gives no pool_bytes.
+constexpr int64_t kDefaultPoolBytes = int64_t{1} << 30;
 
 std::string Flag(const std::string& name, const std::string& value) {
   return absl::StrCat("--", name, "=", value);
@@ -74,20 +79,34 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
         !s.ok()) {
       return s;
     }
-    if (node.grpc().port() == 0) {
-      // The storage node (kvstore/) reports no ready file yet; its port must be known.
-      return absl::InvalidArgumentError(
-          absl::StrCat("storage node ", node.name(),
-                       ": give a fixed grpc port (the storage node does not "
-                       "report a picked one)"));
+    // The node's blocks are the GPU workers' (bf16, the model's head_dim) unless the
+    // config's extra flags say otherwise.
+    bool has_geometry = false;
+    for (const auto& f : node.extra_flags()) {
+      has_geometry |= absl::StartsWith(f, "--block_bytes") || absl::StartsWith(f, "--head_dim");
     }
-    ProcessSpec p{"storage_node", node.name(), {}, "", node.grpc().host(), node.grpc().port()};
-    p.flags.push_back(Flag("grpc_port", node.grpc().port()));
-    if (node.pool_bytes() > 0) p.flags.push_back(Flag("capacity_bytes", node.pool_bytes()));
+    ProcessSpec p{
+        "storage_node",     node.name(),       {}, ReadyFile(run_dir, "storage-" + node.name()),
+        node.grpc().host(), node.grpc().port()};
+    p.flags = {
+        Flag("node_name", node.name()), Flag("grpc_host", node.grpc().host()),
+        Flag("grpc_port", node.grpc().port()),
+        Flag("capacity_bytes", node.pool_bytes() > 0 ? node.pool_bytes() : kDefaultPoolBytes),
+        Flag("ready_file", p.ready_file)};
+    if (!has_geometry) {
+      auto model = LoadModelConfig(ResolveModelDir(config_.model().path()) + "/config.json");
+      if (!model.ok()) {
+        return absl::Status(model.status().code(),
+                            absl::StrCat("storage node ", node.name(),
+                                         ": the block size needs the model's head_dim: ",
+                                         model.status().message()));
+      }
+      p.flags.push_back(Flag("head_dim", model->head_dim));
+      p.flags.push_back(Flag("dtype", "bf16"));
+    }
     for (const auto& f : node.extra_flags()) p.flags.push_back(f);
     plan.push_back(std::move(p));
   }
-  int worker_index = 0;
   for (const auto& group : config_.worker_groups()) {
     for (int r = 0; r < group.ranks_size(); ++r) {
       const auto& rank = group.ranks(r);
@@ -102,14 +121,6 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
                  Flag("metrics_port", rank.metrics_port()),
                  Flag("device", rank.device()),
                  Flag("ready_file", p.ready_file)};
-      // With remote KV placement each worker keeps its sequences' blocks in one of the
-      // config's storage nodes (round robin over the ranks).
-      if (config_.kv_cache().placement() == v1::KvCache::PLACEMENT_REMOTE &&
-          config_.storage_nodes_size() > 0) {
-        const auto& node = config_.storage_nodes(worker_index % config_.storage_nodes_size());
-        p.flags.push_back(Flag("kv_store", HostPort(node.grpc().host(), node.grpc().port())));
-      }
-      ++worker_index;
       for (const auto& f : rank.extra_flags()) p.flags.push_back(f);
       if (config_.has_internal_tls()) {
         const TlsConfig tls = ResolveTlsPaths(config_.internal_tls());
@@ -222,6 +233,12 @@ absl::Status Launcher::AwaitServing(Running& frontend, absl::Time deadline) {
 
 void Launcher::ResolvePorts() {
   for (const auto& r : running_) {
+    if (r->spec.kind != "storage_node") continue;
+    for (auto& node : *config_.mutable_storage_nodes()) {
+      if (node.name() == r->spec.name) node.mutable_grpc()->set_port(r->ports["grpc_port"]);
+    }
+  }
+  for (const auto& r : running_) {
     if (r->spec.kind != "worker") continue;
     for (auto& group : *config_.mutable_worker_groups()) {
       for (int i = 0; i < group.ranks_size(); ++i) {
@@ -234,7 +251,13 @@ void Launcher::ResolvePorts() {
   }
 }
 
-absl::Status Launcher::Start() {
+absl::Status Launcher::Prepare() {
+  if (plan_.has_value()) return absl::OkStatus();
+  // Every child inherits this: NVLink multicast stays off in NCCL, PyTorch and NVSHMEM (a
+  // value the caller set explicitly is kept).
+  setenv("NCCL_NVLS_ENABLE", "0", 0);
+  setenv("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1", 0);
+  setenv("NVSHMEM_DISABLE_NVLS", "1", 0);
   if (options_.run_dir.empty()) {
     std::string tmpl = (fs::temp_directory_path() / "apr-launch-XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) {
@@ -245,20 +268,51 @@ absl::Status Launcher::Start() {
   }
   auto plan = PlanProcesses(options_.run_dir);
   if (!plan.ok()) return plan.status();
-  const absl::Time deadline =
-      absl::Now() + absl::Seconds(config_.launcher().startup_timeout_seconds());
+  plan_ = *std::move(plan);
+  deadline_ = absl::Now() + absl::Seconds(config_.launcher().startup_timeout_seconds());
+  return absl::OkStatus();
+}
+
+absl::Status Launcher::StartKind(const std::string& kind) {
+  const size_t first = running_.size();
+  for (const ProcessSpec& p : *plan_) {
+    if (p.kind != kind) continue;
+    if (absl::Status s = StartOne(p); !s.ok()) return s;
+  }
+  for (size_t i = first; i < running_.size(); ++i) {
+    if (absl::Status s = AwaitReady(*running_[i], deadline_); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Launcher::StartStorageNodes() {
+  if (storage_started_) return absl::OkStatus();
+  absl::Status status = Prepare();
+  if (status.ok()) status = StartKind("storage_node");
+  if (!status.ok()) {
+    Stop().IgnoreError();
+    return status;
+  }
+  storage_started_ = true;
+  ResolvePorts();
+  return absl::OkStatus();
+}
+
+std::vector<std::string> Launcher::storage_node_addresses() const {
+  std::vector<std::string> out;
+  for (const auto& node : config_.storage_nodes()) {
+    out.push_back(HostPort(node.grpc().host(), node.grpc().port()));
+  }
+  return out;
+}
+
+absl::Status Launcher::Start() {
+  if (absl::Status s = StartStorageNodes(); !s.ok()) return s;
+  const absl::Time deadline = deadline_;
   absl::Status status = [&]() -> absl::Status {
-    // Storage nodes, then all workers at once (they load in parallel), then the front end.
-    for (const std::string kind : {"storage_node", "worker"}) {
-      const size_t first = running_.size();
-      for (const ProcessSpec& p : *plan) {
-        if (p.kind != kind) continue;
-        if (absl::Status s = StartOne(p); !s.ok()) return s;
-      }
-      for (size_t i = first; i < running_.size(); ++i) {
-        if (absl::Status s = AwaitReady(*running_[i], deadline); !s.ok()) return s;
-      }
-    }
+    // Storage nodes (above), then all workers at once (they load in parallel), then the
+    // front end.
+    if (absl::Status s = StartKind("worker"); !s.ok()) return s;
     // The front end reads the config with every port the workers picked filled in and
     // the model path made absolute.
     ResolvePorts();
@@ -278,7 +332,7 @@ absl::Status Launcher::Start() {
       out << ConfigToText(config_);
       if (!out.flush()) return absl::InternalError("cannot write the resolved config");
     }
-    if (absl::Status s = StartOne(plan->back()); !s.ok()) return s;
+    if (absl::Status s = StartOne(plan_->back()); !s.ok()) return s;
     Running& fe = *running_.back();
     if (absl::Status s = AwaitReady(fe, deadline); !s.ok()) return s;
     const std::string host = config_.frontend().grpc().host();

@@ -9,10 +9,12 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "cluster/config.h"
 #include "cluster/process.h"
 
@@ -46,6 +48,12 @@ class Launcher {
   // Starts everything and waits for SERVING. On error the processes already started
   // are stopped and the message names the process and how it ended.
   absl::Status Start();
+  // Only the first phase of Start(): the config's storage nodes, each waited for through
+  // its ready file (so port 0 works); their picked ports go into the config the front
+  // end reads. Start() afterwards goes on from there. For tests and tools.
+  absl::Status StartStorageNodes();
+  // host:port of each storage node, ports as picked (after StartStorageNodes).
+  std::vector<std::string> storage_node_addresses() const;
   // Returns when a signal in `signals` arrives (the number) or a process exits on its
   // own (-1; see failure()). Signals must be blocked (BlockTerminationSignals).
   int WaitForSignalOrExit();
@@ -71,6 +79,10 @@ class Launcher {
     Process process;
     std::map<std::string, int> ports;  // from the ready file
   };
+  // Sets the children's environment, makes the run directory and the plan (once).
+  absl::Status Prepare();
+  // Starts every planned process of `kind` and waits until each is ready.
+  absl::Status StartKind(const std::string& kind);
   absl::Status StartOne(ProcessSpec spec);
   // Waits until `r` is ready or `deadline`; fails if it exits first.
   absl::Status AwaitReady(Running& r, absl::Time deadline);
@@ -85,6 +97,9 @@ class Launcher {
   std::string frontend_address_, metrics_address_, failure_;
   int frontend_port_ = 0, metrics_port_ = 0;
   bool stopped_ = false;
+  bool storage_started_ = false;
+  std::optional<std::vector<ProcessSpec>> plan_;
+  absl::Time deadline_;
 };
 
 }  // namespace apr::cluster

@@ -104,7 +104,7 @@ absl::Status WorkerGroup::OnAllRanks(const std::function<grpc::Status(int rank)>
 }
 
 absl::Status WorkerGroup::Load(const std::string& model_path, int max_sequences,
-                               absl::Duration timeout) {
+                               const wv1::KvCache& kv_cache, absl::Duration timeout) {
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoSeconds(timeout);
   // Wait for every rank to answer Health (the launcher starts workers first, but under
   // Kubernetes the pods come up in any order).
@@ -140,6 +140,7 @@ absl::Status WorkerGroup::Load(const std::string& model_path, int max_sequences,
     req.set_model_path(model_path);
     req.set_device(ranks_[r].device);
     req.set_max_sequences(max_sequences);
+    *req.mutable_kv_cache() = kv_cache;
     req.mutable_tensor_parallel()->set_rank(r);
     req.mutable_tensor_parallel()->set_world_size(world);
     req.mutable_tensor_parallel()->set_nccl_unique_id(nccl_id);

@@ -32,8 +32,10 @@ class WorkerGroup : public StepEngine {
 
   // Waits (up to `timeout`) for every rank to answer, then loads the model on all of
   // them; for more than one rank, rank 0 first creates the NCCL unique id that every
-  // rank's LoadModel carries (phase 2: this build's workers refuse world_size > 1).
-  absl::Status Load(const std::string& model_path, int max_sequences, absl::Duration timeout);
+  // rank's LoadModel carries, and the LoadModel calls run concurrently (each rank's
+  // ncclCommInitRank returns once all have joined).
+  absl::Status Load(const std::string& model_path, int max_sequences,
+                    const ::apr::worker::v1::KvCache& kv_cache, absl::Duration timeout);
 
   int64_t max_context() const override { return max_context_; }
   absl::StatusOr<int32_t> Start(uint64_t id, absl::Span<const int32_t> prompt,

@@ -2,6 +2,8 @@
 // (rpc/worker/v1) for the front end, and Prometheus metrics.
 //
 //   worker --grpc_port 0 --metrics_port 0 --ready_file /tmp/w.ready [--device cpu]
+#include <stdlib.h>
+
 #include <cstdio>
 #include <string>
 
@@ -29,8 +31,9 @@ ABSL_FLAG(std::string, model, "",
           "load this model folder at start (otherwise the front end's LoadModel call does)");
 ABSL_FLAG(std::string, name, "worker", "name for logs (the launcher passes group/rank)");
 ABSL_FLAG(std::string, kv_store, "",
-          "host:port of a KV storage node (kvstore/) that holds the sequences' KV blocks; "
-          "empty: the worker's own memory");
+          "host:port of a KV storage node (kvstore/) that holds the CPU decoder's KV blocks, "
+          "rebuilding sequences when it is lost (docs/RELIABILITY.md); empty: in process. "
+          "CUDA workers take kv_cache placement from the config instead");
 ABSL_FLAG(std::string, kv_ucx_tls, "tcp", "UCX transports to the storage node");
 ABSL_FLAG(std::string, kv_ucx_net_devices, "lo", "UCX network devices to the storage node");
 ABSL_FLAG(double, kv_reconnect_timeout_s, 10,
@@ -41,6 +44,9 @@ ABSL_FLAG(std::string, tls_cert_file, "",
 ABSL_FLAG(std::string, tls_key_file, "", "its private key");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "PEM CA that client certificates must be signed by; set: mutual TLS (required)");
+ABSL_FLAG(int64_t, max_context, 0,
+          "tokens per sequence; 0: the model's max_position_embeddings (a CUDA worker sizes "
+          "its KV pool as max_sequences x max_context)");
 
 namespace apr::cluster {
 namespace {
@@ -54,12 +60,15 @@ int Main() {
   const std::string name = absl::GetFlag(FLAGS_name);
   const std::string host = absl::GetFlag(FLAGS_host);
   MetricsRegistry metrics;
+  // NVLink multicast stays off in every process (NCCL reads this at its first call).
+  setenv("NCCL_NVLS_ENABLE", "0", 0);
   WorkerKvStoreOptions kv;
   kv.address = absl::GetFlag(FLAGS_kv_store);
   kv.ucx_tls = absl::GetFlag(FLAGS_kv_ucx_tls);
   kv.ucx_net_devices = absl::GetFlag(FLAGS_kv_ucx_net_devices);
   kv.reconnect_timeout_seconds = absl::GetFlag(FLAGS_kv_reconnect_timeout_s);
-  WorkerService service(absl::GetFlag(FLAGS_device), &metrics, kv);
+  WorkerService service(absl::GetFlag(FLAGS_device), &metrics, absl::GetFlag(FLAGS_max_context),
+                        kv);
   if (const std::string model = absl::GetFlag(FLAGS_model); !model.empty()) {
     ::apr::worker::v1::LoadModelRequest req;
     req.set_model_path(ResolveModelDir(model));

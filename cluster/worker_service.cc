@@ -1,5 +1,6 @@
 #include "cluster/worker_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -20,8 +21,8 @@ absl::Status FromGrpc(const grpc::Status& s) {
 }
 
 WorkerService::WorkerService(std::string device_override, MetricsRegistry* metrics,
-                             WorkerKvStoreOptions kv_store)
-    : device_override_(std::move(device_override)) {
+                             int64_t max_context, WorkerKvStoreOptions kv_store)
+    : device_override_(std::move(device_override)), max_context_(max_context) {
   if (!kv_store.address.empty()) kv_store_ = std::make_unique<WorkerKvStore>(std::move(kv_store));
   steps_ = metrics->AddCounter("apr_worker_steps_total", "Decode steps run by this worker.");
   tokens_ = metrics->AddCounter("apr_worker_tokens_total",
@@ -31,15 +32,20 @@ WorkerService::WorkerService(std::string device_override, MetricsRegistry* metri
   step_seconds_ = metrics->AddHistogram("apr_decode_step_seconds",
                                         "Seconds per decode step on this worker (all sequences).",
                                         ExponentialBuckets(0.0005, 2, 16));
+  tokens_per_second_ =
+      metrics->AddGauge("apr_worker_decode_tokens_per_second",
+                        "Tokens per second of this worker's last decode step (batch / step time).");
   live_sequences_ = metrics->AddGauge("apr_worker_live_sequences", "Sequences alive.");
-  // Zero until KV offload lands (kvstore/); named now so dashboards need no change.
+  // The decoder's KV storage-tier counters (cluster/devices.h ReadOffloadCounters): zero
+  // for a resident KV cache.
   metrics->AddGaugeFunction("apr_fetch_bytes_total", "Bytes fetched from the KV storage tier.",
-                            [] { return 0.0; });
+                            [this] { return static_cast<double>(fetch_bytes_.load()); });
   metrics->AddGaugeFunction("apr_prefetch_hits_total",
                             "Predicted blocks that were already fetched when needed.",
-                            [] { return 0.0; });
-  metrics->AddGaugeFunction("apr_prefetch_stalls_total", "Steps that waited on a block fetch.",
-                            [] { return 0.0; });
+                            [this] { return static_cast<double>(prefetch_hits_.load()); });
+  metrics->AddGaugeFunction("apr_prefetch_stalls_total",
+                            "Layer waits of decode steps that found their block fetch unfinished.",
+                            [this] { return static_cast<double>(prefetch_stalls_.load()); });
 }
 
 WorkerService::~WorkerService() {
@@ -57,10 +63,11 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
   wv1::LoadModelRequest req = request;
   if (!device_override_.empty()) req.set_device(device_override_);
   if (req.model_path().empty()) return absl::InvalidArgumentError("model_path is empty");
-  if (req.tensor_parallel().world_size() > 1) {
-    return absl::UnimplementedError(
-        absl::StrCat("tensor parallelism (world_size ", req.tensor_parallel().world_size(),
-                     ") is not in this build yet (docs/CLUSTER.md, \"Tensor parallelism\")"));
+  const wv1::TensorParallel& tp = req.tensor_parallel();
+  const int world = std::max(tp.world_size(), 1);
+  if (tp.rank() < 0 || tp.rank() >= world) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor_parallel.rank ", tp.rank(), " is outside [0, ", world, ")"));
   }
   absl::MutexLock l(&mu_);
   if (decoder_ != nullptr) {
@@ -70,21 +77,39 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
                                                         "); restart the worker to load another"));
     }
   } else {
-    auto decoder = OpenDecoder(req.device(), req.model_path());
+    DecoderOptions options;
+    options.max_sequences = req.max_sequences();
+    options.max_context = max_context_;
+    options.tp_rank = tp.rank();
+    options.tp_size = world;
+    options.nccl_unique_id = tp.nccl_unique_id();
+    switch (req.kv_cache().placement()) {
+      case wv1::KvCache::PLACEMENT_HOST:
+        options.placement = KvPlacement::kHost;
+        break;
+      case wv1::KvCache::PLACEMENT_REMOTE:
+        options.placement = KvPlacement::kRemote;
+        break;
+      default:
+        options.placement = KvPlacement::kDevice;
+    }
+    options.budget_tokens = req.kv_cache().budget_tokens();
+    options.storage_nodes.assign(req.kv_cache().storage_nodes().begin(),
+                                 req.kv_cache().storage_nodes().end());
+    auto decoder = OpenDecoder(req.device(), req.model_path(), options);
     if (!decoder.ok()) return decoder.status();
-    DecoderStepEngineOptions options;
+    DecoderStepEngineOptions engine_options;
     if (kv_store_ != nullptr) {
       auto* cpu = dynamic_cast<cpu::CpuDecoder*>(decoder->get());
       if (cpu == nullptr) {
-        return absl::UnimplementedError(
-            absl::StrCat("--kv_store: this build offloads the KV cache of the CPU decoder only, "
-                         "not ",
-                         (*decoder)->device()));
+        return absl::UnimplementedError(absl::StrCat(
+            "--kv_store is for the CPU decoder; a ", (*decoder)->device(),
+            " worker takes kv_cache placement from the config (LoadModelRequest.kv_cache)"));
       }
-      options = kv_store_->EngineOptions(cpu);
+      engine_options = kv_store_->EngineOptions(cpu);
     }
     decoder_ = std::move(*decoder);
-    engine_ = std::make_unique<DecoderStepEngine>(*decoder_, std::move(options));
+    engine_ = std::make_unique<DecoderStepEngine>(*decoder_, std::move(engine_options));
     loaded_ = req;
     device_ = decoder_->device();
     {
@@ -105,10 +130,18 @@ grpc::Status WorkerService::LoadModel(grpc::ServerContext*, const wv1::LoadModel
 }
 
 grpc::Status WorkerService::CreateNcclUniqueId(grpc::ServerContext*,
-                                               const wv1::CreateNcclUniqueIdRequest*,
-                                               wv1::CreateNcclUniqueIdResponse*) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      "tensor parallelism over NCCL is not in this build yet");
+                                               const wv1::CreateNcclUniqueIdRequest* req,
+                                               wv1::CreateNcclUniqueIdResponse* resp) {
+  if (req->world_size() < 2) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("world_size ", req->world_size(),
+                                     ": a group needs 2 ranks "
+                                     "or more"));
+  }
+  absl::StatusOr<std::string> id = ::apr::cluster::CreateNcclUniqueId();
+  if (!id.ok()) return ToGrpc(id.status());
+  resp->set_nccl_unique_id(*id);
+  return grpc::Status::OK;
 }
 
 grpc::Status WorkerService::NotLoaded() const {
@@ -159,8 +192,8 @@ grpc::Status WorkerService::Step(grpc::ServerContext*, const wv1::StepRequest* r
   std::vector<uint64_t> ids(req->sequence_ids().begin(), req->sequence_ids().end());
   std::vector<int32_t> tokens(req->tokens().begin(), req->tokens().end());
   absl::StatusOr<std::vector<int32_t>> next = engine_->Step(ids, tokens);
-  if (!next.ok()) return ToGrpc(next.status());
   stats_.set_rebuilt_sequences(engine_->stats().rebuilt);
+  if (!next.ok()) return ToGrpc(next.status());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   resp->mutable_tokens()->Add(next->begin(), next->end());
@@ -171,9 +204,17 @@ grpc::Status WorkerService::Step(grpc::ServerContext*, const wv1::StepRequest* r
   stats_.set_steps(stats_.steps() + 1);
   stats_.set_tokens(stats_.tokens() + static_cast<int64_t>(next->size()));
   stats_.set_step_seconds(stats_.step_seconds() + seconds);
+  const OffloadCounters oc = ReadOffloadCounters(*decoder_);
+  stats_.set_fetch_bytes(oc.fetch_bytes);
+  stats_.set_prefetch_hits(oc.prefetch_hits);
+  stats_.set_prefetch_stalls(oc.prefetch_stalls);
+  fetch_bytes_ = oc.fetch_bytes;
+  prefetch_hits_ = oc.prefetch_hits;
+  prefetch_stalls_ = oc.prefetch_stalls;
   steps_->Add(1);
   tokens_->Add(static_cast<double>(next->size()));
   step_seconds_->Observe(seconds);
+  if (seconds > 0) tokens_per_second_->Set(static_cast<double>(next->size()) / seconds);
   return grpc::Status::OK;
 }
 

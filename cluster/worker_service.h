@@ -22,8 +22,10 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
  public:
   // `device_override`, when not empty, wins over LoadModelRequest.device (the worker's
   // --device flag: the process, not the front end, knows which GPU it was given).
-  // `kv_store` with an address: the sequences' KV blocks live in that storage node.
-  WorkerService(std::string device_override, MetricsRegistry* metrics,
+  // `max_context` (the worker's --max_context flag; 0: the model's) bounds the tokens per
+  // sequence, and with them a CUDA worker's KV pool (max_sequences x max_context).
+  // `kv_store` with an address: the CPU decoder's KV blocks live in that storage node.
+  WorkerService(std::string device_override, MetricsRegistry* metrics, int64_t max_context = 0,
                 WorkerKvStoreOptions kv_store = {});
   ~WorkerService() override;
 
@@ -54,6 +56,7 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
   void UpdateLive() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string device_override_;
+  const int64_t max_context_;
   // Declared before engine_, which uses it: destroyed after.
   std::unique_ptr<WorkerKvStore> kv_store_;
   // Health reads these without mu_, which a long prefill or step holds.
@@ -72,7 +75,10 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
   Counter* tokens_;
   Counter* prefill_tokens_;
   Histogram* step_seconds_;
+  Gauge* tokens_per_second_;
   Gauge* live_sequences_;
+  // The decoder's KV-tier counters after the last step (read by the metrics thread).
+  std::atomic<int64_t> fetch_bytes_{0}, prefetch_hits_{0}, prefetch_stalls_{0};
 };
 
 // absl::Status to grpc::Status, keeping the code and message.

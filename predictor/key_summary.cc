@@ -1,6 +1,7 @@
 #include "predictor/key_summary.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace apr::predictor {
 
@@ -36,6 +37,18 @@ float BlockKeySummary::UpperBound(int64_t b, const float* q) const {
   float s = 0.0f;
   for (int64_t j = 0; j < head_dim_; ++j) s += std::max(q[j] * mn[j], q[j] * mx[j]);
   return s;
+}
+
+float BlockKeySummary::CenterL2(int64_t b, const float* q) const {
+  const float* mn = min(b);
+  const float* mx = max(b);
+  float dot = 0.0f, spread = 0.0f;
+  for (int64_t j = 0; j < head_dim_; ++j) {
+    const float r = q[j] * 0.5f * (mx[j] - mn[j]);
+    dot += q[j] * 0.5f * (mx[j] + mn[j]);
+    spread += r * r;
+  }
+  return dot + std::sqrt(spread);
 }
 
 float BlockKeySummary::MeanDot(int64_t b, const float* q) const {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cfloat>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -109,7 +110,8 @@ void H2OPolicy::Accumulate(int64_t layer, const float* probs, int64_t len, int64
 void H2OPolicy::ObservePrefill(int64_t layer, int64_t prompt_len, int64_t rows, int64_t num_heads,
                                const float* probs) {
   for (auto& a : acc_[layer]) a.clear();
-  for (int64_t r = 0; r < rows; ++r) Accumulate(layer, probs + r * prompt_len, prompt_len, rows * prompt_len);
+  for (int64_t r = 0; r < rows; ++r)
+    Accumulate(layer, probs + r * prompt_len, prompt_len, rows * prompt_len);
 }
 
 void H2OPolicy::ObserveDecode(const DecodeStep& step, const float* probs) {
@@ -179,8 +181,9 @@ void SnapKVPolicy::ScoreCandidates(const DecodeStep& step, const StepLayout& lay
 // ---------------------------------------------------------------------------------------
 QuestPolicy::QuestPolicy(const SelectionConfig& config, const ModelDims& dims)
     : SelectionPolicy("quest", config, dims),
-      summaries_(dims.num_layers, std::vector<BlockKeySummary>(
-                                      dims.num_kv_heads, BlockKeySummary(config.block, dims.head_dim))) {}
+      summaries_(dims.num_layers,
+                 std::vector<BlockKeySummary>(dims.num_kv_heads,
+                                              BlockKeySummary(config.block, dims.head_dim))) {}
 
 void QuestPolicy::ScoreCandidates(const DecodeStep& step, const StepLayout& layout,
                                   std::vector<std::vector<float>>& scores) {
@@ -192,7 +195,8 @@ void QuestPolicy::ScoreCandidates(const DecodeStep& step, const StepLayout& layo
     for (int64_t i = 0; i < layout.num_candidates(); ++i) {
       float best = -INFINITY;
       for (int64_t h = g * group; h < (g + 1) * group; ++h)
-        best = std::max(best, sum.UpperBound(layout.cand_begin + i, step.queries + h * step.head_dim));
+        best =
+            std::max(best, sum.UpperBound(layout.cand_begin + i, step.queries + h * step.head_dim));
       scores[g][i] = best;
     }
   }
@@ -220,17 +224,24 @@ void OraclePolicy::ScoreCandidates(const DecodeStep& step, const StepLayout& lay
 // ---------------------------------------------------------------------------------------
 std::string_view CalibrationSourceName(CalibrationSource s) {
   switch (s) {
-    case CalibrationSource::kNone: return "none";
-    case CalibrationSource::kFull: return "full";
-    case CalibrationSource::kQuest: return "quest";
-    case CalibrationSource::kMeanKey: return "meankey";
+    case CalibrationSource::kNone:
+      return "none";
+    case CalibrationSource::kFull:
+      return "full";
+    case CalibrationSource::kQuest:
+      return "quest";
+    case CalibrationSource::kMeanKey:
+      return "meankey";
+    case CalibrationSource::kCenterL2:
+      return "centerl2";
   }
   return "?";
 }
 
 absl::StatusOr<CalibrationSource> ParseCalibrationSource(std::string_view s) {
-  for (CalibrationSource c : {CalibrationSource::kNone, CalibrationSource::kFull,
-                              CalibrationSource::kQuest, CalibrationSource::kMeanKey}) {
+  for (CalibrationSource c :
+       {CalibrationSource::kNone, CalibrationSource::kFull, CalibrationSource::kQuest,
+        CalibrationSource::kMeanKey, CalibrationSource::kCenterL2}) {
     if (s == CalibrationSourceName(c)) return c;
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown calibration source \"", std::string(s),
@@ -246,8 +257,9 @@ AttentionPredictorPolicy::AttentionPredictorPolicy(const SelectionConfig& config
       options_(options),
       history_(dims.num_layers,
                std::vector<AttentionHistory>(dims.num_kv_heads, AttentionHistory(config.history))),
-      summaries_(dims.num_layers, std::vector<BlockKeySummary>(
-                                      dims.num_kv_heads, BlockKeySummary(config.block, dims.head_dim))),
+      summaries_(dims.num_layers,
+                 std::vector<BlockKeySummary>(dims.num_kv_heads,
+                                              BlockKeySummary(config.block, dims.head_dim))),
       decode_steps_(dims.num_layers, 0),
       cache_(dims.num_layers, std::vector<CnnCache>(dims.num_kv_heads)) {}
 
@@ -305,6 +317,44 @@ void AttentionPredictorPolicy::ScoreCandidates(const DecodeStep& step, const Ste
     }
     cache.cand_begin = layout.cand_begin, cache.cand_end = layout.cand_end, cache.pushes = 0;
   }
+  if (options_.query_blocks > 0) AddQueryBlocks(step, layout, scores);
+}
+
+void AttentionPredictorPolicy::AddQueryBlocks(const DecodeStep& step, const StepLayout& layout,
+                                              std::vector<std::vector<float>>& scores) {
+  const int64_t keep = layout.num_select - std::min(options_.query_blocks, layout.num_select);
+  const int64_t group = step.num_heads / step.num_kv_heads;
+  for (int64_t g = 0; g < step.num_kv_heads; ++g) {
+    // The CNN's top `keep` rank above every bound; the other candidates by the bound.
+    std::vector<char> kept(layout.num_candidates(), 0);
+    for (int64_t i : TopK(scores[g], keep)) kept[i] = 1;
+    BlockKeySummary& sum = summaries_[step.layer][g];
+    sum.Update(step.keys.keys(g), step.context_len);
+    for (int64_t i = 0; i < layout.num_candidates(); ++i) {
+      if (kept[i]) {
+        scores[g][i] = INFINITY;
+        continue;
+      }
+      float best = -FLT_MAX;
+      for (int64_t h = g * group; h < (g + 1) * group; ++h)
+        best =
+            std::max(best, sum.UpperBound(layout.cand_begin + i, step.queries + h * step.head_dim));
+      scores[g][i] = best;
+    }
+  }
+}
+
+// The estimated largest q . k of summarised block `b` for an approximate calibration row.
+static float BlockLogitEstimate(CalibrationSource source, const BlockKeySummary& sum, int64_t b,
+                                const float* q) {
+  switch (source) {
+    case CalibrationSource::kQuest:
+      return sum.UpperBound(b, q);
+    case CalibrationSource::kCenterL2:
+      return sum.CenterL2(b, q);
+    default:
+      return sum.MeanDot(b, q);
+  }
 }
 
 void AttentionPredictorPolicy::ApproximateRow(const DecodeStep& step, const float* probs,
@@ -330,9 +380,7 @@ void AttentionPredictorPolicy::ApproximateRow(const DecodeStep& step, const floa
     s_ref *= scale;
     for (int64_t i = 0; i < sum.blocks(); ++i) {
       if (touched[i]) continue;
-      const float m = (options_.calibration == CalibrationSource::kQuest ? sum.UpperBound(i, q)
-                                                                          : sum.MeanDot(i, q)) *
-                      scale;
+      const float m = BlockLogitEstimate(options_.calibration, sum, i, q) * scale;
       const float est = std::min(1.0f, p[ref] * std::exp(m - s_ref));
       row[i] = std::max(row[i], est);
     }
@@ -351,7 +399,8 @@ void AttentionPredictorPolicy::ObserveDecode(const DecodeStep& step, const float
   for (int64_t g = 0; g < step.num_kv_heads; ++g) {
     PoolGroupRow(src, len, g, dims_.group(), len, b, row_.data());
     if (calibrate && (options_.calibration == CalibrationSource::kQuest ||
-                      options_.calibration == CalibrationSource::kMeanKey)) {
+                      options_.calibration == CalibrationSource::kMeanKey ||
+                      options_.calibration == CalibrationSource::kCenterL2)) {
       ApproximateRow(step, probs, g, row_.data());
     }
     AttentionHistory& h = history_[step.layer][g];
@@ -363,9 +412,12 @@ void AttentionPredictorPolicy::ObserveDecode(const DecodeStep& step, const float
 
 // ---------------------------------------------------------------------------------------
 const std::vector<std::string>& AllPolicyNames() {
+  // clang-format off
   static const auto* names = new std::vector<std::string>{
-      "full",   "streaming", "h2o",       "snapkv",         "quest",
-      "oracle", "predictor", "predictor-quest", "predictor-mean", "predictor-nocal"};
+      "full",           "streaming",       "h2o",           "snapkv",
+      "quest",          "oracle",          "predictor",     "predictor-quest",
+      "predictor-mean", "predictor-center", "predictor-hybrid", "predictor-nocal"};
+  // clang-format on
   return *names;
 }
 
@@ -380,22 +432,30 @@ absl::StatusOr<std::unique_ptr<SelectionPolicy>> MakePolicy(std::string_view nam
   if (name == "quest") return std::make_unique<QuestPolicy>(c, o.dims);
   if (name == "oracle") return std::make_unique<OraclePolicy>(c, o.dims);
   CalibrationSource cal;
+  int64_t query_blocks = 0;
   if (name == "predictor") {
     cal = CalibrationSource::kFull;
   } else if (name == "predictor-quest") {
     cal = CalibrationSource::kQuest;
   } else if (name == "predictor-mean") {
     cal = CalibrationSource::kMeanKey;
+  } else if (name == "predictor-center") {
+    cal = CalibrationSource::kCenterL2;
+  } else if (name == "predictor-hybrid") {
+    cal = CalibrationSource::kFull;
+    query_blocks = std::max<int64_t>(1, c.budget_blocks() / 4);
   } else if (name == "predictor-nocal") {
     cal = CalibrationSource::kNone;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown policy \"", std::string(name),
-                                                   "\"; known: ", absl::StrJoin(AllPolicyNames(), ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown policy \"", std::string(name),
+                     "\"; known: ", absl::StrJoin(AllPolicyNames(), ", ")));
   }
   if (o.cnn == nullptr)
-    return absl::InvalidArgumentError(absl::StrCat("policy ", std::string(name), " needs predictor weights"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("policy ", std::string(name), " needs predictor weights"));
   auto p = std::make_unique<AttentionPredictorPolicy>(
-      c, o.dims, o.cnn, PredictorOptions{o.calibration_step, cal}, std::string(name));
+      c, o.dims, o.cnn, PredictorOptions{o.calibration_step, cal, query_blocks}, std::string(name));
   return std::unique_ptr<SelectionPolicy>(std::move(p));
 }
 

@@ -184,6 +184,7 @@ enum class CalibrationSource {
   kFull,      // the full attention row, as the official code does (needs every key)
   kQuest,     // sparse row; unselected blocks estimated from the Quest bound of their keys
   kMeanKey,   // sparse row; unselected blocks estimated from q . (mean key of the block)
+  kCenterL2,  // sparse row; unselected blocks estimated as the CUDA offload path does
 };
 std::string_view CalibrationSourceName(CalibrationSource s);
 absl::StatusOr<CalibrationSource> ParseCalibrationSource(std::string_view s);
@@ -191,6 +192,11 @@ absl::StatusOr<CalibrationSource> ParseCalibrationSource(std::string_view s);
 struct PredictorOptions {
   int64_t calibration_step = 5;  // 0: never
   CalibrationSource calibration = CalibrationSource::kFull;
+  // Of the blocks a step selects, this many are chosen at the step itself by the Quest
+  // bound of the current query among the blocks the CNN left out (docs/QUALITY.md: the
+  // history cannot foresee first-time retrieval). The rest come from the CNN, one step
+  // ahead as always. 0: the CNN chooses every block.
+  int64_t query_blocks = 0;
 };
 
 // AttentionPredictor (DESIGN.md section 2): per (layer, KV head) an attention history of
@@ -223,6 +229,10 @@ class AttentionPredictorPolicy : public SelectionPolicy {
                        std::vector<std::vector<float>>& scores) override;
 
  private:
+  // Re-ranks `scores` so that the top selection is the CNN's best blocks plus
+  // options_.query_blocks blocks by the current query's Quest bound.
+  void AddQueryBlocks(const DecodeStep& step, const StepLayout& layout,
+                      std::vector<std::vector<float>>& scores);
   // The approximate calibration row of one KV head (kQuest / kMeanKey), written into `row`
   // which holds the sparse pooled row on entry.
   void ApproximateRow(const DecodeStep& step, const float* probs, int64_t kv_head, float* row);
@@ -245,7 +255,9 @@ class AttentionPredictorPolicy : public SelectionPolicy {
 };
 
 // Policies by name: full, streaming, h2o, snapkv, quest, oracle, predictor (full
-// calibration), predictor-quest, predictor-mean, predictor-nocal. `cnn` is needed by the
+// calibration), predictor-quest, predictor-mean, predictor-center, predictor-nocal, and
+// predictor-hybrid (full calibration; a quarter of the blocks, at least one, by the
+// current query's Quest bound). `cnn` is needed by the
 // predictor policies only.
 struct PolicyFactoryOptions {
   SelectionConfig selection;

@@ -24,8 +24,8 @@ constexpr ModelDims kDims{1, 4, 2, 2};
 
 // Owns the buffers a DecodeStep points into.
 struct StepData {
-  std::vector<float> q;                 // [4][2]
-  std::vector<std::vector<float>> k;    // [2][len][2]
+  std::vector<float> q;               // [4][2]
+  std::vector<std::vector<float>> k;  // [2][len][2]
   std::vector<const float*> ptrs;
   DecodeStep step;
 
@@ -85,10 +85,10 @@ TEST(SelectionPolicyTest, AllCandidatesWhenTheyFit) {
 // Keys of KV head 0 for tokens 2..9 (blocks 1..4); KV head 1 all zero.
 std::vector<std::vector<float>> QuestKeys() {
   std::vector<float> k0(13 * 2, 0.0f);
-  const float v[] = {1, 0, 0, 0,      // block 1: tokens 2, 3
-                     0, 2, 0, -1,     // block 2
-                     -1, .5f, .5f, -3,  // block 3
-                     1.5f, 0, 1.5f, 0};  // block 4
+  const float v[] = {1,    0,   0,    0,   // block 1: tokens 2, 3
+                     0,    2,   0,    -1,  // block 2
+                     -1,   .5f, .5f,  -3,  // block 3
+                     1.5f, 0,   1.5f, 0};  // block 4
   std::copy(std::begin(v), std::end(v), k0.begin() + 4);
   return {k0, std::vector<float>(13 * 2, 0.0f)};
 }
@@ -128,10 +128,10 @@ TEST(H2OPolicyTest, AccumulatesGroupMaxOfBlockMass) {
   // Prefill of 12 tokens, 2 observed rows, probs [4 heads][2 rows][12].
   std::vector<float> probs(4 * 2 * 12, 0.0f);
   auto at = [&](int h, int r, int t) -> float& { return probs[(h * 2 + r) * 12 + t]; };
-  at(0, 0, 4) = 1;                    // row 0: head 0 -> block 2
+  at(0, 0, 4) = 1;                       // row 0: head 0 -> block 2
   at(1, 0, 6) = .5f, at(1, 0, 8) = .5f;  // head 1 -> blocks 3, 4
-  at(0, 1, 8) = 1;                    // row 1: head 0 -> block 4
-  at(1, 1, 2) = 1;                    // head 1 -> block 1
+  at(0, 1, 8) = 1;                       // row 1: head 0 -> block 4
+  at(1, 1, 2) = 1;                       // head 1 -> block 1
   at(2, 0, 10) = 1, at(3, 1, 10) = 1;    // KV head 1: block 5 twice
   H2OPolicy p(Tiny(), kDims);
   EXPECT_GT(p.PrefillRowsWanted(), 1000);
@@ -190,7 +190,8 @@ PredictorCnn MeanCnn() {
 
 TEST(AttentionPredictorPolicyTest, PrefillHistoryPredictionAndUpdate) {
   const PredictorCnn cnn = MeanCnn();
-  AttentionPredictorPolicy p(Tiny(), kDims, &cnn, {/*calibration_step=*/2, CalibrationSource::kFull});
+  AttentionPredictorPolicy p(Tiny(), kDims, &cnn,
+                             {/*calibration_step=*/2, CalibrationSource::kFull});
   EXPECT_EQ(p.PrefillRowsWanted(), 3);
   // Prompt of 12 tokens, only 2 rows reported (a short prompt would do this): the oldest
   // history row stays zero.
@@ -203,9 +204,8 @@ TEST(AttentionPredictorPolicyTest, PrefillHistoryPredictionAndUpdate) {
   const AttentionHistory& h = p.history(0, 0);
   ASSERT_EQ(h.rows(), 3);
   ASSERT_EQ(h.cols(), 6);
-  const std::vector<float> want = {0, 0, 0, 0, 0, 0,  //
-                                   0, .6f, 0, 0, .3f, 0,
-                                   0, 0, 0, .5f, .25f, 0};
+  const std::vector<float> want = {0, 0,   0, 0, 0,   0,  //
+                                   0, .6f, 0, 0, .3f, 0, 0, 0, 0, .5f, .25f, 0};
   EXPECT_EQ(std::vector<float>(h.data(), h.data() + 18), want);
 
   // Step 1 (L = 13): candidates 1..4, column means (x3): b1 .6, b2 0, b3 .5, b4 .55
@@ -220,9 +220,8 @@ TEST(AttentionPredictorPolicyTest, PrefillHistoryPredictionAndUpdate) {
   dp[0 * 13 + 2] = .7f, dp[1 * 13 + 12] = .9f;
   p.ObserveDecode(s.step, dp.data());
   ASSERT_EQ(h.cols(), 7);
-  const std::vector<float> want2 = {0, .6f, 0, 0, .3f, 0, 0,  //
-                                    0, 0, 0, .5f, .25f, 0, 0,
-                                    0, .7f, 0, 0, 0, 0, .9f};
+  const std::vector<float> want2 = {0, .6f, 0, 0,   .3f,  0, 0,  //
+                                    0, 0,   0, .5f, .25f, 0, 0, 0, .7f, 0, 0, 0, 0, .9f};
   EXPECT_EQ(std::vector<float>(h.data(), h.data() + 21), want2);
 
   // Step 2 (L = 14) is a calibration step: the history gets the full attention row.
@@ -250,9 +249,27 @@ TEST(AttentionPredictorPolicyTest, FewerThanThreeCandidatesKeepsTheLowest) {
   EXPECT_EQ(spans[0], (TokenSpans{{0, 4}, {7, 9}}));
 }
 
+TEST(AttentionPredictorPolicyTest, QueryBlocksComeFromTheQuestBoundOfTheRest) {
+  // Empty history: the CNN scores tie, so its one block is block 1 (the lowest). The
+  // query block is the best Quest bound among blocks 2..4 with both heads of KV head 0 at
+  // q = (1, 0): bounds 0, .5, 1.5 (QuestKeys) -> block 4. KV head 1 (zero keys): the
+  // bounds tie -> block 2. Without query blocks the CNN would take blocks 1 and 2.
+  const PredictorCnn cnn = MeanCnn();
+  AttentionPredictorPolicy p(Tiny(), kDims, &cnn, {5, CalibrationSource::kFull, 1});
+  StepData s(13, {1, 0, 1, 0, 5, 5, 5, 5}, QuestKeys());
+  std::vector<TokenSpans> spans;
+  p.SelectTokens(s.step, &spans);
+  EXPECT_EQ(spans[0], (TokenSpans{{0, 4}, {8, 10}, {11, 13}}));
+  EXPECT_EQ(spans[1], (TokenSpans{{0, 6}, {11, 13}}));
+  AttentionPredictorPolicy none(Tiny(), kDims, &cnn, {5, CalibrationSource::kFull, 0});
+  none.SelectTokens(s.step, &spans);
+  EXPECT_EQ(spans[0], (TokenSpans{{0, 6}, {11, 13}}));
+}
+
 TEST(AttentionPredictorPolicyTest, ApproximateCalibrationEstimatesUnselectedBlocks) {
   const PredictorCnn cnn = MeanCnn();
-  for (CalibrationSource src : {CalibrationSource::kQuest, CalibrationSource::kMeanKey}) {
+  for (CalibrationSource src :
+       {CalibrationSource::kQuest, CalibrationSource::kMeanKey, CalibrationSource::kCenterL2}) {
     AttentionPredictorPolicy p(Tiny(), kDims, &cnn, {1, src});
     StepData s(13, {1, 0, 0, 1, 0, 0, 0, 0}, QuestKeys());
     std::vector<TokenSpans> spans;
@@ -272,7 +289,8 @@ TEST(AttentionPredictorPolicyTest, ApproximateCalibrationEstimatesUnselectedBloc
       lse[h] = std::log(z);
       for (auto [b, e] : sp)
         for (int t = b; t < e; ++t)
-          probs[h * 13 + t] = std::exp((s.q[h * 2] * k[t * 2] + s.q[h * 2 + 1] * k[t * 2 + 1]) / std::sqrt(2.0) - lse[h]);
+          probs[h * 13 + t] = std::exp(
+              (s.q[h * 2] * k[t * 2] + s.q[h * 2 + 1] * k[t * 2 + 1]) / std::sqrt(2.0) - lse[h]);
     }
     p.ObserveDecode(s.step, probs.data());
     const AttentionHistory& h = p.history(0, 0);
@@ -284,15 +302,17 @@ TEST(AttentionPredictorPolicyTest, ApproximateCalibrationEstimatesUnselectedBloc
       for (int hh = 0; hh < 2; ++hh) {
         const float* q = &s.q[hh * 2];
         const auto& k = s.k[0];
-        double m = 0;
+        double m = 0, spread = 0;
         for (int j = 0; j < 2; ++j) {
           const double a = k[(2 * blk) * 2 + j], b = k[(2 * blk + 1) * 2 + j];
           if (src == CalibrationSource::kQuest) {
             m += std::max(q[j] * std::min(a, b), q[j] * std::max(a, b));
           } else {
-            m += q[j] * (a + b) / 2;
+            m += q[j] * (a + b) / 2;  // the mean of two keys is also their centre
+            spread += std::pow(q[j] * std::abs(a - b) / 2, 2);
           }
         }
+        if (src == CalibrationSource::kCenterL2) m += std::sqrt(spread);
         best = std::max(best, std::min(1.0, std::exp(m / std::sqrt(2.0) - lse[hh])));
       }
       return best;

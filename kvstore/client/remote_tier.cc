@@ -243,6 +243,25 @@ absl::StatusOr<std::vector<uint32_t>> RemoteTier::WriteBlocks(
   return slots;
 }
 
+absl::StatusOr<std::vector<uint32_t>> RemoteTier::AllocateBlocks(uint64_t seq,
+                                                                 absl::Span<const BlockKey> keys) {
+  if (keys.empty()) return std::vector<uint32_t>();
+  v1::AppendBlocksRequest req;
+  req.set_sequence_id(seq);
+  KeysToRanges(keys, req.mutable_blocks());
+  v1::AppendBlocksResponse resp;
+  auto ctx = NewContext();
+  CountRpc();
+  grpc::Status s = stub_->AppendBlocks(ctx.get(), req, &resp);
+  if (!s.ok()) return FromGrpc(s, absl::StrCat("AppendBlocks on storage node ", options_.address));
+  if (resp.slots_size() != static_cast<int>(keys.size())) {
+    return absl::InternalError(absl::StrCat("storage node ", options_.address, " returned ",
+                                            resp.slots_size(), " slots for ", keys.size(),
+                                            " blocks"));
+  }
+  return std::vector<uint32_t>(resp.slots().begin(), resp.slots().end());
+}
+
 absl::StatusOr<std::vector<uint32_t>> RemoteTier::LookupSlots(uint64_t seq,
                                                               absl::Span<const BlockKey> keys) {
   v1::LookupSlotsRequest req;

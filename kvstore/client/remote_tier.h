@@ -72,6 +72,11 @@ class RemoteTier : public TierClient {
       absl::Span<const std::byte* const> data) override;
   absl::StatusOr<std::vector<uint32_t>> LookupSlots(uint64_t seq,
                                                     absl::Span<const BlockKey> keys) override;
+  // Gives the blocks slots (AppendBlocks without data, one RPC) and returns them; their
+  // bytes are whatever the node's slots hold. For a caller that fills the slots itself
+  // later, or a benchmark whose contents do not matter.
+  absl::StatusOr<std::vector<uint32_t>> AllocateBlocks(uint64_t seq,
+                                                       absl::Span<const BlockKey> keys);
   absl::StatusOr<ReadId> StartRead(absl::Span<const uint32_t> slots,
                                    absl::Span<std::byte* const> dst) override;
   bool ReadDone(ReadId id) override;

@@ -20,6 +20,17 @@ cudaError_t LaunchGatherBlocks(const void* src, const uint32_t* src_slots, void*
                                const uint32_t* dst_slots, int32_t n, int64_t block_bytes,
                                cudaStream_t stream);
 
+// The same copy with the block count read from device memory when the kernel runs
+// (`*n_device`, at most `max_n`): the caller can compute the lists on the device and the
+// launch keeps one shape (CUDA-graph capturable). `grid` CTAs (0: a default that keeps
+// enough 8 KiB reads in flight to saturate PCIe) stride over the blocks. Entries whose
+// source slot is kNoSlot are skipped.
+constexpr uint32_t kNoSlot = 0xffffffffu;
+cudaError_t LaunchGatherBlocksCounted(const void* src, const uint32_t* src_slots, void* dst,
+                                      const uint32_t* dst_slots, const int32_t* n_device,
+                                      int32_t max_n, int64_t block_bytes, int grid,
+                                      cudaStream_t stream);
+
 }  // namespace apr::kvstore
 
 #endif  // APRUNTIME_KVSTORE_CUDA_GATHER_BLOCKS_H_

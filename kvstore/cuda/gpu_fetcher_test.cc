@@ -106,6 +106,46 @@ TEST_F(GpuFetcherTest, GatherKernelAllSizes) {
   }
 }
 
+// The counted gather reads its count on the device: only the first *n entries move
+// (not max_n), kNoSlot sources are skipped (their destination keeps its bytes), and a
+// small grid strides over the list.
+TEST_F(GpuFetcherTest, CountedGatherMovesTheDeviceCount) {
+  auto mapped = MappedHostMemory::Register(store_->base(), store_->region_bytes());
+  ASSERT_TRUE(mapped.ok()) << mapped.status();
+  const int max_n = 300, n = 211;
+  std::vector<uint32_t> src, dst;
+  RandomLists(max_n, &src, &dst);
+  for (int i = 0; i < n; i += 17) src[i] = kNoSlot;
+  std::vector<uint32_t> idx(src);
+  idx.insert(idx.end(), dst.begin(), dst.end());
+  uint32_t* didx = nullptr;
+  int32_t* dn = nullptr;
+  CUDA_ASSERT(cudaMalloc(reinterpret_cast<void**>(&didx), idx.size() * 4));
+  CUDA_ASSERT(cudaMalloc(reinterpret_cast<void**>(&dn), 4));
+  CUDA_ASSERT(cudaMemcpy(didx, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMemcpy(dn, &n, 4, cudaMemcpyHostToDevice));
+  for (int grid : {0, 7}) {
+    CUDA_ASSERT(cudaMemset(gpu_, 0xa5, kGpuBlocks * kBlock));
+    CUDA_ASSERT(LaunchGatherBlocksCounted((*mapped)->device_pointer(), didx, gpu_, didx + max_n, dn,
+                                          max_n, kBlock, grid, copy_));
+    CUDA_ASSERT(cudaStreamSynchronize(copy_));
+    std::vector<std::byte> back(kBlock);
+    for (int i = 0; i < max_n; ++i) {
+      CUDA_ASSERT(cudaMemcpy(back.data(), static_cast<std::byte*>(gpu_) + dst[i] * kBlock, kBlock,
+                             cudaMemcpyDeviceToHost));
+      if (i < n && src[i] != kNoSlot) {
+        ASSERT_EQ(std::memcmp(back.data(), store_->slot_data(src[i]), kBlock), 0)
+            << "grid " << grid << " entry " << i;
+      } else {
+        for (int64_t j = 0; j < kBlock; ++j)
+          ASSERT_EQ(back[j], std::byte{0xa5}) << "grid " << grid << " entry " << i << " moved";
+      }
+    }
+  }
+  cudaFree(didx);
+  cudaFree(dn);
+}
+
 TEST_F(GpuFetcherTest, LocalFetchAndWriteBack) {
   auto mapped = MappedHostMemory::Register(store_->base(), store_->region_bytes());
   ASSERT_TRUE(mapped.ok()) << mapped.status();

@@ -1,13 +1,17 @@
 // The storage-node binary: serves a pool of KV blocks in host memory over gRPC (control)
 // and UCX (data). Prints one line "storage_node ready grpc_port=<port> ..." on stdout when
-// it accepts requests; exits 0 on SIGTERM or SIGINT after a clean shutdown.
+// it accepts requests, and with --ready_file also writes "grpc_port=<port>" and
+// "pid=<pid>" lines to that file (atomically: a temporary file, then rename; the cluster
+// launcher's format); exits 0 on SIGTERM or SIGINT after a clean shutdown.
 //
 //   storage_node --capacity_bytes=64000000000 --head_dim=128 --dtype=bf16
 //   storage_node --grpc_port=0 --capacity_blocks=4096 --block_bytes=8192 --ucx_tls=tcp
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -38,6 +42,12 @@ ABSL_FLAG(std::string, ucx_net_devices, "",
           "default.");
 ABSL_FLAG(std::string, node_name, "", "Name in logs and Health; empty: the host name.");
 ABSL_FLAG(bool, populate, true, "Fault the whole pool in at start (no page faults later).");
+ABSL_FLAG(int, fill_byte, -1,
+          "0-255: set every byte of the pool to this value at start (benchmarks that read "
+          "blocks they never wrote, so that they do not time zeros); -1: leave it as mapped.");
+ABSL_FLAG(std::string, ready_file, "",
+          "Once serving, write grpc_port=<port> and pid=<pid> lines to this file (the cluster "
+          "launcher reads it; with --grpc_port=0 it is how the picked port is learned).");
 ABSL_FLAG(absl::Duration, progress_spin, absl::Microseconds(500),
           "How long the UCX progress thread polls after the last event before it sleeps.");
 
@@ -84,6 +94,20 @@ absl::StatusOr<StorageNodeOptions> OptionsFromFlags() {
   return o;
 }
 
+// "key=value" lines, written to a temporary name and renamed so a reader never sees half.
+absl::Status WriteReadyFile(const std::string& path, int port) {
+  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+  }
+  std::fprintf(f, "grpc_port=%d\npid=%d\n", port, static_cast<int>(getpid()));
+  if (std::fclose(f) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
 int Main() {
   // Block the shutdown signals in every thread (threads inherit the mask); one thread
   // waits for them.
@@ -103,6 +127,9 @@ int Main() {
     std::cerr << "storage_node: " << node.status() << "\n";
     return 1;
   }
+  if (const int fill = absl::GetFlag(FLAGS_fill_byte); fill >= 0) {
+    std::memset((*node)->store().base(), fill & 0xff, (*node)->store().region_bytes());
+  }
   const BlockStoreStats s = (*node)->store().stats();
   std::printf(
       "storage_node ready grpc_port=%d pid=%d node=%s capacity_blocks=%lld block_bytes=%lld "
@@ -112,6 +139,12 @@ int Main() {
       static_cast<long long>(s.capacity_bytes()),
       options->ucx.tls.empty() ? "(default)" : options->ucx.tls.c_str());
   std::fflush(stdout);
+  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
+    if (absl::Status st = WriteReadyFile(ready, (*node)->grpc_port()); !st.ok()) {
+      std::cerr << "storage_node: " << st << "\n";
+      return 1;
+    }
+  }
 
   std::thread waiter([&] {
     int sig = 0;

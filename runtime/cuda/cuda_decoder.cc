@@ -9,6 +9,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/cuda_decoder_internal.h"
 #include "runtime/cuda/fill.h"
 #include "runtime/cuda/gemv.h"
 #include "runtime/cuda/norm_ops.h"
@@ -21,56 +22,14 @@
 #include "runtime/rope.h"
 
 namespace apr::cuda {
-namespace {
-
-// Per-step inputs, each an array of max_sequences int32 in d_step_ / h_step_.
-enum StepField {
-  kTokens,
-  kPositions,
-  kContextLens,
-  kSeqSlots,
-  kHistoryRow,
-  kDense,
-  kNextLens,
-  kHistoryCount,
-  kStepFields
-};
-
-constexpr int kMaxSplits = 64;
-
-int RoundUpPow2(int v) {
-  int p = 16;
-  while (p < v) p *= 2;
-  return p;
-}
-
-}  // namespace
-
-class CudaDecoder::CudaSequence : public Sequence {
- public:
-  CudaSequence(CudaDecoder* owner, int slot, AttentionHooks* hooks)
-      : owner(owner), slot(slot), hooks(hooks) {}
-  ~CudaSequence() override {
-    if (slot >= 0) owner->Release(*this);
-  }
-  int64_t length() const override { return len; }
-
-  CudaDecoder* owner;
-  int slot;  // -1: no slot was free
-  AttentionHooks* hooks;
-  int64_t len = 0;
-  std::vector<int32_t> groups;
-  bool has_history = false;
-  int hist_row = kHistoryRows - 1;  // the newest history row (of a kHistoryRing ring)
-  int64_t steps = 0;                // decode steps since the history was initialised
-  int32_t hist_count = 0;           // rows appended since then (the CNN state's clock)
-};
 
 CudaDecoder::CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options)
     : weights_(std::move(weights)), opt_(std::move(options)) {}
 
 CudaDecoder::~CudaDecoder() {
+  cudaSetDevice(opt_.device);
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  ShutdownOffload();
   for (auto& [key, g] : graphs_) {
     if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
     if (g.graph != nullptr) cudaGraphDestroy(g.graph);
@@ -89,7 +48,7 @@ absl::StatusOr<std::unique_ptr<CudaDecoder>> CudaDecoder::Load(const std::string
   auto ckpt = Checkpoint::Open(model_dir);
   if (!ckpt.ok()) return ckpt.status();
   APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
-  auto w = CudaWeights::FromCheckpoint(**ckpt);
+  auto w = CudaWeights::FromCheckpoint(**ckpt, options.tp.rank, options.tp.size);
   if (!w.ok()) return w.status();
   if (options.sparse.enabled && options.predictor_weights.empty()) {
     auto p = LoadPredictorWeights(model_dir + "/predictor.safetensors");
@@ -161,8 +120,37 @@ absl::Status CudaDecoder::Init() {
     if (PredictedBlocks(opt_.sparse.budget_tokens) < 1)
       return absl::InvalidArgumentError("the sparse budget must exceed 128 tokens");
   }
+  offload_ = opt_.placement != KvPlacement::kResident;
+  remote_ = opt_.placement == KvPlacement::kOffloadRemote;
+  const CalibrationSource cal_source = opt_.sparse.calibration_source;
+  if (offload_) {
+    if (!opt_.sparse.enabled)
+      return absl::InvalidArgumentError(
+          "an offloaded KV cache needs sparse attention (sparse.enabled): only the selected "
+          "blocks are on the GPU");
+    if (opt_.sparse.dense_layers != 0)
+      return absl::UnimplementedError(
+          "dense_layers with an offloaded KV cache (a dense layer would move its whole cache "
+          "every step)");
+    if (cal_source == CalibrationSource::kFullRow && opt_.sparse.calibration_step > 0)
+      return absl::InvalidArgumentError(
+          "full-row calibration reads every block of the cache: with an offloaded cache it "
+          "would move the whole cache across PCIe; use CalibrationSource::kKeySummary");
+  }
+  summary_calibration_ = sparse_capable_ && (cal_source == CalibrationSource::kKeySummary ||
+                                             (cal_source == CalibrationSource::kAuto && offload_));
 
   APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
+  if (opt_.tp.size != weights_->tp_size() ||
+      (opt_.tp.size > 1 && opt_.tp.rank != weights_->tp_rank()))
+    return absl::InvalidArgumentError(
+        absl::StrCat("the weights are shard ", weights_->tp_rank(), " of ", weights_->tp_size(),
+                     "; the options ask for rank ", opt_.tp.rank, " of ", opt_.tp.size));
+  if (opt_.tp.size > 1) {
+    auto tp = TensorParallel::Create(opt_.tp, opt_.device);
+    if (!tp.ok()) return tp.status();
+    tp_ = *std::move(tp);
+  }
   cudaDeviceProp prop;
   APR_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, opt_.device));
   num_sms_ = prop.multiProcessorCount;
@@ -171,10 +159,14 @@ absl::Status CudaDecoder::Init() {
   auto gemm = Gemm::Create(stream_);
   if (!gemm.ok()) return gemm.status();
   gemm_ = *std::move(gemm);
+  if (offload_) opt_.pool_groups = 0;  // the slot pool is the block cache (InitOffload)
   alloc_ = std::make_unique<KvPoolAllocator>(opt_.pool_groups, opt_.max_sequences, max_blocks_);
 
   const int64_t slot_elems = 2 * kBlockTokens * hd;
-  APR_RETURN_IF_ERROR(Alloc(&pool_, opt_.pool_groups * L * nkv * slot_elems));
+  if (!offload_) {
+    APR_RETURN_IF_ERROR(Alloc(&pool_, opt_.pool_groups * L * nkv * slot_elems));
+    prefill_pool_ = pool_.get();
+  }
   APR_RETURN_IF_ERROR(Alloc(&group_table_, int64_t{opt_.max_sequences} * max_blocks_));
   APR_CUDA_RETURN_IF_ERROR(cudaMemset(group_table_.get(), 0, group_table_.bytes()));
   const std::vector<float> inv = RopeInverseFrequencies(c);
@@ -245,7 +237,13 @@ absl::Status CudaDecoder::Init() {
     APR_RETURN_IF_ERROR(
         Alloc(&list_starts_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
     APR_RETURN_IF_ERROR(Alloc(&calib_counts_, int64_t{opt_.max_sequences} * nkv));
+    if (summary_calibration_) {
+      APR_RETURN_IF_ERROR(
+          Alloc(&key_summary_, int64_t{opt_.max_sequences} * L * nkv * max_blocks_ * 2 * hd));
+      APR_RETURN_IF_ERROR(Alloc(&attn_ml_, int64_t{opt_.max_sequences} * nh * 2));
+    }
   }
+  if (offload_) APR_RETURN_IF_ERROR(InitOffload());
   APR_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return absl::OkStatus();
 }
@@ -256,6 +254,10 @@ std::unique_ptr<Sequence> CudaDecoder::NewSequence(AttentionHooks* hooks) {
 }
 
 void CudaDecoder::Release(CudaSequence& seq) {
+  if (offload_) {
+    BindDevice().IgnoreError();  // the sequence may be freed on any thread
+    ReleaseOffload(seq);
+  }
   alloc_->ReleaseSequence(seq.slot, seq.groups);
   seq.slot = -1;
 }
@@ -293,6 +295,20 @@ absl::Status CudaDecoder::Linear(const __nv_bfloat16* w, int m, int k, const __n
     return absl::OkStatus();
   }
   return gemm_->LinearF32(w, m, k, x, n, y, m, accumulate ? 1.0f : 0.0f);
+}
+
+absl::Status CudaDecoder::BindDevice() {
+  APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::ResidualLinear(const __nv_bfloat16* w, int m, int k,
+                                         const __nv_bfloat16* in, int n) {
+  // Each rank holds a slice of k: rank 0 adds its partial product to the residual, the
+  // others write theirs, and the all-reduce leaves residual + the sum on every rank.
+  APR_RETURN_IF_ERROR(Linear(w, m, k, in, n, x_.get(), tp_ == nullptr || tp_->rank() == 0));
+  if (tp_ != nullptr) APR_RETURN_IF_ERROR(tp_->AllReduceSum(x_.get(), int64_t{n} * m, stream_));
+  return absl::OkStatus();
 }
 
 absl::Status CudaDecoder::GateUpSwiGlu(const CudaLayerWeights& lw, int n) {
@@ -350,7 +366,7 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
     ra.table = table;
     ra.layer = l;
     ra.q_out = q_.get();
-    ra.pool = pool_.get();
+    ra.pool = prefill_pool_;
     APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(ra, stream_));
     PrefillAttentionArgs pa;
     pa.num_heads = nh;
@@ -360,7 +376,7 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
     pa.q = q_.get();
     pa.n = n;
     pa.start = static_cast<int>(start);
-    pa.pool = pool_.get();
+    pa.pool = prefill_pool_;
     pa.seq_slot = seq.slot;
     pa.table = table;
     pa.layer = l;
@@ -374,11 +390,11 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
           q_.get() + (from - start) * nh * hd, rows * nh * hd * sizeof(float),
           cudaMemcpyDeviceToDevice, stream_));
     }
-    APR_RETURN_IF_ERROR(Linear(lw.o, H, nh * hd, attn_.get(), n, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), n));
     APR_CUDA_RETURN_IF_ERROR(
         LaunchRmsNorm(x_.get(), lw.post_attn_norm, n, H, eps, xn_.get(), stream_));
     APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, n));
-    APR_RETURN_IF_ERROR(Linear(lw.down, H, c.intermediate_size, act_.get(), n, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.down, H, c.intermediate_size, act_.get(), n));
   }
   return absl::OkStatus();
 }
@@ -454,6 +470,7 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, i
 
 absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> tokens,
                                   std::vector<float>* last_logits, std::vector<float>* all_logits) {
+  APR_RETURN_IF_ERROR(BindDevice());
   auto& seq = static_cast<CudaSequence&>(base);
   const ModelConfig& c = config();
   if (seq.hooks != nullptr) {
@@ -478,7 +495,26 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
                                               " (max_context)"));
   }
   APR_RETURN_IF_ERROR(Synchronize());
-  APR_RETURN_IF_ERROR(Reserve(seq, start + n));
+  DeviceBuffer<__nv_bfloat16> staging;
+  if (offload_) {
+    if (start != 0) {
+      return absl::UnimplementedError(
+          "with an offloaded KV cache a sequence is prefilled in one Prefill call");
+    }
+    // The prompt's blocks go to a staging pool first (prefill attention reads all of them);
+    // the group table's row maps block b to staging group b.
+    const int nb = NumBlocks(static_cast<int>(n));
+    APR_RETURN_IF_ERROR(Alloc(&staging, int64_t{nb} * c.num_hidden_layers * c.num_key_value_heads *
+                                            2 * kBlockTokens * c.head_dim));
+    std::vector<int32_t> ident(nb);
+    for (int b = 0; b < nb; ++b) ident[b] = b;
+    APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(group_table_.get() + int64_t{seq.slot} * max_blocks_,
+                                        ident.data(), nb * sizeof(int32_t),
+                                        cudaMemcpyHostToDevice));
+    prefill_pool_ = staging.get();
+  } else {
+    APR_RETURN_IF_ERROR(Reserve(seq, start + n));
+  }
   const int64_t hist_rows = std::min<int64_t>(kHistoryRows, n);
   const int64_t save_from = start + n - hist_rows;
   const int V = c.vocab_size;
@@ -512,7 +548,7 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
       ph.q = q_save_.get() + int64_t{l} * kHistoryRows * nh * hd;
       ph.rows = static_cast<int>(hist_rows);
       ph.first_pos = static_cast<int>(save_from);
-      ph.pool = pool_.get();
+      ph.pool = prefill_pool_;
       ph.seq_slot = seq.slot;
       ph.table = table;
       ph.layer = l;
@@ -527,6 +563,20 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
     seq.steps = 0;
     seq.hist_count = 0;
     APR_RETURN_IF_ERROR(InvalidateCnnState(seq.slot));
+    if (summary_calibration_) {
+      KeySummaryArgs ks;
+      ks.pool = prefill_pool_;
+      ks.table = table;
+      ks.seq_slot = seq.slot;
+      ks.layers = c.num_hidden_layers;
+      ks.kv_heads = nkv;
+      ks.head_dim = hd;
+      ks.max_blocks = max_blocks_;
+      ks.first_block = static_cast<int>(start / kBlockTokens);
+      ks.num_blocks = static_cast<int>(seq.len / kBlockTokens) - ks.first_block;
+      ks.summary = key_summary_.get();
+      APR_CUDA_RETURN_IF_ERROR(LaunchKeySummary(ks, stream_));
+    }
     const int ms = opt_.max_sequences;
     h_step_[kSeqSlots * ms] = seq.slot;
     h_step_[kHistoryRow * ms] = seq.hist_row;
@@ -536,6 +586,16 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
                                              cudaMemcpyHostToDevice, stream_));
     APR_RETURN_IF_ERROR(PredictFor(
         1, std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_)));
+  }
+  if (offload_) {
+    absl::Status s = OffloadAfterPrefill(seq, staging.get());
+    prefill_pool_ = nullptr;
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // before staging is freed
+    if (!s.ok()) {
+      seq.len = 0;
+      seq.has_history = false;
+      return s;
+    }
   }
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   APR_CUDA_RETURN_IF_ERROR(cudaGetLastError());
@@ -578,9 +638,10 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
         return absl::InvalidArgumentError("a sequence appears twice in one decode batch");
     }
   }
+  if (offload_) APR_RETURN_IF_ERROR(PrepareOffloadStep(seqs));
   for (int b = 0; b < B; ++b) {
     auto& s = static_cast<CudaSequence&>(*seqs[b]);
-    APR_RETURN_IF_ERROR(Reserve(s, s.len + 1));
+    if (!offload_) APR_RETURN_IF_ERROR(Reserve(s, s.len + 1));
     const int len = static_cast<int>(s.len) + 1;
     max_blocks = std::max(max_blocks, NumBlocks(len));
     const bool dense = sparse && cal > 0 && (s.steps + 1) % cal == 0;
@@ -609,6 +670,8 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
     for (int b = 0; b < B; ++b) cols = std::max(cols, NumCandidates(h_step_[kNextLens * ms + b]));
     key->predict_cols = std::min(RoundUpPow2(cols), max_blocks_);
   }
+  if (any_dense && summary_calibration_)
+    key->calib_cols = std::min(RoundUpPow2(max_blocks), max_blocks_);
   return absl::OkStatus();
 }
 
@@ -621,6 +684,12 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
   const int32_t* d = d_step_.get();
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                            cudaMemcpyHostToDevice, stream_));
+  // Offload-remote enqueues eagerly and waits for each layer's UCX gets on the host.
+  const bool eager = !opt_.use_graphs || remote_;
+  if (offload_) {
+    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_wb_.get(), h_wb_.get(), h_wb_.size() * 4,
+                                             cudaMemcpyHostToDevice, stream_));
+  }
   const SlotTable table{group_table_.get(), max_blocks_, L * nkv, nkv};
   const int first_sparse = key.sparse ? opt_.sparse.dense_layers : L;
   if (key.sparse) {
@@ -635,6 +704,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     bl.sel = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(), nkv,
                        sel_stride_};
     bl.table = table;
+    if (offload_) bl.cache = Cache();
     bl.rows_per_layer = ms * nkv;
     bl.counts = list_counts_.get();
     bl.blocks = list_blocks_.get();
@@ -664,7 +734,14 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     ra.layer = l;
     ra.q_out = q_.get();
     ra.pool = pool_.get();
+    if (offload_) ra.cache = Cache();
+    if (summary_calibration_) {
+      ra.key_summary = key_summary_.get();
+      ra.summary_layers = L;
+      ra.summary_blocks = max_blocks_;
+    }
     APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(ra, stream_));
+    if (offload_) APR_RETURN_IF_ERROR(WaitLayerFetch(l, eager));
     PagedDecodeArgs pa;
     pa.batch = B;
     pa.num_heads = nh;
@@ -696,9 +773,37 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       pa.history_layers = L;
       pa.history_rows = kHistoryRing;
       pa.history_cols = max_blocks_;
+      if (summary_calibration_ && key.any_dense) pa.out_ml = attn_ml_.get();
     }
     APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(pa, stream_));
-    if (key.any_dense && l >= first_sparse) {
+    if (key.any_dense && l >= first_sparse && summary_calibration_) {
+      // Calibration from the key summaries: blocks the sparse attention did not list get
+      // an estimate (offload_kernels.h); no block is read.
+      SummaryCalibrationArgs sc;
+      sc.batch = B;
+      sc.num_heads = nh;
+      sc.num_kv_heads = nkv;
+      sc.head_dim = hd;
+      sc.scale = pa.scale;
+      sc.q = q_.get();
+      sc.ml = attn_ml_.get();
+      sc.context_lens = d + kContextLens * ms;
+      sc.seq_slots = d + kSeqSlots * ms;
+      sc.dense = d + kDense * ms;
+      sc.history_row = d + kHistoryRow * ms;
+      sc.lists = pa.lists;
+      sc.summary = key_summary_.get();
+      sc.summary_layers = L;
+      sc.max_blocks = max_blocks_;
+      sc.layer = l;
+      sc.history = history_.get();
+      sc.history_layers = L;
+      sc.history_rows = kHistoryRing;
+      sc.history_cols = max_blocks_;
+      sc.estimate = opt_.sparse.summary_estimate;
+      sc.max_cols = key.calib_cols;
+      APR_CUDA_RETURN_IF_ERROR(LaunchSummaryCalibration(sc, stream_));
+    } else if (key.any_dense && l >= first_sparse) {
       // Calibration: the full attention row replaces the history row of the calibrating
       // sequences (other rows have count 0 and are skipped).
       PagedDecodeArgs cal = pa;
@@ -708,17 +813,20 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       cal.out = nullptr;
       APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(cal, stream_));
     }
-    if (key.predict && opt_.overlap_predictor && l >= first_sparse) {
+    if (offload_) {
+      // Predict this layer's blocks for the next step, plan the cache, start the fetch.
+      APR_RETURN_IF_ERROR(PrefetchLayer(B, l, key, eager));
+    } else if (key.predict && opt_.overlap_predictor && l >= first_sparse) {
       // This layer's history row is written: predict its next blocks on the side stream.
       APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
       APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
       APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, l - first_sparse, 1, side_stream_));
     }
-    APR_RETURN_IF_ERROR(Linear(lw.o, H, nh * hd, attn_.get(), B, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), B));
     APR_CUDA_RETURN_IF_ERROR(
         LaunchRmsNorm(x_.get(), lw.post_attn_norm, B, H, eps, xn_.get(), stream_));
     APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, B));
-    APR_RETURN_IF_ERROR(Linear(lw.down, H, c.intermediate_size, act_.get(), B, x_.get(), true));
+    APR_RETURN_IF_ERROR(ResidualLinear(lw.down, H, c.intermediate_size, act_.get(), B));
   }
   APR_CUDA_RETURN_IF_ERROR(
       LaunchRmsNorm(x_.get(), weights_->final_norm(), B, H, eps, xn_.get(), stream_));
@@ -727,9 +835,10 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
   if (key.predict && opt_.overlap_predictor) {
     APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(side_done_, side_stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, side_done_, 0));
-  } else if (key.predict) {
+  } else if (key.predict && !offload_) {
     APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols));
   }
+  if (offload_) APR_RETURN_IF_ERROR(FinishStepFetches(eager));
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_logits_.get(), logits_.get(),
                                            int64_t{B} * c.vocab_size * sizeof(float),
                                            cudaMemcpyDeviceToHost, stream_));
@@ -739,10 +848,11 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
 absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
                                           absl::Span<const int32_t> tokens, cudaEvent_t start,
                                           cudaEvent_t stop) {
+  APR_RETURN_IF_ERROR(BindDevice());
   StepKey key;
   APR_RETURN_IF_ERROR(PrepareStep(seqs, tokens, &key));
   if (start != nullptr) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream_));
-  if (opt_.use_graphs) {
+  if (opt_.use_graphs && !remote_) {
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
       Graph g;
@@ -764,6 +874,7 @@ absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
   if (stop != nullptr) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream_));
   step_pending_ = true;
   last_batch_ = key.batch;
+  ++step_counter_;
   for (Sequence* p : seqs) {
     auto& s = static_cast<CudaSequence&>(*p);
     s.len += 1;
@@ -778,8 +889,10 @@ absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
 
 absl::Status CudaDecoder::Synchronize() {
   if (!step_pending_) return absl::OkStatus();
+  APR_RETURN_IF_ERROR(BindDevice());
   step_pending_ = false;
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  if (offload_) APR_RETURN_IF_ERROR(AfterOffloadStep());
   if (sparse_capable_) {
     int32_t err = 0;
     APR_CUDA_RETURN_IF_ERROR(
@@ -787,8 +900,11 @@ absl::Status CudaDecoder::Synchronize() {
     if (err != 0) {
       APR_CUDA_RETURN_IF_ERROR(cudaMemset(error_flag_.get(), 0, sizeof(int32_t)));
       return absl::InternalError(
-          "a decode step found no block selection for its context length (predictor not run "
-          "for this step; call PredictAsync after changing sparse settings)");
+          offload_ ? "a decode step found an inconsistent block selection or GPU block cache "
+                     "(a selection made for another length, a block neither cached nor in the "
+                     "tier, or more wanted blocks than cache slots)"
+                   : "a decode step found no block selection for its context length (predictor "
+                     "not run for this step; call PredictAsync after changing sparse settings)");
     }
   }
   return absl::OkStatus();
@@ -812,6 +928,10 @@ absl::Status CudaDecoder::SetSparse(const SparseOptions& sparse) {
     return absl::InvalidArgumentError("budget outside (128, max_budget_tokens]");
   if (sparse.dense_layers != opt_.sparse.dense_layers)
     return absl::InvalidArgumentError("dense_layers is fixed when the decoder is created");
+  if (offload_ && !sparse.enabled)
+    return absl::InvalidArgumentError("an offloaded KV cache needs sparse attention");
+  if (sparse.calibration_source != opt_.sparse.calibration_source)
+    return absl::InvalidArgumentError("calibration_source is fixed when the decoder is created");
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.sparse = sparse;
   ClearGraphs();
@@ -833,6 +953,7 @@ absl::Status CudaDecoder::SetOverlapPredictor(bool on) {
 }
 
 absl::Status CudaDecoder::SetIncrementalPredictor(bool on) {
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.incremental_predictor = on;
   if (sparse_capable_) {
@@ -866,24 +987,42 @@ absl::Status CudaDecoder::SetUseGemv(bool use_gemv, int gemv_max_tokens) {
 }
 
 absl::Status CudaDecoder::FillPoolRandom(uint64_t seed) {
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_CUDA_RETURN_IF_ERROR(FillUniformBf16(pool_.get(), pool_.size(), seed, 1.0f, stream_));
+  if (local_ != nullptr) {
+    // The host pool, written through its mapping (over PCIe).
+    APR_CUDA_RETURN_IF_ERROR(FillUniformBf16(
+        static_cast<__nv_bfloat16*>(local_->mapped->device_pointer()),
+        static_cast<int64_t>(local_->store->region_bytes() / 2), seed + 1, 1.0f, stream_));
+  }
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
 
 absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_t seed) {
+  APR_RETURN_IF_ERROR(BindDevice());
   auto& seq = static_cast<CudaSequence&>(base);
   if (seq.slot < 0 || seq.len != 0 || len < 1 || len > opt_.max_context)
     return absl::InvalidArgumentError("FillRandomContext needs an empty sequence with a slot");
   APR_RETURN_IF_ERROR(Synchronize());
-  APR_RETURN_IF_ERROR(Reserve(seq, len));
-  seq.len = len;
+  if (offload_) {
+    APR_RETURN_IF_ERROR(OffloadFillRandomContext(seq, len));
+  } else {
+    APR_RETURN_IF_ERROR(Reserve(seq, len));
+    seq.len = len;
+  }
   if (!sparse_capable_) return absl::OkStatus();
   const ModelConfig& c = config();
   const int64_t per_seq =
       int64_t{c.num_hidden_layers} * c.num_key_value_heads * kHistoryRing * max_blocks_;
   APR_CUDA_RETURN_IF_ERROR(
       FillUniformF32(history_.get() + seq.slot * per_seq, per_seq, seed, 0.5f, 0.5f, stream_));
+  if (summary_calibration_) {
+    const int64_t per =
+        int64_t{c.num_hidden_layers} * c.num_key_value_heads * max_blocks_ * 2 * c.head_dim;
+    APR_CUDA_RETURN_IF_ERROR(
+        FillUniformBf16(key_summary_.get() + seq.slot * per, per, seed + 7, 1.0f, stream_));
+  }
   seq.has_history = true;
   seq.hist_row = kHistoryRows - 1;
   seq.steps = 0;
@@ -891,11 +1030,18 @@ absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_
   APR_RETURN_IF_ERROR(InvalidateCnnState(seq.slot));
   Sequence* p = &seq;
   APR_RETURN_IF_ERROR(PredictAsync(absl::MakeConstSpan(&p, 1)));
+  if (offload_) {
+    // PredictAsync's work is not a decode step: no step bookkeeping.
+    step_pending_ = false;
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    APR_RETURN_IF_ERROR(OffloadFillRandomContextFinish(seq));
+  }
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
 
 absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window) {
+  APR_RETURN_IF_ERROR(BindDevice());
   if (!sparse_capable_) return absl::FailedPreconditionError("no sparse support");
   APR_RETURN_IF_ERROR(Synchronize());
   const int ms = opt_.max_sequences, B = static_cast<int>(seqs.size());
@@ -923,6 +1069,7 @@ absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool ad
 
 absl::StatusOr<std::vector<std::vector<CudaDecoder::BlockList>>> CudaDecoder::LastBlockLists(
     int layer) {
+  APR_RETURN_IF_ERROR(BindDevice());
   APR_RETURN_IF_ERROR(Synchronize());
   const ModelConfig& c = config();
   const int nkv = c.num_key_value_heads, ms = opt_.max_sequences;

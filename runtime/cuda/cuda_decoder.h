@@ -7,22 +7,37 @@
 
 #include <cuda_runtime.h>
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kvstore/cuda/gpu_fetcher.h"
 #include "runtime/cuda/cuda_weights.h"
 #include "runtime/cuda/device_buffer.h"
 #include "runtime/cuda/gemm.h"
 #include "runtime/cuda/kv_pool.h"
+#include "runtime/cuda/offload.h"
+#include "runtime/cuda/offload_kernels.h"
+#include "runtime/cuda/tensor_parallel.h"
 #include "runtime/decoder.h"
 
 namespace apr::cuda {
+
+// Where a calibration step's full attention row comes from (DESIGN.md section 2).
+enum class CalibrationSource {
+  kAuto,        // kFullRow when the cache is resident, kKeySummary when it is offloaded
+  kFullRow,     // a K-only dense pass over the whole cache (resident only)
+  kKeySummary,  // estimated from per-block key summaries kept on the GPU (offload_kernels.h)
+};
 
 struct SparseOptions {
   bool enabled = false;
@@ -35,6 +50,8 @@ struct SparseOptions {
   // The first n layers always attend densely and keep no history (the reference's
   // skip_2layer is 2).
   int dense_layers = 0;
+  CalibrationSource calibration_source = CalibrationSource::kAuto;
+  SummaryEstimate summary_estimate = SummaryEstimate::kCenterL2;
 };
 
 struct CudaDecoderOptions {
@@ -53,6 +70,17 @@ struct CudaDecoderOptions {
   // slower on the H100 (the CNN's CTAs crowd out the GEMVs'), hence off.
   bool overlap_predictor = false;
   SparseOptions sparse;
+  // Resident (every block in GPU memory) or offloaded to the storage tier, with the GPU
+  // slot pool as a block cache filled by cross-token prefetch (docs/CUDA.md "KV offload").
+  // Offload needs sparse attention (sparse.enabled, dense_layers 0); a sequence is prefilled
+  // in one Prefill call; offload-remote runs eagerly (no graphs: the host issues the UCX
+  // gets of each layer's fetch list).
+  KvPlacement placement = KvPlacement::kResident;
+  OffloadOptions offload;
+  // Tensor parallelism (tensor_parallel.h, docs/CUDA.md): this process is rank tp.rank of
+  // tp.size; Load reads only its shard and Init joins the NCCL group (blocks until every
+  // rank has joined). Every rank must then receive the same calls in the same order.
+  TensorParallelOptions tp;
   int max_budget_tokens = 0;  // largest budget set_sparse may set later; 0: sparse.budget_tokens
   std::vector<float> predictor_weights;  // PredictorLayout; required when sparse is usable
 };
@@ -67,6 +95,9 @@ class CudaDecoder : public Decoder {
       std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options);
   ~CudaDecoder() override;
 
+  // Under tensor parallelism the shard's geometry (ShardConfig): heads, KV heads and
+  // intermediate size are this rank's; vocabulary, hidden size, layers and context are the
+  // model's.
   const ModelConfig& config() const override { return weights_->config(); }
   std::string device() const override;
   // Sequences must be destroyed before the decoder. `hooks` must be null: this backend
@@ -106,6 +137,9 @@ class CudaDecoder : public Decoder {
   absl::Status PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window = false);
   absl::Status Synchronize();
   cudaStream_t stream() const { return stream_; }
+  // The NCCL group under tensor parallelism, else null (the benchmark times its
+  // all-reduces alone on stream()).
+  TensorParallel* tensor_parallel() const { return tp_.get(); }
   const CudaWeights& weights() const { return *weights_; }
   int num_sms() const { return num_sms_; }
   // The block lists the last decode step used for `layer` (a sparse layer), per batch
@@ -113,13 +147,26 @@ class CudaDecoder : public Decoder {
   using BlockList = std::vector<std::pair<int32_t, int32_t>>;
   absl::StatusOr<std::vector<std::vector<BlockList>>> LastBlockLists(int layer);
 
+  // Offload placements: cumulative fetch / prefetch / write-back counters, as of the last
+  // completed step (call between steps). Zero counters when resident.
+  OffloadStats offload_stats() const;
+  KvPlacement placement() const { return opt_.placement; }
+  // GPU block cache slots per (sequence, layer, KV head) (offload placements).
+  int cache_slots() const { return cache_slots_; }
+  // The bytes of complete block `block` of (layer, kv_head) of `seq` ([2][16][head_dim]
+  // bf16 bits): from the tier (offload placements, where complete blocks are written) or
+  // from GPU memory (the resident pool, or the block cache: NotFound when not cached).
+  absl::StatusOr<std::vector<uint16_t>> ReadKvBlock(Sequence& seq, int layer, int kv_head,
+                                                    int block, bool from_tier);
+
  private:
   class CudaSequence;
   struct StepKey {
-    int batch = 0, splits_dense = 0, splits_list = 0, predict_cols = 0;
+    int batch = 0, splits_dense = 0, splits_list = 0, predict_cols = 0, calib_cols = 0;
     bool sparse = false, any_dense = false, predict = false;
     auto tie() const {
-      return std::tie(batch, splits_dense, splits_list, predict_cols, sparse, any_dense, predict);
+      return std::tie(batch, splits_dense, splits_list, predict_cols, calib_cols, sparse, any_dense,
+                      predict);
     }
     bool operator<(const StepKey& o) const { return tie() < o.tie(); }
   };
@@ -130,6 +177,10 @@ class CudaDecoder : public Decoder {
 
   CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options);
   absl::Status Init();
+  // Makes opt_.device current in the calling thread: entry points may be called from any
+  // thread (a worker's RPC threads), and the stream, cuBLAS handle and NCCL communicator
+  // belong to that device.
+  absl::Status BindDevice();
   void Release(CudaSequence& seq);
   absl::Status Check(bool cond, const char* what);
   // Grows `seq` to hold `len` tokens and uploads new group-table entries.
@@ -137,6 +188,9 @@ class CudaDecoder : public Decoder {
   absl::Status Linear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* x, int n, float* y,
                       bool accumulate);
   absl::Status GateUpSwiGlu(const CudaLayerWeights& lw, int n);
+  // x_ += in w^T for o_proj and down_proj (the residual add); under tensor parallelism
+  // followed by the sum over the ranks (tensor_parallel.h).
+  absl::Status ResidualLinear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* in, int n);
   absl::Status PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n, int64_t start,
                             bool save_q_from, int64_t save_from_pos);
   absl::Status LogitsRows(const float* x, int rows, float* host_out);
@@ -154,6 +208,47 @@ class CudaDecoder : public Decoder {
   int SparseLayers() const { return config().num_hidden_layers - opt_.sparse.dense_layers; }
   int KBlocksMax() const;
 
+  // --- Offload (cuda_decoder_offload.cc). ---
+  absl::Status InitOffload();
+  void ShutdownOffload();
+  CacheMap Cache() const;
+  int64_t BlockBytes() const;
+  // Before layer l's attention: wait for the fetch planned for this step (eager: per layer;
+  // graphs wait at the end of the previous step).
+  absl::Status WaitLayerFetch(int layer, bool eager);
+  // After layer l's attention: predict layer l's blocks for the next step, plan the cache,
+  // start the fetch (and the write-back of a filled block) on the copy stream.
+  absl::Status PrefetchLayer(int batch, int layer, const StepKey& key, bool eager);
+  // After the last layer (graphs): count stalls and join the copy stream.
+  absl::Status FinishStepFetches(bool eager);
+  // The tier side of a sequence: created, its complete blocks written (Prefill) or given
+  // slots (FillRandomContext), its cache seeded and its first step's blocks fetched.
+  // After an offloaded prefill into `staging` (the prompt's blocks through the group table).
+  absl::Status OffloadAfterPrefill(CudaSequence& seq, const __nv_bfloat16* staging);
+  // FillRandomContext: the tier side (slots for every complete block), then, once the
+  // history is made and the first selection predicted, the cache seeded and fetched.
+  absl::Status OffloadFillRandomContext(CudaSequence& seq, int64_t len);
+  absl::Status OffloadFillRandomContextFinish(CudaSequence& seq);
+  // Waits for everything the offload path has in flight (copy stream, remote jobs).
+  absl::Status SyncOffload();
+  absl::Status DrainRemoteFetches();
+  absl::Status CreateTierSequence(CudaSequence& seq);
+  // Tier slots of blocks [0, full) of every (layer, KV head) of `seq`, block-major
+  // ([full][layers][kv_heads]); `from_staging` (Prefill) writes their bytes from the staging
+  // pool, else (FillRandomContext) only allocates.
+  absl::Status WriteOrAllocateTierBlocks(CudaSequence& seq, int full, const __nv_bfloat16* staging);
+  // Clears the sequence's cache maps and makes `blocks` resident (copied from `src` through
+  // the group table when given).
+  absl::Status SeedCache(CudaSequence& seq, const std::vector<int32_t>& blocks,
+                         const __nv_bfloat16* src);
+  // Plans and fetches every layer's first-step blocks (the selection is made), synchronously.
+  absl::Status InitialFetch(CudaSequence& seq);
+  absl::Status PrepareOffloadStep(absl::Span<Sequence* const> seqs);
+  absl::Status AfterOffloadStep();
+  absl::Status DrainRemoteWriteBacks(CudaSequence& seq, int64_t older_than_step);
+  void RemoteLoop();
+  void ReleaseOffload(CudaSequence& seq);
+
   std::shared_ptr<const CudaWeights> weights_;
   CudaDecoderOptions opt_;
   int max_blocks_ = 0, num_sms_ = 0, max_splits_ = 0, list_stride_ = 0, sel_stride_ = 0;
@@ -162,6 +257,7 @@ class CudaDecoder : public Decoder {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Gemm> gemm_;
   std::unique_ptr<KvPoolAllocator> alloc_;
+  std::unique_ptr<TensorParallel> tp_;  // null without tensor parallelism
 
   DeviceBuffer<__nv_bfloat16> pool_;
   DeviceBuffer<int32_t> group_table_;
@@ -190,6 +286,52 @@ class CudaDecoder : public Decoder {
   DeviceBuffer<int32_t> cnn_count_, cnn_width_;
   std::map<StepKey, Graph> graphs_;
   int last_batch_ = 0;
+  // Key summaries and the sparse attention's (max, normaliser) for the key-summary
+  // calibration.
+  bool summary_calibration_ = false;
+  DeviceBuffer<__nv_bfloat16> key_summary_;
+  DeviceBuffer<float> attn_ml_;
+  // The pool prefill writes into: pool_ when resident, a staging pool when offloaded.
+  __nv_bfloat16* prefill_pool_ = nullptr;
+
+  // Offload state.
+  bool offload_ = false, remote_ = false;
+  int cache_slots_ = 0;
+  int64_t cache_pool_slots_ = 0;  // images * cache_slots_; the remote write-back area follows
+  int max_fetch_ = 0, max_wb_ = 0;
+  int64_t step_counter_ = 0;
+  std::shared_ptr<LocalKvTier> local_;
+  std::shared_ptr<kvstore::RemoteTier> remote_tier_;
+  std::unique_ptr<kvstore::GpuBlockFetcher> fetcher_;
+  cudaStream_t copy_stream_ = nullptr, mark_stream_ = nullptr;
+  DeviceBuffer<int32_t> cache_where_, cache_tags_, cache_stamps_, plan_scratch_, issued_, done_;
+  DeviceBuffer<uint32_t> tier_table_, fetch_src_, fetch_dst_, wb_src_, wb_dst_;
+  DeviceBuffer<int32_t> fetch_count_, wb_count_;
+  DeviceBuffer<unsigned long long> counters_;
+  PinnedBuffer<unsigned long long> h_counters_;
+  PinnedBuffer<uint32_t> h_wb_;
+  DeviceBuffer<uint32_t> d_wb_;
+  std::vector<cudaEvent_t> plan_events_, fetch_events_, mark_events_;
+  cudaEvent_t copy_join_ = nullptr;
+  OffloadStats host_stats_;  // the parts counted on the host
+  // Remote: per layer, the fetch list copied to the host after the plan; a thread turns it
+  // into a GpuBlockFetcher job once the plan has run.
+  PinnedBuffer<uint32_t> h_fetch_;  // [layers][2][max_fetch]
+  PinnedBuffer<int32_t> h_fetch_count_;
+  std::thread remote_thread_;
+  std::mutex remote_mu_;
+  std::condition_variable remote_cv_;
+  std::deque<int> remote_queue_;
+  // Per layer, the jobs started for plans not yet waited for (null: nothing to fetch).
+  std::vector<std::deque<std::shared_ptr<kvstore::GpuFetchJob>>> remote_pending_;
+  std::vector<int64_t> remote_posted_, remote_started_;
+  absl::Status remote_error_;
+  bool remote_stop_ = false;
+  struct PendingFill {
+    CudaSequence* seq;
+    int block;
+  };
+  std::vector<PendingFill> remote_fills_;  // blocks the step in flight fills (remote)
 };
 
 }  // namespace apr::cuda

@@ -1,11 +1,13 @@
 #include "runtime/cuda/cuda_weights.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/fill.h"
+#include "runtime/cuda/tensor_parallel.h"
 #include "runtime/dtype.h"
 
 namespace apr::cuda {
@@ -64,6 +66,26 @@ absl::Status UploadBf16(const Checkpoint& ckpt, const std::string& name,
   return absl::OkStatus();
 }
 
+// Rows [row0, row0 + rows) x columns [col0, col0 + cols) of the 2-D tensor `name` (shape
+// {R, C}, checked) as bf16 into dst ([rows][cols]): one rank's shard of a matrix.
+absl::Status UploadBf16Slice(const Checkpoint& ckpt, const std::string& name,
+                             const std::vector<int64_t>& shape, int64_t row0, int64_t rows,
+                             int64_t col0, int64_t cols, const __nv_bfloat16* dst) {
+  if (row0 == 0 && rows == shape[0] && col0 == 0 && cols == shape[1])
+    return UploadBf16(ckpt, name, shape, dst);
+  absl::StatusOr<const TensorView*> t = ckpt.Get(name, shape);
+  if (!t.ok()) return t.status();
+  std::vector<uint16_t> bits;
+  APR_RETURN_IF_ERROR(ToBf16(**t, &bits));
+  std::vector<uint16_t> part(rows * cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(part.data() + r * cols, bits.data() + (row0 + r) * shape[1] + col0, cols * 2);
+  }
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<__nv_bfloat16*>(dst), part.data(), part.size() * 2,
+                                      cudaMemcpyHostToDevice));
+  return absl::OkStatus();
+}
+
 absl::Status UploadF32(const Checkpoint& ckpt, const std::string& name, int64_t n,
                        const float* dst) {
   absl::StatusOr<std::vector<float>> v = ckpt.ReadF32(name, {n});
@@ -112,13 +134,25 @@ int64_t CudaWeights::StepBytes() const {
   return 2 * (config_.num_hidden_layers * s.layer + s.embed) + static_cast<int64_t>(norms_.bytes());
 }
 
-absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::FromCheckpoint(const Checkpoint& ckpt) {
-  const ModelConfig& c = ckpt.config();
+absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::FromCheckpoint(const Checkpoint& ckpt,
+                                                                         int tp_rank, int tp_size) {
+  const ModelConfig& full = ckpt.config();
+  APR_RETURN_IF_ERROR(CheckShardable(full, tp_size));
+  if (tp_rank < 0 || tp_rank >= tp_size)
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor-parallel rank ", tp_rank, " of ", tp_size));
+  const ModelConfig c = ShardConfig(full, tp_size);
   auto w = Allocate(c);
   if (!w.ok()) return w.status();
   CudaWeights& cw = **w;
-  const int64_t h = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
-  const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
+  cw.tp_rank_ = tp_rank;
+  cw.tp_size_ = tp_size;
+  const int64_t h = full.hidden_size, hd = full.head_dim, inter = full.intermediate_size;
+  const int64_t q_dim = full.num_attention_heads * hd, kv_dim = full.num_key_value_heads * hd;
+  // This rank's share: query heads [r * heads / n, ...) and their KV heads (a KV group's
+  // query heads are consecutive), intermediate rows [r * inter / n, ...).
+  const int64_t q_loc = c.num_attention_heads * hd, kv_loc = c.num_key_value_heads * hd;
+  const int64_t i_loc = c.intermediate_size, r = tp_rank;
   APR_RETURN_IF_ERROR(UploadBf16(ckpt, "model.embed_tokens.weight", {c.vocab_size, h}, cw.embed_));
   if (!c.tie_word_embeddings)
     APR_RETURN_IF_ERROR(UploadBf16(ckpt, "lm_head.weight", {c.vocab_size, h}, cw.lm_head_));
@@ -126,16 +160,20 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::FromCheckpoint(const C
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
     const CudaLayerWeights& lw = cw.layers_[i];
-    APR_RETURN_IF_ERROR(UploadBf16(ckpt, p + "self_attn.q_proj.weight", {q_dim, h}, lw.qkv));
-    APR_RETURN_IF_ERROR(
-        UploadBf16(ckpt, p + "self_attn.k_proj.weight", {kv_dim, h}, lw.qkv + q_dim * h));
-    APR_RETURN_IF_ERROR(UploadBf16(ckpt, p + "self_attn.v_proj.weight", {kv_dim, h},
-                                   lw.qkv + (q_dim + kv_dim) * h));
-    APR_RETURN_IF_ERROR(UploadBf16(ckpt, p + "self_attn.o_proj.weight", {h, q_dim}, lw.o));
-    APR_RETURN_IF_ERROR(UploadBf16(ckpt, p + "mlp.gate_proj.weight", {inter, h}, lw.gate_up));
-    APR_RETURN_IF_ERROR(
-        UploadBf16(ckpt, p + "mlp.up_proj.weight", {inter, h}, lw.gate_up + inter * h));
-    APR_RETURN_IF_ERROR(UploadBf16(ckpt, p + "mlp.down_proj.weight", {h, inter}, lw.down));
+    APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "self_attn.q_proj.weight", {q_dim, h}, r * q_loc,
+                                        q_loc, 0, h, lw.qkv));
+    APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "self_attn.k_proj.weight", {kv_dim, h},
+                                        r * kv_loc, kv_loc, 0, h, lw.qkv + q_loc * h));
+    APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "self_attn.v_proj.weight", {kv_dim, h},
+                                        r * kv_loc, kv_loc, 0, h, lw.qkv + (q_loc + kv_loc) * h));
+    APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "self_attn.o_proj.weight", {h, q_dim}, 0, h,
+                                        r * q_loc, q_loc, lw.o));
+    APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "mlp.gate_proj.weight", {inter, h}, r * i_loc,
+                                        i_loc, 0, h, lw.gate_up));
+    APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "mlp.up_proj.weight", {inter, h}, r * i_loc,
+                                        i_loc, 0, h, lw.gate_up + i_loc * h));
+    APR_RETURN_IF_ERROR(UploadBf16Slice(ckpt, p + "mlp.down_proj.weight", {h, inter}, 0, h,
+                                        r * i_loc, i_loc, lw.down));
     APR_RETURN_IF_ERROR(UploadF32(ckpt, p + "input_layernorm.weight", h, lw.input_norm));
     APR_RETURN_IF_ERROR(
         UploadF32(ckpt, p + "post_attention_layernorm.weight", h, lw.post_attn_norm));
@@ -143,11 +181,20 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::FromCheckpoint(const C
   return w;
 }
 
-absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::Random(const ModelConfig& c,
-                                                                 uint64_t seed) {
+absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::Random(const ModelConfig& full,
+                                                                 uint64_t seed, int tp_rank,
+                                                                 int tp_size) {
+  APR_RETURN_IF_ERROR(CheckShardable(full, tp_size));
+  if (tp_rank < 0 || tp_rank >= tp_size)
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor-parallel rank ", tp_rank, " of ", tp_size));
+  const ModelConfig c = ShardConfig(full, tp_size);
   auto w = Allocate(c);
   if (!w.ok()) return w.status();
   CudaWeights& cw = **w;
+  cw.tp_rank_ = tp_rank;
+  cw.tp_size_ = tp_size;
+  seed += 1000003ull * tp_rank;
   const Sizes s = SizesOf(c);
   const auto scale = [](int64_t fan_in) { return std::sqrt(3.0f / static_cast<float>(fan_in)); };
   auto fill = [&](const __nv_bfloat16* p, int64_t n, float sc) {
@@ -158,9 +205,9 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::Random(const ModelConf
     APR_CUDA_RETURN_IF_ERROR(fill(cw.lm_head_, s.lm_head, scale(c.hidden_size)));
   for (const CudaLayerWeights& lw : cw.layers_) {
     APR_CUDA_RETURN_IF_ERROR(fill(lw.qkv, s.qkv, scale(c.hidden_size)));
-    APR_CUDA_RETURN_IF_ERROR(fill(lw.o, s.o, scale(c.num_attention_heads * c.head_dim)));
+    APR_CUDA_RETURN_IF_ERROR(fill(lw.o, s.o, scale(full.num_attention_heads * c.head_dim)));
     APR_CUDA_RETURN_IF_ERROR(fill(lw.gate_up, s.gu, scale(c.hidden_size)));
-    APR_CUDA_RETURN_IF_ERROR(fill(lw.down, s.down, scale(c.intermediate_size)));
+    APR_CUDA_RETURN_IF_ERROR(fill(lw.down, s.down, scale(full.intermediate_size)));
   }
   APR_CUDA_RETURN_IF_ERROR(FillF32(cw.norms_.get(), cw.norms_.size(), 1.0f, nullptr));
   APR_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());

@@ -261,6 +261,10 @@ __global__ void __launch_bounds__(kCombineThreads) CombineKernel(const PagedDeco
   sum = BlockSum(sum, s_scratch);  // its barriers also publish s_w
   const float inv = 1.f / sum;
   if (a.history_only) goto probabilities;
+  if (a.out_ml != nullptr && tid == 0) {
+    a.out_ml[(static_cast<int64_t>(b) * nh + h) * 2] = mx;
+    a.out_ml[(static_cast<int64_t>(b) * nh + h) * 2 + 1] = sum;
+  }
   {
     // Output: `parts` thread groups of hd threads each take every parts-th split.
     const int parts = kCombineThreads / hd;

@@ -66,6 +66,10 @@ struct PagedDecodeArgs {
   float* history = nullptr;
   const int32_t* history_row = nullptr;  // [batch]
   int history_layers = 0, history_rows = 0, history_cols = 0;
+  // Optional: per (batch entry, query head) the final softmax maximum and normaliser
+  // [batch][heads][2] (log2 units: logits are scale * log2(e) * q.k), for the key-summary
+  // calibration (offload_kernels.h). Not written with history_only.
+  float* out_ml = nullptr;
   // Only the history: no V is read and `out` is not written (the calibration pass: full
   // attention probabilities for the history while the output used the sparse list).
   bool history_only = false;

@@ -12,10 +12,17 @@ __global__ void RopeAppendKernel(RopeAppendArgs a) {
   const int hd = a.head_dim, half = hd / 2, nh = a.num_heads, nkv = a.num_kv_heads;
   const int pos = a.positions[i];
   const float* row = a.qkv + static_cast<int64_t>(i) * (nh + 2 * nkv) * hd;
-  const int64_t group =
-      a.table.group_table[static_cast<int64_t>(a.seq_slots[i]) * a.table.table_stride +
-                          pos / kBlockTokens];
-  const int64_t slot0 = group * a.table.slots_per_group + static_cast<int64_t>(a.layer) * nkv;
+  const int seq = a.seq_slots[i], blk = pos / kBlockTokens;
+  // Slot of KV head g's block: the resident pool's group table, or the offload cache.
+  auto slot_of = [&](int g) -> int64_t {
+    if (a.cache.where != nullptr) {
+      const int64_t img = (static_cast<int64_t>(seq) * a.cache.layers + a.layer) * nkv + g;
+      return img * a.cache.slots + a.cache.where[img * a.cache.max_blocks + blk];
+    }
+    const int64_t group =
+        a.table.group_table[static_cast<int64_t>(seq) * a.table.table_stride + blk];
+    return group * a.table.slots_per_group + static_cast<int64_t>(a.layer) * nkv + g;
+  };
   const int64_t slot_elems = 2 * kBlockTokens * hd;
   const int in_block = pos % kBlockTokens;
   // Rotations of q heads and k heads.
@@ -32,7 +39,7 @@ __global__ void RopeAppendKernel(RopeAppendArgs a) {
       q[j] = y0;
       q[j + half] = y1;
     } else {
-      bf16* k = a.pool + (slot0 + (h - nh)) * slot_elems + in_block * hd;
+      bf16* k = a.pool + slot_of(h - nh) * slot_elems + in_block * hd;
       k[j] = __float2bfloat16_rn(y0);
       k[j + half] = __float2bfloat16_rn(y1);
     }
@@ -40,8 +47,31 @@ __global__ void RopeAppendKernel(RopeAppendArgs a) {
   // Values: copied.
   for (int t = threadIdx.x; t < nkv * hd; t += blockDim.x) {
     const int g = t / hd, d = t % hd;
-    bf16* v = a.pool + (slot0 + g) * slot_elems + (kBlockTokens + in_block) * hd;
+    bf16* v = a.pool + slot_of(g) * slot_elems + (kBlockTokens + in_block) * hd;
     v[d] = __float2bfloat16_rn(row[(nh + nkv + g) * hd + d]);
+  }
+  // The block is complete: its key summary (per channel min and max of the 16 keys; the
+  // other 15 were written by earlier steps, this token's by this CTA before the barrier).
+  if (a.key_summary != nullptr && in_block == kBlockTokens - 1) {
+    __syncthreads();
+    for (int t = threadIdx.x; t < nkv * hd; t += blockDim.x) {
+      const int g = t / hd, d = t % hd;
+      const bf16* k = a.pool + slot_of(g) * slot_elems + d;
+      float mn = INFINITY, mx = -INFINITY;
+#pragma unroll
+      for (int r = 0; r < kBlockTokens; ++r) {
+        const float x = __bfloat162float(k[r * hd]);
+        mn = fminf(mn, x);
+        mx = fmaxf(mx, x);
+      }
+      bf16* out =
+          a.key_summary +
+          (((static_cast<int64_t>(seq) * a.summary_layers + a.layer) * nkv + g) * a.summary_blocks +
+           blk) *
+              2 * hd;
+      out[d] = __float2bfloat16_rn(mn);
+      out[hd + d] = __float2bfloat16_rn(mx);
+    }
   }
 }
 

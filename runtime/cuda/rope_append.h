@@ -20,6 +20,18 @@ struct SlotTable {
   int num_kv_heads = 0;
 };
 
+// The GPU block cache of the offload placements (offload_kernels.h): block b of image
+// i = (sequence slot * layers + layer) * kv_heads + g is in pool slot
+// i * slots + where[i * max_blocks + b] (-1: not cached); tags is the inverse,
+// [images][slots] (-1: a free slot); stamps, [images][slots], the context length of the
+// last step that wanted the slot's block (the plan evicts the least recent first).
+struct CacheMap {
+  int32_t* where = nullptr;
+  int32_t* tags = nullptr;
+  int32_t* stamps = nullptr;
+  int layers = 0, kv_heads = 0, max_blocks = 0, slots = 0;
+};
+
 struct RopeAppendArgs {
   const float* qkv = nullptr;  // [n][(heads + 2 * kv_heads) * head_dim]: q, k, v
   int n = 0;
@@ -31,6 +43,14 @@ struct RopeAppendArgs {
   int layer = 0;
   float* q_out = nullptr;         // [n][heads][head_dim], RoPE applied
   __nv_bfloat16* pool = nullptr;  // slots of [2][16][head_dim]
+  // When cache.where is set, the token's block is found in the GPU block cache instead of
+  // through `table` (decode in the offload placements; the block must be cached).
+  CacheMap cache;
+  // Optional (decode only: one token per sequence): when the token completes its block,
+  // the block's key summary (offload_kernels.h KeySummaryArgs layout, summary_layers
+  // layers) is written.
+  __nv_bfloat16* key_summary = nullptr;
+  int summary_layers = 0, summary_blocks = 0;
 };
 
 cudaError_t LaunchRopeAppend(const RopeAppendArgs& a, cudaStream_t stream);

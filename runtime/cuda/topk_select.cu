@@ -178,7 +178,19 @@ __global__ void BuildListsKernel(const BuildListsArgs a) {
     }
     blocks[n] = blk;
     starts[n] = first;
-    slots[n] = a.table.group_table[trow + blk] * a.table.slots_per_group + slot_add;
+    if (a.cache.where != nullptr) {
+      const int64_t img =
+          (static_cast<int64_t>(slot) * a.cache.layers + a.first_layer + li) * a.cache.kv_heads + g;
+      const int c = a.cache.where[img * a.cache.max_blocks + blk];
+      if (c < 0) {
+        atomicExch(a.error, 1);
+        a.counts[lrow] = 0;
+        return;
+      }
+      slots[n] = static_cast<int32_t>(img * a.cache.slots + c);
+    } else {
+      slots[n] = a.table.group_table[trow + blk] * a.table.slots_per_group + slot_add;
+    }
     ++n;
   }
   a.counts[lrow] = n;

@@ -54,6 +54,10 @@ struct BuildListsArgs {
   const int32_t* dense = nullptr;
   Selection sel;    // must have been made for context_lens
   SlotTable table;  // resolves block ids to slots (resident pool)
+  // Offload placements: when cache.where is set, slots come from the GPU block cache
+  // instead (rope_append.h CacheMap; its layers are the model's, first_layer + li); a
+  // listed block that is not cached sets *error (never read from a wrong slot).
+  CacheMap cache;
   // Output, per sparse layer li, in BlockLists layout: counts + li * rows_per_layer,
   // blocks/slots/starts + li * rows_per_layer * list_stride (rows_per_layer >=
   // batch * kv_heads).

@@ -218,14 +218,14 @@ TEST(LaunchIntegrationTest, ConcurrentStreamsGetExactlyTheirOwnTokens) {
 }
 
 TEST(LaunchIntegrationTest, AFailingStartIsReportedAndEverythingStops) {
-  // This build has no CUDA backend: the worker refuses cuda:0 at LoadModel, the front
-  // end exits, and the launcher says so and exits non-zero.
+  // This machine has no GPU: the worker refuses cuda:0 at LoadModel, the front end
+  // exits, and the launcher says so and exits non-zero.
   Launch launch("fail", Config("cuda:0", 2));
   std::optional<int> status = launch.process->Wait(absl::Seconds(90));
   ASSERT_TRUE(status.has_value()) << launch.Log();
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << DescribeWaitStatus(*status);
   const std::string log = launch.Log();
-  EXPECT_THAT(log, HasSubstr("cuda:0: this build has no CUDA backend"));
+  EXPECT_THAT(log, HasSubstr("device cuda:0: no CUDA device on this machine"));
   EXPECT_THAT(log, HasSubstr("launch: frontend exited with status 1 while"));
 }
 

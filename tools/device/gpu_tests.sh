@@ -14,6 +14,11 @@ rm -rf "$W"
 mkdir -p "$W"
 tar -C "$W" -xJf "$HERE/cuda_gpu.tar.xz"
 export LD_LIBRARY_PATH="$W/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# libnccl.so.2 (tensor parallelism) is not carried: the machine's own, or PyTorch's.
+if ! ldconfig -p | grep -q 'libnccl\.so\.2 ' && [ ! -e /usr/local/cuda/lib64/libnccl.so.2 ]; then
+  d=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0] + "/lib")' 2>/dev/null)
+  [ -n "$d" ] && [ -e "$d/libnccl.so.2" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+fi
 RUN_TESTS=1
 RUN_BENCH=1
 case "${1:-}" in

@@ -31,7 +31,7 @@ for b in "$STAGE"/bin/*; do
   ldd "$b" | awk '$3 ~ /^\// {print $3}'
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
-    libc.so.*|libm.so.*|libstdc++.so.*|libgcc_s.so.*|ld-linux*|libpthread.so.*|libdl.so.*|librt.so.*) continue ;;
+    libc.so.*|libm.so.*|libstdc++.so.*|libgcc_s.so.*|ld-linux*|libpthread.so.*|libdl.so.*|librt.so.*|libnccl.so.*) continue ;;
   esac
   case "$lib" in /usr/local/cuda*) continue ;; esac
   cp -L "$lib" "$STAGE/lib/"

@@ -1,0 +1,419 @@
+#include "bench/offload_rows.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
+#include "kvstore/client/remote_tier.h"
+#include "kvstore/cuda/gather_blocks.h"
+#include "kvstore/testing/storage_node_process.h"
+#include "runtime/cuda/block_rules.h"
+#include "runtime/cuda/cuda_decoder.h"
+#include "runtime/cuda/device_buffer.h"
+#include "runtime/cuda/fill.h"
+#include "runtime/cuda/predictor_weights.h"
+
+ABSL_FLAG(std::string, offload_contexts, "32768,131072", "offload rows: contexts");
+ABSL_FLAG(std::string, offload_batches, "1,8", "offload rows: batch sizes");
+ABSL_FLAG(std::string, offload_modes, "c,b,a,r,e",
+          "offload rows: c (sparse resident), b (sparse offload, graphs), r (b without block "
+          "reuse: every predicted block fetched every step), e (b eager, per-layer waits; "
+          "first context and batch only), a (full offload)");
+ABSL_FLAG(int, offload_steps, 20, "offload rows: timed steps (b, c)");
+ABSL_FLAG(int, offload_warmup, 3, "offload rows: untimed steps first (b, c)");
+ABSL_FLAG(int, full_steps, 3, "offload rows: timed steps of (a)");
+ABSL_FLAG(int, offload_budget, 1024, "offload rows: sparse budget (tokens per KV head)");
+ABSL_FLAG(int, offload_calibration, 5, "offload rows: calibration_step (key summary)");
+ABSL_FLAG(double, host_pool_gib, 33, "offload rows: the local tier's pinned pool, GiB");
+ABSL_FLAG(std::string, storage_node, "", "storage_node binary: also run (b) remote");
+ABSL_FLAG(std::string, remote_tls, "sm", "UCX transports for the remote run (same host)");
+ABSL_FLAG(std::string, remote_contexts, "32768", "remote run: contexts");
+ABSL_FLAG(std::string, remote_batches, "1", "remote run: batch sizes");
+
+namespace apr::cuda {
+namespace {
+
+using bench::Llama31_8B;
+using bench::Median;
+using bench::PositiveInts;
+
+constexpr int64_t kBlockBytes = 2 * 16 * 128 * 2;
+
+struct Result {
+  int ctx = 0, batch = 0;
+  std::string mode;  // "a", "b", ...
+  std::string label;
+  double wall_ms = 0;    // mean wall time per step (host loop, synchronised each step)
+  double device_ms = 0;  // median device time per step (events around the step)
+  double fetched_mb = 0, hits_pct = -1, stalls_per_step = 0, waits_per_step = 0;
+  double fetch_gbs = 0;  // fetched bytes per step / step time
+  double host_stall_ms = 0;
+  std::string note;
+};
+
+#define RETURN_IF_ERR(expr)                   \
+  do {                                        \
+    if (absl::Status _s = (expr); !_s.ok()) { \
+      return _s;                              \
+    }                                         \
+  } while (0)
+
+// Times `steps` decode steps after `warmup`; fills the offload statistics' deltas.
+absl::Status TimeRow(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, int steps,
+                     Result* r) {
+  std::vector<int32_t> tokens(seqs.size());
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(1000 + 7 * i);
+  for (int i = 0; i < warmup; ++i) {
+    RETURN_IF_ERR(d.DecodeStepAsync(seqs, tokens));
+    RETURN_IF_ERR(d.Synchronize());
+  }
+  std::vector<cudaEvent_t> ev(2 * steps);
+  for (cudaEvent_t& e : ev) BENCH_CHECK_CUDA(cudaEventCreate(&e));
+  const OffloadStats s0 = d.offload_stats();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) {
+    RETURN_IF_ERR(d.DecodeStepAsync(seqs, tokens, ev[2 * i], ev[2 * i + 1]));
+    RETURN_IF_ERR(d.Synchronize());
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  const OffloadStats s1 = d.offload_stats();
+  std::vector<double> dev;
+  for (int i = 0; i < steps; ++i) {
+    float ms;
+    BENCH_CHECK_CUDA(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
+    dev.push_back(ms);
+  }
+  for (cudaEvent_t e : ev) cudaEventDestroy(e);
+  r->wall_ms = std::chrono::duration<double, std::milli>(t1 - t0).count() / steps;
+  r->device_ms = Median(dev);
+  const double fetched = double(s1.bytes_fetched - s0.bytes_fetched) / steps;
+  r->fetched_mb = fetched / 1e6;
+  r->fetch_gbs = fetched / (r->wall_ms * 1e6);
+  const int64_t pred = s1.predicted_blocks - s0.predicted_blocks;
+  if (pred > 0) r->hits_pct = 100.0 * double(s1.prefetch_hits - s0.prefetch_hits) / pred;
+  r->stalls_per_step = double(s1.prefetch_stalls - s0.prefetch_stalls) / steps;
+  r->waits_per_step = double(s1.prefetch_waits - s0.prefetch_waits) / steps;
+  r->host_stall_ms = (s1.remote_host_stall_seconds - s0.remote_host_stall_seconds) * 1e3 / steps;
+  return absl::OkStatus();
+}
+
+double LinkGbs(const LocalKvTier& tier) {
+  const int64_t bytes = int64_t{1} << 30;
+  auto dst = DeviceBuffer<char>::Allocate(bytes);
+  BENCH_CHECK_OK(dst.status());
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  float best = 1e30f;
+  for (int i = 0; i < 5; ++i) {
+    cudaEventRecord(a);
+    BENCH_CHECK_CUDA(
+        cudaMemcpyAsync(dst->get(), tier.store->base(), bytes, cudaMemcpyHostToDevice));
+    cudaEventRecord(b);
+    BENCH_CHECK_CUDA(cudaEventSynchronize(b));
+    float ms;
+    cudaEventElapsedTime(&ms, a, b);
+    best = std::min(best, ms);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return bytes / (best * 1e-3) / 1e9;
+}
+
+// The decoder's fetch kernel (device-side count) from the mapped pool: n random tier slots
+// into n random GPU slots per launch, as one layer's fetch.
+double GatherGbs(const LocalKvTier& tier, int n) {
+  const int64_t src_blocks = tier.store->capacity_blocks();
+  const int64_t dst_blocks = std::max<int64_t>(2 * n, 65536);
+  auto dst = DeviceBuffer<char>::Allocate(dst_blocks * kBlockBytes);
+  auto idx = DeviceBuffer<uint32_t>::Allocate(int64_t{2} * n * 8 + 1);
+  BENCH_CHECK_OK(dst.status());
+  BENCH_CHECK_OK(idx.status());
+  std::mt19937 rng(n);
+  std::vector<uint32_t> h(int64_t{2} * n * 8 + 1);
+  for (int j = 0; j < 8; ++j) {
+    for (int i = 0; i < n; ++i) {
+      h[int64_t{j} * 2 * n + i] = rng() % src_blocks;
+      h[int64_t{j} * 2 * n + n + i] = rng() % dst_blocks;
+    }
+  }
+  h.back() = static_cast<uint32_t>(n);
+  BENCH_CHECK_CUDA(cudaMemcpy(idx->get(), h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+  const auto* count = reinterpret_cast<const int32_t*>(idx->get() + h.size() - 1);
+  auto launch = [&](int r) {
+    const uint32_t* e = idx->get() + (r % 8) * int64_t{2} * n;
+    BENCH_CHECK_CUDA(kvstore::LaunchGatherBlocksCounted(
+        tier.mapped->device_pointer(), e, dst->get(), e + n, count, n, kBlockBytes, 0, nullptr));
+  };
+  launch(0);
+  const int reps = std::max(8, static_cast<int>((int64_t{4} << 30) / (int64_t{n} * kBlockBytes)));
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  cudaEventRecord(a);
+  for (int r = 0; r < reps; ++r) launch(r);
+  cudaEventRecord(b);
+  BENCH_CHECK_CUDA(cudaEventSynchronize(b));
+  float ms;
+  cudaEventElapsedTime(&ms, a, b);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return double(reps) * n * kBlockBytes / (ms * 1e-3) / 1e9;
+}
+
+// The table of `rows` so far, after `head` (the link and gather lines).
+std::string Markdown(const std::string& head, const std::vector<Result>& rows, double link,
+                     int budget, int steps) {
+  auto find = [&rows](int ctx, int batch, const std::string& mode) -> const Result* {
+    for (const Result& r : rows)
+      if (r.ctx == ctx && r.batch == batch && r.mode == mode && r.note.empty() &&
+          r.label.find("remote") == std::string::npos)
+        return &r;
+    return nullptr;
+  };
+  std::string t = head;
+  t += absl::StrFormat(
+      "\nBudget %d tokens (sink + %d predicted blocks + local window), key-summary calibration "
+      "every %d steps in (b) and (c); ms/step = mean wall time of %d steps (%d for (a); each "
+      "synchronised; calibration steps included), device = median device time.\n\n",
+      budget, PredictedBlocks(budget), absl::GetFlag(FLAGS_offload_calibration), steps,
+      absl::GetFlag(FLAGS_full_steps));
+  t += "| context | batch | mode | ms/step | device ms | tokens/s | (a) / this | this / (c) | "
+       "fetched MB/step | fetch GB/s (of link) | predicted blocks cached | stalls / waits per "
+       "step | note |\n";
+  t += "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- "
+       "|\n";
+  for (const Result& r : rows) {
+    if (!r.note.empty()) {
+      t += absl::StrFormat("| %d | %d | %s | | | | | | | | | | %s |\n", r.ctx, r.batch, r.label,
+                           r.note);
+      continue;
+    }
+    const Result* a = find(r.ctx, r.batch, "a");
+    const Result* c = find(r.ctx, r.batch, "c");
+    t += absl::StrFormat(
+        "| %d | %d | %s | %.2f | %.2f | %.0f | %s | %s | %.1f | %s | %s | %s | %s |\n", r.ctx,
+        r.batch, r.label, r.wall_ms, r.device_ms, r.batch * 1e3 / r.wall_ms,
+        a != nullptr && r.mode != "a" ? absl::StrFormat("%.1fx", a->wall_ms / r.wall_ms) : "-",
+        c != nullptr && r.mode != "c" ? absl::StrFormat("%.2fx", r.wall_ms / c->wall_ms) : "-",
+        r.fetched_mb,
+        r.mode == "c" ? "-"
+                      : absl::StrFormat("%.1f (%.0f%%)", r.fetch_gbs, 100 * r.fetch_gbs / link),
+        r.hits_pct >= 0 ? absl::StrFormat("%.1f%%", r.hits_pct) : "-",
+        r.mode == "c" ? "-" : absl::StrFormat("%.1f / %.1f", r.stalls_per_step, r.waits_per_step),
+        r.host_stall_ms > 0 ? absl::StrFormat("host waited %.3f ms/step for UCX", r.host_stall_ms)
+                            : "");
+  }
+  return t;
+}
+
+}  // namespace
+
+std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::string& preamble,
+                           const std::string& out_path) {
+  const ModelConfig& cfg = w->config();
+  const int L = cfg.num_hidden_layers, nkv = cfg.num_key_value_heads;
+  const int warmup = absl::GetFlag(FLAGS_offload_warmup),
+            steps = absl::GetFlag(FLAGS_offload_steps);
+  const int budget = absl::GetFlag(FLAGS_offload_budget);
+  const std::string modes = absl::GetFlag(FLAGS_offload_modes);
+  const std::vector<float> pw = RandomPredictorWeights(77);
+
+  // The local tier, shared by every offload decoder below; random contents.
+  const int64_t pool_blocks =
+      static_cast<int64_t>(absl::GetFlag(FLAGS_host_pool_gib) * (1 << 30)) / kBlockBytes;
+  auto t0 = std::chrono::steady_clock::now();
+  auto tier = LocalKvTier::Create(kBlockBytes, pool_blocks);
+  BENCH_CHECK_OK(tier.status());
+  std::shared_ptr<LocalKvTier> local = *tier;
+  BENCH_CHECK_CUDA(FillUniformBf16(static_cast<__nv_bfloat16*>(local->mapped->device_pointer()),
+                                   static_cast<int64_t>(local->store->region_bytes() / 2), 4242,
+                                   1.0f, nullptr));
+  BENCH_CHECK_CUDA(cudaDeviceSynchronize());
+  std::printf("\nlocal tier: %.1f GiB pinned, mapped, registered and filled in %.1f s\n",
+              local->store->region_bytes() / double(1 << 30),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+
+  const double link = LinkGbs(*local);
+  std::string head = absl::StrFormat(
+      "Link: contiguous pinned host -> GPU cudaMemcpyAsync of 1 GiB, best of 5: %.1f GB/s\n\n",
+      link);
+  head +=
+      "| gather (decoder's fetch kernel) from mapped pinned memory, 8 KiB blocks | blocks "
+      "per launch | GB/s | of link |\n| --- | ---: | ---: | ---: |\n";
+  for (int n : {448, 3584, 65536}) {
+    const double g = GatherGbs(*local, n);
+    head += absl::StrFormat("| random tier slots -> random GPU slots | %d | %.1f | %.0f%% |\n", n,
+                            g, 100 * g / link);
+  }
+  std::printf("\n%s\n", head.c_str());
+  std::fflush(stdout);
+
+  std::vector<Result> rows;
+  // The table is rewritten after every row: a run stopped at its time limit still leaves
+  // the rows it finished.
+  auto publish = [&] {
+    if (!out_path.empty())
+      std::ofstream(out_path) << preamble << Markdown(head, rows, link, budget, steps);
+  };
+  auto run = [&](int ctx, int batch, char mode, const std::string& label,
+                 std::shared_ptr<kvstore::RemoteTier> remote) {
+    Result r;
+    r.ctx = ctx;
+    r.batch = batch;
+    r.mode = std::string(1, mode);
+    r.label = label;
+    const bool full = mode == 'a';
+    const int tsteps = full ? absl::GetFlag(FLAGS_full_steps) : steps;
+    const int twarm = full ? 1 : warmup;
+    const int cap = ctx + tsteps + twarm + 64;
+    const double kv = double(batch) * ctx * L * nkv * 2 * 128 * 2;
+    size_t free_b, total_b;
+    BENCH_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
+    const double gpu_need = (mode == 'c' || full) ? kv * 1.08 + (3ull << 30) : 6e9;
+    const bool host_mode = mode != 'c' && remote == nullptr;
+    if (gpu_need > free_b) {
+      r.note = absl::StrFormat("n/a: needs %.0f GB of GPU memory, %.0f GB free", gpu_need / 1e9,
+                               free_b / 1e9);
+    } else if (host_mode && kv > local->store->region_bytes()) {
+      r.note = absl::StrFormat("n/a: KV %.0f GB > the %.0f GB host pool", kv / 1e9,
+                               local->store->region_bytes() / 1e9);
+    }
+    if (!r.note.empty()) {
+      std::printf("ctx %d batch %d %s: %s\n", ctx, batch, label.c_str(), r.note.c_str());
+      rows.push_back(r);
+      publish();
+      return;
+    }
+    CudaDecoderOptions o;
+    o.max_sequences = batch;
+    o.max_context = cap;
+    o.prefill_chunk = 64;
+    o.sparse.enabled = true;
+    o.sparse.budget_tokens = budget;
+    o.sparse.calibration_step = absl::GetFlag(FLAGS_offload_calibration);
+    o.sparse.calibration_source = CalibrationSource::kKeySummary;
+    o.predictor_weights = pw;
+    o.use_graphs = mode != 'e';
+    if (mode != 'c') {
+      o.placement = remote != nullptr ? KvPlacement::kOffloadRemote : KvPlacement::kOffloadLocal;
+      o.offload.local_tier = local;
+      o.offload.remote_tier = remote;
+    }
+    if (mode == 'r') o.offload.reuse_cached_blocks = false;
+    if (full) {
+      // Every block every step: a budget over the whole context, no reuse, no calibration
+      // (the attention is exact anyway).
+      o.max_budget_tokens = cap + 256;
+      o.sparse.budget_tokens = cap + 256;
+      o.sparse.calibration_step = 0;
+      o.offload.reuse_cached_blocks = false;
+      o.offload.extra_cache_slots = 0;
+    }
+    auto t_setup = std::chrono::steady_clock::now();
+    double setup_s = 0;
+    absl::Status st = [&]() -> absl::Status {
+      auto dec = CudaDecoder::Create(w, o);
+      RETURN_IF_ERR(dec.status());
+      CudaDecoder& d = **dec;
+      RETURN_IF_ERR(d.FillPoolRandom(99));
+      std::vector<std::unique_ptr<Sequence>> owned;
+      std::vector<Sequence*> seqs;
+      for (int b = 0; b < batch; ++b) {
+        owned.push_back(d.NewSequence());
+        seqs.push_back(owned.back().get());
+        RETURN_IF_ERR(d.FillRandomContext(*owned.back(), ctx, 500 + b));
+      }
+      setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_setup).count();
+      RETURN_IF_ERR(TimeRow(d, seqs, twarm, tsteps, &r));
+      owned.clear();
+      return absl::OkStatus();
+    }();
+    if (!st.ok()) {
+      r.note = absl::StrCat("error: ", st.ToString());
+      std::printf("ctx %d batch %d %s: %s\n", ctx, batch, label.c_str(), r.note.c_str());
+      std::fflush(stdout);
+      rows.push_back(r);
+      publish();
+      return;
+    }
+    std::printf(
+        "ctx %6d batch %d %-34s %9.3f ms/step (device median %9.3f)  fetched %8.1f MB/step "
+        "(%.1f GB/s)  hits %5.1f%%  stalls %.1f of %.1f waits/step  host stall %.3f ms/step  "
+        "(setup %.1f s)\n",
+        ctx, batch, label.c_str(), r.wall_ms, r.device_ms, r.fetched_mb, r.fetch_gbs, r.hits_pct,
+        r.stalls_per_step, r.waits_per_step, r.host_stall_ms, setup_s);
+    std::fflush(stdout);
+    rows.push_back(r);
+    publish();
+  };
+
+  bool first_pair = true;  // the eager row only once: it shows the cost of no graphs
+  for (int ctx : PositiveInts("offload_contexts", absl::GetFlag(FLAGS_offload_contexts))) {
+    for (int batch : PositiveInts("offload_batches", absl::GetFlag(FLAGS_offload_batches))) {
+      for (char m : modes) {
+        if (m == 'c') run(ctx, batch, 'c', "(c) sparse, resident", nullptr);
+        if (m == 'b') run(ctx, batch, 'b', "(b) sparse offload + prefetch", nullptr);
+        if (m == 'r') run(ctx, batch, 'r', "(b) without block reuse", nullptr);
+        if (m == 'e' && first_pair) run(ctx, batch, 'e', "(b) eager, per-layer waits", nullptr);
+        if (m == 'a') run(ctx, batch, 'a', "(a) full offload", nullptr);
+      }
+      first_pair = false;
+    }
+  }
+
+  // Remote: a storage node process on this host over UCX.
+  std::unique_ptr<kvstore::testing::StorageNodeProcess> node;
+  if (const std::string bin = absl::GetFlag(FLAGS_storage_node); !bin.empty()) {
+    int64_t need = 0;
+    for (int ctx : PositiveInts("remote_contexts", absl::GetFlag(FLAGS_remote_contexts)))
+      for (int batch : PositiveInts("remote_batches", absl::GetFlag(FLAGS_remote_batches)))
+        need = std::max<int64_t>(need, int64_t{batch} * (ctx / 16 + 16) * L * nkv);
+    const std::string tls = absl::GetFlag(FLAGS_remote_tls);
+    auto n = kvstore::testing::StorageNodeProcess::Start(
+        bin,
+        {absl::StrCat("--capacity_blocks=", need + 4096),
+         absl::StrCat("--block_bytes=", kBlockBytes), absl::StrCat("--ucx_tls=", tls),
+         "--ucx_net_devices=lo", "--fill_byte=60"},
+        absl::Seconds(180));
+    if (!n.ok()) {
+      std::fprintf(stderr, "storage node: %s\n", n.status().ToString().c_str());
+    } else {
+      node = *std::move(n);
+      kvstore::RemoteTierOptions ro;
+      ro.address = node->address();
+      ro.ucx.tls = tls;
+      ro.ucx.net_devices = "lo";
+      ro.data_timeout = absl::Seconds(60);
+      auto t = kvstore::RemoteTier::Connect(ro);
+      if (!t.ok()) {
+        std::fprintf(stderr, "remote tier: %s\n", t.status().ToString().c_str());
+      } else {
+        std::shared_ptr<kvstore::RemoteTier> remote(std::move(*t));
+        for (int ctx : PositiveInts("remote_contexts", absl::GetFlag(FLAGS_remote_contexts)))
+          for (int batch : PositiveInts("remote_batches", absl::GetFlag(FLAGS_remote_batches)))
+            run(ctx, batch, 'b', absl::StrCat("(b) remote, storage node over UCX ", tls), remote);
+      }
+    }
+  }
+
+  publish();
+  const std::string t = preamble + Markdown(head, rows, link, budget, steps);
+  std::printf("\n%s", t.c_str());
+  return t;
+}
+
+}  // namespace apr::cuda

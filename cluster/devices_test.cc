@@ -1,0 +1,80 @@
+// The worker's KV placement mapping (ApplyKvPlacement) and the CPU side of OpenDecoder;
+// no GPU needed.
+#include "cluster/devices.h"
+
+#include <gtest/gtest.h>
+
+#include "runtime/cuda/cuda_decoder.h"
+
+namespace apr::cluster {
+namespace {
+
+cuda::CudaDecoderOptions Sparse() {
+  cuda::CudaDecoderOptions o;
+  o.sparse.enabled = true;
+  return o;
+}
+
+TEST(ApplyKvPlacement, DeviceMemoryIsResident) {
+  cuda::CudaDecoderOptions o;
+  o.placement = cuda::KvPlacement::kOffloadLocal;
+  ASSERT_TRUE(ApplyKvPlacement(DecoderOptions{}, &o).ok());
+  EXPECT_EQ(o.placement, cuda::KvPlacement::kResident);
+}
+
+TEST(ApplyKvPlacement, HostRamIsTheLocalTier) {
+  DecoderOptions d;
+  d.placement = KvPlacement::kHost;
+  cuda::CudaDecoderOptions o = Sparse();
+  ASSERT_TRUE(ApplyKvPlacement(d, &o).ok());
+  EXPECT_EQ(o.placement, cuda::KvPlacement::kOffloadLocal);
+  EXPECT_EQ(o.offload.local_tier, nullptr);  // the decoder makes its own pool
+}
+
+TEST(ApplyKvPlacement, OffloadNeedsThePredictor) {
+  for (KvPlacement p : {KvPlacement::kHost, KvPlacement::kRemote}) {
+    DecoderOptions d;
+    d.placement = p;
+    d.storage_nodes = {"127.0.0.1:50071"};
+    cuda::CudaDecoderOptions o;  // dense: no predictor.safetensors
+    const absl::Status s = ApplyKvPlacement(d, &o);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_NE(s.message().find("predictor.safetensors"), std::string::npos) << s;
+  }
+}
+
+TEST(ApplyKvPlacement, RanksSpreadOverTheStorageNodes) {
+  DecoderOptions d;
+  d.placement = KvPlacement::kRemote;
+  cuda::CudaDecoderOptions o = Sparse();
+  EXPECT_EQ(ApplyKvPlacement(d, &o).code(), absl::StatusCode::kInvalidArgument);
+  d.storage_nodes = {"10.0.0.1:50071", "10.0.0.2:50071"};
+  const char* want[] = {"10.0.0.1:50071", "10.0.0.2:50071", "10.0.0.1:50071"};
+  for (int rank = 0; rank < 3; ++rank) {
+    d.tp_rank = rank;
+    d.tp_size = 4;
+    o = Sparse();
+    ASSERT_TRUE(ApplyKvPlacement(d, &o).ok());
+    EXPECT_EQ(o.placement, cuda::KvPlacement::kOffloadRemote);
+    EXPECT_EQ(o.offload.remote_address, want[rank]) << "rank " << rank;
+    // UCX chooses (the node may be on another host; "lo" would not reach it).
+    EXPECT_EQ(o.offload.ucx_tls, "");
+    EXPECT_EQ(o.offload.ucx_net_devices, "");
+  }
+}
+
+TEST(OpenDecoder, TheCpuWorkerKeepsItsCacheInProcess) {
+  DecoderOptions d;
+  d.placement = KvPlacement::kHost;
+  EXPECT_EQ(OpenDecoder("cpu", "models/apr-tiny", d).status().code(),
+            absl::StatusCode::kUnimplemented);
+  auto dec = OpenDecoder("cpu", "models/apr-tiny");
+  ASSERT_TRUE(dec.ok()) << dec.status();
+  const OffloadCounters c = ReadOffloadCounters(**dec);
+  EXPECT_EQ(c.fetch_bytes, 0);
+  EXPECT_EQ(c.prefetch_hits, 0);
+  EXPECT_EQ(c.prefetch_stalls, 0);
+}
+
+}  // namespace
+}  // namespace apr::cluster

@@ -1,0 +1,68 @@
+// Pieces of CudaDecoder shared by its two source files (cuda_decoder.cc: the model and the
+// resident path; cuda_decoder_offload.cc: the offload placements). Not a public header.
+#ifndef APRUNTIME_RUNTIME_CUDA_CUDA_DECODER_INTERNAL_H_
+#define APRUNTIME_RUNTIME_CUDA_CUDA_DECODER_INTERNAL_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/cuda/block_rules.h"
+#include "runtime/cuda/cuda_decoder.h"
+
+namespace apr::cuda {
+
+// Per-step inputs, each an array of max_sequences int32 in d_step_ / h_step_.
+enum StepField {
+  kTokens,
+  kPositions,
+  kContextLens,
+  kSeqSlots,
+  kHistoryRow,
+  kDense,
+  kNextLens,
+  kHistoryCount,
+  kStepFields
+};
+
+constexpr int kMaxSplits = 64;
+
+inline int RoundUpPow2(int v) {
+  int p = 16;
+  while (p < v) p *= 2;
+  return p;
+}
+
+class CudaDecoder::CudaSequence : public Sequence {
+ public:
+  CudaSequence(CudaDecoder* owner, int slot, AttentionHooks* hooks)
+      : owner(owner), slot(slot), hooks(hooks) {}
+  ~CudaSequence() override {
+    if (slot >= 0) owner->Release(*this);
+  }
+  int64_t length() const override { return len; }
+
+  CudaDecoder* owner;
+  int slot;  // -1: no slot was free
+  AttentionHooks* hooks;
+  int64_t len = 0;
+  std::vector<int32_t> groups;
+  bool has_history = false;
+  int hist_row = kHistoryRows - 1;  // the newest history row (of a kHistoryRing ring)
+  int64_t steps = 0;                // decode steps since the history was initialised
+  int32_t hist_count = 0;           // rows appended since then (the CNN state's clock)
+
+  // Offload placements: the sequence in the tier, and (remote) write-backs in flight.
+  uint64_t tier_id = 0;
+  bool in_tier = false;
+  struct WriteBack {
+    std::shared_ptr<kvstore::GpuFetchJob> job;
+    int block;
+    int64_t step;  // decoder step counter when it started
+  };
+  std::vector<WriteBack> write_backs;
+};
+
+}  // namespace apr::cuda
+
+#endif  // APRUNTIME_RUNTIME_CUDA_CUDA_DECODER_INTERNAL_H_
