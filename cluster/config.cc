@@ -171,6 +171,34 @@ class ConfigChecker {
     if (c_.frontend().default_max_tokens() < 0) {
       ck_.Error(fe, "default_max_tokens", -1, "must be >= 0");
     }
+    if (c_.frontend().has_tls()) CheckTls(ck_.Child(fe, "tls"), c_.frontend().tls(), true);
+    if (c_.frontend().has_auth() && c_.frontend().auth().tokens_file().empty()) {
+      ck_.Error(ck_.Child(fe, "auth"), "tokens_file", -1, "is empty");
+    }
+    const v1::Limits& lim = c_.frontend().limits();
+    Checker::Node ln = ck_.Child(fe, "limits");
+    for (auto [name, v] : {std::pair<const char*, int>{"max_prompt_tokens", lim.max_prompt_tokens()},
+                           {"max_new_tokens", lim.max_new_tokens()},
+                           {"max_streams_per_client", lim.max_streams_per_client()},
+                           {"max_open_streams", lim.max_open_streams()},
+                           {"max_request_bytes", lim.max_request_bytes()}}) {
+      if (v < 0) ck_.Error(ln, name, -1, "must be >= 0");
+    }
+  }
+
+  // A listener needs a certificate and its key; mutual TLS needs the CA that verifies
+  // the peers' certificates.
+  void CheckTls(const Checker::Node& n, const v1::Tls& tls, bool server) {
+    if (tls.cert_file().empty() != tls.key_file().empty()) {
+      ck_.Error(n, tls.cert_file().empty() ? "cert_file" : "key_file", -1,
+                "cert_file and key_file go together");
+    }
+    if (server && tls.cert_file().empty()) {
+      ck_.Error(n, "cert_file", -1, "a TLS listener needs cert_file and key_file");
+    }
+    if (tls.require_client_cert() && tls.ca_file().empty()) {
+      ck_.Error(n, "ca_file", -1, "require_client_cert needs ca_file to verify the clients");
+    }
   }
 
   void CheckWorkers() {
@@ -260,6 +288,13 @@ class ConfigChecker {
             absl::StrCat("unknown process kind \"", kind, "\" (frontend, worker or storage_node)"));
       }
     }
+    if (c_.has_internal_tls()) {
+      Checker::Node t = ck_.Child(root_, "internal_tls");
+      CheckTls(t, c_.internal_tls(), true);
+      if (c_.internal_tls().ca_file().empty()) {
+        ck_.Error(t, "ca_file", -1, "mutual TLS between cluster processes needs ca_file");
+      }
+    }
     Checker::Node kv = ck_.Child(root_, "kv_cache");
     if (c_.kv_cache().budget_tokens() < 0) ck_.Error(kv, "budget_tokens", -1, "must be >= 0");
   }
@@ -279,6 +314,10 @@ void FillDefaults(ClusterConfig& c) {
   }
   if (c.launcher().stop_timeout_seconds() == 0) c.mutable_launcher()->set_stop_timeout_seconds(10);
   if (c.kv_cache().budget_tokens() == 0) c.mutable_kv_cache()->set_budget_tokens(1024);
+  v1::Limits* lim = c.mutable_frontend()->mutable_limits();
+  if (lim->max_streams_per_client() == 0) lim->set_max_streams_per_client(256);
+  if (lim->max_open_streams() == 0) lim->set_max_open_streams(4096);
+  if (lim->max_request_bytes() == 0) lim->set_max_request_bytes(4 << 20);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "cluster/generation_service.h"
 #include "cluster/grpc_server.h"
 #include "cluster/metrics_http.h"
+#include "cluster/security.h"
 #include "cluster/serving.h"
 #include "runtime/model_path.h"
 
@@ -41,7 +42,13 @@ int Main() {
   if (!service.ok()) return Fail(service.status());
 
   const std::string host = config->frontend().grpc().host();
-  auto server = StartGrpcServer(host, config->frontend().grpc().port(), {service->get()});
+  GrpcServerOptions server_options;
+  auto creds = MakeServerCredentials(ResolveTlsPaths(config->frontend().tls()));
+  if (!creds.ok()) return Fail(creds.status());
+  server_options.credentials = *creds;
+  server_options.max_receive_message_bytes = config->frontend().limits().max_request_bytes();
+  auto server = StartGrpcServer(host, config->frontend().grpc().port(), {service->get()},
+                                server_options);
   if (!server.ok()) return Fail(server.status());
   SetServing(*server->server, false);
   auto http = MetricsHttpServer::Start(host, config->frontend().metrics_port(), &metrics);

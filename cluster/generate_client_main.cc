@@ -29,6 +29,14 @@ ABSL_FLAG(uint64_t, seed, 1, "random seed for sampling");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past the model's end-of-sequence tokens");
 ABSL_FLAG(bool, echo_prompt, true, "print the prompt before the generated text");
 ABSL_FLAG(double, timeout_s, 0, "give up after this many seconds (0: no limit)");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA that verifies the front end's certificate; set: connect with TLS");
+ABSL_FLAG(std::string, tls_cert_file, "", "PEM client certificate (mutual TLS)");
+ABSL_FLAG(std::string, tls_key_file, "", "its private key");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "name to check in the front end's certificate instead of the host");
+ABSL_FLAG(std::string, token_file, "",
+          "file whose first line is the bearer token for the front end's auth");
 
 namespace apr::cluster {
 namespace {
@@ -76,14 +84,28 @@ int Main() {
 
   if (absl::GetFlag(FLAGS_echo_prompt)) std::fputs(prompt->c_str(), stdout);
   std::fflush(stdout);
-  auto stub = ConnectGeneration(server);
+  TlsConfig tls;
+  tls.set_ca_file(absl::GetFlag(FLAGS_tls_ca_file));
+  tls.set_cert_file(absl::GetFlag(FLAGS_tls_cert_file));
+  tls.set_key_file(absl::GetFlag(FLAGS_tls_key_file));
+  tls.set_server_name(absl::GetFlag(FLAGS_tls_server_name));
+  auto stub = ConnectGeneration(server, tls);
+  if (!stub.ok()) return Fail(stub.status());
+  CallOptions call;
+  call.timeout_seconds = absl::GetFlag(FLAGS_timeout_s);
+  if (const std::string f = absl::GetFlag(FLAGS_token_file); !f.empty()) {
+    std::ifstream in(ResolveUserPath(f));
+    if (!in || !std::getline(in, call.token) || call.token.empty()) {
+      return Fail(absl::NotFoundError(absl::StrCat("cannot read a token from --token_file ", f)));
+    }
+  }
   auto stats = StreamGenerate(
-      *stub, req,
+      **stub, req,
       [](const ::apr::generation::v1::TokenChunk& chunk) {
         std::fputs(chunk.text().c_str(), stdout);
         std::fflush(stdout);
       },
-      absl::GetFlag(FLAGS_timeout_s));
+      call);
   std::fputs("\n", stdout);
   std::fflush(stdout);  // the closing line on stderr must come after the text
   if (!stats.ok()) return Fail(stats.status());

@@ -1,12 +1,15 @@
 #include "cluster/generation_service.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "cluster/request_validation.h"
 #include "cluster/worker_service.h"
+#include "runtime/model_path.h"
 
 namespace apr::cluster {
 
@@ -45,8 +48,16 @@ absl::StatusOr<std::unique_ptr<GenerationService>> GenerationService::Create(
   if (!model.ok()) return model.status();
   auto tokenizer = Tokenizer::FromFile(model_dir + "/tokenizer.json");
   if (!tokenizer.ok()) return tokenizer.status();
-  return std::unique_ptr<GenerationService>(
+  std::optional<TokenSet> tokens;
+  if (config.frontend().has_auth()) {
+    auto t = TokenSet::Load(ResolveModelDir(config.frontend().auth().tokens_file()));
+    if (!t.ok()) return t.status();
+    tokens = *std::move(t);
+  }
+  std::unique_ptr<GenerationService> service(
       new GenerationService(config, model_dir, std::move(*tokenizer), *model, metrics));
+  service->tokens_file_ = std::move(tokens);
+  return service;
 }
 
 GenerationService::GenerationService(const ClusterConfig& config, std::string model_dir,
@@ -63,7 +74,9 @@ GenerationService::GenerationService(const ClusterConfig& config, std::string mo
     for (const auto& r : g.ranks()) {
       ranks.push_back({HostPort(r.grpc().host(), r.grpc().port()), r.device()});
     }
-    groups_.push_back({std::make_unique<WorkerGroup>(g.name(), std::move(ranks)), nullptr});
+    groups_.push_back({std::make_unique<WorkerGroup>(g.name(), std::move(ranks),
+                                                     ResolveTlsPaths(config_.internal_tls())),
+                       nullptr});
   }
   // Schedulers exist from the start (so that metrics and Health read them without a
   // race) and start running once their group is loaded.
@@ -99,6 +112,21 @@ GenerationService::GenerationService(const ClusterConfig& config, std::string mo
     for (const Group& g : groups_) n += g.scheduler->stats().queue_depth;
     return static_cast<double>(n);
   });
+  refused_ = metrics->AddCounter(
+      "apr_requests_refused_total",
+      "Generate requests refused by a limit (frontend.limits, the admission queue).");
+  unauthenticated_ = metrics->AddCounter("apr_requests_unauthenticated_total",
+                                         "Calls refused for a missing or unknown token.");
+  metrics->AddGaugeFunction("apr_unhealthy_worker_groups",
+                            "Worker groups whose workers failed or stopped answering.", [this] {
+                              int n = 0;
+                              for (const Group& g : groups_) n += g.workers->healthy() ? 0 : 1;
+                              return static_cast<double>(n);
+                            });
+  metrics->AddGaugeFunction("apr_open_streams", "Generate streams open.", [this] {
+    absl::MutexLock l(&streams_mu_);
+    return static_cast<double>(open_streams_);
+  });
   metrics->AddGaugeFunction("apr_running_sequences", "Sequences in the running batches.", [this] {
     int64_t n = 0;
     for (const Group& g : groups_) n += g.scheduler->stats().running;
@@ -108,7 +136,7 @@ GenerationService::GenerationService(const ClusterConfig& config, std::string mo
 
 GenerationService::~GenerationService() { Stop(); }
 
-absl::Status GenerationService::LoadWorkers() {
+absl::Status GenerationService::LoadWorkers(absl::Duration probe_interval) {
   const absl::Duration timeout = absl::Seconds(config_.launcher().startup_timeout_seconds());
   ::apr::worker::v1::KvCache kv;
   switch (config_.kv_cache().placement()) {
@@ -139,11 +167,37 @@ absl::Status GenerationService::LoadWorkers() {
     g.scheduler->Start();
   }
   SetStatus(gv1::HealthResponse::STATUS_SERVING, "");
+  if (probe_interval > absl::ZeroDuration()) {
+    prober_ = std::thread([this, probe_interval] { ProbeLoop(probe_interval); });
+  }
   return absl::OkStatus();
+}
+
+void GenerationService::ProbeLoop(absl::Duration interval) {
+  while (true) {
+    {
+      absl::MutexLock l(&probe_mu_);
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(probe_mu_) { return stop_probe_; };
+      if (probe_mu_.AwaitWithTimeout(absl::Condition(&stop), interval)) return;
+    }
+    for (Group& g : groups_) {
+      if (!g.workers->healthy()) continue;
+      absl::Status s = g.workers->Probe(std::max(interval, absl::Seconds(1)));
+      if (!s.ok()) {
+        std::fprintf(stderr, "frontend: worker group %s is unhealthy: %s\n",
+                     g.workers->name().c_str(), std::string(s.message()).c_str());
+      }
+    }
+  }
 }
 
 void GenerationService::Stop() {
   SetStatus(gv1::HealthResponse::STATUS_STOPPING, "stopping");
+  {
+    absl::MutexLock l(&probe_mu_);
+    stop_probe_ = true;
+  }
+  if (prober_.joinable()) prober_.join();
   for (Group& g : groups_) {
     g.scheduler->Stop();
   }
@@ -160,63 +214,91 @@ void GenerationService::SetStatus(Status s, std::string message) {
   status_message_ = std::move(message);
 }
 
-GenerationService::Group& GenerationService::Route() {
-  Group* best = &groups_[0];
+GenerationService::Group* GenerationService::Route() {
+  Group* best = nullptr;
   int64_t best_load = std::numeric_limits<int64_t>::max();
   for (Group& g : groups_) {
+    if (!g.workers->healthy()) continue;
     const SchedulerStats s = g.scheduler->stats();
     if (s.queue_depth + s.running < best_load) {
       best_load = s.queue_depth + s.running;
       best = &g;
     }
   }
-  return *best;
+  return best;
+}
+
+absl::StatusOr<std::string> GenerationService::Authenticate(const grpc::ServerContext& ctx) const {
+  if (!tokens_file_) return PeerHost(ctx.peer());
+  const auto& md = ctx.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) {
+    unauthenticated_->Add();
+    return absl::UnauthenticatedError(
+        "missing \"authorization: Bearer <token>\" metadata (frontend.auth)");
+  }
+  std::optional<std::string> who =
+      tokens_file_->Check(std::string_view(it->second.data(), it->second.size()));
+  if (!who) {
+    unauthenticated_->Add();
+    return absl::UnauthenticatedError("unknown token (frontend.auth)");
+  }
+  return *who;
+}
+
+absl::Status GenerationService::OpenStream(const std::string& client) {
+  const v1::Limits& lim = config_.frontend().limits();
+  absl::MutexLock l(&streams_mu_);
+  if (open_streams_ >= lim.max_open_streams()) {
+    refused_->Add();
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the front end has ", open_streams_,
+                     " streams open (frontend.limits.max_open_streams is ",
+                     lim.max_open_streams(), ")"));
+  }
+  int& mine = streams_per_client_[client];
+  if (mine >= lim.max_streams_per_client()) {
+    refused_->Add();
+    return absl::ResourceExhaustedError(
+        absl::StrCat("client ", client, " has ", mine,
+                     " streams open (frontend.limits.max_streams_per_client is ",
+                     lim.max_streams_per_client(), ")"));
+  }
+  ++mine;
+  ++open_streams_;
+  return absl::OkStatus();
+}
+
+void GenerationService::CloseStream(const std::string& client) {
+  absl::MutexLock l(&streams_mu_);
+  --open_streams_;
+  auto it = streams_per_client_.find(client);
+  if (it != streams_per_client_.end() && --it->second <= 0) streams_per_client_.erase(it);
 }
 
 absl::StatusOr<SchedulerRequest> GenerationService::Prepare(const gv1::GenerateRequest& req) {
-  SchedulerRequest r;
-  switch (req.prompt_case()) {
-    case gv1::GenerateRequest::kText:
-      r.prompt =
-          tokenizer_->Encode(req.text(), !req.has_add_special_tokens() || req.add_special_tokens());
-      break;
-    case gv1::GenerateRequest::kTokenIds:
-      r.prompt.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
-      for (int32_t id : r.prompt) {
-        if (id < 0 || id >= model_.vocab_size) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "prompt token ", id, " is outside the vocabulary [0, ", model_.vocab_size, ")"));
-        }
-      }
-      break;
-    default:
-      return absl::InvalidArgumentError("the request has no prompt (text or token_ids)");
-  }
-  if (req.max_tokens() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_tokens must be >= 0, got ", req.max_tokens()));
-  }
-  r.options.max_new_tokens =
-      req.max_tokens() > 0 ? req.max_tokens() : config_.frontend().default_max_tokens();
-  const gv1::SamplingParams& s = req.sampling();
-  r.options.sampling = {s.temperature(), s.top_k(), s.top_p() == 0 ? 1.0f : s.top_p(), s.seed()};
-  r.options.stop_token_ids.assign(req.stop_token_ids().begin(), req.stop_token_ids().end());
-  if (!req.ignore_eos()) {
-    for (int64_t id : model_.eos_token_ids) {
-      r.options.stop_token_ids.push_back(static_cast<int32_t>(id));
-    }
-  }
-  return r;
+  return PrepareRequest(req, *tokenizer_, model_, config_.frontend());
 }
 
 grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::GenerateRequest* req,
                                          grpc::ServerWriter<gv1::GenerateResponse>* writer) {
   const auto arrived = std::chrono::steady_clock::now();
+  absl::StatusOr<std::string> client = Authenticate(*ctx);
+  if (!client.ok()) return ToGrpc(client.status());
   if (!serving()) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the cluster is not serving");
   }
   absl::StatusOr<SchedulerRequest> prepared = Prepare(*req);
-  if (!prepared.ok()) return ToGrpc(prepared.status());
+  if (!prepared.ok()) {
+    refused_->Add();
+    return ToGrpc(prepared.status());
+  }
+  if (absl::Status s = OpenStream(*client); !s.ok()) return ToGrpc(s);
+  struct Closer {
+    GenerationService* self;
+    const std::string& client;
+    ~Closer() { self->CloseStream(client); }
+  } closer{this, *client};
   const std::string request_id = absl::StrCat("r", next_request_++);
 
   auto stream = std::make_shared<Stream>();
@@ -230,9 +312,19 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::Ge
     stream->result = std::move(result);
     stream->done = true;
   };
-  Group& group = Route();
+  Group* routed = Route();
+  if (routed == nullptr) {
+    std::string why;
+    for (const Group& g : groups_) absl::StrAppend(&why, why.empty() ? "" : "; ", g.workers->unhealthy_reason());
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat("no healthy worker group: ", why));
+  }
+  Group& group = *routed;
   absl::StatusOr<uint64_t> id = group.scheduler->Submit(*std::move(prepared));
-  if (!id.ok()) return ToGrpc(id.status());
+  if (!id.ok()) {
+    if (id.status().code() == absl::StatusCode::kResourceExhausted) refused_->Add();
+    return ToGrpc(id.status());
+  }
   requests_->Add();
 
   StreamDecoder text(*tokenizer_);
@@ -308,16 +400,19 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::Ge
   return grpc::Status::OK;
 }
 
-grpc::Status GenerationService::Tokenize(grpc::ServerContext*, const gv1::TokenizeRequest* req,
+grpc::Status GenerationService::Tokenize(grpc::ServerContext* ctx, const gv1::TokenizeRequest* req,
                                          gv1::TokenizeResponse* resp) {
+  if (auto who = Authenticate(*ctx); !who.ok()) return ToGrpc(who.status());
   for (int32_t id : tokenizer_->Encode(req->text(), !req->skip_special_tokens())) {
     resp->add_ids(id);
   }
   return grpc::Status::OK;
 }
 
-grpc::Status GenerationService::Detokenize(grpc::ServerContext*, const gv1::DetokenizeRequest* req,
+grpc::Status GenerationService::Detokenize(grpc::ServerContext* ctx,
+                                           const gv1::DetokenizeRequest* req,
                                            gv1::DetokenizeResponse* resp) {
+  if (auto who = Authenticate(*ctx); !who.ok()) return ToGrpc(who.status());
   std::vector<int32_t> ids(req->ids().begin(), req->ids().end());
   for (int32_t id : ids) {
     if (id < 0 || id >= tokenizer_->vocab_size()) {
@@ -329,8 +424,10 @@ grpc::Status GenerationService::Detokenize(grpc::ServerContext*, const gv1::Deto
   return grpc::Status::OK;
 }
 
-grpc::Status GenerationService::GetModelInfo(grpc::ServerContext*, const gv1::GetModelInfoRequest*,
+grpc::Status GenerationService::GetModelInfo(grpc::ServerContext* ctx,
+                                             const gv1::GetModelInfoRequest*,
                                              gv1::ModelInfo* resp) {
+  if (auto who = Authenticate(*ctx); !who.ok()) return ToGrpc(who.status());
   resp->set_name(std::filesystem::path(model_dir_).filename().string());
   resp->set_vocab_size(model_.vocab_size);
   resp->set_max_context(model_.max_position_embeddings);
@@ -361,6 +458,21 @@ grpc::Status GenerationService::Health(grpc::ServerContext*, const gv1::HealthRe
     absl::MutexLock l(&mu_);
     resp->set_status(status_);
     resp->set_message(status_message_);
+  }
+  if (resp->status() == gv1::HealthResponse::STATUS_SERVING) {
+    int unhealthy = 0;
+    std::string why;
+    for (const Group& g : groups_) {
+      if (g.workers->healthy()) continue;
+      ++unhealthy;
+      absl::StrAppend(&why, why.empty() ? "" : "; ", "worker group ", g.workers->name(),
+                      " is unhealthy: ", g.workers->unhealthy_reason());
+    }
+    // Serving while one group is left; FAILED when none is.
+    if (unhealthy == static_cast<int>(groups_.size())) {
+      resp->set_status(gv1::HealthResponse::STATUS_FAILED);
+    }
+    resp->set_message(why);
   }
   for (const Group& g : groups_) {
     const SchedulerStats s = g.scheduler->stats();

@@ -6,12 +6,16 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster/config.h"
 #include "cluster/metrics.h"
+#include "cluster/security.h"
 #include "cluster/worker_group.h"
 #include "rpc/generation/v1/generation.grpc.pb.h"
 #include "runtime/model_config.h"
@@ -29,7 +33,9 @@ class GenerationService final : public ::apr::generation::v1::Generation::Servic
   ~GenerationService() override;
 
   // Loads the model on every worker group and starts their schedulers; SERVING after.
-  absl::Status LoadWorkers();
+  // Then probes the groups' workers every `probe_interval` (a group whose worker stops
+  // answering is unhealthy: requests are routed to the others, Health names it).
+  absl::Status LoadWorkers(absl::Duration probe_interval = absl::Milliseconds(500));
   // Stops admitting; running and queued requests end as cancelled. Idempotent.
   void Stop();
   bool serving() const;
@@ -56,11 +62,18 @@ class GenerationService final : public ::apr::generation::v1::Generation::Servic
   GenerationService(const ClusterConfig& config, std::string model_dir,
                     std::unique_ptr<Tokenizer> tokenizer, ModelConfig model,
                     MetricsRegistry* metrics);
-  // Turns a request into the scheduler's terms.
+  // Turns a request into the scheduler's terms; checks frontend.limits.
   absl::StatusOr<SchedulerRequest> Prepare(const ::apr::generation::v1::GenerateRequest& req);
-  // The group with the fewest queued plus running requests.
-  Group& Route();
+  // The healthy group with the fewest queued plus running requests; null when none is.
+  Group* Route();
   void SetStatus(Status s, std::string message);
+  // The caller's identity: its auth client name (UNAUTHENTICATED without a known token
+  // when auth is configured), else its peer host.
+  absl::StatusOr<std::string> Authenticate(const grpc::ServerContext& ctx) const;
+  // Counts an open stream against the limits; ResourceExhausted naming the limit.
+  absl::Status OpenStream(const std::string& client);
+  void CloseStream(const std::string& client);
+  void ProbeLoop(absl::Duration interval);
 
   const ClusterConfig config_;
   const std::string model_dir_;
@@ -68,6 +81,15 @@ class GenerationService final : public ::apr::generation::v1::Generation::Servic
   const ModelConfig model_;
   std::vector<Group> groups_;
   std::atomic<uint64_t> next_request_{1};
+  std::optional<TokenSet> tokens_file_;
+
+  absl::Mutex streams_mu_;
+  absl::flat_hash_map<std::string, int> streams_per_client_ ABSL_GUARDED_BY(streams_mu_);
+  int open_streams_ ABSL_GUARDED_BY(streams_mu_) = 0;
+
+  absl::Mutex probe_mu_;
+  bool stop_probe_ ABSL_GUARDED_BY(probe_mu_) = false;
+  std::thread prober_;
 
   mutable absl::Mutex mu_;
   Status status_ ABSL_GUARDED_BY(mu_);
@@ -80,6 +102,8 @@ class GenerationService final : public ::apr::generation::v1::Generation::Servic
   Gauge* tokens_per_second_;
   Histogram* queue_seconds_;
   Histogram* first_token_seconds_;
+  Counter* refused_;
+  Counter* unauthenticated_;
 };
 
 }  // namespace apr::cluster

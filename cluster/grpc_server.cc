@@ -10,13 +10,19 @@
 namespace apr::cluster {
 
 absl::StatusOr<StartedServer> StartGrpcServer(const std::string& host, int port,
-                                              const std::vector<grpc::Service*>& services) {
+                                              const std::vector<grpc::Service*>& services,
+                                              const GrpcServerOptions& options) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   StartedServer started;
-  builder.AddListeningPort(HostPort(host, port), grpc::InsecureServerCredentials(), &started.port);
+  builder.AddListeningPort(
+      HostPort(host, port),
+      options.credentials ? options.credentials : grpc::InsecureServerCredentials(),
+      &started.port);
   // Step requests and logits can be large; the default 4 MiB is a guess for chat.
-  builder.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes > 0
+                                       ? options.max_receive_message_bytes
+                                       : std::numeric_limits<int>::max());
   builder.SetMaxSendMessageSize(std::numeric_limits<int>::max());
   for (grpc::Service* s : services) builder.RegisterService(s);
   started.server = builder.BuildAndStart();

@@ -18,8 +18,17 @@ struct StartedServer {
   int port = 0;  // the port bound
 };
 
+struct GrpcServerOptions {
+  // Null: plaintext (grpc::InsecureServerCredentials).
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Largest request message accepted; 0: no limit (cluster-internal listeners, whose
+  // Step requests and logits can be large). The public listener sets Limits.max_request_bytes.
+  int max_receive_message_bytes = 0;
+};
+
 absl::StatusOr<StartedServer> StartGrpcServer(const std::string& host, int port,
-                                              const std::vector<grpc::Service*>& services);
+                                              const std::vector<grpc::Service*>& services,
+                                              const GrpcServerOptions& options = {});
 
 // Sets the standard health service's overall status (readiness); the service named
 // "liveness" is always SERVING.

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cluster/security.h"
 #include "cluster/serving.h"
 #include "rpc/generation/v1/generation.grpc.pb.h"
 #include "runtime/model_config.h"
@@ -120,6 +121,13 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
                  Flag("metrics_port", rank.metrics_port()),
                  Flag("device", rank.device()),
                  Flag("ready_file", p.ready_file)};
+      for (const auto& f : rank.extra_flags()) p.flags.push_back(f);
+      if (config_.has_internal_tls()) {
+        const TlsConfig tls = ResolveTlsPaths(config_.internal_tls());
+        p.flags.push_back(Flag("tls_cert_file", tls.cert_file()));
+        p.flags.push_back(Flag("tls_key_file", tls.key_file()));
+        p.flags.push_back(Flag("tls_ca_file", tls.ca_file()));
+      }
       plan.push_back(std::move(p));
     }
   }
@@ -179,8 +187,23 @@ absl::Status Launcher::AwaitReady(Running& r, absl::Time deadline) {
 }
 
 absl::Status Launcher::AwaitServing(Running& frontend, absl::Time deadline) {
-  auto stub = gv1::Generation::NewStub(
-      grpc::CreateChannel(frontend_address_, grpc::InsecureChannelCredentials()));
+  // TLS to the front end: its listener's CA (or the cluster's) verifies it; the cluster's
+  // certificate is presented in case the listener requires one.
+  TlsConfig tls;
+  if (TlsEnabled(config_.frontend().tls())) {
+    tls = ResolveTlsPaths(config_.internal_tls());
+    const TlsConfig fe = ResolveTlsPaths(config_.frontend().tls());
+    if (!fe.ca_file().empty()) tls.set_ca_file(fe.ca_file());
+    if (!fe.server_name().empty()) tls.set_server_name(fe.server_name());
+    if (tls.ca_file().empty()) {
+      return absl::InvalidArgumentError(
+          "frontend.tls: the launcher needs ca_file (here or in internal_tls) to check the "
+          "front end's certificate");
+    }
+  }
+  auto channel = MakeChannel(frontend_address_, tls);
+  if (!channel.ok()) return channel.status();
+  auto stub = gv1::Generation::NewStub(*channel);
   std::string last = "no answer";
   while (true) {
     if (auto status = frontend.process.Poll()) {
@@ -294,6 +317,16 @@ absl::Status Launcher::Start() {
     // the model path made absolute.
     ResolvePorts();
     config_.mutable_model()->set_path(fs::absolute(ResolveModelDir(config_.model().path())));
+    if (config_.has_internal_tls()) {
+      *config_.mutable_internal_tls() = ResolveTlsPaths(config_.internal_tls());
+    }
+    if (config_.frontend().has_tls()) {
+      *config_.mutable_frontend()->mutable_tls() = ResolveTlsPaths(config_.frontend().tls());
+    }
+    if (config_.frontend().has_auth()) {
+      config_.mutable_frontend()->mutable_auth()->set_tokens_file(
+          fs::absolute(ResolveModelDir(config_.frontend().auth().tokens_file())).string());
+    }
     {
       std::ofstream out(fs::path(options_.run_dir) / "cluster.textproto");
       out << ConfigToText(config_);
@@ -323,8 +356,14 @@ int Launcher::WaitForSignalOrExit() {
     const int sig = sigtimedwait(&set, nullptr, &tick);
     if (sig > 0) return sig;
     for (const auto& r : running_) {
+      if (r->process.exited()) continue;  // a worker already reported below
       if (auto status = r->process.Poll()) {
         failure_ = absl::StrCat(Who(r->spec), " ", DescribeWaitStatus(*status));
+        if (r->spec.kind == "worker" && config_.launcher().keep_serving_after_worker_exit()) {
+          std::fprintf(stderr, "launch: %s; the front end serves on the other workers\n",
+                       failure_.c_str());
+          continue;
+        }
         return -1;
       }
     }

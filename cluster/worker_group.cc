@@ -25,17 +25,56 @@ void SetDeadline(grpc::ClientContext& ctx) {
 
 }  // namespace
 
-WorkerGroup::WorkerGroup(std::string name, std::vector<RankAddress> ranks)
+WorkerGroup::WorkerGroup(std::string name, std::vector<RankAddress> ranks, const TlsConfig& tls)
     : name_(std::move(name)), ranks_(std::move(ranks)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
   for (const RankAddress& r : ranks_) {
-    stubs_.push_back(wv1::Worker::NewStub(
-        grpc::CreateCustomChannel(r.address, grpc::InsecureChannelCredentials(), args)));
+    auto channel = MakeChannel(r.address, tls, args);
+    if (!channel.ok()) {  // unreadable certificate files: every call fails with the reason
+      MarkUnhealthy(channel.status());
+      channel = grpc::CreateCustomChannel(r.address, grpc::InsecureChannelCredentials(), args);
+    }
+    stubs_.push_back(wv1::Worker::NewStub(*channel));
   }
 }
 
-absl::Status WorkerGroup::OnAllRanks(const std::function<grpc::Status(int rank)>& call) {
+std::string WorkerGroup::unhealthy_reason() const {
+  absl::MutexLock l(&mu_);
+  return unhealthy_reason_;
+}
+
+void WorkerGroup::MarkUnhealthy(const absl::Status& s) {
+  absl::MutexLock l(&mu_);
+  if (unhealthy_reason_.empty()) unhealthy_reason_ = std::string(s.message());
+  healthy_ = false;
+}
+
+absl::Status WorkerGroup::Probe(absl::Duration timeout) {
+  const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
+  auto health = [&](int r) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline);
+    wv1::HealthResponse resp;
+    grpc::Status st = stubs_[r]->Health(&ctx, wv1::HealthRequest(), &resp);
+    if (st.ok() && !resp.model_loaded()) {
+      // A worker that answers but has no model was restarted: its sequences are gone.
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker has no model loaded "
+                                                         "(restarted?)");
+    }
+    if (!st.ok() && st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("no Health answer within ", absl::FormatDuration(timeout)));
+    }
+    return st;
+  };
+  absl::Status s = OnAllRanks(health, /*probe_on_failure=*/false);
+  if (!s.ok()) MarkUnhealthy(s);
+  return s;
+}
+
+absl::Status WorkerGroup::OnAllRanks(const std::function<grpc::Status(int rank)>& call,
+                                     bool probe_on_failure) {
   std::vector<std::future<grpc::Status>> others;
   for (int r = 1; r < static_cast<int>(stubs_.size()); ++r) {
     others.push_back(std::async(std::launch::async, call, r));
@@ -53,6 +92,13 @@ absl::Status WorkerGroup::OnAllRanks(const std::function<grpc::Status(int rank)>
   if (!first.ok()) {
     result = absl::Status(result.code(), absl::StrCat("worker ", name_, "/0 (", ranks_[0].address,
                                                       "): ", result.message()));
+  }
+  // UNAVAILABLE is the transport's word for a process that is gone or unreachable, but a
+  // live worker also answers it (its storage node is gone): a Health probe tells which.
+  if (result.code() == absl::StatusCode::kUnavailable && probe_on_failure) {
+    if (absl::Status p = Probe(absl::Seconds(2)); !p.ok()) {
+      result = absl::Status(result.code(), absl::StrCat(result.message(), " [", p.message(), "]"));
+    }
   }
   return result;
 }

@@ -4,9 +4,13 @@
 #ifndef APRUNTIME_CLUSTER_WORKER_GROUP_H_
 #define APRUNTIME_CLUSTER_WORKER_GROUP_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "cluster/security.h"
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,7 +26,9 @@ struct RankAddress {
 
 class WorkerGroup : public StepEngine {
  public:
-  WorkerGroup(std::string name, std::vector<RankAddress> ranks);
+  // `tls`: the client side of the cluster's mutual TLS (ClusterConfig.internal_tls);
+  // empty: plaintext.
+  WorkerGroup(std::string name, std::vector<RankAddress> ranks, const TlsConfig& tls = {});
 
   // Waits (up to `timeout`) for every rank to answer, then loads the model on all of
   // them; for more than one rank, rank 0 first creates the NCCL unique id that every
@@ -44,10 +50,23 @@ class WorkerGroup : public StepEngine {
   const std::vector<std::string>& loaded_devices() const { return loaded_devices_; }
   int64_t vocab_size() const { return vocab_size_; }
 
+  // Health: a group is unhealthy once a call to one of its ranks failed for the transport
+  // (UNAVAILABLE: the process is gone or unreachable) or a Probe failed. It stays so (a
+  // restarted worker has lost the model and its sequences). Thread-safe.
+  bool healthy() const { return healthy_.load(); }
+  // Why the group is unhealthy ("worker g0/0 (127.0.0.1:5555): ..."), or empty.
+  std::string unhealthy_reason() const;
+  // Asks every rank's Health within `timeout`; marks the group unhealthy on failure.
+  absl::Status Probe(absl::Duration timeout);
+
  private:
+  void MarkUnhealthy(const absl::Status& s);
   // Runs `call(rank)` on every rank concurrently; returns rank 0's status, or the first
   // failure of another rank.
-  absl::Status OnAllRanks(const std::function<grpc::Status(int rank)>& call);
+  // An UNAVAILABLE result is followed by a Probe (`probe_on_failure`), which marks the
+  // group unhealthy when a rank does not answer Health.
+  absl::Status OnAllRanks(const std::function<grpc::Status(int rank)>& call,
+                          bool probe_on_failure = true);
 
   std::string name_;
   std::vector<RankAddress> ranks_;
@@ -55,6 +74,9 @@ class WorkerGroup : public StepEngine {
   std::vector<std::string> loaded_devices_;
   int64_t max_context_ = 0;
   int64_t vocab_size_ = 0;
+  std::atomic<bool> healthy_{true};
+  mutable absl::Mutex mu_;
+  std::string unhealthy_reason_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace apr::cluster

@@ -14,6 +14,7 @@
 #include "cluster/config.h"
 #include "cluster/grpc_server.h"
 #include "cluster/metrics_http.h"
+#include "cluster/security.h"
 #include "cluster/serving.h"
 #include "cluster/worker_service.h"
 #include "runtime/model_path.h"
@@ -29,6 +30,20 @@ ABSL_FLAG(std::string, device, "",
 ABSL_FLAG(std::string, model, "",
           "load this model folder at start (otherwise the front end's LoadModel call does)");
 ABSL_FLAG(std::string, name, "worker", "name for logs (the launcher passes group/rank)");
+ABSL_FLAG(std::string, kv_store, "",
+          "host:port of a KV storage node (kvstore/) that holds the CPU decoder's KV blocks, "
+          "rebuilding sequences when it is lost (docs/RELIABILITY.md); empty: in process. "
+          "CUDA workers take kv_cache placement from the config instead");
+ABSL_FLAG(std::string, kv_ucx_tls, "tcp", "UCX transports to the storage node");
+ABSL_FLAG(std::string, kv_ucx_net_devices, "lo", "UCX network devices to the storage node");
+ABSL_FLAG(double, kv_reconnect_timeout_s, 10,
+          "how long a step that lost the storage node waits for it to answer again before "
+          "its sequences fail with UNAVAILABLE");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate of the Worker API listener (ClusterConfig.internal_tls); set: TLS");
+ABSL_FLAG(std::string, tls_key_file, "", "its private key");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA that client certificates must be signed by; set: mutual TLS (required)");
 ABSL_FLAG(int64_t, max_context, 0,
           "tokens per sequence; 0: the model's max_position_embeddings (a CUDA worker sizes "
           "its KV pool as max_sequences x max_context)");
@@ -47,7 +62,13 @@ int Main() {
   MetricsRegistry metrics;
   // NVLink multicast stays off in every process (NCCL reads this at its first call).
   setenv("NCCL_NVLS_ENABLE", "0", 0);
-  WorkerService service(absl::GetFlag(FLAGS_device), &metrics, absl::GetFlag(FLAGS_max_context));
+  WorkerKvStoreOptions kv;
+  kv.address = absl::GetFlag(FLAGS_kv_store);
+  kv.ucx_tls = absl::GetFlag(FLAGS_kv_ucx_tls);
+  kv.ucx_net_devices = absl::GetFlag(FLAGS_kv_ucx_net_devices);
+  kv.reconnect_timeout_seconds = absl::GetFlag(FLAGS_kv_reconnect_timeout_s);
+  WorkerService service(absl::GetFlag(FLAGS_device), &metrics, absl::GetFlag(FLAGS_max_context),
+                        kv);
   if (const std::string model = absl::GetFlag(FLAGS_model); !model.empty()) {
     ::apr::worker::v1::LoadModelRequest req;
     req.set_model_path(ResolveModelDir(model));
@@ -55,7 +76,16 @@ int Main() {
     ::apr::worker::v1::LoadModelResponse resp;
     if (absl::Status s = service.Load(req, &resp); !s.ok()) return Fail(name, s);
   }
-  auto server = StartGrpcServer(host, absl::GetFlag(FLAGS_grpc_port), {&service});
+  TlsConfig tls;
+  tls.set_cert_file(absl::GetFlag(FLAGS_tls_cert_file));
+  tls.set_key_file(absl::GetFlag(FLAGS_tls_key_file));
+  tls.set_ca_file(absl::GetFlag(FLAGS_tls_ca_file));
+  tls.set_require_client_cert(!tls.ca_file().empty());
+  GrpcServerOptions server_options;
+  auto creds = MakeServerCredentials(ResolveTlsPaths(tls));
+  if (!creds.ok()) return Fail(name, creds.status());
+  server_options.credentials = *creds;
+  auto server = StartGrpcServer(host, absl::GetFlag(FLAGS_grpc_port), {&service}, server_options);
   if (!server.ok()) return Fail(name, server.status());
   SetServing(*server->server, true);
   auto http = MetricsHttpServer::Start(host, absl::GetFlag(FLAGS_metrics_port), &metrics);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cluster/devices.h"
+#include "runtime/cpu/cpu_decoder.h"
 
 namespace apr::cluster {
 
@@ -20,8 +21,9 @@ absl::Status FromGrpc(const grpc::Status& s) {
 }
 
 WorkerService::WorkerService(std::string device_override, MetricsRegistry* metrics,
-                             int64_t max_context)
+                             int64_t max_context, WorkerKvStoreOptions kv_store)
     : device_override_(std::move(device_override)), max_context_(max_context) {
+  if (!kv_store.address.empty()) kv_store_ = std::make_unique<WorkerKvStore>(std::move(kv_store));
   steps_ = metrics->AddCounter("apr_worker_steps_total", "Decode steps run by this worker.");
   tokens_ = metrics->AddCounter("apr_worker_tokens_total",
                                 "Tokens sampled by this worker (first tokens included).");
@@ -44,6 +46,16 @@ WorkerService::WorkerService(std::string device_override, MetricsRegistry* metri
   metrics->AddGaugeFunction("apr_prefetch_stalls_total",
                             "Layer waits of decode steps that found their block fetch unfinished.",
                             [this] { return static_cast<double>(prefetch_stalls_.load()); });
+}
+
+WorkerService::~WorkerService() {
+  absl::MutexLock l(&mu_);
+  engine_.reset();  // frees the sequences (and their blocks in the node) before kv_store_
+}
+
+void WorkerService::UpdateLive() {
+  live_count_ = engine_ ? engine_->live_sequences() : 0;
+  live_sequences_->Set(static_cast<double>(live_count_.load()));
 }
 
 absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
@@ -86,10 +98,25 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
                                  req.kv_cache().storage_nodes().end());
     auto decoder = OpenDecoder(req.device(), req.model_path(), options);
     if (!decoder.ok()) return decoder.status();
+    DecoderStepEngineOptions engine_options;
+    if (kv_store_ != nullptr) {
+      auto* cpu = dynamic_cast<cpu::CpuDecoder*>(decoder->get());
+      if (cpu == nullptr) {
+        return absl::UnimplementedError(absl::StrCat(
+            "--kv_store is for the CPU decoder; a ", (*decoder)->device(),
+            " worker takes kv_cache placement from the config (LoadModelRequest.kv_cache)"));
+      }
+      engine_options = kv_store_->EngineOptions(cpu);
+    }
     decoder_ = std::move(*decoder);
-    engine_ = std::make_unique<DecoderStepEngine>(*decoder_);
+    engine_ = std::make_unique<DecoderStepEngine>(*decoder_, std::move(engine_options));
     loaded_ = req;
     device_ = decoder_->device();
+    {
+      absl::MutexLock dl(&device_mu_);
+      device_name_ = device_;
+    }
+    loaded_flag_ = true;
   }
   response->set_device(device_);
   response->set_vocab_size(decoder_->config().vocab_size);
@@ -137,6 +164,7 @@ grpc::Status WorkerService::StartSequence(grpc::ServerContext*,
     }
   }
   absl::StatusOr<int32_t> token = engine_->Start(req->sequence_id(), prompt, sampling);
+  stats_.set_rebuilt_sequences(engine_->stats().rebuilt);
   if (!token.ok()) return ToGrpc(token.status());
   resp->set_token(*token);
   if (req->return_logits()) {
@@ -146,7 +174,7 @@ grpc::Status WorkerService::StartSequence(grpc::ServerContext*,
   stats_.set_prefill_tokens(stats_.prefill_tokens() + static_cast<int64_t>(prompt.size()));
   tokens_->Add(1);
   prefill_tokens_->Add(static_cast<double>(prompt.size()));
-  live_sequences_->Set(static_cast<double>(engine_->live_sequences()));
+  UpdateLive();
   return grpc::Status::OK;
 }
 
@@ -164,6 +192,7 @@ grpc::Status WorkerService::Step(grpc::ServerContext*, const wv1::StepRequest* r
   std::vector<uint64_t> ids(req->sequence_ids().begin(), req->sequence_ids().end());
   std::vector<int32_t> tokens(req->tokens().begin(), req->tokens().end());
   absl::StatusOr<std::vector<int32_t>> next = engine_->Step(ids, tokens);
+  stats_.set_rebuilt_sequences(engine_->stats().rebuilt);
   if (!next.ok()) return ToGrpc(next.status());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -196,16 +225,19 @@ grpc::Status WorkerService::FreeSequences(grpc::ServerContext*,
   if (engine_ == nullptr) return grpc::Status::OK;
   std::vector<uint64_t> ids(req->sequence_ids().begin(), req->sequence_ids().end());
   engine_->Free(ids);
-  live_sequences_->Set(static_cast<double>(engine_->live_sequences()));
+  UpdateLive();
   return grpc::Status::OK;
 }
 
 grpc::Status WorkerService::Health(grpc::ServerContext*, const wv1::HealthRequest*,
                                    wv1::HealthResponse* resp) {
-  absl::MutexLock l(&mu_);
-  resp->set_model_loaded(engine_ != nullptr);
-  resp->set_device(device_);
-  resp->set_sequences(engine_ ? engine_->live_sequences() : 0);
+  // No mu_: a long prefill or step holds it, and a probe must not take that for death.
+  resp->set_model_loaded(loaded_flag_.load());
+  {
+    absl::MutexLock dl(&device_mu_);
+    resp->set_device(device_name_);
+  }
+  resp->set_sequences(live_count_.load());
   return grpc::Status::OK;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster/metrics.h"
+#include "cluster/worker_kv_store.h"
 #include "rpc/worker/v1/worker.grpc.pb.h"
 #include "runtime/decoder.h"
 #include "runtime/step_engine.h"
@@ -23,7 +24,10 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
   // --device flag: the process, not the front end, knows which GPU it was given).
   // `max_context` (the worker's --max_context flag; 0: the model's) bounds the tokens per
   // sequence, and with them a CUDA worker's KV pool (max_sequences x max_context).
-  WorkerService(std::string device_override, MetricsRegistry* metrics, int64_t max_context = 0);
+  // `kv_store` with an address: the CPU decoder's KV blocks live in that storage node.
+  WorkerService(std::string device_override, MetricsRegistry* metrics, int64_t max_context = 0,
+                WorkerKvStoreOptions kv_store = {});
+  ~WorkerService() override;
 
   // Loads without an RPC (the worker's --model flag).
   absl::Status Load(const ::apr::worker::v1::LoadModelRequest& request,
@@ -49,9 +53,17 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
 
  private:
   grpc::Status NotLoaded() const;
+  void UpdateLive() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string device_override_;
   const int64_t max_context_;
+  // Declared before engine_, which uses it: destroyed after.
+  std::unique_ptr<WorkerKvStore> kv_store_;
+  // Health reads these without mu_, which a long prefill or step holds.
+  std::atomic<bool> loaded_flag_{false};
+  std::atomic<int64_t> live_count_{0};
+  absl::Mutex device_mu_;
+  std::string device_name_ ABSL_GUARDED_BY(device_mu_);
   absl::Mutex mu_;
   std::unique_ptr<Decoder> decoder_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<DecoderStepEngine> engine_ ABSL_GUARDED_BY(mu_);

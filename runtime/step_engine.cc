@@ -1,5 +1,6 @@
 #include "runtime/step_engine.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
@@ -16,8 +17,18 @@ absl::StatusOr<int32_t> DecoderStepEngine::Start(uint64_t id, absl::Span<const i
     return absl::InvalidArgumentError(absl::StrCat("sequence ", id, " has an empty prompt"));
   }
   if (absl::Status s = ValidateSamplingParams(sampling); !s.ok()) return s;
-  auto live = std::make_unique<Live>(Live{decoder_.NewSequence(), Sampler(sampling)});
-  if (absl::Status s = decoder_.Prefill(*live->seq, prompt, &logits_); !s.ok()) return s;
+  auto owned = NewSequence(id);
+  if (!owned.ok()) return owned.status();
+  auto live = std::make_unique<Live>(Live{*std::move(owned), Sampler(sampling),
+                                          std::vector<int32_t>(prompt.begin(), prompt.end()),
+                                          prompt.size()});
+  if (absl::Status s = decoder_.Prefill(live->seq(), prompt, &logits_); !s.ok()) {
+    if (!Recoverable(s)) return s;
+    ++stats_.recoveries;
+    if (absl::Status r = Rebuild(id, *live, &logits_); !r.ok()) {
+      return absl::Status(r.code(), absl::StrCat(r.message(), " (after: ", s.message(), ")"));
+    }
+  }
   const int32_t token = live->sampler.Sample(logits_);
   seqs_.emplace(id, std::move(live));
   return token;
@@ -38,18 +49,70 @@ absl::StatusOr<std::vector<int32_t>> DecoderStepEngine::Step(absl::Span<const ui
     if (!seen.insert(id).second) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", id, " is listed twice"));
     }
+    if (it->second->owned.seq == nullptr) {  // an earlier recovery could not rebuild it
+      return absl::FailedPreconditionError(
+          absl::StrCat("sequence ", id, " lost its KV cache and could not be rebuilt"));
+    }
     lives.push_back(it->second.get());
-    seqs.push_back(it->second->seq.get());
+    seqs.push_back(it->second->owned.seq.get());
   }
   std::vector<int32_t> next;
   if (ids.empty()) return next;
-  if (absl::Status s = decoder_.DecodeBatch(seqs, tokens, &logits_); !s.ok()) return s;
+  for (size_t i = 0; i < lives.size(); ++i) lives[i]->history.push_back(tokens[i]);
+  if (absl::Status s = decoder_.DecodeBatch(seqs, tokens, &logits_); !s.ok()) {
+    if (!Recoverable(s)) return s;
+    // Every sequence of the batch may have appended K/V to some layers and not others:
+    // rebuild them all from their histories (which end with this step's input token).
+    ++stats_.recoveries;
+    const size_t vocab = static_cast<size_t>(decoder_.config().vocab_size);
+    logits_.assign(vocab * ids.size(), 0.0f);
+    std::vector<float> one;
+    for (size_t i = 0; i < lives.size(); ++i) {
+      if (absl::Status r = Rebuild(ids[i], *lives[i], &one); !r.ok()) {
+        return absl::Status(r.code(), absl::StrCat(r.message(), " (after: ", s.message(), ")"));
+      }
+      std::copy(one.begin(), one.end(), logits_.begin() + i * vocab);
+    }
+  }
   const size_t vocab = logits_.size() / ids.size();
   for (size_t i = 0; i < lives.size(); ++i) {
     next.push_back(
         lives[i]->sampler.Sample(absl::MakeConstSpan(logits_).subspan(i * vocab, vocab)));
   }
   return next;
+}
+
+absl::StatusOr<OwnedSequence> DecoderStepEngine::NewSequence(uint64_t id) {
+  if (options_.new_sequence) return options_.new_sequence(id);
+  return OwnedSequence{nullptr, decoder_.NewSequence()};
+}
+
+absl::Status DecoderStepEngine::Rebuild(uint64_t id, Live& live, std::vector<float>* logits) {
+  // The old sequence (and its place in the tier) goes first: the new one takes its id.
+  live.owned = OwnedSequence{};
+  auto owned = NewSequence(id);
+  if (!owned.ok()) return owned.status();
+  live.owned = *std::move(owned);
+  ++stats_.rebuilt;
+  stats_.replayed_tokens += static_cast<int64_t>(live.history.size());
+  // The first run's calls again: one prefill of the prompt, then one decode per token. A
+  // single prefill of the whole history would be faster but sums in another order (its
+  // logits differ by ~1e-5), which can change a sampled token; the CPU decoder's decode
+  // results do not depend on the batch (step_engine_test compares the logits bit for bit).
+  const absl::Span<const int32_t> history = live.history;
+  if (absl::Status s = decoder_.Prefill(live.seq(), history.first(live.prompt_tokens), logits);
+      !s.ok()) {
+    return s;
+  }
+  Sequence* seq = &live.seq();
+  for (size_t i = live.prompt_tokens; i < history.size(); ++i) {
+    if (absl::Status s =
+            decoder_.DecodeBatch(absl::MakeConstSpan(&seq, 1), history.subspan(i, 1), logits);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 void DecoderStepEngine::Free(absl::Span<const uint64_t> ids) {

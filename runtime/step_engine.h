@@ -6,6 +6,7 @@
 #define APRUNTIME_RUNTIME_STEP_ENGINE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -33,10 +34,36 @@ class StepEngine {
   virtual void Free(absl::Span<const uint64_t> ids) = 0;
 };
 
+// A sequence and what must outlive it (e.g. its storage-tier offload), destroyed after it.
+struct OwnedSequence {
+  std::shared_ptr<void> owner;
+  std::unique_ptr<Sequence> seq;
+};
+
+struct DecoderStepEngineOptions {
+  // Makes the sequence for `id`; unset: decoder.NewSequence(). A worker whose KV cache
+  // lives in a storage tier returns an offloaded sequence (cluster/worker_service.cc).
+  std::function<absl::StatusOr<OwnedSequence>(uint64_t id)> new_sequence;
+  // Recovery from a lost storage tier: when a prefill or a step fails with a status this
+  // accepts, each sequence of the call is rebuilt with new_sequence (which reconnects,
+  // or fails when the tier does not come back in time) from its token history: the
+  // prompt prefilled again, then every later token decoded again, the same calls as the
+  // first time, so the logits are bit-identical; its own sampler then samples, and the
+  // tokens continue as the uninterrupted run's. Unset: failures are returned.
+  std::function<bool(const absl::Status&)> recoverable;
+};
+
+struct DecoderStepEngineStats {
+  int64_t recoveries = 0;       // calls that rebuilt their sequences after a failure
+  int64_t rebuilt = 0;          // sequences rebuilt
+  int64_t replayed_tokens = 0;  // tokens fed again (prompt and generated)
+};
+
 // A StepEngine over an in-process Decoder. Not thread-safe: one caller at a time.
 class DecoderStepEngine : public StepEngine {
  public:
-  explicit DecoderStepEngine(Decoder& decoder) : decoder_(decoder) {}
+  explicit DecoderStepEngine(Decoder& decoder, DecoderStepEngineOptions options = {})
+      : decoder_(decoder), options_(std::move(options)) {}
 
   int64_t max_context() const override { return decoder_.config().max_position_embeddings; }
   absl::StatusOr<int32_t> Start(uint64_t id, absl::Span<const int32_t> prompt,
@@ -49,13 +76,27 @@ class DecoderStepEngine : public StepEngine {
   const std::vector<float>& last_logits() const { return logits_; }
   int64_t live_sequences() const { return static_cast<int64_t>(seqs_.size()); }
   Decoder& decoder() { return decoder_; }
+  const DecoderStepEngineStats& stats() const { return stats_; }
 
  private:
   struct Live {
-    std::unique_ptr<Sequence> seq;
+    OwnedSequence owned;  // owned.seq is destroyed before owned.owner
     Sampler sampler;
+    std::vector<int32_t> history;  // every token fed: the prompt, then each step's input
+    size_t prompt_tokens = 0;      // history's first prompt_tokens are the prompt
+    Sequence& seq() { return *owned.seq; }
   };
+  absl::StatusOr<OwnedSequence> NewSequence(uint64_t id);
+  // Replaces `live`'s sequence with a new one fed its history; the last token's logits
+  // go to `logits`. On failure `live` is left with no sequence.
+  absl::Status Rebuild(uint64_t id, Live& live, std::vector<float>* logits);
+  bool Recoverable(const absl::Status& s) const {
+    return options_.recoverable && options_.recoverable(s);
+  }
+
   Decoder& decoder_;
+  const DecoderStepEngineOptions options_;
+  DecoderStepEngineStats stats_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Live>> seqs_;
   std::vector<float> logits_;
 };

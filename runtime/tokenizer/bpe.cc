@@ -15,8 +15,16 @@ absl::StatusOr<std::unique_ptr<Bpe>> Bpe::Create(Vocab vocab, const Merges& merg
   // vocab_ is never changed again, so pointers to its keys stay valid.
   int32_t max_id = -1;
   for (const auto& [token, id] : bpe->vocab_) {
-    if (id < 0) return absl::InvalidArgumentError(absl::StrCat("negative id for token '", token, "'"));
+    if (id < 0)
+      return absl::InvalidArgumentError(absl::StrCat("negative id for token '", token, "'"));
     max_id = std::max(max_id, id);
+  }
+  // id_to_token_ is as long as the largest id: a few ids far beyond the vocab's size
+  // would make a small file cost gigabytes (found by runtime/fuzz/tokenizer_json_fuzzer).
+  const int64_t entries = static_cast<int64_t>(bpe->vocab_.size());
+  if (max_id >= 2 * entries + 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("vocab id ", max_id, " for ", entries,
+                                                   " tokens: ids this sparse are not supported"));
   }
   bpe->id_to_token_.assign(max_id + 1, nullptr);
   for (const auto& [token, id] : bpe->vocab_) bpe->id_to_token_[id] = &token;

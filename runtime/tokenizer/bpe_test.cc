@@ -93,5 +93,18 @@ TEST(BpeTest, RejectsMergesOutsideTheVocab) {
   EXPECT_NE(missing_unk.status().message().find("<unk>"), absl::string_view::npos);
 }
 
+TEST(BpeTest, RejectsIdsFarBeyondTheVocabSize) {
+  // One entry with a huge id would otherwise size the id table at 16 GB.
+  auto sparse = Bpe::Create({{"a", 0}, {"b", 2000000000}}, {}, {});
+  ASSERT_FALSE(sparse.ok());
+  EXPECT_NE(sparse.status().message().find("vocab id 2000000000 for 2 tokens"),
+            absl::string_view::npos)
+      << sparse.status();
+  // Gaps of ordinary size (ids kept for added tokens) are fine.
+  auto gaps = Bpe::Create({{"a", 0}, {"b", 900}}, {}, {});
+  ASSERT_TRUE(gaps.ok()) << gaps.status();
+  EXPECT_EQ(*(*gaps)->IdToToken(900), "b");
+}
+
 }  // namespace
 }  // namespace apr

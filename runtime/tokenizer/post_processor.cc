@@ -17,4 +17,11 @@ std::vector<int32_t> PostProcessor::Apply(std::vector<int32_t> ids,
   return out;
 }
 
+std::vector<int32_t> PostProcessor::TemplateIds() const {
+  std::vector<int32_t> ids;
+  if (!single_) return ids;
+  for (const TemplatePiece& piece : *single_) ids.insert(ids.end(), piece.ids.begin(), piece.ids.end());
+  return ids;
+}
+
 }  // namespace apr

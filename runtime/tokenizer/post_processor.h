@@ -27,6 +27,8 @@ class PostProcessor {
 
   // Without add_special_tokens the special pieces are left out, as Hugging Face does.
   std::vector<int32_t> Apply(std::vector<int32_t> ids, bool add_special_tokens) const;
+  // Every id the template can add (for checking them against the vocabulary).
+  std::vector<int32_t> TemplateIds() const;
 
  private:
   std::optional<Template> single_;

@@ -110,6 +110,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
     impl->vocab_size = std::max(impl->vocab_size, t.id + 1);
   }
   impl->matcher = AddedTokenMatcher(added);
+  // A template id with no token would reach the model as an id outside its vocabulary
+  // (found by runtime/fuzz/tokenizer_json_fuzzer.cc).
+  for (int32_t id : impl->post_processor.TemplateIds()) {
+    if (impl->TokenOf(id) == nullptr) {
+      return fail(absl::InvalidArgumentError(
+          absl::StrCat("post_processor: the template's special token id ", id,
+                       " is neither in model.vocab nor in added_tokens")));
+    }
+  }
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
 }
 

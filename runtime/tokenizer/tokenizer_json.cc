@@ -1,5 +1,6 @@
 #include "runtime/tokenizer/tokenizer_json.h"
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -23,6 +24,22 @@ bool BoolOr(const Json& j, const char* key, bool fallback) {
 
 absl::Status Unsupported(absl::string_view part, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("unsupported ", part, ": ", what));
+}
+
+// A token id: an integer in [0, 2^31). get<int32_t>() would wrap larger numbers
+// (2^32 + 5 becomes 5, another token) and truncate fractions.
+absl::StatusOr<int32_t> TokenId(const Json& j, absl::string_view what) {
+  bool in_range = false;
+  if (j.is_number_unsigned()) {
+    in_range = j.get<uint64_t>() <= INT32_MAX;
+  } else if (j.is_number_integer()) {
+    in_range = j.get<int64_t>() >= 0 && j.get<int64_t>() <= INT32_MAX;
+  }
+  if (!in_range) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": id ", j.dump(), " is not an integer in [0, 2^31)"));
+  }
+  return static_cast<int32_t>(j.get<int64_t>());
 }
 
 absl::StatusOr<SplitBehavior> ParseBehavior(const std::string& name) {
@@ -78,7 +95,13 @@ absl::StatusOr<Template> ParseTemplate(const Json& j) {
         return absl::InvalidArgumentError(
             absl::StrCat("TemplateProcessing: special token '", name, "' has no ids"));
       }
-      single.push_back({false, special_tokens[name].at("ids").get<std::vector<int32_t>>()});
+      std::vector<int32_t> ids;
+      for (const Json& id : special_tokens[name].at("ids")) {
+        absl::StatusOr<int32_t> i = TokenId(id, absl::StrCat("special token '", name, "'"));
+        if (!i.ok()) return i.status();
+        ids.push_back(*i);
+      }
+      single.push_back({false, std::move(ids)});
     } else {
       return Unsupported("TemplateProcessing piece", piece.dump());
     }
@@ -127,7 +150,11 @@ absl::Status ParseModel(const Json& model, TokenizerSpec* spec) {
 
   const Json& vocab = model.at("vocab");
   spec->vocab.reserve(vocab.size());
-  for (const auto& [token, id] : vocab.items()) spec->vocab[token] = id.get<int32_t>();
+  for (const auto& [token, id] : vocab.items()) {
+    absl::StatusOr<int32_t> i = TokenId(id, absl::StrCat("vocab token '", token, "'"));
+    if (!i.ok()) return i.status();
+    spec->vocab[token] = *i;
+  }
 
   const Json& merges = model.at("merges");
   spec->merges.reserve(merges.size());
@@ -170,7 +197,9 @@ absl::StatusOr<TokenizerSpec> ParseRoot(const Json& root) {
   if (!IsNull(root, "added_tokens")) {
     for (const Json& t : root["added_tokens"]) {
       AddedToken token;
-      token.id = t.at("id").get<int32_t>();
+      absl::StatusOr<int32_t> id = TokenId(t.at("id"), "added token");
+      if (!id.ok()) return id.status();
+      token.id = *id;
       token.content = t.at("content").get<std::string>();
       token.single_word = BoolOr(t, "single_word", false);
       token.lstrip = BoolOr(t, "lstrip", false);

@@ -185,8 +185,37 @@ TEST(TokenizerTest, RejectsWhatItDoesNotSupportByName) {
            "decoder": {"type": "ByteLevel"}})", "byte_fallback"},
       {R"({"model": {"vocab": [1, 2]}})", "unsupported decoder: null"},
       {R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []},
-           "decoder": {"type": "ByteLevel"}})", "bad JSON"},
+           "decoder": {"type": "ByteLevel"}})",
+       "vocab token 'a': id \"zero\" is not an integer in [0, 2^31)"},
+      // Ids that do not fit would wrap to other tokens' ids (2^32 + 5 to 5).
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 4294967301}, "merges": []},
+           "decoder": {"type": "ByteLevel"}})",
+       "vocab token 'b': id 4294967301 is not an integer in [0, 2^31)"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []},
+           "decoder": {"type": "ByteLevel"}})",
+       "vocab token 'a': id -1 is not"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0.5}, "merges": []},
+           "decoder": {"type": "ByteLevel"}})",
+       "vocab token 'a': id 0.5 is not"},
+      {With(R"(, "added_tokens": [{"id": 99999999999, "content": "<s>"}])"),
+       "added token: id 99999999999 is not"},
+      // Found by runtime/fuzz/tokenizer_json_fuzzer.cc: an id table of 16 GB.
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 2000000000}, "merges": []},
+           "decoder": {"type": "ByteLevel"}})",
+       "vocab id 2000000000 for 2 tokens"},
       {"{not json", "bad JSON"},
+      // Found by runtime/fuzz/tokenizer_json_fuzzer.cc: a template id with no token.
+      {With(R"(, "post_processor": {"type": "TemplateProcessing",
+                 "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                            {"Sequence": {"id": "A", "type_id": 0}}],
+                 "pair": [], "special_tokens": {"<s>": {"id": "<s>", "ids": [7],
+                 "tokens": ["<s>"]}}})"),
+       "the template's special token id 7 is neither in model.vocab nor in added_tokens"},
+      {With(R"(, "post_processor": {"type": "TemplateProcessing",
+                 "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}],
+                 "pair": [], "special_tokens": {"<s>": {"id": "<s>", "ids": [4294967296],
+                 "tokens": ["<s>"]}}})"),
+       "special token '<s>': id 4294967296 is not"},
   };
   for (const auto& c : cases) {
     const absl::Status status = LoadError(c.json);

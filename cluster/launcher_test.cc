@@ -1,0 +1,48 @@
+// What the launcher starts for a config: the flags each process gets.
+#include "cluster/launcher.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace apr::cluster {
+namespace {
+
+using ::testing::Contains;
+using ::testing::Not;
+
+std::vector<ProcessSpec> Plan(const std::string& text) {
+  auto config = ParseConfig(text, "test.textproto");
+  EXPECT_TRUE(config.ok()) << config.status();
+  Launcher launcher(*config, {});
+  auto plan = launcher.PlanProcesses("/tmp/launcher-test");
+  EXPECT_TRUE(plan.ok()) << plan.status();
+  return plan.ok() ? *plan : std::vector<ProcessSpec>{};
+}
+
+TEST(LauncherTest, ARanksExtraFlagsReachItsWorkerOnly) {
+  const std::vector<ProcessSpec> plan = Plan(R"(
+model { path: "models/apr-tiny" }
+frontend { grpc { host: "127.0.0.1" port: 0 } }
+worker_groups { name: "g0" ranks { device: "cpu" grpc { host: "127.0.0.1" port: 0 } } }
+worker_groups {
+  name: "g1"
+  ranks {
+    device: "cpu"
+    grpc { host: "127.0.0.1" port: 0 }
+    extra_flags: "--kv_store=127.0.0.1:20001"
+    extra_flags: "--kv_reconnect_timeout_s=3"
+  }
+}
+)");
+  ASSERT_EQ(plan.size(), 3u);  // two workers, the front end
+  EXPECT_EQ(plan[1].name, "g1/0");
+  EXPECT_THAT(plan[1].flags, Contains("--kv_store=127.0.0.1:20001"));
+  EXPECT_THAT(plan[1].flags, Contains("--kv_reconnect_timeout_s=3"));
+  EXPECT_EQ(plan[0].name, "g0/0");
+  EXPECT_THAT(plan[0].flags, Not(Contains("--kv_store=127.0.0.1:20001")));
+}
+
+}  // namespace
+}  // namespace apr::cluster

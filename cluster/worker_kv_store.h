@@ -1,0 +1,63 @@
+// A worker's KV storage node (kvstore/): the connection to it, the offloaded sequences made
+// there, and what counts as having lost it. The node is a separate process; when it dies
+// or restarts, the step engine rebuilds the sequences on it from their token histories
+// (runtime/step_engine.h) through this class, which reconnects for them.
+#ifndef APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
+#define APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "runtime/cpu/cpu_decoder.h"
+#include "runtime/step_engine.h"
+
+namespace apr::kvstore {
+class RemoteTier;
+}
+
+namespace apr::cluster {
+
+struct WorkerKvStoreOptions {
+  std::string address;          // "host:port" of the storage node's control plane
+  std::string ucx_tls = "tcp";  // this side's UCX transports
+  std::string ucx_net_devices = "lo";
+  // How long a prefill or step that lost the node waits for it to answer again (a
+  // restarted node at the same address) before the sequences fail with UNAVAILABLE.
+  double reconnect_timeout_seconds = 10;
+};
+
+class WorkerKvStore {
+ public:
+  explicit WorkerKvStore(WorkerKvStoreOptions options);
+
+  // Step engine options for `decoder` (not owned; outlives the engine): each sequence's
+  // KV blocks live in the node; a status that says the node was lost is recoverable.
+  DecoderStepEngineOptions EngineOptions(cpu::CpuDecoder* decoder);
+
+  // Whether `s`, from a prefill or step, may mean the node was lost (rather than a bad
+  // request): a rebuild from the token history is then worth trying.
+  static bool NodeLost(const absl::Status& s);
+
+ private:
+  // The connected node, reconnecting (up to the reconnect timeout) when it stopped
+  // answering or answers as a new process (restarted: its blocks and the old UCX endpoint
+  // are gone, though the old gRPC channel reaches it).
+  absl::StatusOr<std::shared_ptr<kvstore::RemoteTier>> Tier();
+  absl::StatusOr<OwnedSequence> NewSequence(cpu::CpuDecoder* decoder, uint64_t id);
+
+  const WorkerKvStoreOptions options_;
+  // XORed into sequence ids on the node: the front end numbers each group's sequences
+  // from 1, and several workers (or a restarted one) may share a node.
+  const uint64_t id_salt_;
+  absl::Mutex mu_;
+  std::shared_ptr<kvstore::RemoteTier> tier_ ABSL_GUARDED_BY(mu_);
+  int64_t tier_pid_ ABSL_GUARDED_BY(mu_) = 0;  // the node process tier_ connected to
+};
+
+}  // namespace apr::cluster
+
+#endif  // APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
