@@ -4,7 +4,6 @@
 //   bazel run //cluster:generate -- --server 127.0.0.1:50051 --prompt "def fibonacci(n):"
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "cluster/client.h"
 #include "runtime/model_path.h"
+#include "runtime/prompt_input.h"
 
 // The local generate's flags (runtime/generate_main.cc), same names and defaults.
 ABSL_FLAG(std::string, server, "", "front end address host:port (required)");
@@ -47,16 +47,7 @@ int Fail(const absl::Status& s) {
 }
 
 absl::StatusOr<std::string> PromptText() {
-  const std::string file = absl::GetFlag(FLAGS_prompt_file);
-  if (!file.empty() && !absl::GetFlag(FLAGS_prompt).empty()) {
-    return absl::InvalidArgumentError("give --prompt or --prompt_file, not both");
-  }
-  if (file.empty()) return absl::GetFlag(FLAGS_prompt);
-  std::ifstream in(ResolveUserPath(file), std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read --prompt_file ", file));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return PromptFromFlags(absl::GetFlag(FLAGS_prompt), absl::GetFlag(FLAGS_prompt_file));
 }
 
 int Main() {

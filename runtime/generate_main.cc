@@ -6,10 +6,8 @@
 //   generate --attention predictor --budget 1024 --prompt_file long.txt
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,6 +22,7 @@
 #include "runtime/cpu/cpu_decoder.h"
 #include "runtime/generation.h"
 #include "runtime/model_path.h"
+#include "runtime/prompt_input.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "models/apr-tiny",
@@ -57,16 +56,7 @@ int Fail(const absl::Status& s) {
 }
 
 absl::StatusOr<std::string> PromptText() {
-  const std::string file = absl::GetFlag(FLAGS_prompt_file);
-  if (!file.empty() && !absl::GetFlag(FLAGS_prompt).empty()) {
-    return absl::InvalidArgumentError("give --prompt or --prompt_file, not both");
-  }
-  if (file.empty()) return absl::GetFlag(FLAGS_prompt);
-  std::ifstream in(ResolveUserPath(file), std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read --prompt_file ", file));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return PromptFromFlags(absl::GetFlag(FLAGS_prompt), absl::GetFlag(FLAGS_prompt_file));
 }
 
 // The selection policy of --attention (nullptr for full attention); `cnn` keeps the
