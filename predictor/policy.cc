@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cfloat>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -185,20 +184,24 @@ QuestPolicy::QuestPolicy(const SelectionConfig& config, const ModelDims& dims)
                  std::vector<BlockKeySummary>(dims.num_kv_heads,
                                               BlockKeySummary(config.block, dims.head_dim))) {}
 
+// Quest's bound of `block` for KV head `kv_head`: the largest over its query heads.
+static float GroupQuestBound(const BlockKeySummary& sum, int64_t block, const DecodeStep& step,
+                             int64_t kv_head) {
+  const int64_t group = step.num_heads / step.num_kv_heads;
+  float best = -INFINITY;
+  for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h)
+    best = std::max(best, sum.UpperBound(block, step.queries + h * step.head_dim));
+  return best;
+}
+
 void QuestPolicy::ScoreCandidates(const DecodeStep& step, const StepLayout& layout,
                                   std::vector<std::vector<float>>& scores) {
-  const int64_t group = step.num_heads / step.num_kv_heads;
   for (int64_t g = 0; g < step.num_kv_heads; ++g) {
     BlockKeySummary& sum = summaries_[step.layer][g];
     sum.Update(step.keys.keys(g), step.context_len);
     assert(sum.blocks() >= layout.cand_end);
-    for (int64_t i = 0; i < layout.num_candidates(); ++i) {
-      float best = -INFINITY;
-      for (int64_t h = g * group; h < (g + 1) * group; ++h)
-        best =
-            std::max(best, sum.UpperBound(layout.cand_begin + i, step.queries + h * step.head_dim));
-      scores[g][i] = best;
-    }
+    for (int64_t i = 0; i < layout.num_candidates(); ++i)
+      scores[g][i] = GroupQuestBound(sum, layout.cand_begin + i, step, g);
   }
 }
 
@@ -323,7 +326,6 @@ void AttentionPredictorPolicy::ScoreCandidates(const DecodeStep& step, const Ste
 void AttentionPredictorPolicy::AddQueryBlocks(const DecodeStep& step, const StepLayout& layout,
                                               std::vector<std::vector<float>>& scores) {
   const int64_t keep = layout.num_select - std::min(options_.query_blocks, layout.num_select);
-  const int64_t group = step.num_heads / step.num_kv_heads;
   for (int64_t g = 0; g < step.num_kv_heads; ++g) {
     // The CNN's top `keep` rank above every bound; the other candidates by the bound.
     std::vector<char> kept(layout.num_candidates(), 0);
@@ -331,15 +333,7 @@ void AttentionPredictorPolicy::AddQueryBlocks(const DecodeStep& step, const Step
     BlockKeySummary& sum = summaries_[step.layer][g];
     sum.Update(step.keys.keys(g), step.context_len);
     for (int64_t i = 0; i < layout.num_candidates(); ++i) {
-      if (kept[i]) {
-        scores[g][i] = INFINITY;
-        continue;
-      }
-      float best = -FLT_MAX;
-      for (int64_t h = g * group; h < (g + 1) * group; ++h)
-        best =
-            std::max(best, sum.UpperBound(layout.cand_begin + i, step.queries + h * step.head_dim));
-      scores[g][i] = best;
+      scores[g][i] = kept[i] ? INFINITY : GroupQuestBound(sum, layout.cand_begin + i, step, g);
     }
   }
 }
