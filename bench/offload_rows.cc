@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -16,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "bench/bench_util.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/cuda/gather_blocks.h"
@@ -42,6 +45,14 @@ ABSL_FLAG(std::string, storage_node, "", "storage_node binary: also run (b) remo
 ABSL_FLAG(std::string, remote_tls, "sm", "UCX transports for the remote run (same host)");
 ABSL_FLAG(std::string, remote_contexts, "32768", "remote run: contexts");
 ABSL_FLAG(std::string, remote_batches, "1", "remote run: batch sizes");
+ABSL_FLAG(bool, gather_sweep, false,
+          "offload rows: also time the fetch kernel over grids, launch sizes and source "
+          "layouts");
+ABSL_FLAG(std::string, offload_ablations, "",
+          "offload rows: extra (b) rows per context and batch, ';'-separated, each a "
+          "','-separated list of group=N (predict_group_layers), ctas=N (fetch_ctas), "
+          "prio=0|1 (prioritize_compute), bulk=0|1 (bulk_fetch), e.g. "
+          "\"group=1,ctas=1056,prio=0;group=8\"");
 
 namespace apr::cuda {
 namespace {
@@ -133,10 +144,14 @@ double LinkGbs(const LocalKvTier& tier) {
   return bytes / (best * 1e-3) / 1e9;
 }
 
-// The decoder's fetch kernel (device-side count) from the mapped pool: n random tier slots
-// into n random GPU slots per launch, as one layer's fetch.
-double GatherGbs(const LocalKvTier& tier, int n) {
-  const int64_t src_blocks = tier.store->capacity_blocks();
+// The decoder's fetch kernel (device-side count) from the mapped pool: n tier slots into n
+// random GPU slots per launch, as one layer's fetch. Sources: random over the first
+// `src_span` blocks of the pool (0: all of it), or with `sequential`, consecutive slots.
+// `grid`: the launch's CTAs (0: the kernel's default).
+double GatherGbs(const LocalKvTier& tier, int n, int grid = 0, int64_t src_span = 0,
+                 bool sequential = false, bool bulk = false) {
+  const int64_t src_blocks = src_span > 0 ? std::min(src_span, tier.store->capacity_blocks())
+                                          : tier.store->capacity_blocks();
   const int64_t dst_blocks = std::max<int64_t>(2 * n, 65536);
   auto dst = DeviceBuffer<char>::Allocate(dst_blocks * kBlockBytes);
   auto idx = DeviceBuffer<uint32_t>::Allocate(int64_t{2} * n * 8 + 1);
@@ -145,8 +160,10 @@ double GatherGbs(const LocalKvTier& tier, int n) {
   std::mt19937 rng(n);
   std::vector<uint32_t> h(int64_t{2} * n * 8 + 1);
   for (int j = 0; j < 8; ++j) {
+    const int64_t first = rng() % std::max<int64_t>(1, src_blocks - n);
     for (int i = 0; i < n; ++i) {
-      h[int64_t{j} * 2 * n + i] = rng() % src_blocks;
+      h[int64_t{j} * 2 * n + i] =
+          static_cast<uint32_t>(sequential ? (first + i) % src_blocks : rng() % src_blocks);
       h[int64_t{j} * 2 * n + n + i] = rng() % dst_blocks;
     }
   }
@@ -155,8 +172,10 @@ double GatherGbs(const LocalKvTier& tier, int n) {
   const auto* count = reinterpret_cast<const int32_t*>(idx->get() + h.size() - 1);
   auto launch = [&](int r) {
     const uint32_t* e = idx->get() + (r % 8) * int64_t{2} * n;
-    BENCH_CHECK_CUDA(kvstore::LaunchGatherBlocksCounted(
-        tier.mapped->device_pointer(), e, dst->get(), e + n, count, n, kBlockBytes, 0, nullptr));
+    BENCH_CHECK_CUDA((bulk ? kvstore::LaunchGatherBlocksCountedBulk
+                           : kvstore::LaunchGatherBlocksCounted)(tier.mapped->device_pointer(), e,
+                                                                 dst->get(), e + n, count, n,
+                                                                 kBlockBytes, grid, nullptr));
   };
   launch(0);
   const int reps = std::max(8, static_cast<int>((int64_t{4} << 30) / (int64_t{n} * kBlockBytes)));
@@ -174,13 +193,87 @@ double GatherGbs(const LocalKvTier& tier, int n) {
   return double(reps) * n * kBlockBytes / (ms * 1e-3) / 1e9;
 }
 
+// --gather_sweep: the fetch kernel's rate against its grid, the launch size and where the
+// sources lie (the whole pool, its first GiB, consecutive slots).
+std::string GatherSweep(const LocalKvTier& tier, double link) {
+  std::string t =
+      "\n| gather sweep: kernel | sources | blocks per launch | CTAs | GB/s | of link |\n"
+      "| --- | --- | ---: | ---: | ---: | ---: |\n";
+  const int64_t gib_blocks = (int64_t{1} << 30) / kBlockBytes;
+  struct Src {
+    const char* name;
+    int64_t span;
+    bool seq;
+  };
+  for (const Src& src : {Src{"random, whole pool", 0, false}, Src{"random, first GiB", gib_blocks, false},
+                         Src{"consecutive slots", 0, true}}) {
+    for (bool bulk : {false, true}) {
+      for (int n : {448, 3584, 16384}) {
+        for (int grid : {66, 132, 264, 528, 1056, 2112}) {
+          if (grid > n) continue;
+          const double g = GatherGbs(tier, n, grid, src.span, src.seq, bulk);
+          t += absl::StrFormat("| %s | %s | %d | %d | %.1f | %.0f%% |\n",
+                               bulk ? "bulk copy" : "16-byte loads", src.name, n, grid, g,
+                               100 * g / link);
+        }
+      }
+    }
+  }
+  std::printf("%s", t.c_str());
+  std::fflush(stdout);
+  return t;
+}
+
+// --offload_ablations: "group=1,ctas=1056,prio=0;a:bulk=1" -> labelled option sets (the
+// defaults with those fields changed) for (b) rows, or (a) rows after "a:". A bad entry exits: a silently dropped row would be
+// a wrong table.
+struct Ablation {
+  std::string name;
+  char mode = 'b';  // "a:" before the list: an (a) row
+  OffloadOptions options;
+};
+
+std::vector<Ablation> ParseAblations(const std::string& spec) {
+  std::vector<Ablation> out;
+  for (absl::string_view row : absl::StrSplit(spec, ';', absl::SkipEmpty())) {
+    Ablation ab;
+    ab.name = std::string(row);
+    if (absl::ConsumePrefix(&row, "a:")) ab.mode = 'a';
+    OffloadOptions& o = ab.options;
+    for (absl::string_view kv : absl::StrSplit(row, ',', absl::SkipEmpty())) {
+      const std::vector<std::string> p = absl::StrSplit(kv, '=');
+      int v = 0;
+      if (p.size() != 2 || !absl::SimpleAtoi(p[1], &v) || v < 0) {
+        std::fprintf(stderr, "--offload_ablations: bad entry '%s' (want key=N)\n",
+                     std::string(kv).c_str());
+        std::exit(2);
+      }
+      if (p[0] == "group" && v >= 1) {
+        o.predict_group_layers = v;
+      } else if (p[0] == "ctas") {
+        o.fetch_ctas = v;
+      } else if (p[0] == "prio" && v <= 1) {
+        o.prioritize_compute = v == 1;
+      } else if (p[0] == "bulk" && v <= 1) {
+        o.bulk_fetch = v == 1;
+      } else {
+        std::fprintf(stderr, "--offload_ablations: unknown key or value '%s'\n",
+                     std::string(kv).c_str());
+        std::exit(2);
+      }
+    }
+    out.push_back(std::move(ab));
+  }
+  return out;
+}
+
 // The table of `rows` so far, after `head` (the link and gather lines).
 std::string Markdown(const std::string& head, const std::vector<Result>& rows, double link,
                      int budget, int steps) {
   auto find = [&rows](int ctx, int batch, const std::string& mode) -> const Result* {
     for (const Result& r : rows)
       if (r.ctx == ctx && r.batch == batch && r.mode == mode && r.note.empty() &&
-          r.label.find("remote") == std::string::npos)
+          (r.label == "(a) full offload" || r.label == "(c) sparse, resident"))
         return &r;
     return nullptr;
   };
@@ -259,8 +352,10 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
     head += absl::StrFormat("| random tier slots -> random GPU slots | %d | %.1f | %.0f%% |\n", n,
                             g, 100 * g / link);
   }
+  if (absl::GetFlag(FLAGS_gather_sweep)) head += GatherSweep(*local, link);
   std::printf("\n%s\n", head.c_str());
   std::fflush(stdout);
+  const std::vector<Ablation> ablations = ParseAblations(absl::GetFlag(FLAGS_offload_ablations));
 
   std::vector<Result> rows;
   // The table is rewritten after every row: a run stopped at its time limit still leaves
@@ -270,7 +365,8 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
       std::ofstream(out_path) << preamble << Markdown(head, rows, link, budget, steps);
   };
   auto run = [&](int ctx, int batch, char mode, const std::string& label,
-                 std::shared_ptr<kvstore::RemoteTier> remote) {
+                 std::shared_ptr<kvstore::RemoteTier> remote,
+                 const OffloadOptions* tuned = nullptr) {
     Result r;
     r.ctx = ctx;
     r.batch = batch;
@@ -309,6 +405,7 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
     o.predictor_weights = pw;
     o.use_graphs = mode != 'e';
     if (mode != 'c') {
+      if (tuned != nullptr) o.offload = *tuned;
       o.placement = remote != nullptr ? KvPlacement::kOffloadRemote : KvPlacement::kOffloadLocal;
       o.offload.local_tier = local;
       o.offload.remote_tier = remote;
@@ -367,9 +464,14 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
       for (char m : modes) {
         if (m == 'c') run(ctx, batch, 'c', "(c) sparse, resident", nullptr);
         if (m == 'b') run(ctx, batch, 'b', "(b) sparse offload + prefetch", nullptr);
+        if (m == 'a') run(ctx, batch, 'a', "(a) full offload", nullptr);
+        for (const Ablation& ab : ablations) {
+          if (ab.mode == m)
+            run(ctx, batch, m, absl::StrCat("(", std::string(1, m), ") ", ab.name), nullptr,
+                &ab.options);
+        }
         if (m == 'r') run(ctx, batch, 'r', "(b) without block reuse", nullptr);
         if (m == 'e' && first_pair) run(ctx, batch, 'e', "(b) eager, per-layer waits", nullptr);
-        if (m == 'a') run(ctx, batch, 'a', "(a) full offload", nullptr);
       }
       first_pair = false;
     }

@@ -1,5 +1,7 @@
 #include "kvstore/block_store.h"
 
+#include <algorithm>
+
 #include <cstring>
 #include <limits>
 #include <string>
@@ -70,6 +72,10 @@ absl::StatusOr<int64_t> BlockStore::FreeSequence(uint64_t seq) {
   all.reserve(it->second.blocks);
   for (const std::vector<uint32_t>& t : it->second.tables)
     all.insert(all.end(), t.begin(), t.end());
+  // Ascending: the allocator hands the lowest freed slot out first, so a sequence allocated
+  // after this one gets its slots in the order a fresh pool would give them (its prefill's
+  // blocks contiguous again, and benchmark rows see the same slots as the first).
+  std::sort(all.begin(), all.end());
   if (absl::Status s = slots_.Free(all); !s.ok()) return s;  // all or nothing
   const int64_t freed = static_cast<int64_t>(all.size());
   counters_.blocks_freed_total += freed;

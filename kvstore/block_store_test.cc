@@ -126,6 +126,24 @@ TEST(BlockStoreTest, FullPoolIsAClearErrorAndAllocatesNothing) {
   EXPECT_TRUE(store->AllocateBlocks(2, {{0, 0, 0}, {0, 0, 1}, {0, 0, 2}, {0, 0, 3}}).ok());
 }
 
+// A sequence freed and allocated again with the same keys gets the same slots, although
+// the free goes table by table and the allocation block by block.
+TEST(BlockStoreTest, FreedSlotsComeBackInTheFreshOrder) {
+  auto store = MakeStore(16);
+  std::vector<BlockKey> keys;
+  for (int blk = 0; blk < 3; ++blk)
+    for (int l = 0; l < 2; ++l)
+      for (int g = 0; g < 2; ++g) keys.push_back({l, g, blk});
+  ASSERT_TRUE(store->CreateSequence(1, 2, 2).ok());
+  auto first = store->AllocateBlocks(1, keys);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(store->FreeSequence(1).ok());
+  ASSERT_TRUE(store->CreateSequence(2, 2, 2).ok());
+  auto second = store->AllocateBlocks(2, keys);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, *first);
+}
+
 TEST(BlockStoreTest, WriteThenReadAndLookup) {
   auto store = MakeStore(8);
   ASSERT_TRUE(store->CreateSequence(3, 2, 1).ok());

@@ -155,7 +155,14 @@ absl::Status CudaDecoder::Init() {
   APR_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, opt_.device));
   num_sms_ = prop.multiProcessorCount;
   max_splits_ = kMaxSplits;
-  APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  if (offload_ && opt_.offload.prioritize_compute) {
+    int least = 0, greatest = 0;
+    APR_CUDA_RETURN_IF_ERROR(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    APR_CUDA_RETURN_IF_ERROR(
+        cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest));
+  } else {
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
   auto gemm = Gemm::Create(stream_);
   if (!gemm.ok()) return gemm.status();
   gemm_ = *std::move(gemm);
@@ -813,9 +820,12 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       cal.out = nullptr;
       APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(cal, stream_));
     }
-    if (offload_) {
-      // Predict this layer's blocks for the next step, plan the cache, start the fetch.
-      APR_RETURN_IF_ERROR(PrefetchLayer(B, l, key, eager));
+    const int group = opt_.offload.predict_group_layers;
+    if (offload_ && ((l + 1) % group == 0 || l == L - 1)) {
+      // Predict the group's blocks for the next step, plan the cache, start the fetch:
+      // one launch each for `group` layers (docs/CUDA.md "KV offload").
+      const int first = l / group * group;
+      APR_RETURN_IF_ERROR(PrefetchLayers(B, first, l - first + 1, key, eager));
     } else if (key.predict && opt_.overlap_predictor && l >= first_sparse) {
       // This layer's history row is written: predict its next blocks on the side stream.
       APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
@@ -864,7 +874,12 @@ absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
         return s;
       }
       APR_CUDA_RETURN_IF_ERROR(e);
-      APR_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&g.exec, g.graph, 0));
+      // Captured nodes keep their stream's priority; the flag makes the replay use them
+      // (the copy stream's fetches below the step's kernels).
+      const unsigned long long flags =
+          offload_ && opt_.offload.prioritize_compute ? cudaGraphInstantiateFlagUseNodePriority
+                                                      : 0;
+      APR_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&g.exec, g.graph, flags));
       it = graphs_.emplace(key, g).first;
     }
     APR_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second.exec, stream_));

@@ -218,7 +218,9 @@ class CudaDecoder : public Decoder {
   absl::Status WaitLayerFetch(int layer, bool eager);
   // After layer l's attention: predict layer l's blocks for the next step, plan the cache,
   // start the fetch (and the write-back of a filled block) on the copy stream.
-  absl::Status PrefetchLayer(int batch, int layer, const StepKey& key, bool eager);
+  // Predicts layers [first, first + count) for the next step, plans their cache and starts
+  // their fetch.
+  absl::Status PrefetchLayers(int batch, int first, int count, const StepKey& key, bool eager);
   // After the last layer (graphs): count stalls and join the copy stream.
   absl::Status FinishStepFetches(bool eager);
   // The tier side of a sequence: created, its complete blocks written (Prefill) or given

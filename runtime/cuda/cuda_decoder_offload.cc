@@ -86,6 +86,9 @@ absl::Status CudaDecoder::InitOffload() {
   const int ms = opt_.max_sequences;
   const OffloadOptions& o = opt_.offload;
   if (o.extra_cache_slots < 0) return absl::InvalidArgumentError("extra_cache_slots < 0");
+  if (o.predict_group_layers < 1)
+    return absl::InvalidArgumentError("predict_group_layers must be at least 1");
+  if (o.fetch_ctas < 0) return absl::InvalidArgumentError("fetch_ctas < 0 (0: the default)");
   cache_slots_ = MaxListLength(KBlocksMax()) + o.extra_cache_slots;
   if (cache_slots_ > 46 * 1024) {
     return absl::UnimplementedError(
@@ -111,7 +114,8 @@ absl::Status CudaDecoder::InitOffload() {
   APR_RETURN_IF_ERROR(AllocZ(&wb_dst_, int64_t{L} * max_wb_, 0));
   APR_RETURN_IF_ERROR(AllocZ(&fetch_count_, L, 0));
   APR_RETURN_IF_ERROR(AllocZ(&wb_count_, L, 0));
-  APR_RETURN_IF_ERROR(AllocZ(&plan_scratch_, int64_t{ms} * nkv * cache_slots_, 0));
+  const int64_t group = std::min(o.predict_group_layers, L);
+  APR_RETURN_IF_ERROR(AllocZ(&plan_scratch_, group * ms * nkv * cache_slots_, 0));
   APR_RETURN_IF_ERROR(AllocZ(&issued_, L, 0));
   APR_RETURN_IF_ERROR(AllocZ(&done_, L, 0));
   APR_RETURN_IF_ERROR(AllocZ(&counters_, kOffloadCounters, 0));
@@ -310,22 +314,28 @@ absl::Status CudaDecoder::WaitLayerFetch(int l, bool eager) {
   return absl::OkStatus();
 }
 
-absl::Status CudaDecoder::PrefetchLayer(int B, int l, const StepKey& key, bool eager) {
+absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const StepKey& key,
+                                         bool eager) {
   const ModelConfig& c = config();
   const int ms = opt_.max_sequences;
   const int32_t* d = d_step_.get();
   cudaStream_t s = stream_;
   if (opt_.overlap_predictor) {
-    APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
-    APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
+    APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[first], stream_));
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[first], 0));
     s = side_stream_;
   }
-  APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, l, 1, s));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(fetch_count_.get() + l, 0, sizeof(int32_t), s));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(wb_count_.get() + l, 0, sizeof(int32_t), s));
+  APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, first, count, s));
+  // The group's counts are adjacent: one memset each. Their previous readers (the
+  // previous step's fetches of these layers) are done: this step's attention of each of
+  // these layers waited for them.
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(fetch_count_.get() + first, 0, count * sizeof(int32_t), s));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(wb_count_.get() + first, 0, count * sizeof(int32_t), s));
   CachePlanArgs pa;
   pa.batch = B;
-  pa.layer = l;
+  pa.layer = first;
+  pa.layer_count = count;
   pa.next_lens = d + kNextLens * ms;
   pa.seq_slots = d + kSeqSlots * ms;
   pa.sel = Selection{sel_blocks_.get(),
@@ -337,15 +347,16 @@ absl::Status CudaDecoder::PrefetchLayer(int B, int l, const StepKey& key, bool e
   pa.cache = Cache();
   pa.tier = tier_table_.get();
   pa.reuse = opt_.offload.reuse_cached_blocks;
-  pa.fetch_src = fetch_src_.get() + int64_t{l} * max_fetch_;
-  pa.fetch_dst = fetch_dst_.get() + int64_t{l} * max_fetch_;
-  pa.fetch_count = fetch_count_.get() + l;
+  pa.fetch_src = fetch_src_.get() + int64_t{first} * max_fetch_;
+  pa.fetch_dst = fetch_dst_.get() + int64_t{first} * max_fetch_;
+  pa.fetch_count = fetch_count_.get() + first;
   pa.max_fetch = max_fetch_;
   pa.wb_slots = d_wb_.get();
   pa.record_tier = !remote_;
-  pa.wb_src = wb_src_.get() + int64_t{l} * max_wb_;
-  pa.wb_dst = wb_dst_.get() + int64_t{l} * max_wb_;
-  pa.wb_count = wb_count_.get() + l;
+  pa.wb_src = wb_src_.get() + int64_t{first} * max_wb_;
+  pa.wb_dst = wb_dst_.get() + int64_t{first} * max_wb_;
+  pa.wb_count = wb_count_.get() + first;
+  pa.max_wb = max_wb_;
   pa.scratch = plan_scratch_.get();
   pa.counters = counters_.get();
   pa.issued = issued_.get();
@@ -353,41 +364,55 @@ absl::Status CudaDecoder::PrefetchLayer(int B, int l, const StepKey& key, bool e
   APR_CUDA_RETURN_IF_ERROR(LaunchCachePlan(pa, s));
   const int64_t bb = BlockBytes();
   if (remote_) {
-    // The host needs the list to issue the UCX gets: count and list to pinned memory.
-    uint32_t* h = h_fetch_.get() + int64_t{l} * 2 * max_fetch_;
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_fetch_count_.get() + l, fetch_count_.get() + l,
-                                             sizeof(int32_t), cudaMemcpyDeviceToHost, s));
-    APR_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(h, pa.fetch_src, max_fetch_ * sizeof(uint32_t), cudaMemcpyDeviceToHost, s));
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
-        h + max_fetch_, pa.fetch_dst, max_fetch_ * sizeof(uint32_t), cudaMemcpyDeviceToHost, s));
-    if (!remote_fills_.empty()) {
-      // The filled block goes to the write-back area (GPU); AfterOffloadStep sends it.
-      APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
-          pool_.get(), pa.wb_src, pool_.get(), pa.wb_dst, pa.wb_count, max_wb_, bb, 0, s));
+    // The host needs the lists to issue the UCX gets: counts and lists to pinned memory.
+    for (int l = first; l < first + count; ++l) {
+      const int64_t z = l - first;
+      uint32_t* h = h_fetch_.get() + int64_t{l} * 2 * max_fetch_;
+      APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_fetch_count_.get() + l, fetch_count_.get() + l,
+                                               sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+      APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h, pa.fetch_src + z * max_fetch_,
+                                               max_fetch_ * sizeof(uint32_t),
+                                               cudaMemcpyDeviceToHost, s));
+      APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h + max_fetch_, pa.fetch_dst + z * max_fetch_,
+                                               max_fetch_ * sizeof(uint32_t),
+                                               cudaMemcpyDeviceToHost, s));
+      if (!remote_fills_.empty()) {
+        // The filled block goes to the write-back area (GPU); AfterOffloadStep sends it.
+        APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
+            pool_.get(), pa.wb_src + z * max_wb_, pool_.get(), pa.wb_dst + z * max_wb_,
+            pa.wb_count + z, max_wb_, bb, 0, s));
+      }
+      APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(plan_events_[l], s));
     }
-    APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(plan_events_[l], s));
     {
       std::lock_guard<std::mutex> lock(remote_mu_);
-      remote_queue_.push_back(l);
-      ++remote_posted_[l];
+      for (int l = first; l < first + count; ++l) {
+        remote_queue_.push_back(l);
+        ++remote_posted_[l];
+      }
     }
     remote_cv_.notify_all();
     return absl::OkStatus();
   }
-  // Local: the copy stream fetches from the mapped pool once the plan has run, marks the
-  // fetch done, then writes back the block the step filled.
-  APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(plan_events_[l], s));
-  APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, plan_events_[l], 0));
+  // Local: the copy stream fetches from the mapped pool once the plan has run; per layer it
+  // marks the fetch done, then writes back the block the step filled (the eager event
+  // follows the write-back: the next step's memset of the counts must not overtake it).
+  APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(plan_events_[first], s));
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, plan_events_[first], 0));
   APR_CUDA_RETURN_IF_ERROR(LaunchSpin(opt_.offload.debug_fetch_delay_us, copy_stream_));
   void* host_pool = local_->mapped->device_pointer();
-  APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(host_pool, pa.fetch_src, pool_.get(),
-                                                              pa.fetch_dst, pa.fetch_count,
-                                                              max_fetch_, bb, 0, copy_stream_));
-  APR_CUDA_RETURN_IF_ERROR(LaunchMarkFetched(done_.get(), l, copy_stream_));
-  APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
-      pool_.get(), pa.wb_src, host_pool, pa.wb_dst, pa.wb_count, max_wb_, bb, 0, copy_stream_));
-  if (eager) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(fetch_events_[l], copy_stream_));
+  for (int l = first; l < first + count; ++l) {
+    const int64_t z = l - first;
+    APR_CUDA_RETURN_IF_ERROR((opt_.offload.bulk_fetch ? kvstore::LaunchGatherBlocksCountedBulk
+                                                      : kvstore::LaunchGatherBlocksCounted)(
+        host_pool, pa.fetch_src + z * max_fetch_, pool_.get(), pa.fetch_dst + z * max_fetch_,
+        pa.fetch_count + z, max_fetch_, bb, opt_.offload.fetch_ctas, copy_stream_));
+    APR_CUDA_RETURN_IF_ERROR(LaunchMarkFetched(done_.get(), l, copy_stream_));
+    APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
+        pool_.get(), pa.wb_src + z * max_wb_, host_pool, pa.wb_dst + z * max_wb_,
+        pa.wb_count + z, max_wb_, bb, 0, copy_stream_));
+    if (eager) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(fetch_events_[l], copy_stream_));
+  }
   (void)key;
   return absl::OkStatus();
 }

@@ -51,7 +51,21 @@ struct OffloadOptions {
   std::string ucx_net_devices = "lo";
   int remote_chunk_blocks = 256;  // UCX gets per staging chunk
   int remote_staging_chunks = 4;
-  // Testing: the copy stream spins this long before each layer's fetch, so that decode
+  // Layers predicted, planned and fetched together: after the attention of the last layer
+  // of each group of this many, one predictor launch, one plan launch and the group's
+  // fetches (1: per layer, as soon as its attention is done). Larger groups cost fewer,
+  // fuller launches on the compute stream and start the first layers' fetches later.
+  int predict_group_layers = 4;
+  // CTAs of each fetch (gather) launch; 0: the kernel's default. They run beside the
+  // compute stream's kernels and take SM slots from them.
+  int fetch_ctas = 0;
+  // Fetch with the bulk copy engine kernel (kvstore/cuda/gather_blocks.h
+  // LaunchGatherBlocksCountedBulk) instead of 16-byte loads.
+  bool bulk_fetch = false;
+  // The compute stream (and its graph nodes) at the device's greatest stream priority, the
+  // copy stream at the least: when both have CTAs waiting, the step's go first.
+  bool prioritize_compute = true;
+  // Testing: the copy stream spins this long before each group's fetches, so that decode
   // steps reach their wait before the fetch is done (stall counting; the result must not
   // change).
   int debug_fetch_delay_us = 0;

@@ -58,10 +58,18 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
   __shared__ int s_err;
   __shared__ int s_fetched;
   const int g = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+  // blockIdx.z: the layer within the launch's group; each layer has its own lists.
+  const int z = blockIdx.z, layer = a.layer + z;
+  uint32_t* const fetch_src = a.fetch_src + static_cast<int64_t>(z) * a.max_fetch;
+  uint32_t* const fetch_dst = a.fetch_dst + static_cast<int64_t>(z) * a.max_fetch;
+  int32_t* const fetch_count = a.fetch_count + z;
+  uint32_t* const wb_src = a.wb_src == nullptr ? nullptr : a.wb_src + z * a.max_wb;
+  uint32_t* const wb_dst = a.wb_dst == nullptr ? nullptr : a.wb_dst + z * a.max_wb;
+  int32_t* const wb_count = a.wb_count == nullptr ? nullptr : a.wb_count + z;
   const int nkv = a.cache.kv_heads, C = a.cache.slots;
   const int len = a.next_lens[b];
   const int seq = a.seq_slots[b];
-  if (b == 0 && g == 0 && tid == 0) a.issued[a.layer] += 1;
+  if (b == 0 && g == 0 && tid == 0) a.issued[layer] += 1;
   if (tid == 0) {
     s_err = 0;
     s_fetched = 0;
@@ -70,11 +78,11 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
     if (tid == 0) atomicExch(a.error, 1);
     return;  // the whole CTA
   }
-  const int64_t img = (static_cast<int64_t>(seq) * a.cache.layers + a.layer) * nkv + g;
+  const int64_t img = (static_cast<int64_t>(seq) * a.cache.layers + layer) * nkv + g;
   int32_t* where = a.cache.where + img * a.cache.max_blocks;
   int32_t* tags = a.cache.tags + img * C;
   const int64_t sel_img =
-      (static_cast<int64_t>(seq) * a.sel.num_layers + a.layer) * a.sel.kv_heads + g;
+      (static_cast<int64_t>(seq) * a.sel.num_layers + layer) * a.sel.kv_heads + g;
   const int nsel = a.sel.counts[sel_img];
   Wanted w;
   w.sel = a.sel.blocks + sel_img * a.sel.stride;
@@ -90,8 +98,8 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
   const int full = (len - 1) / kBlockTokens;  // complete blocks before the step's token
   const int64_t tier_stride = static_cast<int64_t>(a.cache.layers) * nkv;
   const uint32_t* tier_row =
-      a.tier + static_cast<int64_t>(seq) * a.cache.max_blocks * tier_stride + a.layer * nkv + g;
-  int32_t* missing = a.scratch + (static_cast<int64_t>(b) * nkv + g) * C;
+      a.tier + static_cast<int64_t>(seq) * a.cache.max_blocks * tier_stride + layer * nkv + g;
+  int32_t* missing = a.scratch + ((static_cast<int64_t>(z) * gridDim.y + b) * nkv + g) * C;
   int32_t* stamp = a.cache.stamps + img * C;
   // Puts missing[j] into slot c (evicting its block, if any) and, when it is complete,
   // lists its fetch.
@@ -102,13 +110,13 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
     where[blk] = c;
     tags[c] = blk;
     if (blk < full) {
-      const int at = atomicAdd(a.fetch_count, 1);
+      const int at = atomicAdd(fetch_count, 1);
       const uint32_t src = tier_row[static_cast<int64_t>(blk) * tier_stride];
       if (at >= a.max_fetch || src == kNoTierSlot) {
         s_err = 1;
       } else {
-        a.fetch_src[at] = src;
-        a.fetch_dst[at] = static_cast<uint32_t>(img * C + c);
+        fetch_src[at] = src;
+        fetch_dst[at] = static_cast<uint32_t>(img * C + c);
       }
       atomicAdd(&s_fetched, 1);
     } else if (!(blk == full && (len - 1) % kBlockTokens == 0)) {
@@ -143,7 +151,7 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
     n_missing += t_miss;
     const int o_re = PlanScan(refetch ? 1 : 0, scan_scratch, &t_re);
     if (t_re > 0) {
-      if (tid == 0) s_base = atomicAdd(a.fetch_count, t_re);
+      if (tid == 0) s_base = atomicAdd(fetch_count, t_re);
       __syncthreads();
       if (refetch) {
         const int at = s_base + o_re;
@@ -151,8 +159,8 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
         if (at >= a.max_fetch || src == kNoTierSlot || blk >= full) {
           s_err = 1;
         } else {
-          a.fetch_src[at] = src;
-          a.fetch_dst[at] = static_cast<uint32_t>(img * C + c);
+          fetch_src[at] = src;
+          fetch_dst[at] = static_cast<uint32_t>(img * C + c);
         }
       }
       n_fetch += t_re;
@@ -212,15 +220,15 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
   if (tid == 0 && a.wb_slots != nullptr && len > 1 && (len - 1) % kBlockTokens == 0) {
     const int fb = (len - 2) / kBlockTokens;
     const int c = where[fb];
-    const uint32_t dst = a.wb_slots[(static_cast<int64_t>(b) * a.cache.layers + a.layer) * nkv + g];
+    const uint32_t dst = a.wb_slots[(static_cast<int64_t>(b) * a.cache.layers + layer) * nkv + g];
     if (c < 0 || dst == kNoTierSlot) {
       s_err = 1;
     } else {
-      const int at = atomicAdd(a.wb_count, 1);
-      a.wb_src[at] = static_cast<uint32_t>(img * C + c);
-      a.wb_dst[at] = dst;
+      const int at = atomicAdd(wb_count, 1);
+      wb_src[at] = static_cast<uint32_t>(img * C + c);
+      wb_dst[at] = dst;
       if (a.record_tier) {
-        a.tier[(static_cast<int64_t>(seq) * a.cache.max_blocks + fb) * tier_stride + a.layer * nkv +
+        a.tier[(static_cast<int64_t>(seq) * a.cache.max_blocks + fb) * tier_stride + layer * nkv +
                g] = dst;
       }
       wrote = 1;
@@ -402,7 +410,11 @@ cudaError_t LaunchCachePlan(const CachePlanArgs& a, cudaStream_t stream) {
       a.fetch_count == nullptr || a.counters == nullptr || a.issued == nullptr ||
       a.error == nullptr || (a.wb_slots != nullptr && a.wb_count == nullptr))
     return cudaErrorInvalidValue;
-  CachePlanKernel<<<dim3(a.cache.kv_heads, a.batch), kPlanThreads, a.cache.slots, stream>>>(a);
+  if (a.layer_count < 1 || a.layer + a.layer_count > a.cache.layers ||
+      (a.layer_count > 1 && a.wb_slots != nullptr && a.max_wb <= 0))
+    return cudaErrorInvalidValue;
+  CachePlanKernel<<<dim3(a.cache.kv_heads, a.batch, a.layer_count), kPlanThreads, a.cache.slots,
+                    stream>>>(a);
   return cudaGetLastError();
 }
 

@@ -46,9 +46,13 @@ constexpr uint32_t kNoTierSlot = 0xffffffffu;
 // [0, FullBlocksBefore(len)) are complete before the step appends its token and are in the
 // tier; block (len - 1) / 16 is created by the step when (len - 1) % 16 == 0.
 
+// One launch plans `layer_count` consecutive layers from `layer` (grid z): the lists,
+// counts and scratch below are per layer, the next layer's `max_fetch` (fetch lists),
+// `max_wb` (write-back lists), 1 (counts) and batch * kv_heads * slots (scratch) entries on.
 struct CachePlanArgs {
   int batch = 0;
   int layer = 0;
+  int layer_count = 1;
   const int32_t* next_lens = nullptr;  // [batch] context length of the step planned for
   const int32_t* seq_slots = nullptr;  // [batch]
   Selection sel;                       // made for next_lens (checked; *error otherwise)
@@ -72,7 +76,8 @@ struct CachePlanArgs {
   uint32_t* wb_src = nullptr;
   uint32_t* wb_dst = nullptr;
   int32_t* wb_count = nullptr;
-  int32_t* scratch = nullptr;  // [batch * kv_heads][slots] ints
+  int max_wb = 0;              // write-back list entries per layer (layer_count > 1)
+  int32_t* scratch = nullptr;  // [layer_count][batch * kv_heads][slots] ints
   unsigned long long* counters = nullptr;
   int32_t* issued = nullptr;  // issued[layer] += 1
   int32_t* error = nullptr;   // set to 1 on an inconsistency (the step must fail)

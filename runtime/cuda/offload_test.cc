@@ -193,28 +193,43 @@ TEST_P(OffloadMatches, ResidentLocalAndRemoteAreBitIdentical) {
   DecodeRun resident = Decode(m, base, /*record_lists=*/true);
   ASSERT_TRUE(resident.status.ok()) << resident.status;
 
+  // group: predict_group_layers (0: the default); the models have 6 and 4 layers, so 5
+  // leaves a short last group and 32 makes one group of all.
   struct Variant {
     std::string name;
     KvPlacement placement;
     bool graphs;
     int delay_us;
     std::string tls;  // remote
+    int group = 0;
+    bool bulk = false;
+    bool prio = true;
   };
   std::vector<Variant> variants = {
       {"local, graphs", KvPlacement::kOffloadLocal, true, 0, ""},
+      {"local, graphs, per layer, no priorities", KvPlacement::kOffloadLocal, true, 0, "", 1,
+       false, false},
+      {"local, graphs, groups of 5, bulk fetch", KvPlacement::kOffloadLocal, true, 0, "", 5, true},
       {"local, eager", KvPlacement::kOffloadLocal, false, 0, ""},
-      {"local, eager, fetch delayed", KvPlacement::kOffloadLocal, false, 2000, ""},
+      {"local, eager, one group, bulk fetch", KvPlacement::kOffloadLocal, false, 0, "", 32, true},
+      // The delay comes once per group's fetches: per layer, every wait finds it pending.
+      {"local, eager, fetch delayed", KvPlacement::kOffloadLocal, false, 2000, "", 1},
       {"local, graphs, fetch delayed", KvPlacement::kOffloadLocal, true, 2000, ""},
       {"remote tcp", KvPlacement::kOffloadRemote, false, 0, "tcp"},
   };
-  if (GetParam() == 0)
+  if (GetParam() == 0) {
     variants.push_back({"remote sm", KvPlacement::kOffloadRemote, false, 0, "sm"});
+    variants.push_back({"remote tcp, per layer", KvPlacement::kOffloadRemote, false, 0, "tcp", 1});
+  }
   for (const Variant& v : variants) {
     SCOPED_TRACE(v.name);
     CudaDecoderOptions o = base;
     o.placement = v.placement;
     o.use_graphs = v.graphs;
     o.offload.debug_fetch_delay_us = v.delay_us;
+    if (v.group > 0) o.offload.predict_group_layers = v.group;
+    o.offload.bulk_fetch = v.bulk;
+    o.offload.prioritize_compute = v.prio;
     std::unique_ptr<StorageNodeProcess> node;
     if (v.placement == KvPlacement::kOffloadRemote) {
       node = StartNode(m.block_bytes, v.tls);
@@ -348,6 +363,18 @@ TEST(Offload, RejectsWhatItCannotDo) {
   {
     CudaDecoderOptions x = o;
     x.sparse.calibration_source = CalibrationSource::kFullRow;
+    EXPECT_EQ(CudaDecoder::Load("models/apr-tiny", x).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  {
+    CudaDecoderOptions x = o;
+    x.offload.predict_group_layers = 0;
+    EXPECT_EQ(CudaDecoder::Load("models/apr-tiny", x).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  {
+    CudaDecoderOptions x = o;
+    x.offload.fetch_ctas = -1;
     EXPECT_EQ(CudaDecoder::Load("models/apr-tiny", x).status().code(),
               absl::StatusCode::kInvalidArgument);
   }
