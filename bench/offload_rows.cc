@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -45,14 +45,16 @@ ABSL_FLAG(std::string, storage_node, "", "storage_node binary: also run (b) remo
 ABSL_FLAG(std::string, remote_tls, "sm", "UCX transports for the remote run (same host)");
 ABSL_FLAG(std::string, remote_contexts, "32768", "remote run: contexts");
 ABSL_FLAG(std::string, remote_batches, "1", "remote run: batch sizes");
+ABSL_FLAG(int, debug_fill_byte, -1,
+          "offload rows: fill the decoders' buffers with this byte at creation (testing: the "
+          "lists hash printed per row must not change)");
 ABSL_FLAG(bool, gather_sweep, false,
           "offload rows: also time the fetch kernel over grids, launch sizes and source "
           "layouts");
 ABSL_FLAG(std::string, offload_ablations, "",
           "offload rows: extra (b) rows per context and batch, ';'-separated, each a "
-          "','-separated list of group=N (predict_group_layers), ctas=N (fetch_ctas), "
-          "prio=0|1 (prioritize_compute), bulk=0|1 (bulk_fetch), e.g. "
-          "\"group=1,ctas=1056,prio=0;group=8\"");
+          "','-separated list of group=N (predict_group_layers), ctas=N (fetch_ctas); "
+          "\"a:\" first makes an (a) row, e.g. \"group=1,ctas=1056;a:ctas=1056\"");
 
 namespace apr::cuda {
 namespace {
@@ -72,8 +74,29 @@ struct Result {
   double fetched_mb = 0, hits_pct = -1, stalls_per_step = 0, waits_per_step = 0;
   double fetch_gbs = 0;  // fetched bytes per step / step time
   double host_stall_ms = 0;
+  // FNV-1a of the last step's block lists of layers 0, L/2 and L-1: rows over the same
+  // data that select the same blocks print the same value (a timing-dependent selection
+  // would show here).
+  uint64_t lists_hash = 0;
   std::string note;
 };
+
+uint64_t ListsHash(CudaDecoder& d) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](int64_t v) {
+    h ^= static_cast<uint64_t>(v);
+    h *= 1099511628211ull;
+  };
+  const int L = d.config().num_hidden_layers;
+  for (int l : {0, L / 2, L - 1}) {
+    auto lists = d.LastBlockLists(l);
+    if (!lists.ok()) return 0;
+    for (const auto& per_seq : *lists)
+      for (const CudaDecoder::BlockList& list : per_seq)
+        for (const auto& [block, first] : list) mix(int64_t{block} * 65536 + first);
+  }
+  return h;
+}
 
 #define RETURN_IF_ERR(expr)                   \
   do {                                        \
@@ -121,37 +144,56 @@ absl::Status TimeRow(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, i
   return absl::OkStatus();
 }
 
-double LinkGbs(const LocalKvTier& tier) {
-  const int64_t bytes = int64_t{1} << 30;
-  auto dst = DeviceBuffer<char>::Allocate(bytes);
-  BENCH_CHECK_OK(dst.status());
+int SmCount() {
+  int sms = 0;
+  BENCH_CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  return sms;
+}
+
+// A transfer rate, GB/s, over five timed rounds: the best round and the median one (the
+// host link is shared with other tenants' traffic, so single rounds vary).
+struct Rate {
+  double best = 0, median = 0;
+};
+
+// Times `round` (enqueues one round of `bytes` on the default stream) five times.
+template <typename Round>
+Rate TimeRounds(int64_t bytes, Round round) {
   cudaEvent_t a, b;
   cudaEventCreate(&a);
   cudaEventCreate(&b);
-  float best = 1e30f;
+  std::vector<double> gbs;
   for (int i = 0; i < 5; ++i) {
     cudaEventRecord(a);
-    BENCH_CHECK_CUDA(
-        cudaMemcpyAsync(dst->get(), tier.store->base(), bytes, cudaMemcpyHostToDevice));
+    round();
     cudaEventRecord(b);
     BENCH_CHECK_CUDA(cudaEventSynchronize(b));
     float ms;
     cudaEventElapsedTime(&ms, a, b);
-    best = std::min(best, ms);
+    gbs.push_back(bytes / (ms * 1e-3) / 1e9);
   }
   cudaEventDestroy(a);
   cudaEventDestroy(b);
-  return bytes / (best * 1e-3) / 1e9;
+  return {*std::max_element(gbs.begin(), gbs.end()), Median(gbs)};
+}
+
+// The link: a contiguous 1 GiB copy from the pinned pool.
+Rate LinkGbs(const LocalKvTier& tier) {
+  const int64_t bytes = int64_t{1} << 30;
+  auto dst = DeviceBuffer<char>::Allocate(bytes);
+  BENCH_CHECK_OK(dst.status());
+  return TimeRounds(bytes, [&] {
+    BENCH_CHECK_CUDA(
+        cudaMemcpyAsync(dst->get(), tier.store->base(), bytes, cudaMemcpyHostToDevice));
+  });
 }
 
 // The decoder's fetch kernel (device-side count) from the mapped pool: n tier slots into n
-// random GPU slots per launch, as one layer's fetch. Sources: random over the first
-// `src_span` blocks of the pool (0: all of it), or with `sequential`, consecutive slots.
-// `grid`: the launch's CTAs (0: the kernel's default).
-double GatherGbs(const LocalKvTier& tier, int n, int grid = 0, int64_t src_span = 0,
-                 bool sequential = false, bool bulk = false) {
-  const int64_t src_blocks = src_span > 0 ? std::min(src_span, tier.store->capacity_blocks())
-                                          : tier.store->capacity_blocks();
+// random GPU slots per launch, as one layer's fetch, launches of at least 1 GiB a round.
+// Sources: random over the pool, or with `sequential`, runs of consecutive slots. `grid`:
+// the launch's CTAs (0: the decoder's default).
+Rate GatherGbs(const LocalKvTier& tier, int n, int grid = 0, bool sequential = false) {
+  const int64_t src_blocks = tier.store->capacity_blocks();
   const int64_t dst_blocks = std::max<int64_t>(2 * n, 65536);
   auto dst = DeviceBuffer<char>::Allocate(dst_blocks * kBlockBytes);
   auto idx = DeviceBuffer<uint32_t>::Allocate(int64_t{2} * n * 8 + 1);
@@ -170,52 +212,34 @@ double GatherGbs(const LocalKvTier& tier, int n, int grid = 0, int64_t src_span 
   h.back() = static_cast<uint32_t>(n);
   BENCH_CHECK_CUDA(cudaMemcpy(idx->get(), h.data(), h.size() * 4, cudaMemcpyHostToDevice));
   const auto* count = reinterpret_cast<const int32_t*>(idx->get() + h.size() - 1);
-  auto launch = [&](int r) {
-    const uint32_t* e = idx->get() + (r % 8) * int64_t{2} * n;
-    BENCH_CHECK_CUDA((bulk ? kvstore::LaunchGatherBlocksCountedBulk
-                           : kvstore::LaunchGatherBlocksCounted)(tier.mapped->device_pointer(), e,
-                                                                 dst->get(), e + n, count, n,
-                                                                 kBlockBytes, grid, nullptr));
+  if (grid <= 0) grid = SmCount();  // the decoder's default (OffloadOptions::fetch_ctas)
+  int r = 0;
+  auto launch = [&] {
+    const uint32_t* e = idx->get() + (r++ % 8) * int64_t{2} * n;
+    BENCH_CHECK_CUDA(kvstore::LaunchGatherBlocksCounted(
+        tier.mapped->device_pointer(), e, dst->get(), e + n, count, n, kBlockBytes, grid, nullptr));
   };
-  launch(0);
-  const int reps = std::max(8, static_cast<int>((int64_t{4} << 30) / (int64_t{n} * kBlockBytes)));
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  cudaEventRecord(a);
-  for (int r = 0; r < reps; ++r) launch(r);
-  cudaEventRecord(b);
-  BENCH_CHECK_CUDA(cudaEventSynchronize(b));
-  float ms;
-  cudaEventElapsedTime(&ms, a, b);
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return double(reps) * n * kBlockBytes / (ms * 1e-3) / 1e9;
+  launch();
+  const int reps = std::max(4, static_cast<int>((int64_t{1} << 30) / (int64_t{n} * kBlockBytes)));
+  return TimeRounds(int64_t{reps} * n * kBlockBytes, [&] {
+    for (int i = 0; i < reps; ++i) launch();
+  });
 }
 
-// --gather_sweep: the fetch kernel's rate against its grid, the launch size and where the
-// sources lie (the whole pool, its first GiB, consecutive slots).
-std::string GatherSweep(const LocalKvTier& tier, double link) {
+// --gather_sweep: the fetch kernel's rate against its grid, the launch size and the
+// sources' layout.
+std::string GatherSweep(const LocalKvTier& tier, const Rate& link) {
   std::string t =
-      "\n| gather sweep: kernel | sources | blocks per launch | CTAs | GB/s | of link |\n"
-      "| --- | --- | ---: | ---: | ---: | ---: |\n";
-  const int64_t gib_blocks = (int64_t{1} << 30) / kBlockBytes;
-  struct Src {
-    const char* name;
-    int64_t span;
-    bool seq;
-  };
-  for (const Src& src : {Src{"random, whole pool", 0, false}, Src{"random, first GiB", gib_blocks, false},
-                         Src{"consecutive slots", 0, true}}) {
-    for (bool bulk : {false, true}) {
-      for (int n : {448, 3584, 16384}) {
-        for (int grid : {66, 132, 264, 528, 1056, 2112}) {
-          if (grid > n) continue;
-          const double g = GatherGbs(tier, n, grid, src.span, src.seq, bulk);
-          t += absl::StrFormat("| %s | %s | %d | %d | %.1f | %.0f%% |\n",
-                               bulk ? "bulk copy" : "16-byte loads", src.name, n, grid, g,
-                               100 * g / link);
-        }
+      "\n| gather sweep: sources | blocks per launch | CTAs | GB/s best of 5 | median | best of "
+      "link | median of link |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  for (bool sequential : {false, true}) {
+    for (int n : {448, 3584, 16384}) {
+      for (int grid : {66, 132, 264, 528, 1056}) {
+        if (grid > n) continue;
+        const Rate g = GatherGbs(tier, n, grid, sequential);
+        t += absl::StrFormat("| %s | %d | %d | %.1f | %.1f | %.0f%% | %.0f%% |\n",
+                             sequential ? "consecutive slots" : "random slots", n, grid, g.best,
+                             g.median, 100 * g.best / link.best, 100 * g.median / link.median);
       }
     }
   }
@@ -224,9 +248,9 @@ std::string GatherSweep(const LocalKvTier& tier, double link) {
   return t;
 }
 
-// --offload_ablations: "group=1,ctas=1056,prio=0;a:bulk=1" -> labelled option sets (the
-// defaults with those fields changed) for (b) rows, or (a) rows after "a:". A bad entry exits: a silently dropped row would be
-// a wrong table.
+// --offload_ablations: "group=1,ctas=1056;a:ctas=1056" -> labelled option sets (the
+// defaults with those fields changed) for (b) rows, or (a) rows after "a:". A bad entry exits: a
+// silently dropped row would be a wrong table.
 struct Ablation {
   std::string name;
   char mode = 'b';  // "a:" before the list: an (a) row
@@ -252,10 +276,6 @@ std::vector<Ablation> ParseAblations(const std::string& spec) {
         o.predict_group_layers = v;
       } else if (p[0] == "ctas") {
         o.fetch_ctas = v;
-      } else if (p[0] == "prio" && v <= 1) {
-        o.prioritize_compute = v == 1;
-      } else if (p[0] == "bulk" && v <= 1) {
-        o.bulk_fetch = v == 1;
       } else {
         std::fprintf(stderr, "--offload_ablations: unknown key or value '%s'\n",
                      std::string(kv).c_str());
@@ -340,19 +360,24 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
               local->store->region_bytes() / double(1 << 30),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 
-  const double link = LinkGbs(*local);
+  const Rate link_rate = LinkGbs(*local);
+  const double link = link_rate.best;
   std::string head = absl::StrFormat(
-      "Link: contiguous pinned host -> GPU cudaMemcpyAsync of 1 GiB, best of 5: %.1f GB/s\n\n",
-      link);
-  head +=
-      "| gather (decoder's fetch kernel) from mapped pinned memory, 8 KiB blocks | blocks "
-      "per launch | GB/s | of link |\n| --- | ---: | ---: | ---: |\n";
-  for (int n : {448, 3584, 65536}) {
-    const double g = GatherGbs(*local, n);
-    head += absl::StrFormat("| random tier slots -> random GPU slots | %d | %.1f | %.0f%% |\n", n,
-                            g, 100 * g / link);
+      "Link: contiguous pinned host -> GPU cudaMemcpyAsync of 1 GiB, 5 rounds: best %.1f GB/s, "
+      "median %.1f GB/s\n\n",
+      link_rate.best, link_rate.median);
+  head += absl::StrFormat(
+      "| gather (decoder's fetch kernel, %d CTAs) from mapped pinned memory, 8 KiB blocks, "
+      "random slots | blocks per launch | GB/s best of 5 | median | best of link | median of "
+      "link |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
+      SmCount());
+  for (int n : {448, 3584, 16384}) {
+    const Rate g = GatherGbs(*local, n);
+    head +=
+        absl::StrFormat("| one layer's fetch | %d | %.1f | %.1f | %.0f%% | %.0f%% |\n", n, g.best,
+                        g.median, 100 * g.best / link, 100 * g.median / link_rate.median);
   }
-  if (absl::GetFlag(FLAGS_gather_sweep)) head += GatherSweep(*local, link);
+  if (absl::GetFlag(FLAGS_gather_sweep)) head += GatherSweep(*local, link_rate);
   std::printf("\n%s\n", head.c_str());
   std::fflush(stdout);
   const std::vector<Ablation> ablations = ParseAblations(absl::GetFlag(FLAGS_offload_ablations));
@@ -404,6 +429,7 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
     o.sparse.calibration_source = CalibrationSource::kKeySummary;
     o.predictor_weights = pw;
     o.use_graphs = mode != 'e';
+    o.debug_fill_byte = absl::GetFlag(FLAGS_debug_fill_byte);
     if (mode != 'c') {
       if (tuned != nullptr) o.offload = *tuned;
       o.placement = remote != nullptr ? KvPlacement::kOffloadRemote : KvPlacement::kOffloadLocal;
@@ -436,6 +462,7 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
       }
       setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_setup).count();
       RETURN_IF_ERR(TimeRow(d, seqs, twarm, tsteps, &r));
+      r.lists_hash = ListsHash(d);
       owned.clear();
       return absl::OkStatus();
     }();
@@ -450,9 +477,10 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
     std::printf(
         "ctx %6d batch %d %-34s %9.3f ms/step (device median %9.3f)  fetched %8.1f MB/step "
         "(%.1f GB/s)  hits %5.1f%%  stalls %.1f of %.1f waits/step  host stall %.3f ms/step  "
-        "(setup %.1f s)\n",
+        "(setup %.1f s)  lists %016llx\n",
         ctx, batch, label.c_str(), r.wall_ms, r.device_ms, r.fetched_mb, r.fetch_gbs, r.hits_pct,
-        r.stalls_per_step, r.waits_per_step, r.host_stall_ms, setup_s);
+        r.stalls_per_step, r.waits_per_step, r.host_stall_ms, setup_s,
+        static_cast<unsigned long long>(r.lists_hash));
     std::fflush(stdout);
     rows.push_back(r);
     publish();

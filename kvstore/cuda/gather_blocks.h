@@ -31,14 +31,6 @@ cudaError_t LaunchGatherBlocksCounted(const void* src, const uint32_t* src_slots
                                       int32_t max_n, int64_t block_bytes, int grid,
                                       cudaStream_t stream);
 
-// LaunchGatherBlocksCounted through the bulk copy engine (cp.async.bulk, sm_90 and
-// later): one thread per CTA, global -> shared -> global in 8 KiB pieces, 4 in flight per
-// CTA. `grid` 0: 528 CTAs. The same arguments and results.
-cudaError_t LaunchGatherBlocksCountedBulk(const void* src, const uint32_t* src_slots, void* dst,
-                                          const uint32_t* dst_slots, const int32_t* n_device,
-                                          int32_t max_n, int64_t block_bytes, int grid,
-                                          cudaStream_t stream);
-
 }  // namespace apr::kvstore
 
 #endif  // APRUNTIME_KVSTORE_CUDA_GATHER_BLOCKS_H_

@@ -1,4 +1,4 @@
-// On the GPU machine (tag "gpu"): the gather kernels and GpuBlockFetcher move exactly the
+// On the GPU machine (tag "gpu"): the gather kernel and GpuBlockFetcher move exactly the
 // bytes asked for, local (mapped pinned pool) and remote (a storage node process over UCX;
 // APR_STORAGE_NODE names the binary outside Bazel), fetch and write-back.
 #include "kvstore/cuda/gpu_fetcher.h"
@@ -6,7 +6,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -125,13 +124,10 @@ TEST_F(GpuFetcherTest, CountedGatherMovesTheDeviceCount) {
   CUDA_ASSERT(cudaMalloc(reinterpret_cast<void**>(&dn), 4));
   CUDA_ASSERT(cudaMemcpy(didx, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
   CUDA_ASSERT(cudaMemcpy(dn, &n, 4, cudaMemcpyHostToDevice));
-  for (int run = 0; run < 6; ++run) {
-    const bool bulk = run >= 3;
-    const int grid = std::array<int, 3>{0, 7, 1}[run % 3];
-    SCOPED_TRACE(bulk ? "bulk copy kernel" : "16-byte load kernel");
+  for (int grid : {0, 7, 1}) {
     CUDA_ASSERT(cudaMemset(gpu_, 0xa5, kGpuBlocks * kBlock));
-    CUDA_ASSERT((bulk ? LaunchGatherBlocksCountedBulk : LaunchGatherBlocksCounted)(
-        (*mapped)->device_pointer(), didx, gpu_, didx + max_n, dn, max_n, kBlock, grid, copy_));
+    CUDA_ASSERT(LaunchGatherBlocksCounted((*mapped)->device_pointer(), didx, gpu_, didx + max_n, dn,
+                                          max_n, kBlock, grid, copy_));
     CUDA_ASSERT(cudaStreamSynchronize(copy_));
     std::vector<std::byte> back(kBlock);
     for (int i = 0; i < max_n; ++i) {
@@ -148,63 +144,6 @@ TEST_F(GpuFetcherTest, CountedGatherMovesTheDeviceCount) {
   }
   cudaFree(didx);
   cudaFree(dn);
-}
-
-// The bulk copy kernel moves a block in 8 KiB pieces: block sizes below, at and above a
-// piece, and not a multiple of it (24 KiB + 16 bytes: a 16-byte last piece), from the
-// mapped pool and from device memory.
-TEST_F(GpuFetcherTest, BulkGatherAllSizes) {
-  auto mapped = MappedHostMemory::Register(store_->base(), store_->region_bytes());
-  ASSERT_TRUE(mapped.ok()) << mapped.status();
-  for (int64_t bb : {int64_t{2048}, int64_t{8192}, int64_t{24592}, int64_t{65536}}) {
-    const int n = 45;
-    const int64_t src_blocks = store_->region_bytes() / bb, dst_blocks = kGpuBlocks * kBlock / bb;
-    ASSERT_GE(dst_blocks, 2 * n);
-    std::mt19937 rng(static_cast<uint32_t>(bb));
-    std::vector<uint32_t> idx(2 * n);
-    for (int i = 0; i < n; ++i) {
-      idx[i] = i % 11 == 5 ? kNoSlot : rng() % src_blocks;
-      idx[n + i] = 2 * i;  // distinct destinations
-    }
-    uint32_t* didx = nullptr;
-    int32_t* dn = nullptr;
-    CUDA_ASSERT(cudaMalloc(reinterpret_cast<void**>(&didx), idx.size() * 4));
-    CUDA_ASSERT(cudaMalloc(reinterpret_cast<void**>(&dn), 4));
-    CUDA_ASSERT(cudaMemcpy(didx, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
-    CUDA_ASSERT(cudaMemcpy(dn, &n, 4, cudaMemcpyHostToDevice));
-    // From the mapped pool to the first half of the GPU buffer, then GPU -> GPU (the
-    // write-back direction's device side) from there to odd slots.
-    CUDA_ASSERT(cudaMemset(gpu_, 0xa5, kGpuBlocks * kBlock));
-    CUDA_ASSERT(LaunchGatherBlocksCountedBulk((*mapped)->device_pointer(), didx, gpu_, didx + n, dn,
-                                              n, bb, 5, copy_));
-    std::vector<uint32_t> again(2 * n);
-    for (int i = 0; i < n; ++i) {
-      again[i] = idx[i] == kNoSlot ? kNoSlot : 2 * i;
-      again[n + i] = 2 * i + 1;
-    }
-    uint32_t* dagain = nullptr;
-    CUDA_ASSERT(cudaMalloc(reinterpret_cast<void**>(&dagain), again.size() * 4));
-    CUDA_ASSERT(cudaMemcpy(dagain, again.data(), again.size() * 4, cudaMemcpyHostToDevice));
-    CUDA_ASSERT(LaunchGatherBlocksCountedBulk(gpu_, dagain, gpu_, dagain + n, dn, n, bb, 0, copy_));
-    CUDA_ASSERT(cudaStreamSynchronize(copy_));
-    std::vector<std::byte> back(bb);
-    for (int i = 0; i < n; ++i) {
-      for (int copy = 0; copy < 2; ++copy) {
-        CUDA_ASSERT(cudaMemcpy(back.data(), static_cast<std::byte*>(gpu_) + (2 * i + copy) * bb,
-                               bb, cudaMemcpyDeviceToHost));
-        if (idx[i] == kNoSlot) {
-          for (int64_t j = 0; j < bb; ++j)
-            ASSERT_EQ(back[j], std::byte{0xa5}) << bb << "-byte entry " << i << " moved";
-        } else {
-          ASSERT_EQ(std::memcmp(back.data(), store_->base() + idx[i] * bb, bb), 0)
-              << bb << "-byte block " << i << (copy ? " (device to device)" : "");
-        }
-      }
-    }
-    cudaFree(didx);
-    cudaFree(dn);
-    cudaFree(dagain);
-  }
 }
 
 TEST_F(GpuFetcherTest, LocalFetchAndWriteBack) {

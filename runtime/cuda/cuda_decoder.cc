@@ -70,10 +70,12 @@ int CudaDecoder::KBlocksMax() const {
 }
 
 template <typename T>
-static absl::Status Alloc(DeviceBuffer<T>* b, int64_t n) {
+static absl::Status Alloc(int fill_byte, DeviceBuffer<T>* b, int64_t n) {
   auto r = DeviceBuffer<T>::Allocate(static_cast<size_t>(n));
   if (!r.ok()) return r.status();
   *b = *std::move(r);
+  if (fill_byte >= 0 && n > 0)
+    APR_CUDA_RETURN_IF_ERROR(cudaMemset(b->get(), fill_byte, b->bytes()));
   return absl::OkStatus();
 }
 
@@ -86,6 +88,7 @@ static absl::Status AllocPinned(PinnedBuffer<T>* b, int64_t n) {
 }
 
 absl::Status CudaDecoder::Init() {
+  const int fill = opt_.debug_fill_byte;
   const ModelConfig& c = config();
   const int hd = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
   const int L = c.num_hidden_layers, H = c.hidden_size, I = c.intermediate_size;
@@ -155,14 +158,7 @@ absl::Status CudaDecoder::Init() {
   APR_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, opt_.device));
   num_sms_ = prop.multiProcessorCount;
   max_splits_ = kMaxSplits;
-  if (offload_ && opt_.offload.prioritize_compute) {
-    int least = 0, greatest = 0;
-    APR_CUDA_RETURN_IF_ERROR(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    APR_CUDA_RETURN_IF_ERROR(
-        cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest));
-  } else {
-    APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  }
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   auto gemm = Gemm::Create(stream_);
   if (!gemm.ok()) return gemm.status();
   gemm_ = *std::move(gemm);
@@ -171,57 +167,58 @@ absl::Status CudaDecoder::Init() {
 
   const int64_t slot_elems = 2 * kBlockTokens * hd;
   if (!offload_) {
-    APR_RETURN_IF_ERROR(Alloc(&pool_, opt_.pool_groups * L * nkv * slot_elems));
+    APR_RETURN_IF_ERROR(Alloc(fill, &pool_, opt_.pool_groups * L * nkv * slot_elems));
     prefill_pool_ = pool_.get();
   }
-  APR_RETURN_IF_ERROR(Alloc(&group_table_, int64_t{opt_.max_sequences} * max_blocks_));
+  APR_RETURN_IF_ERROR(Alloc(fill, &group_table_, int64_t{opt_.max_sequences} * max_blocks_));
   APR_CUDA_RETURN_IF_ERROR(cudaMemset(group_table_.get(), 0, group_table_.bytes()));
   const std::vector<float> inv = RopeInverseFrequencies(c);
-  APR_RETURN_IF_ERROR(Alloc(&inv_freq_, inv.size()));
+  APR_RETURN_IF_ERROR(Alloc(fill, &inv_freq_, inv.size()));
   APR_CUDA_RETURN_IF_ERROR(
       cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice));
 
   act_rows_ = std::max(opt_.prefill_chunk, opt_.max_sequences);
   const int qkv = (nh + 2 * nkv) * hd;
-  APR_RETURN_IF_ERROR(Alloc(&x_, int64_t{act_rows_} * H));
-  APR_RETURN_IF_ERROR(Alloc(&qkv_, int64_t{act_rows_} * qkv));
-  APR_RETURN_IF_ERROR(Alloc(&q_, int64_t{act_rows_} * nh * hd));
-  APR_RETURN_IF_ERROR(Alloc(&xn_, int64_t{act_rows_} * H));
-  APR_RETURN_IF_ERROR(Alloc(&attn_, int64_t{act_rows_} * nh * hd));
-  APR_RETURN_IF_ERROR(Alloc(&gu_, int64_t{act_rows_} * 2 * I));
-  APR_RETURN_IF_ERROR(Alloc(&act_, int64_t{act_rows_} * I));
-  APR_RETURN_IF_ERROR(Alloc(&logits_, int64_t{std::max(opt_.max_sequences, 16)} * c.vocab_size));
-  APR_RETURN_IF_ERROR(Alloc(&part_o_, int64_t{opt_.max_sequences} * nh * max_splits_ * hd));
-  APR_RETURN_IF_ERROR(Alloc(&part_ml_, int64_t{opt_.max_sequences} * nh * max_splits_ * 2));
+  APR_RETURN_IF_ERROR(Alloc(fill, &x_, int64_t{act_rows_} * H));
+  APR_RETURN_IF_ERROR(Alloc(fill, &qkv_, int64_t{act_rows_} * qkv));
+  APR_RETURN_IF_ERROR(Alloc(fill, &q_, int64_t{act_rows_} * nh * hd));
+  APR_RETURN_IF_ERROR(Alloc(fill, &xn_, int64_t{act_rows_} * H));
+  APR_RETURN_IF_ERROR(Alloc(fill, &attn_, int64_t{act_rows_} * nh * hd));
+  APR_RETURN_IF_ERROR(Alloc(fill, &gu_, int64_t{act_rows_} * 2 * I));
+  APR_RETURN_IF_ERROR(Alloc(fill, &act_, int64_t{act_rows_} * I));
+  APR_RETURN_IF_ERROR(
+      Alloc(fill, &logits_, int64_t{std::max(opt_.max_sequences, 16)} * c.vocab_size));
+  APR_RETURN_IF_ERROR(Alloc(fill, &part_o_, int64_t{opt_.max_sequences} * nh * max_splits_ * hd));
+  APR_RETURN_IF_ERROR(Alloc(fill, &part_ml_, int64_t{opt_.max_sequences} * nh * max_splits_ * 2));
   APR_RETURN_IF_ERROR(AllocPinned(&h_step_, kStepFields * opt_.max_sequences));
-  APR_RETURN_IF_ERROR(Alloc(&d_step_, kStepFields * opt_.max_sequences));
+  APR_RETURN_IF_ERROR(Alloc(fill, &d_step_, kStepFields * opt_.max_sequences));
   std::fill(h_step_.get(), h_step_.get() + h_step_.size(), 0);
   APR_RETURN_IF_ERROR(AllocPinned(&h_table_, max_blocks_ + opt_.max_sequences));
   APR_RETURN_IF_ERROR(AllocPinned(&h_logits_, int64_t{opt_.max_sequences} * c.vocab_size));
-  APR_RETURN_IF_ERROR(Alloc(&prefill_tokens_, act_rows_));
-  APR_RETURN_IF_ERROR(Alloc(&prefill_pos_, act_rows_));
-  APR_RETURN_IF_ERROR(Alloc(&prefill_slots_, act_rows_));
-  APR_RETURN_IF_ERROR(Alloc(&error_flag_, 1));
+  APR_RETURN_IF_ERROR(Alloc(fill, &prefill_tokens_, act_rows_));
+  APR_RETURN_IF_ERROR(Alloc(fill, &prefill_pos_, act_rows_));
+  APR_RETURN_IF_ERROR(Alloc(fill, &prefill_slots_, act_rows_));
+  APR_RETURN_IF_ERROR(Alloc(fill, &error_flag_, 1));
   APR_CUDA_RETURN_IF_ERROR(cudaMemset(error_flag_.get(), 0, sizeof(int32_t)));
 
   if (sparse_capable_) {
     const int ls = SparseLayers();
     APR_RETURN_IF_ERROR(
-        Alloc(&block_max_, int64_t{opt_.max_sequences} * nkv * max_blocks_ * group));
-    APR_RETURN_IF_ERROR(Alloc(&predictor_w_, PredictorLayout::kSize));
+        Alloc(fill, &block_max_, int64_t{opt_.max_sequences} * nkv * max_blocks_ * group));
+    APR_RETURN_IF_ERROR(Alloc(fill, &predictor_w_, PredictorLayout::kSize));
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(predictor_w_.get(), opt_.predictor_weights.data(),
                                         PredictorLayout::kSize * sizeof(float),
                                         cudaMemcpyHostToDevice));
     APR_RETURN_IF_ERROR(
-        Alloc(&history_, int64_t{opt_.max_sequences} * L * nkv * kHistoryRing * max_blocks_));
+        Alloc(fill, &history_, int64_t{opt_.max_sequences} * L * nkv * kHistoryRing * max_blocks_));
     // Fresh history memory reads as zero; FillRandomContext and prefill overwrite it.
     APR_CUDA_RETURN_IF_ERROR(cudaMemset(history_.get(), 0, history_.bytes()));
     APR_RETURN_IF_ERROR(
-        Alloc(&cnn_colsum_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_ * 32));
-    APR_RETURN_IF_ERROR(Alloc(&cnn_count_, int64_t{opt_.max_sequences} * ls * nkv));
-    APR_RETURN_IF_ERROR(Alloc(&cnn_width_, int64_t{opt_.max_sequences} * ls * nkv));
+        Alloc(fill, &cnn_colsum_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_ * 32));
+    APR_RETURN_IF_ERROR(Alloc(fill, &cnn_count_, int64_t{opt_.max_sequences} * ls * nkv));
+    APR_RETURN_IF_ERROR(Alloc(fill, &cnn_width_, int64_t{opt_.max_sequences} * ls * nkv));
     APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
-    APR_RETURN_IF_ERROR(Alloc(&cnn_fragments_, kPredictorFragments));
+    APR_RETURN_IF_ERROR(Alloc(fill, &cnn_fragments_, kPredictorFragments));
     APR_CUDA_RETURN_IF_ERROR(
         LaunchPackPredictorFragments(predictor_w_.get(), cnn_fragments_.get(), stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
@@ -229,25 +226,28 @@ absl::Status CudaDecoder::Init() {
     for (cudaEvent_t& e : layer_events_)
       APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&side_done_, cudaEventDisableTiming));
-    APR_RETURN_IF_ERROR(Alloc(&scores_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
-    APR_RETURN_IF_ERROR(Alloc(&q_save_, int64_t{L} * kHistoryRows * nh * hd));
+    APR_RETURN_IF_ERROR(
+        Alloc(fill, &scores_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
+    APR_RETURN_IF_ERROR(Alloc(fill, &q_save_, int64_t{L} * kHistoryRows * nh * hd));
     sel_stride_ = std::max(KBlocksMax(), kMinPredictedCandidates - 1);
     list_stride_ = MaxListLength(KBlocksMax());
-    APR_RETURN_IF_ERROR(Alloc(&sel_blocks_, int64_t{opt_.max_sequences} * ls * nkv * sel_stride_));
-    APR_RETURN_IF_ERROR(Alloc(&sel_counts_, int64_t{opt_.max_sequences} * ls * nkv));
-    APR_RETURN_IF_ERROR(Alloc(&sel_lens_, opt_.max_sequences));
+    APR_RETURN_IF_ERROR(
+        Alloc(fill, &sel_blocks_, int64_t{opt_.max_sequences} * ls * nkv * sel_stride_));
+    APR_RETURN_IF_ERROR(Alloc(fill, &sel_counts_, int64_t{opt_.max_sequences} * ls * nkv));
+    APR_RETURN_IF_ERROR(Alloc(fill, &sel_lens_, opt_.max_sequences));
     APR_CUDA_RETURN_IF_ERROR(cudaMemset(sel_lens_.get(), 0xff, sel_lens_.bytes()));
-    APR_RETURN_IF_ERROR(Alloc(&list_counts_, int64_t{ls} * opt_.max_sequences * nkv));
+    APR_RETURN_IF_ERROR(Alloc(fill, &list_counts_, int64_t{ls} * opt_.max_sequences * nkv));
     APR_RETURN_IF_ERROR(
-        Alloc(&list_blocks_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
-    APR_RETURN_IF_ERROR(Alloc(&list_slots_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+        Alloc(fill, &list_blocks_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
     APR_RETURN_IF_ERROR(
-        Alloc(&list_starts_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
-    APR_RETURN_IF_ERROR(Alloc(&calib_counts_, int64_t{opt_.max_sequences} * nkv));
+        Alloc(fill, &list_slots_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+    APR_RETURN_IF_ERROR(
+        Alloc(fill, &list_starts_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+    APR_RETURN_IF_ERROR(Alloc(fill, &calib_counts_, int64_t{opt_.max_sequences} * nkv));
     if (summary_calibration_) {
       APR_RETURN_IF_ERROR(
-          Alloc(&key_summary_, int64_t{opt_.max_sequences} * L * nkv * max_blocks_ * 2 * hd));
-      APR_RETURN_IF_ERROR(Alloc(&attn_ml_, int64_t{opt_.max_sequences} * nh * 2));
+          Alloc(fill, &key_summary_, int64_t{opt_.max_sequences} * L * nkv * max_blocks_ * 2 * hd));
+      APR_RETURN_IF_ERROR(Alloc(fill, &attn_ml_, int64_t{opt_.max_sequences} * nh * 2));
     }
   }
   if (offload_) APR_RETURN_IF_ERROR(InitOffload());
@@ -511,8 +511,9 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
     // The prompt's blocks go to a staging pool first (prefill attention reads all of them);
     // the group table's row maps block b to staging group b.
     const int nb = NumBlocks(static_cast<int>(n));
-    APR_RETURN_IF_ERROR(Alloc(&staging, int64_t{nb} * c.num_hidden_layers * c.num_key_value_heads *
-                                            2 * kBlockTokens * c.head_dim));
+    APR_RETURN_IF_ERROR(Alloc(
+        opt_.debug_fill_byte, &staging,
+        int64_t{nb} * c.num_hidden_layers * c.num_key_value_heads * 2 * kBlockTokens * c.head_dim));
     std::vector<int32_t> ident(nb);
     for (int b = 0; b < nb; ++b) ident[b] = b;
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(group_table_.get() + int64_t{seq.slot} * max_blocks_,
@@ -874,12 +875,7 @@ absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
         return s;
       }
       APR_CUDA_RETURN_IF_ERROR(e);
-      // Captured nodes keep their stream's priority; the flag makes the replay use them
-      // (the copy stream's fetches below the step's kernels).
-      const unsigned long long flags =
-          offload_ && opt_.offload.prioritize_compute ? cudaGraphInstantiateFlagUseNodePriority
-                                                      : 0;
-      APR_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&g.exec, g.graph, flags));
+      APR_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&g.exec, g.graph, 0));
       it = graphs_.emplace(key, g).first;
     }
     APR_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second.exec, stream_));

@@ -83,6 +83,9 @@ struct CudaDecoderOptions {
   TensorParallelOptions tp;
   int max_budget_tokens = 0;  // largest budget set_sparse may set later; 0: sparse.budget_tokens
   std::vector<float> predictor_weights;  // PredictorLayout; required when sparse is usable
+  // Testing: every device buffer Init allocates is filled with this byte first (-1: left
+  // as cudaMalloc returns it). Outputs must not depend on it (no read before a write).
+  int debug_fill_byte = -1;
 };
 
 class CudaDecoder : public Decoder {

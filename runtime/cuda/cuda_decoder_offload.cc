@@ -401,16 +401,16 @@ absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const Step
   APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, plan_events_[first], 0));
   APR_CUDA_RETURN_IF_ERROR(LaunchSpin(opt_.offload.debug_fetch_delay_us, copy_stream_));
   void* host_pool = local_->mapped->device_pointer();
+  const int fetch_ctas = opt_.offload.fetch_ctas > 0 ? opt_.offload.fetch_ctas : num_sms_;
   for (int l = first; l < first + count; ++l) {
     const int64_t z = l - first;
-    APR_CUDA_RETURN_IF_ERROR((opt_.offload.bulk_fetch ? kvstore::LaunchGatherBlocksCountedBulk
-                                                      : kvstore::LaunchGatherBlocksCounted)(
+    APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
         host_pool, pa.fetch_src + z * max_fetch_, pool_.get(), pa.fetch_dst + z * max_fetch_,
-        pa.fetch_count + z, max_fetch_, bb, opt_.offload.fetch_ctas, copy_stream_));
+        pa.fetch_count + z, max_fetch_, bb, fetch_ctas, copy_stream_));
     APR_CUDA_RETURN_IF_ERROR(LaunchMarkFetched(done_.get(), l, copy_stream_));
     APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
-        pool_.get(), pa.wb_src + z * max_wb_, host_pool, pa.wb_dst + z * max_wb_,
-        pa.wb_count + z, max_wb_, bb, 0, copy_stream_));
+        pool_.get(), pa.wb_src + z * max_wb_, host_pool, pa.wb_dst + z * max_wb_, pa.wb_count + z,
+        max_wb_, bb, 0, copy_stream_));
     if (eager) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(fetch_events_[l], copy_stream_));
   }
   (void)key;

@@ -54,17 +54,13 @@ struct OffloadOptions {
   // Layers predicted, planned and fetched together: after the attention of the last layer
   // of each group of this many, one predictor launch, one plan launch and the group's
   // fetches (1: per layer, as soon as its attention is done). Larger groups cost fewer,
-  // fuller launches on the compute stream and start the first layers' fetches later.
-  int predict_group_layers = 4;
-  // CTAs of each fetch (gather) launch; 0: the kernel's default. They run beside the
-  // compute stream's kernels and take SM slots from them.
+  // fuller launches on the compute stream and start the first layers' fetches later; the
+  // last group's fetch must finish within the step. 8: measured best on the H100
+  // (docs/PERFORMANCE.md "Storage tier").
+  int predict_group_layers = 8;
+  // CTAs of each fetch (gather) launch; 0: one per SM. They run beside the compute
+  // stream's kernels and take SM slots from them; one per SM already saturates the link.
   int fetch_ctas = 0;
-  // Fetch with the bulk copy engine kernel (kvstore/cuda/gather_blocks.h
-  // LaunchGatherBlocksCountedBulk) instead of 16-byte loads.
-  bool bulk_fetch = false;
-  // The compute stream (and its graph nodes) at the device's greatest stream priority, the
-  // copy stream at the least: when both have CTAs waiting, the step's go first.
-  bool prioritize_compute = true;
   // Testing: the copy stream spins this long before each group's fetches, so that decode
   // steps reach their wait before the fetch is done (stall counting; the result must not
   // change).

@@ -202,16 +202,15 @@ TEST_P(OffloadMatches, ResidentLocalAndRemoteAreBitIdentical) {
     int delay_us;
     std::string tls;  // remote
     int group = 0;
-    bool bulk = false;
-    bool prio = true;
+    int ctas = 0;
   };
   std::vector<Variant> variants = {
       {"local, graphs", KvPlacement::kOffloadLocal, true, 0, ""},
-      {"local, graphs, per layer, no priorities", KvPlacement::kOffloadLocal, true, 0, "", 1,
-       false, false},
-      {"local, graphs, groups of 5, bulk fetch", KvPlacement::kOffloadLocal, true, 0, "", 5, true},
+      {"local, graphs, per layer", KvPlacement::kOffloadLocal, true, 0, "", 1},
+      {"local, graphs, groups of 5, 3 fetch CTAs", KvPlacement::kOffloadLocal, true, 0, "", 5, 3},
       {"local, eager", KvPlacement::kOffloadLocal, false, 0, ""},
-      {"local, eager, one group, bulk fetch", KvPlacement::kOffloadLocal, false, 0, "", 32, true},
+      {"local, eager, one group, 1056 fetch CTAs", KvPlacement::kOffloadLocal, false, 0, "", 32,
+       1056},
       // The delay comes once per group's fetches: per layer, every wait finds it pending.
       {"local, eager, fetch delayed", KvPlacement::kOffloadLocal, false, 2000, "", 1},
       {"local, graphs, fetch delayed", KvPlacement::kOffloadLocal, true, 2000, ""},
@@ -228,8 +227,7 @@ TEST_P(OffloadMatches, ResidentLocalAndRemoteAreBitIdentical) {
     o.use_graphs = v.graphs;
     o.offload.debug_fetch_delay_us = v.delay_us;
     if (v.group > 0) o.offload.predict_group_layers = v.group;
-    o.offload.bulk_fetch = v.bulk;
-    o.offload.prioritize_compute = v.prio;
+    o.offload.fetch_ctas = v.ctas;
     std::unique_ptr<StorageNodeProcess> node;
     if (v.placement == KvPlacement::kOffloadRemote) {
       node = StartNode(m.block_bytes, v.tls);
