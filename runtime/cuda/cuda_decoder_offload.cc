@@ -413,7 +413,6 @@ absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const Step
         max_wb_, bb, 0, copy_stream_));
     if (eager) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(fetch_events_[l], copy_stream_));
   }
-  (void)key;
   return absl::OkStatus();
 }
 
