@@ -219,11 +219,17 @@ class CudaDecoder : public Decoder {
   // Before layer l's attention: wait for the fetch planned for this step (eager: per layer;
   // graphs wait at the end of the previous step).
   absl::Status WaitLayerFetch(int layer, bool eager);
-  // After layer l's attention: predict layer l's blocks for the next step, plan the cache,
-  // start the fetch (and the write-back of a filled block) on the copy stream.
-  // Predicts layers [first, first + count) for the next step, plans their cache and starts
-  // their fetch.
+  // After the attention of layer first + count - 1: predict layers [first, first + count)
+  // for the next step, plan their cache, start their fetches (and the write-back of a
+  // filled block) on the copy stream.
   absl::Status PrefetchLayers(int batch, int first, int count, const StepKey& key, bool eager);
+  // The plan of layers [first, first + count) for the batch in d_step_: selection, cache,
+  // tier and per-layer fetch lists (no write-back; PrefetchLayers adds it).
+  CachePlanArgs PlanArgs(int batch, int first, int count) const;
+  // Remote: layer `layer`'s fetch count and lists to pinned memory (on `stream`), and the
+  // host thread told to turn them into UCX gets once plan_events_ of the layers is reached.
+  absl::Status CopyFetchListToHost(int layer, cudaStream_t stream);
+  void PostRemoteFetches(int first, int count);
   // After the last layer (graphs): count stalls and join the copy stream.
   absl::Status FinishStepFetches(bool eager);
   // The tier side of a sequence: created, its complete blocks written (Prefill) or given

@@ -314,11 +314,61 @@ absl::Status CudaDecoder::WaitLayerFetch(int l, bool eager) {
   return absl::OkStatus();
 }
 
-absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const StepKey& key,
-                                         bool eager) {
-  const ModelConfig& c = config();
+CachePlanArgs CudaDecoder::PlanArgs(int batch, int first, int count) const {
   const int ms = opt_.max_sequences;
   const int32_t* d = d_step_.get();
+  CachePlanArgs pa;
+  pa.batch = batch;
+  pa.layer = first;
+  pa.layer_count = count;
+  pa.next_lens = d + kNextLens * ms;
+  pa.seq_slots = d + kSeqSlots * ms;
+  pa.sel = Selection{sel_blocks_.get(),
+                     sel_counts_.get(),
+                     sel_lens_.get(),
+                     SparseLayers(),
+                     static_cast<int>(config().num_key_value_heads),
+                     sel_stride_};
+  pa.cache = Cache();
+  pa.tier = tier_table_.get();
+  pa.reuse = opt_.offload.reuse_cached_blocks;
+  pa.fetch_src = fetch_src_.get() + int64_t{first} * max_fetch_;
+  pa.fetch_dst = fetch_dst_.get() + int64_t{first} * max_fetch_;
+  pa.fetch_count = fetch_count_.get() + first;
+  pa.max_fetch = max_fetch_;
+  pa.scratch = plan_scratch_.get();
+  pa.counters = counters_.get();
+  pa.issued = issued_.get();
+  pa.error = error_flag_.get();
+  return pa;
+}
+
+absl::Status CudaDecoder::CopyFetchListToHost(int l, cudaStream_t s) {
+  uint32_t* h = h_fetch_.get() + int64_t{l} * 2 * max_fetch_;
+  const int64_t bytes = max_fetch_ * sizeof(uint32_t);
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_fetch_count_.get() + l, fetch_count_.get() + l,
+                                           sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h, fetch_src_.get() + int64_t{l} * max_fetch_, bytes,
+                                           cudaMemcpyDeviceToHost, s));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h + max_fetch_,
+                                           fetch_dst_.get() + int64_t{l} * max_fetch_, bytes,
+                                           cudaMemcpyDeviceToHost, s));
+  return absl::OkStatus();
+}
+
+void CudaDecoder::PostRemoteFetches(int first, int count) {
+  {
+    std::lock_guard<std::mutex> lock(remote_mu_);
+    for (int l = first; l < first + count; ++l) {
+      remote_queue_.push_back(l);
+      ++remote_posted_[l];
+    }
+  }
+  remote_cv_.notify_all();
+}
+
+absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const StepKey& key,
+                                         bool eager) {
   cudaStream_t s = stream_;
   if (opt_.overlap_predictor) {
     APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[first], stream_));
@@ -332,50 +382,20 @@ absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const Step
   APR_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(fetch_count_.get() + first, 0, count * sizeof(int32_t), s));
   APR_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(wb_count_.get() + first, 0, count * sizeof(int32_t), s));
-  CachePlanArgs pa;
-  pa.batch = B;
-  pa.layer = first;
-  pa.layer_count = count;
-  pa.next_lens = d + kNextLens * ms;
-  pa.seq_slots = d + kSeqSlots * ms;
-  pa.sel = Selection{sel_blocks_.get(),
-                     sel_counts_.get(),
-                     sel_lens_.get(),
-                     SparseLayers(),
-                     static_cast<int>(c.num_key_value_heads),
-                     sel_stride_};
-  pa.cache = Cache();
-  pa.tier = tier_table_.get();
-  pa.reuse = opt_.offload.reuse_cached_blocks;
-  pa.fetch_src = fetch_src_.get() + int64_t{first} * max_fetch_;
-  pa.fetch_dst = fetch_dst_.get() + int64_t{first} * max_fetch_;
-  pa.fetch_count = fetch_count_.get() + first;
-  pa.max_fetch = max_fetch_;
+  CachePlanArgs pa = PlanArgs(B, first, count);
   pa.wb_slots = d_wb_.get();
   pa.record_tier = !remote_;
   pa.wb_src = wb_src_.get() + int64_t{first} * max_wb_;
   pa.wb_dst = wb_dst_.get() + int64_t{first} * max_wb_;
   pa.wb_count = wb_count_.get() + first;
   pa.max_wb = max_wb_;
-  pa.scratch = plan_scratch_.get();
-  pa.counters = counters_.get();
-  pa.issued = issued_.get();
-  pa.error = error_flag_.get();
   APR_CUDA_RETURN_IF_ERROR(LaunchCachePlan(pa, s));
   const int64_t bb = BlockBytes();
   if (remote_) {
     // The host needs the lists to issue the UCX gets: counts and lists to pinned memory.
     for (int l = first; l < first + count; ++l) {
       const int64_t z = l - first;
-      uint32_t* h = h_fetch_.get() + int64_t{l} * 2 * max_fetch_;
-      APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_fetch_count_.get() + l, fetch_count_.get() + l,
-                                               sizeof(int32_t), cudaMemcpyDeviceToHost, s));
-      APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h, pa.fetch_src + z * max_fetch_,
-                                               max_fetch_ * sizeof(uint32_t),
-                                               cudaMemcpyDeviceToHost, s));
-      APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h + max_fetch_, pa.fetch_dst + z * max_fetch_,
-                                               max_fetch_ * sizeof(uint32_t),
-                                               cudaMemcpyDeviceToHost, s));
+      APR_RETURN_IF_ERROR(CopyFetchListToHost(l, s));
       if (!remote_fills_.empty()) {
         // The filled block goes to the write-back area (GPU); AfterOffloadStep sends it.
         APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
@@ -384,14 +404,7 @@ absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const Step
       }
       APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(plan_events_[l], s));
     }
-    {
-      std::lock_guard<std::mutex> lock(remote_mu_);
-      for (int l = first; l < first + count; ++l) {
-        remote_queue_.push_back(l);
-        ++remote_posted_[l];
-      }
-    }
-    remote_cv_.notify_all();
+    PostRemoteFetches(first, count);
     return absl::OkStatus();
   }
   // Local: the copy stream fetches from the mapped pool once the plan has run; per layer it
@@ -678,33 +691,15 @@ absl::Status CudaDecoder::SeedCache(CudaSequence& seq, const std::vector<int32_t
 
 absl::Status CudaDecoder::InitialFetch(CudaSequence& seq) {
   const ModelConfig& c = config();
-  const int L = c.num_hidden_layers, nkv = c.num_key_value_heads, ms = opt_.max_sequences;
+  const int L = c.num_hidden_layers, ms = opt_.max_sequences;
   h_step_[kSeqSlots * ms] = seq.slot;
   h_step_[kNextLens * ms] = static_cast<int32_t>(seq.len + 1);
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                            cudaMemcpyHostToDevice, stream_));
-  const int32_t* d = d_step_.get();
   const int64_t bb = BlockBytes();
   for (int l = 0; l < L; ++l) {
     APR_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(fetch_count_.get() + l, 0, sizeof(int32_t), stream_));
-    CachePlanArgs pa;
-    pa.batch = 1;
-    pa.layer = l;
-    pa.next_lens = d + kNextLens * ms;
-    pa.seq_slots = d + kSeqSlots * ms;
-    pa.sel = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(), nkv,
-                       sel_stride_};
-    pa.cache = Cache();
-    pa.tier = tier_table_.get();
-    pa.reuse = opt_.offload.reuse_cached_blocks;
-    pa.fetch_src = fetch_src_.get() + int64_t{l} * max_fetch_;
-    pa.fetch_dst = fetch_dst_.get() + int64_t{l} * max_fetch_;
-    pa.fetch_count = fetch_count_.get() + l;
-    pa.max_fetch = max_fetch_;
-    pa.scratch = plan_scratch_.get();
-    pa.counters = counters_.get();
-    pa.issued = issued_.get();
-    pa.error = error_flag_.get();
+    const CachePlanArgs pa = PlanArgs(1, l, 1);
     APR_CUDA_RETURN_IF_ERROR(LaunchCachePlan(pa, stream_));
     if (!remote_) {
       APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
@@ -713,21 +708,9 @@ absl::Status CudaDecoder::InitialFetch(CudaSequence& seq) {
       APR_CUDA_RETURN_IF_ERROR(LaunchMarkFetched(done_.get(), l, stream_));
       continue;
     }
-    uint32_t* h = h_fetch_.get() + int64_t{l} * 2 * max_fetch_;
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_fetch_count_.get() + l, pa.fetch_count,
-                                             sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h, pa.fetch_src, max_fetch_ * sizeof(uint32_t),
-                                             cudaMemcpyDeviceToHost, stream_));
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h + max_fetch_, pa.fetch_dst,
-                                             max_fetch_ * sizeof(uint32_t), cudaMemcpyDeviceToHost,
-                                             stream_));
+    APR_RETURN_IF_ERROR(CopyFetchListToHost(l, stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(plan_events_[l], stream_));
-    {
-      std::lock_guard<std::mutex> lock(remote_mu_);
-      remote_queue_.push_back(l);
-      ++remote_posted_[l];
-    }
-    remote_cv_.notify_all();
+    PostRemoteFetches(l, 1);
   }
   APR_RETURN_IF_ERROR(DrainRemoteFetches());  // remote: waits for the gets, marks them done
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
