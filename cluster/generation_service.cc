@@ -312,7 +312,13 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::Ge
     stream->result = std::move(result);
     stream->done = true;
   };
-  Group* routed = Route();
+  Group* routed = nullptr;
+  absl::StatusOr<uint64_t> id;
+  {
+    absl::MutexLock route(&route_mu_);
+    routed = Route();
+    if (routed != nullptr) id = routed->scheduler->Submit(*std::move(prepared));
+  }
   if (routed == nullptr) {
     std::string why;
     for (const Group& g : groups_) absl::StrAppend(&why, why.empty() ? "" : "; ", g.workers->unhealthy_reason());
@@ -320,7 +326,6 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::Ge
                         absl::StrCat("no healthy worker group: ", why));
   }
   Group& group = *routed;
-  absl::StatusOr<uint64_t> id = group.scheduler->Submit(*std::move(prepared));
   if (!id.ok()) {
     if (id.status().code() == absl::StatusCode::kResourceExhausted) refused_->Add();
     return ToGrpc(id.status());

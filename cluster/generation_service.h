@@ -65,7 +65,7 @@ class GenerationService final : public ::apr::generation::v1::Generation::Servic
   // Turns a request into the scheduler's terms; checks frontend.limits.
   absl::StatusOr<SchedulerRequest> Prepare(const ::apr::generation::v1::GenerateRequest& req);
   // The healthy group with the fewest queued plus running requests; null when none is.
-  Group* Route();
+  Group* Route() ABSL_EXCLUSIVE_LOCKS_REQUIRED(route_mu_);
   void SetStatus(Status s, std::string message);
   // The caller's identity: its auth client name (UNAUTHENTICATED without a known token
   // when auth is configured), else its peer host.
@@ -82,6 +82,11 @@ class GenerationService final : public ::apr::generation::v1::Generation::Servic
   std::vector<Group> groups_;
   std::atomic<uint64_t> next_request_{1};
   std::optional<TokenSet> tokens_file_;
+
+  // Held from Route() through the scheduler's Submit(): concurrent requests each see the
+  // ones routed before them, so they spread over the groups instead of all picking the
+  // group that looked idle.
+  absl::Mutex route_mu_;
 
   absl::Mutex streams_mu_;
   absl::flat_hash_map<std::string, int> streams_per_client_ ABSL_GUARDED_BY(streams_mu_);

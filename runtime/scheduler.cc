@@ -89,6 +89,9 @@ bool Scheduler::RunOnce() {
       admitted.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    // Counted as running from the moment they leave the queue: a group in the middle of a
+    // long prefill is not idle to the front end's least-loaded routing (stats()).
+    running_count_ = static_cast<int64_t>(running_.size() + admitted.size());
   }
   const bool did_something = !cancelled_queued.empty() || !admitted.empty() || !running_.empty();
 

@@ -1,5 +1,6 @@
 #include "runtime/scheduler.h"
 
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -26,6 +27,7 @@ class FakeEngine : public StepEngine {
                                 const SamplingParams&) override {
     started.push_back(id);
     live.insert(id);
+    if (on_start) on_start();
     return prompt.back() + 1;
   }
   absl::StatusOr<std::vector<int32_t>> Step(absl::Span<const uint64_t> ids,
@@ -42,6 +44,7 @@ class FakeEngine : public StepEngine {
 
   int64_t context = 1000;
   int fail_step = -1;
+  std::function<void()> on_start;  // called inside Start (a prefill in progress)
   std::vector<uint64_t> started;
   std::vector<std::vector<uint64_t>> steps;
   absl::flat_hash_set<uint64_t> live;
@@ -235,6 +238,31 @@ TEST(SchedulerTest, StopCancelsEverythingLeft) {
   }
   EXPECT_TRUE(engine.live.empty());
   EXPECT_EQ(s.Submit(Request({0}, 1, &a)).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// The front end routes a request to the group with the fewest queued plus running
+// requests: one being prefilled has left the queue and must count as running.
+TEST(SchedulerTest, RequestsBeingPrefilledCountAsRunning) {
+  FakeEngine engine;
+  Scheduler s(engine, {.max_batch_size = 4});
+  std::vector<SchedulerStats> during;
+  engine.on_start = [&] { during.push_back(s.stats()); };
+  Outcome a, b, c;
+  ASSERT_TRUE(s.Submit(Request({1}, 3, &a)).ok());
+  ASSERT_TRUE(s.Submit(Request({2}, 3, &b)).ok());
+  s.RunOnce();  // admits a and b together
+  ASSERT_TRUE(s.Submit(Request({3}, 3, &c)).ok());
+  s.RunOnce();  // c joins a and b
+  ASSERT_EQ(during.size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(during[i].queue_depth, 0) << "prefill " << i;
+    EXPECT_EQ(during[i].running, 2) << "prefill " << i;
+  }
+  EXPECT_EQ(during[2].queue_depth, 0);
+  EXPECT_EQ(during[2].running, 3);
+  RunAll(s);
+  EXPECT_EQ(s.stats().running, 0);
+  EXPECT_EQ(s.stats().requests_finished, 3);
 }
 
 TEST(SchedulerTest, ThreadServesConcurrentSubmitters) {
