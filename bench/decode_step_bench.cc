@@ -35,6 +35,7 @@
 #include "runtime/cuda/fill.h"
 #include "runtime/cuda/gemv.h"
 #include "runtime/cuda/paged_decode_attention.h"
+#include "runtime/cuda/predictor_cnn.h"
 #include "runtime/cuda/predictor_weights.h"
 
 ABSL_FLAG(std::string, contexts, "4096,32768,131072", "context lengths (tokens)");
@@ -45,6 +46,9 @@ ABSL_FLAG(int, warmup, 5, "untimed steps before each row");
 ABSL_FLAG(bool, cublas_rows, true, "also time the dense step with cuBLAS projections");
 ABSL_FLAG(std::string, out, "", "also write the markdown table here");
 ABSL_FLAG(bool, micro, true, "first time the GEMV and attention kernels alone");
+ABSL_FLAG(std::string, cnn_tiles, "",
+          "also time the predictor (incremental and full CNN) at the first budget with these "
+          "column tiles per CTA (multiples of 4), side by side; a table of its own");
 ABSL_FLAG(bool, offload, false,
           "run the KV-offload table ((a) full offload, (b) sparse offload with prefetch, (c) "
           "sparse resident; --offload_* flags, bench/offload_rows.h) instead of this one");
@@ -258,6 +262,12 @@ struct Row {
   std::string note;
 };
 
+// The predictor alone at one CNN launch shape (--cnn_tiles).
+struct TilesRow {
+  int context, batch, tiles;
+  double incremental_ms, full_ms;
+};
+
 // Times `steps` decode steps (after `warmup`), returning the median device time per step
 // and the median wall time per step (host loop with synchronisation).
 void TimeSteps(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, int steps,
@@ -332,6 +342,13 @@ int Main() {
   const std::vector<int> contexts = PositiveInts("contexts", absl::GetFlag(FLAGS_contexts));
   const std::vector<int> batches = PositiveInts("batches", absl::GetFlag(FLAGS_batches));
   const std::vector<int> budgets = PositiveInts("budgets", absl::GetFlag(FLAGS_budgets));
+  const std::vector<int> cnn_tiles = PositiveInts("cnn_tiles", absl::GetFlag(FLAGS_cnn_tiles));
+  for (int t : cnn_tiles) {
+    if (!ValidCnnTilesPerCta(t)) {
+      std::fprintf(stderr, "--cnn_tiles: %d is not a multiple of 4 in [4, 64]\n", t);
+      return 2;
+    }
+  }
   const int steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
   const int max_budget = budgets.empty() ? 1024 : *std::max_element(budgets.begin(), budgets.end());
 
@@ -360,6 +377,7 @@ int Main() {
   const double token_kv_bytes = double(L) * nkv * 2 * hd * 2;  // K and V, bf16, all layers
 
   std::vector<Row> rows;
+  std::vector<TilesRow> tiles_rows;
   for (int batch : batches) {
     for (int ctx : contexts) {
       const int cap = ctx + margin;
@@ -450,6 +468,15 @@ int Main() {
             double(batch) * ListLengthBound(ctx, k) * kBlockTokens * token_kv_bytes;
         add(absl::StrCat("sparse ", budget), sparse_kv, pred, pred_full, true, budget, 0);
         if (budget == budgets[0]) {
+          for (int tiles : cnn_tiles) {
+            BENCH_CHECK_OK(d.SetPredictorTilesPerCta(tiles));
+            const TilesRow t{ctx, batch, tiles, TimePredictor(d, seqs, 10, true),
+                             TimePredictor(d, seqs, 10, false)};
+            std::printf("ctx %6d batch %d CNN %2d tiles per CTA: incremental %.3f ms, full %.3f ms\n",
+                        ctx, batch, tiles, t.incremental_ms, t.full_ms);
+            tiles_rows.push_back(t);
+          }
+          BENCH_CHECK_OK(d.SetPredictorTilesPerCta(0));
           BENCH_CHECK_OK(d.SetOverlapPredictor(true));
           add(absl::StrCat("sparse ", budget, ", predictor on a side stream"), sparse_kv, pred,
               pred_full, true, budget, 0);
@@ -492,6 +519,17 @@ int Main() {
             : std::string("-"),
         r.predictor_full_ms >= 0 ? absl::StrFormat("%.3f", r.predictor_full_ms) : std::string("-"),
         r.batch * 1000.0 / r.wall_ms);
+  }
+  if (!tiles_rows.empty()) {
+    table += absl::StrFormat(
+        "\nPredictor (CNN + top-k, all layers) by CNN column tiles per CTA (default %d), "
+        "sparse %d:\n\n| context | batch | tiles per CTA | incremental (ms) | full CNN (ms) |\n"
+        "| ---: | ---: | ---: | ---: | ---: |\n",
+        kDefaultCnnTilesPerCta, budgets.empty() ? 0 : budgets[0]);
+    for (const TilesRow& t : tiles_rows) {
+      table += absl::StrFormat("| %d | %d | %d | %.3f | %.3f |\n", t.context, t.batch, t.tiles,
+                               t.incremental_ms, t.full_ms);
+    }
   }
   std::printf("\n%s", table.c_str());
   if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {

@@ -107,6 +107,11 @@ absl::Status CudaDecoder::Init() {
   }
   if (opt_.max_sequences < 1 || opt_.prefill_chunk < 1)
     return absl::InvalidArgumentError("max_sequences and prefill_chunk must be positive");
+  if (opt_.predictor_tiles_per_cta != 0 && !ValidCnnTilesPerCta(opt_.predictor_tiles_per_cta)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("predictor_tiles_per_cta must be 0 or a positive multiple of 4 up to 64, got ",
+                     opt_.predictor_tiles_per_cta));
+  }
   if (opt_.max_context <= 0) opt_.max_context = static_cast<int>(c.max_position_embeddings);
   opt_.max_context = std::min<int64_t>(opt_.max_context, c.max_position_embeddings);
   max_blocks_ = NumBlocks(opt_.max_context);
@@ -214,7 +219,7 @@ absl::Status CudaDecoder::Init() {
     // Fresh history memory reads as zero; FillRandomContext and prefill overwrite it.
     APR_CUDA_RETURN_IF_ERROR(cudaMemset(history_.get(), 0, history_.bytes()));
     APR_RETURN_IF_ERROR(
-        Alloc(fill, &cnn_colsum_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_ * 32));
+        Alloc(fill, &cnn_interior_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
     APR_RETURN_IF_ERROR(Alloc(fill, &cnn_count_, int64_t{opt_.max_sequences} * ls * nkv));
     APR_RETURN_IF_ERROR(Alloc(fill, &cnn_width_, int64_t{opt_.max_sequences} * ls * nkv));
     APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
@@ -449,11 +454,12 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, i
   pc.history = HistoryView{history_.get(), static_cast<int>(c.num_hidden_layers), nkv, kHistoryRing,
                            max_blocks_};
   if (opt_.incremental_predictor) {
-    pc.state = CnnState{cnn_colsum_.get(), cnn_count_.get(), cnn_width_.get(), max_blocks_};
+    pc.state = CnnState{cnn_interior_.get(), cnn_count_.get(), cnn_width_.get(), max_blocks_};
     pc.history_count = d + kHistoryCount * ms;
   }
   pc.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
   pc.max_cols = max_cols;
+  pc.tiles_per_cta = opt_.predictor_tiles_per_cta;
   pc.scores = scores_.get();
   pc.score_cols = max_blocks_;
   APR_CUDA_RETURN_IF_ERROR(LaunchPredictorCnn(pc, stream));
@@ -959,6 +965,17 @@ absl::Status CudaDecoder::InvalidateCnnState(int slot) {
 absl::Status CudaDecoder::SetOverlapPredictor(bool on) {
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.overlap_predictor = on;
+  ClearGraphs();
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::SetPredictorTilesPerCta(int tiles) {
+  if (tiles != 0 && !ValidCnnTilesPerCta(tiles)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "predictor_tiles_per_cta must be 0 or a positive multiple of 4 up to 64, got ", tiles));
+  }
+  APR_RETURN_IF_ERROR(Synchronize());
+  opt_.predictor_tiles_per_cta = tiles;
   ClearGraphs();
   return absl::OkStatus();
 }

@@ -64,7 +64,8 @@ struct CudaDecoderOptions {
   bool use_gemv = true;     // the custom GEMV for decode batches <= gemv_max_tokens
   int gemv_max_tokens = 4;  // larger batches use cuBLAS (measured faster at 8, PERFORMANCE.md)
   bool use_pdl = true;      // GEMVs start loading weights while the previous kernel ends
-  bool incremental_predictor = true;  // update the CNN's column sums instead of recomputing
+  bool incremental_predictor = true;  // update the CNN's interior sums instead of recomputing
+  int predictor_tiles_per_cta = 0;    // CNN launch shape (predictor_cnn.h); 0: its default
   // Predict layer l's blocks on a second stream as soon as layer l's attention is done, so
   // the (tensor-core) CNN may overlap the later layers' (memory-bound) projections. Measured
   // slower on the H100 (the CNN's CTAs crowd out the GEMVs'), hence off.
@@ -124,6 +125,7 @@ class CudaDecoder : public Decoder {
   absl::Status SetUsePdl(bool use_pdl);
   absl::Status SetIncrementalPredictor(bool on);
   absl::Status SetOverlapPredictor(bool on);
+  absl::Status SetPredictorTilesPerCta(int tiles);
   // Gives `seq` (empty) `len` tokens of context without running the model: its blocks keep
   // whatever the pool holds (FillPoolRandom), its history rows are random, and the
   // predictor selects its first blocks. For the benchmark.
@@ -289,7 +291,7 @@ class CudaDecoder : public Decoder {
   DeviceBuffer<int32_t> sel_blocks_, sel_counts_, sel_lens_;
   DeviceBuffer<int32_t> list_counts_, list_blocks_, list_slots_, list_starts_, calib_counts_,
       error_flag_;
-  DeviceBuffer<float> cnn_colsum_;
+  DeviceBuffer<float> cnn_interior_;
   DeviceBuffer<uint2> cnn_fragments_;
   cudaStream_t side_stream_ = nullptr;
   std::vector<cudaEvent_t> layer_events_;

@@ -734,14 +734,15 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
   Dev<float> dw(w), dhist(hist);
   Dev<uint2> frag(kPredictorFragments);
   ASSERT_CUDA(LaunchPackPredictorFragments(dw.get(), frag.get(), nullptr));
-  Dev<float> colsum(size_t(slots) * nl * nkv * cols * 32);
+  Dev<float> interior(size_t(slots) * nl * nkv * cols);
   Dev<int32_t> count(size_t(slots) * nl * nkv), width(size_t(slots) * nl * nkv);
   ASSERT_CUDA(cudaMemset(count.get(), 0x80, count.size() * 4));
   Dev<float> scores(size_t(nl) * nkv * cols), full(size_t(nl) * nkv * cols);
-  // Lengths: crossing a block boundary of the local window (width + 1) at step 3.
-  int len = 64 + 16 * 100 - 3, newest = 70, hcount = 9;
-  int full_paths_expected = 0;
-  for (int step = 0; step < 8; ++step) {
+  // Lengths: crossing a block boundary of the local window (width + 1) at step 3 and every
+  // 16th step after; 80 steps, so rows enter the window's interior and leave it again; the
+  // history count passes kCnnRefreshSteps (a full refresh) at step 6.
+  int len = 64 + 16 * 100 - 3, newest = 70, hcount = kCnnRefreshSteps - 6;
+  for (int step = 0; step < 80; ++step) {
     if (step > 0) {
       // Append a row: the new newest ring row gets fresh values.
       newest = (newest + 1) % ring;
@@ -773,11 +774,26 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
     a.score_cols = cols;
     a.scores = full.get();
     full.Poison();
+    // Launch shapes: CTAs of 4, 8 (the default) or 16 column tiles.
+    a.tiles_per_cta = step % 3 == 1 ? 16 : 0;
     ASSERT_CUDA(LaunchPredictorCnn(a, nullptr));  // no state: always the full path
-    a.state = CnnState{colsum.get(), count.get(), width.get(), cols};
+    a.tiles_per_cta = step % 3 == 2 ? 4 : 0;
+    a.state = CnnState{interior.get(), count.get(), width.get(), cols};
     a.history_count = dcount.get();
     a.scores = scores.get();
     scores.Poison();
+    // Probe that the incremental path runs and builds on the state: shift image 0's state
+    // by 64, so its incremental columns' scores move by exactly 1 (the rest must not).
+    constexpr int kProbeStep = 40;
+    const size_t img0 = size_t(slot) * nl * nkv * cols;
+    std::vector<float> probe_state;
+    if (step == kProbeStep) {
+      probe_state = interior.Host();
+      for (int c = 0; c < cols; ++c) probe_state[img0 + c] += 64.f;
+      ASSERT_CUDA(cudaMemcpy(interior.get(), probe_state.data(), probe_state.size() * 4,
+                             cudaMemcpyHostToDevice));
+    }
+    const int prev_width = NumCandidates(len);
     if (step % 2 == 1) {  // one launch per layer, as the decoder's overlapped predictor does
       for (int li = nl - 1; li >= 0; --li) {
         a.layer_begin = li;
@@ -790,12 +806,17 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
     ASSERT_CUDA(cudaDeviceSynchronize());
     const std::vector<float> got = scores.Host(), want = full.Host();
     const int wd = NumCandidates(len + 1);
+    // The incremental path's scores against the full path's on every step, against the CPU
+    // reference (slow) on some.
+    const bool check_reference = step % 8 == 0 || step == kProbeStep + 1;
     for (int li = 0; li < nl; ++li)
       for (int g = 0; g < nkv; ++g) {
+        if (step == kProbeStep && li == 0 && g == 0) continue;  // checked below
         const size_t o = (size_t(li) * nkv + g) * cols;
         std::vector<float> gv(got.begin() + o, got.begin() + o + wd);
         std::vector<float> wv(want.begin() + o, want.begin() + o + wd);
         EXPECT_LE(RelErr(gv, wv), 1e-5) << "step " << step << " layer " << li << " head " << g;
+        if (!check_reference) continue;
         std::vector<float> img(size_t(64) * wd);
         const float* src = &hist[(((size_t(slot) * layers + first + li) * nkv + g) * ring) * cols];
         for (int r = 0; r < 64; ++r)
@@ -805,10 +826,24 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
         const std::vector<double> ref = CnnReference(w, img, wd);
         EXPECT_LE(RelErr(gv.data(), ref.data(), wd), kBf16Tol) << "step " << step;
       }
+    if (step == kProbeStep) {
+      std::vector<float> st = interior.Host();
+      int shifted = 0;
+      for (int c = 0; c < wd; ++c) {
+        const bool incremental = c / 16 * 16 + 16 <= prev_width - 2;
+        EXPECT_NEAR(got[c] - want[c], incremental ? 1.0 : 0.0, 1e-3) << "column " << c;
+        if (incremental) {
+          st[img0 + c] -= 64.f;  // undo the probe
+          ++shifted;
+        }
+      }
+      EXPECT_GT(shifted, wd / 2);
+      ASSERT_CUDA(
+          cudaMemcpy(interior.get(), st.data(), st.size() * 4, cudaMemcpyHostToDevice));
+    }
     const std::vector<int32_t> ch = count.Host();
     EXPECT_EQ(ch[size_t(slot) * nl * nkv], hcount);
   }
-  (void)full_paths_expected;
 }
 
 // Top-k reference: sort by (score desc, index asc), NaN last, -0 == +0.

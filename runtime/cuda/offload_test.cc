@@ -245,9 +245,11 @@ TEST_P(OffloadMatches, ResidentLocalAndRemoteAreBitIdentical) {
     EXPECT_EQ(s.prefetch_waits, int64_t{m.steps} * L);
     EXPECT_LE(s.prefetch_stalls, s.prefetch_waits);
     if (v.delay_us > 0) {
-      // Every layer of every step reached its wait before its (delayed) fetch was done;
-      // eagerly, the first step waits on prefill's fetch, which is complete.
-      EXPECT_GE(s.prefetch_stalls, s.prefetch_waits - (v.graphs ? 0 : L));
+      // Nearly every layer of every step reaches its wait before its (delayed) fetch is
+      // done; eagerly, the first step waits on prefill's fetch, which is complete. Not all:
+      // a host thread descheduled for the delay finds a fetch done (seen once in 780).
+      const int64_t can_stall = s.prefetch_waits - (v.graphs ? 0 : L);
+      EXPECT_GE(s.prefetch_stalls, can_stall * 9 / 10);
     }
     EXPECT_EQ(s.decode_steps, m.steps);
     EXPECT_GT(s.blocks_fetched, 0);

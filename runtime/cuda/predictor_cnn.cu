@@ -8,25 +8,46 @@ namespace apr::cuda {
 namespace {
 
 constexpr int kTileCols = 16;    // output columns per tile (one mma M tile)
-constexpr int kTilesPerCta = 4;  // tiles a CTA takes in turn (amortises its setup)
-constexpr int kWarps = 4;
+constexpr int kWarps = 4;  // incremental path: a warp per tile; full path: 16 rows each
 constexpr int kRowsIn = kHistoryRows + 2;  // full path: conv1 rows -1 .. 64
 constexpr int kColsC1 = kTileCols + 2;     // conv1 cols c0 - 1 .. c0 + 16
 constexpr int kColsX = kTileCols + 4;      // input cols c0 - 2 .. c0 + 17
-constexpr int kChannels1 = 16, kChannels2 = 32;
-// Incremental path, per warp: up to 3 conv2 rows need 5 conv1 rows and 7 input rows.
-constexpr int kSegOut = 3, kSegC1 = kSegOut + 2, kSegX = kSegOut + 4;
+constexpr int kChannels1 = 16;
+// conv2 rows whose 5-row receptive field lies inside the window; their values depend only
+// on the history rows, not on where the window starts (the incremental path's invariant).
+constexpr int kInteriorFirst = 2, kInteriorLast = kHistoryRows - 3;
+// Incremental path, per warp: 10 input rows (window rows -1..3 and 59..63) and a zero row;
+// 10 conv1 rows (kIncC1Rows).
+constexpr int kIncX = 11, kIncC1 = 10;
 
 constexpr int kFullSmem = kRowsIn * kColsX * 4 + kRowsIn * kColsC1 * 32;
-constexpr int kSegSmem = kSegX * kColsX * 4 + kSegC1 * kColsC1 * 32;
-constexpr int kRedSmem = kWarps * kTileCols * (kChannels2 + 1) * 4;
-constexpr int kSmem = kFullSmem > kWarps* kSegSmem ? kFullSmem : kWarps* kSegSmem;
-static_assert(kRedSmem <= kRowsIn * kColsC1 * 32);
-static_assert(kRedSmem <= kSmem);
+constexpr int kIncSmem = kIncX * kColsX * 4 + kIncC1 * kColsC1 * 32;  // per warp
+constexpr int kRedSmem = kWarps * kTileCols * 2 * 4;
+constexpr int kSmem = kFullSmem > kWarps* kIncSmem ? kFullSmem : kWarps* kIncSmem;
+static_assert(kRedSmem <= kRowsIn * kColsX * 4);  // the full path's input tile, reused
 // conv2 weights as per-lane mma B fragments: [9 taps][4 n-tiles][32 lanes] x 2 registers.
 constexpr int kBfragSmem = kPredictorFragments * 8;
 constexpr int kW1Smem = kChannels1 * 10 * 4;
 constexpr int kDynSmem = kSmem + kBfragSmem + kW1Smem;
+
+// The incremental path's conv1 rows: the three input rows (of its 11-row tile; 10 is the
+// zero row) each is made from, or -1 for a zero row (conv2's padding).
+//   0: conv1 row -1 (zero)          5: conv1 row 60
+//   1: conv1 row 0, input row -1 = 0  6: row 61
+//   2: row 1                          7: row 62
+//   3: row 2                          8: row 63 (input row 64 = 0)
+//   4: row 0 from the real row -1     9: conv1 row 64 (zero)
+__constant__ int8_t kIncC1From[kIncC1][3] = {
+    {-1, -1, -1}, {10, 1, 2}, {1, 2, 3}, {2, 3, 4}, {0, 1, 2},
+    {5, 6, 7},    {6, 7, 8},  {7, 8, 9}, {8, 9, 10}, {-1, -1, -1}};
+
+// The incremental path's conv2 rows: the conv1 buffer rows above, at and below each, and
+// where it goes: 0 an edge row (the score only), +1 / -1 added to / taken from I.
+//   new rows 0 and 1; the old window's row 2 (the new row 1 from the row that just left);
+//   new row 61; new rows 62 and 63.
+constexpr int kIncConv2Rows = 6;
+__constant__ int8_t kIncConv2From[kIncConv2Rows][4] = {
+    {0, 1, 2, 0}, {1, 2, 3, 0}, {4, 2, 3, -1}, {5, 6, 7, 1}, {6, 7, 8, 0}, {7, 8, 9, 0}};
 
 // conv1 outputs as [row][col][16 channels] bf16, 32 bytes per pixel; the two 16-byte
 // halves are swapped on every other group of 4 pixels, so that ldmatrix's 8 row reads
@@ -55,26 +76,23 @@ struct Image {
   int width;  // candidate columns
 };
 
-// Window row r (0 = oldest of the 64) of the window whose newest ring row is `newest`.
+// Window row r (0 = oldest of the 64; -1 the row that just left) of the window whose newest
+// ring row is `newest`.
 __device__ __forceinline__ float Pixel(const Image& im, int newest, int r, int c) {
   const int ring_row = ((newest - (kHistoryRows - 1) + r) % im.ring + im.ring) % im.ring;
   return im.data[static_cast<int64_t>(ring_row) * im.cols + kSinkBlocks + c];
 }
 
-// conv1 + ReLU of one pixel into 16 bf16 channels at the swizzled location; zero where
-// (r, c) is outside the image (conv2's zero padding). x is the input tile, x_row0 the
-// window row of its first row, columns from c0 - 2.
-__device__ __forceinline__ void Conv1Pixel(const float* x, int x_row0, int c0, int r, int c,
-                                           int width, const float* sw1, unsigned char* c1,
+// conv1 + ReLU of one pixel from three input rows (kColsX floats each, columns from
+// c0 - 2) at tile column x (the pixel's column - (c0 - 2)) into 16 bf16 channels at the
+// swizzled location; zero when `zero` (conv2's padding).
+__device__ __forceinline__ void Conv1Pixel(const float* x0, const float* x1, const float* x2,
+                                           int x, bool zero, const float* sw1, unsigned char* c1,
                                            int pixel) {
   float out[kChannels1];
-  if (r >= 0 && r < kHistoryRows && c >= 0 && c < width) {
-    float win[9];
-#pragma unroll
-    for (int dy = 0; dy < 3; ++dy)
-#pragma unroll
-      for (int dx = 0; dx < 3; ++dx)
-        win[dy * 3 + dx] = x[(r - 1 + dy - x_row0) * kColsX + (c - 1 + dx - (c0 - 2))];
+  if (!zero) {
+    const float win[9] = {x0[x - 1], x0[x], x0[x + 1], x1[x - 1], x1[x],
+                          x1[x + 1], x2[x - 1], x2[x], x2[x + 1]};
 #pragma unroll
     for (int oc = 0; oc < kChannels1; ++oc) {
       float acc = sw1[kChannels1 * 9 + oc];
@@ -97,11 +115,12 @@ __device__ __forceinline__ void Conv1Pixel(const float* x, int x_row0, int c0, i
   }
 }
 
-// conv2 pre-activation of one output row for the tile's 16 columns: the conv1 rows used
-// are tile rows c1_row .. c1_row + 2 of the buffer at c1_base (shared address).
-__device__ __forceinline__ void Conv2Row(uint32_t c1_base, int c1_row, int lane, const uint2* bfrag,
-                                         float (&acc)[4][4]) {
+// conv2 pre-activation of one output row for the tile's 16 columns from the conv1 rows
+// above, at and below it: rows r0, r1, r2 of the buffer at c1_base (shared address).
+__device__ __forceinline__ void Conv2Row(uint32_t c1_base, int r0, int r1, int r2, int lane,
+                                         const uint2* bfrag, float (&acc)[4][4]) {
   const int a_m = lane % 8 + 8 * ((lane / 8) % 2), a_half = lane / 16;
+  const int rows[3] = {r0, r1, r2};
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
@@ -111,7 +130,7 @@ __device__ __forceinline__ void Conv2Row(uint32_t c1_base, int c1_row, int lane,
 #pragma unroll
     for (int kx = 0; kx < 3; ++kx) {
       // Output pixel (row, c0 + m) reads conv1 at (row + ky - 1, c0 + m + kx - 1).
-      const int pixel = (c1_row + ky) * kColsC1 + a_m + kx;
+      const int pixel = rows[ky] * kColsC1 + a_m + kx;
       uint32_t af[4];
       asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                    : "=r"(af[0]), "=r"(af[1]), "=r"(af[2]), "=r"(af[3])
@@ -125,7 +144,31 @@ __device__ __forceinline__ void Conv2Row(uint32_t c1_base, int c1_row, int lane,
   }
 }
 
-__global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const PredictorCnnArgs a) {
+// The kernel-1 conv1d is linear, so a conv2 row enters a column's score only through
+// sum_ch w3[ch] * ReLU(conv2[ch] + b2[ch]). Adds that (times `sign`) for this lane's two
+// columns (fg and fg + 8; its 8 of the 32 channels) to lo and hi.
+struct RowWeights {
+  float b2[4][2], w3[4][2];
+};
+__device__ __forceinline__ void AddWeightedRow(const float (&acc)[4][4], const RowWeights& rw,
+                                               float sign, float& lo, float& hi) {
+#pragma unroll
+  for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      lo = fmaf(sign * rw.w3[nt][j], fmaxf(acc[nt][j] + rw.b2[nt][j], 0.f), lo);
+      hi = fmaf(sign * rw.w3[nt][j], fmaxf(acc[nt][2 + j] + rw.b2[nt][j], 0.f), hi);
+    }
+}
+
+// Sums over the 4 lanes that share a column (lane = 4 * column + channel group).
+__device__ __forceinline__ float SumOverChannelLanes(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  v += __shfl_xor_sync(0xffffffffu, v, 2);
+  return v;
+}
+
+__global__ void __launch_bounds__(kWarps * 32, 4) PredictorCnnKernel(const PredictorCnnArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
   uint2* sbfrag = reinterpret_cast<uint2*>(smem + kSmem);
   float* sw1 = reinterpret_cast<float*>(smem + kSmem + kBfragSmem);
@@ -135,7 +178,8 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
   const int len = a.next_lens[b];
   if (!NeedsPrediction(len, a.k_blocks)) return;
   const int width = NumCandidates(len);
-  const int first_c0 = blockIdx.x * kTilesPerCta * kTileCols;
+  const int tiles = a.tiles_per_cta;
+  const int first_c0 = blockIdx.x * tiles * kTileCols;
   if (first_c0 >= width) return;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const float* w = a.weights;
@@ -148,120 +192,139 @@ __global__ void __launch_bounds__(kWarps * 32) PredictorCnnKernel(const Predicto
   const int newest = a.history_row[b];
   const int64_t state_img = (static_cast<int64_t>(slot) * a.num_layers + li) * a.num_kv_heads + g;
   const int count = a.history_count != nullptr ? a.history_count[b] : -1;
-  const bool state_fresh = a.state.colsum != nullptr && count > 0 &&
+  const bool state_fresh = a.state.interior != nullptr && count > 0 &&
                            count % kCnnRefreshSteps != 0 && h.rows > kHistoryRows &&
                            a.state.count[state_img] >= 0 && a.state.count[state_img] == count - 1;
-  const int state_width = a.state.colsum != nullptr ? a.state.width[state_img] : 0;
+  const int state_width = a.state.interior != nullptr ? a.state.width[state_img] : 0;
+  float* interior =
+      a.state.interior != nullptr ? a.state.interior + state_img * a.state.cols : nullptr;
+  float* scores =
+      a.scores + ((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) * a.score_cols;
+  const float b3 = w[PredictorLayout::kConv3B];
+  // The incremental path needs the state's columns and two to their right unchanged (a
+  // column's receptive field is 5 wide); it holds for a prefix of this CTA's tiles.
+  auto incremental = [&](int c0) { return state_fresh && c0 + kTileCols <= state_width - 2; };
 
   for (int i = tid; i < kChannels1 * 10; i += blockDim.x) sw1[i] = w[PredictorLayout::kConv1W + i];
   for (int i = tid; i < kBfragSmem / 16; i += blockDim.x)
     reinterpret_cast<uint4*>(sbfrag)[i] = reinterpret_cast<const uint4*>(a.fragments)[i];
   const int fg = lane / 4, ft = lane % 4;
   const uint2* bfrag = sbfrag;
-  float bias2[4][2];
+  RowWeights rw;
 #pragma unroll
-  for (int nt = 0; nt < 4; ++nt) {
-    bias2[nt][0] = w[PredictorLayout::kConv2B + nt * 8 + 2 * ft];
-    bias2[nt][1] = w[PredictorLayout::kConv2B + nt * 8 + 2 * ft + 1];
-  }
+  for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      rw.b2[nt][j] = w[PredictorLayout::kConv2B + nt * 8 + 2 * ft + j];
+      rw.w3[nt][j] = w[PredictorLayout::kConv3W + nt * 8 + 2 * ft + j];
+    }
+  __syncthreads();  // sw1, sbfrag
 
-  for (int tile = 0; tile < kTilesPerCta; ++tile) {
+  // ---- Incremental path: warp w takes tiles w, w + 4, ..., with no block-wide barrier.
+  // The window moved by one row: the interior sum I (rows 2..61) loses the old window's row 2 (the new
+  // window's row 1, made from the row that just left) and gains the new row 61; the edge
+  // rows 0, 1, 62, 63 (padding in their receptive field) are recomputed for the score.
+  for (int tile = warp; tile < tiles; tile += kWarps) {
     const int c0 = first_c0 + tile * kTileCols;
-    if (c0 >= width) break;
-    if (tile > 0) __syncthreads();  // the previous tile's reduction is read
-    float* colsum = a.state.colsum != nullptr
-                        ? a.state.colsum + (state_img * a.state.cols + c0) * kChannels2
-                        : nullptr;
-    const bool incremental = state_fresh && c0 + kTileCols <= state_width - 2;
-    float colfrag[4][4];
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) colfrag[nt][i] = 0.f;
-
-    if (!incremental) {
-      // ---- Full path: the whole 64-row window.
-      float* sx = reinterpret_cast<float*>(smem);
-      unsigned char* sc1 = smem + kRowsIn * kColsX * 4;
-      for (int i = tid; i < kRowsIn * kColsX; i += blockDim.x) {
-        const int r = i / kColsX - 1, c = c0 - 2 + i % kColsX;
-        sx[i] = r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, newest, r, c) : 0.f;
+    if (c0 < width && incremental(c0)) {
+      __syncwarp();  // the warp's previous tile is done with its shared memory
+      float* sx = reinterpret_cast<float*>(smem + warp * kIncSmem);
+      unsigned char* sc1 = smem + warp * kIncSmem + kIncX * kColsX * 4;
+      for (int i = lane; i < kIncX * kColsX; i += 32) {
+        const int xr = i / kColsX, c = c0 - 2 + i % kColsX;
+        const int r = xr < 5 ? xr - 1 : xr + kHistoryRows - 10;  // window rows -1..3, 59..63
+        sx[i] = xr < 10 && c >= 0 && c < width ? Pixel(im, newest, r, c) : 0.f;
       }
-      __syncthreads();
-      for (int p = tid; p < kRowsIn * kColsC1; p += blockDim.x)
-        Conv1Pixel(sx, -1, c0, p / kColsC1 - 1, c0 - 1 + p % kColsC1, width, sw1, sc1, p);
-      __syncthreads();
-      const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
-      for (int rr = 0; rr < kHistoryRows / kWarps; ++rr) {
-        const int r = warp * (kHistoryRows / kWarps) + rr;
-        float acc[4][4];
-        Conv2Row(c1_base, r, lane, bfrag, acc);  // tile row r holds conv1 row r - 1
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) colfrag[nt][i] += fmaxf(acc[nt][i] + bias2[nt][i % 2], 0.f);
+      __syncwarp();
+      for (int p = lane; p < kIncC1 * kColsC1; p += 32) {
+        const int j = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
+        const int8_t* from = kIncC1From[j];
+        const bool zero = from[0] < 0 || c < 0 || c >= width;
+        Conv1Pixel(sx + (zero ? 0 : from[0]) * kColsX, sx + (zero ? 0 : from[1]) * kColsX,
+                   sx + (zero ? 0 : from[2]) * kColsX, x, zero, sw1, sc1, p);
       }
-    } else {
-      // ---- Incremental path: warp s handles one edge segment of the old or new window.
-      //   s = 0: old window, conv2 rows [0, 3), subtracted
-      //   s = 1: new window, rows [0, 2), added
-      //   s = 2: old window, rows [62, 64), subtracted
-      //   s = 3: new window, rows [61, 64), added
-      const int o0 = warp == 0 ? 0 : warp == 1 ? 0 : warp == 2 ? 62 : 61;
-      const int o1 = warp == 0 ? 3 : warp == 1 ? 2 : 64;
-      const float sign = warp % 2 == 0 ? -1.f : 1.f;
-      const int win_newest = warp % 2 == 0 ? newest - 1 : newest;
-      float* sx = reinterpret_cast<float*>(smem + warp * kSegSmem);
-      unsigned char* sc1 = smem + warp * kSegSmem + kSegX * kColsX * 4;
-      const int x_row0 = o0 - 2;  // window row of sx's first row
-      for (int i = lane; i < kSegX * kColsX; i += 32) {
-        const int r = x_row0 + i / kColsX, c = c0 - 2 + i % kColsX;
-        sx[i] =
-            r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, win_newest, r, c) : 0.f;
-      }
-      __syncthreads();  // sw1 too
-      for (int p = lane; p < kSegC1 * kColsC1; p += 32)
-        Conv1Pixel(sx, x_row0, c0, o0 - 1 + p / kColsC1, c0 - 1 + p % kColsC1, width, sw1, sc1, p);
       __syncwarp();
       const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
-      for (int o = o0; o < o1; ++o) {
+      float d_lo = 0.f, d_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
+#pragma unroll 1
+      for (int k = 0; k < kIncConv2Rows; ++k) {
+        const int8_t* row = kIncConv2From[k];
         float acc[4][4];
-        Conv2Row(c1_base, o - o0, lane, bfrag, acc);  // buffer row 0 holds conv1 row o0 - 1
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            colfrag[nt][i] += sign * fmaxf(acc[nt][i] + bias2[nt][i % 2], 0.f);
+        Conv2Row(c1_base, row[0], row[1], row[2], lane, bfrag, acc);
+        if (row[3] == 0) {
+          AddWeightedRow(acc, rw, 1.f, e_lo, e_hi);
+        } else {
+          AddWeightedRow(acc, rw, row[3], d_lo, d_hi);
+        }
+      }
+      d_lo = SumOverChannelLanes(d_lo);
+      d_hi = SumOverChannelLanes(d_hi);
+      e_lo = SumOverChannelLanes(e_lo);
+      e_hi = SumOverChannelLanes(e_hi);
+      if (ft < 2) {  // lane 4 fg + 0: column fg; lane 4 fg + 1: column fg + 8
+        const int c = c0 + fg + 8 * ft;
+        if (c < width) {
+          const float in = interior[c] + (ft == 0 ? d_lo : d_hi);
+          interior[c] = in;
+          scores[c] = fmaf(in + (ft == 0 ? e_lo : e_hi), 1.0f / kHistoryRows, b3);
+        }
       }
     }
+  }
 
-    __syncthreads();  // every warp is done with the conv1 tiles; reuse smem
-    auto sred = reinterpret_cast<float(*)[kTileCols][kChannels2 + 1]>(smem);
-    // Accumulator layout: [nt][0..1] -> column fg, channels nt*8 + 2ft + {0,1};
-    //                     [nt][2..3] -> column fg + 8, same channels.
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-      sred[warp][fg][nt * 8 + 2 * ft] = colfrag[nt][0];
-      sred[warp][fg][nt * 8 + 2 * ft + 1] = colfrag[nt][1];
-      sred[warp][fg + 8][nt * 8 + 2 * ft] = colfrag[nt][2];
-      sred[warp][fg + 8][nt * 8 + 2 * ft + 1] = colfrag[nt][3];
+  // ---- Full path for the CTA's other tiles: the whole 64-row window, 16 rows per warp.
+  for (int tile = 0; tile < tiles; ++tile) {
+    const int c0 = first_c0 + tile * kTileCols;
+    if (c0 >= width) break;
+    if (incremental(c0)) continue;
+    __syncthreads();  // shared memory is free (the incremental warps or the last tile)
+    float* sx = reinterpret_cast<float*>(smem);
+    unsigned char* sc1 = smem + kRowsIn * kColsX * 4;
+    for (int i = tid; i < kRowsIn * kColsX; i += blockDim.x) {
+      const int r = i / kColsX - 1, c = c0 - 2 + i % kColsX;
+      sx[i] = r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, newest, r, c) : 0.f;
+    }
+    __syncthreads();
+    // Tile row t holds conv1 row t - 1 (rows -1 and 64 zero) from input rows t - 2 .. t.
+    for (int p = tid; p < kRowsIn * kColsC1; p += blockDim.x) {
+      const int t = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
+      const bool zero = t == 0 || t == kRowsIn - 1 || c < 0 || c >= width;
+      const float* x1 = sx + (zero ? 1 : t) * kColsX;
+      Conv1Pixel(x1 - kColsX, x1, x1 + kColsX, x, zero, sw1, sc1, p);
+    }
+    __syncthreads();
+    const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
+    float i_lo = 0.f, i_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
+    for (int rr = 0; rr < kHistoryRows / kWarps; ++rr) {
+      const int r = warp * (kHistoryRows / kWarps) + rr;
+      float acc[4][4];
+      Conv2Row(c1_base, r, r + 1, r + 2, lane, bfrag, acc);
+      if (r >= kInteriorFirst && r <= kInteriorLast) {
+        AddWeightedRow(acc, rw, 1.f, i_lo, i_hi);
+      } else {
+        AddWeightedRow(acc, rw, 1.f, e_lo, e_hi);
+      }
+    }
+    i_lo = SumOverChannelLanes(i_lo);
+    i_hi = SumOverChannelLanes(i_hi);
+    e_lo = SumOverChannelLanes(e_lo);
+    e_hi = SumOverChannelLanes(e_hi);
+    __syncthreads();  // every warp is done with the input tile; reuse it
+    auto sred = reinterpret_cast<float(*)[kTileCols][2]>(smem);
+    if (ft < 2) {
+      sred[warp][fg + 8 * ft][0] = ft == 0 ? i_lo : i_hi;
+      sred[warp][fg + 8 * ft][1] = ft == 0 ? e_lo : e_hi;
     }
     __syncthreads();
     if (tid < kTileCols && c0 + tid < width) {
-      float s = w[PredictorLayout::kConv3B];
-#pragma unroll 8
-      for (int ch = 0; ch < kChannels2; ++ch) {
-        float t = 0.f;
+      float in = 0.f, edge = 0.f;
 #pragma unroll
-        for (int wi = 0; wi < kWarps; ++wi) t += sred[wi][tid][ch];
-        if (colsum != nullptr) {
-          if (incremental) t += colsum[tid * kChannels2 + ch];
-          colsum[tid * kChannels2 + ch] = t;
-        }
-        s = fmaf(w[PredictorLayout::kConv3W + ch], t * (1.0f / kHistoryRows), s);
+      for (int wi = 0; wi < kWarps; ++wi) {
+        in += sred[wi][tid][0];
+        edge += sred[wi][tid][1];
       }
-      a.scores[((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) * a.score_cols +
-               c0 + tid] = s;
+      if (interior != nullptr) interior[c0 + tid] = in;
+      scores[c0 + tid] = fmaf(in + edge, 1.0f / kHistoryRows, b3);
     }
   }  // tiles
 }
@@ -304,20 +367,22 @@ cudaError_t LaunchPredictorCnn(PredictorCnnArgs a, cudaStream_t stream) {
     a.layer_begin = 0;
     a.layer_count = a.num_layers;
   }
-  if (a.fragments == nullptr || a.layer_begin + a.layer_count > a.num_layers)
+  if (a.tiles_per_cta == 0) a.tiles_per_cta = kDefaultCnnTilesPerCta;
+  if (a.fragments == nullptr || a.layer_begin + a.layer_count > a.num_layers ||
+      !ValidCnnTilesPerCta(a.tiles_per_cta))
     return cudaErrorInvalidValue;
   if (a.history.rows < kHistoryRows || a.max_cols > a.score_cols) return cudaErrorInvalidValue;
-  if (a.state.colsum != nullptr && a.state.cols < a.score_cols) return cudaErrorInvalidValue;
+  if (a.state.interior != nullptr && a.state.cols < a.score_cols) return cudaErrorInvalidValue;
   if (a.max_cols > 0) {
     static const cudaError_t attr = cudaFuncSetAttribute(
         PredictorCnnKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDynSmem);
     if (attr != cudaSuccess) return attr;
-    const dim3 grid(CeilDivInt(a.max_cols, kTileCols * kTilesPerCta),
+    const dim3 grid(CeilDivInt(a.max_cols, kTileCols * a.tiles_per_cta),
                     a.layer_count * a.num_kv_heads, a.batch);
     PredictorCnnKernel<<<grid, kWarps * 32, kDynSmem, stream>>>(a);
     if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   }
-  if (a.state.colsum != nullptr) {
+  if (a.state.interior != nullptr) {
     CommitStateKernel<<<dim3(a.layer_count * a.num_kv_heads, a.batch), 1, 0, stream>>>(a);
     return cudaGetLastError();
   }
