@@ -472,8 +472,9 @@ int Main() {
             BENCH_CHECK_OK(d.SetPredictorTilesPerCta(tiles));
             const TilesRow t{ctx, batch, tiles, TimePredictor(d, seqs, 10, true),
                              TimePredictor(d, seqs, 10, false)};
-            std::printf("ctx %6d batch %d CNN %2d tiles per CTA: incremental %.3f ms, full %.3f ms\n",
-                        ctx, batch, tiles, t.incremental_ms, t.full_ms);
+            std::printf(
+                "ctx %6d batch %d CNN %2d tiles per CTA: incremental %.3f ms, full %.3f ms\n", ctx,
+                batch, tiles, t.incremental_ms, t.full_ms);
             tiles_rows.push_back(t);
           }
           BENCH_CHECK_OK(d.SetPredictorTilesPerCta(0));

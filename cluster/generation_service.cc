@@ -251,10 +251,9 @@ absl::Status GenerationService::OpenStream(const std::string& client) {
   absl::MutexLock l(&streams_mu_);
   if (open_streams_ >= lim.max_open_streams()) {
     refused_->Add();
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the front end has ", open_streams_,
-                     " streams open (frontend.limits.max_open_streams is ",
-                     lim.max_open_streams(), ")"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the front end has ", open_streams_, " streams open (frontend.limits.max_open_streams is ",
+        lim.max_open_streams(), ")"));
   }
   int& mine = streams_per_client_[client];
   if (mine >= lim.max_streams_per_client()) {
@@ -321,7 +320,8 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::Ge
   }
   if (routed == nullptr) {
     std::string why;
-    for (const Group& g : groups_) absl::StrAppend(&why, why.empty() ? "" : "; ", g.workers->unhealthy_reason());
+    for (const Group& g : groups_)
+      absl::StrAppend(&why, why.empty() ? "" : "; ", g.workers->unhealthy_reason());
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         absl::StrCat("no healthy worker group: ", why));
   }

@@ -7,8 +7,8 @@
 namespace apr::cuda {
 namespace {
 
-constexpr int kTileCols = 16;    // output columns per tile (one mma M tile)
-constexpr int kWarps = 4;  // incremental path: a warp per tile; full path: 16 rows each
+constexpr int kTileCols = 16;  // output columns per tile (one mma M tile)
+constexpr int kWarps = 4;      // incremental path: a warp per tile; full path: 16 rows each
 constexpr int kRowsIn = kHistoryRows + 2;  // full path: conv1 rows -1 .. 64
 constexpr int kColsC1 = kTileCols + 2;     // conv1 cols c0 - 1 .. c0 + 16
 constexpr int kColsX = kTileCols + 4;      // input cols c0 - 2 .. c0 + 17
@@ -17,7 +17,7 @@ constexpr int kChannels1 = 16;
 // on the history rows, not on where the window starts (the incremental path's invariant).
 constexpr int kInteriorFirst = 2, kInteriorLast = kHistoryRows - 3;
 // Incremental path, per warp: 10 input rows (window rows -1..3 and 59..63) and a zero row;
-// 10 conv1 rows (kIncC1Rows).
+// 10 conv1 rows (kIncC1From).
 constexpr int kIncX = 11, kIncC1 = 10;
 
 constexpr int kFullSmem = kRowsIn * kColsX * 4 + kRowsIn * kColsC1 * 32;
@@ -37,17 +37,22 @@ constexpr int kDynSmem = kSmem + kBfragSmem + kW1Smem;
 //   2: row 1                          7: row 62
 //   3: row 2                          8: row 63 (input row 64 = 0)
 //   4: row 0 from the real row -1     9: conv1 row 64 (zero)
+// clang-format off
 __constant__ int8_t kIncC1From[kIncC1][3] = {
     {-1, -1, -1}, {10, 1, 2}, {1, 2, 3}, {2, 3, 4}, {0, 1, 2},
     {5, 6, 7},    {6, 7, 8},  {7, 8, 9}, {8, 9, 10}, {-1, -1, -1}};
+// clang-format on
 
 // The incremental path's conv2 rows: the conv1 buffer rows above, at and below each, and
 // where it goes: 0 an edge row (the score only), +1 / -1 added to / taken from I.
 //   new rows 0 and 1; the old window's row 2 (the new row 1 from the row that just left);
 //   new row 61; new rows 62 and 63.
 constexpr int kIncConv2Rows = 6;
+// clang-format off
 __constant__ int8_t kIncConv2From[kIncConv2Rows][4] = {
-    {0, 1, 2, 0}, {1, 2, 3, 0}, {4, 2, 3, -1}, {5, 6, 7, 1}, {6, 7, 8, 0}, {7, 8, 9, 0}};
+    {0, 1, 2, 0}, {1, 2, 3, 0}, {4, 2, 3, -1},
+    {5, 6, 7, 1}, {6, 7, 8, 0}, {7, 8, 9, 0}};
+// clang-format on
 
 // conv1 outputs as [row][col][16 channels] bf16, 32 bytes per pixel; the two 16-byte
 // halves are swapped on every other group of 4 pixels, so that ldmatrix's 8 row reads
@@ -86,13 +91,13 @@ __device__ __forceinline__ float Pixel(const Image& im, int newest, int r, int c
 // conv1 + ReLU of one pixel from three input rows (kColsX floats each, columns from
 // c0 - 2) at tile column x (the pixel's column - (c0 - 2)) into 16 bf16 channels at the
 // swizzled location; zero when `zero` (conv2's padding).
-__device__ __forceinline__ void Conv1Pixel(const float* x0, const float* x1, const float* x2,
-                                           int x, bool zero, const float* sw1, unsigned char* c1,
+__device__ __forceinline__ void Conv1Pixel(const float* x0, const float* x1, const float* x2, int x,
+                                           bool zero, const float* sw1, unsigned char* c1,
                                            int pixel) {
   float out[kChannels1];
   if (!zero) {
-    const float win[9] = {x0[x - 1], x0[x], x0[x + 1], x1[x - 1], x1[x],
-                          x1[x + 1], x2[x - 1], x2[x], x2[x + 1]};
+    const float win[9] = {x0[x - 1], x0[x],     x0[x + 1], x1[x - 1], x1[x],
+                          x1[x + 1], x2[x - 1], x2[x],     x2[x + 1]};
 #pragma unroll
     for (int oc = 0; oc < kChannels1; ++oc) {
       float acc = sw1[kChannels1 * 9 + oc];
@@ -198,8 +203,8 @@ __global__ void __launch_bounds__(kWarps * 32, 4) PredictorCnnKernel(const Predi
   const int state_width = a.state.interior != nullptr ? a.state.width[state_img] : 0;
   float* interior =
       a.state.interior != nullptr ? a.state.interior + state_img * a.state.cols : nullptr;
-  float* scores =
-      a.scores + ((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) * a.score_cols;
+  float* scores = a.scores + ((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) *
+                                 a.score_cols;
   const float b3 = w[PredictorLayout::kConv3B];
   // The incremental path needs the state's columns and two to their right unchanged (a
   // column's receptive field is 5 wide); it holds for a prefix of this CTA's tiles.
@@ -221,9 +226,10 @@ __global__ void __launch_bounds__(kWarps * 32, 4) PredictorCnnKernel(const Predi
   __syncthreads();  // sw1, sbfrag
 
   // ---- Incremental path: warp w takes tiles w, w + 4, ..., with no block-wide barrier.
-  // The window moved by one row: the interior sum I (rows 2..61) loses the old window's row 2 (the new
-  // window's row 1, made from the row that just left) and gains the new row 61; the edge
-  // rows 0, 1, 62, 63 (padding in their receptive field) are recomputed for the score.
+  // The window moved by one row: the interior sum I (rows 2..61) loses the old window's
+  // row 2 (the new window's row 1, made from the row that just left) and gains the new
+  // row 61; the edge rows 0, 1, 62, 63 (padding in their receptive field) are recomputed
+  // for the score.
   for (int tile = warp; tile < tiles; tile += kWarps) {
     const int c0 = first_c0 + tile * kTileCols;
     if (c0 < width && incremental(c0)) {

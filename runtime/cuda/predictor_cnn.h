@@ -53,8 +53,8 @@ struct HistoryView {
 constexpr int kCnnRefreshSteps = 256;
 struct CnnState {
   float* interior = nullptr;  // [...][cols]: I, the sum of R over the window's rows 2..61
-  int32_t* count = nullptr;  // history count the sums are for; negative: none
-  int32_t* width = nullptr;  // candidate columns they cover
+  int32_t* count = nullptr;   // history count the sums are for; negative: none
+  int32_t* width = nullptr;   // candidate columns they cover
   int cols = 0;
 };
 
@@ -85,8 +85,8 @@ struct PredictorCnnArgs {
   // history since it was initialised (the state is used when it is for count - 1).
   CnnState state;
   const int32_t* history_count = nullptr;
-  int k_blocks = 0;  // predicted blocks per KV head (PredictedBlocks(budget))
-  int max_cols = 0;  // launch covers this many candidate columns (grid size)
+  int k_blocks = 0;       // predicted blocks per KV head (PredictedBlocks(budget))
+  int max_cols = 0;       // launch covers this many candidate columns (grid size)
   int tiles_per_cta = 0;  // 0: kDefaultCnnTilesPerCta
   // [batch][num_layers][kv_heads][score_cols]
   float* scores = nullptr;
