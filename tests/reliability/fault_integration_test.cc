@@ -4,9 +4,8 @@
 // cancellation and deadlines free the sequences on the worker at once.
 #include <signal.h>
 
-#include <atomic>
-#include <mutex>
-#include <thread>
+#include <algorithm>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -16,6 +15,7 @@
 #include "rpc/worker/v1/worker.grpc.pb.h"
 #include "runtime/cpu/cpu_decoder.h"
 #include "runtime/generation.h"
+#include "tests/reliability/concurrent_streams.h"
 #include "tests/reliability/harness.h"
 
 namespace apr::reliability {
@@ -23,9 +23,7 @@ namespace {
 
 namespace gv1 = ::apr::generation::v1;
 namespace wv1 = ::apr::worker::v1;
-using cluster::CallOptions;
 using cluster::ConnectGeneration;
-using cluster::StreamGenerate;
 using ::testing::HasSubstr;
 
 std::vector<int32_t> Prompt(int i) {
@@ -56,54 +54,6 @@ std::vector<int32_t> Reference(Decoder& d, int i, int64_t max_tokens) {
   return r.ok() ? r->tokens : std::vector<int32_t>{};
 }
 
-// Streams running on their own threads; each records its tokens, when its first token
-// came, and how it ended.
-struct Streams {
-  explicit Streams(int n) : tokens(n), result(n, absl::UnknownError("running")), ctx(n, nullptr) {}
-  void Start(const std::string& address, std::function<gv1::GenerateRequest(int)> request,
-             double timeout) {
-    for (int i = 0; i < static_cast<int>(tokens.size()); ++i) {
-      threads.emplace_back([=, this] {
-        auto stub = ConnectGeneration(address);
-        CallOptions o;
-        o.timeout_seconds = timeout;
-        o.on_context = [this, i](grpc::ClientContext* c) {
-          std::lock_guard<std::mutex> l(mu);
-          ctx[i] = c;
-        };
-        auto r = StreamGenerate(*stub, request(i), [&](const gv1::TokenChunk& c) {
-          std::lock_guard<std::mutex> l(mu);
-          if (tokens[i].empty()) ++started;
-          tokens[i].insert(tokens[i].end(), c.ids().begin(), c.ids().end());
-        }, o);
-        std::lock_guard<std::mutex> l(mu);
-        result[i] = std::move(r);
-        ended_at.push_back(absl::Now());
-      });
-    }
-  }
-  bool AwaitStarted(int n, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (started < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-    return started >= n;
-  }
-  void Cancel(int i) {
-    std::lock_guard<std::mutex> l(mu);
-    if (ctx[i]) ctx[i]->TryCancel();
-  }
-  void Join() {
-    for (auto& t : threads) t.join();
-    threads.clear();
-  }
-  std::mutex mu;
-  std::atomic<int> started{0};
-  std::vector<std::vector<int32_t>> tokens;
-  std::vector<absl::StatusOr<gv1::GenerationStats>> result;
-  std::vector<grpc::ClientContext*> ctx;
-  std::vector<absl::Time> ended_at;
-  std::vector<std::thread> threads;
-};
-
 gv1::HealthResponse FrontEndHealth(const std::string& address) {
   auto stub = ConnectGeneration(address);
   grpc::ClientContext ctx;
@@ -129,8 +79,9 @@ TEST(FaultTest, AKilledWorkerFailsItsStreamsCleanlyAndTheOtherGroupServes) {
 
   const std::optional<pid_t> victim = launch.ChildPid("--name=g1/0");
   ASSERT_TRUE(victim.has_value());
-  Streams s(kStreams);
-  s.Start(address, [&](int i) { return Request(i, kTokens); }, /*timeout=*/120);
+  ConcurrentStreams s(kStreams);
+  s.Start(
+      address, [&](int i) { return Request(i, kTokens); }, /*timeout=*/120);
   ASSERT_TRUE(s.AwaitStarted(kStreams, absl::Seconds(60)));
   const absl::Time killed = absl::Now();
   ASSERT_EQ(kill(*victim, SIGKILL), 0);
@@ -144,7 +95,8 @@ TEST(FaultTest, AKilledWorkerFailsItsStreamsCleanlyAndTheOtherGroupServes) {
       EXPECT_EQ(s.tokens[i], Reference(**decoder, i, kTokens)) << "stream " << i;
     } else {
       ++failed;
-      EXPECT_EQ(s.result[i].status().code(), absl::StatusCode::kUnavailable) << s.result[i].status();
+      EXPECT_EQ(s.result[i].status().code(), absl::StatusCode::kUnavailable)
+          << s.result[i].status();
       EXPECT_THAT(std::string(s.result[i].status().message()), HasSubstr("worker g1/0"));
       // What it had streamed before the failure is the start of the right answer.
       ASSERT_LT(s.tokens[i].size(), static_cast<size_t>(kTokens));
@@ -161,8 +113,9 @@ TEST(FaultTest, AKilledWorkerFailsItsStreamsCleanlyAndTheOtherGroupServes) {
   EXPECT_EQ(h.status(), gv1::HealthResponse::STATUS_SERVING);
   EXPECT_THAT(h.message(), HasSubstr("worker group g1 is unhealthy"));
   EXPECT_EQ(ScrapeMetric(launch.metrics_port(), "apr_unhealthy_worker_groups"), 1);
-  Streams after(4);
-  after.Start(address, [&](int i) { return Request(20 + i, 16); }, 60);
+  ConcurrentStreams after(4);
+  after.Start(
+      address, [&](int i) { return Request(20 + i, 16); }, 60);
   after.Join();
   for (int i = 0; i < 4; ++i) {
     ASSERT_TRUE(after.result[i].ok()) << after.result[i].status();
@@ -185,8 +138,8 @@ TEST(FaultTest, CancelledAndTimedOutStreamsFreeTheirSequencesAtOnce) {
     grpc::ClientContext ctx;
     ASSERT_TRUE(fe->GetModelInfo(&ctx, gv1::GetModelInfoRequest(), &info).ok());
   }
-  auto worker = wv1::Worker::NewStub(grpc::CreateChannel(
-      info.worker_groups(0).addresses(0), grpc::InsecureChannelCredentials()));
+  auto worker = wv1::Worker::NewStub(
+      grpc::CreateChannel(info.worker_groups(0).addresses(0), grpc::InsecureChannelCredentials()));
   auto live = [&]() -> int64_t {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -196,9 +149,11 @@ TEST(FaultTest, CancelledAndTimedOutStreamsFreeTheirSequencesAtOnce) {
 
   // Three streams cancelled by the client, three with a 1.5 s deadline; all ask for far
   // more tokens than they will get.
-  Streams cancelled(3), timed_out(3);
-  cancelled.Start(address, [](int i) { return Request(i, 3000); }, 120);
-  timed_out.Start(address, [](int i) { return Request(10 + i, 3000); }, 1.5);
+  ConcurrentStreams cancelled(3), timed_out(3);
+  cancelled.Start(
+      address, [](int i) { return Request(i, 3000); }, 120);
+  timed_out.Start(
+      address, [](int i) { return Request(10 + i, 3000); }, 1.5);
   ASSERT_TRUE(cancelled.AwaitStarted(3, absl::Seconds(30)));
   ASSERT_TRUE(timed_out.AwaitStarted(3, absl::Seconds(30)));
   EXPECT_EQ(live(), 6);

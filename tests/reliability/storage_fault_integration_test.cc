@@ -15,9 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <mutex>
 #include <random>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -29,6 +27,7 @@
 #include "rpc/worker/v1/worker.grpc.pb.h"
 #include "runtime/cpu/cpu_decoder.h"
 #include "runtime/generation.h"
+#include "tests/reliability/concurrent_streams.h"
 #include "tests/reliability/harness.h"
 
 namespace apr::reliability {
@@ -37,7 +36,6 @@ namespace {
 namespace gv1 = ::apr::generation::v1;
 namespace wv1 = ::apr::worker::v1;
 namespace kv1 = ::apr::kvstore::v1;
-using cluster::CallOptions;
 using cluster::ConnectGeneration;
 using cluster::StreamGenerate;
 using kvstore::testing::StorageNodeBinary;
@@ -88,60 +86,6 @@ gv1::GenerateRequest Request(int i, int64_t max_tokens) {
   r.mutable_sampling()->set_seed(s.seed);
   return r;
 }
-
-struct Streams {
-  explicit Streams(int n) : tokens(n), result(n, absl::UnknownError("running")), ctx(n, nullptr) {}
-  void Start(const std::string& address, std::function<gv1::GenerateRequest(int)> request,
-             double timeout) {
-    for (int i = 0; i < static_cast<int>(tokens.size()); ++i) {
-      threads.emplace_back([=, this] {
-        auto stub = ConnectGeneration(address);
-        CallOptions o;
-        o.timeout_seconds = timeout;
-        o.on_context = [this, i](grpc::ClientContext* c) {
-          std::lock_guard<std::mutex> l(mu);
-          ctx[i] = c;
-        };
-        auto r = StreamGenerate(
-            *stub, request(i),
-            [&](const gv1::TokenChunk& c) {
-              std::lock_guard<std::mutex> l(mu);
-              tokens[i].insert(tokens[i].end(), c.ids().begin(), c.ids().end());
-            },
-            o);
-        std::lock_guard<std::mutex> l(mu);
-        result[i] = std::move(r);
-      });
-    }
-  }
-  // Until every stream has at least `n` tokens.
-  bool AwaitTokens(size_t n, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      {
-        std::lock_guard<std::mutex> l(mu);
-        bool all = true;
-        for (const auto& t : tokens) all = all && t.size() >= n;
-        if (all) return true;
-      }
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    return false;
-  }
-  void Cancel(int i) {
-    std::lock_guard<std::mutex> l(mu);
-    if (ctx[i]) ctx[i]->TryCancel();
-  }
-  void Join() {
-    for (auto& t : threads) t.join();
-    threads.clear();
-  }
-  std::mutex mu;
-  std::vector<std::vector<int32_t>> tokens;
-  std::vector<absl::StatusOr<gv1::GenerationStats>> result;
-  std::vector<grpc::ClientContext*> ctx;
-  std::vector<std::thread> threads;
-};
 
 class StorageFaultTest : public ::testing::Test {
  protected:
@@ -246,7 +190,7 @@ class StorageFaultTest : public ::testing::Test {
 };
 
 TEST_F(StorageFaultTest, CancelledAndTimedOutStreamsFreeTheirBlocksInTheNode) {
-  Streams cancelled(2), timed_out(2);
+  ConcurrentStreams cancelled(2), timed_out(2);
   cancelled.Start(
       address_, [](int i) { return Request(i, 3000); }, 120);
   ASSERT_TRUE(cancelled.AwaitTokens(20, absl::Seconds(30)));
@@ -279,7 +223,7 @@ TEST_F(StorageFaultTest, CancelledAndTimedOutStreamsFreeTheirBlocksInTheNode) {
 TEST_F(StorageFaultTest, NodeRestartedMidGenerationStreamsFinishWithTheSameTokens) {
   constexpr int kStreams = 6;
   constexpr int64_t kTokens = 96;
-  Streams s(kStreams);
+  ConcurrentStreams s(kStreams);
   s.Start(
       address_, [](int i) { return Request(i, kTokens); }, 120);
   ASSERT_TRUE(s.AwaitTokens(10, absl::Seconds(60)));
@@ -304,7 +248,7 @@ TEST_F(StorageFaultTest, NodeRestartedMidGenerationStreamsFinishWithTheSameToken
 
 TEST_F(StorageFaultTest, NodeGoneStreamsFailCleanlyAndServingResumesWhenItReturns) {
   constexpr int kStreams = 4;
-  Streams s(kStreams);
+  ConcurrentStreams s(kStreams);
   s.Start(
       address_, [](int i) { return Request(10 + i, 400); }, 120);
   ASSERT_TRUE(s.AwaitTokens(5, absl::Seconds(60)));
@@ -368,7 +312,7 @@ class SharedStorageNodeTest : public StorageFaultTest {
 TEST_F(SharedStorageNodeTest, TwoWorkersShareTheNodeAndBothRecoverFromARestart) {
   constexpr int kStreams = 4;
   constexpr int64_t kTokens = 96;
-  Streams s(kStreams);
+  ConcurrentStreams s(kStreams);
   s.Start(
       address_, [](int i) { return Request(40 + i, kTokens); }, 120);
   ASSERT_TRUE(s.AwaitTokens(8, absl::Seconds(60)));
