@@ -22,6 +22,15 @@
 #include "runtime/rope.h"
 
 namespace apr::cuda {
+namespace {
+
+absl::Status CheckPredictorTilesPerCta(int tiles) {
+  if (tiles == 0 || ValidCnnTilesPerCta(tiles)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "predictor_tiles_per_cta must be 0 or a positive multiple of 4 up to 64, got ", tiles));
+}
+
+}  // namespace
 
 CudaDecoder::CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options)
     : weights_(std::move(weights)), opt_(std::move(options)) {}
@@ -107,11 +116,7 @@ absl::Status CudaDecoder::Init() {
   }
   if (opt_.max_sequences < 1 || opt_.prefill_chunk < 1)
     return absl::InvalidArgumentError("max_sequences and prefill_chunk must be positive");
-  if (opt_.predictor_tiles_per_cta != 0 && !ValidCnnTilesPerCta(opt_.predictor_tiles_per_cta)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("predictor_tiles_per_cta must be 0 or a positive multiple of 4 up to 64, got ",
-                     opt_.predictor_tiles_per_cta));
-  }
+  APR_RETURN_IF_ERROR(CheckPredictorTilesPerCta(opt_.predictor_tiles_per_cta));
   if (opt_.max_context <= 0) opt_.max_context = static_cast<int>(c.max_position_embeddings);
   opt_.max_context = std::min<int64_t>(opt_.max_context, c.max_position_embeddings);
   max_blocks_ = NumBlocks(opt_.max_context);
@@ -970,10 +975,7 @@ absl::Status CudaDecoder::SetOverlapPredictor(bool on) {
 }
 
 absl::Status CudaDecoder::SetPredictorTilesPerCta(int tiles) {
-  if (tiles != 0 && !ValidCnnTilesPerCta(tiles)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "predictor_tiles_per_cta must be 0 or a positive multiple of 4 up to 64, got ", tiles));
-  }
+  APR_RETURN_IF_ERROR(CheckPredictorTilesPerCta(tiles));
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.predictor_tiles_per_cta = tiles;
   ClearGraphs();
