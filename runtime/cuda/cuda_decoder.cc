@@ -308,6 +308,7 @@ absl::Status CudaDecoder::Linear(const __nv_bfloat16* w, int m, int k, const __n
     a.y = y;
     a.ldy = m;
     a.pdl = opt_.use_pdl;
+    a.kernel = opt_.gemv_kernel;
     APR_CUDA_RETURN_IF_ERROR(LaunchGemv(a, stream_));
     return absl::OkStatus();
   }
@@ -341,6 +342,7 @@ absl::Status CudaDecoder::GateUpSwiGlu(const CudaLayerWeights& lw, int n) {
     a.epilogue = GemvEpilogue::kSwiGlu;
     a.out = act_.get();
     a.pdl = opt_.use_pdl;
+    a.kernel = opt_.gemv_kernel;
     APR_CUDA_RETURN_IF_ERROR(LaunchGemv(a, stream_));
     return absl::OkStatus();
   }
@@ -1008,10 +1010,11 @@ absl::Status CudaDecoder::SetUsePdl(bool use_pdl) {
   return absl::OkStatus();
 }
 
-absl::Status CudaDecoder::SetUseGemv(bool use_gemv, int gemv_max_tokens) {
+absl::Status CudaDecoder::SetUseGemv(bool use_gemv, int gemv_max_tokens, GemvKernel kernel) {
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.use_gemv = use_gemv;
   opt_.gemv_max_tokens = gemv_max_tokens;
+  opt_.gemv_kernel = kernel;
   ClearGraphs();
   return absl::OkStatus();
 }

@@ -24,6 +24,7 @@
 #include "runtime/cuda/cuda_weights.h"
 #include "runtime/cuda/device_buffer.h"
 #include "runtime/cuda/gemm.h"
+#include "runtime/cuda/gemv.h"
 #include "runtime/cuda/kv_pool.h"
 #include "runtime/cuda/offload.h"
 #include "runtime/cuda/offload_kernels.h"
@@ -61,9 +62,10 @@ struct CudaDecoderOptions {
   int64_t pool_groups = 0;  // KV pool size in block groups; 0: max_sequences * max_context / 16
   int prefill_chunk = 512;  // tokens per prefill pass
   bool use_graphs = true;   // replay decode steps as CUDA graphs
-  bool use_gemv = true;     // the custom GEMV for decode batches <= gemv_max_tokens
-  int gemv_max_tokens = 4;  // larger batches use cuBLAS (measured faster at 8, PERFORMANCE.md)
-  bool use_pdl = true;      // GEMVs start loading weights while the previous kernel ends
+  bool use_gemv = true;     // the custom GEMV (gemv.h) for decode batches <= gemv_max_tokens
+  int gemv_max_tokens = 8;  // larger batches (and prefill) use cuBLAS
+  GemvKernel gemv_kernel = GemvKernel::kAuto;  // by batch size (gemv.h)
+  bool use_pdl = true;                // GEMVs start loading weights while the previous kernel ends
   bool incremental_predictor = true;  // update the CNN's interior sums instead of recomputing
   int predictor_tiles_per_cta = 0;    // CNN launch shape (predictor_cnn.h); 0: its default
   // Predict layer l's blocks on a second stream as soon as layer l's attention is done, so
@@ -121,7 +123,8 @@ class CudaDecoder : public Decoder {
   const SparseOptions& sparse() const { return opt_.sparse; }
   // Decode projections through the custom GEMV up to `gemv_max_tokens` tokens, cuBLAS above
   // (use_gemv false: cuBLAS always).
-  absl::Status SetUseGemv(bool use_gemv, int gemv_max_tokens = 4);
+  absl::Status SetUseGemv(bool use_gemv, int gemv_max_tokens = kGemvMaxTokens,
+                          GemvKernel kernel = GemvKernel::kAuto);
   absl::Status SetUsePdl(bool use_pdl);
   absl::Status SetIncrementalPredictor(bool on);
   absl::Status SetOverlapPredictor(bool on);

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 namespace apr::cuda {
 
@@ -22,6 +23,25 @@ __host__ __device__ constexpr int CeilDivInt(int a, int b) { return (a + b - 1) 
 // kernel's CTAs launch once every CTA of this one has started.
 __device__ __forceinline__ void PdlWait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void PdlTrigger() { asm volatile("griddepcontrol.launch_dependents;"); }
+
+// kernel<<<grid, block, 0, stream>>>(args...), launched with programmatic dependent launch
+// when `pdl` (the kernel must PdlWait before it reads what the previous kernel wrote).
+template <typename... Params, typename... Args>
+cudaError_t LaunchMaybePdl(void (*kernel)(Params...), dim3 grid, dim3 block, bool pdl,
+                           cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  if (pdl) {
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+  }
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 // Eight bf16 values (one 16-byte load) widened to float.
 __device__ __forceinline__ void Bf16x8ToFloat(const uint4& v, float (&f)[8]) {
@@ -42,6 +62,20 @@ __device__ __forceinline__ uint4 FloatToBf16x8(const float (&f)[8]) {
   return v;
 }
 
+// 16-byte load of what the previous kernel wrote, in kernels launched with PDL: an
+// ordinary (coherent) load, in volatile asm so that it stays after PdlWait. Not __ldg: PTX
+// allows its non-coherent path only for data that does not change while the kernel runs,
+// and under PDL the kernel starts while its input is still being written (the tensor-core
+// GEMV read stale inputs through it; kernels_test UnderPdlReadsWhatThePreviousKernelWrote).
+__device__ __forceinline__ uint4 LoadAfterWait(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p)
+               : "memory");
+  return v;
+}
+
 // Streaming 16-byte load that skips L1 (weights and KV are read once per step).
 __device__ __forceinline__ uint4 LoadStreaming(const void* p) {
   uint4 v;
@@ -49,6 +83,17 @@ __device__ __forceinline__ uint4 LoadStreaming(const void* p) {
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
+}
+
+// c += a b on the tensor cores: A 16x16 bf16 (row-major fragment a), B 16x8 bf16 (column
+// fragment b0, b1), C 16x8 float32 (PTX ISA "mma.m16n8k16" fragment layouts).
+__device__ __forceinline__ void Mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 template <int kWidth = 32>

@@ -1,5 +1,6 @@
 #include "runtime/cuda/device_utils.cuh"
 #include "runtime/cuda/gemv.h"
+#include "runtime/cuda/gemv_mma.h"
 
 namespace apr::cuda {
 namespace {
@@ -14,7 +15,7 @@ constexpr int kUnroll = 4;  // 16-byte chunks per row in flight per lane
 // round trip. Partial sums meet in shared memory. Weights are read with streaming loads;
 // the first batch is requested before PdlWait, i.e. while the previous kernel finishes.
 template <int N, GemvEpilogue E>
-__global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvArgs a) {
+__global__ void __launch_bounds__(kWarps * 32) GemvFmaKernel(GemvArgs a) {
   PdlTrigger();
   __shared__ float red[kWarps][kRows][N];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -56,7 +57,7 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvArgs a) {
 #pragma unroll
     for (int t = 0; t < N; ++t) {
       float xf[8];
-      Bf16x8ToFloat(__ldg(x + static_cast<int64_t>(t) * chunks + c), xf);
+      Bf16x8ToFloat(LoadAfterWait(x + static_cast<int64_t>(t) * chunks + c), xf);
 #pragma unroll
       for (int j = 0; j < kRows; ++j)
 #pragma unroll
@@ -122,18 +123,8 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvArgs a) {
 template <int N, GemvEpilogue E>
 cudaError_t LaunchN(const GemvArgs& a, cudaStream_t stream) {
   const int rows_per_cta = E == GemvEpilogue::kSwiGlu ? 2 : kRows;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(CeilDivInt(a.m, rows_per_cta));
-  cfg.blockDim = dim3(kWarps * 32);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  if (a.pdl) {
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-  }
-  return cudaLaunchKernelEx(&cfg, GemvKernel<N, E>, a);
+  return LaunchMaybePdl(GemvFmaKernel<N, E>, dim3(CeilDivInt(a.m, rows_per_cta)), dim3(kWarps * 32),
+                        a.pdl, stream, a);
 }
 
 template <GemvEpilogue E>
@@ -164,6 +155,10 @@ cudaError_t Dispatch(const GemvArgs& a, cudaStream_t stream) {
 
 cudaError_t LaunchGemv(const GemvArgs& a, cudaStream_t stream) {
   if (a.k % 8 != 0 || a.n < 1 || a.n > kGemvMaxTokens || a.m < 1) return cudaErrorInvalidValue;
+  if (a.kernel == GemvKernel::kTensorCores ||
+      (a.kernel == GemvKernel::kAuto && a.n >= kGemvTensorCoreMinTokens)) {
+    return LaunchGemvMma(a, kGemvMmaDefaultShape, stream);
+  }
   switch (a.epilogue) {
     case GemvEpilogue::kStore:
       return Dispatch<GemvEpilogue::kStore>(a, stream);

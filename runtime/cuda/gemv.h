@@ -1,6 +1,8 @@
 // y = x W^T for a few tokens (decode batches of 1 to 8): one pass over the bf16 weight
 // matrix with 16-byte streaming loads, float32 accumulation, and the epilogue fused.
-// W is PyTorch's nn.Linear layout, [m][k] row-major; x is [n][k] bf16.
+// W is PyTorch's nn.Linear layout, [m][k] row-major; x is [n][k] bf16. Two kernels: FMAs on
+// the CUDA cores (a few tokens), and mma.sync on the tensor cores (more tokens: at 8 the
+// CUDA cores' multiply-adds, not the reads, bound the first kernel; gemv_mma.cu).
 #ifndef APRUNTIME_RUNTIME_CUDA_GEMV_H_
 #define APRUNTIME_RUNTIME_CUDA_GEMV_H_
 
@@ -10,6 +12,16 @@
 namespace apr::cuda {
 
 constexpr int kGemvMaxTokens = 8;
+// kAuto takes the tensor cores from this many tokens on: on the H100 the CUDA-core kernel
+// is faster up to 4 tokens, the tensor-core one from 5 (docs/PERFORMANCE.md, "Kernels
+// alone").
+constexpr int kGemvTensorCoreMinTokens = 5;
+
+enum class GemvKernel {
+  kAuto,
+  kCudaCores,
+  kTensorCores,
+};
 
 enum class GemvEpilogue {
   kStore,       // y[t][r] = acc            (float32 y, row stride ldy)
@@ -28,6 +40,7 @@ struct GemvArgs {
   // Launch with programmatic dependent launch (device_utils.cuh PdlWait): the weight loads
   // start while the previous kernel in the stream finishes.
   bool pdl = false;
+  GemvKernel kernel = GemvKernel::kAuto;
 };
 
 // cudaErrorInvalidValue for shapes it does not handle (k % 8, n out of range, odd m for

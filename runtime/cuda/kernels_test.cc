@@ -16,6 +16,7 @@
 #include "runtime/cuda/fill.h"
 #include "runtime/cuda/gemm.h"
 #include "runtime/cuda/gemv.h"
+#include "runtime/cuda/gemv_mma.h"
 #include "runtime/cuda/norm_ops.h"
 #include "runtime/cuda/paged_decode_attention.h"
 #include "runtime/cuda/predictor_cnn.h"
@@ -47,8 +48,25 @@ std::vector<float> Rounded(std::vector<float> v) {
 
 // ---------------------------------------------------------------- projections
 
-TEST(Gemv, AllEpiloguesAndBatchSizes) {
+// Both kernels (the tensor-core kernel in every launch shape built) at every batch size; k not a
+// multiple of 32 exercises the tensor-core kernel's partial last chunk, m not a multiple of
+// 16 its clamped rows.
+TEST(Gemv, AllKernelsEpiloguesAndBatchSizes) {
   std::mt19937_64 rng(1);
+  struct Kernel {
+    const char* name;
+    GemvKernel kernel;
+    GemvMmaShape shape;  // warps 0: through LaunchGemv
+  };
+  const Kernel kernels[] = {{"auto", GemvKernel::kAuto, {0, 0}},
+                            {"cuda cores", GemvKernel::kCudaCores, {0, 0}},
+                            {"tensor cores 4x4", GemvKernel::kTensorCores, {4, 4}},
+                            {"tensor cores 8x8", GemvKernel::kTensorCores, {8, 8}},
+                            {"tensor cores 16x8", GemvKernel::kTensorCores, {16, 8}}};
+  auto launch = [](const Kernel& kn, GemvArgs a) {
+    a.kernel = kn.kernel;
+    return kn.shape.warps > 0 ? LaunchGemvMma(a, kn.shape, nullptr) : LaunchGemv(a, nullptr);
+  };
   struct Shape {
     int m, k;
   };
@@ -72,43 +90,106 @@ TEST(Gemv, AllEpiloguesAndBatchSizes) {
           g[size_t(t) * s.m + r] = b;
           u[size_t(t) * s.m + r] = c;
         }
-      // kStore
-      Dev<float> y(size_t(n) * s.m);
-      y.Poison();
-      GemvArgs a;
-      a.w = B(dw);
-      a.x = B(dx);
-      a.m = s.m;
-      a.k = s.k;
-      a.n = n;
-      a.y = y.get();
-      a.ldy = s.m;
-      ASSERT_CUDA(LaunchGemv(a, nullptr));
-      ASSERT_CUDA(cudaDeviceSynchronize());
-      EXPECT_LE(RelErr(y.Host(), ref), kF32Tol) << s.m << "x" << s.k << " n=" << n;
-      // kAccumulate onto a random residual
-      const std::vector<float> base = Uniform(rng, size_t(n) * s.m);
-      Dev<float> acc(base);
-      a.y = acc.get();
-      a.epilogue = GemvEpilogue::kAccumulate;
-      ASSERT_CUDA(LaunchGemv(a, nullptr));
-      ASSERT_CUDA(cudaDeviceSynchronize());
-      std::vector<double> ref_acc(ref);
-      for (size_t i = 0; i < ref_acc.size(); ++i) ref_acc[i] += base[i];
-      EXPECT_LE(RelErr(acc.Host(), ref_acc), kF32Tol);
-      // kSwiGlu
-      Dev<uint16_t> out(size_t(n) * s.m);
-      out.Poison();
-      a.w = B(dw2);
-      a.epilogue = GemvEpilogue::kSwiGlu;
-      a.out = B(out);
-      ASSERT_CUDA(LaunchGemv(a, nullptr));
-      ASSERT_CUDA(cudaDeviceSynchronize());
-      std::vector<double> ref_sw(g.size());
-      for (size_t i = 0; i < g.size(); ++i) ref_sw[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
-      EXPECT_LE(RelErr(HostBf16(out), ref_sw), kBf16Tol);
+      for (const Kernel& kn : kernels) {
+        // kStore
+        Dev<float> y(size_t(n) * s.m);
+        y.Poison();
+        GemvArgs a;
+        a.w = B(dw);
+        a.x = B(dx);
+        a.m = s.m;
+        a.k = s.k;
+        a.n = n;
+        a.y = y.get();
+        a.ldy = s.m;
+        ASSERT_CUDA(launch(kn, a));
+        ASSERT_CUDA(cudaDeviceSynchronize());
+        EXPECT_LE(RelErr(y.Host(), ref), kF32Tol)
+            << s.m << "x" << s.k << " n=" << n << " " << kn.name;
+        // kAccumulate onto a random residual
+        const std::vector<float> base = Uniform(rng, size_t(n) * s.m);
+        Dev<float> acc(base);
+        a.y = acc.get();
+        a.epilogue = GemvEpilogue::kAccumulate;
+        ASSERT_CUDA(launch(kn, a));
+        ASSERT_CUDA(cudaDeviceSynchronize());
+        std::vector<double> ref_acc(ref);
+        for (size_t i = 0; i < ref_acc.size(); ++i) ref_acc[i] += base[i];
+        EXPECT_LE(RelErr(acc.Host(), ref_acc), kF32Tol) << kn.name << " n=" << n;
+        // kSwiGlu
+        Dev<uint16_t> out(size_t(n) * s.m);
+        out.Poison();
+        a.w = B(dw2);
+        a.epilogue = GemvEpilogue::kSwiGlu;
+        a.out = B(out);
+        ASSERT_CUDA(launch(kn, a));
+        ASSERT_CUDA(cudaDeviceSynchronize());
+        std::vector<double> ref_sw(g.size());
+        for (size_t i = 0; i < g.size(); ++i) ref_sw[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+        EXPECT_LE(RelErr(HostBf16(out), ref_sw), kBf16Tol) << kn.name << " n=" << n;
+      }
     }
   }
+}
+
+// The decoder's pattern under programmatic dependent launch: a GEMV reads x, RMSNorm (which
+// lets dependents start at once) rewrites x, the next GEMV reads the new x, all queued on
+// one stream. The second GEMV must see RMSNorm's output, not the first one's input. (The
+// GEMVs once read x through __ldg's non-coherent path, which PTX allows only for data
+// that stays unchanged while the kernel runs - under PDL the kernel starts while its input
+// is still being written - and the tensor-core kernel read stale values.)
+TEST(Gemv, UnderPdlReadsWhatThePreviousKernelWrote) {
+  std::mt19937_64 rng(11);
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  struct Shape {
+    int m, k;
+  };
+  auto reference = [](const std::vector<float>& w, const std::vector<float>& x, int m, int k,
+                      int n) {
+    std::vector<double> ref(size_t(n) * m);
+    for (int t = 0; t < n; ++t)
+      for (int r = 0; r < m; ++r) {
+        double acc = 0;
+        for (int i = 0; i < k; ++i) acc += double(w[size_t(r) * k + i]) * x[size_t(t) * k + i];
+        ref[size_t(t) * m + r] = acc;
+      }
+    return ref;
+  };
+  for (Shape s : {Shape{1024, 384}, Shape{4096, 4096}})
+    for (GemvKernel kernel : {GemvKernel::kCudaCores, GemvKernel::kTensorCores})
+      for (int n = 1; n <= kGemvMaxTokens; ++n) {
+        const std::vector<float> w = Rounded(Uniform(rng, size_t(s.m) * s.k));
+        const std::vector<float> old_x = Rounded(Uniform(rng, size_t(n) * s.k));
+        const std::vector<float> residual = Uniform(rng, size_t(n) * s.k);
+        const std::vector<float> norm_w = Uniform(rng, s.k);
+        Dev<uint16_t> dw = DevBf16(w), xn = DevBf16(old_x);
+        Dev<float> dres(residual), dnorm(norm_w), y1(size_t(n) * s.m), y2(size_t(n) * s.m);
+        y1.Poison();
+        y2.Poison();
+        ASSERT_CUDA(cudaDeviceSynchronize());
+        GemvArgs a;
+        a.w = B(dw);
+        a.x = B(xn);
+        a.m = s.m;
+        a.k = s.k;
+        a.n = n;
+        a.ldy = s.m;
+        a.pdl = true;
+        a.kernel = kernel;
+        a.y = y1.get();
+        ASSERT_CUDA(LaunchGemv(a, stream));
+        ASSERT_CUDA(LaunchRmsNorm(dres.get(), dnorm.get(), n, s.k, 1e-5f, B(xn), stream));
+        a.y = y2.get();
+        ASSERT_CUDA(LaunchGemv(a, stream));
+        ASSERT_CUDA(cudaStreamSynchronize(stream));
+        const char* name = kernel == GemvKernel::kCudaCores ? " CUDA cores" : " tensor cores";
+        EXPECT_LE(RelErr(y1.Host(), reference(w, old_x, s.m, s.k, n)), kF32Tol)
+            << "before RMSNorm, " << s.m << "x" << s.k << " n=" << n << name;
+        EXPECT_LE(RelErr(y2.Host(), reference(w, HostBf16(xn), s.m, s.k, n)), kF32Tol)
+            << "after RMSNorm, " << s.m << "x" << s.k << " n=" << n << name;
+      }
+  ASSERT_CUDA(cudaStreamDestroy(stream));
 }
 
 TEST(Gemm, CublasF32AccumulateAndBf16) {
@@ -838,8 +919,7 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
         }
       }
       EXPECT_GT(shifted, wd / 2);
-      ASSERT_CUDA(
-          cudaMemcpy(interior.get(), st.data(), st.size() * 4, cudaMemcpyHostToDevice));
+      ASSERT_CUDA(cudaMemcpy(interior.get(), st.data(), st.size() * 4, cudaMemcpyHostToDevice));
     }
     const std::vector<int32_t> ch = count.Host();
     EXPECT_EQ(ch[size_t(slot) * nl * nkv], hcount);
