@@ -33,7 +33,9 @@
 #include "runtime/cuda/cuda_decoder.h"
 #include "runtime/cuda/device_buffer.h"
 #include "runtime/cuda/fill.h"
+#include "runtime/cuda/gemm.h"
 #include "runtime/cuda/gemv.h"
+#include "runtime/cuda/gemv_mma.h"
 #include "runtime/cuda/paged_decode_attention.h"
 #include "runtime/cuda/predictor_cnn.h"
 #include "runtime/cuda/predictor_weights.h"
@@ -43,7 +45,9 @@ ABSL_FLAG(std::string, batches, "1,8", "decode batch sizes");
 ABSL_FLAG(std::string, budgets, "1024,2048", "sparse budgets (tokens per KV head)");
 ABSL_FLAG(int, steps, 30, "timed decode steps per row");
 ABSL_FLAG(int, warmup, 5, "untimed steps before each row");
-ABSL_FLAG(bool, cublas_rows, true, "also time the dense step with cuBLAS projections");
+ABSL_FLAG(bool, cublas_rows, true,
+          "also time the dense step with the projections' alternatives (no PDL, cuBLAS, and "
+          "the CUDA-core GEMV where the default takes the tensor cores)");
 ABSL_FLAG(std::string, out, "", "also write the markdown table here");
 ABSL_FLAG(bool, micro, true, "first time the GEMV and attention kernels alone");
 ABSL_FLAG(std::string, cnn_tiles, "",
@@ -146,24 +150,54 @@ void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
       {"down (+residual)", lw.down, H, I, GemvEpilogue::kAccumulate},
       {"lm_head", w.lm_head(), static_cast<int>(c.vocab_size), H, GemvEpilogue::kStore},
   };
-  std::printf("\nmicro: GEMV (bf16 weights, 16-byte streaming loads)\n");
-  for (int n : {1, 8}) {
+  // Each kernel side by side on the same matrix and tokens; cuBLAS (cublasGemmEx, bf16 in,
+  // f32 out; gate_up without the SwiGLU pass the decoder adds) for reference.
+  auto gemm = Gemm::Create(nullptr);
+  BENCH_CHECK_OK(gemm.status());
+  auto gu = DeviceBuffer<__nv_bfloat16>::Allocate(int64_t{8} * 2 * I);
+  BENCH_CHECK_OK(gu.status());
+  struct Kernel {
+    const char* name;
+    GemvKernel kernel;
+    GemvMmaShape shape;  // warps > 0: LaunchGemvMma in this shape; < 0: cuBLAS
+  } const kernels[] = {{"CUDA cores", GemvKernel::kCudaCores, {0, 0}},
+                       {"tensor 4w x4", GemvKernel::kTensorCores, {4, 4}},
+                       {"tensor 8w x8", GemvKernel::kTensorCores, {8, 8}},
+                       {"tensor 16w x8", GemvKernel::kTensorCores, {16, 8}},
+                       {"cuBLAS", GemvKernel::kAuto, {-1, 0}}};
+  std::printf("\nmicro: projections, us and %% of the read probe (bf16 weights, f32 out)\n");
+  std::printf("  %-22s %14s", "n  matrix", "m x k");
+  for (const Kernel& kn : kernels) std::printf(" %17s", kn.name);
+  std::printf("\n");
+  for (int n = 1; n <= kGemvMaxTokens; ++n) {
     for (const G& g : gemvs) {
-      GemvArgs a;
-      a.w = g.w;
-      a.x = x->get();
-      a.m = g.m;
-      a.k = g.k;
-      a.n = n;
-      a.epilogue = g.e;
-      a.y = y->get();
-      a.ldy = g.m;
-      a.out = out->get();
-      const double ms = TimeKernel([&] { return LaunchGemv(a, nullptr); });
-      const double bytes = 2.0 * (g.e == GemvEpilogue::kSwiGlu ? 2 : 1) * g.m * g.k;
-      std::printf("  n=%d %-18s %6d x %5d  %8.1f us  %6.0f GB/s (%.0f%% of read probe)\n", n,
-                  g.name, g.m, g.k, ms * 1e3, bytes / (ms * 1e6),
-                  100 * bytes / (ms * 1e6) / read_gbps);
+      const bool swiglu = g.e == GemvEpilogue::kSwiGlu;
+      const double bytes = 2.0 * (swiglu ? 2 : 1) * g.m * g.k;
+      std::printf("  n=%d %-18s %6d x %5d", n, g.name, g.m, g.k);
+      for (const Kernel& kn : kernels) {
+        GemvArgs a;
+        a.w = g.w;
+        a.x = x->get();
+        a.m = g.m;
+        a.k = g.k;
+        a.n = n;
+        a.epilogue = g.e;
+        a.y = y->get();
+        a.ldy = g.m;
+        a.out = out->get();
+        a.kernel = kn.kernel;
+        const double ms = TimeKernel([&]() -> cudaError_t {
+          if (kn.shape.warps > 0) return LaunchGemvMma(a, kn.shape, nullptr);
+          if (kn.shape.warps == 0) return LaunchGemv(a, nullptr);
+          const absl::Status st =
+              swiglu ? (*gemm)->LinearBf16(g.w, 2 * g.m, g.k, a.x, n, gu->get())
+                     : (*gemm)->LinearF32(g.w, g.m, g.k, a.x, n, a.y, g.m,
+                                          g.e == GemvEpilogue::kAccumulate ? 1.f : 0.f);
+          return st.ok() ? cudaSuccess : cudaErrorUnknown;
+        });
+        std::printf("  %7.1f us (%3.0f%%)", ms * 1e3, 100 * bytes / (ms * 1e6) / read_gbps);
+      }
+      std::printf("\n");
     }
   }
   // Attention: one layer, 8 KV heads, context 32768, batch 1 and 8.
@@ -443,17 +477,18 @@ int Main() {
       const double dense_kv = double(batch) * ctx * token_kv_bytes;
       add("dense", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
       if (absl::GetFlag(FLAGS_cublas_rows)) {
-        if (batch <= o.gemv_max_tokens) {
-          BENCH_CHECK_OK(d.SetUsePdl(false));
-          add("dense, GEMV without PDL", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
-          BENCH_CHECK_OK(d.SetUsePdl(true));
-          BENCH_CHECK_OK(d.SetUseGemv(false));
-          add("dense, cuBLAS projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
-        } else {
-          BENCH_CHECK_OK(d.SetUseGemv(true, kGemvMaxTokens));
-          add("dense, GEMV projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+        // The default's alternatives, side by side: no PDL, cuBLAS for every projection, and
+        // where the default takes the tensor-core GEMV, the CUDA-core one.
+        BENCH_CHECK_OK(d.SetUsePdl(false));
+        add("dense, GEMV without PDL", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+        BENCH_CHECK_OK(d.SetUsePdl(true));
+        BENCH_CHECK_OK(d.SetUseGemv(false));
+        add("dense, cuBLAS projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+        if (batch >= kGemvTensorCoreMinTokens) {
+          BENCH_CHECK_OK(d.SetUseGemv(true, kGemvMaxTokens, GemvKernel::kCudaCores));
+          add("dense, CUDA-core GEMV", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
         }
-        BENCH_CHECK_OK(d.SetUseGemv(true, o.gemv_max_tokens));
+        BENCH_CHECK_OK(d.SetUseGemv(true, o.gemv_max_tokens, o.gemv_kernel));
       }
       for (int budget : budgets) {
         SparseOptions s = d.sparse();
