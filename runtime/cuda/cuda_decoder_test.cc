@@ -475,6 +475,62 @@ TEST(CudaDecoder, OutputsDoNotDependOnUninitialisedMemory) {
   EXPECT_EQ(lists[0], lists[1]) << "selections depend on the initial contents of the buffers";
 }
 
+// A sequence slot is reused once its sequence is gone. The new sequence must predict and
+// decode as on a fresh decoder: the previous sequence's history rows must not show through
+// (LaunchPrefillHistory clears the slot's rows over the new prompt's blocks; columns past
+// them are cleared by decode steps before they become candidates).
+TEST(CudaDecoder, AReusedSlotStartsWithACleanHistory) {
+  const std::vector<int32_t> toks = RealTokens();
+  ASSERT_GE(toks.size(), 1400u);
+  CudaDecoderOptions o = SmallOptions();
+  o.max_sequences = 1;  // every sequence gets slot 0
+  o.sparse.enabled = true;
+  o.sparse.budget_tokens = 256;  // 8 predicted blocks of about 50 candidates
+  o.sparse.calibration_step = 5;
+  // The shipped predictor (models/apr-tiny/predictor.safetensors), whose selections follow
+  // the history.
+  // The second sequence: a shorter, different prompt (fewer blocks than the first one left
+  // behind), then decode steps.
+  const std::vector<int32_t> second(toks.begin() + 300, toks.begin() + 1400);
+  const int prompt = 900, steps = 16;
+  auto run_second = [&](CudaDecoder& d, std::vector<float>* logits,
+                        std::vector<std::vector<CudaDecoder::BlockList>>* lists) {
+    auto s = d.NewSequence();
+    std::vector<float> l;
+    ASSERT_TRUE(d.Prefill(*s, absl::MakeConstSpan(second).subspan(0, prompt), &l).ok());
+    *logits = l;
+    for (int t = 0; t < steps; ++t) {
+      ASSERT_TRUE(d.Decode(*s, second[prompt + t], &l).ok());
+      logits->insert(logits->end(), l.begin(), l.end());
+      for (int layer = 0; layer < static_cast<int>(d.config().num_hidden_layers); ++layer) {
+        auto b = d.LastBlockLists(layer);
+        ASSERT_TRUE(b.ok()) << b.status();
+        lists->push_back((*b)[0]);
+      }
+    }
+  };
+  std::vector<float> logits[2];
+  std::vector<std::vector<CudaDecoder::BlockList>> lists[2];
+  {
+    auto fresh = CudaDecoder::Load("models/apr-tiny", o);
+    ASSERT_TRUE(fresh.ok()) << fresh.status();
+    run_second(**fresh, &logits[0], &lists[0]);
+  }
+  auto reused = CudaDecoder::Load("models/apr-tiny", o);
+  ASSERT_TRUE(reused.ok()) << reused.status();
+  {
+    auto first = (*reused)->NewSequence();
+    std::vector<float> l;
+    ASSERT_TRUE((*reused)->Prefill(*first, absl::MakeConstSpan(toks).subspan(0, 1300), &l).ok());
+    for (int t = 0; t < 20; ++t) ASSERT_TRUE((*reused)->Decode(*first, toks[1300 + t], &l).ok());
+  }
+  run_second(**reused, &logits[1], &lists[1]);
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  EXPECT_EQ(lists[0], lists[1]) << "the reused slot selects other blocks than a fresh one";
+  EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0)
+      << "the reused slot gives other logits than a fresh one";
+}
+
 TEST(CudaDecoder, RejectsWhatItCannotDo) {
   CudaDecoderOptions o = SmallOptions();
   o.max_sequences = 2;
