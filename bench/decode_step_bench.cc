@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -293,6 +294,9 @@ struct Row {
   std::string mode;
   double step_ms = 0, wall_ms = 0, floor_ms = 0, predictor_ms = -1, predictor_full_ms = -1,
          kv_gb = 0;
+  // This step minus the same step keeping the previous selection (no CNN, no top-k),
+  // measured next to each other: what the predictor adds to the step.
+  std::optional<double> predictor_in_step_ms;
   std::string note;
 };
 
@@ -501,7 +505,18 @@ int Main() {
         const int k = PredictedBlocks(budget);
         const double sparse_kv =
             double(batch) * ListLengthBound(ctx, k) * kBlockTokens * token_kv_bytes;
-        add(absl::StrCat("sparse ", budget), sparse_kv, pred, pred_full, true, budget, 0);
+        // The same steps without predicting (the selection kept): the difference to the rows
+        // below is what the predictor adds to a step, side by side.
+        BENCH_CHECK_OK(d.SetSkipPrediction(true));
+        add(absl::StrCat("sparse ", budget, ", no prediction (selection kept)"), sparse_kv, -1, -1,
+            true, budget, 0);
+        const double no_prediction_ms = rows.back().step_ms;
+        BENCH_CHECK_OK(d.SetSkipPrediction(false));
+        auto add_predicted = [&](const std::string& mode, double pred_ms, double pred_full_ms) {
+          add(mode, sparse_kv, pred_ms, pred_full_ms, true, budget, 0);
+          rows.back().predictor_in_step_ms = rows.back().step_ms - no_prediction_ms;
+        };
+        add_predicted(absl::StrCat("sparse ", budget), pred, pred_full);
         if (budget == budgets[0]) {
           for (int tiles : cnn_tiles) {
             BENCH_CHECK_OK(d.SetPredictorTilesPerCta(tiles));
@@ -513,13 +528,15 @@ int Main() {
             tiles_rows.push_back(t);
           }
           BENCH_CHECK_OK(d.SetPredictorTilesPerCta(0));
-          BENCH_CHECK_OK(d.SetOverlapPredictor(true));
-          add(absl::StrCat("sparse ", budget, ", predictor on a side stream"), sparse_kv, pred,
-              pred_full, true, budget, 0);
-          BENCH_CHECK_OK(d.SetOverlapPredictor(false));
+          // The other stream than the default's for this batch size.
+          const bool side_by_default = batch <= o.overlap_predictor_max_batch;
+          BENCH_CHECK_OK(d.SetOverlapPredictorMaxBatch(side_by_default ? 0 : batch));
+          add_predicted(absl::StrCat("sparse ", budget, ", predictor on the ",
+                                     side_by_default ? "main stream" : "side stream"),
+                        pred, pred_full);
+          BENCH_CHECK_OK(d.SetOverlapPredictorMaxBatch(o.overlap_predictor_max_batch));
           BENCH_CHECK_OK(d.SetIncrementalPredictor(false));
-          add(absl::StrCat("sparse ", budget, ", full CNN"), sparse_kv, pred_full, pred_full, true,
-              budget, 0);
+          add_predicted(absl::StrCat("sparse ", budget, ", full CNN"), pred_full, pred_full);
           BENCH_CHECK_OK(d.SetIncrementalPredictor(true));
         }
       }
@@ -540,16 +557,21 @@ int Main() {
       prop.name, prop.multiProcessorCount, read_gbps, copy_gbps, weight_bytes / 1e9);
   table +=
       "| context | batch | attention | KV read (GB) | step (ms) | floor (ms) | step/floor | "
-      "predictor in step (ms, % of step) | predictor, full CNN (ms) | tokens/s (wall) |\n";
-  table += "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+      "predictor in step (ms, % of step) | predictor alone (ms, % of step) | "
+      "predictor alone, full CNN (ms) | tokens/s (wall) |\n";
+  table += "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const Row& r : rows) {
     if (!r.note.empty()) {
-      table += absl::StrFormat("| %d | %d | %s | | | | | | | |\n", r.context, r.batch, r.note);
+      table += absl::StrFormat("| %d | %d | %s | | | | | | | | |\n", r.context, r.batch, r.note);
       continue;
     }
     table += absl::StrFormat(
-        "| %d | %d | %s | %.3f | %.3f | %.3f | %.2f | %s | %s | %.0f |\n", r.context, r.batch,
+        "| %d | %d | %s | %.3f | %.3f | %.3f | %.2f | %s | %s | %s | %.0f |\n", r.context, r.batch,
         r.mode, r.kv_gb, r.step_ms, r.floor_ms, r.step_ms / r.floor_ms,
+        r.predictor_in_step_ms.has_value()
+            ? absl::StrFormat("%.3f (%.1f%%)", *r.predictor_in_step_ms,
+                              100 * *r.predictor_in_step_ms / r.step_ms)
+            : std::string("-"),
         r.predictor_ms >= 0
             ? absl::StrFormat("%.3f (%.1f%%)", r.predictor_ms, 100 * r.predictor_ms / r.step_ms)
             : std::string("-"),

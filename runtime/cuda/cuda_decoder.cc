@@ -481,8 +481,7 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, i
   tk.scores = scores_.get();
   tk.score_cols = max_blocks_;
   tk.k_blocks = pc.k_blocks;
-  tk.out = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(), nkv,
-                     sel_stride_};
+  tk.out = SelectionView();
   tk.error = error_flag_.get();
   APR_CUDA_RETURN_IF_ERROR(LaunchTopkSelect(tk, stream));
   return absl::OkStatus();
@@ -680,7 +679,7 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
   key->batch = B;
   key->sparse = sparse;
   key->any_dense = any_dense;
-  key->predict = sparse;
+  key->predict = sparse && !skip_prediction_;
   key->splits_dense =
       std::min(max_splits_, ChooseSplits(B, nkv, RoundUpPow2(max_blocks), num_sms_));
   key->splits_list =
@@ -722,8 +721,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     bl.context_lens = d + kContextLens * ms;
     bl.seq_slots = d + kSeqSlots * ms;
     bl.dense = key.any_dense ? d + kDense * ms : nullptr;
-    bl.sel = Selection{sel_blocks_.get(), sel_counts_.get(), sel_lens_.get(), SparseLayers(), nkv,
-                       sel_stride_};
+    bl.sel = SelectionView();
     bl.table = table;
     if (offload_) bl.cache = Cache();
     bl.rows_per_layer = ms * nkv;
@@ -840,7 +838,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       // one launch each for `group` layers (docs/CUDA.md "KV offload").
       const int first = l / group * group;
       APR_RETURN_IF_ERROR(PrefetchLayers(B, first, l - first + 1, key, eager));
-    } else if (key.predict && opt_.overlap_predictor && l >= first_sparse) {
+    } else if (key.predict && OverlapPredictor(B) && l >= first_sparse) {
       // This layer's history row is written: predict its next blocks on the side stream.
       APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
       APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
@@ -856,11 +854,14 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       LaunchRmsNorm(x_.get(), weights_->final_norm(), B, H, eps, xn_.get(), stream_));
   APR_RETURN_IF_ERROR(
       Linear(weights_->lm_head(), c.vocab_size, H, xn_.get(), B, logits_.get(), false));
-  if (key.predict && opt_.overlap_predictor) {
+  if (key.predict && OverlapPredictor(B)) {
     APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(side_done_, side_stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, side_done_, 0));
   } else if (key.predict && !offload_) {
     APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols));
+  } else if (key.sparse && skip_prediction_) {
+    APR_CUDA_RETURN_IF_ERROR(LaunchReuseSelection(SelectionView(), d_step_.get() + kSeqSlots * ms,
+                                                  d_step_.get() + kNextLens * ms, B, stream_));
   }
   if (offload_) APR_RETURN_IF_ERROR(FinishStepFetches(eager));
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_logits_.get(), logits_.get(),
@@ -969,9 +970,28 @@ absl::Status CudaDecoder::InvalidateCnnState(int slot) {
   return absl::OkStatus();
 }
 
-absl::Status CudaDecoder::SetOverlapPredictor(bool on) {
+absl::Status CudaDecoder::SetOverlapPredictorMaxBatch(int max_batch) {
   APR_RETURN_IF_ERROR(Synchronize());
-  opt_.overlap_predictor = on;
+  opt_.overlap_predictor_max_batch = max_batch;
+  ClearGraphs();
+  return absl::OkStatus();
+}
+
+Selection CudaDecoder::SelectionView() const {
+  return Selection{sel_blocks_.get(),
+                   sel_counts_.get(),
+                   sel_lens_.get(),
+                   SparseLayers(),
+                   static_cast<int>(config().num_key_value_heads),
+                   sel_stride_};
+}
+
+absl::Status CudaDecoder::SetSkipPrediction(bool skip) {
+  APR_RETURN_IF_ERROR(Synchronize());
+  if (skip && offload_)
+    return absl::FailedPreconditionError(
+        "SetSkipPrediction: offloaded steps predict to plan their fetches");
+  skip_prediction_ = skip;
   ClearGraphs();
   return absl::OkStatus();
 }

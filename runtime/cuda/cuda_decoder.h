@@ -68,10 +68,13 @@ struct CudaDecoderOptions {
   bool use_pdl = true;                // GEMVs start loading weights while the previous kernel ends
   bool incremental_predictor = true;  // update the CNN's interior sums instead of recomputing
   int predictor_tiles_per_cta = 0;    // CNN launch shape (predictor_cnn.h); 0: its default
-  // Predict layer l's blocks on a second stream as soon as layer l's attention is done, so
-  // the (tensor-core) CNN may overlap the later layers' (memory-bound) projections. Measured
-  // slower on the H100 (the CNN's CTAs crowd out the GEMVs'), hence off.
-  bool overlap_predictor = false;
+  // For decode batches up to this size, predict layer l's blocks on a second stream as soon
+  // as layer l's attention is done, so the (tensor-core) CNN overlaps the later layers'
+  // (memory-bound) projections; larger batches predict on the main stream after the last
+  // layer. On the H100 the side stream costs the step less at batch 1 and much more at
+  // batch 8 (the CNN's CTAs crowd out the GEMVs'; docs/PERFORMANCE.md). 0: never. Resident
+  // KV only; offloaded steps: offload.predict_on_side_stream.
+  int overlap_predictor_max_batch = 1;
   SparseOptions sparse;
   // Resident (every block in GPU memory) or offloaded to the storage tier, with the GPU
   // slot pool as a block cache filled by cross-token prefetch (docs/CUDA.md "KV offload").
@@ -127,8 +130,11 @@ class CudaDecoder : public Decoder {
                           GemvKernel kernel = GemvKernel::kAuto);
   absl::Status SetUsePdl(bool use_pdl);
   absl::Status SetIncrementalPredictor(bool on);
-  absl::Status SetOverlapPredictor(bool on);
+  absl::Status SetOverlapPredictorMaxBatch(int max_batch);
   absl::Status SetPredictorTilesPerCta(int tiles);
+  // Sparse steps keep the previous selection instead of predicting (no CNN, no top-k): the
+  // benchmark's baseline for what the predictor costs inside a step. Resident KV only.
+  absl::Status SetSkipPrediction(bool skip);
   // Gives `seq` (empty) `len` tokens of context without running the model: its blocks keep
   // whatever the pool holds (FillPoolRandom), its history rows are random, and the
   // predictor selects its first blocks. For the benchmark.
@@ -207,6 +213,13 @@ class CudaDecoder : public Decoder {
   absl::Status PredictFor(int batch, int max_cols, int layer_begin = 0, int layer_count = 0,
                           cudaStream_t stream = nullptr);
   void ClearGraphs();
+  // Whether a resident step of `batch` sequences predicts each layer on the side stream
+  // (offloaded steps predict per layer group in PrefetchLayers instead).
+  bool OverlapPredictor(int batch) const {
+    return !offload_ && batch <= opt_.overlap_predictor_max_batch;
+  }
+  // The per-slot selections (sel_*_) as the top-k and list kernels take them.
+  Selection SelectionView() const;
   // Forgets the incremental CNN state of a sequence slot (its history was rewritten).
   absl::Status InvalidateCnnState(int slot);
   // The device work of one decode step, inputs already in d_step_ (capturable).
@@ -269,6 +282,7 @@ class CudaDecoder : public Decoder {
   CudaDecoderOptions opt_;
   int max_blocks_ = 0, num_sms_ = 0, max_splits_ = 0, list_stride_ = 0, sel_stride_ = 0;
   bool sparse_capable_ = false;
+  bool skip_prediction_ = false;  // SetSkipPrediction
   bool step_pending_ = false;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Gemm> gemm_;

@@ -323,12 +323,7 @@ CachePlanArgs CudaDecoder::PlanArgs(int batch, int first, int count) const {
   pa.layer_count = count;
   pa.next_lens = d + kNextLens * ms;
   pa.seq_slots = d + kSeqSlots * ms;
-  pa.sel = Selection{sel_blocks_.get(),
-                     sel_counts_.get(),
-                     sel_lens_.get(),
-                     SparseLayers(),
-                     static_cast<int>(config().num_key_value_heads),
-                     sel_stride_};
+  pa.sel = SelectionView();
   pa.cache = Cache();
   pa.tier = tier_table_.get();
   pa.reuse = opt_.offload.reuse_cached_blocks;
@@ -370,7 +365,7 @@ void CudaDecoder::PostRemoteFetches(int first, int count) {
 absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const StepKey& key,
                                          bool eager) {
   cudaStream_t s = stream_;
-  if (opt_.overlap_predictor) {
+  if (opt_.offload.predict_on_side_stream) {
     APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[first], stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[first], 0));
     s = side_stream_;

@@ -405,7 +405,7 @@ TEST(CudaDecoder, IncrementalPredictorSelectsLikeFullRecomputation) {
     o.sparse.budget_tokens = 512;
     o.sparse.calibration_step = 7;
     o.incremental_predictor = mode != 1;
-    o.overlap_predictor = mode != 2;
+    o.overlap_predictor_max_batch = mode != 2 ? 1 : 0;
     o.predictor_weights = RandomPredictorWeights(8);
     auto gpu = CudaDecoder::Load("models/apr-tiny", o);
     ASSERT_TRUE(gpu.ok()) << gpu.status();

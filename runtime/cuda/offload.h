@@ -58,6 +58,10 @@ struct OffloadOptions {
   // last group's fetch must finish within the step. 8: measured best on the H100
   // (docs/PERFORMANCE.md "Storage tier").
   int predict_group_layers = 8;
+  // Predict each layer group on the side stream, overlapping the next groups' layers. Off,
+  // as the shared switch it replaces was (not measured on its own for offloaded steps).
+  // Resident steps have their own rule (CudaDecoderOptions::overlap_predictor_max_batch).
+  bool predict_on_side_stream = false;
   // CTAs of each fetch (gather) launch; 0: one per SM. They run beside the compute
   // stream's kernels and take SM slots from them; one per SM already saturates the link.
   int fetch_ctas = 0;

@@ -196,6 +196,12 @@ __global__ void BuildListsKernel(const BuildListsArgs a) {
   a.counts[lrow] = n;
 }
 
+__global__ void ReuseSelectionKernel(Selection sel, const int32_t* seq_slots,
+                                     const int32_t* next_lens, int batch) {
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b < batch) sel.lens[seq_slots[b]] = next_lens[b];
+}
+
 }  // namespace
 
 cudaError_t LaunchTopkSelect(TopkArgs a, cudaStream_t stream) {
@@ -215,6 +221,14 @@ cudaError_t LaunchBuildLists(const BuildListsArgs& a, cudaStream_t stream) {
   if (a.batch == 0 || a.num_layers == 0) return cudaSuccess;
   if (a.rows_per_layer < a.batch * a.num_kv_heads) return cudaErrorInvalidValue;
   BuildListsKernel<<<dim3(a.num_layers * a.num_kv_heads, a.batch), 32, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchReuseSelection(Selection sel, const int32_t* seq_slots, const int32_t* next_lens,
+                                 int batch, cudaStream_t stream) {
+  if (batch == 0) return cudaSuccess;
+  ReuseSelectionKernel<<<1, 32 * CeilDivInt(batch, 32), 0, stream>>>(sel, seq_slots, next_lens,
+                                                                     batch);
   return cudaGetLastError();
 }
 

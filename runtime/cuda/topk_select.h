@@ -75,6 +75,13 @@ struct BuildListsArgs {
 
 cudaError_t LaunchBuildLists(const BuildListsArgs& a, cudaStream_t stream);
 
+// Dates each batch sequence's selection for next_lens[b] without predicting: the blocks
+// chosen for the previous length stay (still candidates or, once in the local window,
+// merged with it). Only for measuring a step without the predictor
+// (CudaDecoder::SetSkipPrediction).
+cudaError_t LaunchReuseSelection(Selection sel, const int32_t* seq_slots, const int32_t* next_lens,
+                                 int batch, cudaStream_t stream);
+
 }  // namespace apr::cuda
 
 #endif  // APRUNTIME_RUNTIME_CUDA_TOPK_SELECT_H_
