@@ -48,6 +48,19 @@ std::vector<float> Rounded(std::vector<float> v) {
 
 // ---------------------------------------------------------------- projections
 
+// y[t][r] = sum_i w[r][i] x[t][i] in double: w is [m][k], x is [n][k].
+std::vector<double> ReferenceLinear(const float* w, const std::vector<float>& x, int m, int k,
+                                    int n) {
+  std::vector<double> y(size_t(n) * m);
+  for (int t = 0; t < n; ++t)
+    for (int r = 0; r < m; ++r) {
+      double acc = 0;
+      for (int i = 0; i < k; ++i) acc += double(w[size_t(r) * k + i]) * x[size_t(t) * k + i];
+      y[size_t(t) * m + r] = acc;
+    }
+  return y;
+}
+
 // Both kernels (the tensor-core kernel in every launch shape built) at every batch size; k not a
 // multiple of 32 exercises the tensor-core kernel's partial last chunk, m not a multiple of
 // 16 its clamped rows.
@@ -77,19 +90,10 @@ TEST(Gemv, AllKernelsEpiloguesAndBatchSizes) {
     for (int n = 1; n <= kGemvMaxTokens; ++n) {
       const std::vector<float> x = Rounded(Uniform(rng, size_t(n) * s.k));
       Dev<uint16_t> dx = DevBf16(x);
-      std::vector<double> ref(size_t(n) * s.m), g(size_t(n) * s.m), u(size_t(n) * s.m);
-      for (int t = 0; t < n; ++t)
-        for (int r = 0; r < s.m; ++r) {
-          double a = 0, b = 0, c = 0;
-          for (int i = 0; i < s.k; ++i) {
-            a += double(w[size_t(r) * s.k + i]) * x[size_t(t) * s.k + i];
-            b += double(w2[size_t(r) * s.k + i]) * x[size_t(t) * s.k + i];
-            c += double(w2[size_t(s.m + r) * s.k + i]) * x[size_t(t) * s.k + i];
-          }
-          ref[size_t(t) * s.m + r] = a;
-          g[size_t(t) * s.m + r] = b;
-          u[size_t(t) * s.m + r] = c;
-        }
+      // w2 is [2m][k]: gate rows, then up rows.
+      const std::vector<double> ref = ReferenceLinear(w.data(), x, s.m, s.k, n);
+      const std::vector<double> g = ReferenceLinear(w2.data(), x, s.m, s.k, n);
+      const std::vector<double> u = ReferenceLinear(w2.data() + size_t(s.m) * s.k, x, s.m, s.k, n);
       for (const Kernel& kn : kernels) {
         // kStore
         Dev<float> y(size_t(n) * s.m);
@@ -145,17 +149,6 @@ TEST(Gemv, UnderPdlReadsWhatThePreviousKernelWrote) {
   struct Shape {
     int m, k;
   };
-  auto reference = [](const std::vector<float>& w, const std::vector<float>& x, int m, int k,
-                      int n) {
-    std::vector<double> ref(size_t(n) * m);
-    for (int t = 0; t < n; ++t)
-      for (int r = 0; r < m; ++r) {
-        double acc = 0;
-        for (int i = 0; i < k; ++i) acc += double(w[size_t(r) * k + i]) * x[size_t(t) * k + i];
-        ref[size_t(t) * m + r] = acc;
-      }
-    return ref;
-  };
   for (Shape s : {Shape{1024, 384}, Shape{4096, 4096}})
     for (GemvKernel kernel : {GemvKernel::kCudaCores, GemvKernel::kTensorCores})
       for (int n = 1; n <= kGemvMaxTokens; ++n) {
@@ -184,9 +177,9 @@ TEST(Gemv, UnderPdlReadsWhatThePreviousKernelWrote) {
         ASSERT_CUDA(LaunchGemv(a, stream));
         ASSERT_CUDA(cudaStreamSynchronize(stream));
         const char* name = kernel == GemvKernel::kCudaCores ? " CUDA cores" : " tensor cores";
-        EXPECT_LE(RelErr(y1.Host(), reference(w, old_x, s.m, s.k, n)), kF32Tol)
+        EXPECT_LE(RelErr(y1.Host(), ReferenceLinear(w.data(), old_x, s.m, s.k, n)), kF32Tol)
             << "before RMSNorm, " << s.m << "x" << s.k << " n=" << n << name;
-        EXPECT_LE(RelErr(y2.Host(), reference(w, HostBf16(xn), s.m, s.k, n)), kF32Tol)
+        EXPECT_LE(RelErr(y2.Host(), ReferenceLinear(w.data(), HostBf16(xn), s.m, s.k, n)), kF32Tol)
             << "after RMSNorm, " << s.m << "x" << s.k << " n=" << n << name;
       }
   ASSERT_CUDA(cudaStreamDestroy(stream));
@@ -199,13 +192,7 @@ TEST(Gemm, CublasF32AccumulateAndBf16) {
                            x = Rounded(Uniform(rng, size_t(n) * k)),
                            base = Uniform(rng, size_t(n) * m);
   Dev<uint16_t> dw = DevBf16(w), dx = DevBf16(x);
-  std::vector<double> ref(size_t(n) * m);
-  for (int t = 0; t < n; ++t)
-    for (int r = 0; r < m; ++r) {
-      double a = 0;
-      for (int i = 0; i < k; ++i) a += double(w[size_t(r) * k + i]) * x[size_t(t) * k + i];
-      ref[size_t(t) * m + r] = a;
-    }
+  const std::vector<double> ref = ReferenceLinear(w.data(), x, m, k, n);
   auto gemm = Gemm::Create(nullptr);
   ASSERT_TRUE(gemm.ok()) << gemm.status();
   Dev<float> y(base);
