@@ -1,7 +1,6 @@
 #include "kvstore/block_store.h"
 
 #include <algorithm>
-
 #include <cstring>
 #include <limits>
 #include <string>
