@@ -806,7 +806,7 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
   Dev<int32_t> count(size_t(slots) * nl * nkv), width(size_t(slots) * nl * nkv);
   ASSERT_CUDA(cudaMemset(count.get(), 0x80, count.size() * 4));
   Dev<float> scores(size_t(nl) * nkv * cols), full(size_t(nl) * nkv * cols);
-  // Lengths: crossing a block boundary of the local window (width + 1) at step 3 and every
+  // Lengths: crossing a block boundary of the local window (width + 1) at step 4 and every
   // 16th step after; 80 steps, so rows enter the window's interior and leave it again; the
   // history count passes kCnnRefreshSteps (a full refresh) at step 6.
   int len = 64 + 16 * 100 - 3, newest = 70, hcount = kCnnRefreshSteps - 6;
@@ -851,11 +851,13 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
     a.scores = scores.get();
     scores.Poison();
     // Probe that the incremental path runs and builds on the state: shift image 0's state
-    // by 64, so its incremental columns' scores move by exactly 1 (the rest must not).
-    constexpr int kProbeStep = 40;
+    // by 64, so its incremental columns' scores move by exactly 1 (the rest must not). Step
+    // 40 keeps the width (every column incremental); step 52 grows it (the tiles that reach
+    // the old edge recomputed).
+    const bool probe = step == 40 || step == 52;
     const size_t img0 = size_t(slot) * nl * nkv * cols;
     std::vector<float> probe_state;
-    if (step == kProbeStep) {
+    if (probe) {
       probe_state = interior.Host();
       for (int c = 0; c < cols; ++c) probe_state[img0 + c] += 64.f;
       ASSERT_CUDA(cudaMemcpy(interior.get(), probe_state.data(), probe_state.size() * 4,
@@ -876,10 +878,10 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
     const int wd = NumCandidates(len + 1);
     // The incremental path's scores against the full path's on every step, against the CPU
     // reference (slow) on some.
-    const bool check_reference = step % 8 == 0 || step == kProbeStep + 1;
+    const bool check_reference = step % 8 == 0 || step == 41 || step == 53;
     for (int li = 0; li < nl; ++li)
       for (int g = 0; g < nkv; ++g) {
-        if (step == kProbeStep && li == 0 && g == 0) continue;  // checked below
+        if (probe && li == 0 && g == 0) continue;  // checked below
         const size_t o = (size_t(li) * nkv + g) * cols;
         std::vector<float> gv(got.begin() + o, got.begin() + o + wd);
         std::vector<float> wv(want.begin() + o, want.begin() + o + wd);
@@ -894,18 +896,19 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
         const std::vector<double> ref = CnnReference(w, img, wd);
         EXPECT_LE(RelErr(gv.data(), ref.data(), wd), kBf16Tol) << "step " << step;
       }
-    if (step == kProbeStep) {
+    if (probe) {
+      ASSERT_EQ(wd == prev_width, step == 40) << "the lengths no longer probe both cases";
       std::vector<float> st = interior.Host();
       int shifted = 0;
       for (int c = 0; c < wd; ++c) {
-        const bool incremental = c / 16 * 16 + 16 <= prev_width - 2;
+        const bool incremental = wd == prev_width || c / 16 * 16 + 16 <= prev_width - 2;
         EXPECT_NEAR(got[c] - want[c], incremental ? 1.0 : 0.0, 1e-3) << "column " << c;
         if (incremental) {
           st[img0 + c] -= 64.f;  // undo the probe
           ++shifted;
         }
       }
-      EXPECT_GT(shifted, wd / 2);
+      EXPECT_EQ(shifted, step == 40 ? wd : (prev_width - 2) / 16 * 16);
       ASSERT_CUDA(cudaMemcpy(interior.get(), st.data(), st.size() * 4, cudaMemcpyHostToDevice));
     }
     const std::vector<int32_t> ch = count.Host();

@@ -198,8 +198,12 @@ __global__ void __launch_bounds__(kWarps * 32, 4) PredictorCnnKernel(const Predi
                                  a.score_cols;
   const float b3 = w[PredictorLayout::kConv3B];
   // The incremental path needs the state's columns and two to their right unchanged (a
-  // column's receptive field is 5 wide); it holds for a prefix of this CTA's tiles.
-  auto incremental = [&](int c0) { return state_fresh && c0 + kTileCols <= state_width - 2; };
+  // column's receptive field is 5 wide). Columns past the width are zero padding, so with
+  // the width unchanged every tile qualifies; when it grew, the tiles whose receptive field
+  // reaches the old edge (where padding became history) take the full path.
+  auto incremental = [&](int c0) {
+    return state_fresh && (width == state_width || c0 + kTileCols <= state_width - 2);
+  };
 
   for (int i = tid; i < kChannels1 * 10; i += blockDim.x) sw1[i] = w[PredictorLayout::kConv1W + i];
   for (int i = tid; i < kBfragSmem / 16; i += blockDim.x)

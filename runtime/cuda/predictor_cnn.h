@@ -18,9 +18,9 @@
 // When the window moved by exactly one row since the state was made:
 // I_new = I_old - R(old row 2) + R(new row 61), and the edge rows 0, 1, 62, 63 (padding in
 // their receptive field) are recomputed: 6 conv2 rows instead of 64, and one float of
-// state per column. Column tiles whose receptive field reaches the image's previous right
-// edge (the candidate set grew), stale states, and every kCnnRefreshSteps-th step take the
-// full path, which also reseeds I.
+// state per column. When the candidate set grew, the column tiles whose receptive field
+// reaches the image's previous right edge take the full path, which also reseeds I; so do
+// stale states and every kCnnRefreshSteps-th step.
 #ifndef APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_
 #define APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_
 
