@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <climits>
 
 #include "runtime/cuda/block_rules.h"
@@ -41,9 +42,11 @@ __device__ int BlockExclusiveScan(int v, int* scratch, int* total) {
 }
 
 // One CTA per (layer, KV head, sequence): radix-select the k-th largest key (4 passes of 8
-// bits), then keep every key above it and the lowest-indexed keys equal to it.
+// bits), then keep every key above it and the lowest-indexed keys equal to it. The keys
+// live in dynamic shared memory sized for the launch's score columns.
+static_assert(kThreads == 256, "a thread per radix digit");
 __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
-  __shared__ uint32_t keys[kTopkMaxCandidates];
+  extern __shared__ uint32_t keys[];
   __shared__ int hist[256];
   __shared__ int scratch[32];
   __shared__ uint32_t s_prefix;
@@ -82,23 +85,23 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
   }
   uint32_t mask = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = threadIdx.x; i < 256; i += kThreads) hist[i] = 0;
+    hist[threadIdx.x] = 0;
     __syncthreads();
     const uint32_t prefix = s_prefix;
+    const int remaining = s_remaining;  // read before the scan's barriers; written after
     for (int i = threadIdx.x; i < n; i += kThreads) {
       if ((keys[i] & mask) == prefix) atomicAdd(&hist[(keys[i] >> shift) & 255u], 1);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-      int remaining = s_remaining, cum = 0;
-      for (int d = 255; d >= 0; --d) {
-        if (cum + hist[d] >= remaining) {
-          s_prefix = prefix | (static_cast<uint32_t>(d) << shift);
-          s_remaining = remaining - cum;
-          break;
-        }
-        cum += hist[d];
-      }
+    // Thread t takes digit 255 - t; the scan counts the keys of the larger digits, and the
+    // one digit whose range holds the remaining k-th key extends the prefix.
+    const int digit = 255 - static_cast<int>(threadIdx.x);
+    const int count = hist[digit];
+    int total;
+    const int above = BlockExclusiveScan(count, scratch, &total);
+    if (above < remaining && above + count >= remaining) {
+      s_prefix = prefix | (static_cast<uint32_t>(digit) << shift);
+      s_remaining = remaining - above;
     }
     mask |= 255u << shift;
     __syncthreads();
@@ -213,7 +216,10 @@ cudaError_t LaunchTopkSelect(TopkArgs a, cudaStream_t stream) {
   if (a.out.stride < (a.k_blocks > 2 ? a.k_blocks : 2) ||
       a.layer_begin + a.layer_count > a.num_layers)
     return cudaErrorInvalidValue;
-  TopkKernel<<<dim3(a.layer_count * a.num_kv_heads, a.batch), kThreads, 0, stream>>>(a);
+  // Keys for up to score_cols candidates (more is an error the kernel reports).
+  const size_t keys_bytes =
+      sizeof(uint32_t) * static_cast<size_t>(std::min(a.score_cols, kTopkMaxCandidates));
+  TopkKernel<<<dim3(a.layer_count * a.num_kv_heads, a.batch), kThreads, keys_bytes, stream>>>(a);
   return cudaGetLastError();
 }
 
