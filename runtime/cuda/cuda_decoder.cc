@@ -231,6 +231,7 @@ absl::Status CudaDecoder::Init() {
     APR_RETURN_IF_ERROR(Alloc(fill, &cnn_fragments_, kPredictorFragments));
     APR_CUDA_RETURN_IF_ERROR(
         LaunchPackPredictorFragments(predictor_w_.get(), cnn_fragments_.get(), stream_));
+    cnn_conv1_ = MakePredictorConv1(opt_.predictor_weights.data());
     APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
     layer_events_.resize(L);
     for (cudaEvent_t& e : layer_events_)
@@ -449,6 +450,7 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, i
   PredictorCnnArgs pc;
   pc.weights = predictor_w_.get();
   pc.fragments = cnn_fragments_.get();
+  pc.conv1 = cnn_conv1_;
   pc.layer_begin = layer_begin;
   pc.layer_count = layer_count;
   pc.batch = batch;

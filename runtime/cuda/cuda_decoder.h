@@ -28,6 +28,7 @@
 #include "runtime/cuda/kv_pool.h"
 #include "runtime/cuda/offload.h"
 #include "runtime/cuda/offload_kernels.h"
+#include "runtime/cuda/predictor_cnn.h"
 #include "runtime/cuda/tensor_parallel.h"
 #include "runtime/decoder.h"
 
@@ -310,6 +311,7 @@ class CudaDecoder : public Decoder {
       error_flag_;
   DeviceBuffer<float> cnn_interior_;
   DeviceBuffer<uint2> cnn_fragments_;
+  PredictorConv1 cnn_conv1_;  // conv1 by value for every CNN launch
   cudaStream_t side_stream_ = nullptr;
   std::vector<cudaEvent_t> layer_events_;
   cudaEvent_t side_done_ = nullptr;

@@ -752,6 +752,7 @@ TEST(PredictorCnn, MatchesReferenceOnEveryImage) {
   PredictorCnnArgs a;
   a.weights = dw.get();
   a.fragments = frag.get();
+  a.conv1 = MakePredictorConv1(w.data());
   a.batch = batch;
   a.first_layer = first;
   a.num_layers = nl;
@@ -829,6 +830,7 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
     PredictorCnnArgs a;
     a.weights = dw.get();
     a.fragments = frag.get();
+    a.conv1 = MakePredictorConv1(w.data());
     a.batch = 1;
     a.first_layer = first;
     a.num_layers = nl;

@@ -27,8 +27,7 @@ constexpr int kSmem = kFullSmem > kWarps* kIncSmem ? kFullSmem : kWarps* kIncSme
 static_assert(kRedSmem <= kRowsIn * kColsX * 4);  // the full path's input tile, reused
 // conv2 weights as per-lane mma B fragments: [9 taps][4 n-tiles][32 lanes] x 2 registers.
 constexpr int kBfragSmem = kPredictorFragments * 8;
-constexpr int kW1Smem = kChannels1 * 10 * 4;
-constexpr int kDynSmem = kSmem + kBfragSmem + kW1Smem;
+constexpr int kDynSmem = kSmem + kBfragSmem;
 
 // The incremental path's conv1 rows: the three input rows (of its 11-row tile; 10 is the
 // zero row) each is made from, or -1 for a zero row (conv2's padding).
@@ -37,6 +36,7 @@ constexpr int kDynSmem = kSmem + kBfragSmem + kW1Smem;
 //   2: row 1                          7: row 62
 //   3: row 2                          8: row 63 (input row 64 = 0)
 //   4: row 0 from the real row -1     9: conv1 row 64 (zero)
+// Rows 0 and 9 are zeroed once per warp; the others are made for every tile.
 // clang-format off
 __constant__ int8_t kIncC1From[kIncC1][3] = {
     {-1, -1, -1}, {10, 1, 2}, {1, 2, 3}, {2, 3, 4}, {0, 1, 2},
@@ -46,7 +46,7 @@ __constant__ int8_t kIncC1From[kIncC1][3] = {
 // The incremental path's conv2 rows: the conv1 buffer rows above, at and below each, and
 // where it goes: 0 an edge row (the score only), +1 / -1 added to / taken from I.
 //   new rows 0 and 1; the old window's row 2 (the new row 1 from the row that just left);
-//   new row 61; new rows 62 and 63.
+//   new row 61; new rows 62 and 63. They are made in pairs that share the B fragments.
 constexpr int kIncConv2Rows = 6;
 // clang-format off
 __constant__ int8_t kIncConv2From[kIncConv2Rows][4] = {
@@ -73,9 +73,10 @@ struct Image {
 };
 
 // Window row r (0 = oldest of the 64; -1 the row that just left) of the window whose newest
-// ring row is `newest`.
+// ring row is `newest`. newest < ring, r <= 63 and ring >= 64 keep the row in [-ring, ring).
 __device__ __forceinline__ float Pixel(const Image& im, int newest, int r, int c) {
-  const int ring_row = ((newest - (kHistoryRows - 1) + r) % im.ring + im.ring) % im.ring;
+  int ring_row = newest - (kHistoryRows - 1) + r;
+  if (ring_row < 0) ring_row += im.ring;
   return im.data[static_cast<int64_t>(ring_row) * im.cols + kSinkBlocks + c];
 }
 
@@ -83,17 +84,17 @@ __device__ __forceinline__ float Pixel(const Image& im, int newest, int r, int c
 // c0 - 2) at tile column x (the pixel's column - (c0 - 2)) into 16 bf16 channels at the
 // swizzled location; zero when `zero` (conv2's padding).
 __device__ __forceinline__ void Conv1Pixel(const float* x0, const float* x1, const float* x2, int x,
-                                           bool zero, const float* sw1, unsigned char* c1,
-                                           int pixel) {
+                                           bool zero, const PredictorConv1& w1,
+                                           unsigned char* c1, int pixel) {
   float out[kChannels1];
   if (!zero) {
     const float win[9] = {x0[x - 1], x0[x],     x0[x + 1], x1[x - 1], x1[x],
                           x1[x + 1], x2[x - 1], x2[x],     x2[x + 1]};
 #pragma unroll
     for (int oc = 0; oc < kChannels1; ++oc) {
-      float acc = sw1[kChannels1 * 9 + oc];
+      float acc = w1.b[oc];
 #pragma unroll
-      for (int t = 0; t < 9; ++t) acc = fmaf(sw1[oc * 9 + t], win[t], acc);
+      for (int t = 0; t < 9; ++t) acc = fmaf(w1.w[oc * 9 + t], win[t], acc);
       out[oc] = fmaxf(acc, 0.f);
     }
   } else {
@@ -111,30 +112,36 @@ __device__ __forceinline__ void Conv1Pixel(const float* x0, const float* x1, con
   }
 }
 
-// conv2 pre-activation of one output row for the tile's 16 columns from the conv1 rows
-// above, at and below it: rows r0, r1, r2 of the buffer at c1_base (shared address).
-__device__ __forceinline__ void Conv2Row(uint32_t c1_base, int r0, int r1, int r2, int lane,
-                                         const uint2* bfrag, float (&acc)[4][4]) {
+// conv2 pre-activations of N output rows for the tile's 16 columns: row n from the conv1
+// rows rows[n][0..2] (above, at and below it) of the buffer at c1_base (shared address).
+// The rows share each tap's B fragments.
+template <int N>
+__device__ __forceinline__ void Conv2Rows(uint32_t c1_base, const int (&rows)[N][3], int lane,
+                                          const uint2* bfrag, float (&acc)[N][4][4]) {
   const int a_m = lane % 8 + 8 * ((lane / 8) % 2), a_half = lane / 16;
-  const int rows[3] = {r0, r1, r2};
 #pragma unroll
-  for (int nt = 0; nt < 4; ++nt)
+  for (int n = 0; n < N; ++n)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.f;
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[n][nt][i] = 0.f;
 #pragma unroll
   for (int ky = 0; ky < 3; ++ky) {
 #pragma unroll
     for (int kx = 0; kx < 3; ++kx) {
-      // Output pixel (row, c0 + m) reads conv1 at (row + ky - 1, c0 + m + kx - 1).
-      const int pixel = rows[ky] * kColsC1 + a_m + kx;
-      uint32_t af[4];
-      asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-                   : "=r"(af[0]), "=r"(af[1]), "=r"(af[2]), "=r"(af[3])
-                   : "r"(c1_base + C1Offset(pixel, a_half)));
+      uint2 bf[4];
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const uint2 bf = bfrag[((ky * 3 + kx) * 4 + nt) * 32 + lane];
-        Mma16816(acc[nt], af, bf.x, bf.y);
+      for (int nt = 0; nt < 4; ++nt) bf[nt] = bfrag[((ky * 3 + kx) * 4 + nt) * 32 + lane];
+#pragma unroll
+      for (int n = 0; n < N; ++n) {
+        // Output pixel (row, c0 + m) reads conv1 at (row + ky - 1, c0 + m + kx - 1).
+        const int pixel = rows[n][ky] * kColsC1 + a_m + kx;
+        uint32_t af[4];
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(af[0]), "=r"(af[1]), "=r"(af[2]), "=r"(af[3])
+                     : "r"(c1_base + C1Offset(pixel, a_half)));
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) Mma16816(acc[n][nt], af, bf[nt].x, bf[nt].y);
       }
     }
   }
@@ -164,10 +171,10 @@ __device__ __forceinline__ float SumOverChannelLanes(float v) {
   return v;
 }
 
-__global__ void __launch_bounds__(kWarps * 32, 4) PredictorCnnKernel(const PredictorCnnArgs a) {
+__global__ void __launch_bounds__(kWarps * 32, 4)
+    PredictorCnnKernel(const __grid_constant__ PredictorCnnArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
   uint2* sbfrag = reinterpret_cast<uint2*>(smem + kSmem);
-  float* sw1 = reinterpret_cast<float*>(smem + kSmem + kBfragSmem);
 
   const int b = blockIdx.z;
   const int li = a.layer_begin + blockIdx.y / a.num_kv_heads, g = blockIdx.y % a.num_kv_heads;
@@ -205,7 +212,6 @@ __global__ void __launch_bounds__(kWarps * 32, 4) PredictorCnnKernel(const Predi
     return state_fresh && (width == state_width || c0 + kTileCols <= state_width - 2);
   };
 
-  for (int i = tid; i < kChannels1 * 10; i += blockDim.x) sw1[i] = w[PredictorLayout::kConv1W + i];
   for (int i = tid; i < kBfragSmem / 16; i += blockDim.x)
     reinterpret_cast<uint4*>(sbfrag)[i] = reinterpret_cast<const uint4*>(a.fragments)[i];
   const int fg = lane / 4, ft = lane % 4;
@@ -218,44 +224,64 @@ __global__ void __launch_bounds__(kWarps * 32, 4) PredictorCnnKernel(const Predi
       rw.b2[nt][j] = w[PredictorLayout::kConv2B + nt * 8 + 2 * ft + j];
       rw.w3[nt][j] = w[PredictorLayout::kConv3W + nt * 8 + 2 * ft + j];
     }
-  __syncthreads();  // sw1, sbfrag
+  __syncthreads();  // sbfrag
 
   // ---- Incremental path: warp w takes tiles w, w + 4, ..., with no block-wide barrier.
   // The window moved by one row: the interior sum I (rows 2..61) loses the old window's
   // row 2 (the new window's row 1, made from the row that just left) and gains the new
   // row 61; the edge rows 0, 1, 62, 63 (padding in their receptive field) are recomputed
   // for the score.
+  bool zero_rows_made = false;  // this warp's conv1 rows 0 and 9
   for (int tile = warp; tile < tiles; tile += kWarps) {
     const int c0 = first_c0 + tile * kTileCols;
     if (c0 < width && incremental(c0)) {
       __syncwarp();  // the warp's previous tile is done with its shared memory
       float* sx = reinterpret_cast<float*>(smem + warp * kIncSmem);
       unsigned char* sc1 = smem + warp * kIncSmem + kIncX * kColsX * 4;
+      if (!zero_rows_made) {
+        for (int q = lane; q < 2 * kColsC1 * 2; q += 32) {
+          const int i = q / 2, pixel = i < kColsC1 ? i : (kIncC1 - 2) * kColsC1 + i;
+          *reinterpret_cast<uint4*>(sc1 + C1Offset(pixel, q % 2)) = make_uint4(0, 0, 0, 0);
+        }
+        zero_rows_made = true;
+      }
       for (int i = lane; i < kIncX * kColsX; i += 32) {
         const int xr = i / kColsX, c = c0 - 2 + i % kColsX;
         const int r = xr < 5 ? xr - 1 : xr + kHistoryRows - 10;  // window rows -1..3, 59..63
         sx[i] = xr < 10 && c >= 0 && c < width ? Pixel(im, newest, r, c) : 0.f;
       }
       __syncwarp();
-      for (int p = lane; p < kIncC1 * kColsC1; p += 32) {
+      for (int p = kColsC1 + lane; p < (kIncC1 - 1) * kColsC1; p += 32) {  // rows 1..8
         const int j = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
         const int8_t* from = kIncC1From[j];
-        const bool zero = from[0] < 0 || c < 0 || c >= width;
-        Conv1Pixel(sx + (zero ? 0 : from[0]) * kColsX, sx + (zero ? 0 : from[1]) * kColsX,
-                   sx + (zero ? 0 : from[2]) * kColsX, x, zero, sw1, sc1, p);
+        const bool zero = c < 0 || c >= width;
+        Conv1Pixel(sx + from[0] * kColsX, sx + from[1] * kColsX, sx + from[2] * kColsX, x, zero,
+                   a.conv1, sc1, p);
       }
       __syncwarp();
       const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
       float d_lo = 0.f, d_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
 #pragma unroll 1
-      for (int k = 0; k < kIncConv2Rows; ++k) {
-        const int8_t* row = kIncConv2From[k];
-        float acc[4][4];
-        Conv2Row(c1_base, row[0], row[1], row[2], lane, bfrag, acc);
-        if (row[3] == 0) {
-          AddWeightedRow(acc, rw, 1.f, e_lo, e_hi);
-        } else {
-          AddWeightedRow(acc, rw, row[3], d_lo, d_hi);
+      for (int k = 0; k < kIncConv2Rows; k += 2) {
+        int rows[2][3];
+        int8_t sign[2];
+#pragma unroll
+        for (int n = 0; n < 2; ++n) {
+          const int8_t* row = kIncConv2From[k + n];
+          rows[n][0] = row[0];
+          rows[n][1] = row[1];
+          rows[n][2] = row[2];
+          sign[n] = row[3];
+        }
+        float acc[2][4][4];
+        Conv2Rows(c1_base, rows, lane, bfrag, acc);
+#pragma unroll
+        for (int n = 0; n < 2; ++n) {
+          if (sign[n] == 0) {
+            AddWeightedRow(acc[n], rw, 1.f, e_lo, e_hi);
+          } else {
+            AddWeightedRow(acc[n], rw, sign[n], d_lo, d_hi);
+          }
         }
       }
       d_lo = SumOverChannelLanes(d_lo);
@@ -291,19 +317,23 @@ __global__ void __launch_bounds__(kWarps * 32, 4) PredictorCnnKernel(const Predi
       const int t = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
       const bool zero = t == 0 || t == kRowsIn - 1 || c < 0 || c >= width;
       const float* x1 = sx + (zero ? 1 : t) * kColsX;
-      Conv1Pixel(x1 - kColsX, x1, x1 + kColsX, x, zero, sw1, sc1, p);
+      Conv1Pixel(x1 - kColsX, x1, x1 + kColsX, x, zero, a.conv1, sc1, p);
     }
     __syncthreads();
     const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
     float i_lo = 0.f, i_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
-    for (int rr = 0; rr < kHistoryRows / kWarps; ++rr) {
+    for (int rr = 0; rr < kHistoryRows / kWarps; rr += 2) {
       const int r = warp * (kHistoryRows / kWarps) + rr;
-      float acc[4][4];
-      Conv2Row(c1_base, r, r + 1, r + 2, lane, bfrag, acc);
-      if (r >= kInteriorFirst && r <= kInteriorLast) {
-        AddWeightedRow(acc, rw, 1.f, i_lo, i_hi);
-      } else {
-        AddWeightedRow(acc, rw, 1.f, e_lo, e_hi);
+      const int rows[2][3] = {{r, r + 1, r + 2}, {r + 1, r + 2, r + 3}};
+      float acc[2][4][4];
+      Conv2Rows(c1_base, rows, lane, bfrag, acc);
+#pragma unroll
+      for (int n = 0; n < 2; ++n) {
+        if (r + n >= kInteriorFirst && r + n <= kInteriorLast) {
+          AddWeightedRow(acc[n], rw, 1.f, i_lo, i_hi);
+        } else {
+          AddWeightedRow(acc[n], rw, 1.f, e_lo, e_hi);
+        }
       }
     }
     i_lo = SumOverChannelLanes(i_lo);
@@ -356,6 +386,14 @@ __global__ void PackFragmentsKernel(const float* w, uint2* out) {
 
 }  // namespace
 
+PredictorConv1 MakePredictorConv1(const float* host_weights) {
+  PredictorConv1 c;
+  for (int i = 0; i < kChannels1 * 9; ++i) c.w[i] = host_weights[PredictorLayout::kConv1W + i];
+  for (int i = 0; i < kChannels1; ++i) c.b[i] = host_weights[PredictorLayout::kConv1B + i];
+  c.loaded = true;
+  return c;
+}
+
 cudaError_t LaunchPackPredictorFragments(const float* weights, uint2* fragments,
                                          cudaStream_t stream) {
   PackFragmentsKernel<<<1, 256, 0, stream>>>(weights, fragments);
@@ -369,7 +407,7 @@ cudaError_t LaunchPredictorCnn(PredictorCnnArgs a, cudaStream_t stream) {
     a.layer_count = a.num_layers;
   }
   if (a.tiles_per_cta == 0) a.tiles_per_cta = kDefaultCnnTilesPerCta;
-  if (a.fragments == nullptr || a.layer_begin + a.layer_count > a.num_layers ||
+  if (a.fragments == nullptr || !a.conv1.loaded || a.layer_begin + a.layer_count > a.num_layers ||
       !ValidCnnTilesPerCta(a.tiles_per_cta))
     return cudaErrorInvalidValue;
   if (a.history.rows < kHistoryRows || a.max_cols > a.score_cols) return cudaErrorInvalidValue;

@@ -64,6 +64,17 @@ constexpr int kPredictorFragments = 9 * 4 * 32;
 cudaError_t LaunchPackPredictorFragments(const float* weights, uint2* fragments,
                                          cudaStream_t stream);
 
+// conv1's weights and biases by value in the launch's parameters: every thread reads the
+// same address there, so the multiply-adds take them as constant operands instead of
+// shared-memory loads (the incremental path's largest instruction count).
+struct PredictorConv1 {
+  float w[16 * 9];  // [16 out][3][3], as PredictorLayout::kConv1W
+  float b[16];
+  bool loaded = false;
+};
+// From the packed float32 parameters on the host (PredictorLayout::kSize floats).
+PredictorConv1 MakePredictorConv1(const float* host_weights);
+
 // Column tiles (16 columns each) per CTA: a multiple of its 4 warps.
 constexpr int kDefaultCnnTilesPerCta = 8;  // measured: 4 is up to 6% slower, 16 no faster
 constexpr bool ValidCnnTilesPerCta(int t) { return t > 0 && t % 4 == 0 && t <= 64; }
@@ -71,6 +82,7 @@ constexpr bool ValidCnnTilesPerCta(int t) { return t > 0 && t % 4 == 0 && t <= 6
 struct PredictorCnnArgs {
   const float* weights = nullptr;    // PredictorLayout::kSize floats
   const uint2* fragments = nullptr;  // kPredictorFragments, from LaunchPackPredictorFragments
+  PredictorConv1 conv1;              // MakePredictorConv1 of the same weights
   int batch = 0;
   int first_layer = 0, num_layers = 0;  // the predicted layers [first, first + num)
   // This launch runs the predicted layers [layer_begin, layer_begin + layer_count) of those
