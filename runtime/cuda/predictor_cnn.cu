@@ -21,7 +21,11 @@ constexpr int kInteriorFirst = 2, kInteriorLast = kHistoryRows - 3;
 constexpr int kIncX = 11, kIncC1 = 10;
 
 constexpr int kFullSmem = kRowsIn * kColsX * 4 + kRowsIn * kColsC1 * 32;
-constexpr int kIncSmem = kIncX * kColsX * 4 + kIncC1 * kColsC1 * 32;  // per warp
+// Per warp: two input tiles (the next tile's copy in flight while this one is computed)
+// and the conv1 rows.
+constexpr int kIncXBytes = kIncX * kColsX * 4;
+constexpr int kIncSmem = 2 * kIncXBytes + kIncC1 * kColsC1 * 32;
+static_assert(kIncXBytes % 16 == 0 && kIncSmem % 16 == 0);  // uint4 and ldmatrix rows
 constexpr int kRedSmem = kWarps * kTileCols * 2 * 4;
 constexpr int kSmem = kFullSmem > kWarps* kIncSmem ? kFullSmem : kWarps* kIncSmem;
 static_assert(kRedSmem <= kRowsIn * kColsX * 4);  // the full path's input tile, reused
@@ -66,6 +70,21 @@ __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// 4-byte asynchronous copy global -> shared; `bytes` 0 writes a zero instead of reading.
+__device__ __forceinline__ void CpAsync4(float* dst, const float* src, int bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+
 struct Image {
   const float* data;  // the image's ring [rows][cols]
   int ring, cols;
@@ -74,18 +93,40 @@ struct Image {
 
 // Window row r (0 = oldest of the 64; -1 the row that just left) of the window whose newest
 // ring row is `newest`. newest < ring, r <= 63 and ring >= 64 keep the row in [-ring, ring).
-__device__ __forceinline__ float Pixel(const Image& im, int newest, int r, int c) {
+__device__ __forceinline__ const float* WindowRow(const Image& im, int newest, int r) {
   int ring_row = newest - (kHistoryRows - 1) + r;
   if (ring_row < 0) ring_row += im.ring;
-  return im.data[static_cast<int64_t>(ring_row) * im.cols + kSinkBlocks + c];
+  return im.data + static_cast<int64_t>(ring_row) * im.cols + kSinkBlocks;
+}
+__device__ __forceinline__ float Pixel(const Image& im, int newest, int r, int c) {
+  return WindowRow(im, newest, r)[c];
+}
+
+// Starts copying the incremental path's input tile for the column tile at c0 into sx
+// (kIncX rows of kColsX floats, columns c0 - 2 ..): window rows -1..3 and 59..63, then a
+// zero row; zero outside the candidate columns. A row per step, a lane per column.
+__device__ __forceinline__ void StartIncInput(const Image& im, int newest, int c0, float* sx,
+                                              int lane) {
+  if (lane < kColsX) {
+    const int c = c0 - 2 + lane;
+    const bool in = c >= 0 && c < im.width;
+#pragma unroll 1
+    for (int xr = 0; xr < kIncX; ++xr) {
+      const int r = xr < 5 ? xr - 1 : xr + kHistoryRows - 10;
+      const bool copy = in && xr < kIncX - 1;
+      CpAsync4(sx + xr * kColsX + lane, copy ? WindowRow(im, newest, r) + c : im.data,
+               copy ? 4 : 0);
+    }
+  }
+  CpAsyncCommit();
 }
 
 // conv1 + ReLU of one pixel from three input rows (kColsX floats each, columns from
 // c0 - 2) at tile column x (the pixel's column - (c0 - 2)) into 16 bf16 channels at the
 // swizzled location; zero when `zero` (conv2's padding).
 __device__ __forceinline__ void Conv1Pixel(const float* x0, const float* x1, const float* x2, int x,
-                                           bool zero, const PredictorConv1& w1,
-                                           unsigned char* c1, int pixel) {
+                                           bool zero, const PredictorConv1& w1, unsigned char* c1,
+                                           int pixel) {
   float out[kChannels1];
   if (!zero) {
     const float win[9] = {x0[x - 1], x0[x],     x0[x + 1], x1[x - 1], x1[x],
@@ -231,70 +272,77 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
   // row 2 (the new window's row 1, made from the row that just left) and gains the new
   // row 61; the edge rows 0, 1, 62, 63 (padding in their receptive field) are recomputed
   // for the score.
-  bool zero_rows_made = false;  // this warp's conv1 rows 0 and 9
-  for (int tile = warp; tile < tiles; tile += kWarps) {
+  // The incremental tiles are a prefix of the warp's tiles; each one's input is copied
+  // while the one before it is computed.
+  auto takes_incremental = [&](int tile) {
     const int c0 = first_c0 + tile * kTileCols;
-    if (c0 < width && incremental(c0)) {
-      __syncwarp();  // the warp's previous tile is done with its shared memory
-      float* sx = reinterpret_cast<float*>(smem + warp * kIncSmem);
-      unsigned char* sc1 = smem + warp * kIncSmem + kIncX * kColsX * 4;
-      if (!zero_rows_made) {
-        for (int q = lane; q < 2 * kColsC1 * 2; q += 32) {
-          const int i = q / 2, pixel = i < kColsC1 ? i : (kIncC1 - 2) * kColsC1 + i;
-          *reinterpret_cast<uint4*>(sc1 + C1Offset(pixel, q % 2)) = make_uint4(0, 0, 0, 0);
-        }
-        zero_rows_made = true;
-      }
-      for (int i = lane; i < kIncX * kColsX; i += 32) {
-        const int xr = i / kColsX, c = c0 - 2 + i % kColsX;
-        const int r = xr < 5 ? xr - 1 : xr + kHistoryRows - 10;  // window rows -1..3, 59..63
-        sx[i] = xr < 10 && c >= 0 && c < width ? Pixel(im, newest, r, c) : 0.f;
-      }
-      __syncwarp();
-      for (int p = kColsC1 + lane; p < (kIncC1 - 1) * kColsC1; p += 32) {  // rows 1..8
-        const int j = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
-        const int8_t* from = kIncC1From[j];
-        const bool zero = c < 0 || c >= width;
-        Conv1Pixel(sx + from[0] * kColsX, sx + from[1] * kColsX, sx + from[2] * kColsX, x, zero,
-                   a.conv1, sc1, p);
-      }
-      __syncwarp();
-      const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
-      float d_lo = 0.f, d_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
+    return tile < tiles && c0 < width && incremental(c0);
+  };
+  unsigned char* const warp_smem = smem + warp * kIncSmem;
+  unsigned char* const sc1 = warp_smem + 2 * kIncXBytes;
+  if (takes_incremental(warp)) {
+    for (int q = lane; q < 2 * kColsC1 * 2; q += 32) {  // conv1 rows 0 and 9, zero for good
+      const int i = q / 2, pixel = i < kColsC1 ? i : (kIncC1 - 2) * kColsC1 + i;
+      *reinterpret_cast<uint4*>(sc1 + C1Offset(pixel, q % 2)) = make_uint4(0, 0, 0, 0);
+    }
+    StartIncInput(im, newest, first_c0 + warp * kTileCols, reinterpret_cast<float*>(warp_smem),
+                  lane);
+  }
+  for (int tile = warp, buf = 0; takes_incremental(tile); tile += kWarps, buf ^= 1) {
+    const int c0 = first_c0 + tile * kTileCols;
+    __syncwarp();  // the warp's previous tile is done with its shared memory
+    float* sx = reinterpret_cast<float*>(warp_smem + buf * kIncXBytes);
+    if (takes_incremental(tile + kWarps)) {
+      StartIncInput(im, newest, c0 + kWarps * kTileCols,
+                    reinterpret_cast<float*>(warp_smem + (buf ^ 1) * kIncXBytes), lane);
+      CpAsyncWait<1>();  // this tile's copy has landed, the next one's may not have
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncwarp();
+    for (int p = kColsC1 + lane; p < (kIncC1 - 1) * kColsC1; p += 32) {  // rows 1..8
+      const int j = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
+      const int8_t* from = kIncC1From[j];
+      const bool zero = c < 0 || c >= width;
+      Conv1Pixel(sx + from[0] * kColsX, sx + from[1] * kColsX, sx + from[2] * kColsX, x, zero,
+                 a.conv1, sc1, p);
+    }
+    __syncwarp();
+    const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
+    float d_lo = 0.f, d_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
 #pragma unroll 1
-      for (int k = 0; k < kIncConv2Rows; k += 2) {
-        int rows[2][3];
-        int8_t sign[2];
+    for (int k = 0; k < kIncConv2Rows; k += 2) {
+      int rows[2][3];
+      int8_t sign[2];
 #pragma unroll
-        for (int n = 0; n < 2; ++n) {
-          const int8_t* row = kIncConv2From[k + n];
-          rows[n][0] = row[0];
-          rows[n][1] = row[1];
-          rows[n][2] = row[2];
-          sign[n] = row[3];
-        }
-        float acc[2][4][4];
-        Conv2Rows(c1_base, rows, lane, bfrag, acc);
+      for (int n = 0; n < 2; ++n) {
+        const int8_t* row = kIncConv2From[k + n];
+        rows[n][0] = row[0];
+        rows[n][1] = row[1];
+        rows[n][2] = row[2];
+        sign[n] = row[3];
+      }
+      float acc[2][4][4];
+      Conv2Rows(c1_base, rows, lane, bfrag, acc);
 #pragma unroll
-        for (int n = 0; n < 2; ++n) {
-          if (sign[n] == 0) {
-            AddWeightedRow(acc[n], rw, 1.f, e_lo, e_hi);
-          } else {
-            AddWeightedRow(acc[n], rw, sign[n], d_lo, d_hi);
-          }
+      for (int n = 0; n < 2; ++n) {
+        if (sign[n] == 0) {
+          AddWeightedRow(acc[n], rw, 1.f, e_lo, e_hi);
+        } else {
+          AddWeightedRow(acc[n], rw, sign[n], d_lo, d_hi);
         }
       }
-      d_lo = SumOverChannelLanes(d_lo);
-      d_hi = SumOverChannelLanes(d_hi);
-      e_lo = SumOverChannelLanes(e_lo);
-      e_hi = SumOverChannelLanes(e_hi);
-      if (ft < 2) {  // lane 4 fg + 0: column fg; lane 4 fg + 1: column fg + 8
-        const int c = c0 + fg + 8 * ft;
-        if (c < width) {
-          const float in = interior[c] + (ft == 0 ? d_lo : d_hi);
-          interior[c] = in;
-          scores[c] = fmaf(in + (ft == 0 ? e_lo : e_hi), 1.0f / kHistoryRows, b3);
-        }
+    }
+    d_lo = SumOverChannelLanes(d_lo);
+    d_hi = SumOverChannelLanes(d_hi);
+    e_lo = SumOverChannelLanes(e_lo);
+    e_hi = SumOverChannelLanes(e_hi);
+    if (ft < 2) {  // lane 4 fg + 0: column fg; lane 4 fg + 1: column fg + 8
+      const int c = c0 + fg + 8 * ft;
+      if (c < width) {
+        const float in = interior[c] + (ft == 0 ? d_lo : d_hi);
+        interior[c] = in;
+        scores[c] = fmaf(in + (ft == 0 ? e_lo : e_hi), 1.0f / kHistoryRows, b3);
       }
     }
   }
