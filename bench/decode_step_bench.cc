@@ -54,6 +54,9 @@ ABSL_FLAG(bool, micro, true, "first time the GEMV and attention kernels alone");
 ABSL_FLAG(std::string, cnn_tiles, "",
           "also time the predictor (incremental and full CNN) at the first budget with these "
           "column tiles per CTA (multiples of 4), side by side; a table of its own");
+ABSL_FLAG(int, predictor_tiles, 0,
+          "CNN column tiles per CTA for every row (CudaDecoderOptions::predictor_tiles_per_cta; "
+          "0: the decoder's default)");
 ABSL_FLAG(bool, offload, false,
           "run the KV-offload table ((a) full offload, (b) sparse offload with prefetch, (c) "
           "sparse resident; --offload_* flags, bench/offload_rows.h) instead of this one");
@@ -440,6 +443,7 @@ int Main() {
       o.sparse.budget_tokens = budgets.empty() ? 1024 : budgets[0];
       o.sparse.calibration_step = 0;
       o.predictor_weights = pw;
+      o.predictor_tiles_per_cta = absl::GetFlag(FLAGS_predictor_tiles);
       auto dec = CudaDecoder::Create(w, o);
       BENCH_CHECK_OK(dec.status());
       CudaDecoder& d = **dec;
@@ -527,7 +531,7 @@ int Main() {
                 batch, tiles, t.incremental_ms, t.full_ms);
             tiles_rows.push_back(t);
           }
-          BENCH_CHECK_OK(d.SetPredictorTilesPerCta(0));
+          BENCH_CHECK_OK(d.SetPredictorTilesPerCta(o.predictor_tiles_per_cta));
           // The other stream than the default's for this batch size.
           const bool side_by_default = batch <= o.overlap_predictor_max_batch;
           BENCH_CHECK_OK(d.SetOverlapPredictorMaxBatch(side_by_default ? 0 : batch));

@@ -844,7 +844,7 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
     a.score_cols = cols;
     a.scores = full.get();
     full.Poison();
-    // Launch shapes: CTAs of 4, 8 (the default) or 16 column tiles.
+    // Launch shapes: CTAs of 4, 16 or 32 (the default) column tiles.
     a.tiles_per_cta = step % 3 == 1 ? 16 : 0;
     ASSERT_CUDA(LaunchPredictorCnn(a, nullptr));  // no state: always the full path
     a.tiles_per_cta = step % 3 == 2 ? 4 : 0;

@@ -76,7 +76,11 @@ struct PredictorConv1 {
 PredictorConv1 MakePredictorConv1(const float* host_weights);
 
 // Column tiles (16 columns each) per CTA: a multiple of its 4 warps.
-constexpr int kDefaultCnnTilesPerCta = 8;  // measured: 4 is up to 6% slower, 16 no faster
+// 32: each warp computes 8 tiles in turn, and a per-layer launch on the side stream
+// (batch 1) takes fewer SMs from the layers running beside it. Measured in the step on the
+// H100 (docs/PERFORMANCE.md): 128K batch 1 6.3% against 11.1% at 8 tiles, 32K 2.3% against
+// 3.0%; 64 tiles leave the side stream too few CTAs (10% at 32K).
+constexpr int kDefaultCnnTilesPerCta = 32;
 constexpr bool ValidCnnTilesPerCta(int t) { return t > 0 && t % 4 == 0 && t <= 64; }
 
 struct PredictorCnnArgs {
