@@ -439,8 +439,8 @@ absl::Status CudaDecoder::LogitsRows(const float* x, int rows, float* host_out) 
 
 // CNN and top-k for the batch in d_step_ (next lengths, slots, newest history rows); the
 // CNN grid covers `max_cols` candidate columns (narrower images exit early).
-absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, int layer_count,
-                                     cudaStream_t stream) {
+absl::Status CudaDecoder::PredictFor(int batch, int max_cols, bool recompute, int layer_begin,
+                                     int layer_count, cudaStream_t stream) {
   if (stream == nullptr) stream = stream_;
   const ModelConfig& c = config();
   const int nkv = c.num_key_value_heads;
@@ -468,7 +468,9 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, int layer_begin, i
   }
   pc.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
   pc.max_cols = max_cols;
-  pc.tiles_per_cta = opt_.predictor_tiles_per_cta;
+  pc.tiles_per_cta = opt_.predictor_tiles_per_cta != 0          ? opt_.predictor_tiles_per_cta
+                     : recompute || !opt_.incremental_predictor ? kRecomputeCnnTilesPerCta
+                                                                : kDefaultCnnTilesPerCta;
   pc.scores = scores_.get();
   pc.score_cols = max_blocks_;
   APR_CUDA_RETURN_IF_ERROR(LaunchPredictorCnn(pc, stream));
@@ -607,7 +609,8 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                              cudaMemcpyHostToDevice, stream_));
     APR_RETURN_IF_ERROR(PredictFor(
-        1, std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_)));
+        1, std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_),
+        /*recompute=*/true));
   }
   if (offload_) {
     absl::Status s = OffloadAfterPrefill(seq, staging.get());
@@ -674,6 +677,7 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
     h_step_[kSeqSlots * ms + b] = s.slot;
     h_step_[kHistoryRow * ms + b] = (s.hist_row + 1) % kHistoryRing;
     h_step_[kHistoryCount * ms + b] = s.hist_count + 1;
+    key->recompute |= CnnRecomputes(s.hist_count + 1);
     h_step_[kDense * ms + b] = dense ? 1 : 0;
     h_step_[kNextLens * ms + b] = len + 1;
   }
@@ -844,7 +848,8 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       // This layer's history row is written: predict its next blocks on the side stream.
       APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
       APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
-      APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, l - first_sparse, 1, side_stream_));
+      APR_RETURN_IF_ERROR(
+          PredictFor(B, key.predict_cols, key.recompute, l - first_sparse, 1, side_stream_));
     }
     APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), B));
     APR_CUDA_RETURN_IF_ERROR(
@@ -860,7 +865,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(side_done_, side_stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, side_done_, 0));
   } else if (key.predict && !offload_) {
-    APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols));
+    APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, key.recompute));
   } else if (key.sparse && skip_prediction_) {
     APR_CUDA_RETURN_IF_ERROR(LaunchReuseSelection(SelectionView(), d_step_.get() + kSeqSlots * ms,
                                                   d_step_.get() + kNextLens * ms, B, stream_));
@@ -1116,8 +1121,12 @@ absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool ad
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                            cudaMemcpyHostToDevice, stream_));
   int cols = 0;
-  for (int b = 0; b < B; ++b) cols = std::max(cols, NumCandidates(h_step_[kNextLens * ms + b]));
-  APR_RETURN_IF_ERROR(PredictFor(B, std::min(RoundUpPow2(cols), max_blocks_)));
+  bool recompute = !advance_window;  // the state is for the previous count: a recomputation
+  for (int b = 0; b < B; ++b) {
+    cols = std::max(cols, NumCandidates(h_step_[kNextLens * ms + b]));
+    recompute |= CnnRecomputes(h_step_[kHistoryCount * ms + b]);
+  }
+  APR_RETURN_IF_ERROR(PredictFor(B, std::min(RoundUpPow2(cols), max_blocks_), recompute));
   step_pending_ = true;
   return absl::OkStatus();
 }

@@ -179,9 +179,10 @@ class CudaDecoder : public Decoder {
   struct StepKey {
     int batch = 0, splits_dense = 0, splits_list = 0, predict_cols = 0, calib_cols = 0;
     bool sparse = false, any_dense = false, predict = false;
+    bool recompute = false;  // the CNN recomputes (CnnRecomputes) for a sequence of the batch
     auto tie() const {
       return std::tie(batch, splits_dense, splits_list, predict_cols, calib_cols, sparse, any_dense,
-                      predict);
+                      predict, recompute);
     }
     bool operator<(const StepKey& o) const { return tie() < o.tie(); }
   };
@@ -210,9 +211,10 @@ class CudaDecoder : public Decoder {
                             bool save_q_from, int64_t save_from_pos);
   absl::Status LogitsRows(const float* x, int rows, float* host_out);
   // CNN + top-k for the batch in d_step_, predicted layers [layer_begin, +layer_count)
-  // (layer_count 0: all), on `stream` (default: the main stream).
-  absl::Status PredictFor(int batch, int max_cols, int layer_begin = 0, int layer_count = 0,
-                          cudaStream_t stream = nullptr);
+  // (layer_count 0: all), on `stream` (default: the main stream). `recompute`: the CNN
+  // recomputes every column (no incremental state), which picks its launch shape.
+  absl::Status PredictFor(int batch, int max_cols, bool recompute, int layer_begin = 0,
+                          int layer_count = 0, cudaStream_t stream = nullptr);
   void ClearGraphs();
   // Whether a resident step of `batch` sequences predicts each layer on the side stream
   // (offloaded steps predict per layer group in PrefetchLayers instead).

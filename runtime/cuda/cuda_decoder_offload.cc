@@ -370,7 +370,7 @@ absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const Step
     APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[first], 0));
     s = side_stream_;
   }
-  APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, first, count, s));
+  APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, key.recompute, first, count, s));
   // The group's counts are adjacent: one memset each. Their previous readers (the
   // previous step's fetches of these layers) are done: this step's attention of each of
   // these layers waited for them.

@@ -81,6 +81,14 @@ PredictorConv1 MakePredictorConv1(const float* host_weights);
 // H100 (docs/PERFORMANCE.md): 128K batch 1 6.3% against 11.1% at 8 tiles, 32K 2.3% against
 // 3.0%; 64 tiles leave the side stream too few CTAs (10% at 32K).
 constexpr int kDefaultCnnTilesPerCta = 32;
+// A launch whose images are recomputed (no state yet, a refresh, or no incremental path):
+// every tile takes the 64-row path, and CTAs of 8 tiles spread it over four times the SMs.
+// With 32, a refresh step on the side stream cost 12.7 ms more than a step without
+// prediction at 128K batch 1, against 4.4 ms with 8 (docs/PERFORMANCE.md).
+constexpr int kRecomputeCnnTilesPerCta = 8;
+// Whether a step whose history count (rows appended since the history began, this step's
+// row included) is `count` recomputes the CNN: the device-side rule for a fresh state.
+constexpr bool CnnRecomputes(int64_t count) { return count <= 0 || count % kCnnRefreshSteps == 0; }
 constexpr bool ValidCnnTilesPerCta(int t) { return t > 0 && t % 4 == 0 && t <= 64; }
 
 struct PredictorCnnArgs {
