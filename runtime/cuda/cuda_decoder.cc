@@ -686,6 +686,7 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
   key->sparse = sparse;
   key->any_dense = any_dense;
   key->predict = sparse && !skip_prediction_;
+  key->recompute &= key->predict;  // only a predicting step's graph depends on it
   key->splits_dense =
       std::min(max_splits_, ChooseSplits(B, nkv, RoundUpPow2(max_blocks), num_sms_));
   key->splits_list =
