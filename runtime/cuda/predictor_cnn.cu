@@ -236,9 +236,9 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
   const int newest = a.history_row[b];
   const int64_t state_img = (static_cast<int64_t>(slot) * a.num_layers + li) * a.num_kv_heads + g;
   const int count = a.history_count != nullptr ? a.history_count[b] : -1;
-  const bool state_fresh = a.state.interior != nullptr && count > 0 &&
-                           count % kCnnRefreshSteps != 0 && h.rows > kHistoryRows &&
-                           a.state.count[state_img] >= 0 && a.state.count[state_img] == count - 1;
+  const bool state_fresh = a.state.interior != nullptr && !CnnRecomputes(count) &&
+                           h.rows > kHistoryRows && a.state.count[state_img] >= 0 &&
+                           a.state.count[state_img] == count - 1;
   const int state_width = a.state.interior != nullptr ? a.state.width[state_img] : 0;
   float* interior =
       a.state.interior != nullptr ? a.state.interior + state_img * a.state.cols : nullptr;

@@ -28,6 +28,8 @@
 
 #include <cstdint>
 
+#include "runtime/cuda/block_rules.h"
+
 namespace apr::cuda {
 
 // Packed float32 parameters (docs/ARCHITECTURE.md "Predictor weights"), in this order.
@@ -87,8 +89,11 @@ constexpr int kDefaultCnnTilesPerCta = 32;
 // prediction at 128K batch 1, against 4.4 ms with 8 (docs/PERFORMANCE.md).
 constexpr int kRecomputeCnnTilesPerCta = 8;
 // Whether a step whose history count (rows appended since the history began, this step's
-// row included) is `count` recomputes the CNN: the device-side rule for a fresh state.
-constexpr bool CnnRecomputes(int64_t count) { return count <= 0 || count % kCnnRefreshSteps == 0; }
+// row included) is `count` recomputes the CNN; the kernel's rule, which the host uses to
+// pick the launch shape.
+APR_HD constexpr bool CnnRecomputes(int64_t count) {
+  return count <= 0 || count % kCnnRefreshSteps == 0;
+}
 constexpr bool ValidCnnTilesPerCta(int t) { return t > 0 && t % 4 == 0 && t <= 64; }
 
 struct PredictorCnnArgs {
