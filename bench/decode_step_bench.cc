@@ -57,6 +57,8 @@ ABSL_FLAG(std::string, cnn_tiles, "",
 ABSL_FLAG(int, predictor_tiles, 0,
           "CNN column tiles per CTA for every row (CudaDecoderOptions::predictor_tiles_per_cta; "
           "0: the decoder's default)");
+ABSL_FLAG(bool, pdl, true,
+          "programmatic dependent launch for every row (CudaDecoderOptions::use_pdl)");
 ABSL_FLAG(bool, offload, false,
           "run the KV-offload table ((a) full offload, (b) sparse offload with prefetch, (c) "
           "sparse resident; --offload_* flags, bench/offload_rows.h) instead of this one");
@@ -444,6 +446,7 @@ int Main() {
       o.sparse.calibration_step = 0;
       o.predictor_weights = pw;
       o.predictor_tiles_per_cta = absl::GetFlag(FLAGS_predictor_tiles);
+      o.use_pdl = absl::GetFlag(FLAGS_pdl);
       auto dec = CudaDecoder::Create(w, o);
       BENCH_CHECK_OK(dec.status());
       CudaDecoder& d = **dec;
