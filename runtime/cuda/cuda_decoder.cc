@@ -225,6 +225,8 @@ absl::Status CudaDecoder::Init() {
     APR_CUDA_RETURN_IF_ERROR(cudaMemset(history_.get(), 0, history_.bytes()));
     APR_RETURN_IF_ERROR(
         Alloc(fill, &cnn_interior_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
+    APR_RETURN_IF_ERROR(Alloc(fill, &cnn_row_r_,
+                              int64_t{opt_.max_sequences} * ls * nkv * kHistoryRing * max_blocks_));
     APR_RETURN_IF_ERROR(Alloc(fill, &cnn_count_, int64_t{opt_.max_sequences} * ls * nkv));
     APR_RETURN_IF_ERROR(Alloc(fill, &cnn_width_, int64_t{opt_.max_sequences} * ls * nkv));
     APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
@@ -463,7 +465,8 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, bool recompute, in
   pc.history = HistoryView{history_.get(), static_cast<int>(c.num_hidden_layers), nkv, kHistoryRing,
                            max_blocks_};
   if (opt_.incremental_predictor) {
-    pc.state = CnnState{cnn_interior_.get(), cnn_count_.get(), cnn_width_.get(), max_blocks_};
+    pc.state = CnnState{cnn_interior_.get(), cnn_row_r_.get(), cnn_count_.get(), cnn_width_.get(),
+                        max_blocks_};
     pc.history_count = d + kHistoryCount * ms;
   }
   pc.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);

@@ -311,7 +311,7 @@ class CudaDecoder : public Decoder {
   DeviceBuffer<int32_t> sel_blocks_, sel_counts_, sel_lens_;
   DeviceBuffer<int32_t> list_counts_, list_blocks_, list_slots_, list_starts_, calib_counts_,
       error_flag_;
-  DeviceBuffer<float> cnn_interior_;
+  DeviceBuffer<float> cnn_interior_, cnn_row_r_;  // CnnState: I per column, R per ring row
   DeviceBuffer<uint2> cnn_fragments_;
   PredictorConv1 cnn_conv1_;  // conv1 by value for every CNN launch
   cudaStream_t side_stream_ = nullptr;

@@ -804,6 +804,7 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
   Dev<uint2> frag(kPredictorFragments);
   ASSERT_CUDA(LaunchPackPredictorFragments(dw.get(), frag.get(), nullptr));
   Dev<float> interior(size_t(slots) * nl * nkv * cols);
+  Dev<float> row_r(size_t(slots) * nl * nkv * ring * cols);
   Dev<int32_t> count(size_t(slots) * nl * nkv), width(size_t(slots) * nl * nkv);
   ASSERT_CUDA(cudaMemset(count.get(), 0x80, count.size() * 4));
   Dev<float> scores(size_t(nl) * nkv * cols), full(size_t(nl) * nkv * cols);
@@ -848,22 +849,29 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
     a.tiles_per_cta = step % 3 == 1 ? 16 : 0;
     ASSERT_CUDA(LaunchPredictorCnn(a, nullptr));  // no state: always the full path
     a.tiles_per_cta = step % 3 == 2 ? 4 : 0;
-    a.state = CnnState{interior.get(), count.get(), width.get(), cols};
+    a.state = CnnState{interior.get(), row_r.get(), count.get(), width.get(), cols};
     a.history_count = dcount.get();
     a.scores = scores.get();
     scores.Poison();
-    // Probe that the incremental path runs and builds on the state: shift image 0's state
-    // by 64, so its incremental columns' scores move by exactly 1 (the rest must not). Step
-    // 40 keeps the width (every column incremental); step 52 grows it (the tiles that reach
-    // the old edge recomputed).
-    const bool probe = step == 40 || step == 52;
+    // Probe that the incremental path runs and builds on the state: shift image 0's
+    // interior sums by 64, so its incremental columns' scores move by exactly 1 (the rest
+    // must not). Step 40 keeps the width (every column incremental); step 52 grows it (the
+    // tiles that reach the old edge recomputed). Step 70 shifts instead the kept R of the
+    // row that leaves the interior (the new window's row 1, which entered it as row 61 at
+    // step 10, incrementally): the scores move by -1.
+    const bool probe = step == 40 || step == 52 || step == 70;
+    const bool probe_row_r = step == 70;
     const size_t img0 = size_t(slot) * nl * nkv * cols;
-    std::vector<float> probe_state;
-    if (probe) {
-      probe_state = interior.Host();
-      for (int c = 0; c < cols; ++c) probe_state[img0 + c] += 64.f;
-      ASSERT_CUDA(cudaMemcpy(interior.get(), probe_state.data(), probe_state.size() * 4,
-                             cudaMemcpyHostToDevice));
+    if (probe && !probe_row_r) {
+      std::vector<float> st = interior.Host();
+      for (int c = 0; c < cols; ++c) st[img0 + c] += 64.f;
+      ASSERT_CUDA(cudaMemcpy(interior.get(), st.data(), st.size() * 4, cudaMemcpyHostToDevice));
+    }
+    if (probe_row_r) {
+      std::vector<float> rr = row_r.Host();
+      const size_t leaving = ((newest - 62) % ring + ring) % ring;
+      for (int c = 0; c < cols; ++c) rr[(img0 * ring) + leaving * cols + c] += 64.f;
+      ASSERT_CUDA(cudaMemcpy(row_r.get(), rr.data(), rr.size() * 4, cudaMemcpyHostToDevice));
     }
     const int prev_width = NumCandidates(len);
     if (step % 2 == 1) {  // one launch per layer, as the decoder's overlapped predictor does
@@ -899,18 +907,20 @@ TEST(PredictorCnn, IncrementalStepsMatchFullRecomputation) {
         EXPECT_LE(RelErr(gv.data(), ref.data(), wd), kBf16Tol) << "step " << step;
       }
     if (probe) {
-      ASSERT_EQ(wd == prev_width, step == 40) << "the lengths no longer probe both cases";
+      ASSERT_EQ(wd == prev_width, step != 52) << "the lengths no longer probe both cases";
+      const double shift = probe_row_r ? -1.0 : 1.0;
       std::vector<float> st = interior.Host();
       int shifted = 0;
       for (int c = 0; c < wd; ++c) {
         const bool incremental = wd == prev_width || c / 16 * 16 + 16 <= prev_width - 2;
-        EXPECT_NEAR(got[c] - want[c], incremental ? 1.0 : 0.0, 1e-3) << "column " << c;
+        EXPECT_NEAR(got[c] - want[c], incremental ? shift : 0.0, 1e-3)
+            << "step " << step << " column " << c;
         if (incremental) {
-          st[img0 + c] -= 64.f;  // undo the probe
+          st[img0 + c] -= 64.f * shift;  // undo the probe
           ++shifted;
         }
       }
-      EXPECT_EQ(shifted, step == 40 ? wd : (prev_width - 2) / 16 * 16);
+      EXPECT_EQ(shifted, step == 52 ? (prev_width - 2) / 16 * 16 : wd);
       ASSERT_CUDA(cudaMemcpy(interior.get(), st.data(), st.size() * 4, cudaMemcpyHostToDevice));
     }
     const std::vector<int32_t> ch = count.Host();

@@ -16,9 +16,10 @@ constexpr int kChannels1 = 16;
 // conv2 rows whose 5-row receptive field lies inside the window; their values depend only
 // on the history rows, not on where the window starts (the incremental path's invariant).
 constexpr int kInteriorFirst = 2, kInteriorLast = kHistoryRows - 3;
-// Incremental path, per warp: 10 input rows (window rows -1..3 and 59..63) and a zero row;
-// 10 conv1 rows (kIncC1From).
-constexpr int kIncX = 11, kIncC1 = 10;
+// Incremental path, per warp: 9 input rows (window rows 0..3 and 59..63) and a zero row;
+// 8 conv1 rows (kIncC1From).
+constexpr int kIncX = 10, kIncC1 = 8;
+constexpr int kIncZeroRow = kIncX - 1;
 
 constexpr int kFullSmem = kRowsIn * kColsX * 4 + kRowsIn * kColsC1 * 32;
 // Per warp: two input tiles (the next tile's copy in flight while this one is computed)
@@ -33,29 +34,26 @@ static_assert(kRedSmem <= kRowsIn * kColsX * 4);  // the full path's input tile,
 constexpr int kBfragSmem = kPredictorFragments * 8;
 constexpr int kDynSmem = kSmem + kBfragSmem;
 
-// The incremental path's conv1 rows: the three input rows (of its 11-row tile; 10 is the
-// zero row) each is made from, or -1 for a zero row (conv2's padding).
-//   0: conv1 row -1 (zero)          5: conv1 row 60
-//   1: conv1 row 0, input row -1 = 0  6: row 61
-//   2: row 1                          7: row 62
-//   3: row 2                          8: row 63 (input row 64 = 0)
-//   4: row 0 from the real row -1     9: conv1 row 64 (zero)
-// Rows 0 and 9 are zeroed once per warp; the others are made for every tile.
+// The incremental path's conv1 rows: the three input rows of its 10-row tile (rows 0..3
+// are window rows 0..3, rows 4..8 window rows 59..63, row 9 zero) each is made from; row
+// 0 is conv2's zero padding above the window, zeroed once per warp.
+//   0: conv1 row -1 (zero)              3: row 2     6: row 62
+//   1: conv1 row 0 (input row -1 = 0)   4: row 60    7: row 63 (input row 64 = 0)
+//   2: row 1                            5: row 61
 // clang-format off
 __constant__ int8_t kIncC1From[kIncC1][3] = {
-    {-1, -1, -1}, {10, 1, 2}, {1, 2, 3}, {2, 3, 4}, {0, 1, 2},
-    {5, 6, 7},    {6, 7, 8},  {7, 8, 9}, {8, 9, 10}, {-1, -1, -1}};
+    {-1, -1, -1}, {kIncZeroRow, 0, 1}, {0, 1, 2}, {1, 2, 3},
+    {4, 5, 6}, {5, 6, 7}, {6, 7, 8}, {7, 8, kIncZeroRow}};
 // clang-format on
 
-// The incremental path's conv2 rows: the conv1 buffer rows above, at and below each, and
-// where it goes: 0 an edge row (the score only), +1 / -1 added to / taken from I.
-//   new rows 0 and 1; the old window's row 2 (the new row 1 from the row that just left);
-//   new row 61; new rows 62 and 63. They are made in pairs that share the B fragments.
-constexpr int kIncConv2Rows = 6;
+// The incremental path's conv2 rows, from the conv1 buffer rows above, at and below each:
+// edge row 63 alone, whose tap row below (conv1 row 64) is padding and left out (made first:
+// after the pairs it spilled registers), then two pairs that share the B fragments, (edge
+// rows 0 and 1) and (the entering interior row 61, edge row 62).
+constexpr int kIncConv2Pairs = 2, kIncEnteringPair = 1;
 // clang-format off
-__constant__ int8_t kIncConv2From[kIncConv2Rows][4] = {
-    {0, 1, 2, 0}, {1, 2, 3, 0}, {4, 2, 3, -1},
-    {5, 6, 7, 1}, {6, 7, 8, 0}, {7, 8, 9, 0}};
+__constant__ int8_t kIncConv2From[kIncConv2Pairs][2][3] = {
+    {{0, 1, 2}, {1, 2, 3}}, {{4, 5, 6}, {5, 6, 7}}};
 // clang-format on
 
 // conv1 outputs as [row][col][16 channels] bf16, 32 bytes per pixel; the two 16-byte
@@ -91,31 +89,32 @@ struct Image {
   int width;  // candidate columns
 };
 
-// Window row r (0 = oldest of the 64; -1 the row that just left) of the window whose newest
-// ring row is `newest`. newest < ring, r <= 63 and ring >= 64 keep the row in [-ring, ring).
+// The ring row of window row r (0 = oldest of the 64) of the window whose newest ring row
+// is `newest`. newest < ring, 0 <= r <= 63 and ring >= 64 keep it in [-ring, ring).
+__device__ __forceinline__ int RingRow(int ring, int newest, int r) {
+  const int ring_row = newest - (kHistoryRows - 1) + r;
+  return ring_row < 0 ? ring_row + ring : ring_row;
+}
 __device__ __forceinline__ const float* WindowRow(const Image& im, int newest, int r) {
-  int ring_row = newest - (kHistoryRows - 1) + r;
-  if (ring_row < 0) ring_row += im.ring;
-  return im.data + static_cast<int64_t>(ring_row) * im.cols + kSinkBlocks;
+  return im.data + static_cast<int64_t>(RingRow(im.ring, newest, r)) * im.cols + kSinkBlocks;
 }
 __device__ __forceinline__ float Pixel(const Image& im, int newest, int r, int c) {
   return WindowRow(im, newest, r)[c];
 }
 
 // Starts copying the incremental path's input tile for the column tile at c0 into sx
-// (kIncX rows of kColsX floats, columns c0 - 2 ..): window rows -1..3 and 59..63, then a
-// zero row; zero outside the candidate columns. A row per step, a lane per column.
+// (kIncX rows of kColsX floats, columns c0 - 2 ..): window rows 0..3 and 59..63; zero
+// outside the candidate columns. A row per step, a lane per column. The last row (zero)
+// is left alone.
 __device__ __forceinline__ void StartIncInput(const Image& im, int newest, int c0, float* sx,
                                               int lane) {
   if (lane < kColsX) {
     const int c = c0 - 2 + lane;
     const bool in = c >= 0 && c < im.width;
 #pragma unroll 1
-    for (int xr = 0; xr < kIncX; ++xr) {
-      const int r = xr < 5 ? xr - 1 : xr + kHistoryRows - 10;
-      const bool copy = in && xr < kIncX - 1;
-      CpAsync4(sx + xr * kColsX + lane, copy ? WindowRow(im, newest, r) + c : im.data,
-               copy ? 4 : 0);
+    for (int xr = 0; xr < kIncZeroRow; ++xr) {
+      const int r = xr < 4 ? xr : xr + kHistoryRows - 9;
+      CpAsync4(sx + xr * kColsX + lane, in ? WindowRow(im, newest, r) + c : im.data, in ? 4 : 0);
     }
   }
   CpAsyncCommit();
@@ -155,8 +154,11 @@ __device__ __forceinline__ void Conv1Pixel(const float* x0, const float* x1, con
 
 // conv2 pre-activations of N output rows for the tile's 16 columns: row n from the conv1
 // rows rows[n][0..2] (above, at and below it) of the buffer at c1_base (shared address).
-// The rows share each tap's B fragments.
-template <int N>
+// The rows share each tap's B fragments. Bit 3 n + ky of kSkip set: row n's tap row ky is
+// zero padding, left out (its rows entry is not read). The mask is a template argument: a
+// run-time one put branches between the ldmatrix and mma instructions, and the predictor
+// overlapped with the step cost 40% more at 128K batch 1 (docs/PERFORMANCE.md).
+template <int N, unsigned kSkip = 0>
 __device__ __forceinline__ void Conv2Rows(uint32_t c1_base, const int (&rows)[N][3], int lane,
                                           const uint2* bfrag, float (&acc)[N][4][4]) {
   const int a_m = lane % 8 + 8 * ((lane / 8) % 2), a_half = lane / 16;
@@ -175,6 +177,7 @@ __device__ __forceinline__ void Conv2Rows(uint32_t c1_base, const int (&rows)[N]
       for (int nt = 0; nt < 4; ++nt) bf[nt] = bfrag[((ky * 3 + kx) * 4 + nt) * 32 + lane];
 #pragma unroll
       for (int n = 0; n < N; ++n) {
+        if ((kSkip >> (3 * n + ky)) & 1u) continue;
         // Output pixel (row, c0 + m) reads conv1 at (row + ky - 1, c0 + m + kx - 1).
         const int pixel = rows[n][ky] * kColsC1 + a_m + kx;
         uint32_t af[4];
@@ -237,11 +240,14 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
   const int64_t state_img = (static_cast<int64_t>(slot) * a.num_layers + li) * a.num_kv_heads + g;
   const int count = a.history_count != nullptr ? a.history_count[b] : -1;
   const bool state_fresh = a.state.interior != nullptr && !CnnRecomputes(count) &&
-                           h.rows > kHistoryRows && a.state.count[state_img] >= 0 &&
-                           a.state.count[state_img] == count - 1;
+                           a.state.count[state_img] >= 0 && a.state.count[state_img] == count - 1;
   const int state_width = a.state.interior != nullptr ? a.state.width[state_img] : 0;
   float* interior =
       a.state.interior != nullptr ? a.state.interior + state_img * a.state.cols : nullptr;
+  // R of the interior rows, [ring row][column] (CnnState::row_r).
+  float* row_r = a.state.interior != nullptr
+                     ? a.state.row_r + state_img * h.rows * static_cast<int64_t>(a.state.cols)
+                     : nullptr;
   float* scores = a.scores + ((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) *
                                  a.score_cols;
   const float b3 = w[PredictorLayout::kConv3B];
@@ -269,9 +275,9 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
 
   // ---- Incremental path: warp w takes tiles w, w + 4, ..., with no block-wide barrier.
   // The window moved by one row: the interior sum I (rows 2..61) loses the old window's
-  // row 2 (the new window's row 1, made from the row that just left) and gains the new
-  // row 61; the edge rows 0, 1, 62, 63 (padding in their receptive field) are recomputed
-  // for the score.
+  // row 2 (the new window's row 1; its R is in row_r since it entered) and gains the new
+  // row 61, whose R is stored for when it leaves; the edge rows 0, 1, 62, 63 (padding in
+  // their receptive field) are recomputed for the score. 5 conv2 rows.
   // The incremental tiles are a prefix of the warp's tiles; each one's input is copied
   // while the one before it is computed.
   auto takes_incremental = [&](int tile) {
@@ -280,16 +286,24 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
   };
   unsigned char* const warp_smem = smem + warp * kIncSmem;
   unsigned char* const sc1 = warp_smem + 2 * kIncXBytes;
+  const int leave_row = RingRow(h.rows, newest, 1), enter_row = RingRow(h.rows, newest, 61);
   if (takes_incremental(warp)) {
-    for (int q = lane; q < 2 * kColsC1 * 2; q += 32) {  // conv1 rows 0 and 9, zero for good
-      const int i = q / 2, pixel = i < kColsC1 ? i : (kIncC1 - 2) * kColsC1 + i;
-      *reinterpret_cast<uint4*>(sc1 + C1Offset(pixel, q % 2)) = make_uint4(0, 0, 0, 0);
-    }
+    for (int i = lane; i < kColsX; i += 32)  // both input buffers' zero row, for good
+      for (int buf = 0; buf < 2; ++buf)
+        reinterpret_cast<float*>(warp_smem + buf * kIncXBytes)[kIncZeroRow * kColsX + i] = 0.f;
+    for (int q = lane; q < kColsC1 * 2; q += 32)  // conv1 row 0 (padding), zero for good
+      *reinterpret_cast<uint4*>(sc1 + C1Offset(q / 2, q % 2)) = make_uint4(0, 0, 0, 0);
     StartIncInput(im, newest, first_c0 + warp * kTileCols, reinterpret_cast<float*>(warp_smem),
                   lane);
   }
   for (int tile = warp, buf = 0; takes_incremental(tile); tile += kWarps, buf ^= 1) {
     const int c0 = first_c0 + tile * kTileCols;
+    // Lanes 4 fg and 4 fg + 1 finish columns c0 + fg and c0 + fg + 8; their state reads
+    // start now, to land during the tile's arithmetic.
+    const int col = c0 + fg + 8 * ft;
+    const bool finishes = ft < 2 && col < width;
+    const float interior_old = finishes ? interior[col] : 0.f;
+    const float r_left = finishes ? row_r[int64_t{leave_row} * a.state.cols + col] : 0.f;
     __syncwarp();  // the warp's previous tile is done with its shared memory
     float* sx = reinterpret_cast<float*>(warp_smem + buf * kIncXBytes);
     if (takes_incremental(tile + kWarps)) {
@@ -300,7 +314,7 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
       CpAsyncWait<0>();
     }
     __syncwarp();
-    for (int p = kColsC1 + lane; p < (kIncC1 - 1) * kColsC1; p += 32) {  // rows 1..8
+    for (int p = kColsC1 + lane; p < kIncC1 * kColsC1; p += 32) {  // rows 1..7
       const int j = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
       const int8_t* from = kIncC1From[j];
       const bool zero = c < 0 || c >= width;
@@ -309,41 +323,45 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
     }
     __syncwarp();
     const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
-    float d_lo = 0.f, d_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
+    float r_lo = 0.f, r_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
+    {
+      const int rows[1][3] = {{6, 7, 7}};
+      float acc[1][4][4];
+      Conv2Rows<1, 0b100>(c1_base, rows, lane, bfrag, acc);
+      AddWeightedRow(acc[0], rw, 1.f, e_lo, e_hi);
+    }
 #pragma unroll 1
-    for (int k = 0; k < kIncConv2Rows; k += 2) {
+    for (int k = 0; k < kIncConv2Pairs; ++k) {
       int rows[2][3];
-      int8_t sign[2];
 #pragma unroll
-      for (int n = 0; n < 2; ++n) {
-        const int8_t* row = kIncConv2From[k + n];
-        rows[n][0] = row[0];
-        rows[n][1] = row[1];
-        rows[n][2] = row[2];
-        sign[n] = row[3];
-      }
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int ky = 0; ky < 3; ++ky) rows[n][ky] = kIncConv2From[k][n][ky];
       float acc[2][4][4];
       Conv2Rows(c1_base, rows, lane, bfrag, acc);
-#pragma unroll
-      for (int n = 0; n < 2; ++n) {
-        if (sign[n] == 0) {
-          AddWeightedRow(acc[n], rw, 1.f, e_lo, e_hi);
-        } else {
-          AddWeightedRow(acc[n], rw, sign[n], d_lo, d_hi);
-        }
+      float lo = 0.f, hi = 0.f;
+      AddWeightedRow(acc[0], rw, 1.f, lo, hi);
+      if (k == kIncEnteringPair) {
+        r_lo = lo;
+        r_hi = hi;
+      } else {
+        e_lo += lo;
+        e_hi += hi;
       }
+      AddWeightedRow(acc[1], rw, 1.f, e_lo, e_hi);
     }
-    d_lo = SumOverChannelLanes(d_lo);
-    d_hi = SumOverChannelLanes(d_hi);
+    r_lo = SumOverChannelLanes(r_lo);
+    r_hi = SumOverChannelLanes(r_hi);
     e_lo = SumOverChannelLanes(e_lo);
     e_hi = SumOverChannelLanes(e_hi);
-    if (ft < 2) {  // lane 4 fg + 0: column fg; lane 4 fg + 1: column fg + 8
-      const int c = c0 + fg + 8 * ft;
-      if (c < width) {
-        const float in = interior[c] + (ft == 0 ? d_lo : d_hi);
-        interior[c] = in;
-        scores[c] = fmaf(in + (ft == 0 ? e_lo : e_hi), 1.0f / kHistoryRows, b3);
-      }
+    if (finishes) {  // lane 4 fg + 0: column fg; lane 4 fg + 1: column fg + 8
+      const float r_entered = ft == 0 ? r_lo : r_hi;
+      // The difference first: where the two rows' R are equal (e.g. all-zero history),
+      // I stays bit-exact, and so do the ties between such columns.
+      const float in = interior_old + (r_entered - r_left);
+      interior[col] = in;
+      row_r[int64_t{enter_row} * a.state.cols + col] = r_entered;
+      scores[col] = fmaf(in + (ft == 0 ? e_lo : e_hi), 1.0f / kHistoryRows, b3);
     }
   }
 
@@ -369,6 +387,10 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
     }
     __syncthreads();
     const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
+    // Interior rows are summed over the channel lanes row by row: with a state, each one's
+    // R is stored at its ring row for the incremental path to take it out later.
+    const int col = c0 + fg + 8 * ft;
+    const bool stores_r = row_r != nullptr && ft < 2 && col < width;
     float i_lo = 0.f, i_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
     for (int rr = 0; rr < kHistoryRows / kWarps; rr += 2) {
       const int r = warp * (kHistoryRows / kWarps) + rr;
@@ -377,15 +399,21 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
       Conv2Rows(c1_base, rows, lane, bfrag, acc);
 #pragma unroll
       for (int n = 0; n < 2; ++n) {
-        if (r + n >= kInteriorFirst && r + n <= kInteriorLast) {
-          AddWeightedRow(acc[n], rw, 1.f, i_lo, i_hi);
+        if (r + n >= kInteriorFirst && r + n <= kInteriorLast) {  // warp-uniform
+          float v_lo = 0.f, v_hi = 0.f;
+          AddWeightedRow(acc[n], rw, 1.f, v_lo, v_hi);
+          v_lo = SumOverChannelLanes(v_lo);
+          v_hi = SumOverChannelLanes(v_hi);
+          i_lo += v_lo;
+          i_hi += v_hi;
+          if (stores_r)
+            row_r[int64_t{RingRow(h.rows, newest, r + n)} * a.state.cols + col] =
+                ft == 0 ? v_lo : v_hi;
         } else {
           AddWeightedRow(acc[n], rw, 1.f, e_lo, e_hi);
         }
       }
     }
-    i_lo = SumOverChannelLanes(i_lo);
-    i_hi = SumOverChannelLanes(i_hi);
     e_lo = SumOverChannelLanes(e_lo);
     e_hi = SumOverChannelLanes(e_hi);
     __syncthreads();  // every warp is done with the input tile; reuse it
@@ -459,7 +487,8 @@ cudaError_t LaunchPredictorCnn(PredictorCnnArgs a, cudaStream_t stream) {
       !ValidCnnTilesPerCta(a.tiles_per_cta))
     return cudaErrorInvalidValue;
   if (a.history.rows < kHistoryRows || a.max_cols > a.score_cols) return cudaErrorInvalidValue;
-  if (a.state.interior != nullptr && a.state.cols < a.score_cols) return cudaErrorInvalidValue;
+  if (a.state.interior != nullptr && (a.state.row_r == nullptr || a.state.cols < a.score_cols))
+    return cudaErrorInvalidValue;
   if (a.max_cols > 0) {
     static const cudaError_t attr = cudaFuncSetAttribute(
         PredictorCnnKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDynSmem);

@@ -15,12 +15,12 @@
 // b3 + (1/64) sum over rows of R(row), R = sum_ch w3 * ReLU(conv2 + b2). Rows 2..61 of the
 // window ("interior": their 5-row receptive field lies inside it) depend only on the
 // history rows, not on where the window starts; the state keeps their sum I per column.
-// When the window moved by exactly one row since the state was made:
-// I_new = I_old - R(old row 2) + R(new row 61), and the edge rows 0, 1, 62, 63 (padding in
-// their receptive field) are recomputed: 6 conv2 rows instead of 64, and one float of
-// state per column. When the candidate set grew, the column tiles whose receptive field
-// reaches the image's previous right edge take the full path, which also reseeds I; so do
-// stale states and every kCnnRefreshSteps-th step.
+// The state also keeps each interior row's R at its ring row, so when the window moved by
+// exactly one row since the state was made, I_new = I_old - R(old row 2, kept) +
+// R(new row 61, made and kept), and the edge rows 0, 1, 62, 63 (padding in their receptive
+// field) are recomputed: 5 conv2 rows instead of 64 (the full path seeds both). When the
+// candidate set grew, the column tiles whose receptive field reaches the image's previous
+// right edge take the full path; so do stale states and every kCnnRefreshSteps-th step.
 #ifndef APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_
 #define APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_
 
@@ -44,8 +44,7 @@ struct PredictorLayout {
 };
 
 struct HistoryView {
-  // [sequence slots][layers][kv_heads][rows][cols] float32; rows is the ring size
-  // (>= 64; >= 65 for the incremental path).
+  // [sequence slots][layers][kv_heads][rows][cols] float32; rows is the ring size (>= 64).
   float* data = nullptr;
   int layers = 0, kv_heads = 0, rows = 0, cols = 0;
 };
@@ -55,8 +54,11 @@ struct HistoryView {
 constexpr int kCnnRefreshSteps = 256;
 struct CnnState {
   float* interior = nullptr;  // [...][cols]: I, the sum of R over the window's rows 2..61
-  int32_t* count = nullptr;   // history count the sums are for; negative: none
-  int32_t* width = nullptr;   // candidate columns they cover
+  // [...][history ring rows][cols]: R of the rows that were interior rows when computed,
+  // at their history ring row (the incremental path takes out the leaving row's).
+  float* row_r = nullptr;
+  int32_t* count = nullptr;  // history count the sums are for; negative: none
+  int32_t* width = nullptr;  // candidate columns they cover
   int cols = 0;
 };
 
