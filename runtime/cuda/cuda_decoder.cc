@@ -444,6 +444,12 @@ absl::Status CudaDecoder::LogitsRows(const float* x, int rows, float* host_out) 
 absl::Status CudaDecoder::PredictFor(int batch, int max_cols, bool recompute, int layer_begin,
                                      int layer_count, cudaStream_t stream) {
   if (stream == nullptr) stream = stream_;
+  APR_RETURN_IF_ERROR(PredictScores(batch, max_cols, recompute, layer_begin, layer_count, stream));
+  return SelectTopk(batch, layer_begin, layer_count, stream);
+}
+
+absl::Status CudaDecoder::PredictScores(int batch, int max_cols, bool recompute, int layer_begin,
+                                        int layer_count, cudaStream_t stream) {
   const ModelConfig& c = config();
   const int nkv = c.num_key_value_heads;
   const int32_t* d = d_step_.get();
@@ -477,17 +483,24 @@ absl::Status CudaDecoder::PredictFor(int batch, int max_cols, bool recompute, in
   pc.scores = scores_.get();
   pc.score_cols = max_blocks_;
   APR_CUDA_RETURN_IF_ERROR(LaunchPredictorCnn(pc, stream));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::SelectTopk(int batch, int layer_begin, int layer_count,
+                                     cudaStream_t stream) {
+  const int32_t* d = d_step_.get();
+  const int ms = opt_.max_sequences;
   TopkArgs tk;
   tk.batch = batch;
   tk.layer_begin = layer_begin;
   tk.layer_count = layer_count;
   tk.num_layers = SparseLayers();
-  tk.num_kv_heads = nkv;
-  tk.next_lens = next_lens_dev;
+  tk.num_kv_heads = config().num_key_value_heads;
+  tk.next_lens = d + kNextLens * ms;
   tk.seq_slots = d + kSeqSlots * ms;
   tk.scores = scores_.get();
   tk.score_cols = max_blocks_;
-  tk.k_blocks = pc.k_blocks;
+  tk.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
   tk.out = SelectionView();
   tk.error = error_flag_.get();
   APR_CUDA_RETURN_IF_ERROR(LaunchTopkSelect(tk, stream));
@@ -849,11 +862,15 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       const int first = l / group * group;
       APR_RETURN_IF_ERROR(PrefetchLayers(B, first, l - first + 1, key, eager));
     } else if (key.predict && OverlapPredictor(B) && l >= first_sparse) {
-      // This layer's history row is written: predict its next blocks on the side stream.
+      // This layer's history row is written: its CNN scores on the side stream. The top-k
+      // runs once for every layer after the last one's, beside the final MLP and lm_head:
+      // per layer, its few long CTAs cost the step twice their own time at 128K batch 1
+      // (docs/PERFORMANCE.md).
       APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
       APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
       APR_RETURN_IF_ERROR(
-          PredictFor(B, key.predict_cols, key.recompute, l - first_sparse, 1, side_stream_));
+          PredictScores(B, key.predict_cols, key.recompute, l - first_sparse, 1, side_stream_));
+      if (l == L - 1) APR_RETURN_IF_ERROR(SelectTopk(B, 0, 0, side_stream_));
     }
     APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), B));
     APR_CUDA_RETURN_IF_ERROR(

@@ -215,6 +215,10 @@ class CudaDecoder : public Decoder {
   // recomputes every column (no incremental state), which picks its launch shape.
   absl::Status PredictFor(int batch, int max_cols, bool recompute, int layer_begin = 0,
                           int layer_count = 0, cudaStream_t stream = nullptr);
+  // PredictFor's two halves: the CNN's scores, then the top-k selection from them.
+  absl::Status PredictScores(int batch, int max_cols, bool recompute, int layer_begin,
+                             int layer_count, cudaStream_t stream);
+  absl::Status SelectTopk(int batch, int layer_begin, int layer_count, cudaStream_t stream);
   void ClearGraphs();
   // Whether a resident step of `batch` sequences predicts each layer on the side stream
   // (offloaded steps predict per layer group in PrefetchLayers instead).
