@@ -862,14 +862,18 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       const int first = l / group * group;
       APR_RETURN_IF_ERROR(PrefetchLayers(B, first, l - first + 1, key, eager));
     } else if (key.predict && OverlapPredictor(B) && l >= first_sparse) {
-      // This layer's history row is written: its CNN scores on the side stream. The top-k
-      // runs once for every layer after the last one's, beside the final MLP and lm_head:
-      // per layer, its few long CTAs cost the step twice their own time at 128K batch 1
-      // (docs/PERFORMANCE.md).
-      APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
-      APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
-      APR_RETURN_IF_ERROR(
-          PredictScores(B, key.predict_cols, key.recompute, l - first_sparse, 1, side_stream_));
+      // The history rows of this layer and the one before are written: their CNN scores on
+      // the side stream, one launch per kOverlapCnnLayers layers. The top-k runs once for
+      // every layer after the last CNN, beside the final MLP and lm_head: per layer, its few
+      // long CTAs cost the step twice their own time at 128K batch 1 (docs/PERFORMANCE.md).
+      const int li = l - first_sparse;
+      if ((li + 1) % kOverlapCnnLayers == 0 || l == L - 1) {
+        const int first = li / kOverlapCnnLayers * kOverlapCnnLayers;
+        APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
+        APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
+        APR_RETURN_IF_ERROR(
+            PredictScores(B, key.predict_cols, key.recompute, first, li - first + 1, side_stream_));
+      }
       if (l == L - 1) APR_RETURN_IF_ERROR(SelectTopk(B, 0, 0, side_stream_));
     }
     APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), B));
