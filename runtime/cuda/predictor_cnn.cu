@@ -157,7 +157,7 @@ __device__ __forceinline__ void Conv1Pixel(const float* x0, const float* x1, con
 // The rows share each tap's B fragments. Bit 3 n + ky of kSkip set: row n's tap row ky is
 // zero padding, left out (its rows entry is not read). The mask is a template argument: a
 // run-time one put branches between the ldmatrix and mma instructions, and the predictor
-// overlapped with the step cost 40% more at 128K batch 1 (docs/PERFORMANCE.md).
+// overlapped with the step cost about 45% more at 128K batch 1 (docs/PERFORMANCE.md).
 template <int N, unsigned kSkip = 0>
 __device__ __forceinline__ void Conv2Rows(uint32_t c1_base, const int (&rows)[N][3], int lane,
                                           const uint2* bfrag, float (&acc)[N][4][4]) {
