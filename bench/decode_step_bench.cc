@@ -18,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,9 @@ ABSL_FLAG(std::string, cnn_tiles, "",
 ABSL_FLAG(int, predictor_tiles, 0,
           "CNN column tiles per CTA for every row (CudaDecoderOptions::predictor_tiles_per_cta; "
           "0: the decoder's default)");
+ABSL_FLAG(std::string, prefill_tokens, "",
+          "also time Prefill of prompts of these lengths (batch 1, random tokens, sparse "
+          "history on, prefill_chunk 512): a table of its own");
 ABSL_FLAG(bool, pdl, true,
           "programmatic dependent launch for every row (CudaDecoderOptions::use_pdl)");
 ABSL_FLAG(bool, offload, false,
@@ -380,12 +384,54 @@ int OffloadMain() {
   return 0;
 }
 
+// Prefill of one random prompt per length, timed from the call to the synchronised end
+// (the decoder's own chunking, the history's initial rows included), after an untimed
+// 512-token prefill that warms the kernels up.
+std::string PrefillTable(std::shared_ptr<const CudaWeights> w, const std::vector<float>& pw,
+                         const std::vector<int>& lengths) {
+  std::string table =
+      "\nPrefill, batch 1, one prompt (ms from the call to the end; sparse history on):\n\n"
+      "| prompt tokens | prefill (ms) | tokens/s |\n| ---: | ---: | ---: |\n";
+  for (int n : lengths) {
+    CudaDecoderOptions o;
+    o.max_sequences = 1;
+    o.max_context = n + 64;
+    o.sparse.enabled = true;
+    o.predictor_weights = pw;
+    auto dec = CudaDecoder::Create(w, o);
+    BENCH_CHECK_OK(dec.status());
+    CudaDecoder& d = **dec;
+    std::mt19937 rng(7 + n);
+    std::uniform_int_distribution<int32_t> tok(0, w->config().vocab_size - 1);
+    std::vector<int32_t> tokens(n);
+    for (int32_t& t : tokens) t = tok(rng);
+    std::vector<float> logits;
+    {
+      auto warm = d.NewSequence();
+      BENCH_CHECK_OK(
+          d.Prefill(*warm, absl::MakeConstSpan(tokens).subspan(0, std::min(n, 512)), &logits));
+      BENCH_CHECK_OK(d.Synchronize());
+    }
+    auto seq = d.NewSequence();
+    const auto t0 = std::chrono::steady_clock::now();
+    BENCH_CHECK_OK(d.Prefill(*seq, tokens, &logits));
+    BENCH_CHECK_OK(d.Synchronize());
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("prefill %6d tokens: %.1f ms (%.0f tokens/s)\n", n, ms, n * 1000.0 / ms);
+    table += absl::StrFormat("| %d | %.1f | %.0f |\n", n, ms, n * 1000.0 / ms);
+  }
+  return table;
+}
+
 int Main() {
   if (absl::GetFlag(FLAGS_offload)) return OffloadMain();
   const std::vector<int> contexts = PositiveInts("contexts", absl::GetFlag(FLAGS_contexts));
   const std::vector<int> batches = PositiveInts("batches", absl::GetFlag(FLAGS_batches));
   const std::vector<int> budgets = PositiveInts("budgets", absl::GetFlag(FLAGS_budgets));
   const std::vector<int> cnn_tiles = PositiveInts("cnn_tiles", absl::GetFlag(FLAGS_cnn_tiles));
+  const std::vector<int> prefill_tokens =
+      PositiveInts("prefill_tokens", absl::GetFlag(FLAGS_prefill_tokens));
   for (int t : cnn_tiles) {
     if (!ValidCnnTilesPerCta(t)) {
       std::fprintf(stderr, "--cnn_tiles: %d is not a multiple of 4 in [4, 64]\n", t);
@@ -406,7 +452,8 @@ int Main() {
   // Room for the longest context plus every step the rows below append.
   const int modes = 3 + static_cast<int>(budgets.size()) + 4;
   const int margin = (warmup + steps + 4) * modes + 64;
-  const int max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  int max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  for (int n : prefill_tokens) max_ctx = std::max(max_ctx, n);
   const ModelConfig cfg = Llama31_8B(max_ctx + margin);
   auto weights = CudaWeights::Random(cfg, 1234);
   BENCH_CHECK_OK(weights.status());
@@ -425,7 +472,8 @@ int Main() {
     for (int ctx : contexts) {
       const int cap = ctx + margin;
       const double pool_bytes = double(batch) * NumBlocks(cap) * L * nkv * 2 * 16 * hd * 2;
-      const double hist_bytes = double(batch) * L * nkv * 64 * NumBlocks(cap) * 4;
+      // The history ring and the CNN's kept R (CnnState::row_r), float32 each.
+      const double hist_bytes = 2.0 * batch * L * nkv * kHistoryRing * NumBlocks(cap) * 4;
       size_t free_b, total_b;
       BENCH_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
       if (pool_bytes + hist_bytes + (2ull << 30) > free_b) {
@@ -596,6 +644,7 @@ int Main() {
                                t.incremental_ms, t.full_ms);
     }
   }
+  if (!prefill_tokens.empty()) table += PrefillTable(w, pw, prefill_tokens);
   std::printf("\n%s", table.c_str());
   if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
     std::ofstream(out) << table;
