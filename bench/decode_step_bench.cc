@@ -390,37 +390,42 @@ int OffloadMain() {
 std::string PrefillTable(std::shared_ptr<const CudaWeights> w, const std::vector<float>& pw,
                          const std::vector<int>& lengths) {
   std::string table =
-      "\nPrefill, batch 1, one prompt (ms from the call to the end; sparse history on):\n\n"
-      "| prompt tokens | prefill (ms) | tokens/s |\n| ---: | ---: | ---: |\n";
-  for (int n : lengths) {
-    CudaDecoderOptions o;
-    o.max_sequences = 1;
-    o.max_context = n + 64;
-    o.sparse.enabled = true;
-    o.predictor_weights = pw;
-    auto dec = CudaDecoder::Create(w, o);
-    BENCH_CHECK_OK(dec.status());
-    CudaDecoder& d = **dec;
-    std::mt19937 rng(7 + n);
-    std::uniform_int_distribution<int32_t> tok(0, w->config().vocab_size - 1);
-    std::vector<int32_t> tokens(n);
-    for (int32_t& t : tokens) t = tok(rng);
-    std::vector<float> logits;
-    {
-      auto warm = d.NewSequence();
-      BENCH_CHECK_OK(
-          d.Prefill(*warm, absl::MakeConstSpan(tokens).subspan(0, std::min(n, 512)), &logits));
+      "\nPrefill, batch 1, one prompt (ms from the call to the end; sparse history on), the "
+      "attention on the tensor cores (the default) and on the CUDA cores, side by side:\n\n"
+      "| prompt tokens | attention | prefill (ms) | tokens/s |\n| ---: | --- | ---: | ---: |\n";
+  for (int n : lengths)
+    for (bool cuda_cores : {false, true}) {
+      CudaDecoderOptions o;
+      o.prefill_cuda_cores = cuda_cores;
+      o.max_sequences = 1;
+      o.max_context = n + 64;
+      o.sparse.enabled = true;
+      o.predictor_weights = pw;
+      auto dec = CudaDecoder::Create(w, o);
+      BENCH_CHECK_OK(dec.status());
+      CudaDecoder& d = **dec;
+      std::mt19937 rng(7 + n);
+      std::uniform_int_distribution<int32_t> tok(0, w->config().vocab_size - 1);
+      std::vector<int32_t> tokens(n);
+      for (int32_t& t : tokens) t = tok(rng);
+      std::vector<float> logits;
+      {
+        auto warm = d.NewSequence();
+        BENCH_CHECK_OK(
+            d.Prefill(*warm, absl::MakeConstSpan(tokens).subspan(0, std::min(n, 512)), &logits));
+        BENCH_CHECK_OK(d.Synchronize());
+      }
+      auto seq = d.NewSequence();
+      const auto t0 = std::chrono::steady_clock::now();
+      BENCH_CHECK_OK(d.Prefill(*seq, tokens, &logits));
       BENCH_CHECK_OK(d.Synchronize());
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const char* kind = cuda_cores ? "CUDA cores" : "tensor cores";
+      std::printf("prefill %6d tokens, %s: %.1f ms (%.0f tokens/s)\n", n, kind, ms,
+                  n * 1000.0 / ms);
+      table += absl::StrFormat("| %d | %s | %.1f | %.0f |\n", n, kind, ms, n * 1000.0 / ms);
     }
-    auto seq = d.NewSequence();
-    const auto t0 = std::chrono::steady_clock::now();
-    BENCH_CHECK_OK(d.Prefill(*seq, tokens, &logits));
-    BENCH_CHECK_OK(d.Synchronize());
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("prefill %6d tokens: %.1f ms (%.0f tokens/s)\n", n, ms, n * 1000.0 / ms);
-    table += absl::StrFormat("| %d | %.1f | %.0f |\n", n, ms, n * 1000.0 / ms);
-  }
   return table;
 }
 

@@ -403,6 +403,7 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
     pa.table = table;
     pa.layer = l;
     pa.out = attn_.get();
+    pa.cuda_cores = opt_.prefill_cuda_cores;
     APR_CUDA_RETURN_IF_ERROR(LaunchPrefillAttention(pa, stream_));
     if (save_q && start + n > save_from_pos) {
       const int64_t from = std::max(start, save_from_pos);

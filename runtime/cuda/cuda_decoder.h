@@ -62,6 +62,9 @@ struct CudaDecoderOptions {
   int max_context = 0;      // tokens per sequence; 0: the model's max_position_embeddings
   int64_t pool_groups = 0;  // KV pool size in block groups; 0: max_sequences * max_context / 16
   int prefill_chunk = 512;  // tokens per prefill pass
+  // Prefill attention on the CUDA cores even for head dims 64 and 128, which otherwise take
+  // the tensor-core kernel (prefill_attention_mma.h); for side-by-side measurements.
+  bool prefill_cuda_cores = false;
   bool use_graphs = true;   // replay decode steps as CUDA graphs
   bool use_gemv = true;     // the custom GEMV (gemv.h) for decode batches <= gemv_max_tokens
   int gemv_max_tokens = 8;  // larger batches (and prefill) use cuBLAS

@@ -597,8 +597,8 @@ TEST_P(Prefill, CausalChunkAndHistoryRows) {
   const int nkv = 2, nh = nkv * group, layers = 2, layer = 1, max_blocks = 20, seq_slot = 1;
   PoolFixture pf(rng, 2, layers, nkv, hd, max_blocks);
   const float scale = 1.0f / std::sqrt(float(hd));
-  for (auto [start, n] :
-       {std::pair{0, 45}, std::pair{70, 33}, std::pair{0, 1}, std::pair{5, 200}}) {
+  for (auto [start, n] : {std::pair{0, 45}, std::pair{70, 33}, std::pair{0, 1}, std::pair{5, 200},
+                          std::pair{17, 290}}) {
     const std::vector<float> q = Uniform(rng, size_t(n) * nh * hd, -2, 2);
     // Reference: row i at position start + i attends keys [0, start + i].
     std::vector<double> ref(size_t(n) * nh * hd, 0.0);
@@ -642,9 +642,15 @@ TEST_P(Prefill, CausalChunkAndHistoryRows) {
     a.table = pf.Table();
     a.layer = layer;
     a.out = B(out);
-    ASSERT_CUDA(LaunchPrefillAttention(a, nullptr));
-    ASSERT_CUDA(cudaDeviceSynchronize());
-    EXPECT_LE(RelErr(HostBf16(out), ref), kBf16Tol) << "start " << start << " n " << n;
+    // The default kernel (tensor cores for head dims 64 and 128), then the CUDA-core one.
+    for (bool cuda_cores : {false, true}) {
+      a.cuda_cores = cuda_cores;
+      out.Poison();
+      ASSERT_CUDA(LaunchPrefillAttention(a, nullptr));
+      ASSERT_CUDA(cudaDeviceSynchronize());
+      EXPECT_LE(RelErr(HostBf16(out), ref), kBf16Tol)
+          << "start " << start << " n " << n << " cuda_cores " << cuda_cores;
+    }
 
     // History rows from the last `rows` queries; other layers and sequences untouched.
     const size_t image = size_t(64) * max_blocks;

@@ -1,6 +1,7 @@
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/device_utils.cuh"
 #include "runtime/cuda/prefill_attention.h"
+#include "runtime/cuda/prefill_attention_mma.h"
 
 namespace apr::cuda {
 namespace {
@@ -190,6 +191,8 @@ bool PrefillAttentionSupported(int head_dim) {
 
 cudaError_t LaunchPrefillAttention(const PrefillAttentionArgs& a, cudaStream_t stream) {
   if (a.n == 0) return cudaSuccess;
+  if (!a.cuda_cores && PrefillAttentionMmaSupported(a.head_dim))
+    return LaunchPrefillAttentionMma(a, stream);
   switch (a.head_dim) {
     case 16:
       return LaunchPrefill<16>(a, stream);

@@ -27,6 +27,9 @@ struct PrefillAttentionArgs {
   SlotTable table;
   int layer = 0;
   __nv_bfloat16* out = nullptr;  // [n][heads * head_dim]
+  // The CUDA-core kernel even for head dims the tensor-core one takes (64, 128): tests and
+  // benchmarks compare the two.
+  bool cuda_cores = false;
 };
 
 bool PrefillAttentionSupported(int head_dim);

@@ -1,0 +1,221 @@
+// Prefill attention on the tensor cores (head dims 64 and 128), flash-attention-2 style:
+// a CTA takes 64 query rows of one head, a warp 16 of them; per 16-token KV block of the
+// pool, S = Q K^T and O += P V are mma.m16n8k16 (bf16 operands, float32 accumulation) with
+// an online softmax in registers between them. P goes from S's accumulators to the PV
+// mma's A operand without shared memory (the m16n8 C layout of two n-tiles is the m16k16
+// A layout). The next block's K and V are copied with cp.async while the current one is
+// computed. Same contract as the CUDA-core kernel (prefill_attention.h).
+#include "runtime/cuda/block_rules.h"
+#include "runtime/cuda/device_utils.cuh"
+#include "runtime/cuda/prefill_attention.h"
+#include "runtime/cuda/prefill_attention_mma.h"
+
+namespace apr::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kRowsPerCta = 16 * kWarps;
+
+// 16-byte asynchronous copy global -> shared; `bytes` 0 writes zeros instead of reading.
+__device__ __forceinline__ void CpAsync16(void* dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src), "r"(bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+template <int HD>
+struct Tile {
+  // A row of K or V, padded by 16 bytes so that the 8 rows an ldmatrix or a fragment load
+  // touches fall in distinct banks.
+  static constexpr int kStride = HD + 8;
+  __nv_bfloat16 k[kBlockTokens][kStride];
+  __nv_bfloat16 v[kBlockTokens][kStride];
+};
+
+template <int HD>
+__device__ __forceinline__ void StartBlock(const PrefillAttentionArgs& a, int g, int kb, int valid,
+                                           Tile<HD>& t) {
+  const __nv_bfloat16* base =
+      a.pool +
+      (static_cast<int64_t>(
+           a.table.group_table[static_cast<int64_t>(a.seq_slot) * a.table.table_stride + kb]) *
+           a.table.slots_per_group +
+       a.layer * a.table.num_kv_heads + g) *
+          (2 * kBlockTokens * HD);
+  constexpr int kChunks = kBlockTokens * HD / 8;  // 16-byte chunks of K (and of V)
+  for (int i = threadIdx.x; i < 2 * kChunks; i += kWarps * 32) {
+    const int kv = i / kChunks, row = i % kChunks / (HD / 8), c = i % (HD / 8);
+    // Tokens past the prompt are zeros: a 0 probability times garbage could be NaN.
+    const bool in = row < valid;
+    __nv_bfloat16* dst = (kv == 0 ? t.k : t.v)[row] + c * 8;
+    CpAsync16(dst, in ? base + (kv * kBlockTokens + row) * HD + c * 8 : base, in ? 16 : 0);
+  }
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kWarps * 32, 2) PrefillMmaKernel(const PrefillAttentionArgs a) {
+  __shared__ __align__(128) Tile<HD> tiles[2];
+  constexpr int kSteps = HD / 16;  // k steps of S = Q K^T
+  constexpr int kOut = HD / 8;     // n tiles of O
+  const int h = blockIdx.y, g = h / (a.num_heads / a.num_kv_heads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, fg = lane / 4, ft = lane % 4;
+  const int q0 = blockIdx.x * kRowsPerCta;
+  const int last_pos = a.start + min(a.n, q0 + kRowsPerCta) - 1;
+  const int nblocks = last_pos / kBlockTokens + 1;
+  StartBlock<HD>(a, g, 0, min(kBlockTokens, last_pos + 1), tiles[0]);
+
+  // This lane's query rows (warp rows fg and fg + 8), scaled for exp2, as A fragments.
+  const int r0 = q0 + warp * 16 + fg, r1 = r0 + 8;
+  const int pos0 = a.start + r0, pos1 = a.start + r1;
+  const float qscale = a.scale * kLog2e;
+  uint32_t qf[kSteps][4];
+  {
+    const float* q_row0 = a.q + (static_cast<int64_t>(min(r0, a.n - 1)) * a.num_heads + h) * HD;
+    const float* q_row1 = a.q + (static_cast<int64_t>(min(r1, a.n - 1)) * a.num_heads + h) * HD;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const int d = s * 16 + 2 * ft;
+      const float2 a0 = *reinterpret_cast<const float2*>(q_row0 + d);
+      const float2 a1 = *reinterpret_cast<const float2*>(q_row1 + d);
+      const float2 a2 = *reinterpret_cast<const float2*>(q_row0 + d + 8);
+      const float2 a3 = *reinterpret_cast<const float2*>(q_row1 + d + 8);
+      qf[s][0] = PackBf16x2(a0.x * qscale, a0.y * qscale);
+      qf[s][1] = PackBf16x2(a1.x * qscale, a1.y * qscale);
+      qf[s][2] = PackBf16x2(a2.x * qscale, a2.y * qscale);
+      qf[s][3] = PackBf16x2(a3.x * qscale, a3.y * qscale);
+    }
+  }
+  float o[kOut][4];
+#pragma unroll
+  for (int j = 0; j < kOut; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[j][e] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+
+  for (int kb = 0; kb < nblocks; ++kb) {
+    Tile<HD>& t = tiles[kb % 2];
+    if (kb + 1 < nblocks) {
+      // The other buffer was last read in block kb - 1, which every warp has finished.
+      StartBlock<HD>(a, g, kb + 1, min(kBlockTokens, last_pos + 1 - (kb + 1) * kBlockTokens),
+                     tiles[(kb + 1) % 2]);
+      asm volatile("cp.async.wait_group 1;" ::: "memory");
+    } else {
+      asm volatile("cp.async.wait_group 0;" ::: "memory");
+    }
+    __syncthreads();
+
+    // S = Q K^T for the block's 16 tokens: n tiles of tokens 0..7 and 8..15.
+    float s[2][4] = {};
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      const __nv_bfloat16* krow = t.k[nt * 8 + fg];
+#pragma unroll
+      for (int st = 0; st < kSteps; ++st) {
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow + st * 16 + 2 * ft);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + st * 16 + 2 * ft + 8);
+        Mma16816(s[nt], qf[st], b0, b1);
+      }
+    }
+    // Causal mask, then the online softmax of rows r0 (elements 0, 1) and r1 (2, 3).
+    float mx0 = m0, mx1 = m1;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int tok = kb * kBlockTokens + nt * 8 + 2 * ft + e;
+        if (tok > pos0) s[nt][e] = -INFINITY;
+        if (tok > pos1) s[nt][2 + e] = -INFINITY;
+        mx0 = fmaxf(mx0, s[nt][e]);
+        mx1 = fmaxf(mx1, s[nt][2 + e]);
+      }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    // Block 0 holds position 0, which every row attends: the maxima are finite from it on.
+    const float alpha0 = exp2f(m0 - mx0), alpha1 = exp2f(m1 - mx1);
+    m0 = mx0;
+    m1 = mx1;
+    float p[2][4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        p[nt][e] = exp2f(s[nt][e] - m0);
+        p[nt][2 + e] = exp2f(s[nt][2 + e] - m1);
+      }
+    l0 = l0 * alpha0 + p[0][0] + p[0][1] + p[1][0] + p[1][1];
+    l1 = l1 * alpha1 + p[0][2] + p[0][3] + p[1][2] + p[1][3];
+    // P as the A operand (rows fg / fg + 8, tokens 2ft.. and 2ft + 8..).
+    const uint32_t pa[4] = {PackBf16x2(p[0][0], p[0][1]), PackBf16x2(p[0][2], p[0][3]),
+                            PackBf16x2(p[1][0], p[1][1]), PackBf16x2(p[1][2], p[1][3])};
+    // O = alpha O + P V; V's B fragments by ldmatrix.trans, two n tiles per x4.
+    const int vrow = (lane / 8 % 2) * 8 + lane % 8, vcol = (lane / 16) * 8;
+#pragma unroll
+    for (int j = 0; j < kOut; j += 2) {
+      uint32_t vb[4];
+      asm volatile(
+          "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+          : "=r"(vb[0]), "=r"(vb[1]), "=r"(vb[2]), "=r"(vb[3])
+          : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(&t.v[vrow][j * 8 + vcol]))));
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        o[j][e] *= alpha0;
+        o[j][2 + e] *= alpha1;
+        o[j + 1][e] *= alpha0;
+        o[j + 1][2 + e] *= alpha1;
+      }
+      Mma16816(o[j], pa, vb[0], vb[1]);
+      Mma16816(o[j + 1], pa, vb[2], vb[3]);
+    }
+    __syncthreads();  // this buffer is refilled two blocks on
+  }
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = 1.f / l0, inv1 = 1.f / l1;
+#pragma unroll
+  for (int j = 0; j < kOut; ++j) {
+    const int d = j * 8 + 2 * ft;
+    if (r0 < a.n)
+      *reinterpret_cast<uint32_t*>(a.out + static_cast<int64_t>(r0) * a.num_heads * HD + h * HD +
+                                   d) = PackBf16x2(o[j][0] * inv0, o[j][1] * inv0);
+    if (r1 < a.n)
+      *reinterpret_cast<uint32_t*>(a.out + static_cast<int64_t>(r1) * a.num_heads * HD + h * HD +
+                                   d) = PackBf16x2(o[j][2] * inv1, o[j][3] * inv1);
+  }
+}
+
+template <int HD>
+cudaError_t Launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
+  const dim3 grid((a.n + kRowsPerCta - 1) / kRowsPerCta, a.num_heads);
+  PrefillMmaKernel<HD><<<grid, kWarps * 32, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool PrefillAttentionMmaSupported(int head_dim) { return head_dim == 64 || head_dim == 128; }
+
+cudaError_t LaunchPrefillAttentionMma(const PrefillAttentionArgs& a, cudaStream_t stream) {
+  if (a.n <= 0) return cudaSuccess;
+  switch (a.head_dim) {
+    case 64:
+      return Launch<64>(a, stream);
+    case 128:
+      return Launch<128>(a, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace apr::cuda

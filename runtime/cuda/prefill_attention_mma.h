@@ -1,0 +1,17 @@
+// Prefill attention on the tensor cores for head dims 64 and 128 (prefill_attention_mma.cu);
+// LaunchPrefillAttention picks it where it applies.
+#ifndef APRUNTIME_RUNTIME_CUDA_PREFILL_ATTENTION_MMA_H_
+#define APRUNTIME_RUNTIME_CUDA_PREFILL_ATTENTION_MMA_H_
+
+#include <cuda_runtime.h>
+
+#include "runtime/cuda/prefill_attention.h"
+
+namespace apr::cuda {
+
+bool PrefillAttentionMmaSupported(int head_dim);
+cudaError_t LaunchPrefillAttentionMma(const PrefillAttentionArgs& a, cudaStream_t stream);
+
+}  // namespace apr::cuda
+
+#endif  // APRUNTIME_RUNTIME_CUDA_PREFILL_ATTENTION_MMA_H_
