@@ -62,6 +62,34 @@ __device__ __forceinline__ uint4 FloatToBf16x8(const float (&f)[8]) {
   return v;
 }
 
+// Two floats rounded to a bf16 pair (lo in the low half), as one mma operand register.
+__device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Asynchronous copies global -> shared (sm_80+) of 4 or 16 bytes; `bytes` 0 writes zeros
+// instead of reading. Completed by groups: CpAsyncCommit, then CpAsyncWait<pending>.
+__device__ __forceinline__ void CpAsync4(void* dst, const void* src, int bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void CpAsync16(void* dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+
 // 16-byte load of what the previous kernel wrote, in kernels launched with PDL: an
 // ordinary (coherent) load, in volatile asm so that it stays after PdlWait. Not __ldg: PTX
 // allows its non-coherent path only for data that does not change while the kernel runs,

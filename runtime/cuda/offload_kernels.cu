@@ -271,19 +271,12 @@ __global__ void SpinKernel(long long nanoseconds) {
   } while (static_cast<long long>(t - t0) < nanoseconds);
 }
 
-__device__ __forceinline__ int64_t TableSlot(const SlotTable& t, int seq, int layer, int g,
-                                             int block) {
-  return static_cast<int64_t>(t.group_table[static_cast<int64_t>(seq) * t.table_stride + block]) *
-             t.slots_per_group +
-         static_cast<int64_t>(layer) * t.num_kv_heads + g;
-}
-
 // One CTA per (block, layer * kv_heads + g); thread d reduces channel d.
 __global__ void KeySummaryKernel(const KeySummaryArgs a) {
   const int blk = a.first_block + blockIdx.x;
   const int lg = blockIdx.y, layer = lg / a.kv_heads, g = lg % a.kv_heads;
   const int hd = a.head_dim;
-  const bf16* k = a.pool + TableSlot(a.table, a.seq_slot, layer, g, blk) * 2 * kBlockTokens * hd;
+  const bf16* k = a.pool + a.table.Slot(a.seq_slot, layer, g, blk) * 2 * kBlockTokens * hd;
   bf16* out =
       a.summary +
       (((static_cast<int64_t>(a.seq_slot) * a.layers + layer) * a.kv_heads + g) * a.max_blocks +
@@ -397,7 +390,7 @@ __global__ void SeedCacheKernel(const SeedCacheArgs a) {
   if (a.src_pool == nullptr) return;
   const int64_t vecs = 2 * kBlockTokens * a.head_dim / 8;  // uint4 per block
   const uint4* from = reinterpret_cast<const uint4*>(a.src_pool) +
-                      TableSlot(a.src_table, a.seq_slot, layer, g, blk) * vecs;
+                      a.src_table.Slot(a.seq_slot, layer, g, blk) * vecs;
   uint4* to = reinterpret_cast<uint4*>(a.pool) + (img * a.cache.slots + i) * vecs;
   for (int64_t v = threadIdx.x; v < vecs; v += blockDim.x) to[v] = from[v];
 }

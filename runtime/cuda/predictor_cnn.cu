@@ -63,26 +63,6 @@ __device__ __forceinline__ int C1Offset(int pixel, int half) {
   return pixel * 32 + ((half ^ ((pixel >> 2) & 1)) * 16);
 }
 
-__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-
-// 4-byte asynchronous copy global -> shared; `bytes` 0 writes a zero instead of reading.
-__device__ __forceinline__ void CpAsync4(float* dst, const float* src, int bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(
-                   static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
-               "l"(src), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int kPending>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
-}
-
 struct Image {
   const float* data;  // the image's ring [rows][cols]
   int ring, cols;
@@ -144,10 +124,10 @@ __device__ __forceinline__ void Conv1Pixel(const float* x0, const float* x1, con
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     uint4 v;
-    v.x = PackBf16(out[half * 8 + 0], out[half * 8 + 1]);
-    v.y = PackBf16(out[half * 8 + 2], out[half * 8 + 3]);
-    v.z = PackBf16(out[half * 8 + 4], out[half * 8 + 5]);
-    v.w = PackBf16(out[half * 8 + 6], out[half * 8 + 7]);
+    v.x = PackBf16x2(out[half * 8 + 0], out[half * 8 + 1]);
+    v.y = PackBf16x2(out[half * 8 + 2], out[half * 8 + 3]);
+    v.z = PackBf16x2(out[half * 8 + 4], out[half * 8 + 5]);
+    v.w = PackBf16x2(out[half * 8 + 6], out[half * 8 + 7]);
     *reinterpret_cast<uint4*>(c1 + C1Offset(pixel, half)) = v;
   }
 }
@@ -455,8 +435,8 @@ __global__ void PackFragmentsKernel(const float* w, uint2* out) {
   for (int i = threadIdx.x; i < kPredictorFragments; i += blockDim.x) {
     const int tap = i / 128, nt = i / 32 % 4, l = i % 32, bg = l / 4, bt = l % 4;
     const float* w2 = w + PredictorLayout::kConv2W + (nt * 8 + bg) * kChannels1 * 9 + tap;
-    out[i] = make_uint2(PackBf16(w2[(2 * bt) * 9], w2[(2 * bt + 1) * 9]),
-                        PackBf16(w2[(2 * bt + 8) * 9], w2[(2 * bt + 9) * 9]));
+    out[i] = make_uint2(PackBf16x2(w2[(2 * bt) * 9], w2[(2 * bt + 1) * 9]),
+                        PackBf16x2(w2[(2 * bt + 8) * 9], w2[(2 * bt + 9) * 9]));
   }
 }
 

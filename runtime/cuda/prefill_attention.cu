@@ -9,14 +9,6 @@ namespace {
 constexpr int kRows = 32;      // query rows per CTA
 constexpr int kThreads = 128;  // 4 threads per row
 
-__device__ __forceinline__ int64_t SlotOf(const SlotTable& t, int seq_slot, int layer, int g,
-                                          int block) {
-  return static_cast<int64_t>(
-             t.group_table[static_cast<int64_t>(seq_slot) * t.table_stride + block]) *
-             t.slots_per_group +
-         layer * t.num_kv_heads + g;
-}
-
 // Thread (r, j) = (tid / 4, tid % 4) owns query row r; it scores keys j, j + 4, j + 8,
 // j + 12 of each 16-token block and accumulates output dims j, j + 4, j + 8, ...
 template <int HD>
@@ -48,7 +40,7 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PrefillAttention
   constexpr int64_t kSlotElems = 2 * kBlockTokens * HD;
   for (int kb = 0; kb < nblocks; ++kb) {
     __syncthreads();  // the previous block's sk/sv/sp are consumed
-    const bf16* base = a.pool + SlotOf(a.table, a.seq_slot, a.layer, g, kb) * kSlotElems;
+    const bf16* base = a.pool + a.table.Slot(a.seq_slot, a.layer, g, kb) * kSlotElems;
     const int valid = min(kBlockTokens, last_pos + 1 - kb * kBlockTokens);
     for (int idx = tid; idx < kBlockTokens * HD / 8; idx += kThreads) {
       const int t = idx / (HD / 8), c = idx % (HD / 8);
@@ -134,8 +126,7 @@ __global__ void PrefillHistoryKernel(const PrefillHistoryArgs a) {
   __syncthreads();
   const int64_t slot_elems = 2 * kBlockTokens * hd;
   auto logit = [&](int t) {
-    const bf16* k = a.pool +
-                    SlotOf(a.table, a.seq_slot, a.layer, g, t / kBlockTokens) * slot_elems +
+    const bf16* k = a.pool + a.table.Slot(a.seq_slot, a.layer, g, t / kBlockTokens) * slot_elems +
                     (t % kBlockTokens) * hd;
     float dot = 0.f;
     for (int d = 0; d < hd; d += 8) {

@@ -16,19 +16,6 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kRowsPerCta = 16 * kWarps;
 
-// 16-byte asynchronous copy global -> shared; `bytes` 0 writes zeros instead of reading.
-__device__ __forceinline__ void CpAsync16(void* dst, const void* src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(
-                   static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
-               "l"(src), "r"(bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-
 template <int HD>
 struct Tile {
   // A row of K or V, padded by 16 bytes so that the 8 rows an ldmatrix or a fragment load
@@ -42,12 +29,7 @@ template <int HD>
 __device__ __forceinline__ void StartBlock(const PrefillAttentionArgs& a, int g, int kb, int valid,
                                            Tile<HD>& t) {
   const __nv_bfloat16* base =
-      a.pool +
-      (static_cast<int64_t>(
-           a.table.group_table[static_cast<int64_t>(a.seq_slot) * a.table.table_stride + kb]) *
-           a.table.slots_per_group +
-       a.layer * a.table.num_kv_heads + g) *
-          (2 * kBlockTokens * HD);
+      a.pool + a.table.Slot(a.seq_slot, a.layer, g, kb) * (2 * kBlockTokens * HD);
   constexpr int kChunks = kBlockTokens * HD / 8;  // 16-byte chunks of K (and of V)
   for (int i = threadIdx.x; i < 2 * kChunks; i += kWarps * 32) {
     const int kv = i / kChunks, row = i % kChunks / (HD / 8), c = i % (HD / 8);
@@ -56,7 +38,7 @@ __device__ __forceinline__ void StartBlock(const PrefillAttentionArgs& a, int g,
     __nv_bfloat16* dst = (kv == 0 ? t.k : t.v)[row] + c * 8;
     CpAsync16(dst, in ? base + (kv * kBlockTokens + row) * HD + c * 8 : base, in ? 16 : 0);
   }
-  asm volatile("cp.async.commit_group;" ::: "memory");
+  CpAsyncCommit();
 }
 
 template <int HD>
@@ -105,9 +87,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2) PrefillMmaKernel(const Prefill
       // The other buffer was last read in block kb - 1, which every warp has finished.
       StartBlock<HD>(a, g, kb + 1, min(kBlockTokens, last_pos + 1 - (kb + 1) * kBlockTokens),
                      tiles[(kb + 1) % 2]);
-      asm volatile("cp.async.wait_group 1;" ::: "memory");
+      CpAsyncWait<1>();
     } else {
-      asm volatile("cp.async.wait_group 0;" ::: "memory");
+      CpAsyncWait<0>();
     }
     __syncthreads();
 

@@ -18,6 +18,11 @@ struct SlotTable {
   int table_stride = 0;
   int slots_per_group = 0;  // layers * kv heads
   int num_kv_heads = 0;
+  __host__ __device__ int64_t Slot(int seq, int layer, int g, int block) const {
+    return static_cast<int64_t>(group_table[static_cast<int64_t>(seq) * table_stride + block]) *
+               slots_per_group +
+           static_cast<int64_t>(layer) * num_kv_heads + g;
+  }
 };
 
 // The GPU block cache of the offload placements (offload_kernels.h): block b of image
