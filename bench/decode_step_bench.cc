@@ -30,6 +30,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
+#include "bench/gpu/sm_reservation.h"
 #include "bench/offload_rows.h"
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_decoder.h"
@@ -63,6 +64,9 @@ ABSL_FLAG(std::string, prefill_tokens, "",
           "history on, prefill_chunk 512): a table of its own");
 ABSL_FLAG(bool, pdl, true,
           "programmatic dependent launch for every row (CudaDecoderOptions::use_pdl)");
+ABSL_FLAG(int, reserve_sms, 0,
+          "hold this many SMs (whole, bench/gpu/sm_reservation.h) during every timed step and "
+          "predictor timing: what the rows cost on the rest of the GPU");
 ABSL_FLAG(bool, offload, false,
           "run the KV-offload table ((a) full offload, (b) sparse offload with prefetch, (c) "
           "sparse resident; --offload_* flags, bench/offload_rows.h) instead of this one");
@@ -325,6 +329,8 @@ void TimeSteps(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, int ste
   for (cudaEvent_t& e : ev) BENCH_CHECK_CUDA(cudaEventCreate(&e));
   for (int i = 0; i < warmup; ++i) BENCH_CHECK_OK(d.DecodeStepAsync(seqs, tokens));
   BENCH_CHECK_OK(d.Synchronize());
+  bench::SmReservation held;
+  BENCH_CHECK_CUDA(held.Hold(absl::GetFlag(FLAGS_reserve_sms)));
   std::vector<double> wall;
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) {
@@ -334,6 +340,7 @@ void TimeSteps(CudaDecoder& d, std::vector<Sequence*>& seqs, int warmup, int ste
     wall.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     t0 = t1;
   }
+  BENCH_CHECK_CUDA(held.Release());
   std::vector<double> dev;
   for (int i = 0; i < steps; ++i) {
     float ms;
@@ -350,8 +357,11 @@ double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps, boo
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   std::vector<double> t;
+  bench::SmReservation held;
   for (int i = 0; i < reps + 2; ++i) {
     BENCH_CHECK_OK(d.Synchronize());
+    // After two untimed calls (graph capture): the SMs are held from then on.
+    if (i == 2) BENCH_CHECK_CUDA(held.Hold(absl::GetFlag(FLAGS_reserve_sms)));
     cudaEventRecord(e0, d.stream());
     BENCH_CHECK_OK(d.PredictAsync(seqs, /*advance_window=*/incremental));
     cudaEventRecord(e1, d.stream());
@@ -360,6 +370,7 @@ double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps, boo
     cudaEventElapsedTime(&ms, e0, e1);
     if (i >= 2) t.push_back(ms);
   }
+  BENCH_CHECK_CUDA(held.Release());
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
   return Median(t);
@@ -613,8 +624,12 @@ int Main() {
 
   std::string table = absl::StrFormat(
       "device: %s (%d SMs); HBM read %.0f GB/s, copy %.0f GB/s (read+write); weights read per "
-      "step %.2f GB\n\n",
-      prop.name, prop.multiProcessorCount, read_gbps, copy_gbps, weight_bytes / 1e9);
+      "step %.2f GB%s\n\n",
+      prop.name, prop.multiProcessorCount, read_gbps, copy_gbps, weight_bytes / 1e9,
+      absl::GetFlag(FLAGS_reserve_sms) > 0
+          ? absl::StrFormat("; timed with %d SMs held (--reserve_sms)",
+                            absl::GetFlag(FLAGS_reserve_sms))
+          : std::string());
   table +=
       "| context | batch | attention | KV read (GB) | step (ms) | floor (ms) | step/floor | "
       "predictor in step (ms, % of step) | predictor alone (ms, % of step) | "
