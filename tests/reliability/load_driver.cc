@@ -129,18 +129,27 @@ absl::StatusOr<LoadReport> RunLoad(const std::string& address, const LoadOptions
   for (int i = 0; i < o.streams; ++i) {
     threads.emplace_back([&, i] {
       const gv1::GenerateRequest req = LoadRequest(i, o);
+      cluster::CallOptions call;
+      call.timeout_seconds = o.timeout_seconds;
+      // Wait for the channel's connection rather than fail fast: on a loaded CI machine one
+      // channel's first connect once failed, and every stream on it with UNAVAILABLE, while
+      // the other channels carried theirs. Every stream must still succeed, within its
+      // deadline.
+      call.on_context = [](grpc::ClientContext* c) {
+        if (c != nullptr) c->set_wait_for_ready(true);
+      };
       const auto start = std::chrono::steady_clock::now();
       Got& g = got[i];
       g.stats = cluster::StreamGenerate(
           *stubs[i % stubs.size()], req,
           [&](const gv1::TokenChunk& c) {
             if (g.ttft < 0 && c.ids_size() > 0) {
-              g.ttft = std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                           .count();
+              g.ttft =
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             }
             g.tokens.insert(g.tokens.end(), c.ids().begin(), c.ids().end());
           },
-          o.timeout_seconds);
+          call);
       g.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     });
   }
