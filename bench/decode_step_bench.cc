@@ -61,7 +61,11 @@ ABSL_FLAG(int, predictor_tiles, 0,
           "0: the decoder's default)");
 ABSL_FLAG(std::string, prefill_tokens, "",
           "also time Prefill of prompts of these lengths (batch 1, random tokens, sparse "
-          "history on, prefill_chunk 512): a table of its own");
+          "history on): a table of its own");
+ABSL_FLAG(std::string, prefill_chunks, "512",
+          "prefill chunk sizes (CudaDecoderOptions::prefill_chunk) for the prefill table");
+ABSL_FLAG(bool, prefill_cuda_cores, true,
+          "the prefill table also times the CUDA-core attention (first chunk size only)");
 ABSL_FLAG(bool, pdl, true,
           "programmatic dependent launch for every row (CudaDecoderOptions::use_pdl)");
 ABSL_FLAG(int, reserve_sms, 0,
@@ -395,48 +399,56 @@ int OffloadMain() {
   return 0;
 }
 
-// Prefill of one random prompt per length, timed from the call to the synchronised end
-// (the decoder's own chunking, the history's initial rows included), after an untimed
-// 512-token prefill that warms the kernels up.
+// Prefill of one random prompt per length and chunk size, timed from the call to the
+// synchronised end (the history's initial rows included), after an untimed 512-token
+// prefill that warms the kernels up.
 std::string PrefillTable(std::shared_ptr<const CudaWeights> w, const std::vector<float>& pw,
-                         const std::vector<int>& lengths) {
+                         const std::vector<int>& lengths, const std::vector<int>& chunks) {
   std::string table =
-      "\nPrefill, batch 1, one prompt (ms from the call to the end; sparse history on), the "
-      "attention on the tensor cores (the default) and on the CUDA cores, side by side:\n\n"
-      "| prompt tokens | attention | prefill (ms) | tokens/s |\n| ---: | --- | ---: | ---: |\n";
+      "\nPrefill, batch 1, one prompt (ms from the call to the end; sparse history on), by "
+      "chunk size, the attention on the tensor cores (the default) and on the CUDA cores:\n\n"
+      "| prompt tokens | chunk | attention | prefill (ms) | tokens/s |\n"
+      "| ---: | ---: | --- | ---: | ---: |\n";
   for (int n : lengths)
-    for (bool cuda_cores : {false, true}) {
-      CudaDecoderOptions o;
-      o.prefill_cuda_cores = cuda_cores;
-      o.max_sequences = 1;
-      o.max_context = n + 64;
-      o.sparse.enabled = true;
-      o.predictor_weights = pw;
-      auto dec = CudaDecoder::Create(w, o);
-      BENCH_CHECK_OK(dec.status());
-      CudaDecoder& d = **dec;
-      std::mt19937 rng(7 + n);
-      std::uniform_int_distribution<int32_t> tok(0, w->config().vocab_size - 1);
-      std::vector<int32_t> tokens(n);
-      for (int32_t& t : tokens) t = tok(rng);
-      std::vector<float> logits;
-      {
-        auto warm = d.NewSequence();
-        BENCH_CHECK_OK(
-            d.Prefill(*warm, absl::MakeConstSpan(tokens).subspan(0, std::min(n, 512)), &logits));
+    for (int chunk : chunks)
+      for (bool cuda_cores : {false, true}) {
+        if (cuda_cores && (chunk != chunks[0] || !absl::GetFlag(FLAGS_prefill_cuda_cores)))
+          continue;
+        CudaDecoderOptions o;
+        o.prefill_cuda_cores = cuda_cores;
+        o.prefill_chunk = chunk;
+        o.max_sequences = 1;
+        o.max_context = n + 64;
+        o.sparse.enabled = true;
+        o.predictor_weights = pw;
+        auto dec = CudaDecoder::Create(w, o);
+        BENCH_CHECK_OK(dec.status());
+        CudaDecoder& d = **dec;
+        std::mt19937 rng(7 + n);
+        std::uniform_int_distribution<int32_t> tok(0, w->config().vocab_size - 1);
+        std::vector<int32_t> tokens(n);
+        for (int32_t& t : tokens) t = tok(rng);
+        std::vector<float> logits;
+        {
+          auto warm = d.NewSequence();
+          BENCH_CHECK_OK(
+              d.Prefill(*warm, absl::MakeConstSpan(tokens).subspan(0, std::min(n, 512)), &logits));
+          BENCH_CHECK_OK(d.Synchronize());
+        }
+        auto seq = d.NewSequence();
+        const auto t0 = std::chrono::steady_clock::now();
+        BENCH_CHECK_OK(d.Prefill(*seq, tokens, &logits));
         BENCH_CHECK_OK(d.Synchronize());
+        const double ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count();
+        const char* kind = cuda_cores ? "CUDA cores" : "tensor cores";
+        std::printf("prefill %6d tokens, chunk %5d, %s: %.1f ms (%.0f tokens/s)\n", n, chunk, kind,
+                    ms, n * 1000.0 / ms);
+        std::fflush(stdout);
+        table += absl::StrFormat("| %d | %d | %s | %.1f | %.0f |\n", n, chunk, kind, ms,
+                                 n * 1000.0 / ms);
       }
-      auto seq = d.NewSequence();
-      const auto t0 = std::chrono::steady_clock::now();
-      BENCH_CHECK_OK(d.Prefill(*seq, tokens, &logits));
-      BENCH_CHECK_OK(d.Synchronize());
-      const double ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      const char* kind = cuda_cores ? "CUDA cores" : "tensor cores";
-      std::printf("prefill %6d tokens, %s: %.1f ms (%.0f tokens/s)\n", n, kind, ms,
-                  n * 1000.0 / ms);
-      table += absl::StrFormat("| %d | %s | %.1f | %.0f |\n", n, kind, ms, n * 1000.0 / ms);
-    }
   return table;
 }
 
@@ -448,6 +460,16 @@ int Main() {
   const std::vector<int> cnn_tiles = PositiveInts("cnn_tiles", absl::GetFlag(FLAGS_cnn_tiles));
   const std::vector<int> prefill_tokens =
       PositiveInts("prefill_tokens", absl::GetFlag(FLAGS_prefill_tokens));
+  const std::vector<int> prefill_chunks =
+      PositiveInts("prefill_chunks", absl::GetFlag(FLAGS_prefill_chunks));
+  if (contexts.empty() && prefill_tokens.empty()) {
+    std::fprintf(stderr, "nothing to time: --contexts and --prefill_tokens are both empty\n");
+    return 2;
+  }
+  if (!prefill_tokens.empty() && prefill_chunks.empty()) {
+    std::fprintf(stderr, "--prefill_chunks: no chunk size\n");
+    return 2;
+  }
   for (int t : cnn_tiles) {
     if (!ValidCnnTilesPerCta(t)) {
       std::fprintf(stderr, "--cnn_tiles: %d is not a multiple of 4 in [4, 64]\n", t);
@@ -468,7 +490,8 @@ int Main() {
   // Room for the longest context plus every step the rows below append.
   const int modes = 3 + static_cast<int>(budgets.size()) + 4;
   const int margin = (warmup + steps + 4) * modes + 64;
-  int max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  // --contexts= (empty) with --prefill_tokens times prefill alone.
+  int max_ctx = contexts.empty() ? 0 : *std::max_element(contexts.begin(), contexts.end());
   for (int n : prefill_tokens) max_ctx = std::max(max_ctx, n);
   const ModelConfig cfg = Llama31_8B(max_ctx + margin);
   auto weights = CudaWeights::Random(cfg, 1234);
@@ -664,7 +687,7 @@ int Main() {
                                t.incremental_ms, t.full_ms);
     }
   }
-  if (!prefill_tokens.empty()) table += PrefillTable(w, pw, prefill_tokens);
+  if (!prefill_tokens.empty()) table += PrefillTable(w, pw, prefill_tokens, prefill_chunks);
   std::printf("\n%s", table.c_str());
   if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
     std::ofstream(out) << table;
