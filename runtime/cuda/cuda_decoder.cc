@@ -242,6 +242,7 @@ absl::Status CudaDecoder::Init() {
     APR_RETURN_IF_ERROR(
         Alloc(fill, &scores_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
     APR_RETURN_IF_ERROR(Alloc(fill, &q_save_, int64_t{L} * kHistoryRows * nh * hd));
+    APR_RETURN_IF_ERROR(Alloc(fill, &history_scratch_, PrefillHistoryScratchFloats(nh)));
     sel_stride_ = std::max(KBlocksMax(), kMinPredictedCandidates - 1);
     list_stride_ = MaxListLength(KBlocksMax());
     APR_RETURN_IF_ERROR(
@@ -597,6 +598,8 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
       ph.history_layers = c.num_hidden_layers;
       ph.history_rows = kHistoryRing;
       ph.history_cols = max_blocks_;
+      ph.scratch = history_scratch_.get();
+      ph.cuda_cores = opt_.prefill_cuda_cores;
       APR_CUDA_RETURN_IF_ERROR(LaunchPrefillHistory(ph, stream_));
     }
     seq.has_history = true;

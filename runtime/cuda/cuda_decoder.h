@@ -62,8 +62,9 @@ struct CudaDecoderOptions {
   int max_context = 0;      // tokens per sequence; 0: the model's max_position_embeddings
   int64_t pool_groups = 0;  // KV pool size in block groups; 0: max_sequences * max_context / 16
   int prefill_chunk = 512;  // tokens per prefill pass
-  // Prefill attention on the CUDA cores even for head dims 64 and 128, which otherwise take
-  // the tensor-core kernel (prefill_attention_mma.h); for side-by-side measurements.
+  // Prefill attention and the history's initial rows on the CUDA cores even for head dims
+  // 64 and 128, which otherwise take the tensor-core kernels (prefill_attention_mma.h); for
+  // side-by-side measurements.
   bool prefill_cuda_cores = false;
   bool use_graphs = true;   // replay decode steps as CUDA graphs
   bool use_gemv = true;     // the custom GEMV (gemv.h) for decode batches <= gemv_max_tokens
@@ -318,6 +319,7 @@ class CudaDecoder : public Decoder {
   DeviceBuffer<int32_t> prefill_tokens_, prefill_pos_, prefill_slots_;
   // Sparse state.
   DeviceBuffer<float> predictor_w_, history_, scores_, q_save_;
+  DeviceBuffer<float> history_scratch_;  // PrefillHistoryArgs::scratch
   DeviceBuffer<int32_t> sel_blocks_, sel_counts_, sel_lens_;
   DeviceBuffer<int32_t> list_counts_, list_blocks_, list_slots_, list_starts_, calib_counts_,
       error_flag_;

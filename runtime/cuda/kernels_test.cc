@@ -652,40 +652,51 @@ TEST_P(Prefill, CausalChunkAndHistoryRows) {
           << "start " << start << " n " << n << " cuda_cores " << cuda_cores;
     }
 
-    // History rows from the last `rows` queries; other layers and sequences untouched.
+    // History rows from the last `rows` queries; other layers and sequences untouched. The
+    // default kernels (tensor cores for head dims 64 and 128: one key block per split here,
+    // then at most 3 splits, several blocks each), then the CUDA-core one.
     const size_t image = size_t(64) * max_blocks;
     const std::vector<float> hist0 = Uniform(rng, 3 * layers * nkv * image, 0, 1);
-    Dev<float> history(hist0), qlast(std::vector<float>(q.end() - size_t(rows) * nh * hd, q.end()));
-    PrefillHistoryArgs ha;
-    ha.num_heads = nh;
-    ha.num_kv_heads = nkv;
-    ha.head_dim = hd;
-    ha.scale = scale;
-    ha.q = qlast.get();
-    ha.rows = rows;
-    ha.first_pos = start + n - rows;
-    ha.pool = B(pf.dpool);
-    ha.seq_slot = seq_slot;
-    ha.table = pf.Table();
-    ha.layer = layer;
-    ha.history = history.get();
-    ha.history_layers = layers;
-    ha.history_rows = 64;
-    ha.history_cols = max_blocks;
-    ASSERT_CUDA(LaunchPrefillHistory(ha, nullptr));
-    ASSERT_CUDA(cudaDeviceSynchronize());
-    const std::vector<float> hh = history.Host();
-    const int nb = NumBlocks(start + n);
-    double worst = 0;
-    for (size_t i = 0; i < hh.size(); ++i) {
-      const size_t img = i / image, within = i % image, col = within % max_blocks;
-      const size_t s = img / (layers * nkv), l = img / nkv % layers, g = img % nkv;
-      double want = hist0[i];
-      if (int(s) == seq_slot && int(l) == layer && int(col) < nb)
-        want = hist_ref[g * image + within];
-      worst = std::max(worst, std::fabs(hh[i] - want) / (std::fabs(want) + 1e-3));
+    Dev<float> qlast(std::vector<float>(q.end() - size_t(rows) * nh * hd, q.end()));
+    Dev<float> scratch(size_t(PrefillHistoryScratchFloats(nh)));
+    for (auto [cuda_cores, max_splits] :
+         {std::pair{false, 0}, std::pair{false, 3}, std::pair{true, 0}}) {
+      Dev<float> history(hist0);
+      PrefillHistoryArgs ha;
+      ha.num_heads = nh;
+      ha.num_kv_heads = nkv;
+      ha.head_dim = hd;
+      ha.scale = scale;
+      ha.q = qlast.get();
+      ha.rows = rows;
+      ha.first_pos = start + n - rows;
+      ha.pool = B(pf.dpool);
+      ha.seq_slot = seq_slot;
+      ha.table = pf.Table();
+      ha.layer = layer;
+      ha.history = history.get();
+      ha.history_layers = layers;
+      ha.history_rows = 64;
+      ha.history_cols = max_blocks;
+      ha.scratch = scratch.get();
+      ha.cuda_cores = cuda_cores;
+      ha.max_splits = max_splits;
+      ASSERT_CUDA(LaunchPrefillHistory(ha, nullptr));
+      ASSERT_CUDA(cudaDeviceSynchronize());
+      const std::vector<float> hh = history.Host();
+      const int nb = NumBlocks(start + n);
+      double worst = 0;
+      for (size_t i = 0; i < hh.size(); ++i) {
+        const size_t img = i / image, within = i % image, col = within % max_blocks;
+        const size_t s = img / (layers * nkv), l = img / nkv % layers, g = img % nkv;
+        double want = hist0[i];
+        if (int(s) == seq_slot && int(l) == layer && int(col) < nb)
+          want = hist_ref[g * image + within];
+        worst = std::max(worst, std::fabs(hh[i] - want) / (std::fabs(want) + 1e-3));
+      }
+      EXPECT_LE(worst, 1e-3) << "history, start " << start << " n " << n << " cuda_cores "
+                             << cuda_cores << " max_splits " << max_splits;
     }
-    EXPECT_LE(worst, 1e-3) << "history, start " << start << " n " << n;
   }
 }
 

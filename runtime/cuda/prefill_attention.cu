@@ -210,6 +210,8 @@ cudaError_t LaunchPrefillHistory(const PrefillHistoryArgs& a, cudaStream_t strea
                                         a.num_kv_heads * a.history_rows, stream);
       e != cudaSuccess)
     return e;
+  if (!a.cuda_cores && PrefillAttentionMmaSupported(a.head_dim))
+    return LaunchPrefillHistoryMma(a, stream);
   PrefillHistoryKernel<<<dim3(a.num_heads, a.rows), 256, a.head_dim * sizeof(float), stream>>>(a);
   return cudaGetLastError();
 }

@@ -51,8 +51,15 @@ struct PrefillHistoryArgs {
   // NumBlocks(first_pos + rows) columns first.
   float* history = nullptr;
   int history_layers = 0, history_rows = 0, history_cols = 0;
+  // The tensor-core kernels (head dims 64 and 128) split the keys over CTAs and keep each
+  // split's softmax max and sum here: PrefillHistoryScratchFloats(num_heads) floats.
+  float* scratch = nullptr;
+  int max_splits = 0;  // > 0: at most this many key splits (tests: several blocks a split)
+  // The CUDA-core kernel even where the tensor-core one applies (tests, benchmarks).
+  bool cuda_cores = false;
 };
 
+int64_t PrefillHistoryScratchFloats(int num_heads);
 cudaError_t LaunchPrefillHistory(const PrefillHistoryArgs& a, cudaStream_t stream);
 
 }  // namespace apr::cuda

@@ -5,6 +5,15 @@
 // mma's A operand without shared memory (the m16n8 C layout of two n-tiles is the m16k16
 // A layout). The next block's K and V are copied with cp.async while the current one is
 // computed. Same contract as the CUDA-core kernel (prefill_attention.h).
+//
+// The history's initial rows (the last <= 64 prompt rows' attention, max-pooled per block)
+// are two more kernels over the same K tiles: the keys are split over CTAs, the first
+// kernel finds each split's softmax max and sum per row, the second combines them and
+// writes each block's largest probability. Their S keeps float32 accuracy (the history
+// is compared with the CPU's at 1e-3): Q is split into two bf16 halves, hi + lo, and
+// both are multiplied, which is cheap next to the 64-row CUDA-core kernel it replaces.
+#include <algorithm>
+
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/device_utils.cuh"
 #include "runtime/cuda/prefill_attention.h"
@@ -25,13 +34,14 @@ struct Tile {
   __nv_bfloat16 v[kBlockTokens][kStride];
 };
 
-template <int HD>
-__device__ __forceinline__ void StartBlock(const PrefillAttentionArgs& a, int g, int kb, int valid,
-                                           Tile<HD>& t) {
+// Copies block kb's K (and V) rows into t with cp.async; Args: the attention's or the
+// history's arguments (pool, table, seq_slot, layer).
+template <int HD, bool kWithV = true, typename Args>
+__device__ __forceinline__ void StartBlock(const Args& a, int g, int kb, int valid, Tile<HD>& t) {
   const __nv_bfloat16* base =
       a.pool + a.table.Slot(a.seq_slot, a.layer, g, kb) * (2 * kBlockTokens * HD);
   constexpr int kChunks = kBlockTokens * HD / 8;  // 16-byte chunks of K (and of V)
-  for (int i = threadIdx.x; i < 2 * kChunks; i += kWarps * 32) {
+  for (int i = threadIdx.x; i < (kWithV ? 2 : 1) * kChunks; i += kWarps * 32) {
     const int kv = i / kChunks, row = i % kChunks / (HD / 8), c = i % (HD / 8);
     // Tokens past the prompt are zeros: a 0 probability times garbage could be NaN.
     const bool in = row < valid;
@@ -184,7 +194,192 @@ cudaError_t Launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// ---------------------------------------------------------------- history rows
+
+constexpr int kHistoryTargetCtas = 512;  // splits = this / heads: about 4 CTAs per SM
+constexpr int kHistoryMaxSplits = 64;
+
+// x as hi + lo, both bf16: hi * k + lo * k is x * k to about 2^-16 relative.
+__device__ __forceinline__ void SplitBf16x2(float x, float y, uint32_t& hi, uint32_t& lo) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+  hi = *reinterpret_cast<const uint32_t*>(&h);
+  lo = PackBf16x2(x - __low2float(h), y - __high2float(h));
+}
+
+// This warp's S = Q K^T over one block's 16 tokens (rows fg and fg + 8 of the warp's 16).
+template <int HD>
+__device__ __forceinline__ void HistoryLogits(const uint32_t (&qh)[HD / 16][4],
+                                              const uint32_t (&ql)[HD / 16][4], const Tile<HD>& t,
+                                              int fg, int ft, float (&s)[2][4]) {
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[nt][e] = 0.f;
+    const __nv_bfloat16* krow = t.k[nt * 8 + fg];
+#pragma unroll
+    for (int st = 0; st < HD / 16; ++st) {
+      const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow + st * 16 + 2 * ft);
+      const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + st * 16 + 2 * ft + 8);
+      Mma16816(s[nt], qh[st], b0, b1);
+      Mma16816(s[nt], ql[st], b0, b1);
+    }
+  }
+}
+
+// One CTA per (key split, query head): 64 rows (4 warps x 16), rows past a.rows computed
+// and never written. kPool false: each row's softmax max and sum over the split's keys
+// into the scratch; true: the row's probabilities from every split's max and sum, each
+// block's largest max-pooled into the KV head's history row (atomicMax on the bits of
+// non-negative floats orders them).
+template <int HD, bool kPool>
+__global__ void __launch_bounds__(kWarps * 32)
+    PrefillHistoryMmaKernel(const PrefillHistoryArgs a, int per_split) {
+  __shared__ __align__(128) Tile<HD> tiles[2];  // V rows unused
+  const int split = blockIdx.x, splits = gridDim.x, h = blockIdx.y;
+  const int g = h / (a.num_heads / a.num_kv_heads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, fg = lane / 4, ft = lane % 4;
+  const int last_tok = a.first_pos + a.rows - 1;
+  const int kb0 = split * per_split, kb1 = min(kb0 + per_split, last_tok / kBlockTokens + 1);
+  if (kb0 < kb1)
+    StartBlock<HD, false>(a, g, kb0, min(kBlockTokens, last_tok + 1 - kb0 * kBlockTokens),
+                          tiles[0]);
+
+  const int r0 = warp * 16 + fg, r1 = r0 + 8;
+  const int pos0 = a.first_pos + r0, pos1 = a.first_pos + r1;
+  const float qscale = a.scale * kLog2e;
+  uint32_t qh[HD / 16][4], ql[HD / 16][4];
+  {
+    const float* q_row0 = a.q + (static_cast<int64_t>(min(r0, a.rows - 1)) * a.num_heads + h) * HD;
+    const float* q_row1 = a.q + (static_cast<int64_t>(min(r1, a.rows - 1)) * a.num_heads + h) * HD;
+#pragma unroll
+    for (int st = 0; st < HD / 16; ++st) {
+      const int d = st * 16 + 2 * ft;
+      const float2 a0 = *reinterpret_cast<const float2*>(q_row0 + d);
+      const float2 a1 = *reinterpret_cast<const float2*>(q_row1 + d);
+      const float2 a2 = *reinterpret_cast<const float2*>(q_row0 + d + 8);
+      const float2 a3 = *reinterpret_cast<const float2*>(q_row1 + d + 8);
+      SplitBf16x2(a0.x * qscale, a0.y * qscale, qh[st][0], ql[st][0]);
+      SplitBf16x2(a1.x * qscale, a1.y * qscale, qh[st][1], ql[st][1]);
+      SplitBf16x2(a2.x * qscale, a2.y * qscale, qh[st][2], ql[st][2]);
+      SplitBf16x2(a3.x * qscale, a3.y * qscale, qh[st][3], ql[st][3]);
+    }
+  }
+  float* stats = a.scratch + (static_cast<int64_t>(h) * kHistoryMaxSplits * kHistoryRows) * 2;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float* hist0 = nullptr;
+  float* hist1 = nullptr;
+  if constexpr (kPool) {
+    // The rows' max and sum over all keys, from every split's.
+    for (int sp = 0; sp < splits; ++sp) {
+      m0 = fmaxf(m0, stats[(sp * kHistoryRows + r0) * 2]);
+      m1 = fmaxf(m1, stats[(sp * kHistoryRows + r1) * 2]);
+    }
+    for (int sp = 0; sp < splits; ++sp) {
+      const float2 s0 = *reinterpret_cast<const float2*>(stats + (sp * kHistoryRows + r0) * 2);
+      const float2 s1 = *reinterpret_cast<const float2*>(stats + (sp * kHistoryRows + r1) * 2);
+      if (s0.x != -INFINITY) l0 += s0.y * exp2f(s0.x - m0);
+      if (s1.x != -INFINITY) l1 += s1.y * exp2f(s1.x - m1);
+    }
+    l0 = 1.f / l0;  // from here on the inverse sums
+    l1 = 1.f / l1;
+    float* image =
+        a.history +
+        ((static_cast<int64_t>(a.seq_slot) * a.history_layers + a.layer) * a.num_kv_heads + g) *
+            a.history_rows * a.history_cols;
+    if (ft == 0 && r0 < a.rows)
+      hist0 = image + static_cast<int64_t>(kHistoryRows - a.rows + r0) * a.history_cols;
+    if (ft == 0 && r1 < a.rows)
+      hist1 = image + static_cast<int64_t>(kHistoryRows - a.rows + r1) * a.history_cols;
+  }
+
+  for (int kb = kb0; kb < kb1; ++kb) {
+    Tile<HD>& t = tiles[(kb - kb0) % 2];
+    if (kb + 1 < kb1) {
+      StartBlock<HD, false>(a, g, kb + 1, min(kBlockTokens, last_tok + 1 - (kb + 1) * kBlockTokens),
+                            tiles[(kb - kb0 + 1) % 2]);
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();
+    float s[2][4];
+    HistoryLogits<HD>(qh, ql, t, fg, ft, s);
+    float bm0 = -INFINITY, bm1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int tok = kb * kBlockTokens + nt * 8 + 2 * ft + e;
+        if (tok > pos0) s[nt][e] = -INFINITY;
+        if (tok > pos1) s[nt][2 + e] = -INFINITY;
+        bm0 = fmaxf(bm0, s[nt][e]);
+        bm1 = fmaxf(bm1, s[nt][2 + e]);
+      }
+    bm0 = fmaxf(bm0, __shfl_xor_sync(0xffffffffu, bm0, 1));
+    bm0 = fmaxf(bm0, __shfl_xor_sync(0xffffffffu, bm0, 2));
+    bm1 = fmaxf(bm1, __shfl_xor_sync(0xffffffffu, bm1, 1));
+    bm1 = fmaxf(bm1, __shfl_xor_sync(0xffffffffu, bm1, 2));
+    if constexpr (kPool) {
+      if (hist0 != nullptr && bm0 != -INFINITY)
+        atomicMax(reinterpret_cast<int*>(hist0 + kb), __float_as_int(exp2f(bm0 - m0) * l0));
+      if (hist1 != nullptr && bm1 != -INFINITY)
+        atomicMax(reinterpret_cast<int*>(hist1 + kb), __float_as_int(exp2f(bm1 - m1) * l1));
+    } else {
+      // Online max and sum; a row with no key yet in this split keeps -inf and 0.
+      const float n0 = fmaxf(m0, bm0), n1 = fmaxf(m1, bm1);
+      const float b0 = n0 == -INFINITY ? 0.f : n0, b1 = n1 == -INFINITY ? 0.f : n1;
+      l0 = l0 * exp2f(m0 - b0) + exp2f(s[0][0] - b0) + exp2f(s[0][1] - b0) + exp2f(s[1][0] - b0) +
+           exp2f(s[1][1] - b0);
+      l1 = l1 * exp2f(m1 - b1) + exp2f(s[0][2] - b1) + exp2f(s[0][3] - b1) + exp2f(s[1][2] - b1) +
+           exp2f(s[1][3] - b1);
+      m0 = n0;
+      m1 = n1;
+    }
+    __syncthreads();  // this buffer is refilled two blocks on
+  }
+  if constexpr (!kPool) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    if (ft == 0) {
+      *reinterpret_cast<float2*>(stats + (split * kHistoryRows + r0) * 2) = make_float2(m0, l0);
+      *reinterpret_cast<float2*>(stats + (split * kHistoryRows + r1) * 2) = make_float2(m1, l1);
+    }
+  }
+}
+
+template <int HD>
+cudaError_t LaunchHistory(const PrefillHistoryArgs& a, cudaStream_t stream) {
+  const int nblocks = NumBlocks(a.first_pos + a.rows);
+  int splits = std::min({std::max(kHistoryTargetCtas / a.num_heads, 1), kHistoryMaxSplits, nblocks,
+                         a.max_splits > 0 ? a.max_splits : kHistoryMaxSplits});
+  const int per = CeilDivInt(nblocks, splits);
+  splits = CeilDivInt(nblocks, per);  // no empty split
+  const dim3 grid(splits, a.num_heads);
+  PrefillHistoryMmaKernel<HD, false><<<grid, kWarps * 32, 0, stream>>>(a, per);
+  PrefillHistoryMmaKernel<HD, true><<<grid, kWarps * 32, 0, stream>>>(a, per);
+  return cudaGetLastError();
+}
+
 }  // namespace
+
+int64_t PrefillHistoryScratchFloats(int num_heads) {
+  return int64_t{num_heads} * kHistoryMaxSplits * kHistoryRows * 2;
+}
+
+cudaError_t LaunchPrefillHistoryMma(const PrefillHistoryArgs& a, cudaStream_t stream) {
+  if (a.rows <= 0) return cudaSuccess;
+  if (a.scratch == nullptr || a.rows > kHistoryRows) return cudaErrorInvalidValue;
+  switch (a.head_dim) {
+    case 64:
+      return LaunchHistory<64>(a, stream);
+    case 128:
+      return LaunchHistory<128>(a, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
 
 bool PrefillAttentionMmaSupported(int head_dim) { return head_dim == 64 || head_dim == 128; }
 

@@ -1,5 +1,6 @@
-// Prefill attention on the tensor cores for head dims 64 and 128 (prefill_attention_mma.cu);
-// LaunchPrefillAttention picks it where it applies.
+// Prefill attention and the history's initial rows on the tensor cores for head dims 64
+// and 128 (prefill_attention_mma.cu); LaunchPrefillAttention and LaunchPrefillHistory pick
+// them where they apply.
 #ifndef APRUNTIME_RUNTIME_CUDA_PREFILL_ATTENTION_MMA_H_
 #define APRUNTIME_RUNTIME_CUDA_PREFILL_ATTENTION_MMA_H_
 
@@ -11,6 +12,8 @@ namespace apr::cuda {
 
 bool PrefillAttentionMmaSupported(int head_dim);
 cudaError_t LaunchPrefillAttentionMma(const PrefillAttentionArgs& a, cudaStream_t stream);
+// The history rows only (the caller clears them first); needs PrefillHistoryArgs::scratch.
+cudaError_t LaunchPrefillHistoryMma(const PrefillHistoryArgs& a, cudaStream_t stream);
 
 }  // namespace apr::cuda
 
