@@ -51,6 +51,27 @@ __device__ __forceinline__ void StartBlock(const Args& a, int g, int kb, int val
   CpAsyncCommit();
 }
 
+// Causal mask of this lane's S elements for block kb (row at pos0: elements 0, 1 of each n
+// tile; pos1: 2, 3), then each row's maximum over the block and the values mx0 / mx1 come
+// in with, reduced over the quad of lanes that holds the row.
+__device__ __forceinline__ void MaskAndRowMax(float (&s)[2][4], int kb, int ft, int pos0, int pos1,
+                                              float& mx0, float& mx1) {
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int tok = kb * kBlockTokens + nt * 8 + 2 * ft + e;
+      if (tok > pos0) s[nt][e] = -INFINITY;
+      if (tok > pos1) s[nt][2 + e] = -INFINITY;
+      mx0 = fmaxf(mx0, s[nt][e]);
+      mx1 = fmaxf(mx1, s[nt][2 + e]);
+    }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+}
+
 template <int HD>
 __global__ void __launch_bounds__(kWarps * 32, 2) PrefillMmaKernel(const PrefillAttentionArgs a) {
   __shared__ __align__(128) Tile<HD> tiles[2];
@@ -115,22 +136,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2) PrefillMmaKernel(const Prefill
         Mma16816(s[nt], qf[st], b0, b1);
       }
     }
-    // Causal mask, then the online softmax of rows r0 (elements 0, 1) and r1 (2, 3).
+    // Causal mask, then the online softmax of rows r0 and r1.
     float mx0 = m0, mx1 = m1;
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int tok = kb * kBlockTokens + nt * 8 + 2 * ft + e;
-        if (tok > pos0) s[nt][e] = -INFINITY;
-        if (tok > pos1) s[nt][2 + e] = -INFINITY;
-        mx0 = fmaxf(mx0, s[nt][e]);
-        mx1 = fmaxf(mx1, s[nt][2 + e]);
-      }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    MaskAndRowMax(s, kb, ft, pos0, pos1, mx0, mx1);
     // Block 0 holds position 0, which every row attends: the maxima are finite from it on.
     const float alpha0 = exp2f(m0 - mx0), alpha1 = exp2f(m1 - mx1);
     m0 = mx0;
@@ -305,20 +313,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     float s[2][4];
     HistoryLogits<HD>(qh, ql, t, fg, ft, s);
     float bm0 = -INFINITY, bm1 = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int tok = kb * kBlockTokens + nt * 8 + 2 * ft + e;
-        if (tok > pos0) s[nt][e] = -INFINITY;
-        if (tok > pos1) s[nt][2 + e] = -INFINITY;
-        bm0 = fmaxf(bm0, s[nt][e]);
-        bm1 = fmaxf(bm1, s[nt][2 + e]);
-      }
-    bm0 = fmaxf(bm0, __shfl_xor_sync(0xffffffffu, bm0, 1));
-    bm0 = fmaxf(bm0, __shfl_xor_sync(0xffffffffu, bm0, 2));
-    bm1 = fmaxf(bm1, __shfl_xor_sync(0xffffffffu, bm1, 1));
-    bm1 = fmaxf(bm1, __shfl_xor_sync(0xffffffffu, bm1, 2));
+    MaskAndRowMax(s, kb, ft, pos0, pos1, bm0, bm1);
     if constexpr (kPool) {
       if (hist0 != nullptr && bm0 != -INFINITY)
         atomicMax(reinterpret_cast<int*>(hist0 + kb), __float_as_int(exp2f(bm0 - m0) * l0));
