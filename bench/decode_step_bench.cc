@@ -65,7 +65,8 @@ ABSL_FLAG(std::string, prefill_tokens, "",
 ABSL_FLAG(std::string, prefill_chunks, "512",
           "prefill chunk sizes (CudaDecoderOptions::prefill_chunk) for the prefill table");
 ABSL_FLAG(bool, prefill_cuda_cores, true,
-          "the prefill table also times the CUDA-core attention (first chunk size only)");
+          "the prefill table also times the CUDA-core kernels (attention and the history's "
+          "initial rows; first chunk size only)");
 ABSL_FLAG(bool, pdl, true,
           "programmatic dependent launch for every row (CudaDecoderOptions::use_pdl)");
 ABSL_FLAG(int, reserve_sms, 0,
@@ -406,7 +407,8 @@ std::string PrefillTable(std::shared_ptr<const CudaWeights> w, const std::vector
                          const std::vector<int>& lengths, const std::vector<int>& chunks) {
   std::string table =
       "\nPrefill, batch 1, one prompt (ms from the call to the end; sparse history on), by "
-      "chunk size, the attention on the tensor cores (the default) and on the CUDA cores:\n\n"
+      "chunk size, attention and history rows on the tensor cores (the default) and on the CUDA "
+      "cores:\n\n"
       "| prompt tokens | chunk | attention | prefill (ms) | tokens/s |\n"
       "| ---: | ---: | --- | ---: | ---: |\n";
   for (int n : lengths)
