@@ -16,11 +16,12 @@
 // window ("interior": their 5-row receptive field lies inside it) depend only on the
 // history rows, not on where the window starts; the state keeps their sum I per column.
 // The state also keeps each interior row's R at its ring row, so when the window moved by
-// exactly one row since the state was made, I_new = I_old - R(old row 2, kept) +
-// R(new row 61, made and kept), and the edge rows 0, 1, 62, 63 (padding in their receptive
-// field) are recomputed: 5 conv2 rows instead of 64 (the full path seeds both). When the
-// candidate set grew, the column tiles whose receptive field reaches the image's previous
-// right edge take the full path; so do stale states and every kCnnRefreshSteps-th step.
+// exactly one row since the state was made, I_new = I_old + (R(new row 61, made and kept)
+// - R(old row 2, kept)), the difference first (equal R leave I bit-exact), and the edge
+// rows 0, 1, 62, 63 (padding in their receptive field) are recomputed: 5 conv2 rows
+// instead of 64 (the full path seeds both). When the candidate set grew, the column tiles
+// whose receptive field reaches the image's previous right edge take the full path; so do
+// stale states and every kCnnRefreshSteps-th step.
 #ifndef APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_
 #define APRUNTIME_RUNTIME_CUDA_PREDICTOR_CNN_H_
 
