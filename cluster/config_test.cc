@@ -26,7 +26,7 @@ std::string Error(const std::string& text) {
 }
 
 TEST(ConfigTest, EveryCheckedInConfigIsValid) {
-  for (const char* name : {"local", "one_gpu", "tp2", "remote_kv"}) {
+  for (const char* name : {"local", "one_gpu", "tp2", "offload_host", "offload_remote"}) {
     auto c = LoadConfig(std::string("configs/") + name + ".textproto");
     EXPECT_TRUE(c.ok()) << name << ": " << c.status();
   }

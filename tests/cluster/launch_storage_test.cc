@@ -1,4 +1,5 @@
-// The launcher starts the storage nodes of configs/remote_kv.textproto as real
+// The launcher starts the storage nodes of configs/offload_remote.textproto (plus a second
+// node, to check that each gets its own port and ready file) as real
 // //kvstore:storage_node processes with port 0: each reports the port it picked in its
 // ready file, answers the kvstore control API there with the block geometry of the
 // config's model, and stops cleanly (exit 0) when the launcher stops it.
@@ -25,8 +26,11 @@ using ::testing::Contains;
 using ::testing::HasSubstr;
 
 ClusterConfig RemoteKvWithPickedPorts() {
-  auto config = LoadConfig("configs/remote_kv.textproto");
+  auto config = LoadConfig("configs/offload_remote.textproto");
   EXPECT_TRUE(config.ok()) << config.status();
+  auto& second = *config->add_storage_nodes();
+  second = config->storage_nodes(0);
+  second.set_name("kv1");
   for (auto& node : *config->mutable_storage_nodes()) {
     node.mutable_grpc()->set_port(0);
     node.set_pool_bytes(16 << 20);
