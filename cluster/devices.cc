@@ -2,13 +2,16 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/cpu_decoder.h"
+#include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/cuda_decoder.h"
+#include "runtime/cuda/memory_estimate.h"
 #include "runtime/cuda/tensor_parallel.h"
 
 namespace apr::cluster {
@@ -22,13 +25,48 @@ const char* PlacementName(KvPlacement p) {
       return "PLACEMENT_HOST";
     case KvPlacement::kRemote:
       return "PLACEMENT_REMOTE";
+    case KvPlacement::kAuto:
+      return "PLACEMENT_AUTO";
   }
   return "?";
 }
 
+cuda::MemoryShape ShapeOf(const DecoderOptions& options, bool sparse) {
+  cuda::MemoryShape shape;
+  shape.max_sequences = options.max_sequences;
+  shape.max_context = static_cast<int>(options.max_context);
+  shape.tp_size = options.tp_size;
+  shape.sparse = sparse;
+  shape.budget_tokens = options.budget_tokens;
+  return shape;
+}
+
+// Settles AUTO and checks that the chosen placement fits the GPU's free memory before a
+// byte is allocated, so that a configuration too large fails with its sizes.
+absl::Status PlanGpuMemory(int index, const std::string& model_dir, bool has_predictor,
+                           DecoderOptions& options) {
+  auto model = LoadModelConfig(model_dir + "/config.json");
+  if (!model.ok()) return model.status();
+  APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(index));
+  size_t free_bytes = 0, total_bytes = 0;
+  APR_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const int64_t free = static_cast<int64_t>(free_bytes);
+  const std::string predictor_path = model_dir + "/predictor.safetensors";
+  if (options.placement == KvPlacement::kAuto) {
+    auto p = ResolveAutoPlacement(*model, options, free, has_predictor, predictor_path);
+    if (!p.ok()) return p.status();
+    options.placement = *p;
+    std::fprintf(stderr, "kv_cache placement AUTO: %s\n",
+                 *p == KvPlacement::kDevice ? "the KV cache fits the GPU; resident"
+                                            : "the KV cache does not fit the GPU; host RAM");
+  }
+  const auto estimate = cuda::EstimateGpuMemory(*model, ShapeOf(options, has_predictor));
+  return cuda::CheckFits(estimate, options.placement != KvPlacement::kDevice, free);
+}
+
 absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int index,
                                                   const std::string& model_dir,
-                                                  const DecoderOptions& options) {
+                                                  DecoderOptions options) {
   const int count = CudaDeviceCount();
   if (count == 0) {
     return absl::FailedPreconditionError(
@@ -38,18 +76,37 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
     return absl::FailedPreconditionError(
         absl::StrCat("device ", device, ": this machine has ", count, " CUDA device(s)"));
   }
+  if (options.max_sequences <= 0) options.max_sequences = 8;
+  if (options.budget_tokens <= 0) options.budget_tokens = 1024;
+  // Block-sparse attention when the model comes with a trained predictor; the whole
+  // group loads the same file, so every rank selects with the same weights.
+  const std::string predictor_path = model_dir + "/predictor.safetensors";
+  const bool has_predictor = std::filesystem::exists(predictor_path);
+  if (!has_predictor && (options.placement == KvPlacement::kHost ||
+                         options.placement == KvPlacement::kRemote)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device ", device, ": kv_cache placement ", PlacementName(options.placement),
+        " keeps only the predicted blocks on the GPU and needs the attention predictor: ",
+        predictor_path, " does not exist"));
+  }
+  if (absl::Status s = PlanGpuMemory(index, model_dir, has_predictor, options); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("device ", device, ": ", s.message()));
+  }
   cuda::CudaDecoderOptions o;
   o.device = index;
-  o.max_sequences = options.max_sequences > 0 ? options.max_sequences : 8;
+  o.max_sequences = options.max_sequences;
   o.max_context = static_cast<int>(options.max_context);
   o.tp.rank = options.tp_rank;
   o.tp.size = options.tp_size;
   o.tp.nccl_unique_id = options.nccl_unique_id;
-  // Block-sparse attention when the model comes with a trained predictor; the whole
-  // group loads the same file, so every rank selects with the same weights.
-  if (std::filesystem::exists(model_dir + "/predictor.safetensors")) {
+  if (has_predictor) {
     o.sparse.enabled = true;
-    o.sparse.budget_tokens = options.budget_tokens > 0 ? options.budget_tokens : 1024;
+    o.sparse.budget_tokens = options.budget_tokens;
+    // Calibration rows from the per-block key summaries for every placement, resident
+    // too: an offloaded cache cannot afford the exact full row, and the placement must
+    // not change which blocks are chosen, so a stream gets the same tokens wherever its
+    // KV cache lives (docs/CLUSTER.md "KV placement").
+    o.sparse.calibration_source = cuda::CalibrationSource::kKeySummary;
   }
   if (absl::Status s = ApplyKvPlacement(options, &o); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("device ", device, ": ", s.message()));
@@ -64,7 +121,21 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
 
 }  // namespace
 
+absl::StatusOr<KvPlacement> ResolveAutoPlacement(const ModelConfig& model,
+                                                 const DecoderOptions& options,
+                                                 int64_t free_bytes, bool has_predictor,
+                                                 const std::string& predictor_path) {
+  const auto estimate = cuda::EstimateGpuMemory(model, ShapeOf(options, has_predictor));
+  auto choice = cuda::ChoosePlacement(estimate, free_bytes, has_predictor, predictor_path);
+  if (!choice.ok()) return choice.status();
+  return *choice == cuda::PlacementChoice::kResident ? KvPlacement::kDevice : KvPlacement::kHost;
+}
+
 absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOptions* o) {
+  if (options.placement == KvPlacement::kAuto) {
+    return absl::InvalidArgumentError(
+        "kv_cache placement PLACEMENT_AUTO must be resolved (ResolveAutoPlacement) first");
+  }
   if (options.placement == KvPlacement::kDevice) {
     o->placement = cuda::KvPlacement::kResident;
     return absl::OkStatus();
@@ -73,7 +144,8 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
     return absl::FailedPreconditionError(absl::StrCat(
         "kv_cache placement ", PlacementName(options.placement),
         ": an offloaded KV cache needs block-sparse attention (only the selected blocks are "
-        "on the GPU), and the model folder has no predictor.safetensors"));
+        "on the GPU), and the model folder has no predictor.safetensors (the attention "
+        "predictor's weights; docs/PREDICTOR.md)"));
   }
   if (options.placement == KvPlacement::kHost) {
     o->placement = cuda::KvPlacement::kOffloadLocal;  // a pool sized for every sequence
@@ -117,7 +189,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenDecoder(const std::string& device,
       return absl::InvalidArgumentError(
           "tensor parallelism needs one GPU per rank (cuda:N); the CPU worker has none");
     }
-    if (options.placement != KvPlacement::kDevice) {
+    if (options.placement != KvPlacement::kDevice && options.placement != KvPlacement::kAuto) {
       return absl::UnimplementedError(
           absl::StrCat("kv_cache placement ", PlacementName(options.placement),
                        ": the CPU worker keeps the KV cache in process; leave "

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/decoder.h"
+#include "runtime/model_config.h"
 
 namespace apr::cuda {
 struct CudaDecoderOptions;
@@ -24,6 +25,7 @@ enum class KvPlacement {
   kDevice,  // the worker's own memory: the CPU backend's cache, or GPU memory
   kHost,    // pinned host RAM of the worker's host (kvstore/ block pool)
   kRemote,  // storage nodes over UCX
+  kAuto,    // CUDA: kDevice when the configured sequences x context fit the GPU, else kHost
 };
 
 struct DecoderOptions {
@@ -50,6 +52,14 @@ struct DecoderOptions {
 // node r modulo their number; UCX picks the transports). Offload needs `o` to have sparse
 // attention on (the model's predictor). Host code; does not touch a GPU.
 absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOptions* o);
+
+// kv_cache placement AUTO on a GPU with `free_bytes` free: kDevice when the whole KV
+// cache of max_sequences x max_context fits beside the weights, else kHost (needs the
+// predictor). The error names the sizes (runtime/cuda/memory_estimate.h). Host code.
+absl::StatusOr<KvPlacement> ResolveAutoPlacement(const ModelConfig& model,
+                                                 const DecoderOptions& options,
+                                                 int64_t free_bytes, bool has_predictor,
+                                                 const std::string& predictor_path);
 
 // Number of CUDA devices this process sees (0 without a GPU or driver).
 int CudaDeviceCount();

@@ -76,5 +76,34 @@ TEST(OpenDecoder, TheCpuWorkerKeepsItsCacheInProcess) {
   EXPECT_EQ(c.prefetch_stalls, 0);
 }
 
+// AUTO on the CPU: the cache stays in process, as with the default placement.
+TEST(OpenDecoder, TheCpuWorkerTakesAutoAsInProcess) {
+  DecoderOptions d;
+  d.placement = KvPlacement::kAuto;
+  auto dec = OpenDecoder("cpu", "models/apr-tiny", d);
+  EXPECT_TRUE(dec.ok()) << dec.status();
+}
+
+// apr-tiny at 32 sequences x 4096 tokens: 25 MB of weights, 384 MiB of KV cache (32 x 6
+// layers x 2 KV heads x 256 blocks x 4 KiB) and the predictor's state: resident on any
+// GPU with room for that beside the reserve, host RAM on one without.
+TEST(ResolveAutoPlacement, ResidentWhenTheCacheFitsElseHost) {
+  auto model = LoadModelConfig("models/apr-tiny/config.json");
+  ASSERT_TRUE(model.ok()) << model.status();
+  DecoderOptions d;
+  d.placement = KvPlacement::kAuto;
+  d.max_sequences = 32;
+  d.budget_tokens = 1024;
+  const int64_t gib = int64_t{1} << 30;
+  EXPECT_EQ(*ResolveAutoPlacement(*model, d, 80 * gib, true, "p"), KvPlacement::kDevice);
+  const int64_t just_the_reserve = 2 * gib + 300 * (int64_t{1} << 20);
+  EXPECT_EQ(*ResolveAutoPlacement(*model, d, just_the_reserve, true, "p"), KvPlacement::kHost);
+  auto refused = ResolveAutoPlacement(*model, d, just_the_reserve, false, "m/predictor.safetensors");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("m/predictor.safetensors does not exist"),
+            std::string::npos)
+      << refused.status();
+}
+
 }  // namespace
 }  // namespace apr::cluster

@@ -146,6 +146,9 @@ absl::Status GenerationService::LoadWorkers(absl::Duration probe_interval) {
     case v1::KvCache::PLACEMENT_REMOTE:
       kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_REMOTE);
       break;
+    case v1::KvCache::PLACEMENT_AUTO:
+      kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_AUTO);
+      break;
     default:
       kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_DEVICE);
   }

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cluster/model_check.h"
 #include "cluster/security.h"
 #include "cluster/serving.h"
 #include "rpc/generation/v1/generation.grpc.pb.h"
@@ -266,6 +267,8 @@ absl::Status Launcher::Prepare() {
     options_.run_dir = tmpl;
     own_run_dir_ = true;
   }
+  // What the workers would refuse is refused here, before any process starts.
+  if (absl::Status s = CheckConfigAgainstModel(config_); !s.ok()) return s;
   auto plan = PlanProcesses(options_.run_dir);
   if (!plan.ok()) return plan.status();
   plan_ = *std::move(plan);

@@ -90,6 +90,9 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
       case wv1::KvCache::PLACEMENT_REMOTE:
         options.placement = KvPlacement::kRemote;
         break;
+      case wv1::KvCache::PLACEMENT_AUTO:
+        options.placement = KvPlacement::kAuto;
+        break;
       default:
         options.placement = KvPlacement::kDevice;
     }
