@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the served system (launcher, front end, worker, client, storage node), its GPU
+# integration test and the runtime/cuda regression tests here (no GPU needed) and packs
+# them, with the Debian shared libraries they need, for tools/device/served_run.sh on the
+# GPU machine (no Bazel there).
+#
+#   bash tools/device/pack_served.sh [DEST]
+#   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh
+#
+# DEST (default: .carry/served in the main checkout, the one a device call sends) receives
+# served.tar.xz and served_run.sh. Binaries keep Bazel's layout (bin/cluster/launch,
+# bin/kvstore/storage_node), so the launcher finds the storage node where it looks for it.
+# Our libraries are linked statically (--dynamic_mode=off). Not carried: glibc, libstdc++,
+# libgcc_s, the CUDA libraries (/usr/local/cuda/lib64 there) and NCCL (the machine's).
+set -euo pipefail
+ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+MAIN=$(git -C "$ROOT" worktree list --porcelain | awk 'NR == 1 {print $2}')
+DEST=${1:-$MAIN/.carry/served}
+cd "$ROOT"
+CLUSTER=(//cluster:worker //cluster:frontend //cluster:launch //cluster:generate
+  //kvstore:storage_node)
+TESTS=(//tests/cluster:served_gpu_test //runtime/cuda:trained_predictor_test
+  //runtime/cuda:offload_test
+  //runtime/cuda:cuda_decoder_test //runtime/cuda:kernels_test
+  //runtime/cuda:offload_kernels_test)
+[ -n "${APR_PACK_TESTS:-}" ] && read -r -a TESTS <<<"$APR_PACK_TESTS"
+bazel build --dynamic_mode=off "${CLUSTER[@]}" "${TESTS[@]}"
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+mkdir -p "$STAGE/bin/cluster" "$STAGE/bin/kvstore" "$STAGE/lib/ucx"
+copy() {  # target dest-dir
+  local pkg=${1#//} name=${1##*:}
+  pkg=${pkg%%:*}
+  cp "bazel-bin/$pkg/$name" "$2/$name"
+  chmod u+w "$2/$name"
+  strip --strip-debug "$2/$name"
+}
+for t in "${CLUSTER[@]}"; do
+  pkg=${t#//}
+  copy "$t" "$STAGE/bin/${pkg%%:*}"
+done
+for t in "${TESTS[@]}"; do copy "$t" "$STAGE/bin"; done
+skip='^(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|ld-linux-x86-64|libcudart|libcuda|libcublas|libcublasLt|libnccl)\.so'
+find "$STAGE/bin" -type f | while read -r b; do
+  ldd "$b" | awk '$3 ~ /^\// {print $3}'
+done | sort -u | while read -r lib; do
+  base=$(basename "$lib")
+  if [[ $base =~ $skip ]]; then continue; fi
+  case "$lib" in /usr/local/cuda*) continue ;; esac
+  cp -L "$lib" "$STAGE/lib/$base"
+done
+# UCX's cma transport is a loadable module; tcp, posix and sysv are built into libuct.
+cp -L /usr/lib/x86_64-linux-gnu/ucx/libuct_cma.so.0 "$STAGE/lib/ucx/"
+strip --strip-debug "$STAGE"/lib/*.so* "$STAGE"/lib/ucx/*.so* 2>/dev/null || true
+mkdir -p "$DEST"
+rm -f "$DEST/served.tar.xz" "$DEST/served_run.sh"
+tar -C "$STAGE" -cf - bin lib | xz -T2 -6 >"$DEST/served.tar.xz"
+cp tools/device/served_run.sh "$DEST/served_run.sh"
+ls -la "$DEST"
+du -sh "$DEST"
