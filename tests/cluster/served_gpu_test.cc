@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "cluster/client.h"
 #include "cluster/config.h"
+#include "cluster/devices.h"
 #include "cluster/launcher.h"
 #include "cluster/serving.h"
 #include "gtest/gtest.h"
@@ -259,6 +260,40 @@ TEST(ServedGpuTest, EveryPlacementServesTheSameTokens) {
       EXPECT_GT(m["apr_prefetch_hits_total"], 0) << configs[c];
     }
   }
+}
+
+// What a worker refuses on a GPU, with what it names: the sizes of a cache that does not
+// fit (resident, then AUTO with and without the predictor), an unreachable storage node's
+// address. Nothing is left allocated: the same process then opens the model fine.
+TEST(ServedGpuTest, RefusalsNameTheSizesAndTheAddress) {
+  DecoderOptions huge;
+  huge.max_sequences = 100000;  // 100000 x 4096 tokens x 3 KiB: about 1.2 TB of KV
+  auto resident = OpenDecoder("cuda:0", "models/apr-tiny", huge);
+  ASSERT_FALSE(resident.ok());
+  EXPECT_EQ(resident.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(resident.status().message().find("KV cache 1171.9 GiB"), std::string::npos)
+      << resident.status();
+  EXPECT_NE(resident.status().message().find("GiB free"), std::string::npos);
+  huge.placement = KvPlacement::kAuto;
+  auto automatic = OpenDecoder("cuda:0", "models/apr-tiny", huge);
+  ASSERT_FALSE(automatic.ok());
+  EXPECT_NE(automatic.status().message().find("neither placement fits"), std::string::npos)
+      << automatic.status();
+
+  DecoderOptions remote;
+  remote.placement = KvPlacement::kRemote;
+  remote.storage_nodes = {"127.0.0.1:1"};
+  auto unreachable = OpenDecoder("cuda:0", "models/apr-tiny", remote);
+  ASSERT_FALSE(unreachable.ok());
+  EXPECT_NE(unreachable.status().message().find("storage node 127.0.0.1:1 is unreachable"),
+            std::string::npos)
+      << unreachable.status();
+
+  DecoderOptions fine;
+  fine.placement = KvPlacement::kAuto;
+  auto opened = OpenDecoder("cuda:0", "models/apr-tiny", fine);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ((*opened)->device(), "cuda:0");
 }
 
 }  // namespace
