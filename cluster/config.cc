@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "runtime/algorithm_constants.h"
 
 namespace apr::cluster {
 namespace {
@@ -313,7 +314,7 @@ void FillDefaults(ClusterConfig& c) {
     c.mutable_launcher()->set_startup_timeout_seconds(120);
   }
   if (c.launcher().stop_timeout_seconds() == 0) c.mutable_launcher()->set_stop_timeout_seconds(10);
-  if (c.kv_cache().budget_tokens() == 0) c.mutable_kv_cache()->set_budget_tokens(1024);
+  if (c.kv_cache().budget_tokens() == 0) c.mutable_kv_cache()->set_budget_tokens(kDefaultBudgetTokens);
   v1::Limits* lim = c.mutable_frontend()->mutable_limits();
   if (lim->max_streams_per_client() == 0) lim->set_max_streams_per_client(256);
   if (lim->max_open_streams() == 0) lim->set_max_open_streams(4096);

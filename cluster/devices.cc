@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/cpu_decoder.h"
+#include "runtime/algorithm_constants.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/cuda_decoder.h"
 #include "runtime/cuda/memory_estimate.h"
@@ -77,7 +78,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
         absl::StrCat("device ", device, ": this machine has ", count, " CUDA device(s)"));
   }
   if (options.max_sequences <= 0) options.max_sequences = 8;
-  if (options.budget_tokens <= 0) options.budget_tokens = 1024;
+  if (options.budget_tokens <= 0) options.budget_tokens = kDefaultBudgetTokens;
   // Block-sparse attention when the model comes with a trained predictor; the whole
   // group loads the same file, so every rank selects with the same weights.
   const std::string predictor_path = model_dir + "/predictor.safetensors";

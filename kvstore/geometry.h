@@ -4,10 +4,12 @@
 
 #include <cstdint>
 
+#include "runtime/algorithm_constants.h"
+
 namespace apr::kvstore {
 
 // Tokens per block (docs/ARCHITECTURE.md: the unit of selection, storage and transfer).
-inline constexpr int64_t kBlockTokens = 16;
+inline constexpr int64_t kBlockTokens = ::apr::kBlockTokens;
 
 // Bytes of one block laid out [2 (K, V)][kBlockTokens][head_dim] with `element_bytes` per
 // element: 8 KiB at head_dim 128 in bf16 (the GPU path), 8 KiB at head_dim 64 in float32

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "runtime/algorithm_constants.h"
 
 namespace apr::predictor {
 
@@ -19,7 +20,7 @@ void PoolGroupRow(const float* probs, int64_t head_stride, int64_t kv_head, int6
 
 class AttentionHistory {
  public:
-  explicit AttentionHistory(int64_t rows = 64) : rows_(rows) {}
+  explicit AttentionHistory(int64_t rows = kHistoryRows) : rows_(rows) {}
 
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }

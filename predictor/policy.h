@@ -19,6 +19,7 @@
 #include "predictor/history.h"
 #include "predictor/key_summary.h"
 #include "predictor/selection.h"
+#include "runtime/algorithm_constants.h"
 #include "runtime/attention_hooks.h"
 #include "runtime/model_config.h"
 
@@ -190,7 +191,7 @@ std::string_view CalibrationSourceName(CalibrationSource s);
 absl::StatusOr<CalibrationSource> ParseCalibrationSource(std::string_view s);
 
 struct PredictorOptions {
-  int64_t calibration_step = 5;  // 0: never
+  int64_t calibration_step = kDefaultCalibrationStep;  // 0: never
   CalibrationSource calibration = CalibrationSource::kFull;
   // Of the blocks a step selects, this many are chosen at the step itself by the Quest
   // bound of the current query among the blocks the CNN left out (docs/QUALITY.md: the
@@ -199,7 +200,7 @@ struct PredictorOptions {
   int64_t query_blocks = 0;
 };
 
-// AttentionPredictor (DESIGN.md section 2): per (layer, KV head) an attention history of
+// AttentionPredictor (docs/DESIGN.md section 2): per (layer, KV head) an attention history of
 // H block max-pooled rows; the CNN scores the candidate blocks from the history.
 class AttentionPredictorPolicy : public SelectionPolicy {
  public:
@@ -263,7 +264,7 @@ struct PolicyFactoryOptions {
   SelectionConfig selection;
   ModelDims dims;
   const PredictorCnn* cnn = nullptr;
-  int64_t calibration_step = 5;
+  int64_t calibration_step = kDefaultCalibrationStep;
 };
 absl::StatusOr<std::unique_ptr<SelectionPolicy>> MakePolicy(std::string_view name,
                                                             const PolicyFactoryOptions& options);

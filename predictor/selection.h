@@ -9,16 +9,17 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "runtime/algorithm_constants.h"
 #include "runtime/attention_hooks.h"
 
 namespace apr::predictor {
 
 struct SelectionConfig {
-  int64_t block = 16;     // tokens per block
-  int64_t sink = 64;      // tokens [0, sink) are always attended; a multiple of `block`
-  int64_t local = 64;     // the last `local` tokens are always attended; a multiple of `block`
-  int64_t history = 64;   // H: rows of attention history
-  int64_t budget = 1024;  // tokens: sink + local + block * (selected blocks)
+  int64_t block = kBlockTokens;  // tokens per block
+  int64_t sink = kSinkTokens;    // tokens [0, sink) are always attended; a multiple of `block`
+  int64_t local = kLocalTokens;  // the last `local` tokens are always attended; a multiple of `block`
+  int64_t history = kHistoryRows;        // H: rows of attention history
+  int64_t budget = kDefaultBudgetTokens;  // tokens: sink + local + block * (selected blocks)
   // Layers [0, dense_layers) attend to everything (the official code's `skip_2layer`
   // option is dense_layers = 2); 0: every layer is sparse.
   int64_t dense_layers = 0;

@@ -14,10 +14,11 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "runtime/algorithm_constants.h"
 
 namespace apr {
 
-inline constexpr int64_t kKvBlockTokens = 16;
+inline constexpr int64_t kKvBlockTokens = kBlockTokens;
 
 struct KvBlockRef {
   int64_t layer = 0;

@@ -5,7 +5,7 @@
 namespace apr::kvstore::testing {
 
 TokenSpans StridedPolicy::Select(int64_t ctx, int64_t stride, bool rotate) {
-  constexpr int64_t kSink = 64, kLocal = 64, kBlock = kKvBlockTokens;
+  constexpr int64_t kSink = kSinkTokens, kLocal = kLocalTokens, kBlock = kKvBlockTokens;
   std::vector<std::pair<int64_t, int64_t>> raw = {{0, std::min(kSink, ctx)},
                                                   {std::max<int64_t>(0, ctx - kLocal), ctx}};
   for (int64_t b = rotate ? ctx % stride : 0; b * kBlock < ctx; b += stride) {

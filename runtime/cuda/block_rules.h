@@ -18,6 +18,8 @@
 
 #include <cstdint>
 
+#include "runtime/algorithm_constants.h"
+
 #if defined(__CUDACC__)
 #define APR_HD __host__ __device__ __forceinline__
 #else
@@ -26,10 +28,12 @@
 
 namespace apr::cuda {
 
-constexpr int kBlockTokens = 16;
-constexpr int kSinkBlocks = 4;
-constexpr int kLocalTokens = 64;
-constexpr int kHistoryRows = 64;
+// The method's constants live in runtime/algorithm_constants.h; the kernels' names for them.
+using ::apr::kBlockTokens;
+using ::apr::kHistoryRows;
+using ::apr::kLocalTokens;
+using ::apr::kSinkTokens;
+constexpr int kSinkBlocks = kSinkTokens / kBlockTokens;
 // The history ring keeps a few rows more than the 64-row window, so the row that just left
 // the window is still there for the predictor's incremental update (predictor_cnn.h).
 constexpr int kHistoryRing = 72;
@@ -46,13 +50,13 @@ APR_HD int NumCandidates(int len) {
   return n > 0 ? n : 0;
 }
 // Blocks holding the sink tokens [0, min(64, len)).
-APR_HD int SinkBlocks(int len) { return NumBlocks(len < kLocalTokens ? len : kLocalTokens); }
+APR_HD int SinkBlocks(int len) { return NumBlocks(len < kSinkTokens ? len : kSinkTokens); }
 // First token of the local window [LocalStart, len), and its block.
 APR_HD int LocalStart(int len) { return len > kLocalTokens ? len - kLocalTokens : 0; }
 APR_HD int FirstLocalBlock(int len) { return LocalStart(len) / kBlockTokens; }
 // Predicted blocks in a budget of `budget_tokens` (sink and local window are 128 tokens).
 APR_HD int PredictedBlocks(int budget_tokens) {
-  const int n = (budget_tokens - 2 * kLocalTokens) / kBlockTokens;
+  const int n = (budget_tokens - kSinkTokens - kLocalTokens) / kBlockTokens;
   return n > 0 ? n : 0;
 }
 // Candidates chosen: all when they fit in k.

@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "kvstore/cuda/gpu_fetcher.h"
+#include "runtime/algorithm_constants.h"
 #include "runtime/cuda/cuda_weights.h"
 #include "runtime/cuda/device_buffer.h"
 #include "runtime/cuda/gemm.h"
@@ -34,7 +35,7 @@
 
 namespace apr::cuda {
 
-// Where a calibration step's full attention row comes from (DESIGN.md section 2).
+// Where a calibration step's full attention row comes from (docs/DESIGN.md section 2).
 enum class CalibrationSource {
   kAuto,        // kFullRow when the cache is resident, kKeySummary when it is offloaded
   kFullRow,     // a K-only dense pass over the whole cache (resident only)
@@ -44,11 +45,11 @@ enum class CalibrationSource {
 struct SparseOptions {
   bool enabled = false;
   // Tokens attended per KV head: 64 sink + 64 local + (budget - 128) / 16 predicted blocks.
-  int budget_tokens = 1024;
+  int budget_tokens = kDefaultBudgetTokens;
   // Every n-th decode step of a sequence records the full attention row in the history
-  // (DESIGN.md "calibration_step"; the step's output still uses the sparse list, as the CPU
+  // (docs/DESIGN.md "calibration_step"; the step's output still uses the sparse list, as the CPU
   // reference does); 0: never.
-  int calibration_step = 5;
+  int calibration_step = kDefaultCalibrationStep;
   // The first n layers always attend densely and keep no history (the reference's
   // skip_2layer is 2).
   int dense_layers = 0;

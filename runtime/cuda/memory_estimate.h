@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "runtime/algorithm_constants.h"
 #include "runtime/model_config.h"
 
 namespace apr::cuda {
@@ -18,7 +19,7 @@ struct MemoryShape {
   int max_context = 0;  // tokens per sequence; 0: the model's max_position_embeddings
   int tp_size = 1;      // this rank holds 1 / tp_size of the heads and the MLP
   bool sparse = false;  // the predictor's per-sequence state (history, CNN sums)
-  int budget_tokens = 1024;
+  int budget_tokens = kDefaultBudgetTokens;
   int extra_cache_slots = 16;  // OffloadOptions::extra_cache_slots
 };
 
