@@ -1,4 +1,4 @@
-// The attention predictor's CNN on the CPU (DESIGN.md section 2, docs/ARCHITECTURE.md
+// The attention predictor's CNN on the CPU (docs/DESIGN.md section 2, docs/ARCHITECTURE.md
 // "Predictor weights"): one image per KV head, [H rows (time, oldest first)][N blocks] in,
 // one score per block out.
 //   conv2d(1 -> 16, 3x3, pad 1) -> ReLU -> conv2d(16 -> 32, 3x3, pad 1) -> ReLU

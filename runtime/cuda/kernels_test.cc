@@ -710,7 +710,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Prefill,
 
 // ---------------------------------------------------------------- predictor
 
-// The CNN of DESIGN.md section 2 in double, on one [64][width] image.
+// The CNN of docs/DESIGN.md section 2 in double, on one [64][width] image.
 std::vector<double> CnnReference(const std::vector<float>& w, const std::vector<float>& img,
                                  int width) {
   auto at = [&](int r, int c) -> double {

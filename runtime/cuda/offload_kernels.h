@@ -85,9 +85,9 @@ struct CachePlanArgs {
 
 // One CTA per (KV head, batch entry): the wanted set (sink, selection, local window of
 // next_len) against the cache. Cached wanted blocks stay; missing ones take, in ascending
-// block order, the slots holding no wanted block, in ascending slot order (free or not:
-// blocks that left the selection are replaced; sink, local window and tail are wanted, so
-// never evicted). Missing complete blocks are fetched; the block the step creates gets a
+// block order, the slots holding no wanted block: free slots first, then the least
+// recently wanted (cache_plan.h is the host model; sink, local window and tail are wanted,
+// so never evicted). Missing complete blocks are fetched; the block the step creates gets a
 // slot and no fetch; any other missing block is an error.
 cudaError_t LaunchCachePlan(const CachePlanArgs& a, cudaStream_t stream);
 

@@ -1,4 +1,4 @@
-// The attention predictor's CNN (DESIGN.md section 2) on the GPU, for every (sequence,
+// The attention predictor's CNN (docs/DESIGN.md section 2) on the GPU, for every (sequence,
 // layer, KV head) image of a batch in one launch.
 //
 // Image of (b, layer, g): the 64 newest rows of the history ring (oldest first; the ring's
