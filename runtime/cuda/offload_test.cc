@@ -452,6 +452,13 @@ TEST(Offload, KeySummaryCalibrationOverlap) {
         "every 5th step): %-26s %.3f over %d steps (first 20 steps %.3f)\n",
         variants[i].name, same / std::max(1.0, total), m.steps, same20 / std::max(1.0, total20));
     EXPECT_GT(total, 0);
+    // The estimate every served placement uses (cluster/devices.cc) must keep the exact
+    // row's choice: 0.977 measured on the H100 (2026-12-05). The Quest bound (0.33) is
+    // printed for comparison, not held to it.
+    if (variants[i].source == CalibrationSource::kKeySummary &&
+        variants[i].estimate == SummaryEstimate::kCenterL2) {
+      EXPECT_GE(same / std::max(1.0, total), 0.95) << variants[i].name;
+    }
   }
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cluster/client.h"
@@ -211,18 +212,29 @@ TEST(ServedGpuTest, EveryPlacementServesTheSameTokens) {
   const std::vector<std::vector<int32_t>> prompts = Prompts((*cpu)->config());
   ASSERT_EQ(prompts.size(), static_cast<size_t>(kStreams));
 
-  // The CPU references, one thread each, while the clusters run.
+  // The CPU references first, one thread each: not while the launcher forks (a fork
+  // beside busy threads may copy a held lock into the child).
+  const absl::Time t0 = absl::Now();
   std::vector<std::vector<int32_t>> reference(kStreams);
   std::vector<std::thread> cpu_threads;
   for (int i = 0; i < kStreams; ++i)
-    cpu_threads.emplace_back([&, i] { reference[i] = CpuReference(prompts[i]); });
+    cpu_threads.emplace_back([&, i] {
+      reference[i] = CpuReference(prompts[i]);
+      std::fprintf(stderr, "SERVED CPU reference %d: %.1f s\n", i,
+                   absl::ToDoubleSeconds(absl::Now() - t0));
+    });
+  for (auto& t : cpu_threads) t.join();
+  std::fprintf(stderr, "SERVED CPU references: %.1f s\n", absl::ToDoubleSeconds(absl::Now() - t0));
 
   const std::vector<std::string> configs = {"configs/one_gpu.textproto",
                                             "configs/offload_host.textproto",
                                             "configs/offload_remote.textproto"};
   std::vector<Served> served;
-  for (const std::string& c : configs) served.push_back(Serve(c, prompts));
-  for (auto& t : cpu_threads) t.join();
+  for (const std::string& c : configs) {
+    const absl::Time start = absl::Now();
+    served.push_back(Serve(c, prompts));
+    std::fprintf(stderr, "SERVED %s: %.1f s\n", c.c_str(), absl::ToDoubleSeconds(absl::Now() - start));
+  }
 
   ASSERT_EQ(served[0].tokens.size(), prompts.size());
   for (int i = 0; i < kStreams; ++i) {
@@ -238,7 +250,7 @@ TEST(ServedGpuTest, EveryPlacementServesTheSameTokens) {
   for (int i = 0; i < kStreams; ++i) {
     const int prefix = CommonPrefix(served[0].tokens[i], reference[i]);
     agreeing += prefix;
-    std::printf("SERVED stream %d: %zu prompt tokens, GPU = CPU reference for the first %d of %d\n",
+    std::fprintf(stderr, "SERVED stream %d: %zu prompt tokens, GPU = CPU reference for the first %d of %d\n",
                 i, prompts[i].size(), prefix, kMaxTokens);
     EXPECT_GE(prefix, kMinCpuPrefix) << "stream " << i;
   }
@@ -251,7 +263,7 @@ TEST(ServedGpuTest, EveryPlacementServesTheSameTokens) {
     EXPECT_EQ(m["apr_worker_tokens_total"], kStreams * kMaxTokens) << configs[c];
     for (const char* name : kTier) {
       ASSERT_TRUE(m.count(name)) << configs[c] << ": /metrics has no " << name;
-      std::printf("SERVED %s %s %.0f\n", configs[c].c_str(), name, m[name]);
+      std::fprintf(stderr, "SERVED %s %s %.0f\n", configs[c].c_str(), name, m[name]);
     }
     if (c == 0) {
       EXPECT_EQ(m["apr_fetch_bytes_total"], 0) << "a resident cache fetches nothing";

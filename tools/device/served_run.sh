@@ -64,15 +64,16 @@ stage() {
 show() { grep -E '^\[  FAILED  \]|Failure|rror|SERVED|mismatch|differ|overlap|GPU vs CPU' "$L/$1.log" | head -"${2:-30}"; }
 
 if [[ $STAGES == *test* ]]; then
-  stage served_gpu_test 240 "APR_BIN_DIR=$B/cluster $B/served_gpu_test --gtest_color=no"
+  stage served_gpu_test 240 "OPENBLAS_NUM_THREADS=1 APR_BIN_DIR=$B/cluster stdbuf -oL $B/served_gpu_test --gtest_color=no"
   show served_gpu_test 40
 fi
 
 if [[ $STAGES == *smoke* ]]; then
-  # Prompts: repository text, 3K to 12K characters (about 1K to 3.5K tokens of apr-tiny).
+  # Prompts: repository text, 3K to 10K characters (about 1.1K to 3.6K tokens of apr-tiny,
+  # whose context is 4K).
   cat docs/*.md README.md >"$W/corpus.txt"
   for i in 0 1 2 3 4 5 6 7; do
-    tail -c +$((1 + i * 9000)) "$W/corpus.txt" | head -c $((3000 + 1250 * i)) >"$W/prompt$i.txt"
+    tail -c +$((1 + i * 9000)) "$W/corpus.txt" | head -c $((3000 + 1000 * i)) >"$W/prompt$i.txt"
   done
   for cfg in one_gpu offload_host offload_remote; do
     stage "smoke_$cfg" 90 "
