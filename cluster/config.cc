@@ -173,6 +173,22 @@ class ConfigChecker {
       ck_.Error(fe, "default_max_tokens", -1, "must be >= 0");
     }
     if (c_.frontend().has_tls()) CheckTls(ck_.Child(fe, "tls"), c_.frontend().tls(), true);
+    if (c_.frontend().has_openai()) {
+      Checker::Node oa = ck_.Child(fe, "openai");
+      const int port = c_.frontend().openai().port();
+      if (!ValidPort(port)) {
+        ck_.Error(oa, "port", -1, absl::StrCat(port, " is not a TCP port (0 to 65535)"));
+      } else {
+        UsePort(c_.frontend().grpc().host(), port, "frontend openai", ck_.FieldLoc(oa, "port"));
+      }
+      if (c_.frontend().openai().max_body_bytes() < 0) {
+        ck_.Error(oa, "max_body_bytes", -1, "must be >= 0");
+      }
+      if (c_.frontend().has_tls()) {
+        ck_.Error(oa, "the OpenAI API serves plain HTTP only (no TLS yet, docs/OPENAI.md); "
+                      "put a TLS proxy in front of it or leave frontend.tls unset");
+      }
+    }
     if (c_.frontend().has_auth() && c_.frontend().auth().tokens_file().empty()) {
       ck_.Error(ck_.Child(fe, "auth"), "tokens_file", -1, "is empty");
     }

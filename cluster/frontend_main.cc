@@ -4,15 +4,20 @@
 //
 //   frontend --config configs/local.textproto [--ready_file /tmp/fe.ready]
 #include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "cluster/client.h"
 #include "cluster/config.h"
 #include "cluster/generation_service.h"
 #include "cluster/grpc_server.h"
 #include "cluster/metrics_http.h"
+#include "cluster/openai/server.h"
 #include "cluster/security.h"
 #include "cluster/serving.h"
 #include "runtime/model_path.h"
@@ -28,6 +33,28 @@ namespace {
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "frontend: %s\n", std::string(s.message()).c_str());
   return 1;
+}
+
+// The OpenAI HTTP API, calling this process's own Generation API over loopback.
+absl::StatusOr<std::unique_ptr<openai::Server>> StartOpenAiApi(const ClusterConfig& config,
+                                                               const std::string& model_dir,
+                                                               int grpc_port) {
+  openai::ServerOptions o;
+  o.host = config.frontend().grpc().host();
+  o.port = config.frontend().openai().port();
+  o.generation = ConnectGeneration(HostPort(o.host, grpc_port));
+  o.model_dir = model_dir;
+  // Clients name the model by its folder's name ("apr-tiny").
+  std::filesystem::path dir = std::filesystem::path(model_dir).lexically_normal();
+  if (!dir.has_filename()) dir = dir.parent_path();
+  o.model_id = dir.filename().string();
+  if (config.frontend().default_max_tokens() > 0) {
+    o.default_max_tokens = config.frontend().default_max_tokens();
+  }
+  if (config.frontend().openai().max_body_bytes() > 0) {
+    o.max_body_bytes = config.frontend().openai().max_body_bytes();
+  }
+  return openai::Server::Start(std::move(o));
 }
 
 int Main() {
@@ -55,9 +82,19 @@ int Main() {
   if (!http.ok()) return Fail(http.status());
   std::fprintf(stderr, "frontend: Generation API on %s, metrics on http://%s/metrics\n",
                HostPort(host, server->port).c_str(), HostPort(host, (*http)->port()).c_str());
+  std::map<std::string, int> ports = {{"grpc_port", server->port},
+                                      {"metrics_port", (*http)->port()}};
+  std::unique_ptr<openai::Server> openai_api;
+  if (config->frontend().has_openai()) {
+    auto api = StartOpenAiApi(*config, model_dir, server->port);
+    if (!api.ok()) return Fail(api.status());
+    openai_api = *std::move(api);
+    ports["openai_port"] = openai_api->port();
+    std::fprintf(stderr, "frontend: OpenAI API on http://%s/v1\n",
+                 HostPort(host, openai_api->port()).c_str());
+  }
   if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
-    absl::Status s =
-        WriteReadyFile(ready, {{"grpc_port", server->port}, {"metrics_port", (*http)->port()}});
+    absl::Status s = WriteReadyFile(ready, ports);
     if (!s.ok()) return Fail(s);
   }
   // Loading happens after the server is up so that Health can say STARTING meanwhile;

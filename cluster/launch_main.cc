@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -74,11 +75,16 @@ int Main() {
       launcher.metrics_address().c_str());
   std::printf("launch: try  bazel run //cluster:generate -- --server %s --prompt \"def f(x):\"\n",
               launcher.frontend_address().c_str());
+  std::map<std::string, int> ports = {{"grpc_port", launcher.frontend_port()},
+                                      {"metrics_port", launcher.metrics_port()}};
+  if (const std::string& oa = launcher.openai_address(); !oa.empty()) {
+    std::printf("launch: OpenAI API at http://%s/v1  (curl http://%s/v1/models)\n", oa.c_str(),
+                oa.c_str());
+    ports["openai_port"] = std::stoi(oa.substr(oa.rfind(':') + 1));
+  }
   std::fflush(stdout);
   if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
-    absl::Status s = WriteReadyFile(
-        ResolveUserPath(ready),
-        {{"grpc_port", launcher.frontend_port()}, {"metrics_port", launcher.metrics_port()}});
+    absl::Status s = WriteReadyFile(ResolveUserPath(ready), ports);
     if (!s.ok()) return Fail(s);
   }
 

@@ -343,6 +343,7 @@ absl::Status Launcher::Start() {
     metrics_port_ = fe.ports["metrics_port"];
     frontend_address_ = HostPort(host, frontend_port_);
     metrics_address_ = HostPort(host, metrics_port_);
+    if (fe.ports.count("openai_port")) openai_address_ = HostPort(host, fe.ports["openai_port"]);
     return AwaitServing(fe, deadline);
   }();
   if (!status.ok()) Stop().IgnoreError();
