@@ -11,8 +11,8 @@ PACKAGES=(
   libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libucx-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libpcre2-dev libopenblas-dev
-  # HTTP server for the Prometheus metrics pages (cluster/metrics_http.cc)
-  libcpp-httplib-dev
+  # HTTP server for the Prometheus metrics pages and the OpenAI API; curl for its test
+  libcpp-httplib-dev curl
   # Python for the CPU smoke tests of the training scripts and the predictor trainer
   python3 python3-numpy python3-torch
   # Text the bundled model's corpus is built from (tools/model/build_corpus.py)
@@ -23,25 +23,30 @@ PACKAGES=(
 # npm unless a node is already installed.
 command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
-# The validator's npm packages, pinned by tools/k8s/package-lock.json, installed outside
-# the workspace (tests/cluster/k8s_manifests_test.sh reads them there).
-install_k8s_validator() {
+# npm packages the tests use, each pinned by its package-lock.json and installed outside
+# the workspace: the Kubernetes manifest validator (tools/k8s; tests/cluster/
+# k8s_manifests_test.sh) and the official OpenAI SDK (tools/openai; tests/openai).
+install_npm_tool() {  # source folder under tools/, destination, a module that shows it is there
   local here dir
-  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/k8s"
-  dir=/opt/apruntime/k8s-validate
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$1"
+  dir=$2
   if cmp -s "$here/package-lock.json" "$dir/package-lock.json" &&
-     [ -d "$dir/node_modules/kubernetes-models" ]; then
+     [ -d "$dir/node_modules/$3" ]; then
     return
   fi
-  echo "setup: installing the Kubernetes manifest validator into $dir (npm ci)"
+  echo "setup: installing $1's npm packages into $dir (npm ci)"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo mkdir -p "$dir"
   $sudo cp "$here/package.json" "$here/package-lock.json" "$dir/"
   (cd "$dir" && $sudo npm ci --no-audit --no-fund --omit=dev >/dev/null)
 }
+install_npm_tools() {
+  install_npm_tool k8s /opt/apruntime/k8s-validate kubernetes-models
+  install_npm_tool openai /opt/apruntime/openai-client openai
+}
 # Runs last, however the Debian part below exits.
-trap install_k8s_validator EXIT
+trap install_npm_tools EXIT
 
 missing=()
 for p in "${PACKAGES[@]}"; do
