@@ -6,7 +6,7 @@
 #   tools/fuzz/run_fuzzers.sh [--seconds=20] [--targets=a,b] [--out=DIR] [--keep_corpus]
 #
 # Targets: safetensors, model_config, tokenizer_json, tokenize, cluster_config,
-# generate_request. Exits 1 when a fuzzer finds a crash (the input is left in
+# generate_request, openai_request. Exits 1 when a fuzzer finds a crash (the input is left in
 # OUT/artifacts/) or does not build. Why outside Bazel: Bazel 4's auto-configured
 # toolchain is gcc, and switching the compiler needs --repo_env and a second toolchain
 # for the whole build; the parsers' sources compile directly in a few seconds each.
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SECONDS_PER_TARGET=20
-TARGETS="safetensors,model_config,tokenizer_json,tokenize,cluster_config,generate_request"
+TARGETS="safetensors,model_config,tokenizer_json,tokenize,cluster_config,generate_request,openai_request"
 OUT="${TMPDIR:-/tmp}/apr-fuzz"
 KEEP=0
 for arg in "$@"; do
@@ -53,6 +53,8 @@ sources_for() {
     cluster_config) echo cluster/fuzz/config_fuzzer.cc cluster/config.cc "${PROTOS[@]}" ;;
     generate_request) echo cluster/fuzz/generate_request_fuzzer.cc cluster/request_validation.cc \
         runtime/sampling.cc "${RUNTIME[@]}" "${TOKENIZER[@]}" "${PROTOS[@]}" ;;
+    openai_request) echo cluster/fuzz/openai_request_fuzzer.cc cluster/openai/protocol.cc \
+        cluster/openai/stop_strings.cc $(ls cluster/openai/chat_template*.cc | grep -v _test.cc) ;;
     *) echo "run_fuzzers: unknown target $1" >&2; return 1 ;;
   esac
 }
