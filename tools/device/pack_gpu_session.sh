@@ -40,17 +40,8 @@ for t in "${TARGETS[@]}"; do
   chmod u+w "$STAGE/bin/$name"
   strip --strip-debug "$STAGE/bin/$name"
 done
-skip='^(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|ld-linux-x86-64|libcudart|libcuda|libcublas|libcublasLt|libnccl)\.so'
-for b in "$STAGE"/bin/*; do
-  ldd "$b" | awk '$3 ~ /^\// {print $3}'
-done | sort -u | while read -r lib; do
-  base=$(basename "$lib")
-  if [[ $base =~ $skip ]]; then continue; fi
-  case "$lib" in /usr/local/cuda*) continue ;; esac
-  cp -L "$lib" "$STAGE/lib/$base"
-done
-cp -L /usr/lib/x86_64-linux-gnu/ucx/libuct_cma.so.0 "$STAGE/lib/ucx/"
-strip --strip-debug "$STAGE"/lib/*.so* "$STAGE"/lib/ucx/*.so* 2>/dev/null || true
+source tools/device/pack_libs.sh
+pack_shared_libraries "$STAGE"
 if ldd "$STAGE"/bin/* | grep -q "not found"; then
   echo "unresolved libraries:" >&2
   ldd "$STAGE"/bin/* | grep "not found" | sort -u >&2

@@ -40,18 +40,8 @@ for t in "${CLUSTER[@]}"; do
   copy "$t" "$STAGE/bin/${pkg%%:*}"
 done
 for t in "${TESTS[@]}"; do copy "$t" "$STAGE/bin"; done
-skip='^(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|ld-linux-x86-64|libcudart|libcuda|libcublas|libcublasLt|libnccl)\.so'
-find "$STAGE/bin" -type f | while read -r b; do
-  ldd "$b" | awk '$3 ~ /^\// {print $3}'
-done | sort -u | while read -r lib; do
-  base=$(basename "$lib")
-  if [[ $base =~ $skip ]]; then continue; fi
-  case "$lib" in /usr/local/cuda*) continue ;; esac
-  cp -L "$lib" "$STAGE/lib/$base"
-done
-# UCX's cma transport is a loadable module; tcp, posix and sysv are built into libuct.
-cp -L /usr/lib/x86_64-linux-gnu/ucx/libuct_cma.so.0 "$STAGE/lib/ucx/"
-strip --strip-debug "$STAGE"/lib/*.so* "$STAGE"/lib/ucx/*.so* 2>/dev/null || true
+source tools/device/pack_libs.sh
+pack_shared_libraries "$STAGE"
 mkdir -p "$DEST"
 rm -f "$DEST/served.tar.xz" "$DEST/served_run.sh"
 tar -C "$STAGE" -cf - bin lib | xz -T2 -6 >"$DEST/served.tar.xz"
