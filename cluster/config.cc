@@ -184,10 +184,6 @@ class ConfigChecker {
       if (c_.frontend().openai().max_body_bytes() < 0) {
         ck_.Error(oa, "max_body_bytes", -1, "must be >= 0");
       }
-      if (c_.frontend().has_tls()) {
-        ck_.Error(oa, "the OpenAI API serves plain HTTP only (no TLS yet, docs/OPENAI.md); "
-                      "put a TLS proxy in front of it or leave frontend.tls unset");
-      }
     }
     if (c_.frontend().has_auth() && c_.frontend().auth().tokens_file().empty()) {
       ck_.Error(ck_.Child(fe, "auth"), "tokens_file", -1, "is empty");

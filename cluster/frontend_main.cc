@@ -12,7 +12,6 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "cluster/client.h"
 #include "cluster/config.h"
 #include "cluster/generation_service.h"
 #include "cluster/grpc_server.h"
@@ -36,13 +35,23 @@ int Fail(const absl::Status& s) {
 }
 
 // The OpenAI HTTP API, calling this process's own Generation API over loopback.
+// In process: no TLS or network hop between the two APIs of one process; the bearer
+// token still travels as metadata and is checked by the Generation API.
 absl::StatusOr<std::unique_ptr<openai::Server>> StartOpenAiApi(const ClusterConfig& config,
                                                                const std::string& model_dir,
-                                                               int grpc_port) {
+                                                               grpc::Server& grpc_server) {
   openai::ServerOptions o;
   o.host = config.frontend().grpc().host();
   o.port = config.frontend().openai().port();
-  o.generation = ConnectGeneration(HostPort(o.host, grpc_port));
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  o.generation = ::apr::generation::v1::Generation::NewStub(grpc_server.InProcessChannel(args));
+  if (config.frontend().has_tls()) {
+    const TlsConfig tls = ResolveTlsPaths(config.frontend().tls());
+    o.tls_cert_file = tls.cert_file();
+    o.tls_key_file = tls.key_file();
+    if (tls.require_client_cert()) o.tls_client_ca_file = tls.ca_file();
+  }
   o.model_dir = model_dir;
   // Clients name the model by its folder's name ("apr-tiny").
   std::filesystem::path dir = std::filesystem::path(model_dir).lexically_normal();
@@ -86,7 +95,7 @@ int Main() {
                                       {"metrics_port", (*http)->port()}};
   std::unique_ptr<openai::Server> openai_api;
   if (config->frontend().has_openai()) {
-    auto api = StartOpenAiApi(*config, model_dir, server->port);
+    auto api = StartOpenAiApi(*config, model_dir, *server->server);
     if (!api.ok()) return Fail(api.status());
     openai_api = *std::move(api);
     ports["openai_port"] = openai_api->port();

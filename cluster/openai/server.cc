@@ -233,7 +233,14 @@ void Route(httplib::Server& http, std::shared_ptr<const Handlers> h) {
   http.Post("/v1/chat/completions", [h](const httplib::Request& q, httplib::Response& r) {
     h->Chat(q, r);
   });
-  http.Get("/v1/models", [h](const httplib::Request&, httplib::Response& r) {
+  http.Get("/v1/models", [h](const httplib::Request& q, httplib::Response& r) {
+    // Through GetModelInfo, so that the bearer token is checked as for generation.
+    grpc::ClientContext ctx;
+    const std::string auth = q.get_header_value("Authorization");
+    if (!auth.empty()) ctx.AddMetadata("authorization", auth);
+    gv1::ModelInfo info;
+    grpc::Status s = h->o.generation->GetModelInfo(&ctx, gv1::GetModelInfoRequest(), &info);
+    if (!s.ok()) return SendError(r, FromGrpc(s));
     r.set_content(ModelsBody(h->o.model_id, 0), "application/json");
   });
   // Every error without a body of its own (404 of an unknown path, 413 of a body over
@@ -282,7 +289,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   h->o = std::move(options);
   const ServerOptions& o = h->o;
   std::unique_ptr<Server> s(new Server());
-  s->http_ = std::make_unique<httplib::Server>();
+  if (o.tls_cert_file.empty()) {
+    s->http_ = std::make_unique<httplib::Server>();
+  } else {
+    auto https = std::make_unique<httplib::SSLServer>(
+        o.tls_cert_file.c_str(), o.tls_key_file.c_str(),
+        o.tls_client_ca_file.empty() ? nullptr : o.tls_client_ca_file.c_str());
+    if (!https->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the OpenAI API's TLS: cannot load ", o.tls_cert_file, " / ", o.tls_key_file,
+          o.tls_client_ca_file.empty() ? "" : absl::StrCat(" / ", o.tls_client_ca_file)));
+    }
+    s->http_ = std::move(https);
+  }
   const int threads = o.threads;
   s->http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s->http_->set_payload_max_length(o.max_body_bytes);

@@ -29,6 +29,9 @@ struct ServerOptions {
   std::string model_dir;
   int64_t default_max_tokens = 128;
   size_t max_body_bytes = 1 << 20;  // larger bodies get 413
+  // HTTPS when set: the front end's own certificate (frontend.tls); with a client CA,
+  // clients must present a certificate it signed (mutual TLS, as on gRPC).
+  std::string tls_cert_file, tls_key_file, tls_client_ca_file;
   int threads = 64;                 // concurrent requests (each stream holds one)
 };
 

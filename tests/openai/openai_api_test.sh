@@ -89,3 +89,41 @@ done
 NODE_PATH="$sdk/node_modules" node tests/openai/sdk_check.cjs "$api" "$expected" ||
   fail "the OpenAI SDK check"
 echo "openai_api_test: curl and the OpenAI SDK got what they asked for"
+
+# HTTPS and bearer tokens, as on gRPC: the front end's certificate serves the OpenAI port,
+# and a request without a known token is 401 (models included).
+kill -TERM $launcher; wait $launcher || true
+rm -f "$tmp/ready"
+(cd "$tmp" &&
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key \
+    -out ca.pem -days 30 -subj /CN=apr-test-ca &&
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key \
+    -out server.csr -subj /CN=localhost &&
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext &&
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile server.ext -out server.pem) >"$tmp/openssl.log" 2>&1 || fail "openssl: $(cat "$tmp/openssl.log")"
+echo "alice s3cret-token" >"$tmp/tokens"
+sed -e "0,/metrics_port: 0/s|metrics_port: 0|metrics_port: 0\n  tls { cert_file: \"$tmp/server.pem\" key_file: \"$tmp/server.key\" ca_file: \"$tmp/ca.pem\" }\n  auth { tokens_file: \"$tmp/tokens\" }|" \
+    -e "s|models/apr-tiny|$PWD/models/apr-tiny|" configs/local.textproto >"$tmp/tls.textproto"
+cluster/launch --config="$tmp/tls.textproto" --ready_file="$tmp/ready" --bin_dir="$PWD/cluster" \
+  >"$tmp/launch_tls.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 600); do
+  [ -f "$tmp/ready" ] && break
+  kill -0 $launcher 2>/dev/null || { cat "$tmp/launch_tls.log"; fail "the TLS cluster did not start"; }
+  sleep 0.1
+done
+[ -f "$tmp/ready" ] || fail "the TLS cluster did not start in time"
+https="https://127.0.0.1:$(port openai_port)/v1"
+[ "$(status "$tmp/t" --cacert "$tmp/ca.pem" "$https/models")" = 401 ] || fail "no token: $(cat "$tmp/t")"
+grep -q '"type":"authentication_error"' "$tmp/t" || fail "401 body: $(cat "$tmp/t")"
+[ "$(status "$tmp/t" --cacert "$tmp/ca.pem" -H 'Authorization: Bearer s3cret-token' "$https/models")" = 200 ] ||
+  fail "with the token: $(cat "$tmp/t")"
+[ "$(status "$tmp/t" --cacert "$tmp/ca.pem" -H 'Authorization: Bearer s3cret-token' \
+  -H 'Content-Type: application/json' "$https/completions" \
+  --data-binary '{"model":"apr-tiny","prompt":"def fibonacci(n):","max_tokens":16,"temperature":0}')" = 200 ] ||
+  fail "completion over HTTPS: $(cat "$tmp/t")"
+grep -qF "$(printf '%s' "$expected" | head -n 1)" "$tmp/t" || fail "HTTPS text: $(cat "$tmp/t")"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port openai_port)/v1/models")" != 200 ] ||
+  fail "plain HTTP was answered on the TLS port"
+echo "openai_api_test: HTTPS with bearer tokens works as on gRPC"
