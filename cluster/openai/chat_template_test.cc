@@ -551,5 +551,27 @@ TEST(ChatTemplateTest, RandomTemplatesNeverCrash) {
   EXPECT_GT(rendered_count, 10);
 }
 
+// The bundled model's own template (models/apr-tiny/tokenizer_config.json): a
+// Python-comment dialogue, the register of its training text.
+TEST(BundledModel, AprTinyTemplateRendersTheDialogue) {
+  std::ifstream in("models/apr-tiny/tokenizer_config.json");
+  ASSERT_TRUE(in) << "models/apr-tiny/tokenizer_config.json";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto cfg = ReadTokenizerChatConfig(ss.str());
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->bos_token, "<|begin_of_text|>");
+  EXPECT_EQ(cfg->eos_token, "<|end_of_text|>");
+  auto t = ChatTemplate::Parse(cfg->chat_template);
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto out = t->Render({{"system", "You write Python. "}, {"user", "A stack class?"},
+                        {"assistant", "class Stack:"}, {"user", "With push."}},
+                       true, cfg->bos_token, cfg->eos_token);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out,
+            "<|begin_of_text|># You write Python.\n# Q: A stack class?\nclass Stack:\n"
+            "# Q: With push.\n# A:\n");
+}
+
 }  // namespace
 }  // namespace apr::cluster::openai
