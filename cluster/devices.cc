@@ -44,7 +44,8 @@ cuda::MemoryShape ShapeOf(const DecoderOptions& options, bool sparse) {
 
 // Settles AUTO and checks that the chosen placement fits the GPU's free memory before a
 // byte is allocated, so that a configuration too large fails with its sizes.
-absl::Status PlanGpuMemory(int index, const std::string& model_dir, bool has_predictor,
+absl::Status PlanGpuMemory(int index, const std::string& model_dir,
+                           const std::string& predictor_path, bool has_predictor,
                            DecoderOptions& options) {
   auto model = LoadModelConfig(model_dir + "/config.json");
   if (!model.ok()) return model.status();
@@ -52,7 +53,6 @@ absl::Status PlanGpuMemory(int index, const std::string& model_dir, bool has_pre
   size_t free_bytes = 0, total_bytes = 0;
   APR_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
   const int64_t free = static_cast<int64_t>(free_bytes);
-  const std::string predictor_path = model_dir + "/predictor.safetensors";
   if (options.placement == KvPlacement::kAuto) {
     auto p = ResolveAutoPlacement(*model, options, free, has_predictor, predictor_path);
     if (!p.ok()) return p.status();
@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
         " keeps only the predicted blocks on the GPU and needs the attention predictor: ",
         predictor_path, " does not exist"));
   }
-  if (absl::Status s = PlanGpuMemory(index, model_dir, has_predictor, options); !s.ok()) {
+  if (absl::Status s = PlanGpuMemory(index, model_dir, predictor_path, has_predictor, options); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("device ", device, ": ", s.message()));
   }
   cuda::CudaDecoderOptions o;

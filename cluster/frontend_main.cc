@@ -34,9 +34,9 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
-// The OpenAI HTTP API, calling this process's own Generation API over loopback.
-// In process: no TLS or network hop between the two APIs of one process; the bearer
-// token still travels as metadata and is checked by the Generation API.
+// The OpenAI HTTP API, calling this process's own Generation API through an in-process
+// channel: no TLS or network hop between the two APIs of one process; the bearer token
+// still travels as metadata and is checked by the Generation API.
 absl::StatusOr<std::unique_ptr<openai::Server>> StartOpenAiApi(const ClusterConfig& config,
                                                                const std::string& model_dir,
                                                                grpc::Server& grpc_server) {

@@ -80,7 +80,7 @@ int Main() {
   if (const std::string& oa = launcher.openai_address(); !oa.empty()) {
     std::printf("launch: OpenAI API at http://%s/v1  (curl http://%s/v1/models)\n", oa.c_str(),
                 oa.c_str());
-    ports["openai_port"] = std::stoi(oa.substr(oa.rfind(':') + 1));
+    ports["openai_port"] = launcher.openai_port();
   }
   std::fflush(stdout);
   if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {

@@ -74,6 +74,9 @@ std::string Launcher::BinaryFor(const std::string& kind) const {
 }
 
 absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::string& run_dir) const {
+  // What the workers would refuse is refused here, before any process starts (and by
+  // `launch --check`, which plans without starting).
+  if (absl::Status s = CheckConfigAgainstModel(config_); !s.ok()) return s;
   std::vector<ProcessSpec> plan;
   for (const auto& node : config_.storage_nodes()) {
     if (absl::Status s = CheckLoopback("storage node " + node.name(), node.grpc().host());
@@ -267,8 +270,6 @@ absl::Status Launcher::Prepare() {
     options_.run_dir = tmpl;
     own_run_dir_ = true;
   }
-  // What the workers would refuse is refused here, before any process starts.
-  if (absl::Status s = CheckConfigAgainstModel(config_); !s.ok()) return s;
   auto plan = PlanProcesses(options_.run_dir);
   if (!plan.ok()) return plan.status();
   plan_ = *std::move(plan);
@@ -343,7 +344,10 @@ absl::Status Launcher::Start() {
     metrics_port_ = fe.ports["metrics_port"];
     frontend_address_ = HostPort(host, frontend_port_);
     metrics_address_ = HostPort(host, metrics_port_);
-    if (fe.ports.count("openai_port")) openai_address_ = HostPort(host, fe.ports["openai_port"]);
+    if (fe.ports.count("openai_port")) {
+      openai_port_ = fe.ports["openai_port"];
+      openai_address_ = HostPort(host, openai_port_);
+    }
     return AwaitServing(fe, deadline);
   }();
   if (!status.ok()) Stop().IgnoreError();

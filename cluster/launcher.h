@@ -64,8 +64,9 @@ class Launcher {
   // The front end's gRPC and metrics addresses, valid after Start().
   const std::string& frontend_address() const { return frontend_address_; }
   const std::string& metrics_address() const { return metrics_address_; }
-  // host:port of the OpenAI HTTP API; empty when the config has none.
+  // host:port and port of the OpenAI HTTP API; empty and 0 when the config has none.
   const std::string& openai_address() const { return openai_address_; }
+  int openai_port() const { return openai_port_; }
   int frontend_port() const { return frontend_port_; }
   int metrics_port() const { return metrics_port_; }
   const std::string& failure() const { return failure_; }
@@ -97,7 +98,7 @@ class Launcher {
   bool own_run_dir_ = false;
   std::vector<std::unique_ptr<Running>> running_;
   std::string frontend_address_, metrics_address_, openai_address_, failure_;
-  int frontend_port_ = 0, metrics_port_ = 0;
+  int frontend_port_ = 0, metrics_port_ = 0, openai_port_ = 0;
   bool stopped_ = false;
   bool storage_started_ = false;
   std::optional<std::vector<ProcessSpec>> plan_;

@@ -117,11 +117,10 @@ bool StreamEvents(const ServerOptions& o, const Job& job, GenerationCall& call,
                   httplib::DataSink& sink) {
   const std::string id = RandomId(job.chat ? "chatcmpl-" : "cmpl-");
   const int64_t created = std::time(nullptr);
+  auto write = [&](const std::string& event) { return sink.write(event.data(), event.size()); };
   auto send = [&](const std::string& text, const std::string* reason, const std::string* role) {
-    const std::string json = job.chat ? ChatChunk(id, created, o.model_id, role, text, reason)
-                                      : CompletionChunk(id, created, o.model_id, text, reason);
-    const std::string e = Event(json);
-    return sink.write(e.data(), e.size());
+    return write(Event(job.chat ? ChatChunk(id, created, o.model_id, role, text, reason)
+                                : CompletionChunk(id, created, o.model_id, text, reason)));
   };
   const std::string assistant = "assistant";
   bool open = job.chat ? send("", nullptr, &assistant) : true;
@@ -140,19 +139,16 @@ bool StreamEvents(const ServerOptions& o, const Job& job, GenerationCall& call,
   const std::string rest = stop.Flush();
   if (!rest.empty()) send(rest, nullptr, nullptr);
   if (!s.ok() && !stop.stopped()) {
-    const std::string e = Event(ErrorBody(FromGrpc(s)));
-    sink.write(e.data(), e.size());
+    write(Event(ErrorBody(FromGrpc(s))));
   } else {
     const std::string reason = FinishReason(stop.stopped(), call.stats());
     send("", &reason, nullptr);
     if (job.sampling.include_usage) {
-      const std::string u = Event(UsageChunk(id, created, o.model_id, job.chat,
-                                             {static_cast<int64_t>(job.prompt.size()), generated}));
-      sink.write(u.data(), u.size());
+      write(Event(UsageChunk(id, created, o.model_id, job.chat,
+                             {static_cast<int64_t>(job.prompt.size()), generated})));
     }
   }
-  const std::string done = "data: [DONE]\n\n";
-  sink.write(done.data(), done.size());
+  write("data: [DONE]\n\n");
   sink.done();
   return true;
 }
