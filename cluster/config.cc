@@ -287,6 +287,13 @@ class ConfigChecker {
     Checker::Node s = ck_.Child(root_, "scheduler");
     if (c_.scheduler().max_batch_size() < 0) ck_.Error(s, "max_batch_size", -1, "must be >= 0");
     if (c_.scheduler().max_queue_size() < 0) ck_.Error(s, "max_queue_size", -1, "must be >= 0");
+    if (c_.scheduler().prefill_chunk_tokens() < -1) {
+      ck_.Error(s, "prefill_chunk_tokens", -1, "must be >= -1 (-1: whole prompts)");
+    }
+    const double share = c_.scheduler().max_prefill_share();
+    if (share < 0 || share > 1 || share != share) {
+      ck_.Error(s, "max_prefill_share", -1, "must be in (0, 1] (0 means the default, 0.25)");
+    }
     Checker::Node l = ck_.Child(root_, "launcher");
     if (c_.launcher().startup_timeout_seconds() < 0) {
       ck_.Error(l, "startup_timeout_seconds", -1, "must be >= 0");
@@ -322,6 +329,10 @@ void FillDefaults(ClusterConfig& c) {
   if (c.frontend().default_max_tokens() == 0) c.mutable_frontend()->set_default_max_tokens(128);
   if (c.scheduler().max_batch_size() == 0) c.mutable_scheduler()->set_max_batch_size(8);
   if (c.scheduler().max_queue_size() == 0) c.mutable_scheduler()->set_max_queue_size(1024);
+  if (c.scheduler().prefill_chunk_tokens() == 0) {
+    c.mutable_scheduler()->set_prefill_chunk_tokens(2048);
+  }
+  if (c.scheduler().max_prefill_share() == 0) c.mutable_scheduler()->set_max_prefill_share(0.25);
   if (c.launcher().startup_timeout_seconds() == 0) {
     c.mutable_launcher()->set_startup_timeout_seconds(120);
   }

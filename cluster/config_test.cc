@@ -39,12 +39,25 @@ TEST(ConfigTest, MinimalConfigGetsDefaults) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->scheduler().max_batch_size(), 8);
   EXPECT_EQ(c->scheduler().max_queue_size(), 1024);
+  EXPECT_EQ(c->scheduler().prefill_chunk_tokens(), 2048);
+  EXPECT_EQ(c->scheduler().max_prefill_share(), 0.25);
   EXPECT_EQ(c->frontend().default_max_tokens(), 128);
   EXPECT_EQ(c->launcher().stop_timeout_seconds(), 10);
   // The printed form parses back to the same config.
   auto again = ParseConfig(ConfigToText(*c), "printed");
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->DebugString(), c->DebugString());
+}
+
+TEST(ConfigTest, ChunkedAdmissionSettingsAreChecked) {
+  const std::string base = std::string(kMinimal) + "\nscheduler { ";
+  EXPECT_THAT(Error(base + "prefill_chunk_tokens: -2 }"),
+              HasSubstr("scheduler.prefill_chunk_tokens: must be >= -1"));
+  EXPECT_THAT(Error(base + "max_prefill_share: 1.5 }"),
+              HasSubstr("scheduler.max_prefill_share: must be in (0, 1]"));
+  auto whole = ParseConfig(base + "prefill_chunk_tokens: -1 max_prefill_share: 1 }", "x");
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->scheduler().prefill_chunk_tokens(), -1);
 }
 
 TEST(ConfigTest, SyntaxErrorNamesLineAndColumn) {

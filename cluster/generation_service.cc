@@ -83,6 +83,8 @@ GenerationService::GenerationService(const ClusterConfig& config, std::string mo
   SchedulerOptions options;
   options.max_batch_size = config_.scheduler().max_batch_size();
   options.max_queue_size = config_.scheduler().max_queue_size();
+  options.prefill_chunk_tokens = std::max(config_.scheduler().prefill_chunk_tokens(), 0);
+  options.max_prefill_share = config_.scheduler().max_prefill_share();
   for (Group& g : groups_) {
     g.scheduler = std::make_unique<Scheduler>(*g.workers, options);
     g.scheduler->set_step_observer([this](int batch, double seconds) {

@@ -154,11 +154,13 @@ absl::Status WorkerGroup::Load(const std::string& model_path, int max_sequences,
   return absl::OkStatus();
 }
 
-absl::StatusOr<int32_t> WorkerGroup::Start(uint64_t id, absl::Span<const int32_t> prompt,
-                                           const SamplingParams& sampling) {
+absl::StatusOr<int32_t> WorkerGroup::StartPart(uint64_t id, absl::Span<const int32_t> tokens,
+                                               const SamplingParams& sampling, PromptPart part) {
   wv1::StartSequenceRequest req;
   req.set_sequence_id(id);
-  req.mutable_prompt_ids()->Add(prompt.begin(), prompt.end());
+  req.mutable_prompt_ids()->Add(tokens.begin(), tokens.end());
+  req.set_continues_prompt(!part.first);
+  req.set_more_prompt(!part.last);
   req.mutable_sampling()->set_temperature(sampling.temperature);
   req.mutable_sampling()->set_top_k(sampling.top_k);
   req.mutable_sampling()->set_top_p(sampling.top_p);

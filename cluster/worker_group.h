@@ -38,8 +38,8 @@ class WorkerGroup : public StepEngine {
                     const ::apr::worker::v1::KvCache& kv_cache, absl::Duration timeout);
 
   int64_t max_context() const override { return max_context_; }
-  absl::StatusOr<int32_t> Start(uint64_t id, absl::Span<const int32_t> prompt,
-                                const SamplingParams& sampling) override;
+  absl::StatusOr<int32_t> StartPart(uint64_t id, absl::Span<const int32_t> tokens,
+                                    const SamplingParams& sampling, PromptPart part) override;
   absl::StatusOr<std::vector<int32_t>> Step(absl::Span<const uint64_t> ids,
                                             absl::Span<const int32_t> tokens) override;
   void Free(absl::Span<const uint64_t> ids) override;

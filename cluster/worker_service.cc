@@ -166,16 +166,19 @@ grpc::Status WorkerService::StartSequence(grpc::ServerContext*,
                                        decoder_->config().vocab_size, ")"));
     }
   }
-  absl::StatusOr<int32_t> token = engine_->Start(req->sequence_id(), prompt, sampling);
+  const PromptPart part{!req->continues_prompt(), !req->more_prompt()};
+  absl::StatusOr<int32_t> token = engine_->StartPart(req->sequence_id(), prompt, sampling, part);
   stats_.set_rebuilt_sequences(engine_->stats().rebuilt);
   if (!token.ok()) return ToGrpc(token.status());
   resp->set_token(*token);
-  if (req->return_logits()) {
+  if (req->return_logits() && part.last) {
     resp->mutable_logits()->Add(engine_->last_logits().begin(), engine_->last_logits().end());
   }
-  stats_.set_tokens(stats_.tokens() + 1);
+  if (part.last) {
+    stats_.set_tokens(stats_.tokens() + 1);
+    tokens_->Add(1);
+  }
   stats_.set_prefill_tokens(stats_.prefill_tokens() + static_cast<int64_t>(prompt.size()));
-  tokens_->Add(1);
   prefill_tokens_->Add(static_cast<double>(prompt.size()));
   UpdateLive();
   return grpc::Status::OK;

@@ -5,13 +5,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/algorithm_constants.h"
 
 namespace apr {
 
 struct Scheduler::Entry {
   uint64_t id = 0;
   SchedulerRequest request;
-  Clock::time_point submitted, first_token;
+  Clock::time_point submitted, admitted, first_token;
+  int64_t prefilled = 0;  // prompt tokens prefilled so far
   ScheduledResult result;
 };
 
@@ -22,6 +24,12 @@ double Seconds(std::chrono::steady_clock::duration d) {
 }
 
 }  // namespace
+
+int64_t NextPromptPartEnd(int64_t prompt_tokens, int64_t done, int64_t chunk_tokens) {
+  if (chunk_tokens <= 0) return prompt_tokens;
+  const int64_t end = std::min(prompt_tokens, done + chunk_tokens);
+  return prompt_tokens - end < kHistoryRows ? prompt_tokens : end;
+}
 
 Scheduler::Scheduler(StepEngine& engine, SchedulerOptions options)
     : engine_(engine), options_(options) {}
@@ -70,7 +78,7 @@ bool Scheduler::HasWork() const {
 
 bool Scheduler::RunOnce() {
   std::lock_guard<std::mutex> run(run_mu_);
-  std::vector<std::unique_ptr<Entry>> cancelled_queued, admitted;
+  std::vector<std::unique_ptr<Entry>> cancelled_queued;
   absl::flat_hash_set<uint64_t> cancel_running;
   {
     std::unique_lock<std::mutex> l(mu_);
@@ -85,73 +93,123 @@ bool Scheduler::RunOnce() {
     }
     cancel_running.swap(cancelled_);
     const size_t room = static_cast<size_t>(std::max(options_.max_batch_size, 1));
-    while (running_.size() + admitted.size() < room && !queue_.empty()) {
-      admitted.push_back(std::move(queue_.front()));
+    while (running_.size() + admitting_.size() < room && !queue_.empty()) {
+      std::unique_ptr<Entry> e = std::move(queue_.front());
       queue_.pop_front();
+      e->admitted = Clock::now();
+      e->result.queue_seconds = Seconds(e->admitted - e->submitted);
+      admitting_.push_back(std::move(e));
     }
     // Counted as running from the moment they leave the queue: a group in the middle of a
     // long prefill is not idle to the front end's least-loaded routing (stats()).
-    running_count_ = static_cast<int64_t>(running_.size() + admitted.size());
+    running_count_ = static_cast<int64_t>(running_.size() + admitting_.size());
   }
-  const bool did_something = !cancelled_queued.empty() || !admitted.empty() || !running_.empty();
+  const bool did_something =
+      !cancelled_queued.empty() || !admitting_.empty() || !running_.empty();
 
   for (auto& e : cancelled_queued) {
     e->result.queue_seconds = Seconds(Clock::now() - e->submitted);
     e->result.generation.stop = StopReason::kCancelled;
     Finish(std::move(e));
   }
-  if (!cancel_running.empty()) {
-    std::vector<std::unique_ptr<Entry>> keep;
-    for (auto& e : running_) {
-      if (cancel_running.contains(e->id)) {
-        const uint64_t id = e->id;
-        engine_.Free(absl::MakeConstSpan(&id, 1));
-        e->result.generation.stop = StopReason::kCancelled;
-        Finish(std::move(e));
-      } else {
-        keep.push_back(std::move(e));
-      }
-    }
-    running_ = std::move(keep);
-  }
-  Admit(std::move(admitted));
+  if (!cancel_running.empty()) RetireCancelled(cancel_running);
+  Admit();
   DecodeStep();
 
-  running_count_ = static_cast<int64_t>(running_.size());
+  running_count_ = static_cast<int64_t>(running_.size() + admitting_.size());
   std::unique_lock<std::mutex> l(mu_);
-  running_nonempty_ = !running_.empty();
+  running_nonempty_ = !running_.empty() || !admitting_.empty();
   return did_something;
 }
 
-void Scheduler::Admit(std::vector<std::unique_ptr<Entry>> admitted) {
-  for (auto& e : admitted) {
-    const Clock::time_point t0 = Clock::now();
-    e->result.queue_seconds = Seconds(t0 - e->submitted);
-    const GenerationOptions& opts = e->request.options;
-    if (opts.max_new_tokens == 0) {  // as Generate: nothing to sample
-      e->result.generation.stop = StopReason::kMaxTokens;
-      Finish(std::move(e));
-      continue;
-    }
-    absl::StatusOr<int32_t> token = engine_.Start(e->id, e->request.prompt, opts.sampling);
-    if (!token.ok()) {
-      Finish(std::move(e), token.status());
-      continue;
-    }
-    e->first_token = Clock::now();
-    e->result.generation.prefill_seconds = Seconds(e->first_token - t0);
-    if (Emit(*e, *token)) {
+void Scheduler::RetireCancelled(const absl::flat_hash_set<uint64_t>& cancelled) {
+  auto retire = [&](auto& entries) {
+    std::decay_t<decltype(entries)> keep;
+    for (auto& e : entries) {
+      if (!cancelled.contains(e->id)) {
+        keep.push_back(std::move(e));
+        continue;
+      }
       const uint64_t id = e->id;
       engine_.Free(absl::MakeConstSpan(&id, 1));
+      e->result.generation.stop = StopReason::kCancelled;
       Finish(std::move(e));
-    } else {
-      running_.push_back(std::move(e));
     }
+    entries = std::move(keep);
+  };
+  retire(running_);
+  retire(admitting_);
+}
+
+bool Scheduler::PrefillAllowed() const {
+  return options_.max_prefill_share >= 1 || running_.empty() || prefill_debt_seconds_ <= 0;
+}
+
+void Scheduler::Admit() {
+  const bool chunking = options_.prefill_chunk_tokens > 0;
+  int64_t budget = options_.prefill_chunk_tokens;
+  bool prefilled_any = false;
+  while (!admitting_.empty()) {
+    Entry& e = *admitting_.front();
+    const int64_t n = static_cast<int64_t>(e.request.prompt.size());
+    const int64_t part =
+        NextPromptPartEnd(n, e.prefilled, options_.prefill_chunk_tokens) - e.prefilled;
+    if (chunking && e.request.options.max_new_tokens != 0) {
+      if (prefilled_any ? part > budget : !PrefillAllowed()) break;
+      budget -= part;
+      prefilled_any = true;
+    }
+    std::unique_ptr<Entry> owned = std::move(admitting_.front());
+    admitting_.pop_front();
+    if (PrefillNextPart(owned)) admitting_.push_front(std::move(owned));
+    if (chunking && budget <= 0) break;
   }
 }
 
+bool Scheduler::PrefillNextPart(std::unique_ptr<Entry>& e) {
+  const GenerationOptions& opts = e->request.options;
+  if (opts.max_new_tokens == 0) {  // as Generate: nothing to sample
+    e->result.generation.stop = StopReason::kMaxTokens;
+    Finish(std::move(e));
+    return false;
+  }
+  const absl::Span<const int32_t> prompt = e->request.prompt;
+  const int64_t end =
+      NextPromptPartEnd(static_cast<int64_t>(prompt.size()), e->prefilled,
+                        options_.prefill_chunk_tokens);
+  const PromptPart part{e->prefilled == 0, end == static_cast<int64_t>(prompt.size())};
+  const Clock::time_point t0 = Clock::now();
+  absl::StatusOr<int32_t> token = engine_.StartPart(
+      e->id, prompt.subspan(e->prefilled, end - e->prefilled), opts.sampling, part);
+  const Clock::time_point t1 = Clock::now();
+  if (!running_.empty() && options_.max_prefill_share < 1) {
+    prefill_debt_seconds_ += Seconds(t1 - t0);
+  }
+  if (!token.ok()) {
+    const uint64_t id = e->id;
+    engine_.Free(absl::MakeConstSpan(&id, 1));  // a part may have been prefilled
+    Finish(std::move(e), token.status());
+    return false;
+  }
+  e->prefilled = end;
+  if (!part.last) return true;
+  e->first_token = t1;
+  e->result.generation.prefill_seconds = Seconds(e->first_token - e->admitted);
+  if (Emit(*e, *token)) {
+    const uint64_t id = e->id;
+    engine_.Free(absl::MakeConstSpan(&id, 1));
+    Finish(std::move(e));
+  } else {
+    running_.push_back(std::move(e));
+  }
+  return false;
+}
+
 void Scheduler::DecodeStep() {
-  if (running_.empty()) return;
+  if (running_.empty()) {
+    prefill_debt_seconds_ = 0;  // nobody's tokens/s to protect
+    return;
+  }
   std::vector<uint64_t> ids;
   std::vector<int32_t> tokens;
   for (const auto& e : running_) {
@@ -162,6 +220,13 @@ void Scheduler::DecodeStep() {
   absl::StatusOr<std::vector<int32_t>> next = engine_.Step(ids, tokens);
   const double seconds = Seconds(Clock::now() - t0);
   ++steps_;
+  // Decode time pays the prefill debt at the allowed share: share / (1 - share) seconds of
+  // prefill per second of decode.
+  const double share = std::max(options_.max_prefill_share, 0.0);
+  if (share < 1) {
+    prefill_debt_seconds_ =
+        std::max(0.0, prefill_debt_seconds_ - seconds * share / (1 - share));
+  }
   if (step_observer_) step_observer_(static_cast<int>(ids.size()), seconds);
   if (next.ok() && next->size() != ids.size()) {
     next = absl::InternalError(absl::StrCat("the engine returned ", next->size(), " tokens for ",
@@ -262,12 +327,19 @@ void Scheduler::Stop() {
   }
   std::vector<uint64_t> ids;
   for (const auto& e : running_) ids.push_back(e->id);
+  for (const auto& e : admitting_) ids.push_back(e->id);
   if (!ids.empty()) engine_.Free(ids);
-  for (auto& e : running_) {
-    e->result.generation.stop = StopReason::kCancelled;
-    Finish(std::move(e));
-  }
+  auto cancel_all = [this](auto& entries) {
+    for (auto& e : entries) {
+      e->result.generation.stop = StopReason::kCancelled;
+      Finish(std::move(e));
+    }
+  };
+  cancel_all(running_);
+  cancel_all(admitting_);
   running_.clear();
+  admitting_.clear();
+  prefill_debt_seconds_ = 0;
   running_count_ = 0;
   for (auto& e : queued) {
     e->result.queue_seconds = Seconds(Clock::now() - e->submitted);

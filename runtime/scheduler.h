@@ -30,7 +30,21 @@ namespace apr {
 struct SchedulerOptions {
   int max_batch_size = 8;     // most sequences in one decode step
   int max_queue_size = 1024;  // Submit fails with ResourceExhausted beyond this
+  // Chunked admission (docs/SCHEDULER.md): prompts are prefilled at most this many tokens
+  // per iteration, between decode steps, so running streams keep generating while a long
+  // prompt is admitted. 0: every admitted prompt is prefilled whole at once.
+  int prefill_chunk_tokens = 0;
+  // With chunking, while sequences are running, prefill takes at most this share of the
+  // scheduler's time (prefill / (prefill + decode)), so running streams keep at least
+  // 1 - share of their tokens/s; a chunk waits for enough decode time to pass. 1: no limit.
+  double max_prefill_share = 1.0;
 };
+
+// The end of the next prompt part of a prompt of `prompt_tokens`, `done` of them
+// prefilled, with parts of `chunk_tokens` (0: all of it). A tail shorter than kHistoryRows
+// joins the part before it: the decoders build the predictor's history from the last rows
+// of the final part, which must hold as many rows as a whole-prompt prefill would.
+int64_t NextPromptPartEnd(int64_t prompt_tokens, int64_t done, int64_t chunk_tokens);
 
 struct ScheduledResult {
   GenerationResult generation;  // tokens, stop reason, prefill and decode seconds
@@ -94,7 +108,15 @@ class Scheduler {
   // Records `token`; returns true when the request is finished (its stop reason set).
   bool Emit(Entry& e, int32_t token);
   void Finish(std::unique_ptr<Entry> e, absl::Status error = absl::OkStatus());
-  void Admit(std::vector<std::unique_ptr<Entry>> admitted);
+  // Retires cancelled requests of the running batch and of the prompts being admitted.
+  void RetireCancelled(const absl::flat_hash_set<uint64_t>& cancelled);
+  // Prefills admitted prompts, each in parts when chunking, within this iteration's token
+  // budget and the prefill share; a prompt whose last part is done joins running_.
+  void Admit();
+  // Prefills `e`'s next part; returns false when `e` is finished (error or done).
+  bool PrefillNextPart(std::unique_ptr<Entry>& e);
+  // Whether the prefill share allows a part now (chunking with sequences running).
+  bool PrefillAllowed() const;
   void DecodeStep();
   bool HasWork() const;  // mu_ held
 
@@ -114,6 +136,9 @@ class Scheduler {
 
   // Touched only by the thread that calls RunOnce (one at a time).
   std::vector<std::unique_ptr<Entry>> running_;
+  std::deque<std::unique_ptr<Entry>> admitting_;  // left the queue, prompt not yet complete
+  // Prefill seconds not yet paid for by decode time at the allowed share (chunking).
+  double prefill_debt_seconds_ = 0;
   std::mutex run_mu_;  // serialises RunOnce against Stop()'s final drain
 
   std::thread thread_;

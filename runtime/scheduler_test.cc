@@ -1,5 +1,6 @@
 #include "runtime/scheduler.h"
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -19,20 +20,26 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 
-// Start answers prompt.back() + 1, each step the input token + 1; records each step's ids.
+// A prompt's last part answers its last token + 1, each step the input token + 1; records
+// each step's ids and each prompt part's (id, tokens) in call order.
 class FakeEngine : public StepEngine {
  public:
   int64_t max_context() const override { return context; }
-  absl::StatusOr<int32_t> Start(uint64_t id, absl::Span<const int32_t> prompt,
-                                const SamplingParams&) override {
-    started.push_back(id);
+  absl::StatusOr<int32_t> StartPart(uint64_t id, absl::Span<const int32_t> tokens,
+                                    const SamplingParams&, PromptPart part) override {
+    if (part.first) started.push_back(id);
+    parts.emplace_back(id, static_cast<int64_t>(tokens.size()));
+    calls.push_back(absl::StrCat("part ", id, ":", tokens.size()));
     live.insert(id);
     if (on_start) on_start();
-    return prompt.back() + 1;
+    if (fail_part == static_cast<int>(parts.size())) return absl::InternalError("part boom");
+    return part.last ? tokens.back() + 1 : kPromptContinues;
   }
   absl::StatusOr<std::vector<int32_t>> Step(absl::Span<const uint64_t> ids,
                                             absl::Span<const int32_t> tokens) override {
     steps.emplace_back(ids.begin(), ids.end());
+    calls.push_back(absl::StrCat("step ", ids.size()));
+    if (on_step) on_step();
     if (fail_step == static_cast<int>(steps.size())) return absl::InternalError("boom");
     std::vector<int32_t> next;
     for (int32_t t : tokens) next.push_back(t + 1);
@@ -44,8 +51,12 @@ class FakeEngine : public StepEngine {
 
   int64_t context = 1000;
   int fail_step = -1;
-  std::function<void()> on_start;  // called inside Start (a prefill in progress)
+  int fail_part = -1;              // the n-th prompt part (1-based) fails
+  std::function<void()> on_start;  // called inside StartPart (a prefill in progress)
+  std::function<void()> on_step;   // called inside Step
   std::vector<uint64_t> started;
+  std::vector<std::pair<uint64_t, int64_t>> parts;
+  std::vector<std::string> calls;  // "part id:tokens" and "step batch", in order
   std::vector<std::vector<uint64_t>> steps;
   absl::flat_hash_set<uint64_t> live;
 };
@@ -296,6 +307,122 @@ TEST(SchedulerTest, ThreadServesConcurrentSubmitters) {
   EXPECT_EQ(s.stats().requests_finished, kClients);
 }
 
+TEST(PromptPartsTest, ChunksWithTheShortTailJoined) {
+  EXPECT_EQ(NextPromptPartEnd(1000, 0, 0), 1000);     // no chunking
+  EXPECT_EQ(NextPromptPartEnd(1000, 0, 256), 256);
+  EXPECT_EQ(NextPromptPartEnd(1000, 512, 256), 768);  // 232 left: a part of its own
+  EXPECT_EQ(NextPromptPartEnd(1000, 768, 256), 1000);
+  EXPECT_EQ(NextPromptPartEnd(300, 0, 256), 300);     // a 44-token tail joins
+  EXPECT_EQ(NextPromptPartEnd(319, 0, 256), 319);     // 63 left: joins
+  EXPECT_EQ(NextPromptPartEnd(320, 0, 256), 256);     // 64 = kHistoryRows left: a part
+  EXPECT_EQ(NextPromptPartEnd(256, 0, 256), 256);
+  EXPECT_EQ(NextPromptPartEnd(10, 0, 256), 10);
+}
+
+// A long prompt is prefilled one chunk per iteration, each followed by the running
+// batch's step; the parts' tokens add up to the prompt and the first token is sampled
+// after the last part.
+TEST(SchedulerTest, ChunkedAdmissionInterleavesWithDecodeSteps) {
+  FakeEngine engine;
+  Scheduler s(engine, {.max_batch_size = 4, .prefill_chunk_tokens = 100});
+  Outcome a, b;
+  ASSERT_TRUE(s.Submit(Request({5, 6, 7}, 10, &a)).ok());
+  s.RunOnce();
+  std::vector<int32_t> long_prompt(250);
+  for (int i = 0; i < 250; ++i) long_prompt[i] = 1000 + i;
+  ASSERT_TRUE(s.Submit(Request(long_prompt, 2, &b)).ok());
+  s.RunOnce();
+  s.RunOnce();
+  EXPECT_THAT(engine.calls, ElementsAre("part 1:3", "step 1", "part 2:100", "step 1",
+                                        "part 2:150", "step 2"));  // 50-token tail joined
+  RunAll(s);
+  ASSERT_TRUE(b.result.ok()) << b.result.status();
+  EXPECT_THAT(b.streamed, ElementsAre(1250, 1251));
+  ASSERT_TRUE(a.result.ok());
+  EXPECT_EQ(a.streamed.size(), 10u);
+  EXPECT_TRUE(engine.live.empty());
+}
+
+// The chunk is a token budget per iteration: short prompts share it; a part that does
+// not fit what is left waits for the next iteration.
+TEST(SchedulerTest, ChunkBudgetIsSharedByShortPrompts) {
+  FakeEngine engine;
+  std::vector<Outcome> out(4);  // outlives the scheduler, whose Stop() still reports
+  Scheduler s(engine, {.max_batch_size = 8, .prefill_chunk_tokens = 100});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(s.Submit(Request(std::vector<int32_t>(30, i), 1, &out[i])).ok());
+  ASSERT_TRUE(s.Submit(Request(std::vector<int32_t>(200, 9), 3, &out[3])).ok());
+  s.RunOnce();
+  s.RunOnce();
+  s.RunOnce();
+  // The third iteration's step is the first: until then nothing runs (the short requests
+  // end with their first token).
+  EXPECT_THAT(engine.calls, ElementsAre("part 1:30", "part 2:30", "part 3:30", "part 4:100",
+                                        "part 4:100", "step 1"));
+}
+
+TEST(SchedulerTest, CancelOrFailureDuringChunkedAdmissionFreesTheSequence) {
+  FakeEngine engine;
+  Scheduler s(engine, {.max_batch_size = 4, .prefill_chunk_tokens = 100});
+  Outcome a, b;
+  const auto id = s.Submit(Request(std::vector<int32_t>(400, 3), 4, &a));
+  ASSERT_TRUE(id.ok());
+  s.RunOnce();
+  EXPECT_TRUE(engine.live.contains(*id));
+  s.Cancel(*id);
+  s.RunOnce();
+  ASSERT_TRUE(a.result.ok());
+  EXPECT_EQ(a.result->generation.stop, StopReason::kCancelled);
+  EXPECT_TRUE(a.streamed.empty());
+  EXPECT_TRUE(engine.live.empty());
+
+  engine.fail_part = static_cast<int>(engine.parts.size()) + 2;  // b's second part
+  ASSERT_TRUE(s.Submit(Request(std::vector<int32_t>(400, 3), 4, &b)).ok());
+  RunAll(s);
+  EXPECT_EQ(b.result.status().message(), "part boom");
+  EXPECT_EQ(b.done_calls, 1);
+  EXPECT_TRUE(engine.live.empty());
+}
+
+// While sequences run, prefill parts take at most max_prefill_share of the time: every
+// part but the last is paid for by share / (1 - share) times as much decode time. The
+// times are the engine's own (a part sleeps 40 ms, a step 5 ms), with 1 ms a step for the
+// scheduler's own work.
+TEST(SchedulerTest, PrefillShareIsBoundedWhileSequencesRun) {
+  FakeEngine engine;
+  using Clock = std::chrono::steady_clock;
+  double part_s = 0, last_part_s = 0, step_s = 0;
+  int steps = 0;
+  engine.on_start = [&] {
+    const auto t0 = Clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+    last_part_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    part_s += last_part_s;
+  };
+  engine.on_step = [&] {
+    const auto t0 = Clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    step_s += std::chrono::duration<double>(Clock::now() - t0).count();
+    ++steps;
+  };
+  Outcome a, b;
+  Scheduler s(engine, {.max_batch_size = 4, .prefill_chunk_tokens = 100,
+                       .max_prefill_share = 0.5});
+  ASSERT_TRUE(s.Submit(Request({1}, 1000, &a)).ok());
+  s.RunOnce();  // a runs: from here on parts are throttled
+  part_s = step_s = 0;
+  steps = 0;
+  ASSERT_TRUE(s.Submit(Request(std::vector<int32_t>(600, 2), 1, &b)).ok());
+  for (int i = 0; i < 500 && !b.result.ok(); ++i) s.RunOnce();
+  ASSERT_TRUE(b.result.ok());
+  const int parts = static_cast<int>(engine.parts.size()) - 1;
+  EXPECT_EQ(parts, 6);
+  EXPECT_GE(steps, parts - 1);
+  EXPECT_LE(part_s - last_part_s, step_s + steps * 0.001) << steps << " steps";
+  // A part needs about 40 ms of 5 ms steps (fewer only if the machine stretches a step
+  // past 20 ms).
+  EXPECT_GE(steps, 2 * (parts - 1));
+}
+
 // The bundled model, batched by the scheduler, against the single-sequence loop of
 // generation.h with the same seeds: every request gets exactly the tokens it would get
 // alone, whatever else shares its steps.
@@ -327,10 +454,26 @@ class BundledModelTest : public ::testing::Test {
     return cases;
   }
 
+  // Prompts of 200 to 520 tokens, greedy: several parts each with 128-token chunks.
+  static std::vector<Case> LongCases() {
+    std::vector<Case> cases;
+    for (int i = 0; i < 4; ++i) {
+      Case c;
+      for (int k = 0; k < 200 + 107 * i; ++k) c.prompt.push_back(2 + (53 * k + 31 * i) % 4000);
+      c.options.max_new_tokens = 8;
+      c.options.sampling.temperature = 0;
+      cases.push_back(c);
+    }
+    return cases;
+  }
+
   static std::vector<std::vector<int32_t>> Scheduled(int max_batch) {
+    return Scheduled({.max_batch_size = max_batch}, Cases());
+  }
+  static std::vector<std::vector<int32_t>> Scheduled(SchedulerOptions options,
+                                                     const std::vector<Case>& cases) {
     DecoderStepEngine engine(*decoder_);
-    Scheduler s(engine, {.max_batch_size = max_batch});
-    std::vector<Case> cases = Cases();
+    Scheduler s(engine, options);
     std::vector<Outcome> out(cases.size());
     for (size_t i = 0; i < cases.size(); ++i) {
       SchedulerRequest r = Request(cases[i].prompt, 0, &out[i]);
@@ -361,6 +504,20 @@ TEST_F(BundledModelTest, BatchedTokensEqualOneAtATimeGeneration) {
     auto ref = Generate(*decoder_, *seq, cases[i].prompt, cases[i].options, nullptr);
     ASSERT_TRUE(ref.ok()) << ref.status();
     EXPECT_THAT(batched[i], ElementsAreArray(ref->tokens)) << "request " << i;
+  }
+}
+
+// Chunked admission prefills a prompt in parts between other sequences' steps; the
+// tokens are those of the whole prompt prefilled at once, alone.
+TEST_F(BundledModelTest, ChunkedAdmissionGivesTheWholePromptsTokens) {
+  const std::vector<Case> cases = LongCases();
+  const std::vector<std::vector<int32_t>> chunked =
+      Scheduled({.max_batch_size = 4, .prefill_chunk_tokens = 128}, cases);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto seq = decoder_->NewSequence();
+    auto ref = Generate(*decoder_, *seq, cases[i].prompt, cases[i].options, nullptr);
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    EXPECT_THAT(chunked[i], ElementsAreArray(ref->tokens)) << "request " << i;
   }
 }
 

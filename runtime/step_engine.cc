@@ -8,30 +8,47 @@
 
 namespace apr {
 
-absl::StatusOr<int32_t> DecoderStepEngine::Start(uint64_t id, absl::Span<const int32_t> prompt,
-                                                 const SamplingParams& sampling) {
-  if (seqs_.contains(id)) {
-    return absl::AlreadyExistsError(absl::StrCat("sequence ", id, " is already live"));
+absl::StatusOr<int32_t> DecoderStepEngine::StartPart(uint64_t id,
+                                                     absl::Span<const int32_t> tokens,
+                                                     const SamplingParams& sampling,
+                                                     PromptPart part) {
+  if (tokens.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("sequence ", id, " got an empty prompt part"));
   }
-  if (prompt.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("sequence ", id, " has an empty prompt"));
+  Live* live = nullptr;
+  std::unique_ptr<Live> created;
+  if (part.first) {
+    if (seqs_.contains(id)) {
+      return absl::AlreadyExistsError(absl::StrCat("sequence ", id, " is already live"));
+    }
+    if (absl::Status s = ValidateSamplingParams(sampling); !s.ok()) return s;
+    auto owned = NewSequence(id);
+    if (!owned.ok()) return owned.status();
+    created = std::make_unique<Live>(Live{*std::move(owned), Sampler(sampling), {}, {}, false});
+    live = created.get();
+  } else {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("no live sequence ", id));
+    live = it->second.get();
+    if (live->prompt_done || live->owned.seq == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sequence ", id, live->prompt_done ? " already has its whole prompt"
+                                                          : " lost its KV cache"));
+    }
   }
-  if (absl::Status s = ValidateSamplingParams(sampling); !s.ok()) return s;
-  auto owned = NewSequence(id);
-  if (!owned.ok()) return owned.status();
-  auto live = std::make_unique<Live>(Live{*std::move(owned), Sampler(sampling),
-                                          std::vector<int32_t>(prompt.begin(), prompt.end()),
-                                          prompt.size()});
-  if (absl::Status s = decoder_.Prefill(live->seq(), prompt, &logits_); !s.ok()) {
+  live->history.insert(live->history.end(), tokens.begin(), tokens.end());
+  live->part_ends.push_back(live->history.size());
+  if (absl::Status s = decoder_.Prefill(live->seq(), tokens, &logits_); !s.ok()) {
     if (!Recoverable(s)) return s;
     ++stats_.recoveries;
     if (absl::Status r = Rebuild(id, *live, &logits_); !r.ok()) {
       return absl::Status(r.code(), absl::StrCat(r.message(), " (after: ", s.message(), ")"));
     }
   }
-  const int32_t token = live->sampler.Sample(logits_);
-  seqs_.emplace(id, std::move(live));
-  return token;
+  if (created != nullptr) seqs_.emplace(id, std::move(created));
+  if (!part.last) return kPromptContinues;
+  live->prompt_done = true;
+  return live->sampler.Sample(logits_);
 }
 
 absl::StatusOr<std::vector<int32_t>> DecoderStepEngine::Step(absl::Span<const uint64_t> ids,
@@ -52,6 +69,10 @@ absl::StatusOr<std::vector<int32_t>> DecoderStepEngine::Step(absl::Span<const ui
     if (it->second->owned.seq == nullptr) {  // an earlier recovery could not rebuild it
       return absl::FailedPreconditionError(
           absl::StrCat("sequence ", id, " lost its KV cache and could not be rebuilt"));
+    }
+    if (!it->second->prompt_done) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sequence ", id, " is still being prefilled (its last prompt part is missing)"));
     }
     lives.push_back(it->second.get());
     seqs.push_back(it->second->owned.seq.get());
@@ -95,17 +116,22 @@ absl::Status DecoderStepEngine::Rebuild(uint64_t id, Live& live, std::vector<flo
   live.owned = *std::move(owned);
   ++stats_.rebuilt;
   stats_.replayed_tokens += static_cast<int64_t>(live.history.size());
-  // The first run's calls again: one prefill of the prompt, then one decode per token. A
-  // single prefill of the whole history would be faster but sums in another order (its
-  // logits differ by ~1e-5), which can change a sampled token; the CPU decoder's decode
-  // results do not depend on the batch (step_engine_test compares the logits bit for bit).
+  // The first run's calls again: each prompt part prefilled as it was, then one decode per
+  // token. A single prefill of the whole history would be faster but sums in another order
+  // (its logits differ by ~1e-5), which can change a sampled token; the CPU decoder's
+  // decode results do not depend on the batch (step_engine_test compares the logits bit
+  // for bit).
   const absl::Span<const int32_t> history = live.history;
-  if (absl::Status s = decoder_.Prefill(live.seq(), history.first(live.prompt_tokens), logits);
-      !s.ok()) {
-    return s;
+  size_t begin = 0;
+  for (size_t end : live.part_ends) {
+    if (absl::Status s = decoder_.Prefill(live.seq(), history.subspan(begin, end - begin), logits);
+        !s.ok()) {
+      return s;
+    }
+    begin = end;
   }
   Sequence* seq = &live.seq();
-  for (size_t i = live.prompt_tokens; i < history.size(); ++i) {
+  for (size_t i = begin; i < history.size(); ++i) {
     if (absl::Status s =
             decoder_.DecodeBatch(absl::MakeConstSpan(&seq, 1), history.subspan(i, 1), logits);
         !s.ok()) {

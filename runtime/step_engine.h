@@ -18,15 +18,32 @@
 
 namespace apr {
 
+// Where a StartPart call's tokens lie in the prompt.
+struct PromptPart {
+  bool first = true;  // the prompt's first tokens: the sequence is created
+  bool last = true;   // the prompt's last tokens: the first token is sampled
+};
+// StartPart's answer for a part that is not the last.
+inline constexpr int32_t kPromptContinues = -1;
+
 class StepEngine {
  public:
   virtual ~StepEngine() = default;
   // Longest sequence (prompt plus generated tokens) the model takes.
   virtual int64_t max_context() const = 0;
-  // Creates sequence `id` (unique among live ones), prefills `prompt` and samples the
-  // first token with a sampler seeded from `sampling`, which stays with the sequence.
-  virtual absl::StatusOr<int32_t> Start(uint64_t id, absl::Span<const int32_t> prompt,
-                                        const SamplingParams& sampling) = 0;
+  // Prefills one part of sequence `id`'s prompt (chunked admission: a long prompt is
+  // prefilled in parts between decode steps). `part.first` creates the sequence (`id`
+  // unique among live ones) with a sampler seeded from `sampling`, which stays with it;
+  // later parts ignore `sampling`. `part.last` completes the prompt: its first token is
+  // sampled and returned; other parts return kPromptContinues. A sequence whose prompt is
+  // incomplete must not be stepped (Step fails with FailedPrecondition).
+  virtual absl::StatusOr<int32_t> StartPart(uint64_t id, absl::Span<const int32_t> tokens,
+                                            const SamplingParams& sampling, PromptPart part) = 0;
+  // The whole prompt in one call.
+  absl::StatusOr<int32_t> Start(uint64_t id, absl::Span<const int32_t> prompt,
+                                const SamplingParams& sampling) {
+    return StartPart(id, prompt, sampling, PromptPart{});
+  }
   // Appends tokens[i] to sequence ids[i] and samples each one's next token.
   virtual absl::StatusOr<std::vector<int32_t>> Step(absl::Span<const uint64_t> ids,
                                                     absl::Span<const int32_t> tokens) = 0;
@@ -66,8 +83,8 @@ class DecoderStepEngine : public StepEngine {
       : decoder_(decoder), options_(std::move(options)) {}
 
   int64_t max_context() const override { return decoder_.config().max_position_embeddings; }
-  absl::StatusOr<int32_t> Start(uint64_t id, absl::Span<const int32_t> prompt,
-                                const SamplingParams& sampling) override;
+  absl::StatusOr<int32_t> StartPart(uint64_t id, absl::Span<const int32_t> tokens,
+                                    const SamplingParams& sampling, PromptPart part) override;
   absl::StatusOr<std::vector<int32_t>> Step(absl::Span<const uint64_t> ids,
                                             absl::Span<const int32_t> tokens) override;
   void Free(absl::Span<const uint64_t> ids) override;
@@ -83,7 +100,9 @@ class DecoderStepEngine : public StepEngine {
     OwnedSequence owned;  // owned.seq is destroyed before owned.owner
     Sampler sampler;
     std::vector<int32_t> history;  // every token fed: the prompt, then each step's input
-    size_t prompt_tokens = 0;      // history's first prompt_tokens are the prompt
+    // Where each StartPart call's tokens end in history: a rebuild prefills the same parts.
+    std::vector<size_t> part_ends;
+    bool prompt_done = false;  // the last part has been prefilled
     Sequence& seq() { return *owned.seq; }
   };
   absl::StatusOr<OwnedSequence> NewSequence(uint64_t id);
