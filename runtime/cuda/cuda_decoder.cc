@@ -79,16 +79,6 @@ int CudaDecoder::KBlocksMax() const {
 }
 
 template <typename T>
-static absl::Status Alloc(int fill_byte, DeviceBuffer<T>* b, int64_t n) {
-  auto r = DeviceBuffer<T>::Allocate(static_cast<size_t>(n));
-  if (!r.ok()) return r.status();
-  *b = *std::move(r);
-  if (fill_byte >= 0 && n > 0)
-    APR_CUDA_RETURN_IF_ERROR(cudaMemset(b->get(), fill_byte, b->bytes()));
-  return absl::OkStatus();
-}
-
-template <typename T>
 static absl::Status AllocPinned(PinnedBuffer<T>* b, int64_t n) {
   auto r = PinnedBuffer<T>::Allocate(static_cast<size_t>(n));
   if (!r.ok()) return r.status();
@@ -536,24 +526,16 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
                                               " (max_context)"));
   }
   APR_RETURN_IF_ERROR(Synchronize());
-  DeviceBuffer<__nv_bfloat16> staging;
   if (offload_) {
-    if (start != 0) {
-      return absl::UnimplementedError(
-          "with an offloaded KV cache a sequence is prefilled in one Prefill call");
+    if (start != 0 && seq.staging_blocks == 0) {
+      return absl::FailedPreconditionError(
+          "with an offloaded KV cache a sequence takes no more prompt after its first decode "
+          "step (its prompt blocks left the GPU)");
     }
-    // The prompt's blocks go to a staging pool first (prefill attention reads all of them);
-    // the group table's row maps block b to staging group b.
-    const int nb = NumBlocks(static_cast<int>(n));
-    APR_RETURN_IF_ERROR(Alloc(
-        opt_.debug_fill_byte, &staging,
-        int64_t{nb} * c.num_hidden_layers * c.num_key_value_heads * 2 * kBlockTokens * c.head_dim));
-    std::vector<int32_t> ident(nb);
-    for (int b = 0; b < nb; ++b) ident[b] = b;
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(group_table_.get() + int64_t{seq.slot} * max_blocks_,
-                                        ident.data(), nb * sizeof(int32_t),
-                                        cudaMemcpyHostToDevice));
-    prefill_pool_ = staging.get();
+    // The prompt's blocks go to the sequence's staging pool (prefill attention reads all
+    // of them, earlier parts' included), and from there to the tier.
+    APR_RETURN_IF_ERROR(GrowStaging(seq, NumBlocks(static_cast<int>(start + n))));
+    prefill_pool_ = seq.staging.get();
   } else {
     APR_RETURN_IF_ERROR(Reserve(seq, start + n));
   }
@@ -633,10 +615,10 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
         /*recompute=*/true));
   }
   if (offload_) {
-    absl::Status s = OffloadAfterPrefill(seq, staging.get());
+    absl::Status s = OffloadAfterPrefill(seq, seq.staging.get());
     prefill_pool_ = nullptr;
-    APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // before staging is freed
-    if (!s.ok()) {
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    if (!s.ok()) {  // the sequence cannot continue: only a new one can be prefilled
       seq.len = 0;
       seq.has_history = false;
       return s;

@@ -84,8 +84,11 @@ struct CudaDecoderOptions {
   SparseOptions sparse;
   // Resident (every block in GPU memory) or offloaded to the storage tier, with the GPU
   // slot pool as a block cache filled by cross-token prefetch (docs/CUDA.md "KV offload").
-  // Offload needs sparse attention (sparse.enabled, dense_layers 0); a sequence is prefilled
-  // in one Prefill call; offload-remote runs eagerly (no graphs: the host issues the UCX
+  // Offload needs sparse attention (sparse.enabled, dense_layers 0); a prompt prefilled in
+  // several Prefill calls keeps its blocks in a staging pool on the GPU until its first
+  // decode step (no Prefill after it); the predictor's history comes from the last call's
+  // last rows, so its last part should hold kHistoryRows tokens (NextPromptPartEnd in
+  // runtime/scheduler.h does); offload-remote runs eagerly (no graphs: the host issues the UCX
   // gets of each layer's fetch list).
   KvPlacement placement = KvPlacement::kResident;
   OffloadOptions offload;
@@ -277,10 +280,13 @@ class CudaDecoder : public Decoder {
   absl::Status SyncOffload();
   absl::Status DrainRemoteFetches();
   absl::Status CreateTierSequence(CudaSequence& seq);
-  // Tier slots of blocks [0, full) of every (layer, KV head) of `seq`, block-major
-  // ([full][layers][kv_heads]); `from_staging` (Prefill) writes their bytes from the staging
+  // Tier slots of blocks [first, full) of every (layer, KV head) of `seq`, block-major
+  // ([block][layers][kv_heads]); `from_staging` (Prefill) writes their bytes from the staging
   // pool, else (FillRandomContext) only allocates.
-  absl::Status WriteOrAllocateTierBlocks(CudaSequence& seq, int full, const __nv_bfloat16* staging);
+  absl::Status WriteOrAllocateTierBlocks(CudaSequence& seq, int first, int full,
+                                         const __nv_bfloat16* staging);
+  // Makes `seq`'s staging pool hold at least `blocks` blocks, keeping what it holds.
+  absl::Status GrowStaging(CudaSequence& seq, int blocks);
   // Clears the sequence's cache maps and makes `blocks` resident (copied from `src` through
   // the group table when given).
   absl::Status SeedCache(CudaSequence& seq, const std::vector<int32_t>& blocks,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/cuda/block_rules.h"
+#include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/cuda_decoder.h"
 
 namespace apr::cuda {
@@ -33,6 +34,18 @@ inline int RoundUpPow2(int v) {
   return p;
 }
 
+// A device buffer of n elements; each byte set to fill_byte first unless it is negative
+// (CudaDecoderOptions::debug_fill_byte).
+template <typename T>
+absl::Status Alloc(int fill_byte, DeviceBuffer<T>* b, int64_t n) {
+  auto r = DeviceBuffer<T>::Allocate(static_cast<size_t>(n));
+  if (!r.ok()) return r.status();
+  *b = *std::move(r);
+  if (fill_byte >= 0 && n > 0)
+    APR_CUDA_RETURN_IF_ERROR(cudaMemset(b->get(), fill_byte, b->bytes()));
+  return absl::OkStatus();
+}
+
 class CudaDecoder::CudaSequence : public Sequence {
  public:
   CudaSequence(CudaDecoder* owner, int slot, AttentionHooks* hooks)
@@ -55,6 +68,11 @@ class CudaDecoder::CudaSequence : public Sequence {
   // Offload placements: the sequence in the tier, and (remote) write-backs in flight.
   uint64_t tier_id = 0;
   bool in_tier = false;
+  int tier_blocks = 0;  // blocks [0, tier_blocks) of every (layer, KV head) are in the tier
+  // The prompt's blocks as prefilled so far (group b = block b): a prompt prefilled in
+  // parts attends to the earlier parts' blocks here; freed by the first decode step.
+  DeviceBuffer<__nv_bfloat16> staging;
+  int staging_blocks = 0;
   struct WriteBack {
     std::shared_ptr<kvstore::GpuFetchJob> job;
     int block;

@@ -453,6 +453,10 @@ absl::Status CudaDecoder::PrepareOffloadStep(absl::Span<Sequence* const> seqs) {
     auto& s = static_cast<CudaSequence&>(*seqs[b]);
     if (!s.in_tier)
       return absl::FailedPreconditionError("the sequence has no blocks in the tier (prefill it)");
+    if (s.staging_blocks > 0) {  // the prompt is complete: decode reads the tier and cache
+      s.staging = DeviceBuffer<__nv_bfloat16>();
+      s.staging_blocks = 0;
+    }
     if (remote_) APR_RETURN_IF_ERROR(DrainRemoteWriteBacks(s, step_counter_ - 2));
     const int64_t len = s.len + 1;
     if (len % kBlockTokens != 0) continue;
@@ -540,17 +544,19 @@ absl::Status CudaDecoder::CreateTierSequence(CudaSequence& seq) {
     APR_RETURN_IF_ERROR(local_->store->CreateSequence(seq.tier_id, L, nkv));
   }
   seq.in_tier = true;
+  seq.tier_blocks = 0;
   APR_CUDA_RETURN_IF_ERROR(cudaMemset(tier_table_.get() + int64_t{seq.slot} * max_blocks_ * L * nkv,
                                       0xff, int64_t{max_blocks_} * L * nkv * sizeof(uint32_t)));
   return absl::OkStatus();
 }
 
-absl::Status CudaDecoder::WriteOrAllocateTierBlocks(CudaSequence& seq, int full,
+absl::Status CudaDecoder::WriteOrAllocateTierBlocks(CudaSequence& seq, int first, int full,
                                                     const __nv_bfloat16* staging) {
   const ModelConfig& c = config();
   const int L = c.num_hidden_layers, nkv = c.num_key_value_heads;
-  if (full <= 0) return absl::OkStatus();
-  const int64_t n = int64_t{full} * L * nkv;
+  if (full <= first) return absl::OkStatus();
+  const int count = full - first;
+  const int64_t n = int64_t{count} * L * nkv;
   const int64_t bb = BlockBytes();
   // Keys table by table (ascending blocks within each: the tier's append order, and one
   // range per table on the wire).
@@ -560,7 +566,7 @@ absl::Status CudaDecoder::WriteOrAllocateTierBlocks(CudaSequence& seq, int full,
   if (staging != nullptr) src.reserve(n);
   for (int l = 0; l < L; ++l) {
     for (int g = 0; g < nkv; ++g) {
-      for (int b = 0; b < full; ++b) {
+      for (int b = first; b < full; ++b) {
         keys.push_back({l, g, b});
         if (staging != nullptr)
           src.push_back(static_cast<uint32_t>((int64_t{b} * L + l) * nkv + g));
@@ -589,7 +595,7 @@ absl::Status CudaDecoder::WriteOrAllocateTierBlocks(CudaSequence& seq, int full,
   } else if (staging == nullptr) {
     // Slots only (the benchmark): one call per layer keeps the reply small.
     for (int l = 0; l < L; ++l) {
-      const int64_t per = int64_t{nkv} * full;
+      const int64_t per = int64_t{nkv} * count;
       auto s = remote_tier_->AllocateBlocks(
           seq.tier_id, absl::MakeConstSpan(keys).subspan(int64_t{l} * per, per));
       if (!s.ok()) return s.status();
@@ -643,9 +649,11 @@ absl::Status CudaDecoder::WriteOrAllocateTierBlocks(CudaSequence& seq, int full,
   int64_t i = 0;
   for (int l = 0; l < L; ++l)
     for (int g = 0; g < nkv; ++g)
-      for (int b = 0; b < full; ++b) table[(int64_t{b} * L + l) * nkv + g] = slots[i++];
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(tier_table_.get() + int64_t{seq.slot} * max_blocks_ * L * nkv,
-                                      table.data(), n * sizeof(uint32_t), cudaMemcpyHostToDevice));
+      for (int b = 0; b < count; ++b) table[(int64_t{b} * L + l) * nkv + g] = slots[i++];
+  APR_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(tier_table_.get() + (int64_t{seq.slot} * max_blocks_ + first) * L * nkv,
+                 table.data(), n * sizeof(uint32_t), cudaMemcpyHostToDevice));
+  seq.tier_blocks = full;
   return absl::OkStatus();
 }
 
@@ -724,11 +732,38 @@ absl::Status CudaDecoder::InitialFetch(CudaSequence& seq) {
   return absl::OkStatus();
 }
 
+absl::Status CudaDecoder::GrowStaging(CudaSequence& seq, int blocks) {
+  if (blocks <= seq.staging_blocks) return absl::OkStatus();
+  const ModelConfig& c = config();
+  const int64_t group_elems =
+      int64_t{c.num_hidden_layers} * c.num_key_value_heads * 2 * kBlockTokens * c.head_dim;
+  // Doubling keeps a prompt of many parts at O(prompt) copying; one part gets what it needs.
+  const int capacity = std::min(max_blocks_, std::max(blocks, 2 * seq.staging_blocks));
+  DeviceBuffer<__nv_bfloat16> grown;
+  APR_RETURN_IF_ERROR(Alloc(opt_.debug_fill_byte, &grown, capacity * group_elems));
+  if (seq.staging_blocks > 0) {
+    APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(grown.get(), seq.staging.get(),
+                                        seq.staging_blocks * group_elems * sizeof(__nv_bfloat16),
+                                        cudaMemcpyDeviceToDevice));
+  }
+  seq.staging = std::move(grown);
+  seq.staging_blocks = capacity;
+  // The group table's row maps block b to staging group b.
+  std::vector<int32_t> identity(capacity);
+  for (int b = 0; b < capacity; ++b) identity[b] = b;
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(group_table_.get() + int64_t{seq.slot} * max_blocks_,
+                                      identity.data(), capacity * sizeof(int32_t),
+                                      cudaMemcpyHostToDevice));
+  return absl::OkStatus();
+}
+
 absl::Status CudaDecoder::OffloadAfterPrefill(CudaSequence& seq, const __nv_bfloat16* staging) {
   APR_RETURN_IF_ERROR(SyncOffload());
-  APR_RETURN_IF_ERROR(CreateTierSequence(seq));
+  if (!seq.in_tier) APR_RETURN_IF_ERROR(CreateTierSequence(seq));
   const int len = static_cast<int>(seq.len);
-  APR_RETURN_IF_ERROR(WriteOrAllocateTierBlocks(seq, len / kBlockTokens, staging));
+  // Blocks completed by this part (an earlier part's last block may be among them).
+  APR_RETURN_IF_ERROR(
+      WriteOrAllocateTierBlocks(seq, seq.tier_blocks, len / kBlockTokens, staging));
   APR_RETURN_IF_ERROR(SeedCache(seq, SeedBlocks(len), staging));
   return InitialFetch(seq);
 }
@@ -737,7 +772,7 @@ absl::Status CudaDecoder::OffloadFillRandomContext(CudaSequence& seq, int64_t le
   APR_RETURN_IF_ERROR(SyncOffload());
   seq.len = len;
   APR_RETURN_IF_ERROR(CreateTierSequence(seq));
-  return WriteOrAllocateTierBlocks(seq, static_cast<int>(len / kBlockTokens), nullptr);
+  return WriteOrAllocateTierBlocks(seq, 0, static_cast<int>(len / kBlockTokens), nullptr);
 }
 
 absl::Status CudaDecoder::OffloadFillRandomContextFinish(CudaSequence& seq) {

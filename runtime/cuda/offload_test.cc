@@ -52,6 +52,7 @@ struct Model {
   int prompt, steps;
   std::vector<int32_t> tokens;
   int64_t block_bytes;
+  std::vector<int> parts = {};  // prompt prefilled in calls of these sizes; empty: one call
 };
 
 Model AprTiny() { return {"models/apr-tiny", 700, 130, RealTokens(), 2 * 16 * 64 * 2}; }
@@ -110,7 +111,14 @@ DecodeRun Decode(const Model& m, const CudaDecoderOptions& o, bool record_lists 
   CudaDecoder& dec = *r.decoder;
   r.seq = dec.NewSequence();
   r.logits.emplace_back();
-  r.status = dec.Prefill(*r.seq, absl::MakeConstSpan(m.tokens).subspan(0, m.prompt), &r.logits[0]);
+  const std::vector<int> parts = m.parts.empty() ? std::vector<int>{m.prompt} : m.parts;
+  int done = 0;
+  for (int part : parts) {
+    r.status = dec.Prefill(*r.seq, absl::MakeConstSpan(m.tokens).subspan(done, part), &r.logits[0]);
+    if (!r.status.ok()) return r;
+    done += part;
+  }
+  if (done != m.prompt) r.status = absl::InvalidArgumentError("the parts do not add up");
   if (!r.status.ok()) return r;
   r.stats.push_back(dec.offload_stats());
   int32_t next = greedy ? Argmax(r.logits[0]) : m.tokens[m.prompt];
@@ -276,6 +284,52 @@ TEST(Offload, GreedyTokensMatchResident) {
   ASSERT_TRUE(off.status.ok()) << off.status;
   EXPECT_EQ(off.generated, resident.generated);
   EXPECT_EQ(BitDifferences(off, resident), 0);
+}
+
+// A prompt prefilled in parts (chunked admission): with parts on the prefill chunk's
+// boundaries, the same logits as one call, resident or offloaded; with parts that end
+// inside blocks, offloaded equals resident in the same parts, and every complete block
+// reaches the tier exactly once (a block an earlier part left incomplete included).
+TEST(Offload, PromptInPartsMatches) {
+  Model m = AprTiny();
+  m.steps = 40;
+  const CudaDecoderOptions base = SparseOptions();  // prefill_chunk 256
+  DecodeRun whole = Decode(m, base, /*record_lists=*/true);
+  ASSERT_TRUE(whole.status.ok()) << whole.status;
+  auto node = StartNode(m.block_bytes, "tcp");
+  ASSERT_NE(node, nullptr);
+  for (const std::vector<int>& parts : {std::vector<int>{256, 256, 188},
+                                        std::vector<int>{250, 262, 120, 68}}) {
+    Model pm = m;
+    pm.parts = parts;
+    const bool aligned = parts[0] == 256;
+    DecodeRun resident = Decode(pm, base, /*record_lists=*/true);
+    ASSERT_TRUE(resident.status.ok()) << resident.status;
+    if (aligned) EXPECT_EQ(BitDifferences(resident, whole), 0) << "resident in parts vs one call";
+    for (KvPlacement placement : {KvPlacement::kOffloadLocal, KvPlacement::kOffloadRemote}) {
+      const bool remote = placement == KvPlacement::kOffloadRemote;
+      SCOPED_TRACE(absl::StrCat(aligned ? "aligned" : "unaligned", " parts, ",
+                                remote ? "remote" : "local"));
+      CudaDecoderOptions o = base;
+      o.placement = placement;
+      if (remote) {
+        o.use_graphs = false;
+        o.offload.remote_address = node->address();
+        o.offload.ucx_tls = "tcp";
+      }
+      DecodeRun off = Decode(pm, o, /*record_lists=*/true);
+      ASSERT_TRUE(off.status.ok()) << off.status;
+      EXPECT_EQ(BitDifferences(off, resident), 0);
+      EXPECT_EQ(off.lists, resident.lists);
+      const int64_t checked = CheckTierEqualsResident(off, resident);
+      EXPECT_EQ(off.decoder->offload_stats().blocks_written, checked)
+          << "every complete block written once";
+      // No more prompt once decoding has begun: the prompt's blocks have left the GPU.
+      EXPECT_EQ(off.decoder->Prefill(*off.seq, absl::MakeConstSpan(m.tokens).subspan(0, 8), nullptr)
+                    .code(),
+                absl::StatusCode::kFailedPrecondition);
+    }
+  }
 }
 
 // The device plan's counts equal a CPU model's (cache_plan.h) fed with the same wanted

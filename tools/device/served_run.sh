@@ -111,7 +111,9 @@ fi
 
 if [[ $STAGES == *regress* ]]; then
   for t in trained_predictor_test offload_test cuda_decoder_test kernels_test offload_kernels_test; do
-    stage "$t" 120 "APR_STORAGE_NODE=$B/kvstore/storage_node $B/$t --gtest_color=no"
+    limit=120
+    [ "$t" = offload_test ] && limit=180
+    stage "$t" "$limit" "APR_STORAGE_NODE=$B/kvstore/storage_node $B/$t --gtest_color=no"
     show "$t" 15
   done
 fi
