@@ -9,7 +9,8 @@
 # Every stage has its own time limit and all of them APR_SESSION_SECONDS (default 540).
 # Logs come back in $OUT; the last lines printed are the summary.
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh [STAGES]
-# STAGES: any of test,smoke,regress (default: all three).
+# STAGES: any of test,smoke,regress,chunked (default: the first three); chunked times
+# bench/chunked_admission_bench.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/apr-served-out}
@@ -116,6 +117,14 @@ if [[ $STAGES == *regress* ]]; then
     stage "$t" "$limit" "APR_STORAGE_NODE=$B/kvstore/storage_node $B/$t --gtest_color=no"
     show "$t" 15
   done
+fi
+
+if [[ $STAGES == *chunked* ]]; then
+  # Chunked admission (docs/CLUSTER.md "Long prompts"): 8 running streams while one
+  # 128K-token prompt is admitted whole, then in 2048-token parts at a 0.25 share.
+  stage chunked_admission 240 "$B/chunked_admission_bench --long_prompt=${APR_LONG_PROMPT:-131072} \
+    --streams=8 --settings=${APR_CHUNK_SETTINGS:-whole,2048:0.25} --out=$L/chunked_admission.md"
+  tail -8 "$L/chunked_admission.log"
 fi
 
 tar -C "$W" -czf "$OUT/served_logs.tar.gz" logs
