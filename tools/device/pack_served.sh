@@ -24,7 +24,7 @@ TESTS=(//tests/cluster:served_gpu_test //runtime/cuda:trained_predictor_test
   //runtime/cuda:cuda_decoder_test //runtime/cuda:kernels_test
   //runtime/cuda:offload_kernels_test)
 [ -n "${APR_PACK_TESTS:-}" ] && read -r -a TESTS <<<"$APR_PACK_TESTS"
-TESTS+=(//bench:chunked_admission_bench)
+TESTS+=(//bench:chunked_admission_bench //bench:real_reuse_bench)
 bazel build --dynamic_mode=off "${CLUSTER[@]}" "${TESTS[@]}"
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT

@@ -9,8 +9,8 @@
 # Every stage has its own time limit and all of them APR_SESSION_SECONDS (default 540).
 # Logs come back in $OUT; the last lines printed are the summary.
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh [STAGES]
-# STAGES: any of test,smoke,regress,chunked (default: the first three); chunked times
-# bench/chunked_admission_bench.
+# STAGES: any of test,smoke,regress,chunked,reuse (default: the first three); chunked
+# times bench/chunked_admission_bench, reuse bench/real_reuse_bench.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/apr-served-out}
@@ -125,6 +125,13 @@ if [[ $STAGES == *chunked* ]]; then
   stage chunked_admission 240 "$B/chunked_admission_bench --long_prompt=${APR_LONG_PROMPT:-131072} \
     --streams=8 --settings=${APR_CHUNK_SETTINGS:-whole,2048:0.25} --out=$L/chunked_admission.md"
   tail -8 "$L/chunked_admission.log"
+fi
+
+if [[ $STAGES == *reuse* ]]; then
+  # Block reuse on real text with the trained predictor, next to random rows.
+  stage real_reuse 150 "$B/real_reuse_bench --model=models/apr-tiny --texts=docs \
+    --out=$L/real_reuse.md"
+  tail -9 "$L/real_reuse.log"
 fi
 
 tar -C "$W" -czf "$OUT/served_logs.tar.gz" logs
