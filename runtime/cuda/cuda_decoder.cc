@@ -22,15 +22,6 @@
 #include "runtime/rope.h"
 
 namespace apr::cuda {
-namespace {
-
-absl::Status CheckPredictorTilesPerCta(int tiles) {
-  if (tiles == 0 || ValidCnnTilesPerCta(tiles)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "predictor_tiles_per_cta must be 0 or a positive multiple of 4 up to 64, got ", tiles));
-}
-
-}  // namespace
 
 CudaDecoder::CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options)
     : weights_(std::move(weights)), opt_(std::move(options)) {}
@@ -44,9 +35,7 @@ CudaDecoder::~CudaDecoder() {
     if (g.graph != nullptr) cudaGraphDestroy(g.graph);
   }
   gemm_.reset();
-  for (cudaEvent_t e : layer_events_) cudaEventDestroy(e);
-  if (side_done_ != nullptr) cudaEventDestroy(side_done_);
-  if (side_stream_ != nullptr) cudaStreamDestroy(side_stream_);
+  predictor_.reset();  // its side stream and events
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
@@ -106,7 +95,7 @@ absl::Status CudaDecoder::Init() {
   }
   if (opt_.max_sequences < 1 || opt_.prefill_chunk < 1)
     return absl::InvalidArgumentError("max_sequences and prefill_chunk must be positive");
-  APR_RETURN_IF_ERROR(CheckPredictorTilesPerCta(opt_.predictor_tiles_per_cta));
+  APR_RETURN_IF_ERROR(GpuPredictor::CheckTilesPerCta(opt_.predictor_tiles_per_cta));
   if (opt_.max_context <= 0) opt_.max_context = static_cast<int>(c.max_position_embeddings);
   opt_.max_context = std::min<int64_t>(opt_.max_context, c.max_position_embeddings);
   max_blocks_ = NumBlocks(opt_.max_context);
@@ -205,41 +194,12 @@ absl::Status CudaDecoder::Init() {
     const int ls = SparseLayers();
     APR_RETURN_IF_ERROR(
         Alloc(fill, &block_max_, int64_t{opt_.max_sequences} * nkv * max_blocks_ * group));
-    APR_RETURN_IF_ERROR(Alloc(fill, &predictor_w_, PredictorLayout::kSize));
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(predictor_w_.get(), opt_.predictor_weights.data(),
-                                        PredictorLayout::kSize * sizeof(float),
-                                        cudaMemcpyHostToDevice));
-    APR_RETURN_IF_ERROR(
-        Alloc(fill, &history_, int64_t{opt_.max_sequences} * L * nkv * kHistoryRing * max_blocks_));
-    // Fresh history memory reads as zero; FillRandomContext and prefill overwrite it.
-    APR_CUDA_RETURN_IF_ERROR(cudaMemset(history_.get(), 0, history_.bytes()));
-    APR_RETURN_IF_ERROR(
-        Alloc(fill, &cnn_interior_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
-    APR_RETURN_IF_ERROR(Alloc(fill, &cnn_row_r_,
-                              int64_t{opt_.max_sequences} * ls * nkv * kHistoryRing * max_blocks_));
-    APR_RETURN_IF_ERROR(Alloc(fill, &cnn_count_, int64_t{opt_.max_sequences} * ls * nkv));
-    APR_RETURN_IF_ERROR(Alloc(fill, &cnn_width_, int64_t{opt_.max_sequences} * ls * nkv));
-    APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
-    APR_RETURN_IF_ERROR(Alloc(fill, &cnn_fragments_, kPredictorFragments));
-    APR_CUDA_RETURN_IF_ERROR(
-        LaunchPackPredictorFragments(predictor_w_.get(), cnn_fragments_.get(), stream_));
-    cnn_conv1_ = MakePredictorConv1(opt_.predictor_weights.data());
-    APR_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
-    layer_events_.resize(L);
-    for (cudaEvent_t& e : layer_events_)
-      APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&side_done_, cudaEventDisableTiming));
-    APR_RETURN_IF_ERROR(
-        Alloc(fill, &scores_, int64_t{opt_.max_sequences} * ls * nkv * max_blocks_));
-    APR_RETURN_IF_ERROR(Alloc(fill, &q_save_, int64_t{L} * kHistoryRows * nh * hd));
-    APR_RETURN_IF_ERROR(Alloc(fill, &history_scratch_, PrefillHistoryScratchFloats(nh)));
-    sel_stride_ = std::max(KBlocksMax(), kMinPredictedCandidates - 1);
+    auto predictor = GpuPredictor::Create(PredictorShape(), PredictorInputs(),
+                                          opt_.predictor_weights, opt_.incremental_predictor,
+                                          opt_.predictor_tiles_per_cta, fill, stream_);
+    if (!predictor.ok()) return predictor.status();
+    predictor_ = *std::move(predictor);
     list_stride_ = MaxListLength(KBlocksMax());
-    APR_RETURN_IF_ERROR(
-        Alloc(fill, &sel_blocks_, int64_t{opt_.max_sequences} * ls * nkv * sel_stride_));
-    APR_RETURN_IF_ERROR(Alloc(fill, &sel_counts_, int64_t{opt_.max_sequences} * ls * nkv));
-    APR_RETURN_IF_ERROR(Alloc(fill, &sel_lens_, opt_.max_sequences));
-    APR_CUDA_RETURN_IF_ERROR(cudaMemset(sel_lens_.get(), 0xff, sel_lens_.bytes()));
     APR_RETURN_IF_ERROR(Alloc(fill, &list_counts_, int64_t{ls} * opt_.max_sequences * nkv));
     APR_RETURN_IF_ERROR(
         Alloc(fill, &list_blocks_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
@@ -399,10 +359,8 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
     if (save_q && start + n > save_from_pos) {
       const int64_t from = std::max(start, save_from_pos);
       const int64_t rows = start + n - from;
-      APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
-          q_save_.get() + (int64_t{l} * kHistoryRows + (from - save_from_pos)) * nh * hd,
-          q_.get() + (from - start) * nh * hd, rows * nh * hd * sizeof(float),
-          cudaMemcpyDeviceToDevice, stream_));
+      APR_RETURN_IF_ERROR(predictor_->SaveQueries(
+          l, from - save_from_pos, q_.get() + (from - start) * nh * hd, rows, stream_));
     }
     APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), n));
     APR_CUDA_RETURN_IF_ERROR(
@@ -431,72 +389,43 @@ absl::Status CudaDecoder::LogitsRows(const float* x, int rows, float* host_out) 
   return absl::OkStatus();
 }
 
-// CNN and top-k for the batch in d_step_ (next lengths, slots, newest history rows); the
-// CNN grid covers `max_cols` candidate columns (narrower images exit early).
-absl::Status CudaDecoder::PredictFor(int batch, int max_cols, bool recompute, int layer_begin,
-                                     int layer_count, cudaStream_t stream) {
-  if (stream == nullptr) stream = stream_;
-  APR_RETURN_IF_ERROR(PredictScores(batch, max_cols, recompute, layer_begin, layer_count, stream));
-  return SelectTopk(batch, layer_begin, layer_count, stream);
-}
-
-absl::Status CudaDecoder::PredictScores(int batch, int max_cols, bool recompute, int layer_begin,
-                                        int layer_count, cudaStream_t stream) {
+GpuPredictorShape CudaDecoder::PredictorShape() const {
   const ModelConfig& c = config();
-  const int nkv = c.num_key_value_heads;
-  const int32_t* d = d_step_.get();
-  const int ms = opt_.max_sequences;
-  const int32_t* next_lens_dev = d + kNextLens * ms;
-  PredictorCnnArgs pc;
-  pc.weights = predictor_w_.get();
-  pc.fragments = cnn_fragments_.get();
-  pc.conv1 = cnn_conv1_;
-  pc.layer_begin = layer_begin;
-  pc.layer_count = layer_count;
-  pc.batch = batch;
-  pc.first_layer = opt_.sparse.dense_layers;
-  pc.num_layers = SparseLayers();
-  pc.num_kv_heads = nkv;
-  pc.next_lens = next_lens_dev;
-  pc.seq_slots = d + kSeqSlots * ms;
-  pc.history_row = d + kHistoryRow * ms;
-  pc.history = HistoryView{history_.get(), static_cast<int>(c.num_hidden_layers), nkv, kHistoryRing,
-                           max_blocks_};
-  if (opt_.incremental_predictor) {
-    pc.state = CnnState{cnn_interior_.get(), cnn_row_r_.get(), cnn_count_.get(), cnn_width_.get(),
-                        max_blocks_};
-    pc.history_count = d + kHistoryCount * ms;
-  }
-  pc.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
-  pc.max_cols = max_cols;
-  pc.tiles_per_cta = opt_.predictor_tiles_per_cta != 0          ? opt_.predictor_tiles_per_cta
-                     : recompute || !opt_.incremental_predictor ? kRecomputeCnnTilesPerCta
-                                                                : kDefaultCnnTilesPerCta;
-  pc.scores = scores_.get();
-  pc.score_cols = max_blocks_;
-  APR_CUDA_RETURN_IF_ERROR(LaunchPredictorCnn(pc, stream));
-  return absl::OkStatus();
+  GpuPredictorShape s;
+  s.max_sequences = opt_.max_sequences;
+  s.layers = c.num_hidden_layers;
+  s.first_layer = opt_.sparse.dense_layers;
+  s.heads = c.num_attention_heads;
+  s.kv_heads = c.num_key_value_heads;
+  s.head_dim = c.head_dim;
+  s.max_blocks = max_blocks_;
+  s.k_blocks_max = KBlocksMax();
+  return s;
 }
 
-absl::Status CudaDecoder::SelectTopk(int batch, int layer_begin, int layer_count,
-                                     cudaStream_t stream) {
+// The step inputs the predictor reads: fixed places in d_step_.
+PredictInputs CudaDecoder::PredictorInputs() const {
   const int32_t* d = d_step_.get();
   const int ms = opt_.max_sequences;
-  TopkArgs tk;
-  tk.batch = batch;
-  tk.layer_begin = layer_begin;
-  tk.layer_count = layer_count;
-  tk.num_layers = SparseLayers();
-  tk.num_kv_heads = config().num_key_value_heads;
-  tk.next_lens = d + kNextLens * ms;
-  tk.seq_slots = d + kSeqSlots * ms;
-  tk.scores = scores_.get();
-  tk.score_cols = max_blocks_;
-  tk.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
-  tk.out = SelectionView();
-  tk.error = error_flag_.get();
-  APR_CUDA_RETURN_IF_ERROR(LaunchTopkSelect(tk, stream));
-  return absl::OkStatus();
+  PredictInputs in;
+  in.next_lens = d + kNextLens * ms;
+  in.seq_slots = d + kSeqSlots * ms;
+  in.history_row = d + kHistoryRow * ms;
+  in.history_count = d + kHistoryCount * ms;
+  in.error = error_flag_.get();
+  return in;
+}
+
+PredictLaunch CudaDecoder::PredictArgs(int batch, int max_cols, bool recompute, int layer_begin,
+                                       int layer_count) const {
+  PredictLaunch p;
+  p.batch = batch;
+  p.max_cols = max_cols;
+  p.recompute = recompute;
+  p.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
+  p.layer_begin = layer_begin;
+  p.layer_count = layer_count;
+  return p;
 }
 
 absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> tokens,
@@ -560,35 +489,17 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
   seq.len = start + n;
 
   if (sparse_capable_) {
-    const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+    const int nkv = c.num_key_value_heads, hd = c.head_dim;
     const SlotTable table{group_table_.get(), max_blocks_,
                           static_cast<int>(c.num_hidden_layers) * nkv, nkv};
-    for (int l = opt_.sparse.dense_layers; l < c.num_hidden_layers; ++l) {
-      PrefillHistoryArgs ph;
-      ph.num_heads = nh;
-      ph.num_kv_heads = nkv;
-      ph.head_dim = hd;
-      ph.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      ph.q = q_save_.get() + int64_t{l} * kHistoryRows * nh * hd;
-      ph.rows = static_cast<int>(hist_rows);
-      ph.first_pos = static_cast<int>(save_from);
-      ph.pool = prefill_pool_;
-      ph.seq_slot = seq.slot;
-      ph.table = table;
-      ph.layer = l;
-      ph.history = history_.get();
-      ph.history_layers = c.num_hidden_layers;
-      ph.history_rows = kHistoryRing;
-      ph.history_cols = max_blocks_;
-      ph.scratch = history_scratch_.get();
-      ph.cuda_cores = opt_.prefill_cuda_cores;
-      APR_CUDA_RETURN_IF_ERROR(LaunchPrefillHistory(ph, stream_));
-    }
+    APR_RETURN_IF_ERROR(
+        predictor_->InitHistory(prefill_pool_, table, seq.slot, static_cast<int>(hist_rows),
+                                static_cast<int>(save_from), opt_.prefill_cuda_cores, stream_));
     seq.has_history = true;
     seq.hist_row = kHistoryRows - 1;
     seq.steps = 0;
     seq.hist_count = 0;
-    APR_RETURN_IF_ERROR(InvalidateCnnState(seq.slot));
+    APR_RETURN_IF_ERROR(predictor_->InvalidateCnnState(seq.slot, stream_));
     if (summary_calibration_) {
       KeySummaryArgs ks;
       ks.pool = prefill_pool_;
@@ -610,9 +521,11 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
     h_step_[kNextLens * ms] = static_cast<int32_t>(seq.len + 1);
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                              cudaMemcpyHostToDevice, stream_));
-    APR_RETURN_IF_ERROR(PredictFor(
-        1, std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_),
-        /*recompute=*/true));
+    APR_RETURN_IF_ERROR(predictor_->PredictFor(
+        PredictArgs(
+            1, std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_),
+            /*recompute=*/true),
+        stream_));
   }
   if (offload_) {
     absl::Status s = OffloadAfterPrefill(seq, seq.staging.get());
@@ -730,7 +643,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     bl.context_lens = d + kContextLens * ms;
     bl.seq_slots = d + kSeqSlots * ms;
     bl.dense = key.any_dense ? d + kDense * ms : nullptr;
-    bl.sel = SelectionView();
+    bl.sel = predictor_->SelectionView();
     bl.table = table;
     if (offload_) bl.cache = Cache();
     bl.rows_per_layer = ms * nkv;
@@ -796,7 +709,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       pa.splits = key.splits_list;
       pa.block_max = block_max_.get();
       pa.score_stride = max_blocks_;
-      pa.history = history_.get();
+      pa.history = predictor_->history();
       pa.history_row = d + kHistoryRow * ms;
       pa.history_layers = L;
       pa.history_rows = kHistoryRing;
@@ -824,7 +737,7 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       sc.summary_layers = L;
       sc.max_blocks = max_blocks_;
       sc.layer = l;
-      sc.history = history_.get();
+      sc.history = predictor_->history();
       sc.history_layers = L;
       sc.history_rows = kHistoryRing;
       sc.history_cols = max_blocks_;
@@ -855,12 +768,15 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
       const int li = l - first_sparse;
       if ((li + 1) % kOverlapCnnLayers == 0 || l == L - 1) {
         const int first = li / kOverlapCnnLayers * kOverlapCnnLayers;
-        APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[l], stream_));
-        APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[l], 0));
-        APR_RETURN_IF_ERROR(
-            PredictScores(B, key.predict_cols, key.recompute, first, li - first + 1, side_stream_));
+        APR_RETURN_IF_ERROR(predictor_->ForkSideStream(l, stream_));
+        APR_RETURN_IF_ERROR(predictor_->PredictScores(
+            PredictArgs(B, key.predict_cols, key.recompute, first, li - first + 1),
+            predictor_->side_stream()));
       }
-      if (l == L - 1) APR_RETURN_IF_ERROR(SelectTopk(B, 0, 0, side_stream_));
+      if (l == L - 1) {
+        APR_RETURN_IF_ERROR(predictor_->SelectTopk(PredictArgs(B, key.predict_cols, key.recompute),
+                                                   predictor_->side_stream()));
+      }
     }
     APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), B));
     APR_CUDA_RETURN_IF_ERROR(
@@ -873,12 +789,13 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
   APR_RETURN_IF_ERROR(
       Linear(weights_->lm_head(), c.vocab_size, H, xn_.get(), B, logits_.get(), false));
   if (key.predict && OverlapPredictor(B)) {
-    APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(side_done_, side_stream_));
-    APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, side_done_, 0));
+    APR_RETURN_IF_ERROR(predictor_->JoinSideStream(stream_));
   } else if (key.predict && !offload_) {
-    APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, key.recompute));
+    APR_RETURN_IF_ERROR(
+        predictor_->PredictFor(PredictArgs(B, key.predict_cols, key.recompute), stream_));
   } else if (key.sparse && skip_prediction_) {
-    APR_CUDA_RETURN_IF_ERROR(LaunchReuseSelection(SelectionView(), d_step_.get() + kSeqSlots * ms,
+    APR_CUDA_RETURN_IF_ERROR(LaunchReuseSelection(predictor_->SelectionView(),
+                                                  d_step_.get() + kSeqSlots * ms,
                                                   d_step_.get() + kNextLens * ms, B, stream_));
   }
   if (offload_) APR_RETURN_IF_ERROR(FinishStepFetches(eager));
@@ -981,27 +898,11 @@ absl::Status CudaDecoder::SetSparse(const SparseOptions& sparse) {
   return absl::OkStatus();
 }
 
-absl::Status CudaDecoder::InvalidateCnnState(int slot) {
-  const int64_t n = int64_t{SparseLayers()} * config().num_key_value_heads;
-  APR_CUDA_RETURN_IF_ERROR(
-      cudaMemsetAsync(cnn_count_.get() + slot * n, 0x80, n * sizeof(int32_t), stream_));
-  return absl::OkStatus();
-}
-
 absl::Status CudaDecoder::SetOverlapPredictorMaxBatch(int max_batch) {
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.overlap_predictor_max_batch = max_batch;
   ClearGraphs();
   return absl::OkStatus();
-}
-
-Selection CudaDecoder::SelectionView() const {
-  return Selection{sel_blocks_.get(),
-                   sel_counts_.get(),
-                   sel_lens_.get(),
-                   SparseLayers(),
-                   static_cast<int>(config().num_key_value_heads),
-                   sel_stride_};
 }
 
 absl::Status CudaDecoder::SetSkipPrediction(bool skip) {
@@ -1015,9 +916,10 @@ absl::Status CudaDecoder::SetSkipPrediction(bool skip) {
 }
 
 absl::Status CudaDecoder::SetPredictorTilesPerCta(int tiles) {
-  APR_RETURN_IF_ERROR(CheckPredictorTilesPerCta(tiles));
+  APR_RETURN_IF_ERROR(GpuPredictor::CheckTilesPerCta(tiles));
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.predictor_tiles_per_cta = tiles;
+  if (predictor_ != nullptr) predictor_->SetTilesPerCta(tiles);
   ClearGraphs();
   return absl::OkStatus();
 }
@@ -1026,9 +928,7 @@ absl::Status CudaDecoder::SetIncrementalPredictor(bool on) {
   APR_RETURN_IF_ERROR(BindDevice());
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.incremental_predictor = on;
-  if (sparse_capable_) {
-    APR_CUDA_RETURN_IF_ERROR(cudaMemset(cnn_count_.get(), 0x80, cnn_count_.bytes()));
-  }
+  if (predictor_ != nullptr) APR_RETURN_IF_ERROR(predictor_->SetIncremental(on));
   ClearGraphs();
   return absl::OkStatus();
 }
@@ -1084,10 +984,7 @@ absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_
   }
   if (!sparse_capable_) return absl::OkStatus();
   const ModelConfig& c = config();
-  const int64_t per_seq =
-      int64_t{c.num_hidden_layers} * c.num_key_value_heads * kHistoryRing * max_blocks_;
-  APR_CUDA_RETURN_IF_ERROR(
-      FillUniformF32(history_.get() + seq.slot * per_seq, per_seq, seed, 0.5f, 0.5f, stream_));
+  APR_RETURN_IF_ERROR(predictor_->FillRandomHistory(seq.slot, seed, stream_));
   if (summary_calibration_) {
     const int64_t per =
         int64_t{c.num_hidden_layers} * c.num_key_value_heads * max_blocks_ * 2 * c.head_dim;
@@ -1098,7 +995,7 @@ absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_
   seq.hist_row = kHistoryRows - 1;
   seq.steps = 0;
   seq.hist_count = 0;
-  APR_RETURN_IF_ERROR(InvalidateCnnState(seq.slot));
+  APR_RETURN_IF_ERROR(predictor_->InvalidateCnnState(seq.slot, stream_));
   Sequence* p = &seq;
   APR_RETURN_IF_ERROR(PredictAsync(absl::MakeConstSpan(&p, 1)));
   if (offload_) {
@@ -1137,7 +1034,8 @@ absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool ad
     cols = std::max(cols, NumCandidates(h_step_[kNextLens * ms + b]));
     recompute |= CnnRecomputes(h_step_[kHistoryCount * ms + b]);
   }
-  APR_RETURN_IF_ERROR(PredictFor(B, std::min(RoundUpPow2(cols), max_blocks_), recompute));
+  APR_RETURN_IF_ERROR(predictor_->PredictFor(
+      PredictArgs(B, std::min(RoundUpPow2(cols), max_blocks_), recompute), stream_));
   step_pending_ = true;
   return absl::OkStatus();
 }

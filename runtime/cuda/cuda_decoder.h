@@ -26,6 +26,7 @@
 #include "runtime/cuda/device_buffer.h"
 #include "runtime/cuda/gemm.h"
 #include "runtime/cuda/gemv.h"
+#include "runtime/cuda/gpu_predictor.h"
 #include "runtime/cuda/kv_pool.h"
 #include "runtime/cuda/offload.h"
 #include "runtime/cuda/offload_kernels.h"
@@ -218,15 +219,14 @@ class CudaDecoder : public Decoder {
   absl::Status PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n, int64_t start,
                             bool save_q_from, int64_t save_from_pos);
   absl::Status LogitsRows(const float* x, int rows, float* host_out);
-  // CNN + top-k for the batch in d_step_, predicted layers [layer_begin, +layer_count)
-  // (layer_count 0: all), on `stream` (default: the main stream). `recompute`: the CNN
-  // recomputes every column (no incremental state), which picks its launch shape.
-  absl::Status PredictFor(int batch, int max_cols, bool recompute, int layer_begin = 0,
-                          int layer_count = 0, cudaStream_t stream = nullptr);
-  // PredictFor's two halves: the CNN's scores, then the top-k selection from them.
-  absl::Status PredictScores(int batch, int max_cols, bool recompute, int layer_begin,
-                             int layer_count, cudaStream_t stream);
-  absl::Status SelectTopk(int batch, int layer_begin, int layer_count, cudaStream_t stream);
+  // The predictor's geometry and the step inputs it reads (d_step_, error_flag_).
+  GpuPredictorShape PredictorShape() const;
+  PredictInputs PredictorInputs() const;
+  // A predictor launch for the batch in d_step_ at the current budget: predicted layers
+  // [layer_begin, +layer_count) (layer_count 0: all). `recompute`: the CNN recomputes
+  // every column (no incremental state), which picks its launch shape.
+  PredictLaunch PredictArgs(int batch, int max_cols, bool recompute, int layer_begin = 0,
+                            int layer_count = 0) const;
   void ClearGraphs();
   // Layers per CNN launch on the side stream. Measured at 128K batch 1 on the H100, the
   // predictor's share of the step: 4.8-5.1% at 1, 4.4% at 2, 5.6% at 3 (docs/PERFORMANCE.md).
@@ -236,10 +236,6 @@ class CudaDecoder : public Decoder {
   bool OverlapPredictor(int batch) const {
     return !offload_ && batch <= opt_.overlap_predictor_max_batch;
   }
-  // The per-slot selections (sel_*_) as the top-k and list kernels take them.
-  Selection SelectionView() const;
-  // Forgets the incremental CNN state of a sequence slot (its history was rewritten).
-  absl::Status InvalidateCnnState(int slot);
   // The device work of one decode step, inputs already in d_step_ (capturable).
   absl::Status EnqueueStep(const StepKey& key);
   absl::Status PrepareStep(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
@@ -301,7 +297,7 @@ class CudaDecoder : public Decoder {
 
   std::shared_ptr<const CudaWeights> weights_;
   CudaDecoderOptions opt_;
-  int max_blocks_ = 0, num_sms_ = 0, max_splits_ = 0, list_stride_ = 0, sel_stride_ = 0;
+  int max_blocks_ = 0, num_sms_ = 0, max_splits_ = 0, list_stride_ = 0;
   bool sparse_capable_ = false;
   bool skip_prediction_ = false;  // SetSkipPrediction
   bool step_pending_ = false;
@@ -324,19 +320,11 @@ class CudaDecoder : public Decoder {
   PinnedBuffer<int32_t> h_table_;  // staging for group-table entries
   PinnedBuffer<float> h_logits_;
   DeviceBuffer<int32_t> prefill_tokens_, prefill_pos_, prefill_slots_;
-  // Sparse state.
-  DeviceBuffer<float> predictor_w_, history_, scores_, q_save_;
-  DeviceBuffer<float> history_scratch_;  // PrefillHistoryArgs::scratch
-  DeviceBuffer<int32_t> sel_blocks_, sel_counts_, sel_lens_;
+  // Sparse state: the predictor (history, CNN, selection; null without sparse support)
+  // and the step's block lists built from its selection.
+  std::unique_ptr<GpuPredictor> predictor_;
   DeviceBuffer<int32_t> list_counts_, list_blocks_, list_slots_, list_starts_, calib_counts_,
       error_flag_;
-  DeviceBuffer<float> cnn_interior_, cnn_row_r_;  // CnnState: I per column, R per ring row
-  DeviceBuffer<uint2> cnn_fragments_;
-  PredictorConv1 cnn_conv1_;  // conv1 by value for every CNN launch
-  cudaStream_t side_stream_ = nullptr;
-  std::vector<cudaEvent_t> layer_events_;
-  cudaEvent_t side_done_ = nullptr;
-  DeviceBuffer<int32_t> cnn_count_, cnn_width_;
   std::map<StepKey, Graph> graphs_;
   int last_batch_ = 0;
   // Key summaries and the sparse attention's (max, normaliser) for the key-summary

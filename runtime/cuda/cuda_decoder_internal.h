@@ -10,6 +10,7 @@
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/cuda_decoder.h"
+#include "runtime/cuda/device_alloc.h"
 
 namespace apr::cuda {
 
@@ -32,18 +33,6 @@ inline int RoundUpPow2(int v) {
   int p = 16;
   while (p < v) p *= 2;
   return p;
-}
-
-// A device buffer of n elements; each byte set to fill_byte first unless it is negative
-// (CudaDecoderOptions::debug_fill_byte).
-template <typename T>
-absl::Status Alloc(int fill_byte, DeviceBuffer<T>* b, int64_t n) {
-  auto r = DeviceBuffer<T>::Allocate(static_cast<size_t>(n));
-  if (!r.ok()) return r.status();
-  *b = *std::move(r);
-  if (fill_byte >= 0 && n > 0)
-    APR_CUDA_RETURN_IF_ERROR(cudaMemset(b->get(), fill_byte, b->bytes()));
-  return absl::OkStatus();
 }
 
 class CudaDecoder::CudaSequence : public Sequence {

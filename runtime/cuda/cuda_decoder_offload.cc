@@ -323,7 +323,7 @@ CachePlanArgs CudaDecoder::PlanArgs(int batch, int first, int count) const {
   pa.layer_count = count;
   pa.next_lens = d + kNextLens * ms;
   pa.seq_slots = d + kSeqSlots * ms;
-  pa.sel = SelectionView();
+  pa.sel = predictor_->SelectionView();
   pa.cache = Cache();
   pa.tier = tier_table_.get();
   pa.reuse = opt_.offload.reuse_cached_blocks;
@@ -366,11 +366,11 @@ absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const Step
                                          bool eager) {
   cudaStream_t s = stream_;
   if (opt_.offload.predict_on_side_stream) {
-    APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(layer_events_[first], stream_));
-    APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side_stream_, layer_events_[first], 0));
-    s = side_stream_;
+    APR_RETURN_IF_ERROR(predictor_->ForkSideStream(first, stream_));
+    s = predictor_->side_stream();
   }
-  APR_RETURN_IF_ERROR(PredictFor(B, key.predict_cols, key.recompute, first, count, s));
+  APR_RETURN_IF_ERROR(
+      predictor_->PredictFor(PredictArgs(B, key.predict_cols, key.recompute, first, count), s));
   // The group's counts are adjacent: one memset each. Their previous readers (the
   // previous step's fetches of these layers) are done: this step's attention of each of
   // these layers waited for them.
