@@ -30,10 +30,7 @@ CudaDecoder::~CudaDecoder() {
   cudaSetDevice(opt_.device);
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   ShutdownOffload();
-  for (auto& [key, g] : graphs_) {
-    if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
-    if (g.graph != nullptr) cudaGraphDestroy(g.graph);
-  }
+  graphs_.Clear();
   gemm_.reset();
   predictor_.reset();  // its side stream and events
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -813,21 +810,7 @@ absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
   APR_RETURN_IF_ERROR(PrepareStep(seqs, tokens, &key));
   if (start != nullptr) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream_));
   if (opt_.use_graphs && !remote_) {
-    auto it = graphs_.find(key);
-    if (it == graphs_.end()) {
-      Graph g;
-      APR_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-      absl::Status s = EnqueueStep(key);
-      cudaError_t e = cudaStreamEndCapture(stream_, &g.graph);
-      if (!s.ok()) {
-        if (g.graph != nullptr) cudaGraphDestroy(g.graph);
-        return s;
-      }
-      APR_CUDA_RETURN_IF_ERROR(e);
-      APR_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&g.exec, g.graph, 0));
-      it = graphs_.emplace(key, g).first;
-    }
-    APR_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second.exec, stream_));
+    APR_RETURN_IF_ERROR(graphs_.Run(key, stream_, [&] { return EnqueueStep(key); }));
   } else {
     APR_RETURN_IF_ERROR(EnqueueStep(key));
   }
@@ -894,14 +877,14 @@ absl::Status CudaDecoder::SetSparse(const SparseOptions& sparse) {
     return absl::InvalidArgumentError("calibration_source is fixed when the decoder is created");
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.sparse = sparse;
-  ClearGraphs();
+  graphs_.Clear();
   return absl::OkStatus();
 }
 
 absl::Status CudaDecoder::SetOverlapPredictorMaxBatch(int max_batch) {
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.overlap_predictor_max_batch = max_batch;
-  ClearGraphs();
+  graphs_.Clear();
   return absl::OkStatus();
 }
 
@@ -911,7 +894,7 @@ absl::Status CudaDecoder::SetSkipPrediction(bool skip) {
     return absl::FailedPreconditionError(
         "SetSkipPrediction: offloaded steps predict to plan their fetches");
   skip_prediction_ = skip;
-  ClearGraphs();
+  graphs_.Clear();
   return absl::OkStatus();
 }
 
@@ -920,7 +903,7 @@ absl::Status CudaDecoder::SetPredictorTilesPerCta(int tiles) {
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.predictor_tiles_per_cta = tiles;
   if (predictor_ != nullptr) predictor_->SetTilesPerCta(tiles);
-  ClearGraphs();
+  graphs_.Clear();
   return absl::OkStatus();
 }
 
@@ -929,22 +912,14 @@ absl::Status CudaDecoder::SetIncrementalPredictor(bool on) {
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.incremental_predictor = on;
   if (predictor_ != nullptr) APR_RETURN_IF_ERROR(predictor_->SetIncremental(on));
-  ClearGraphs();
+  graphs_.Clear();
   return absl::OkStatus();
-}
-
-void CudaDecoder::ClearGraphs() {
-  for (auto& [key, g] : graphs_) {
-    cudaGraphExecDestroy(g.exec);
-    cudaGraphDestroy(g.graph);
-  }
-  graphs_.clear();
 }
 
 absl::Status CudaDecoder::SetUsePdl(bool use_pdl) {
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.use_pdl = use_pdl;
-  ClearGraphs();
+  graphs_.Clear();
   return absl::OkStatus();
 }
 
@@ -953,7 +928,7 @@ absl::Status CudaDecoder::SetUseGemv(bool use_gemv, int gemv_max_tokens, GemvKer
   opt_.use_gemv = use_gemv;
   opt_.gemv_max_tokens = gemv_max_tokens;
   opt_.gemv_kernel = kernel;
-  ClearGraphs();
+  graphs_.Clear();
   return absl::OkStatus();
 }
 

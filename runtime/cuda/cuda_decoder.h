@@ -10,12 +10,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -31,6 +29,7 @@
 #include "runtime/cuda/offload.h"
 #include "runtime/cuda/offload_kernels.h"
 #include "runtime/cuda/predictor_cnn.h"
+#include "runtime/cuda/step_graph_cache.h"
 #include "runtime/cuda/tensor_parallel.h"
 #include "runtime/decoder.h"
 
@@ -185,20 +184,6 @@ class CudaDecoder : public Decoder {
 
  private:
   class CudaSequence;
-  struct StepKey {
-    int batch = 0, splits_dense = 0, splits_list = 0, predict_cols = 0, calib_cols = 0;
-    bool sparse = false, any_dense = false, predict = false;
-    bool recompute = false;  // the CNN recomputes (CnnRecomputes) for a sequence of the batch
-    auto tie() const {
-      return std::tie(batch, splits_dense, splits_list, predict_cols, calib_cols, sparse, any_dense,
-                      predict, recompute);
-    }
-    bool operator<(const StepKey& o) const { return tie() < o.tie(); }
-  };
-  struct Graph {
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-  };
 
   CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options);
   absl::Status Init();
@@ -227,7 +212,6 @@ class CudaDecoder : public Decoder {
   // every column (no incremental state), which picks its launch shape.
   PredictLaunch PredictArgs(int batch, int max_cols, bool recompute, int layer_begin = 0,
                             int layer_count = 0) const;
-  void ClearGraphs();
   // Layers per CNN launch on the side stream. Measured at 128K batch 1 on the H100, the
   // predictor's share of the step: 4.8-5.1% at 1, 4.4% at 2, 5.6% at 3 (docs/PERFORMANCE.md).
   static constexpr int kOverlapCnnLayers = 2;
@@ -325,7 +309,7 @@ class CudaDecoder : public Decoder {
   std::unique_ptr<GpuPredictor> predictor_;
   DeviceBuffer<int32_t> list_counts_, list_blocks_, list_slots_, list_starts_, calib_counts_,
       error_flag_;
-  std::map<StepKey, Graph> graphs_;
+  StepGraphCache graphs_;  // decode steps replayed (use_graphs, not remote)
   int last_batch_ = 0;
   // Key summaries and the sparse attention's (max, normaliser) for the key-summary
   // calibration.
