@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "cluster/model_check.h"
 #include "cluster/security.h"
 #include "cluster/serving.h"
@@ -76,13 +77,10 @@ std::string Launcher::BinaryFor(const std::string& kind) const {
 absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::string& run_dir) const {
   // What the workers would refuse is refused here, before any process starts (and by
   // `launch --check`, which plans without starting).
-  if (absl::Status s = CheckConfigAgainstModel(config_); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(CheckConfigAgainstModel(config_));
   std::vector<ProcessSpec> plan;
   for (const auto& node : config_.storage_nodes()) {
-    if (absl::Status s = CheckLoopback("storage node " + node.name(), node.grpc().host());
-        !s.ok()) {
-      return s;
-    }
+    APR_RETURN_IF_ERROR(CheckLoopback("storage node " + node.name(), node.grpc().host()));
     // The node's blocks are the GPU workers' (bf16, the model's head_dim) unless the
     // config's extra flags say otherwise.
     bool has_geometry = false;
@@ -115,7 +113,7 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
     for (int r = 0; r < group.ranks_size(); ++r) {
       const auto& rank = group.ranks(r);
       const std::string name = absl::StrCat(group.name(), "/", r);
-      if (absl::Status s = CheckLoopback("worker " + name, rank.grpc().host()); !s.ok()) return s;
+      APR_RETURN_IF_ERROR(CheckLoopback("worker " + name, rank.grpc().host()));
       ProcessSpec p{
           "worker",          name, {}, ReadyFile(run_dir, "worker-" + name), rank.grpc().host(),
           rank.grpc().port()};
@@ -136,7 +134,7 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
     }
   }
   const auto& fe = config_.frontend();
-  if (absl::Status s = CheckLoopback("the front end", fe.grpc().host()); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(CheckLoopback("the front end", fe.grpc().host()));
   ProcessSpec p{"frontend",       "frontend",      {}, ReadyFile(run_dir, "frontend"),
                 fe.grpc().host(), fe.grpc().port()};
   p.flags = {Flag("config", (fs::path(run_dir) / "cluster.textproto").string()),
@@ -281,10 +279,10 @@ absl::Status Launcher::StartKind(const std::string& kind) {
   const size_t first = running_.size();
   for (const ProcessSpec& p : *plan_) {
     if (p.kind != kind) continue;
-    if (absl::Status s = StartOne(p); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(StartOne(p));
   }
   for (size_t i = first; i < running_.size(); ++i) {
-    if (absl::Status s = AwaitReady(*running_[i], deadline_); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(AwaitReady(*running_[i], deadline_));
   }
   return absl::OkStatus();
 }
@@ -311,12 +309,12 @@ std::vector<std::string> Launcher::storage_node_addresses() const {
 }
 
 absl::Status Launcher::Start() {
-  if (absl::Status s = StartStorageNodes(); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(StartStorageNodes());
   const absl::Time deadline = deadline_;
   absl::Status status = [&]() -> absl::Status {
     // Storage nodes (above), then all workers at once (they load in parallel), then the
     // front end.
-    if (absl::Status s = StartKind("worker"); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(StartKind("worker"));
     // The front end reads the config with every port the workers picked filled in and
     // the model path made absolute.
     ResolvePorts();
@@ -336,9 +334,9 @@ absl::Status Launcher::Start() {
       out << ConfigToText(config_);
       if (!out.flush()) return absl::InternalError("cannot write the resolved config");
     }
-    if (absl::Status s = StartOne(plan_->back()); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(StartOne(plan_->back()));
     Running& fe = *running_.back();
-    if (absl::Status s = AwaitReady(fe, deadline); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(AwaitReady(fe, deadline));
     const std::string host = config_.frontend().grpc().host();
     frontend_port_ = fe.ports["grpc_port"];
     metrics_port_ = fe.ports["metrics_port"];

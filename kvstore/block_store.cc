@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace apr::kvstore {
 namespace {
@@ -75,7 +76,7 @@ absl::StatusOr<int64_t> BlockStore::FreeSequence(uint64_t seq) {
   // after this one gets its slots in the order a fresh pool would give them (its prefill's
   // blocks contiguous again, and benchmark rows see the same slots as the first).
   std::sort(all.begin(), all.end());
-  if (absl::Status s = slots_.Free(all); !s.ok()) return s;  // all or nothing
+  APR_RETURN_IF_ERROR(slots_.Free(all));  // all or nothing
   const int64_t freed = static_cast<int64_t>(all.size());
   counters_.blocks_freed_total += freed;
   sequences_.erase(it);

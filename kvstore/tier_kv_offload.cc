@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace apr::kvstore {
 namespace {
@@ -90,7 +91,7 @@ absl::Status TierKvOffload::WriteBlocks(absl::Span<const KvBlockRef> blocks,
   {
     absl::MutexLock lock(&mu_);
     for (const KvBlockRef& r : blocks) {
-      if (absl::Status s = CheckRef(r, false); !s.ok()) return s;
+      APR_RETURN_IF_ERROR(CheckRef(r, false));
       keys.push_back({static_cast<int32_t>(r.layer), static_cast<int32_t>(r.kv_head), r.block});
     }
   }
@@ -186,7 +187,7 @@ absl::Status TierKvOffload::ReadBlocks(absl::Span<const KvBlockRef> blocks,
   }
   absl::MutexLock lock(&mu_);
   for (const KvBlockRef& r : blocks) {
-    if (absl::Status s = CheckRef(r, true); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(CheckRef(r, true));
   }
   stats_.blocks_requested += static_cast<int64_t>(blocks.size());
   const int64_t bb = tier_->block_bytes();
@@ -197,7 +198,7 @@ absl::Status TierKvOffload::ReadBlocks(absl::Span<const KvBlockRef> blocks,
       src[i] = tables_[TableIndex(blocks[i])][blocks[i].block];
       out[i] = static_cast<std::byte*>(dst[i]);
     }
-    if (absl::Status s = tier_->Read(src, out); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(tier_->Read(src, out));
     stats_.blocks_fetched += static_cast<int64_t>(blocks.size());
     stats_.bytes_fetched += static_cast<int64_t>(blocks.size()) * bb;
     stats_.late_blocks += static_cast<int64_t>(blocks.size());
@@ -208,12 +209,12 @@ absl::Status TierKvOffload::ReadBlocks(absl::Span<const KvBlockRef> blocks,
   for (const KvBlockRef& r : blocks) {
     if (layer_seen[r.layer]) continue;
     layer_seen[r.layer] = true;
-    if (absl::Status s = FinishPrefetch(r.layer, true); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(FinishPrefetch(r.layer, true));
   }
   std::vector<int32_t> slots;
   std::optional<ReadId> id;
   int64_t fetched = 0;
-  if (absl::Status s = PlanAndFetch(blocks, &slots, &id, &fetched); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(PlanAndFetch(blocks, &slots, &id, &fetched));
   stats_.cache_hits += static_cast<int64_t>(blocks.size()) - fetched;
   stats_.late_blocks += fetched;
   if (id.has_value()) {
@@ -237,16 +238,16 @@ absl::Status TierKvOffload::Prefetch(absl::Span<const KvBlockRef> blocks) {
   absl::MutexLock lock(&mu_);
   const int64_t layer = blocks[0].layer;
   for (const KvBlockRef& r : blocks) {
-    if (absl::Status s = CheckRef(r, true); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(CheckRef(r, true));
     if (r.layer != layer) {
       return absl::InvalidArgumentError("a prefetch covers one layer");
     }
   }
-  if (absl::Status s = FinishPrefetch(layer, false); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(FinishPrefetch(layer, false));
   std::vector<int32_t> slots;
   std::optional<ReadId> id;
   int64_t fetched = 0;
-  if (absl::Status s = PlanAndFetch(blocks, &slots, &id, &fetched); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(PlanAndFetch(blocks, &slots, &id, &fetched));
   stats_.prefetched_blocks += fetched;
   pending_[layer] = id;
   return absl::OkStatus();

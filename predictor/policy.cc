@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 
 namespace apr::predictor {
 
@@ -417,7 +418,7 @@ const std::vector<std::string>& AllPolicyNames() {
 
 absl::StatusOr<std::unique_ptr<SelectionPolicy>> MakePolicy(std::string_view name,
                                                             const PolicyFactoryOptions& o) {
-  if (absl::Status s = ValidateSelectionConfig(o.selection); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(ValidateSelectionConfig(o.selection));
   const SelectionConfig& c = o.selection;
   if (name == "full") return std::make_unique<FullAttentionPolicy>(c, o.dims);
   if (name == "streaming") return std::make_unique<StreamingPolicy>(c, o.dims);

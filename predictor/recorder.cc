@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "runtime/dtype.h"
 
 namespace apr::predictor {
@@ -45,8 +46,8 @@ absl::StatusOr<std::unique_ptr<TraceWriter>> TraceWriter::Create(const std::stri
     return absl::NotFoundError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
   std::unique_ptr<TraceWriter> w(new TraceWriter(f, path, header));
   const uint32_t fields[4] = {header.block, header.history, header.num_layers, header.num_kv_heads};
-  if (absl::Status s = w->Put(kMagic, 8); !s.ok()) return s;
-  if (absl::Status s = w->Put(fields, sizeof fields); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(w->Put(kMagic, 8));
+  APR_RETURN_IF_ERROR(w->Put(fields, sizeof fields));
   return w;
 }
 
@@ -77,17 +78,14 @@ absl::Status TraceWriter::Write(const Track& t) {
                                                    ": a row has ", row.size(),
                                                    " values, expected ", width));
   };
-  for (const auto& row : t.prefill_rows)
-    if (absl::Status s = check(row, Width(t.prompt_len, b)); !s.ok()) return s;
+  for (const auto& row : t.prefill_rows) APR_RETURN_IF_ERROR(check(row, Width(t.prompt_len, b)));
   for (size_t i = 0; i < t.target_rows.size(); ++i) {
-    if (absl::Status s = check(t.target_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(check(t.target_rows[i], Width(t.prompt_len + i + 1, b)));
     if (inputs) {
-      if (absl::Status s = check(t.input_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok())
-        return s;
+      APR_RETURN_IF_ERROR(check(t.input_rows[i], Width(t.prompt_len + i + 1, b)));
     }
     if (mass) {
-      if (absl::Status s = check(t.mass_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok())
-        return s;
+      APR_RETURN_IF_ERROR(check(t.mass_rows[i], Width(t.prompt_len + i + 1, b)));
     }
   }
   const uint32_t fields[8] = {kTrackMagic,
@@ -98,20 +96,19 @@ absl::Status TraceWriter::Write(const Track& t) {
                               static_cast<uint32_t>(t.prefill_rows.size()),
                               static_cast<uint32_t>(t.target_rows.size()),
                               (inputs ? 1u : 0u) | (mass ? 2u : 0u)};
-  if (absl::Status s = Put(fields, sizeof fields); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(Put(fields, sizeof fields));
   auto put_row = [&](const std::vector<float>& row, int64_t width) -> absl::Status {
     buf_.resize(width);
     for (int64_t i = 0; i < width; ++i) buf_[i] = F32ToF16(row[i]);
     return Put(buf_.data(), sizeof(uint16_t) * width);
   };
-  for (const auto& row : t.prefill_rows)
-    if (absl::Status s = put_row(row, Width(t.prompt_len, b)); !s.ok()) return s;
+  for (const auto& row : t.prefill_rows) APR_RETURN_IF_ERROR(put_row(row, Width(t.prompt_len, b)));
   for (size_t i = 0; i < t.target_rows.size(); ++i)
-    if (absl::Status s = put_row(t.target_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(put_row(t.target_rows[i], Width(t.prompt_len + i + 1, b)));
   for (size_t i = 0; i < t.input_rows.size(); ++i)
-    if (absl::Status s = put_row(t.input_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(put_row(t.input_rows[i], Width(t.prompt_len + i + 1, b)));
   for (size_t i = 0; i < t.mass_rows.size(); ++i)
-    if (absl::Status s = put_row(t.mass_rows[i], Width(t.prompt_len + i + 1, b)); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(put_row(t.mass_rows[i], Width(t.prompt_len + i + 1, b)));
   return absl::OkStatus();
 }
 

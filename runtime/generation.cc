@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace apr {
 
@@ -25,7 +26,7 @@ absl::StatusOr<GenerationResult> Generate(Decoder& decoder, Sequence& seq,
                                           absl::Span<const int32_t> prompt,
                                           const GenerationOptions& options,
                                           const std::function<bool(int32_t)>& on_token) {
-  if (absl::Status s = ValidateSamplingParams(options.sampling); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(ValidateSamplingParams(options.sampling));
   if (options.max_new_tokens < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_new_tokens must be >= 0, got ", options.max_new_tokens));
@@ -36,7 +37,7 @@ absl::StatusOr<GenerationResult> Generate(Decoder& decoder, Sequence& seq,
   r.prompt_tokens = static_cast<int64_t>(prompt.size());
   auto t0 = Clock::now();
   std::vector<float> logits;
-  if (absl::Status s = decoder.Prefill(seq, prompt, &logits); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(decoder.Prefill(seq, prompt, &logits));
   auto t1 = Clock::now();
   r.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
 
@@ -58,7 +59,7 @@ absl::StatusOr<GenerationResult> Generate(Decoder& decoder, Sequence& seq,
       r.stop = StopReason::kContextFull;
       break;
     }
-    if (absl::Status s = decoder.Decode(seq, token, &logits); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(decoder.Decode(seq, token, &logits));
   }
   r.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
   return r;

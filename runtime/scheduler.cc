@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "runtime/algorithm_constants.h"
 
 namespace apr {
@@ -47,7 +48,7 @@ absl::StatusOr<uint64_t> Scheduler::Submit(SchedulerRequest request) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_new_tokens must be >= 0, got ", request.options.max_new_tokens));
   }
-  if (absl::Status s = ValidateSamplingParams(request.options.sampling); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(ValidateSamplingParams(request.options.sampling));
 
   auto e = std::make_unique<Entry>();
   e->request = std::move(request);

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace apr {
 
@@ -21,7 +22,7 @@ absl::StatusOr<int32_t> DecoderStepEngine::StartPart(uint64_t id,
     if (seqs_.contains(id)) {
       return absl::AlreadyExistsError(absl::StrCat("sequence ", id, " is already live"));
     }
-    if (absl::Status s = ValidateSamplingParams(sampling); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(ValidateSamplingParams(sampling));
     auto owned = NewSequence(id);
     if (!owned.ok()) return owned.status();
     created = std::make_unique<Live>(Live{*std::move(owned), Sampler(sampling), {}, {}, false});
@@ -124,19 +125,13 @@ absl::Status DecoderStepEngine::Rebuild(uint64_t id, Live& live, std::vector<flo
   const absl::Span<const int32_t> history = live.history;
   size_t begin = 0;
   for (size_t end : live.part_ends) {
-    if (absl::Status s = decoder_.Prefill(live.seq(), history.subspan(begin, end - begin), logits);
-        !s.ok()) {
-      return s;
-    }
+    APR_RETURN_IF_ERROR(decoder_.Prefill(live.seq(), history.subspan(begin, end - begin), logits));
     begin = end;
   }
   Sequence* seq = &live.seq();
   for (size_t i = begin; i < history.size(); ++i) {
-    if (absl::Status s =
-            decoder_.DecodeBatch(absl::MakeConstSpan(&seq, 1), history.subspan(i, 1), logits);
-        !s.ok()) {
-      return s;
-    }
+    APR_RETURN_IF_ERROR(
+        decoder_.DecodeBatch(absl::MakeConstSpan(&seq, 1), history.subspan(i, 1), logits));
   }
   return absl::OkStatus();
 }

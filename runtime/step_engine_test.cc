@@ -1,6 +1,7 @@
 // DecoderStepEngine's recovery from a lost KV store: sequences rebuilt from their token
 // histories continue with exactly the uninterrupted run's tokens; a store that stays
 // down fails the step cleanly; other errors are not retried.
+#include "base/status_macros.h"
 #include "runtime/step_engine.h"
 
 #include <cstring>
@@ -33,7 +34,7 @@ class FakeOffload : public KvOffload {
   int64_t block_bytes() const override { return block_bytes_; }
   absl::Status WriteBlocks(absl::Span<const KvBlockRef> blocks,
                            absl::Span<const void* const> data) override {
-    if (absl::Status s = Check(); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(Check());
     for (size_t i = 0; i < blocks.size(); ++i) {
       const char* p = static_cast<const char*>(data[i]);
       blocks_[Key(blocks[i])].assign(p, p + block_bytes_);
@@ -42,7 +43,7 @@ class FakeOffload : public KvOffload {
   }
   absl::Status ReadBlocks(absl::Span<const KvBlockRef> blocks,
                           absl::Span<void* const> dst) override {
-    if (absl::Status s = Check(); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(Check());
     for (size_t i = 0; i < blocks.size(); ++i) {
       std::memcpy(dst[i], blocks_.at(Key(blocks[i])).data(), block_bytes_);
     }

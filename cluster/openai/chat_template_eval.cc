@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 
+#include "base/status_macros.h"
 #include "cluster/openai/chat_template_internal.h"
 
 namespace apr::cluster::openai::chat_template_internal {
@@ -61,7 +62,7 @@ class Renderer {
   }
 
   absl::StatusOr<std::string> Run(const NodeList& nodes) {
-    if (absl::Status status = Execute(nodes); !status.ok()) return status;
+    APR_RETURN_IF_ERROR(Execute(nodes));
     return std::move(out_);
   }
 

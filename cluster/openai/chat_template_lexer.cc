@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "base/status_macros.h"
 #include "cluster/openai/chat_template_internal.h"
 
 namespace apr::cluster::openai::chat_template_internal {
@@ -67,7 +68,7 @@ class Lexer {
 
   absl::StatusOr<std::vector<Token>> Run() {
     while (pos_ < source_.size()) {
-      if (absl::Status status = LexTextAndTag(); !status.ok()) return status;
+      APR_RETURN_IF_ERROR(LexTextAndTag());
     }
     tokens_.push_back({TokenKind::kEnd, "", PositionOf(source_.size())});
     return std::move(tokens_);
@@ -172,7 +173,7 @@ class Lexer {
         FinishTag(strip_after, statement && !keep_newline);
         return absl::OkStatus();
       }
-      if (absl::Status status = LexTagToken(); !status.ok()) return status;
+      APR_RETURN_IF_ERROR(LexTagToken());
     }
   }
 
@@ -220,7 +221,7 @@ class Lexer {
         value += source_[pos_++];
         continue;
       }
-      if (absl::Status status = LexEscape(&value); !status.ok()) return status;
+      APR_RETURN_IF_ERROR(LexEscape(&value));
     }
     if (pos_ >= source_.size()) return ErrorAtOffset(start, "unterminated string literal");
     ++pos_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "base/status_macros.h"
 #include "cluster/openai/chat_template_internal.h"
 
 namespace apr::cluster::openai::chat_template_internal {
@@ -84,9 +85,7 @@ class Parser {
   absl::StatusOr<NodeList> ParseTemplate() {
     NodeList nodes;
     std::string end_tag;
-    if (absl::Status status = ParseBody({}, "", {}, &nodes, &end_tag); !status.ok()) {
-      return status;
-    }
+    APR_RETURN_IF_ERROR(ParseBody({}, "", {}, &nodes, &end_tag));
     return nodes;
   }
 
@@ -169,7 +168,7 @@ class Parser {
             return absl::OkStatus();
           }
         }
-        if (absl::Status status = ParseStatement(opener, body); !status.ok()) return status;
+        APR_RETURN_IF_ERROR(ParseStatement(opener, body));
       } else {
         return Unexpected("template text or a tag");
       }
@@ -213,16 +212,14 @@ class Parser {
         if (!condition.ok()) return condition.status();
         branch.condition = *std::move(condition);
       }
-      if (absl::Status status = ExpectStmtEnd(); !status.ok()) return status;
+      APR_RETURN_IF_ERROR(ExpectStmtEnd());
       static const std::vector<std::string_view> kAfterElse = {"endif"};
       static const std::vector<std::string_view> kAfterCondition = {"elif", "else", "endif"};
       const auto& end_tags = tag == "else" ? kAfterElse : kAfterCondition;
-      if (absl::Status status = ParseBody(end_tags, "if", pos, &branch.body, &tag); !status.ok()) {
-        return status;
-      }
+      APR_RETURN_IF_ERROR(ParseBody(end_tags, "if", pos, &branch.body, &tag));
       node.branches.push_back(std::move(branch));
     }
-    if (absl::Status status = ExpectStmtEnd(); !status.ok()) return status;
+    APR_RETURN_IF_ERROR(ExpectStmtEnd());
     return node;
   }
 
@@ -242,13 +239,10 @@ class Parser {
     node.expr = *std::move(iterable);
     if (AtName("if")) return ErrorAt(Peek().pos, "'{% for ... if %}' filtering is not supported");
     if (AtName("recursive")) return ErrorAt(Peek().pos, "recursive loops are not supported");
-    if (absl::Status status = ExpectStmtEnd(); !status.ok()) return status;
+    APR_RETURN_IF_ERROR(ExpectStmtEnd());
     std::string end_tag;
-    if (absl::Status status = ParseBody({"endfor"}, "for", pos, &node.body, &end_tag);
-        !status.ok()) {
-      return status;
-    }
-    if (absl::Status status = ExpectStmtEnd(); !status.ok()) return status;
+    APR_RETURN_IF_ERROR(ParseBody({"endfor"}, "for", pos, &node.body, &end_tag));
+    APR_RETURN_IF_ERROR(ExpectStmtEnd());
     return node;
   }
 
@@ -267,11 +261,11 @@ class Parser {
     if (Peek().kind == TokenKind::kStmtEnd) {
       return ErrorAt(pos, "block assignments '{% set x %}...{% endset %}' are not supported");
     }
-    if (absl::Status status = ExpectOperator("="); !status.ok()) return status;
+    APR_RETURN_IF_ERROR(ExpectOperator("="));
     absl::StatusOr<ExprPtr> value = ParseExpression();
     if (!value.ok()) return value.status();
     node.expr = *std::move(value);
-    if (absl::Status status = ExpectStmtEnd(); !status.ok()) return status;
+    APR_RETURN_IF_ERROR(ExpectStmtEnd());
     return node;
   }
 
@@ -478,7 +472,7 @@ absl::StatusOr<ExprPtr> Parser::ParsePrimary() {
     absl::StatusOr<ExprPtr> inner = ParseExpression();
     if (!inner.ok()) return inner;
     if (AtOperator(",")) return ErrorAt(Peek().pos, "tuples are not supported");
-    if (absl::Status status = ExpectOperator(")"); !status.ok()) return status;
+    APR_RETURN_IF_ERROR(ExpectOperator(")"));
     return inner;
   }
   if (AtOperator("[")) return ParseList(Next().pos);
@@ -495,7 +489,7 @@ absl::StatusOr<ExprPtr> Parser::ParseList(Position pos) {
     if (!AtOperator(",")) break;
     Next();
   }
-  if (absl::Status status = ExpectOperator("]"); !status.ok()) return status;
+  APR_RETURN_IF_ERROR(ExpectOperator("]"));
   return list;
 }
 
@@ -545,7 +539,7 @@ absl::StatusOr<ExprPtr> Parser::ParseSubscript(ExprPtr value) {
     parts.push_back(std::move(expr));
   }
   if (AtOperator(",")) return ErrorAt(Peek().pos, "tuple subscripts are not supported");
-  if (absl::Status status = ExpectOperator("]"); !status.ok()) return status;
+  APR_RETURN_IF_ERROR(ExpectOperator("]"));
   std::vector<ExprPtr> operands = Operands(std::move(value));
   for (ExprPtr& part : parts) operands.push_back(std::move(part));
   if (!is_slice) return MakeExpr(ExprKind::kGetItem, pos, std::move(operands));
@@ -568,7 +562,7 @@ absl::StatusOr<ExprPtr> Parser::ParseCall(ExprPtr callee) {
     return ErrorAt(pos, "only functions and string methods can be called");
   }
   call->name = callee->name;
-  if (absl::Status status = ParseArguments(call.get()); !status.ok()) return status;
+  APR_RETURN_IF_ERROR(ParseArguments(call.get()));
   if (call->kind == ExprKind::kMethodCall) {
     absl::Status status = CheckArguments(*FindSignature(kMethods, call->name), *call, 1,
                                          "method '" + call->name + "'");
@@ -579,7 +573,7 @@ absl::StatusOr<ExprPtr> Parser::ParseCall(ExprPtr callee) {
 
 // "(" positional, ..., keyword=value, ... ")" appended to call's operands and keyword_args.
 absl::Status Parser::ParseArguments(Expr* call) {
-  if (absl::Status status = ExpectOperator("("); !status.ok()) return status;
+  APR_RETURN_IF_ERROR(ExpectOperator("("));
   while (!AtOperator(")")) {
     std::string keyword;
     if (Peek().kind == TokenKind::kName && AtOperator("=", 1)) {
@@ -628,7 +622,7 @@ absl::StatusOr<ExprPtr> Parser::ParseFilter(ExprPtr value) {
   ExprPtr filter = MakeExpr(ExprKind::kFilter, pos, Operands(std::move(value)));
   filter->name = *name;
   if (AtOperator("(")) {
-    if (absl::Status status = ParseArguments(filter.get()); !status.ok()) return status;
+    APR_RETURN_IF_ERROR(ParseArguments(filter.get()));
   }
   absl::Status status = CheckArguments(*signature, *filter, 1, "filter '" + *name + "'");
   if (!status.ok()) return status;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "base/status_macros.h"
 #include "cluster/openai/chat_template_internal.h"
 
 namespace apr::cluster::openai::chat_template_internal {
@@ -187,7 +188,7 @@ class JsonWriter {
     for (size_t i = 0; i < count; ++i) {
       if (i > 0) out_ += indent_ ? "," : ", ";
       NewLine(depth + 1);
-      if (absl::Status status = write_item(i); !status.ok()) return status;
+      APR_RETURN_IF_ERROR(write_item(i));
     }
     if (count > 0) NewLine(depth);
     out_ += close;
@@ -289,7 +290,7 @@ bool Equals(const Value& a, const Value& b) {
 
 absl::StatusOr<std::string> ToJson(const Value& value, std::optional<int64_t> indent) {
   JsonWriter writer(indent);
-  if (absl::Status status = writer.Write(value, 0); !status.ok()) return status;
+  APR_RETURN_IF_ERROR(writer.Write(value, 0));
   return std::move(writer.out());
 }
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "kvstore/cuda/cuda_status.h"
 #include "kvstore/cuda/gather_blocks.h"
 
@@ -43,7 +44,7 @@ absl::StatusOr<std::unique_ptr<GpuBlockFetcher>> GpuBlockFetcher::Local(BlockSto
   f->max_blocks_per_job_ = max_blocks_per_job;
   f->copy_stream_ = copy_stream;
   // A job's source and destination lists share one entry; 8 entries in rotation.
-  if (absl::Status s = f->Init(8, 2 * max_blocks_per_job); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(f->Init(8, 2 * max_blocks_per_job));
   return f;
 }
 
@@ -62,7 +63,7 @@ absl::StatusOr<std::unique_ptr<GpuBlockFetcher>> GpuBlockFetcher::Remote(
   f->staging_chunks_ = staging_chunks;
   f->copy_stream_ = copy_stream;
   // One index entry per staging chunk (the chunk's destination slots).
-  if (absl::Status s = f->Init(staging_chunks, chunk_blocks); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(f->Init(staging_chunks, chunk_blocks));
   auto staging =
       HostRegion::Allocate(int64_t{staging_chunks} * chunk_blocks * f->block_bytes_, true);
   if (!staging.ok()) return staging.status();
@@ -70,15 +71,13 @@ absl::StatusOr<std::unique_ptr<GpuBlockFetcher>> GpuBlockFetcher::Remote(
   auto mapped = MappedHostMemory::Register(f->staging_.data(), f->staging_.size());
   if (!mapped.ok()) return mapped.status();
   f->staging_mapped_ = *std::move(mapped);
-  if (absl::Status s = tier->RegisterStaging(f->staging_.data(), f->staging_.size()); !s.ok()) {
-    return s;
-  }
+  APR_RETURN_IF_ERROR(tier->RegisterStaging(f->staging_.data(), f->staging_.size()));
   f->thread_ = std::thread([p = f.get()] { p->FetchLoop(); });
   return f;
 }
 
 absl::Status GpuBlockFetcher::Init(int32_t entries, int32_t capacity) {
-  if (absl::Status s = CudaStatus(cudaGetDevice(&device_), "cudaGetDevice"); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(CudaStatus(cudaGetDevice(&device_), "cudaGetDevice"));
   index_capacity_ = capacity;
   auto memory = HostRegion::Allocate(int64_t{entries} * capacity * sizeof(uint32_t), true);
   if (!memory.ok()) return memory.status();
@@ -88,11 +87,8 @@ absl::Status GpuBlockFetcher::Init(int32_t entries, int32_t capacity) {
   index_mapped_ = *std::move(mapped);
   index_events_.resize(entries);
   for (cudaEvent_t& e : index_events_) {
-    if (absl::Status s =
-            CudaStatus(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
-        !s.ok()) {
-      return s;
-    }
+    APR_RETURN_IF_ERROR(
+        CudaStatus(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate"));
   }
   return absl::OkStatus();
 }
@@ -134,11 +130,8 @@ absl::StatusOr<std::shared_ptr<GpuFetchJob>> GpuBlockFetcher::Start(
   job->tier_slots = std::move(tier_slots);
   job->gpu_slots = std::move(gpu_slots);
   job->after = after;
-  if (absl::Status s = CudaStatus(cudaEventCreateWithFlags(&job->done, cudaEventDisableTiming),
-                                  "cudaEventCreate");
-      !s.ok()) {
-    return s;
-  }
+  APR_RETURN_IF_ERROR(
+      CudaStatus(cudaEventCreateWithFlags(&job->done, cudaEventDisableTiming), "cudaEventCreate"));
   const int32_t n = static_cast<int32_t>(job->tier_slots.size());
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -150,22 +143,16 @@ absl::StatusOr<std::shared_ptr<GpuFetchJob>> GpuBlockFetcher::Start(
 
   // Local: the kernel reads the pool through its mapping.
   const int64_t entry = next_index_++ % static_cast<int64_t>(index_events_.size());
-  if (absl::Status s = CudaStatus(cudaEventSynchronize(index_events_[entry]),
-                                  "waiting for an index list to be free");
-      !s.ok()) {
-    return s;
-  }
+  APR_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(index_events_[entry]),
+                                 "waiting for an index list to be free"));
   uint32_t* idx = IndexEntry(entry);
   std::memcpy(idx, job->tier_slots.data(), sizeof(uint32_t) * n);
   std::memcpy(idx + n, job->gpu_slots.data(), sizeof(uint32_t) * n);
   if (after != nullptr) cudaStreamWaitEvent(copy_stream_, after, 0);
   const uint32_t* didx = IndexEntryDevice(entry);
-  if (absl::Status s = CudaStatus(
-          LaunchGatherBlocks(pool_, didx, gpu_pool_, didx + n, n, block_bytes_, copy_stream_),
-          "gather kernel (tier -> GPU)");
-      !s.ok()) {
-    return s;
-  }
+  APR_RETURN_IF_ERROR(CudaStatus(
+      LaunchGatherBlocks(pool_, didx, gpu_pool_, didx + n, n, block_bytes_, copy_stream_),
+      "gather kernel (tier -> GPU)"));
   cudaEventRecord(index_events_[entry], copy_stream_);
   cudaEventRecord(job->done, copy_stream_);
   job->enqueued = true;
@@ -185,11 +172,8 @@ absl::StatusOr<std::shared_ptr<GpuFetchJob>> GpuBlockFetcher::WriteBack(
   job->keys = std::move(keys);
   job->gpu_slots = std::move(gpu_slots);
   job->after = after;
-  if (absl::Status s = CudaStatus(cudaEventCreateWithFlags(&job->done, cudaEventDisableTiming),
-                                  "cudaEventCreate");
-      !s.ok()) {
-    return s;
-  }
+  APR_RETURN_IF_ERROR(
+      CudaStatus(cudaEventCreateWithFlags(&job->done, cudaEventDisableTiming), "cudaEventCreate"));
   if (tier_ != nullptr) return Enqueue(std::move(job));
 
   auto slots = store_->AllocateBlocks(seq, job->keys);
@@ -197,23 +181,17 @@ absl::StatusOr<std::shared_ptr<GpuFetchJob>> GpuBlockFetcher::WriteBack(
   job->tier_slots = *std::move(slots);
   const int32_t n = static_cast<int32_t>(job->keys.size());
   const int64_t entry = next_index_++ % static_cast<int64_t>(index_events_.size());
-  if (absl::Status s = CudaStatus(cudaEventSynchronize(index_events_[entry]),
-                                  "waiting for an index list to be free");
-      !s.ok()) {
-    return s;
-  }
+  APR_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(index_events_[entry]),
+                                 "waiting for an index list to be free"));
   uint32_t* idx = IndexEntry(entry);
   std::memcpy(idx, job->gpu_slots.data(), sizeof(uint32_t) * n);
   std::memcpy(idx + n, job->tier_slots.data(), sizeof(uint32_t) * n);
   if (after != nullptr) cudaStreamWaitEvent(copy_stream_, after, 0);
   const uint32_t* didx = IndexEntryDevice(entry);
   // GPU slots -> the mapped pool (posted writes over PCIe).
-  if (absl::Status s = CudaStatus(LaunchGatherBlocks(gpu_pool_, didx, const_cast<void*>(pool_),
-                                                     didx + n, n, block_bytes_, copy_stream_),
-                                  "gather kernel (GPU -> tier, write-back)");
-      !s.ok()) {
-    return s;
-  }
+  APR_RETURN_IF_ERROR(CudaStatus(LaunchGatherBlocks(gpu_pool_, didx, const_cast<void*>(pool_),
+                                                    didx + n, n, block_bytes_, copy_stream_),
+                                 "gather kernel (GPU -> tier, write-back)"));
   cudaEventRecord(index_events_[entry], copy_stream_);
   cudaEventRecord(job->done, copy_stream_);
   job->enqueued = true;
@@ -267,11 +245,8 @@ absl::Status GpuBlockFetcher::RunRemoteFetch(GpuFetchJob& job) {
     // Keep every staging chunk busy: gets of later chunks overlap this chunk's copy.
     while (issued < chunks && static_cast<int64_t>(in_flight.size()) < staging_chunks_) {
       const int64_t ring = next_chunk_++ % staging_chunks_;
-      if (absl::Status s = CudaStatus(cudaEventSynchronize(index_events_[ring]),
-                                      "waiting for a staging chunk to be free");
-          !s.ok()) {
-        return s;
-      }
+      APR_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(index_events_[ring]),
+                                     "waiting for a staging chunk to be free"));
       const int64_t first = issued * chunk_blocks_,
                     count = std::min<int64_t>(chunk_blocks_, n - first);
       std::vector<std::byte*> dst(count);
@@ -290,14 +265,11 @@ absl::Status GpuBlockFetcher::RunRemoteFetch(GpuFetchJob& job) {
       return s;
     }
     std::memcpy(IndexEntry(c.ring), job.gpu_slots.data() + c.first, sizeof(uint32_t) * c.count);
-    if (absl::Status s = CudaStatus(
-            LaunchGatherBlocks(staging_device + c.ring * chunk_blocks_ * block_bytes_, nullptr,
-                               gpu_pool_, IndexEntryDevice(c.ring), static_cast<int32_t>(c.count),
-                               block_bytes_, copy_stream_),
-            "gather kernel (staging -> GPU)");
-        !s.ok()) {
-      return s;
-    }
+    APR_RETURN_IF_ERROR(
+        CudaStatus(LaunchGatherBlocks(staging_device + c.ring * chunk_blocks_ * block_bytes_,
+                                      nullptr, gpu_pool_, IndexEntryDevice(c.ring),
+                                      static_cast<int32_t>(c.count), block_bytes_, copy_stream_),
+                   "gather kernel (staging -> GPU)"));
     cudaEventRecord(index_events_[c.ring], copy_stream_);
   }
   return CudaStatus(cudaEventRecord(job.done, copy_stream_), "cudaEventRecord");
@@ -311,26 +283,17 @@ absl::Status GpuBlockFetcher::RunRemoteWriteBack(GpuFetchJob& job) {
   for (int64_t first = 0; first < n; first += chunk_blocks_) {
     const int64_t count = std::min<int64_t>(chunk_blocks_, n - first);
     const int64_t ring = next_chunk_++ % staging_chunks_;
-    if (absl::Status s = CudaStatus(cudaEventSynchronize(index_events_[ring]),
-                                    "waiting for a staging chunk to be free");
-        !s.ok()) {
-      return s;
-    }
+    APR_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(index_events_[ring]),
+                                   "waiting for a staging chunk to be free"));
     std::memcpy(IndexEntry(ring), job.gpu_slots.data() + first, sizeof(uint32_t) * count);
-    if (absl::Status s = CudaStatus(
-            LaunchGatherBlocks(gpu_pool_, IndexEntryDevice(ring),
-                               staging_device + ring * chunk_blocks_ * block_bytes_, nullptr,
-                               static_cast<int32_t>(count), block_bytes_, copy_stream_),
-            "gather kernel (GPU -> staging, write-back)");
-        !s.ok()) {
-      return s;
-    }
+    APR_RETURN_IF_ERROR(
+        CudaStatus(LaunchGatherBlocks(gpu_pool_, IndexEntryDevice(ring),
+                                      staging_device + ring * chunk_blocks_ * block_bytes_, nullptr,
+                                      static_cast<int32_t>(count), block_bytes_, copy_stream_),
+                   "gather kernel (GPU -> staging, write-back)"));
     cudaEventRecord(index_events_[ring], copy_stream_);
-    if (absl::Status s =
-            CudaStatus(cudaEventSynchronize(index_events_[ring]), "write-back copy to staging");
-        !s.ok()) {
-      return s;
-    }
+    APR_RETURN_IF_ERROR(
+        CudaStatus(cudaEventSynchronize(index_events_[ring]), "write-back copy to staging"));
     std::vector<const std::byte*> ptrs(count);
     for (int64_t k = 0; k < count; ++k) {
       ptrs[k] = staging_.data() + (ring * chunk_blocks_ + k) * block_bytes_;

@@ -3,18 +3,16 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "kvstore/cuda/cuda_status.h"
 
 namespace apr::kvstore {
 
 absl::StatusOr<std::unique_ptr<MappedHostMemory>> MappedHostMemory::Register(void* address,
                                                                              size_t bytes) {
-  if (absl::Status s = CudaStatus(
-          cudaHostRegister(address, bytes, cudaHostRegisterPortable | cudaHostRegisterMapped),
-          absl::StrCat("cudaHostRegister of ", bytes, " bytes (pinned, mapped)"));
-      !s.ok()) {
-    return s;
-  }
+  APR_RETURN_IF_ERROR(CudaStatus(
+      cudaHostRegister(address, bytes, cudaHostRegisterPortable | cudaHostRegisterMapped),
+      absl::StrCat("cudaHostRegister of ", bytes, " bytes (pinned, mapped)")));
   void* device = nullptr;
   if (absl::Status s = CudaStatus(cudaHostGetDevicePointer(&device, address, 0),
                                   "cudaHostGetDevicePointer of a registered pool");

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace apr::kvstore::ucx {
 namespace {
@@ -228,7 +229,7 @@ absl::Status Endpoint::CheckRange(size_t length, uint64_t offset) const {
 
 absl::Status Endpoint::Get(void* local, size_t length, uint64_t offset, ucp_mem_h local_memh,
                            OpBatch* batch) {
-  if (absl::Status s = CheckRange(length, offset); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(CheckRange(length, offset));
   ucp_request_param_t p = {};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   p.cb.send = &OpBatch::OnComplete;
@@ -243,7 +244,7 @@ absl::Status Endpoint::Get(void* local, size_t length, uint64_t offset, ucp_mem_
 
 absl::Status Endpoint::Put(const void* local, size_t length, uint64_t offset, ucp_mem_h local_memh,
                            OpBatch* batch) {
-  if (absl::Status s = CheckRange(length, offset); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(CheckRange(length, offset));
   ucp_request_param_t p = {};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   p.cb.send = &OpBatch::OnComplete;

@@ -32,6 +32,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "predictor/cnn.h"
 #include "predictor/eval/eval_util.h"
@@ -145,8 +146,7 @@ class Harness {
     auto seq = dec_->NewSequence(&fan);
     std::vector<float> logits;
     const double t0 = Now();
-    if (absl::Status s = dec_->Prefill(*seq, absl::MakeConstSpan(x.data(), p), &logits); !s.ok())
-      return s;
+    APR_RETURN_IF_ERROR(dec_->Prefill(*seq, absl::MakeConstSpan(x.data(), p), &logits));
     std::printf("[%s] prefill of %lld tokens: %.1f s\n", name.c_str(), static_cast<long long>(p),
                 Now() - t0);
     const std::vector<float> prefill_logits = logits;
@@ -164,7 +164,7 @@ class Harness {
         const double start = Now();
         int64_t agree = 0;
         for (int64_t k = 0; k < t; ++k) {
-          if (absl::Status st = dec_->Decode(*s, g[k], &logits); !st.ok()) return st;
+          APR_RETURN_IF_ERROR(dec_->Decode(*s, g[k], &logits));
           const int32_t next = ArgMax(logits);
           if (i == 0) {
             g.push_back(next);
@@ -186,7 +186,7 @@ class Harness {
         std::unique_ptr<Sequence> s = std::move(*forked);
         const double start = Now();
         for (int64_t k = 0; k < t; ++k) {
-          if (absl::Status st = dec_->Decode(*s, x[p + k], &logits); !st.ok()) return st;
+          APR_RETURN_IF_ERROR(dec_->Decode(*s, x[p + k], &logits));
           nll -= LogSoftmaxAt(logits, x[p + k + 1]);
           const int32_t next = ArgMax(logits);
           if (i == 0) full_next.push_back(next);
@@ -234,10 +234,8 @@ class Harness {
     PrefillFanOut fan(all);
     auto seq = dec_->NewSequence(&fan);
     std::vector<float> logits;
-    if (absl::Status s =
-            dec_->Prefill(*seq, absl::MakeConstSpan(prompt.data(), prompt.size() - 1), &logits);
-        !s.ok())
-      return s;
+    APR_RETURN_IF_ERROR(
+        dec_->Prefill(*seq, absl::MakeConstSpan(prompt.data(), prompt.size() - 1), &logits));
     std::vector<std::string> line;
     for (size_t i = 0; i < n; ++i) {
       RunResult& r = (*runs_)[i];
@@ -247,7 +245,7 @@ class Harness {
       std::vector<int32_t> out;
       int32_t next = prompt.back();
       for (int64_t k = 0; k < answer_tokens; ++k) {
-        if (absl::Status st = dec_->Decode(*s, next, &logits); !st.ok()) return st;
+        APR_RETURN_IF_ERROR(dec_->Decode(*s, next, &logits));
         next = ArgMax(logits);
         out.push_back(next);
       }

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "runtime/checkpoint.h"
 #include "runtime/cpu/attention.h"
 #include "runtime/cpu/kv_cache.h"
@@ -195,9 +196,9 @@ void CpuDecoder::Logits(const float* x, int64_t rows, float* logits) const {
 absl::Status CpuDecoder::Prefill(Sequence& base, absl::Span<const int32_t> tokens,
                                  std::vector<float>* last_logits, std::vector<float>* all_logits) {
   auto& seq = static_cast<CpuSequence&>(base);
-  if (absl::Status s = CheckTokens(seq, tokens); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(CheckTokens(seq, tokens));
   std::vector<float> x;
-  if (absl::Status s = Forward(seq, tokens, /*decode=*/false, x); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(Forward(seq, tokens, /*decode=*/false, x));
   const int64_t n = tokens.size(), h = w_.config.hidden_size, vocab = w_.config.vocab_size;
   if (all_logits != nullptr) {
     all_logits->resize(n * vocab);
@@ -222,7 +223,7 @@ absl::Status CpuDecoder::DecodeBatch(absl::Span<Sequence* const> seqs,
   }
   for (size_t b = 0; b < seqs.size(); ++b) {
     auto& seq = static_cast<CpuSequence&>(*seqs[b]);
-    if (absl::Status s = CheckTokens(seq, tokens.subspan(b, 1)); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(CheckTokens(seq, tokens.subspan(b, 1)));
     if (seq.len == 0)
       return absl::FailedPreconditionError("decode before prefill: the sequence is empty");
     for (size_t o = 0; o < b; ++o) {
@@ -234,11 +235,8 @@ absl::Status CpuDecoder::DecodeBatch(absl::Span<Sequence* const> seqs,
   logits->resize(seqs.size() * vocab);
   std::vector<float> x;
   for (size_t b = 0; b < seqs.size(); ++b) {
-    if (absl::Status s =
-            Forward(static_cast<CpuSequence&>(*seqs[b]), tokens.subspan(b, 1), /*decode=*/true, x);
-        !s.ok()) {
-      return s;
-    }
+    APR_RETURN_IF_ERROR(
+        Forward(static_cast<CpuSequence&>(*seqs[b]), tokens.subspan(b, 1), /*decode=*/true, x));
     Logits(x.data(), 1, logits->data() + b * vocab);
   }
   return absl::OkStatus();

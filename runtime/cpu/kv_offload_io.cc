@@ -1,4 +1,5 @@
 #include "runtime/cpu/kv_offload_io.h"
+#include "base/status_macros.h"
 
 #include <algorithm>
 #include <cstring>
@@ -65,7 +66,7 @@ absl::Status GatherSelectedBlocks(KvOffload& offload, const LayerKv& kv, int64_t
   scratch.resize(refs.size() * 2 * half);
   std::vector<void*> dst(refs.size());
   for (size_t i = 0; i < refs.size(); ++i) dst[i] = scratch.data() + i * 2 * half;
-  if (absl::Status s = offload.ReadBlocks(refs, dst); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(offload.ReadBlocks(refs, dst));
   for (size_t i = 0; i < refs.size(); ++i) {
     HeadKv& out = view.heads[refs[i].kv_head];
     const float* block = scratch.data() + i * 2 * half;

@@ -4,6 +4,7 @@
 #include <pcre2.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "runtime/tokenizer/utf8.h"
 
 namespace apr {
@@ -159,16 +160,13 @@ absl::StatusOr<Regex> Regex::FromOniguruma(std::string_view pattern) {
   std::shared_ptr<pcre2_code> code;
   const std::string translated = OnigurumaToPcre2(pattern);
   // Oniguruma's Ruby syntax makes ^ and $ line anchors: PCRE2_MULTILINE.
-  if (absl::Status status = Compile(translated, PCRE2_UCP | PCRE2_MULTILINE, &code);
-      !status.ok()) {
-    return status;
-  }
+  APR_RETURN_IF_ERROR(Compile(translated, PCRE2_UCP | PCRE2_MULTILINE, &code));
   return Regex(std::move(code));
 }
 
 absl::StatusOr<Regex> Regex::Literal(std::string_view text) {
   std::shared_ptr<pcre2_code> code;
-  if (absl::Status status = Compile(text, PCRE2_LITERAL, &code); !status.ok()) return status;
+  APR_RETURN_IF_ERROR(Compile(text, PCRE2_LITERAL, &code));
   return Regex(std::move(code));
 }
 

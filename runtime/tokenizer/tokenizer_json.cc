@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace apr {
 namespace {
@@ -122,7 +123,7 @@ absl::Status ParsePostProcessor(const Json& j, std::optional<Template>* single) 
   }
   if (type == "Sequence") {
     for (const Json& p : j.at("processors")) {
-      if (absl::Status s = ParsePostProcessor(p, single); !s.ok()) return s;
+      APR_RETURN_IF_ERROR(ParsePostProcessor(p, single));
     }
     return absl::OkStatus();
   }
@@ -183,7 +184,7 @@ absl::StatusOr<TokenizerSpec> ParseRoot(const Json& root) {
   if (IsNull(root, "decoder") || TypeOf(root["decoder"]) != "ByteLevel") {
     return Unsupported("decoder", IsNull(root, "decoder") ? "null" : TypeOf(root["decoder"]));
   }
-  if (absl::Status s = ParseModel(root.at("model"), &spec); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(ParseModel(root.at("model"), &spec));
   if (!IsNull(root, "pre_tokenizer")) {
     absl::StatusOr<std::unique_ptr<PreTokenizer>> p = ParsePreTokenizer(root["pre_tokenizer"]);
     if (!p.ok()) return p.status();
@@ -191,7 +192,7 @@ absl::StatusOr<TokenizerSpec> ParseRoot(const Json& root) {
   }
   if (!IsNull(root, "post_processor")) {
     std::optional<Template> single;
-    if (absl::Status s = ParsePostProcessor(root["post_processor"], &single); !s.ok()) return s;
+    APR_RETURN_IF_ERROR(ParsePostProcessor(root["post_processor"], &single));
     spec.post_processor = PostProcessor(std::move(single));
   }
   if (!IsNull(root, "added_tokens")) {

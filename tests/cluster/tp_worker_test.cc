@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "cluster/process.h"
 #include "cluster/serving.h"
 #include "cluster/worker_group.h"
@@ -151,8 +152,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> RunSchedule(WorkerGroup& g) {
     }
     return absl::OkStatus();
   };
-  if (absl::Status s = steps(8, 3); !s.ok()) return s;
-  if (absl::Status s = steps(16, 6); !s.ok()) return s;
+  APR_RETURN_IF_ERROR(steps(8, 3));
+  APR_RETURN_IF_ERROR(steps(16, 6));
   std::vector<uint64_t> ids;
   for (size_t i = 0; i < prompts.size(); ++i) ids.push_back(i + 1);
   g.Free(ids);
