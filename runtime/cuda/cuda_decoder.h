@@ -227,7 +227,7 @@ class CudaDecoder : public Decoder {
   int SparseLayers() const { return config().num_hidden_layers - opt_.sparse.dense_layers; }
   int KBlocksMax() const;
 
-  // --- Offload (cuda_decoder_offload.cc). ---
+  // --- Offload (cuda_decoder_offload.cc; the tier side: cuda_decoder_tier.cc). ---
   absl::Status InitOffload();
   void ShutdownOffload();
   CacheMap Cache() const;

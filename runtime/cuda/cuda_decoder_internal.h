@@ -1,5 +1,8 @@
-// Pieces of CudaDecoder shared by its two source files (cuda_decoder.cc: the model and the
-// resident path; cuda_decoder_offload.cc: the offload placements). Not a public header.
+// Pieces of CudaDecoder shared by its source files: cuda_decoder.cc (setup, the layers'
+// projections, settings, benchmark entry points), cuda_decoder_prefill.cc,
+// cuda_decoder_step.cc (the decode step), cuda_decoder_offload.cc (the offload placements'
+// cache and prefetch) and cuda_decoder_tier.cc (the tier side of a sequence). Not a public
+// header.
 #ifndef APRUNTIME_RUNTIME_CUDA_CUDA_DECODER_INTERNAL_H_
 #define APRUNTIME_RUNTIME_CUDA_CUDA_DECODER_INTERNAL_H_
 

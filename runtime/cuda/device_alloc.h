@@ -24,6 +24,17 @@ absl::Status Alloc(int fill_byte, DeviceBuffer<T>* b, int64_t n) {
   return absl::OkStatus();
 }
 
+// A device buffer of n elements, each byte set to `byte` (the offload path's maps and
+// lists, whose initial contents matter).
+template <typename T>
+absl::Status AllocZ(DeviceBuffer<T>* b, int64_t n, int byte) {
+  auto r = DeviceBuffer<T>::Allocate(static_cast<size_t>(n));
+  if (!r.ok()) return r.status();
+  *b = *std::move(r);
+  if (n > 0) APR_CUDA_RETURN_IF_ERROR(cudaMemset(b->get(), byte, b->bytes()));
+  return absl::OkStatus();
+}
+
 }  // namespace apr::cuda
 
 #endif  // APRUNTIME_RUNTIME_CUDA_DEVICE_ALLOC_H_
