@@ -73,10 +73,20 @@ static absl::Status AllocPinned(PinnedBuffer<T>* b, int64_t n) {
 }
 
 absl::Status CudaDecoder::Init() {
-  const int fill = opt_.debug_fill_byte;
+  APR_RETURN_IF_ERROR(CheckModel());
+  APR_RETURN_IF_ERROR(CheckOptions());
+  APR_RETURN_IF_ERROR(CreateHandles());
+  APR_RETURN_IF_ERROR(AllocateBuffers());
+  if (sparse_capable_) APR_RETURN_IF_ERROR(AllocateSparse());
+  if (offload_) APR_RETURN_IF_ERROR(InitOffload());
+  APR_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::CheckModel() const {
   const ModelConfig& c = config();
   const int hd = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  const int L = c.num_hidden_layers, H = c.hidden_size, I = c.intermediate_size;
+  const int H = c.hidden_size, I = c.intermediate_size;
   const int group = nh / nkv;
   if (!PagedDecodeSupported(hd, group) || !PrefillAttentionSupported(hd)) {
     return absl::UnimplementedError(
@@ -90,6 +100,12 @@ absl::Status CudaDecoder::Init() {
         "hidden_size, intermediate_size and heads * head_dim must be "
         "multiples of 8");
   }
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::CheckOptions() {
+  const ModelConfig& c = config();
+  const int L = c.num_hidden_layers;
   if (opt_.max_sequences < 1 || opt_.prefill_chunk < 1)
     return absl::InvalidArgumentError("max_sequences and prefill_chunk must be positive");
   APR_RETURN_IF_ERROR(GpuPredictor::CheckTilesPerCta(opt_.predictor_tiles_per_cta));
@@ -128,7 +144,10 @@ absl::Status CudaDecoder::Init() {
   }
   summary_calibration_ = sparse_capable_ && (cal_source == CalibrationSource::kKeySummary ||
                                              (cal_source == CalibrationSource::kAuto && offload_));
+  return absl::OkStatus();
+}
 
+absl::Status CudaDecoder::CreateHandles() {
   APR_CUDA_RETURN_IF_ERROR(cudaSetDevice(opt_.device));
   if (opt_.tp.size != weights_->tp_size() ||
       (opt_.tp.size > 1 && opt_.tp.rank != weights_->tp_rank()))
@@ -150,7 +169,15 @@ absl::Status CudaDecoder::Init() {
   gemm_ = *std::move(gemm);
   if (offload_) opt_.pool_groups = 0;  // the slot pool is the block cache (InitOffload)
   alloc_ = std::make_unique<KvPoolAllocator>(opt_.pool_groups, opt_.max_sequences, max_blocks_);
+  return absl::OkStatus();
+}
 
+// The KV pool (resident), the group table, RoPE, activations and the step's inputs.
+absl::Status CudaDecoder::AllocateBuffers() {
+  const int fill = opt_.debug_fill_byte;
+  const ModelConfig& c = config();
+  const int hd = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int L = c.num_hidden_layers, H = c.hidden_size, I = c.intermediate_size;
   const int64_t slot_elems = 2 * kBlockTokens * hd;
   if (!offload_) {
     APR_RETURN_IF_ERROR(Alloc(fill, &pool_, opt_.pool_groups * L * nkv * slot_elems));
@@ -186,33 +213,38 @@ absl::Status CudaDecoder::Init() {
   APR_RETURN_IF_ERROR(Alloc(fill, &prefill_slots_, act_rows_));
   APR_RETURN_IF_ERROR(Alloc(fill, &error_flag_, 1));
   APR_CUDA_RETURN_IF_ERROR(cudaMemset(error_flag_.get(), 0, sizeof(int32_t)));
+  return absl::OkStatus();
+}
 
-  if (sparse_capable_) {
-    const int ls = SparseLayers();
+// The attention's block maxima, the predictor, the block lists, the key summaries.
+absl::Status CudaDecoder::AllocateSparse() {
+  const int fill = opt_.debug_fill_byte;
+  const ModelConfig& c = config();
+  const int hd = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int L = c.num_hidden_layers;
+  const int group = nh / nkv;
+  const int ls = SparseLayers();
+  APR_RETURN_IF_ERROR(
+      Alloc(fill, &block_max_, int64_t{opt_.max_sequences} * nkv * max_blocks_ * group));
+  auto predictor =
+      GpuPredictor::Create(PredictorShape(), PredictorInputs(), opt_.predictor_weights,
+                           opt_.incremental_predictor, opt_.predictor_tiles_per_cta, fill, stream_);
+  if (!predictor.ok()) return predictor.status();
+  predictor_ = *std::move(predictor);
+  list_stride_ = MaxListLength(KBlocksMax());
+  APR_RETURN_IF_ERROR(Alloc(fill, &list_counts_, int64_t{ls} * opt_.max_sequences * nkv));
+  APR_RETURN_IF_ERROR(
+      Alloc(fill, &list_blocks_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+  APR_RETURN_IF_ERROR(
+      Alloc(fill, &list_slots_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+  APR_RETURN_IF_ERROR(
+      Alloc(fill, &list_starts_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
+  APR_RETURN_IF_ERROR(Alloc(fill, &calib_counts_, int64_t{opt_.max_sequences} * nkv));
+  if (summary_calibration_) {
     APR_RETURN_IF_ERROR(
-        Alloc(fill, &block_max_, int64_t{opt_.max_sequences} * nkv * max_blocks_ * group));
-    auto predictor = GpuPredictor::Create(PredictorShape(), PredictorInputs(),
-                                          opt_.predictor_weights, opt_.incremental_predictor,
-                                          opt_.predictor_tiles_per_cta, fill, stream_);
-    if (!predictor.ok()) return predictor.status();
-    predictor_ = *std::move(predictor);
-    list_stride_ = MaxListLength(KBlocksMax());
-    APR_RETURN_IF_ERROR(Alloc(fill, &list_counts_, int64_t{ls} * opt_.max_sequences * nkv));
-    APR_RETURN_IF_ERROR(
-        Alloc(fill, &list_blocks_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
-    APR_RETURN_IF_ERROR(
-        Alloc(fill, &list_slots_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
-    APR_RETURN_IF_ERROR(
-        Alloc(fill, &list_starts_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
-    APR_RETURN_IF_ERROR(Alloc(fill, &calib_counts_, int64_t{opt_.max_sequences} * nkv));
-    if (summary_calibration_) {
-      APR_RETURN_IF_ERROR(
-          Alloc(fill, &key_summary_, int64_t{opt_.max_sequences} * L * nkv * max_blocks_ * 2 * hd));
-      APR_RETURN_IF_ERROR(Alloc(fill, &attn_ml_, int64_t{opt_.max_sequences} * nh * 2));
-    }
+        Alloc(fill, &key_summary_, int64_t{opt_.max_sequences} * L * nkv * max_blocks_ * 2 * hd));
+    APR_RETURN_IF_ERROR(Alloc(fill, &attn_ml_, int64_t{opt_.max_sequences} * nh * 2));
   }
-  if (offload_) APR_RETURN_IF_ERROR(InitOffload());
-  APR_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return absl::OkStatus();
 }
 
@@ -299,6 +331,53 @@ absl::Status CudaDecoder::GateUpSwiGlu(const CudaLayerWeights& lw, int n) {
   }
   APR_RETURN_IF_ERROR(gemm_->LinearBf16(lw.gate_up, 2 * I, H, xn_.get(), n, gu_.get()));
   APR_CUDA_RETURN_IF_ERROR(LaunchSwiGlu(gu_.get(), n, I, act_.get(), stream_));
+  return absl::OkStatus();
+}
+
+SlotTable CudaDecoder::PoolTable() const {
+  const ModelConfig& c = config();
+  const int L = c.num_hidden_layers, nkv = c.num_key_value_heads;
+  return SlotTable{group_table_.get(), max_blocks_, L * nkv, nkv};
+}
+
+absl::Status CudaDecoder::QkvProjection(const CudaLayerWeights& lw, int n) {
+  const ModelConfig& c = config();
+  const int H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int hd = c.head_dim, qkv = (nh + 2 * nkv) * hd;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  APR_CUDA_RETURN_IF_ERROR(LaunchRmsNorm(x_.get(), lw.input_norm, n, H, eps, xn_.get(), stream_));
+  APR_RETURN_IF_ERROR(Linear(lw.qkv, qkv, H, xn_.get(), n, qkv_.get(), false));
+  return absl::OkStatus();
+}
+
+RopeAppendArgs CudaDecoder::RopeArgs(int n, int layer, const int32_t* positions,
+                                     const int32_t* seq_slots, __nv_bfloat16* pool) const {
+  const ModelConfig& c = config();
+  RopeAppendArgs ra;
+  ra.qkv = qkv_.get();
+  ra.n = n;
+  ra.num_heads = c.num_attention_heads;
+  ra.num_kv_heads = c.num_key_value_heads;
+  ra.head_dim = c.head_dim;
+  ra.inv_freq = inv_freq_.get();
+  ra.positions = positions;
+  ra.seq_slots = seq_slots;
+  ra.table = PoolTable();
+  ra.layer = layer;
+  ra.q_out = q_.get();
+  ra.pool = pool;
+  return ra;
+}
+
+absl::Status CudaDecoder::OProjAndMlp(const CudaLayerWeights& lw, int n) {
+  const ModelConfig& c = config();
+  const int H = c.hidden_size, nh = c.num_attention_heads, hd = c.head_dim;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), n));
+  APR_CUDA_RETURN_IF_ERROR(
+      LaunchRmsNorm(x_.get(), lw.post_attn_norm, n, H, eps, xn_.get(), stream_));
+  APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, n));
+  APR_RETURN_IF_ERROR(ResidualLinear(lw.down, H, c.intermediate_size, act_.get(), n));
   return absl::OkStatus();
 }
 

@@ -28,7 +28,9 @@
 #include "runtime/cuda/kv_pool.h"
 #include "runtime/cuda/offload.h"
 #include "runtime/cuda/offload_kernels.h"
+#include "runtime/cuda/paged_decode_attention.h"
 #include "runtime/cuda/predictor_cnn.h"
+#include "runtime/cuda/rope_append.h"
 #include "runtime/cuda/step_graph_cache.h"
 #include "runtime/cuda/tensor_parallel.h"
 #include "runtime/decoder.h"
@@ -187,6 +189,13 @@ class CudaDecoder : public Decoder {
 
   CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options);
   absl::Status Init();
+  // Init's parts, in order: the model's geometry, the options (and the sizes they give),
+  // device, stream and handles, the dense path's buffers, the sparse path's.
+  absl::Status CheckModel() const;
+  absl::Status CheckOptions();
+  absl::Status CreateHandles();
+  absl::Status AllocateBuffers();
+  absl::Status AllocateSparse();
   // Makes opt_.device current in the calling thread: entry points may be called from any
   // thread (a worker's RPC threads), and the stream, cuBLAS handle and NCCL communicator
   // belong to that device.
@@ -201,9 +210,32 @@ class CudaDecoder : public Decoder {
   // x_ += in w^T for o_proj and down_proj (the residual add); under tensor parallelism
   // followed by the sum over the ranks (tensor_parallel.h).
   absl::Status ResidualLinear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* in, int n);
+  // --- A layer's parts, shared by prefill and the decode step (n tokens in x_). ---
+  // The slot table of pool_ / the staging pool (group table rows).
+  SlotTable PoolTable() const;
+  // RMSNorm, then the stacked q/k/v projection into qkv_.
+  absl::Status QkvProjection(const CudaLayerWeights& lw, int n);
+  // RoPE + KV append of the n tokens at `positions` of `seq_slots` into `pool`.
+  RopeAppendArgs RopeArgs(int n, int layer, const int32_t* positions, const int32_t* seq_slots,
+                          __nv_bfloat16* pool) const;
+  // o_proj (+ residual), RMSNorm, gate/up with SwiGLU, down_proj (+ residual).
+  absl::Status OProjAndMlp(const CudaLayerWeights& lw, int n);
+
+  // --- Prefill (cuda_decoder_prefill.cc). ---
+  absl::Status CheckPrefill(const CudaSequence& seq, absl::Span<const int32_t> tokens) const;
+  // Room for the prompt's blocks: the group table (resident) or the staging pool (offload).
+  absl::Status PreparePrefillPool(CudaSequence& seq, int64_t start, int64_t n);
+  // The prompt in chunks of prefill_chunk tokens, with the logits asked for.
+  absl::Status PrefillChunks(CudaSequence& seq, absl::Span<const int32_t> tokens, int64_t save_from,
+                             std::vector<float>* last_logits, std::vector<float>* all_logits);
   absl::Status PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n, int64_t start,
                             bool save_q_from, int64_t save_from_pos);
   absl::Status LogitsRows(const float* x, int rows, float* host_out);
+  // The history's first rows from the last hist_rows prompt tokens (saved from position
+  // save_from), the key summaries, and the first decode step's selection.
+  absl::Status HistoryAfterPrefill(CudaSequence& seq, int64_t start, int64_t hist_rows,
+                                   int64_t save_from);
+  absl::Status PrefillKeySummary(const CudaSequence& seq, int64_t start);
   // The predictor's geometry and the step inputs it reads (d_step_, error_flag_).
   GpuPredictorShape PredictorShape() const;
   PredictInputs PredictorInputs() const;
@@ -220,10 +252,24 @@ class CudaDecoder : public Decoder {
   bool OverlapPredictor(int batch) const {
     return !offload_ && batch <= opt_.overlap_predictor_max_batch;
   }
-  // The device work of one decode step, inputs already in d_step_ (capturable).
-  absl::Status EnqueueStep(const StepKey& key);
+  // --- The decode step (cuda_decoder_step.cc). ---
+  // The batch checked, the step's inputs staged in h_step_, the step's key.
   absl::Status PrepareStep(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
                            StepKey* key);
+  absl::Status CheckStepSequences(absl::Span<Sequence* const> seqs,
+                                  absl::Span<const int32_t> tokens, bool sparse) const;
+  // The device work of one decode step, inputs already in h_step_ (capturable).
+  absl::Status EnqueueStep(const StepKey& key);
+  // The first layer that attends over block lists (the number of layers when dense).
+  int FirstListedLayer(const StepKey& key) const;
+  absl::Status EnqueueBuildLists(const StepKey& key);
+  RopeAppendArgs StepRopeArgs(int batch, int layer) const;
+  PagedDecodeArgs DecodeAttentionArgs(const StepKey& key, int l) const;
+  absl::Status EnqueueStepAttention(const StepKey& key, int l);
+  SummaryCalibrationArgs SummaryCalibrationFor(const StepKey& key, int l,
+                                               const PagedDecodeArgs& pa) const;
+  absl::Status PredictAfterLayer(const StepKey& key, int l, bool eager);
+  absl::Status EnqueueStepEnd(const StepKey& key, bool eager);
   int SparseLayers() const { return config().num_hidden_layers - opt_.sparse.dense_layers; }
   int KBlocksMax() const;
 

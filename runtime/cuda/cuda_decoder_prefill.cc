@@ -21,8 +21,7 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
                                        int64_t start, bool save_q, int64_t save_from_pos) {
   const ModelConfig& c = config();
   const int H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  const int hd = c.head_dim, qkv = (nh + 2 * nkv) * hd;
-  const float eps = static_cast<float>(c.rms_norm_eps);
+  const int hd = c.head_dim;
   std::vector<int32_t> pos(n), slots(n, seq.slot);
   for (int i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(start + i);
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prefill_tokens_.get(), tokens, n * sizeof(int32_t),
@@ -33,26 +32,11 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
                                            cudaMemcpyHostToDevice, stream_));
   APR_CUDA_RETURN_IF_ERROR(
       LaunchEmbedding(prefill_tokens_.get(), n, weights_->embed(), H, x_.get(), stream_));
-  const SlotTable table{group_table_.get(), max_blocks_,
-                        static_cast<int>(c.num_hidden_layers) * nkv, nkv};
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const CudaLayerWeights& lw = weights_->layer(l);
-    APR_CUDA_RETURN_IF_ERROR(LaunchRmsNorm(x_.get(), lw.input_norm, n, H, eps, xn_.get(), stream_));
-    APR_RETURN_IF_ERROR(Linear(lw.qkv, qkv, H, xn_.get(), n, qkv_.get(), false));
-    RopeAppendArgs ra;
-    ra.qkv = qkv_.get();
-    ra.n = n;
-    ra.num_heads = nh;
-    ra.num_kv_heads = nkv;
-    ra.head_dim = hd;
-    ra.inv_freq = inv_freq_.get();
-    ra.positions = prefill_pos_.get();
-    ra.seq_slots = prefill_slots_.get();
-    ra.table = table;
-    ra.layer = l;
-    ra.q_out = q_.get();
-    ra.pool = prefill_pool_;
-    APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(ra, stream_));
+    APR_RETURN_IF_ERROR(QkvProjection(lw, n));
+    APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(
+        RopeArgs(n, l, prefill_pos_.get(), prefill_slots_.get(), prefill_pool_), stream_));
     PrefillAttentionArgs pa;
     pa.num_heads = nh;
     pa.num_kv_heads = nkv;
@@ -63,7 +47,7 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
     pa.start = static_cast<int>(start);
     pa.pool = prefill_pool_;
     pa.seq_slot = seq.slot;
-    pa.table = table;
+    pa.table = PoolTable();
     pa.layer = l;
     pa.out = attn_.get();
     pa.cuda_cores = opt_.prefill_cuda_cores;
@@ -74,11 +58,7 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
       APR_RETURN_IF_ERROR(predictor_->SaveQueries(
           l, from - save_from_pos, q_.get() + (from - start) * nh * hd, rows, stream_));
     }
-    APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), n));
-    APR_CUDA_RETURN_IF_ERROR(
-        LaunchRmsNorm(x_.get(), lw.post_attn_norm, n, H, eps, xn_.get(), stream_));
-    APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, n));
-    APR_RETURN_IF_ERROR(ResidualLinear(lw.down, H, c.intermediate_size, act_.get(), n));
+    APR_RETURN_IF_ERROR(OProjAndMlp(lw, n));
   }
   return absl::OkStatus();
 }
@@ -101,10 +81,8 @@ absl::Status CudaDecoder::LogitsRows(const float* x, int rows, float* host_out) 
   return absl::OkStatus();
 }
 
-absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> tokens,
-                                  std::vector<float>* last_logits, std::vector<float>* all_logits) {
-  APR_RETURN_IF_ERROR(BindDevice());
-  auto& seq = static_cast<CudaSequence&>(base);
+absl::Status CudaDecoder::CheckPrefill(const CudaSequence& seq,
+                                       absl::Span<const int32_t> tokens) const {
   const ModelConfig& c = config();
   if (seq.hooks != nullptr) {
     return absl::UnimplementedError(
@@ -127,7 +105,38 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
                                               " tokens; this decoder holds ", opt_.max_context,
                                               " (max_context)"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> tokens,
+                                  std::vector<float>* last_logits, std::vector<float>* all_logits) {
+  APR_RETURN_IF_ERROR(BindDevice());
+  auto& seq = static_cast<CudaSequence&>(base);
+  APR_RETURN_IF_ERROR(CheckPrefill(seq, tokens));
+  const int64_t n = static_cast<int64_t>(tokens.size()), start = seq.len;
   APR_RETURN_IF_ERROR(Synchronize());
+  APR_RETURN_IF_ERROR(PreparePrefillPool(seq, start, n));
+  const int64_t hist_rows = std::min<int64_t>(kHistoryRows, n);
+  const int64_t save_from = start + n - hist_rows;
+  APR_RETURN_IF_ERROR(PrefillChunks(seq, tokens, save_from, last_logits, all_logits));
+  seq.len = start + n;
+  if (sparse_capable_) APR_RETURN_IF_ERROR(HistoryAfterPrefill(seq, start, hist_rows, save_from));
+  if (offload_) {
+    absl::Status s = OffloadAfterPrefill(seq, seq.staging.get());
+    prefill_pool_ = nullptr;
+    APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    if (!s.ok()) {  // the sequence cannot continue: only a new one can be prefilled
+      seq.len = 0;
+      seq.has_history = false;
+      return s;
+    }
+  }
+  APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  APR_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::PreparePrefillPool(CudaSequence& seq, int64_t start, int64_t n) {
   if (offload_) {
     if (start != 0 && seq.staging_blocks == 0) {
       return absl::FailedPreconditionError(
@@ -141,8 +150,14 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
   } else {
     APR_RETURN_IF_ERROR(Reserve(seq, start + n));
   }
-  const int64_t hist_rows = std::min<int64_t>(kHistoryRows, n);
-  const int64_t save_from = start + n - hist_rows;
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::PrefillChunks(CudaSequence& seq, absl::Span<const int32_t> tokens,
+                                        int64_t save_from, std::vector<float>* last_logits,
+                                        std::vector<float>* all_logits) {
+  const ModelConfig& c = config();
+  const int64_t n = static_cast<int64_t>(tokens.size()), start = seq.len;
   const int V = c.vocab_size;
   if (all_logits != nullptr) all_logits->resize(n * V);
   for (int64_t c0 = 0; c0 < n; c0 += opt_.prefill_chunk) {
@@ -159,59 +174,49 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
   }
   if (all_logits != nullptr && last_logits != nullptr)
     last_logits->assign(all_logits->end() - V, all_logits->end());
-  seq.len = start + n;
+  return absl::OkStatus();
+}
 
-  if (sparse_capable_) {
-    const int nkv = c.num_key_value_heads, hd = c.head_dim;
-    const SlotTable table{group_table_.get(), max_blocks_,
-                          static_cast<int>(c.num_hidden_layers) * nkv, nkv};
-    APR_RETURN_IF_ERROR(
-        predictor_->InitHistory(prefill_pool_, table, seq.slot, static_cast<int>(hist_rows),
-                                static_cast<int>(save_from), opt_.prefill_cuda_cores, stream_));
-    seq.has_history = true;
-    seq.hist_row = kHistoryRows - 1;
-    seq.steps = 0;
-    seq.hist_count = 0;
-    APR_RETURN_IF_ERROR(predictor_->InvalidateCnnState(seq.slot, stream_));
-    if (summary_calibration_) {
-      KeySummaryArgs ks;
-      ks.pool = prefill_pool_;
-      ks.table = table;
-      ks.seq_slot = seq.slot;
-      ks.layers = c.num_hidden_layers;
-      ks.kv_heads = nkv;
-      ks.head_dim = hd;
-      ks.max_blocks = max_blocks_;
-      ks.first_block = static_cast<int>(start / kBlockTokens);
-      ks.num_blocks = static_cast<int>(seq.len / kBlockTokens) - ks.first_block;
-      ks.summary = key_summary_.get();
-      APR_CUDA_RETURN_IF_ERROR(LaunchKeySummary(ks, stream_));
-    }
-    const int ms = opt_.max_sequences;
-    h_step_[kSeqSlots * ms] = seq.slot;
-    h_step_[kHistoryRow * ms] = seq.hist_row;
-    h_step_[kHistoryCount * ms] = seq.hist_count;
-    h_step_[kNextLens * ms] = static_cast<int32_t>(seq.len + 1);
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
-                                             cudaMemcpyHostToDevice, stream_));
-    APR_RETURN_IF_ERROR(predictor_->PredictFor(
-        PredictArgs(
-            1, std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_),
-            /*recompute=*/true),
-        stream_));
-  }
-  if (offload_) {
-    absl::Status s = OffloadAfterPrefill(seq, seq.staging.get());
-    prefill_pool_ = nullptr;
-    APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    if (!s.ok()) {  // the sequence cannot continue: only a new one can be prefilled
-      seq.len = 0;
-      seq.has_history = false;
-      return s;
-    }
-  }
-  APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-  APR_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+absl::Status CudaDecoder::HistoryAfterPrefill(CudaSequence& seq, int64_t start, int64_t hist_rows,
+                                              int64_t save_from) {
+  APR_RETURN_IF_ERROR(
+      predictor_->InitHistory(prefill_pool_, PoolTable(), seq.slot, static_cast<int>(hist_rows),
+                              static_cast<int>(save_from), opt_.prefill_cuda_cores, stream_));
+  seq.has_history = true;
+  seq.hist_row = kHistoryRows - 1;
+  seq.steps = 0;
+  seq.hist_count = 0;
+  APR_RETURN_IF_ERROR(predictor_->InvalidateCnnState(seq.slot, stream_));
+  if (summary_calibration_) APR_RETURN_IF_ERROR(PrefillKeySummary(seq, start));
+  const int ms = opt_.max_sequences;
+  h_step_[kSeqSlots * ms] = seq.slot;
+  h_step_[kHistoryRow * ms] = seq.hist_row;
+  h_step_[kHistoryCount * ms] = seq.hist_count;
+  h_step_[kNextLens * ms] = static_cast<int32_t>(seq.len + 1);
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
+                                           cudaMemcpyHostToDevice, stream_));
+  return predictor_->PredictFor(
+      PredictArgs(1,
+                  std::min(RoundUpPow2(NumCandidates(static_cast<int>(seq.len) + 1)), max_blocks_),
+                  /*recompute=*/true),
+      stream_);
+}
+
+// The key summaries of the blocks this prompt part completed ([start, len) in blocks).
+absl::Status CudaDecoder::PrefillKeySummary(const CudaSequence& seq, int64_t start) {
+  const ModelConfig& c = config();
+  KeySummaryArgs ks;
+  ks.pool = prefill_pool_;
+  ks.table = PoolTable();
+  ks.seq_slot = seq.slot;
+  ks.layers = c.num_hidden_layers;
+  ks.kv_heads = c.num_key_value_heads;
+  ks.head_dim = c.head_dim;
+  ks.max_blocks = max_blocks_;
+  ks.first_block = static_cast<int>(start / kBlockTokens);
+  ks.num_blocks = static_cast<int>(seq.len / kBlockTokens) - ks.first_block;
+  ks.summary = key_summary_.get();
+  APR_CUDA_RETURN_IF_ERROR(LaunchKeySummary(ks, stream_));
   return absl::OkStatus();
 }
 

@@ -17,23 +17,10 @@
 
 namespace apr::cuda {
 
-absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
-                                      absl::Span<const int32_t> tokens, StepKey* key) {
+absl::Status CudaDecoder::CheckStepSequences(absl::Span<Sequence* const> seqs,
+                                             absl::Span<const int32_t> tokens, bool sparse) const {
   const ModelConfig& c = config();
-  if (seqs.size() != tokens.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(seqs.size(), " sequences but ", tokens.size(), " tokens"));
-  }
   const int B = static_cast<int>(seqs.size());
-  if (B < 1 || B > opt_.max_sequences) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("decode batch of ", B, "; this decoder takes 1 to ", opt_.max_sequences));
-  }
-  APR_RETURN_IF_ERROR(Synchronize());
-  const bool sparse = sparse_capable_ && opt_.sparse.enabled;
-  const int ms = opt_.max_sequences, cal = opt_.sparse.calibration_step;
-  int max_blocks = 1;
-  bool any_dense = false;
   for (int b = 0; b < B; ++b) {
     auto& s = static_cast<CudaSequence&>(*seqs[b]);
     if (s.hooks != nullptr) return absl::UnimplementedError("AttentionHooks are not supported");
@@ -53,6 +40,27 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
         return absl::InvalidArgumentError("a sequence appears twice in one decode batch");
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
+                                      absl::Span<const int32_t> tokens, StepKey* key) {
+  const ModelConfig& c = config();
+  if (seqs.size() != tokens.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(seqs.size(), " sequences but ", tokens.size(), " tokens"));
+  }
+  const int B = static_cast<int>(seqs.size());
+  if (B < 1 || B > opt_.max_sequences) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("decode batch of ", B, "; this decoder takes 1 to ", opt_.max_sequences));
+  }
+  APR_RETURN_IF_ERROR(Synchronize());
+  const bool sparse = sparse_capable_ && opt_.sparse.enabled;
+  const int ms = opt_.max_sequences, cal = opt_.sparse.calibration_step;
+  int max_blocks = 1;
+  bool any_dense = false;
+  APR_RETURN_IF_ERROR(CheckStepSequences(seqs, tokens, sparse));
   if (offload_) APR_RETURN_IF_ERROR(PrepareOffloadStep(seqs));
   for (int b = 0; b < B; ++b) {
     auto& s = static_cast<CudaSequence&>(*seqs[b]);
@@ -92,12 +100,14 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
   return absl::OkStatus();
 }
 
+int CudaDecoder::FirstListedLayer(const StepKey& key) const {
+  return key.sparse ? opt_.sparse.dense_layers : static_cast<int>(config().num_hidden_layers);
+}
+
 absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
   const ModelConfig& c = config();
   const int B = key.batch, ms = opt_.max_sequences;
-  const int H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  const int hd = c.head_dim, L = c.num_hidden_layers, qkv = (nh + 2 * nkv) * hd;
-  const float eps = static_cast<float>(c.rms_norm_eps);
+  const int H = c.hidden_size, L = c.num_hidden_layers;
   const int32_t* d = d_step_.get();
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                            cudaMemcpyHostToDevice, stream_));
@@ -107,158 +117,203 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_wb_.get(), h_wb_.get(), h_wb_.size() * 4,
                                              cudaMemcpyHostToDevice, stream_));
   }
-  const SlotTable table{group_table_.get(), max_blocks_, L * nkv, nkv};
-  const int first_sparse = key.sparse ? opt_.sparse.dense_layers : L;
-  if (key.sparse) {
-    BuildListsArgs bl;
-    bl.batch = B;
-    bl.first_layer = first_sparse;
-    bl.num_layers = L - first_sparse;
-    bl.num_kv_heads = nkv;
-    bl.context_lens = d + kContextLens * ms;
-    bl.seq_slots = d + kSeqSlots * ms;
-    bl.dense = key.any_dense ? d + kDense * ms : nullptr;
-    bl.sel = predictor_->SelectionView();
-    bl.table = table;
-    if (offload_) bl.cache = Cache();
-    bl.rows_per_layer = ms * nkv;
-    bl.counts = list_counts_.get();
-    bl.blocks = list_blocks_.get();
-    bl.slots = list_slots_.get();
-    bl.starts = list_starts_.get();
-    bl.calib_counts = calib_counts_.get();
-    bl.list_stride = list_stride_;
-    bl.error = error_flag_.get();
-    APR_CUDA_RETURN_IF_ERROR(LaunchBuildLists(bl, stream_));
-  }
+  if (key.sparse) APR_RETURN_IF_ERROR(EnqueueBuildLists(key));
   APR_CUDA_RETURN_IF_ERROR(
       LaunchEmbedding(d + kTokens * ms, B, weights_->embed(), H, x_.get(), stream_));
   for (int l = 0; l < L; ++l) {
     const CudaLayerWeights& lw = weights_->layer(l);
-    APR_CUDA_RETURN_IF_ERROR(LaunchRmsNorm(x_.get(), lw.input_norm, B, H, eps, xn_.get(), stream_));
-    APR_RETURN_IF_ERROR(Linear(lw.qkv, qkv, H, xn_.get(), B, qkv_.get(), false));
-    RopeAppendArgs ra;
-    ra.qkv = qkv_.get();
-    ra.n = B;
-    ra.num_heads = nh;
-    ra.num_kv_heads = nkv;
-    ra.head_dim = hd;
-    ra.inv_freq = inv_freq_.get();
-    ra.positions = d + kPositions * ms;
-    ra.seq_slots = d + kSeqSlots * ms;
-    ra.table = table;
-    ra.layer = l;
-    ra.q_out = q_.get();
-    ra.pool = pool_.get();
-    if (offload_) ra.cache = Cache();
-    if (summary_calibration_) {
-      ra.key_summary = key_summary_.get();
-      ra.summary_layers = L;
-      ra.summary_blocks = max_blocks_;
-    }
-    APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(ra, stream_));
+    APR_RETURN_IF_ERROR(QkvProjection(lw, B));
+    APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(StepRopeArgs(B, l), stream_));
     if (offload_) APR_RETURN_IF_ERROR(WaitLayerFetch(l, eager));
-    PagedDecodeArgs pa;
-    pa.batch = B;
-    pa.num_heads = nh;
-    pa.num_kv_heads = nkv;
-    pa.head_dim = hd;
-    pa.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    pa.q = q_.get();
-    pa.pool = pool_.get();
-    pa.context_lens = d + kContextLens * ms;
-    pa.seq_slots = d + kSeqSlots * ms;
-    pa.table = table;
-    pa.layer = l;
-    pa.splits = key.splits_dense;
-    pa.part_o = part_o_.get();
-    pa.part_ml = part_ml_.get();
-    pa.out = attn_.get();
-    if (l >= first_sparse) {
-      const int li = l - first_sparse;
-      pa.lists.counts = list_counts_.get() + int64_t{li} * ms * nkv;
-      pa.lists.blocks = list_blocks_.get() + int64_t{li} * ms * nkv * list_stride_;
-      pa.lists.slots = list_slots_.get() + int64_t{li} * ms * nkv * list_stride_;
-      pa.lists.starts = list_starts_.get() + int64_t{li} * ms * nkv * list_stride_;
-      pa.lists.stride = list_stride_;
-      pa.splits = key.splits_list;
-      pa.block_max = block_max_.get();
-      pa.score_stride = max_blocks_;
-      pa.history = predictor_->history();
-      pa.history_row = d + kHistoryRow * ms;
-      pa.history_layers = L;
-      pa.history_rows = kHistoryRing;
-      pa.history_cols = max_blocks_;
-      if (summary_calibration_ && key.any_dense) pa.out_ml = attn_ml_.get();
-    }
-    APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(pa, stream_));
-    if (key.any_dense && l >= first_sparse && summary_calibration_) {
-      // Calibration from the key summaries: blocks the sparse attention did not list get
-      // an estimate (offload_kernels.h); no block is read.
-      SummaryCalibrationArgs sc;
-      sc.batch = B;
-      sc.num_heads = nh;
-      sc.num_kv_heads = nkv;
-      sc.head_dim = hd;
-      sc.scale = pa.scale;
-      sc.q = q_.get();
-      sc.ml = attn_ml_.get();
-      sc.context_lens = d + kContextLens * ms;
-      sc.seq_slots = d + kSeqSlots * ms;
-      sc.dense = d + kDense * ms;
-      sc.history_row = d + kHistoryRow * ms;
-      sc.lists = pa.lists;
-      sc.summary = key_summary_.get();
-      sc.summary_layers = L;
-      sc.max_blocks = max_blocks_;
-      sc.layer = l;
-      sc.history = predictor_->history();
-      sc.history_layers = L;
-      sc.history_rows = kHistoryRing;
-      sc.history_cols = max_blocks_;
-      sc.estimate = opt_.sparse.summary_estimate;
-      sc.max_cols = key.calib_cols;
-      APR_CUDA_RETURN_IF_ERROR(LaunchSummaryCalibration(sc, stream_));
-    } else if (key.any_dense && l >= first_sparse) {
-      // Calibration: the full attention row replaces the history row of the calibrating
-      // sequences (other rows have count 0 and are skipped).
-      PagedDecodeArgs cal = pa;
-      cal.lists = BlockLists{calib_counts_.get(), nullptr, nullptr, nullptr, 0};
-      cal.splits = key.splits_dense;
-      cal.history_only = true;
-      cal.out = nullptr;
-      APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(cal, stream_));
-    }
-    const int group = opt_.offload.predict_group_layers;
-    if (offload_ && ((l + 1) % group == 0 || l == L - 1)) {
-      // Predict the group's blocks for the next step, plan the cache, start the fetch:
-      // one launch each for `group` layers (docs/CUDA.md "KV offload").
-      const int first = l / group * group;
-      APR_RETURN_IF_ERROR(PrefetchLayers(B, first, l - first + 1, key, eager));
-    } else if (key.predict && OverlapPredictor(B) && l >= first_sparse) {
-      // The history rows of this layer and the one before are written: their CNN scores on
-      // the side stream, one launch per kOverlapCnnLayers layers. The top-k runs once for
-      // every layer after the last CNN, beside the final MLP and lm_head: per layer, its few
-      // long CTAs cost the step twice their own time at 128K batch 1 (docs/PERFORMANCE.md).
-      const int li = l - first_sparse;
-      if ((li + 1) % kOverlapCnnLayers == 0 || l == L - 1) {
-        const int first = li / kOverlapCnnLayers * kOverlapCnnLayers;
-        APR_RETURN_IF_ERROR(predictor_->ForkSideStream(l, stream_));
-        APR_RETURN_IF_ERROR(predictor_->PredictScores(
-            PredictArgs(B, key.predict_cols, key.recompute, first, li - first + 1),
-            predictor_->side_stream()));
-      }
-      if (l == L - 1) {
-        APR_RETURN_IF_ERROR(predictor_->SelectTopk(PredictArgs(B, key.predict_cols, key.recompute),
-                                                   predictor_->side_stream()));
-      }
-    }
-    APR_RETURN_IF_ERROR(ResidualLinear(lw.o, H, nh * hd, attn_.get(), B));
-    APR_CUDA_RETURN_IF_ERROR(
-        LaunchRmsNorm(x_.get(), lw.post_attn_norm, B, H, eps, xn_.get(), stream_));
-    APR_RETURN_IF_ERROR(GateUpSwiGlu(lw, B));
-    APR_RETURN_IF_ERROR(ResidualLinear(lw.down, H, c.intermediate_size, act_.get(), B));
+    APR_RETURN_IF_ERROR(EnqueueStepAttention(key, l));
+    APR_RETURN_IF_ERROR(PredictAfterLayer(key, l, eager));
+    APR_RETURN_IF_ERROR(OProjAndMlp(lw, B));
   }
+  return EnqueueStepEnd(key, eager);
+}
+
+// Per sparse layer, KV head and sequence: [sink, the selection, local window] with slots.
+absl::Status CudaDecoder::EnqueueBuildLists(const StepKey& key) {
+  const ModelConfig& c = config();
+  const int ms = opt_.max_sequences, nkv = c.num_key_value_heads, L = c.num_hidden_layers;
+  const int32_t* d = d_step_.get();
+  const int first_sparse = FirstListedLayer(key);
+  BuildListsArgs bl;
+  bl.batch = key.batch;
+  bl.first_layer = first_sparse;
+  bl.num_layers = L - first_sparse;
+  bl.num_kv_heads = nkv;
+  bl.context_lens = d + kContextLens * ms;
+  bl.seq_slots = d + kSeqSlots * ms;
+  bl.dense = key.any_dense ? d + kDense * ms : nullptr;
+  bl.sel = predictor_->SelectionView();
+  bl.table = PoolTable();
+  if (offload_) bl.cache = Cache();
+  bl.rows_per_layer = ms * nkv;
+  bl.counts = list_counts_.get();
+  bl.blocks = list_blocks_.get();
+  bl.slots = list_slots_.get();
+  bl.starts = list_starts_.get();
+  bl.calib_counts = calib_counts_.get();
+  bl.list_stride = list_stride_;
+  bl.error = error_flag_.get();
+  APR_CUDA_RETURN_IF_ERROR(LaunchBuildLists(bl, stream_));
+  return absl::OkStatus();
+}
+
+// RoPE on the step's q and k, its K/V into the tail block (and the block's key summary
+// when the token completes it).
+RopeAppendArgs CudaDecoder::StepRopeArgs(int batch, int layer) const {
+  const int ms = opt_.max_sequences;
+  const int32_t* d = d_step_.get();
+  RopeAppendArgs ra = RopeArgs(batch, layer, d + kPositions * ms, d + kSeqSlots * ms, pool_.get());
+  if (offload_) ra.cache = Cache();
+  if (summary_calibration_) {
+    ra.key_summary = key_summary_.get();
+    ra.summary_layers = config().num_hidden_layers;
+    ra.summary_blocks = max_blocks_;
+  }
+  return ra;
+}
+
+// Decode attention of layer l: dense over the pool, or over the layer's block lists,
+// writing the history row (sparse layers).
+PagedDecodeArgs CudaDecoder::DecodeAttentionArgs(const StepKey& key, int l) const {
+  const ModelConfig& c = config();
+  const int ms = opt_.max_sequences;
+  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+  const int L = c.num_hidden_layers;
+  const int32_t* d = d_step_.get();
+  const int first_sparse = FirstListedLayer(key);
+  PagedDecodeArgs pa;
+  pa.batch = key.batch;
+  pa.num_heads = nh;
+  pa.num_kv_heads = nkv;
+  pa.head_dim = hd;
+  pa.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pa.q = q_.get();
+  pa.pool = pool_.get();
+  pa.context_lens = d + kContextLens * ms;
+  pa.seq_slots = d + kSeqSlots * ms;
+  pa.table = PoolTable();
+  pa.layer = l;
+  pa.splits = key.splits_dense;
+  pa.part_o = part_o_.get();
+  pa.part_ml = part_ml_.get();
+  pa.out = attn_.get();
+  if (l >= first_sparse) {
+    const int li = l - first_sparse;
+    pa.lists.counts = list_counts_.get() + int64_t{li} * ms * nkv;
+    pa.lists.blocks = list_blocks_.get() + int64_t{li} * ms * nkv * list_stride_;
+    pa.lists.slots = list_slots_.get() + int64_t{li} * ms * nkv * list_stride_;
+    pa.lists.starts = list_starts_.get() + int64_t{li} * ms * nkv * list_stride_;
+    pa.lists.stride = list_stride_;
+    pa.splits = key.splits_list;
+    pa.block_max = block_max_.get();
+    pa.score_stride = max_blocks_;
+    pa.history = predictor_->history();
+    pa.history_row = d + kHistoryRow * ms;
+    pa.history_layers = L;
+    pa.history_rows = kHistoryRing;
+    pa.history_cols = max_blocks_;
+    if (summary_calibration_ && key.any_dense) pa.out_ml = attn_ml_.get();
+  }
+  return pa;
+}
+
+// The attention, then on a calibration step the full row into the history.
+absl::Status CudaDecoder::EnqueueStepAttention(const StepKey& key, int l) {
+  const PagedDecodeArgs pa = DecodeAttentionArgs(key, l);
+  APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(pa, stream_));
+  const int first_sparse = FirstListedLayer(key);
+  if (key.any_dense && l >= first_sparse && summary_calibration_) {
+    // Calibration from the key summaries: blocks the sparse attention did not list get
+    // an estimate (offload_kernels.h); no block is read.
+    APR_CUDA_RETURN_IF_ERROR(LaunchSummaryCalibration(SummaryCalibrationFor(key, l, pa), stream_));
+  } else if (key.any_dense && l >= first_sparse) {
+    // Calibration: the full attention row replaces the history row of the calibrating
+    // sequences (other rows have count 0 and are skipped).
+    PagedDecodeArgs cal = pa;
+    cal.lists = BlockLists{calib_counts_.get(), nullptr, nullptr, nullptr, 0};
+    cal.splits = key.splits_dense;
+    cal.history_only = true;
+    cal.out = nullptr;
+    APR_CUDA_RETURN_IF_ERROR(LaunchPagedDecodeAttention(cal, stream_));
+  }
+  return absl::OkStatus();
+}
+
+SummaryCalibrationArgs CudaDecoder::SummaryCalibrationFor(const StepKey& key, int l,
+                                                          const PagedDecodeArgs& pa) const {
+  const ModelConfig& c = config();
+  const int ms = opt_.max_sequences;
+  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+  const int L = c.num_hidden_layers;
+  const int32_t* d = d_step_.get();
+  SummaryCalibrationArgs sc;
+  sc.batch = key.batch;
+  sc.num_heads = nh;
+  sc.num_kv_heads = nkv;
+  sc.head_dim = hd;
+  sc.scale = pa.scale;
+  sc.q = q_.get();
+  sc.ml = attn_ml_.get();
+  sc.context_lens = d + kContextLens * ms;
+  sc.seq_slots = d + kSeqSlots * ms;
+  sc.dense = d + kDense * ms;
+  sc.history_row = d + kHistoryRow * ms;
+  sc.lists = pa.lists;
+  sc.summary = key_summary_.get();
+  sc.summary_layers = L;
+  sc.max_blocks = max_blocks_;
+  sc.layer = l;
+  sc.history = predictor_->history();
+  sc.history_layers = L;
+  sc.history_rows = kHistoryRing;
+  sc.history_cols = max_blocks_;
+  sc.estimate = opt_.sparse.summary_estimate;
+  sc.max_cols = key.calib_cols;
+  return sc;
+}
+
+// After layer l's attention: offloaded, the prediction, plan and fetch of a finished layer
+// group; resident at small batches, the CNN of finished layer pairs on the side stream.
+absl::Status CudaDecoder::PredictAfterLayer(const StepKey& key, int l, bool eager) {
+  const int B = key.batch, L = config().num_hidden_layers;
+  const int first_sparse = FirstListedLayer(key);
+  const int group = opt_.offload.predict_group_layers;
+  if (offload_ && ((l + 1) % group == 0 || l == L - 1)) {
+    // Predict the group's blocks for the next step, plan the cache, start the fetch:
+    // one launch each for `group` layers (docs/CUDA.md "KV offload").
+    const int first = l / group * group;
+    APR_RETURN_IF_ERROR(PrefetchLayers(B, first, l - first + 1, key, eager));
+  } else if (key.predict && OverlapPredictor(B) && l >= first_sparse) {
+    // The history rows of this layer and the one before are written: their CNN scores on
+    // the side stream, one launch per kOverlapCnnLayers layers. The top-k runs once for
+    // every layer after the last CNN, beside the final MLP and lm_head: per layer, its few
+    // long CTAs cost the step twice their own time at 128K batch 1 (docs/PERFORMANCE.md).
+    const int li = l - first_sparse;
+    if ((li + 1) % kOverlapCnnLayers == 0 || l == L - 1) {
+      const int first = li / kOverlapCnnLayers * kOverlapCnnLayers;
+      APR_RETURN_IF_ERROR(predictor_->ForkSideStream(l, stream_));
+      APR_RETURN_IF_ERROR(predictor_->PredictScores(
+          PredictArgs(B, key.predict_cols, key.recompute, first, li - first + 1),
+          predictor_->side_stream()));
+    }
+    if (l == L - 1) {
+      APR_RETURN_IF_ERROR(predictor_->SelectTopk(PredictArgs(B, key.predict_cols, key.recompute),
+                                                 predictor_->side_stream()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Final norm and lm_head; the next step's selection (joined from the side stream,
+// predicted here, or the previous one kept); the fetches joined; logits to the host.
+absl::Status CudaDecoder::EnqueueStepEnd(const StepKey& key, bool eager) {
+  const ModelConfig& c = config();
+  const int B = key.batch, ms = opt_.max_sequences, H = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
   APR_CUDA_RETURN_IF_ERROR(
       LaunchRmsNorm(x_.get(), weights_->final_norm(), B, H, eps, xn_.get(), stream_));
   APR_RETURN_IF_ERROR(
