@@ -275,6 +275,10 @@ class CudaDecoder : public Decoder {
 
   // --- Offload (cuda_decoder_offload.cc; the tier side: cuda_decoder_tier.cc). ---
   absl::Status InitOffload();
+  // InitOffload's parts: the GPU side (wb_area: the remote write-back slots), then the tier.
+  absl::Status AllocateOffloadBuffers(int64_t wb_area);
+  absl::Status ConnectLocalTier();
+  absl::Status ConnectRemoteTier();
   void ShutdownOffload();
   CacheMap Cache() const;
   int64_t BlockBytes() const;
@@ -311,6 +315,19 @@ class CudaDecoder : public Decoder {
   // pool, else (FillRandomContext) only allocates.
   absl::Status WriteOrAllocateTierBlocks(CudaSequence& seq, int first, int full,
                                          const __nv_bfloat16* staging);
+  // Its placements' halves: the tier slots of `keys` into `slots` (and, given `staging`,
+  // the bytes of staging slots `src` written there); then the device's table of them.
+  absl::Status WriteLocalTierBlocks(CudaSequence& seq, const std::vector<kvstore::BlockKey>& keys,
+                                    const std::vector<uint32_t>& src, const __nv_bfloat16* staging,
+                                    std::vector<uint32_t>* slots);
+  absl::Status AllocateRemoteTierBlocks(CudaSequence& seq,
+                                        const std::vector<kvstore::BlockKey>& keys, int count,
+                                        std::vector<uint32_t>* slots);
+  absl::Status WriteRemoteTierBlocks(CudaSequence& seq, const std::vector<kvstore::BlockKey>& keys,
+                                     const std::vector<uint32_t>& src, const __nv_bfloat16* staging,
+                                     std::vector<uint32_t>* slots);
+  absl::Status SetTierSlots(CudaSequence& seq, int first, int full,
+                            const std::vector<uint32_t>& slots);
   // Makes `seq`'s staging pool hold at least `blocks` blocks, keeping what it holds.
   absl::Status GrowStaging(CudaSequence& seq, int blocks);
   // Clears the sequence's cache maps and makes `blocks` resident (copied from `src` through

@@ -58,7 +58,7 @@ CacheMap CudaDecoder::Cache() const {
 
 absl::Status CudaDecoder::InitOffload() {
   const ModelConfig& c = config();
-  const int L = c.num_hidden_layers, nkv = c.num_key_value_heads, hd = c.head_dim;
+  const int L = c.num_hidden_layers, nkv = c.num_key_value_heads;
   const int ms = opt_.max_sequences;
   const OffloadOptions& o = opt_.offload;
   if (o.extra_cache_slots < 0) return absl::InvalidArgumentError("extra_cache_slots < 0");
@@ -76,6 +76,17 @@ absl::Status CudaDecoder::InitOffload() {
   const int64_t wb_area = remote_ ? images : 0;  // remote write-back staging, per image
   if (cache_pool_slots_ + wb_area > std::numeric_limits<int32_t>::max())
     return absl::UnimplementedError("more than 2^31 GPU block cache slots");
+  APR_RETURN_IF_ERROR(AllocateOffloadBuffers(wb_area));
+  return remote_ ? ConnectRemoteTier() : ConnectLocalTier();
+}
+
+// The block cache (pool and maps), the tier table, fetch and write-back lists, counters,
+// the copy and mark streams and their events.
+absl::Status CudaDecoder::AllocateOffloadBuffers(int64_t wb_area) {
+  const ModelConfig& c = config();
+  const int L = c.num_hidden_layers, nkv = c.num_key_value_heads, hd = c.head_dim;
+  const int ms = opt_.max_sequences;
+  const int64_t images = int64_t{ms} * L * nkv;
   const int64_t slot_elems = 2 * kBlockTokens * hd;
   APR_RETURN_IF_ERROR(AllocZ(&pool_, (cache_pool_slots_ + wb_area) * slot_elems, 0));
   APR_RETURN_IF_ERROR(AllocZ(&cache_where_, images * max_blocks_, 0xff));
@@ -90,7 +101,7 @@ absl::Status CudaDecoder::InitOffload() {
   APR_RETURN_IF_ERROR(AllocZ(&wb_dst_, int64_t{L} * max_wb_, 0));
   APR_RETURN_IF_ERROR(AllocZ(&fetch_count_, L, 0));
   APR_RETURN_IF_ERROR(AllocZ(&wb_count_, L, 0));
-  const int64_t group = std::min(o.predict_group_layers, L);
+  const int64_t group = std::min(opt_.offload.predict_group_layers, L);
   APR_RETURN_IF_ERROR(AllocZ(&plan_scratch_, group * ms * nkv * cache_slots_, 0));
   APR_RETURN_IF_ERROR(AllocZ(&issued_, L, 0));
   APR_RETURN_IF_ERROR(AllocZ(&done_, L, 0));
@@ -106,23 +117,36 @@ absl::Status CudaDecoder::InitOffload() {
       APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   }
   APR_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&copy_join_, cudaEventDisableTiming));
+  return absl::OkStatus();
+}
 
-  if (!remote_) {
-    local_ = o.local_tier;
-    if (local_ == nullptr) {
-      const int64_t blocks =
-          o.host_pool_blocks > 0 ? o.host_pool_blocks : int64_t{ms} * max_blocks_ * L * nkv;
-      auto t = LocalKvTier::Create(BlockBytes(), blocks);
-      if (!t.ok()) return t.status();
-      local_ = *std::move(t);
-    }
-    if (local_->store->block_bytes() != BlockBytes()) {
-      return absl::InvalidArgumentError(absl::StrCat("the local tier's blocks are ",
-                                                     local_->store->block_bytes(),
-                                                     " bytes; this model's are ", BlockBytes()));
-    }
-    return absl::OkStatus();
+absl::Status CudaDecoder::ConnectLocalTier() {
+  const ModelConfig& c = config();
+  const int L = c.num_hidden_layers, nkv = c.num_key_value_heads;
+  const OffloadOptions& o = opt_.offload;
+  local_ = o.local_tier;
+  if (local_ == nullptr) {
+    const int64_t blocks = o.host_pool_blocks > 0
+                               ? o.host_pool_blocks
+                               : int64_t{opt_.max_sequences} * max_blocks_ * L * nkv;
+    auto t = LocalKvTier::Create(BlockBytes(), blocks);
+    if (!t.ok()) return t.status();
+    local_ = *std::move(t);
   }
+  if (local_->store->block_bytes() != BlockBytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("the local tier's blocks are ",
+                                                   local_->store->block_bytes(),
+                                                   " bytes; this model's are ", BlockBytes()));
+  }
+  return absl::OkStatus();
+}
+
+// The storage node, the fetcher of UCX gets into pinned staging, and the thread that
+// starts its jobs.
+absl::Status CudaDecoder::ConnectRemoteTier() {
+  const ModelConfig& c = config();
+  const int L = c.num_hidden_layers, nkv = c.num_key_value_heads;
+  const OffloadOptions& o = opt_.offload;
   remote_tier_ = o.remote_tier;
   if (remote_tier_ == nullptr) {
     if (o.remote_address.empty())
@@ -614,8 +638,7 @@ absl::Status CudaDecoder::OffloadAfterPrefill(CudaSequence& seq, const __nv_bflo
   if (!seq.in_tier) APR_RETURN_IF_ERROR(CreateTierSequence(seq));
   const int len = static_cast<int>(seq.len);
   // Blocks completed by this part (an earlier part's last block may be among them).
-  APR_RETURN_IF_ERROR(
-      WriteOrAllocateTierBlocks(seq, seq.tier_blocks, len / kBlockTokens, staging));
+  APR_RETURN_IF_ERROR(WriteOrAllocateTierBlocks(seq, seq.tier_blocks, len / kBlockTokens, staging));
   APR_RETURN_IF_ERROR(SeedCache(seq, SeedBlocks(len), staging));
   return InitialFetch(seq);
 }
