@@ -158,6 +158,33 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch) {
   return t;
 }
 
+// Exclusive prefix sum of `v` over a CTA of kBlockThreads threads (a multiple of 32):
+// returns this thread's offset; *total gets the CTA's sum. `scratch` holds kBlockThreads /
+// 32 ints in shared memory. Every thread of the CTA must call it (it synchronises).
+template <int kBlockThreads>
+__device__ int BlockExclusiveScan(int v, int* scratch, int* total) {
+  static_assert(kBlockThreads % 32 == 0, "whole warps");
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  int x = v;
+#pragma unroll
+  for (int o = 1; o < 32; o *= 2) {
+    const int y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  __syncthreads();
+  if (lane == 31) scratch[warp] = x;
+  __syncthreads();
+  int before = 0, all = 0;
+#pragma unroll
+  for (int w = 0; w < kBlockThreads / 32; ++w) {
+    const int s = scratch[w];
+    if (w < warp) before += s;
+    all += s;
+  }
+  *total = all;
+  return before + x - v;
+}
+
 }  // namespace apr::cuda
 
 #endif  // APRUNTIME_RUNTIME_CUDA_DEVICE_UTILS_CUH_

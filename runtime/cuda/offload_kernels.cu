@@ -9,30 +9,6 @@ namespace {
 
 constexpr int kPlanThreads = 256;
 
-// Exclusive prefix sum of `v` over the CTA (kPlanThreads threads); *total gets the sum.
-// `scratch` holds kPlanThreads / 32 ints. Every thread must call it.
-__device__ int PlanScan(int v, int* scratch, int* total) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  int x = v;
-#pragma unroll
-  for (int o = 1; o < 32; o *= 2) {
-    const int y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
-  }
-  __syncthreads();
-  if (lane == 31) scratch[warp] = x;
-  __syncthreads();
-  int before = 0, all = 0;
-#pragma unroll
-  for (int w = 0; w < kPlanThreads / 32; ++w) {
-    const int s = scratch[w];
-    if (w < warp) before += s;
-    all += s;
-  }
-  *total = all;
-  return before + x - v;
-}
-
 // Entry i of the wanted list of a step of context `len`, ascending and distinct:
 // sink [0, sb), the selected blocks below lo = max(FirstLocalBlock, sb), local [lo, nb).
 struct Wanted {
@@ -146,10 +122,10 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
     const bool miss = i < total && c < 0;
     const bool refetch = i < total && c >= 0 && predicted && !a.reuse;
     int t_miss, t_re;
-    const int o_miss = PlanScan(miss ? 1 : 0, scan_scratch, &t_miss);
+    const int o_miss = BlockExclusiveScan<kPlanThreads>(miss ? 1 : 0, scan_scratch, &t_miss);
     if (miss) missing[n_missing + o_miss] = blk;
     n_missing += t_miss;
-    const int o_re = PlanScan(refetch ? 1 : 0, scan_scratch, &t_re);
+    const int o_re = BlockExclusiveScan<kPlanThreads>(refetch ? 1 : 0, scan_scratch, &t_re);
     if (t_re > 0) {
       if (tid == 0) s_base = atomicAdd(fetch_count, t_re);
       __syncthreads();
@@ -177,7 +153,7 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
     const int c = base + tid;
     const bool free_slot = c < C && keep[c] == 0 && tags[c] < 0;
     int t_free;
-    const int o_free = PlanScan(free_slot ? 1 : 0, scan_scratch, &t_free);
+    const int o_free = BlockExclusiveScan<kPlanThreads>(free_slot ? 1 : 0, scan_scratch, &t_free);
     const int j = assigned + o_free;
     const bool take = free_slot && j < n_missing;
     if (take) {
@@ -236,7 +212,7 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
   }
   // Counters: the CTA's hits (each thread counted its own).
   int t_hits;
-  PlanScan(hits, scan_scratch, &t_hits);
+  BlockExclusiveScan<kPlanThreads>(hits, scan_scratch, &t_hits);
   if (tid == 0) {
     atomicAdd(a.counters + kCounterHits, static_cast<unsigned long long>(t_hits));
     atomicAdd(a.counters + kCounterPredicted, static_cast<unsigned long long>(w.nsel_lo));

@@ -19,28 +19,6 @@ __device__ __forceinline__ uint32_t OrderKey(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// Exclusive prefix sum over the block's threads (kThreads); returns this thread's offset and
-// the total in *total.
-__device__ int BlockExclusiveScan(int v, int* scratch, int* total) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  int x = v;
-#pragma unroll
-  for (int o = 1; o < 32; o *= 2) {
-    const int y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
-  }
-  __syncthreads();
-  if (lane == 31) scratch[warp] = x;
-  __syncthreads();
-  int before = 0, all = 0;
-  for (int w = 0; w < kThreads / 32; ++w) {
-    if (w < warp) before += scratch[w];
-    all += scratch[w];
-  }
-  *total = all;
-  return before + x - v;
-}
-
 // One CTA per (layer, KV head, sequence): radix-select the k-th largest key (4 passes of 8
 // bits), then keep every key above it and the lowest-indexed keys equal to it. The keys
 // live in dynamic shared memory sized for the launch's score columns.
@@ -98,7 +76,7 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
     const int digit = 255 - static_cast<int>(threadIdx.x);
     const int count = hist[digit];
     int total;
-    const int above = BlockExclusiveScan(count, scratch, &total);
+    const int above = BlockExclusiveScan<kThreads>(count, scratch, &total);
     if (above < remaining && above + count >= remaining) {
       s_prefix = prefix | (static_cast<uint32_t>(digit) << shift);
       s_remaining = remaining - above;
@@ -115,13 +93,13 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
   int eq = 0;
   for (int i = lo; i < hi; ++i) eq += keys[i] == threshold;
   int total;
-  int eq_before = BlockExclusiveScan(eq, scratch, &total);
+  int eq_before = BlockExclusiveScan<kThreads>(eq, scratch, &total);
   int kept = 0;
   for (int i = lo, e = eq_before; i < hi; ++i) {
     const uint32_t key = keys[i];
     if (key > threshold || (key == threshold && e++ < take_equal)) ++kept;
   }
-  int out = BlockExclusiveScan(kept, scratch, &total);
+  int out = BlockExclusiveScan<kThreads>(kept, scratch, &total);
   for (int i = lo, e = eq_before; i < hi; ++i) {
     const uint32_t key = keys[i];
     if (key > threshold || (key == threshold && e++ < take_equal)) sel[out++] = kSinkBlocks + i;
