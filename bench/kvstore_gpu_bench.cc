@@ -43,11 +43,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/cuda_status.h"
 #include "bench/gpu/bench_kernels.h"
 #include "kvstore/block_cache.h"
 #include "kvstore/block_store.h"
 #include "kvstore/client/remote_tier.h"
-#include "kvstore/cuda/cuda_status.h"
 #include "kvstore/cuda/gather_blocks.h"
 #include "kvstore/cuda/gpu_fetcher.h"
 #include "kvstore/cuda/host_register.h"
@@ -86,7 +86,7 @@ namespace {
 using kvstore::BlockCache;
 using kvstore::BlockStore;
 using kvstore::CachePlan;
-using kvstore::CudaStatus;
+using ::apr::CudaStatus;
 using kvstore::GpuBlockFetcher;
 using kvstore::GpuFetchJob;
 using kvstore::MappedHostMemory;

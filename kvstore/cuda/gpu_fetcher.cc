@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/cuda_status.h"
 #include "base/status_macros.h"
-#include "kvstore/cuda/cuda_status.h"
 #include "kvstore/cuda/gather_blocks.h"
 
 namespace apr::kvstore {

@@ -3,8 +3,8 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/cuda_status.h"
 #include "base/status_macros.h"
-#include "kvstore/cuda/cuda_status.h"
 
 namespace apr::kvstore {
 

@@ -10,13 +10,17 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/cuda_status.h"
+#include "base/status_macros.h"
 
 namespace apr::cuda {
 
+using ::apr::CudaStatus;
+
+// "<what> failed at <file>:<line>: cudaErrorName (description)".
 inline absl::Status CudaStatus(cudaError_t e, const char* what, const char* file, int line) {
   if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(what, " failed at ", file, ":", line, ": ",
-                                          cudaGetErrorName(e), " (", cudaGetErrorString(e), ")"));
+  return ::apr::CudaStatus(e, absl::StrCat(what, " failed at ", file, ":", line));
 }
 
 inline absl::Status CublasStatus(cublasStatus_t e, const char* what, const char* file, int line) {
@@ -47,13 +51,6 @@ inline absl::Status CublasStatus(cublasStatus_t e, const char* what, const char*
   do {                                                                                            \
     if (absl::Status _s = ::apr::cuda::CublasStatus((call), #call, __FILE__, __LINE__); !_s.ok()) \
       return _s;                                                                                  \
-  } while (0)
-
-#define APR_RETURN_IF_ERROR(expr)             \
-  do {                                        \
-    if (absl::Status _s = (expr); !_s.ok()) { \
-      return _s;                              \
-    }                                         \
   } while (0)
 
 #endif  // APRUNTIME_RUNTIME_CUDA_CUDA_CHECK_H_
