@@ -6,10 +6,13 @@
 #
 #   bash tools/device/pack_served.sh [DEST]
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh
+#   device: carry [".carry/served"], timeout 600: bash .carry/served/served_bench.sh
+#     (issue 17's served benchmark: served_bench, decode_step_bench, make_random_llama)
 #
 # DEST (default: .carry/served in the main checkout, the one a device call sends) receives
-# served.tar.xz and served_run.sh. Binaries keep Bazel's layout (bin/cluster/launch,
-# bin/kvstore/storage_node), so the launcher finds the storage node where it looks for it.
+# served.tar.xz, served_run.sh and served_bench.sh. Binaries keep Bazel's layout
+# (bin/cluster/launch, bin/kvstore/storage_node), so the launcher finds the storage node
+# where it looks for it.
 # Our libraries are linked statically (--dynamic_mode=off). Not carried: glibc, libstdc++,
 # libgcc_s, the CUDA libraries (/usr/local/cuda/lib64 there) and NCCL (the machine's).
 set -euo pipefail
@@ -25,6 +28,7 @@ TESTS=(//tests/cluster:served_gpu_test //runtime/cuda:trained_predictor_test
   //runtime/cuda:offload_kernels_test)
 [ -n "${APR_PACK_TESTS:-}" ] && read -r -a TESTS <<<"$APR_PACK_TESTS"
 TESTS+=(//bench:chunked_admission_bench //bench:real_reuse_bench)
+TESTS+=(//bench:served_bench //bench:decode_step_bench //tools/model:make_random_llama)
 bazel build --dynamic_mode=off "${CLUSTER[@]}" "${TESTS[@]}"
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
@@ -44,8 +48,9 @@ for t in "${TESTS[@]}"; do copy "$t" "$STAGE/bin"; done
 source tools/device/pack_libs.sh
 pack_shared_libraries "$STAGE"
 mkdir -p "$DEST"
-rm -f "$DEST/served.tar.xz" "$DEST/served_run.sh"
+rm -f "$DEST/served.tar.xz" "$DEST/served_run.sh" "$DEST/served_bench.sh"
 tar -C "$STAGE" -cf - bin lib | xz -T2 -6 >"$DEST/served.tar.xz"
 cp tools/device/served_run.sh "$DEST/served_run.sh"
+cp tools/device/served_bench.sh "$DEST/served_bench.sh"
 ls -la "$DEST"
 du -sh "$DEST"
