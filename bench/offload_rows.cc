@@ -432,7 +432,7 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
     o.debug_fill_byte = absl::GetFlag(FLAGS_debug_fill_byte);
     if (mode != 'c') {
       if (tuned != nullptr) o.offload = *tuned;
-      o.placement = remote != nullptr ? KvPlacement::kOffloadRemote : KvPlacement::kOffloadLocal;
+      o.placement = remote != nullptr ? KvPlacement::kRemote : KvPlacement::kHost;
       o.offload.local_tier = local;
       o.offload.remote_tier = remote;
     }

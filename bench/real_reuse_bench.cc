@@ -81,7 +81,7 @@ CudaDecoderOptions Options(char mode, int context) {
   o.sparse.budget_tokens = mode == 'a' ? context : absl::GetFlag(FLAGS_budget);
   o.sparse.calibration_step = absl::GetFlag(FLAGS_calibration);
   o.sparse.calibration_source = cuda::CalibrationSource::kKeySummary;
-  o.placement = mode == 'c' ? cuda::KvPlacement::kResident : cuda::KvPlacement::kOffloadLocal;
+  o.placement = mode == 'c' ? KvPlacement::kDevice : KvPlacement::kHost;
   o.offload.reuse_cached_blocks = mode != 'a';  // (a) moves every block every step
   return o;
 }

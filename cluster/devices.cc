@@ -138,7 +138,7 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
         "kv_cache placement PLACEMENT_AUTO must be resolved (ResolveAutoPlacement) first");
   }
   if (options.placement == KvPlacement::kDevice) {
-    o->placement = cuda::KvPlacement::kResident;
+    o->placement = KvPlacement::kDevice;
     return absl::OkStatus();
   }
   if (!o->sparse.enabled) {
@@ -149,7 +149,7 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
         "predictor's weights; docs/PREDICTOR.md)"));
   }
   if (options.placement == KvPlacement::kHost) {
-    o->placement = cuda::KvPlacement::kOffloadLocal;  // a pool sized for every sequence
+    o->placement = KvPlacement::kHost;  // a pool sized for every sequence
     return absl::OkStatus();
   }
   if (options.storage_nodes.empty()) {
@@ -158,7 +158,7 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
   }
   // One node per worker; the ranks of a group spread over the nodes (each rank stores
   // only its own KV heads).
-  o->placement = cuda::KvPlacement::kOffloadRemote;
+  o->placement = KvPlacement::kRemote;
   o->offload.remote_address = options.storage_nodes[options.tp_rank % options.storage_nodes.size()];
   // UCX's own transport choice (and UCX_TLS / UCX_NET_DEVICES from the environment), as
   // the storage nodes the launcher starts use: the node may be on another host.

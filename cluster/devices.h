@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/decoder.h"
+#include "runtime/kv_placement.h"
 #include "runtime/model_config.h"
 
 namespace apr::cuda {
@@ -20,13 +21,9 @@ struct CudaDecoderOptions;
 
 namespace apr::cluster {
 
-// Where a worker keeps the KV cache (cluster config kv_cache.placement).
-enum class KvPlacement {
-  kDevice,  // the worker's own memory: the CPU backend's cache, or GPU memory
-  kHost,    // pinned host RAM of the worker's host (kvstore/ block pool)
-  kRemote,  // storage nodes over UCX
-  kAuto,    // CUDA: kDevice when the configured sequences x context fit the GPU, else kHost
-};
+// Where a worker keeps the KV cache (cluster config kv_cache.placement): the runtime's one
+// enum (runtime/kv_placement.h).
+using ::apr::KvPlacement;
 
 struct DecoderOptions {
   // Live sequences at once (the largest decode batch); 0: 8.

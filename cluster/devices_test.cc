@@ -17,9 +17,9 @@ cuda::CudaDecoderOptions Sparse() {
 
 TEST(ApplyKvPlacement, DeviceMemoryIsResident) {
   cuda::CudaDecoderOptions o;
-  o.placement = cuda::KvPlacement::kOffloadLocal;
+  o.placement = KvPlacement::kHost;
   ASSERT_TRUE(ApplyKvPlacement(DecoderOptions{}, &o).ok());
-  EXPECT_EQ(o.placement, cuda::KvPlacement::kResident);
+  EXPECT_EQ(o.placement, KvPlacement::kDevice);
 }
 
 TEST(ApplyKvPlacement, HostRamIsTheLocalTier) {
@@ -27,7 +27,7 @@ TEST(ApplyKvPlacement, HostRamIsTheLocalTier) {
   d.placement = KvPlacement::kHost;
   cuda::CudaDecoderOptions o = Sparse();
   ASSERT_TRUE(ApplyKvPlacement(d, &o).ok());
-  EXPECT_EQ(o.placement, cuda::KvPlacement::kOffloadLocal);
+  EXPECT_EQ(o.placement, KvPlacement::kHost);
   EXPECT_EQ(o.offload.local_tier, nullptr);  // the decoder makes its own pool
 }
 
@@ -55,7 +55,7 @@ TEST(ApplyKvPlacement, RanksSpreadOverTheStorageNodes) {
     d.tp_size = 4;
     o = Sparse();
     ASSERT_TRUE(ApplyKvPlacement(d, &o).ok());
-    EXPECT_EQ(o.placement, cuda::KvPlacement::kOffloadRemote);
+    EXPECT_EQ(o.placement, KvPlacement::kRemote);
     EXPECT_EQ(o.offload.remote_address, want[rank]) << "rank " << rank;
     // UCX chooses (the node may be on another host; "lo" would not reach it).
     EXPECT_EQ(o.offload.ucx_tls, "");

@@ -108,6 +108,11 @@ absl::Status CudaDecoder::CheckOptions() {
   const int L = c.num_hidden_layers;
   if (opt_.max_sequences < 1 || opt_.prefill_chunk < 1)
     return absl::InvalidArgumentError("max_sequences and prefill_chunk must be positive");
+  if (opt_.placement == KvPlacement::kAuto) {
+    return absl::InvalidArgumentError(
+        "KvPlacement::kAuto is a worker's choice: resolve it before creating the decoder "
+        "(cluster/devices.h ResolveAutoPlacement)");
+  }
   APR_RETURN_IF_ERROR(GpuPredictor::CheckTilesPerCta(opt_.predictor_tiles_per_cta));
   if (opt_.max_context <= 0) opt_.max_context = static_cast<int>(c.max_position_embeddings);
   opt_.max_context = std::min<int64_t>(opt_.max_context, c.max_position_embeddings);
@@ -125,8 +130,8 @@ absl::Status CudaDecoder::CheckOptions() {
     if (PredictedBlocks(opt_.sparse.budget_tokens) < 1)
       return absl::InvalidArgumentError("the sparse budget must exceed 128 tokens");
   }
-  offload_ = opt_.placement != KvPlacement::kResident;
-  remote_ = opt_.placement == KvPlacement::kOffloadRemote;
+  offload_ = opt_.placement != KvPlacement::kDevice;
+  remote_ = opt_.placement == KvPlacement::kRemote;
   const CalibrationSource cal_source = opt_.sparse.calibration_source;
   if (offload_) {
     if (!opt_.sparse.enabled)

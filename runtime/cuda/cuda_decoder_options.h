@@ -69,7 +69,7 @@ struct CudaDecoderOptions {
   // last rows, so its last part should hold kHistoryRows tokens (NextPromptPartEnd in
   // runtime/scheduler.h does); offload-remote runs eagerly (no graphs: the host issues the UCX
   // gets of each layer's fetch list).
-  KvPlacement placement = KvPlacement::kResident;
+  KvPlacement placement = KvPlacement::kDevice;
   OffloadOptions offload;
   // Tensor parallelism (tensor_parallel.h, docs/CUDA.md): this process is rank tp.rank of
   // tp.size; Load reads only its shard and Init joins the NCCL group (blocks until every

@@ -13,14 +13,14 @@
 #include "kvstore/block_store.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/cuda/host_register.h"
+#include "runtime/kv_placement.h"
 
 namespace apr::cuda {
 
-enum class KvPlacement {
-  kResident,       // every block in GPU memory (the default)
-  kOffloadLocal,   // a pinned host pool in this process, read by a gather kernel (mapped)
-  kOffloadRemote,  // a storage node over UCX into pinned staging, then to the GPU
-};
+// The CUDA decoder's placements (runtime/kv_placement.h): kDevice, every block in GPU
+// memory (the default); kHost, a pinned host pool in this process read by a gather kernel
+// (mapped); kRemote, a storage node over UCX into pinned staging, then to the GPU.
+using ::apr::KvPlacement;
 
 // A local tier: a block pool in host memory, registered (pinned, mapped) for the GPU.
 // Decoders may share one (the benchmark keeps one pool across configurations).

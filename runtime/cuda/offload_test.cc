@@ -213,20 +213,20 @@ TEST_P(OffloadMatches, ResidentLocalAndRemoteAreBitIdentical) {
     int ctas = 0;
   };
   std::vector<Variant> variants = {
-      {"local, graphs", KvPlacement::kOffloadLocal, true, 0, ""},
-      {"local, graphs, per layer", KvPlacement::kOffloadLocal, true, 0, "", 1},
-      {"local, graphs, groups of 5, 3 fetch CTAs", KvPlacement::kOffloadLocal, true, 0, "", 5, 3},
-      {"local, eager", KvPlacement::kOffloadLocal, false, 0, ""},
-      {"local, eager, one group, 1056 fetch CTAs", KvPlacement::kOffloadLocal, false, 0, "", 32,
+      {"local, graphs", KvPlacement::kHost, true, 0, ""},
+      {"local, graphs, per layer", KvPlacement::kHost, true, 0, "", 1},
+      {"local, graphs, groups of 5, 3 fetch CTAs", KvPlacement::kHost, true, 0, "", 5, 3},
+      {"local, eager", KvPlacement::kHost, false, 0, ""},
+      {"local, eager, one group, 1056 fetch CTAs", KvPlacement::kHost, false, 0, "", 32,
        1056},
       // The delay comes once per group's fetches: per layer, every wait finds it pending.
-      {"local, eager, fetch delayed", KvPlacement::kOffloadLocal, false, 2000, "", 1},
-      {"local, graphs, fetch delayed", KvPlacement::kOffloadLocal, true, 2000, ""},
-      {"remote tcp", KvPlacement::kOffloadRemote, false, 0, "tcp"},
+      {"local, eager, fetch delayed", KvPlacement::kHost, false, 2000, "", 1},
+      {"local, graphs, fetch delayed", KvPlacement::kHost, true, 2000, ""},
+      {"remote tcp", KvPlacement::kRemote, false, 0, "tcp"},
   };
   if (GetParam() == 0) {
-    variants.push_back({"remote sm", KvPlacement::kOffloadRemote, false, 0, "sm"});
-    variants.push_back({"remote tcp, per layer", KvPlacement::kOffloadRemote, false, 0, "tcp", 1});
+    variants.push_back({"remote sm", KvPlacement::kRemote, false, 0, "sm"});
+    variants.push_back({"remote tcp, per layer", KvPlacement::kRemote, false, 0, "tcp", 1});
   }
   for (const Variant& v : variants) {
     SCOPED_TRACE(v.name);
@@ -237,7 +237,7 @@ TEST_P(OffloadMatches, ResidentLocalAndRemoteAreBitIdentical) {
     if (v.group > 0) o.offload.predict_group_layers = v.group;
     o.offload.fetch_ctas = v.ctas;
     std::unique_ptr<StorageNodeProcess> node;
-    if (v.placement == KvPlacement::kOffloadRemote) {
+    if (v.placement == KvPlacement::kRemote) {
       node = StartNode(m.block_bytes, v.tls);
       ASSERT_NE(node, nullptr);
       o.offload.remote_address = node->address();
@@ -279,7 +279,7 @@ TEST(Offload, GreedyTokensMatchResident) {
   DecodeRun resident = Decode(m, base, false, /*greedy=*/true);
   ASSERT_TRUE(resident.status.ok()) << resident.status;
   CudaDecoderOptions o = base;
-  o.placement = KvPlacement::kOffloadLocal;
+  o.placement = KvPlacement::kHost;
   DecodeRun off = Decode(m, o, false, /*greedy=*/true);
   ASSERT_TRUE(off.status.ok()) << off.status;
   EXPECT_EQ(off.generated, resident.generated);
@@ -306,8 +306,8 @@ TEST(Offload, PromptInPartsMatches) {
     DecodeRun resident = Decode(pm, base, /*record_lists=*/true);
     ASSERT_TRUE(resident.status.ok()) << resident.status;
     if (aligned) EXPECT_EQ(BitDifferences(resident, whole), 0) << "resident in parts vs one call";
-    for (KvPlacement placement : {KvPlacement::kOffloadLocal, KvPlacement::kOffloadRemote}) {
-      const bool remote = placement == KvPlacement::kOffloadRemote;
+    for (KvPlacement placement : {KvPlacement::kHost, KvPlacement::kRemote}) {
+      const bool remote = placement == KvPlacement::kRemote;
       SCOPED_TRACE(absl::StrCat(aligned ? "aligned" : "unaligned", " parts, ",
                                 remote ? "remote" : "local"));
       CudaDecoderOptions o = base;
@@ -338,7 +338,7 @@ TEST(Offload, CacheFetchesOnlyTheDifference) {
   Model m = AprTiny();
   m.steps = 150;
   CudaDecoderOptions o = SparseOptions(/*budget=*/256, /*calibration=*/5);
-  o.placement = KvPlacement::kOffloadLocal;
+  o.placement = KvPlacement::kHost;
   o.offload.extra_cache_slots = 3;
   DecodeRun r = Decode(m, o, /*record_lists=*/true);
   ASSERT_TRUE(r.status.ok()) << r.status;
@@ -385,7 +385,7 @@ TEST(Offload, FullOffloadFetchesEveryPredictedBlock) {
   CudaDecoderOptions o = SparseOptions(/*budget=*/2048, /*calibration=*/0);
   DecodeRun resident = Decode(m, o);
   ASSERT_TRUE(resident.status.ok()) << resident.status;
-  o.placement = KvPlacement::kOffloadLocal;
+  o.placement = KvPlacement::kHost;
   o.offload.reuse_cached_blocks = false;
   DecodeRun off = Decode(m, o);
   ASSERT_TRUE(off.status.ok()) << off.status;
@@ -400,7 +400,7 @@ TEST(Offload, FullOffloadFetchesEveryPredictedBlock) {
 
 TEST(Offload, RejectsWhatItCannotDo) {
   CudaDecoderOptions o = SparseOptions();
-  o.placement = KvPlacement::kOffloadLocal;
+  o.placement = KvPlacement::kHost;
   {
     CudaDecoderOptions x = o;
     x.sparse.enabled = false;
@@ -434,7 +434,7 @@ TEST(Offload, RejectsWhatItCannotDo) {
   }
   {
     CudaDecoderOptions x = o;
-    x.placement = KvPlacement::kOffloadRemote;  // no node given
+    x.placement = KvPlacement::kRemote;  // no node given
     EXPECT_EQ(CudaDecoder::Load("models/apr-tiny", x).status().code(),
               absl::StatusCode::kInvalidArgument);
   }
