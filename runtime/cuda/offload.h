@@ -40,11 +40,11 @@ struct OffloadOptions {
   // false: predicted blocks are fetched every step even when cached (the full-offload
   // baseline of the benchmark, with a budget covering the whole context).
   bool reuse_cached_blocks = true;
-  // kOffloadLocal: the tier, or (null) a new one of host_pool_blocks blocks
+  // kHost: the tier, or (null) a new one of host_pool_blocks blocks
   // (0: max_sequences * max_context / 16 per layer and KV head).
   std::shared_ptr<LocalKvTier> local_tier;
   int64_t host_pool_blocks = 0;
-  // kOffloadRemote: a connected client (shared), or a storage node to connect to.
+  // kRemote: a connected client (shared), or a storage node to connect to.
   std::shared_ptr<kvstore::RemoteTier> remote_tier;
   std::string remote_address;  // "host:port"
   std::string ucx_tls = "tcp";
