@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -194,12 +195,7 @@ int Main() {
     table += row;
   }
   std::printf("\n%s", table.c_str());
-  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
-    if (FILE* f = std::fopen(out.c_str(), "w")) {
-      std::fputs(table.c_str(), f);
-      std::fclose(f);
-    }
-  }
+  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) std::ofstream(out) << table;
   return 0;
 }
 

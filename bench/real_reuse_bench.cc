@@ -199,12 +199,7 @@ int Main() {
     for (int i = 0; i < 3; ++i) table += Row(what, modes[i], rows[i], a_ms, c_ms);
   }
   std::printf("\n%s", table.c_str());
-  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
-    if (FILE* f = std::fopen(out.c_str(), "w")) {
-      std::fputs(table.c_str(), f);
-      std::fclose(f);
-    }
-  }
+  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) std::ofstream(out) << table;
   return 0;
 }
 
