@@ -59,7 +59,14 @@ absl::StatusOr<std::unique_ptr<RemoteTier>> RemoteTier::Connect(const RemoteTier
         absl::StrCat("storage node ", o.address, " sent an inconsistent data plane description"));
   }
   absl::MutexLock lock(&t->mu_);
-  auto context = ucx::Context::Create(o.ucx);
+  // With no transport list here (option or UCX_TLS), take the node's: its operator chose
+  // it for where the node runs. UCX's own default asks for peer-failure detection, which
+  // Debian's UCX shared-memory transports lack, so on one host it silently fell back to
+  // tcp over loopback (the served REMOTE row ran at 1.9x the in-process one on sm).
+  if (t->ucx_options_.tls.empty() && std::getenv("UCX_TLS") == nullptr) {
+    t->ucx_options_.tls = dp.ucx_tls();
+  }
+  auto context = ucx::Context::Create(t->ucx_options_);
   if (!context.ok()) return context.status();
   t->context_ = *std::move(context);
   auto worker = ucx::Worker::Create(*t->context_);
@@ -67,9 +74,9 @@ absl::StatusOr<std::unique_ptr<RemoteTier>> RemoteTier::Connect(const RemoteTier
   t->worker_ = *std::move(worker);
   // kAuto: UCX 1.13's shared-memory transports cannot watch a peer; with a transport list
   // of only those, do not ask (UCX would log an error for the attempt).
-  const bool want =
-      o.peer_failure == RemoteTierOptions::PeerFailure::kRequire ||
-      (o.peer_failure == RemoteTierOptions::PeerFailure::kAuto && !OnlySharedMemory(o.ucx.tls));
+  const bool want = o.peer_failure == RemoteTierOptions::PeerFailure::kRequire ||
+                    (o.peer_failure == RemoteTierOptions::PeerFailure::kAuto &&
+                     !OnlySharedMemory(t->ucx_options_.tls));
   auto ep = ucx::Endpoint::Connect(*t->worker_, dp.ucx_worker_address(), dp.ucx_rkey(),
                                    dp.base_address(), dp.region_bytes(), want);
   t->peer_failure_detection_ = want;
@@ -79,9 +86,10 @@ absl::StatusOr<std::unique_ptr<RemoteTier>> RemoteTier::Connect(const RemoteTier
     t->peer_failure_detection_ = false;
   }
   if (!ep.ok()) {
-    return absl::Status(ep.status().code(),
-                        absl::StrCat("storage node ", o.address, " (UCX_TLS '", dp.ucx_tls(),
-                                     "' there, '", o.ucx.tls, "' here): ", ep.status().message()));
+    return absl::Status(
+        ep.status().code(),
+        absl::StrCat("storage node ", o.address, " (UCX_TLS '", dp.ucx_tls(), "' there, '",
+                     t->ucx_options_.tls, "' here): ", ep.status().message()));
   }
   t->endpoint_ = *std::move(ep);
   if (o.background_progress) t->progress_ = std::thread([p = t.get()] { p->ProgressLoop(); });
@@ -137,7 +145,7 @@ std::unique_ptr<grpc::ClientContext> RemoteTier::NewContext() const {
 }
 
 std::string RemoteTier::description() const {
-  return absl::StrCat("storage node ", options_.address, " (UCX_TLS '", options_.ucx.tls, "')");
+  return absl::StrCat("storage node ", options_.address, " (UCX_TLS '", ucx_options_.tls, "')");
 }
 
 absl::StatusOr<v1::HealthResponse> RemoteTier::Health() {

@@ -85,7 +85,7 @@ class RemoteTier : public TierClient {
   TierClientStats stats() const override;
 
  private:
-  explicit RemoteTier(const RemoteTierOptions& o) : options_(o) {}
+  explicit RemoteTier(const RemoteTierOptions& o) : options_(o), ucx_options_(o.ucx) {}
   std::unique_ptr<grpc::ClientContext> NewContext() const;
   // `s` with what a Health check says about the node.
   absl::Status Explain(const absl::Status& s, const std::string& what);
@@ -100,6 +100,8 @@ class RemoteTier : public TierClient {
   absl::Status WaitBatch(ucx::OpBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RemoteTierOptions options_;
+  // options_.ucx with the transport list actually used (the node's when none is given).
+  ucx::ContextOptions ucx_options_;
   std::unique_ptr<v1::KvStore::Stub> stub_;
   v1::DataPlaneInfo data_plane_;
   bool peer_failure_detection_ = false;

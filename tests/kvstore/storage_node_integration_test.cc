@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -256,6 +257,27 @@ TEST_P(StorageNodeIntegrationTest, KilledNodeIsAnErrorNotAHang) {
   EXPECT_EQ(create.code(), absl::StatusCode::kUnavailable);
   const std::byte* again = block.data();
   EXPECT_FALSE(tier->WriteBlocks(5, {{0, 0, 1}}, {&again, 1}).ok());
+}
+
+// A worker given no transport list uses the node's (UCX's default would ask for
+// peer-failure detection and fall back to tcp on one host, docs/KVSTORE.md).
+TEST_P(StorageNodeIntegrationTest, WorkerWithoutTransportsTakesTheNodes) {
+  ASSERT_EQ(std::getenv("UCX_TLS"), nullptr) << "the test needs UCX_TLS unset";
+  StartNode(/*capacity=*/16);
+  RemoteTierOptions o;
+  o.address = node_->address();
+  o.ucx.net_devices = "lo";
+  auto tier = RemoteTier::Connect(o);
+  ASSERT_TRUE(tier.ok()) << tier.status();
+  EXPECT_THAT((*tier)->description(), HasSubstr(absl::StrCat("(UCX_TLS '", GetParam().tls, "')")));
+  ASSERT_TRUE((*tier)->CreateSequence(3, 1, 1).ok());
+  std::vector<std::byte> block(kBlockBytes, std::byte{7}), back(kBlockBytes);
+  const std::byte* src = block.data();
+  auto slots = (*tier)->WriteBlocks(3, {{0, 0, 0}}, {&src, 1});
+  ASSERT_TRUE(slots.ok()) << slots.status();
+  std::byte* dst = back.data();
+  ASSERT_TRUE((*tier)->Read(*slots, {&dst, 1}).ok());
+  EXPECT_EQ(back, block);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, StorageNodeIntegrationTest,
