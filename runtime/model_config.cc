@@ -134,52 +134,135 @@ class FieldReader {
   absl::Status status_;
 };
 
+// ApplyRope rotates every dimension of a head; a partial rotation leaves some unrotated.
+void CheckFullRotation(FieldReader& r) {
+  if (r.Has("partial_rotary_factor") && r.PositiveNumber("partial_rotary_factor") != 1.0) {
+    r.Fail("partial_rotary_factor", "other than 1 is not supported");
+  }
+}
+
+// What a rope scaling block needs from the rest of the config.
+struct RopeContext {
+  int64_t head_dim;
+  int64_t max_position_embeddings;
+  int64_t top_level_original_max;  // the top-level original_max_position_embeddings, or 0
+};
+
+// A list of head_dim / 2 positive numbers (LongRoPE's short_factor / long_factor).
+std::vector<double> ReadFactorList(FieldReader& r, const char* key, int64_t want) {
+  const json* v = r.Find(key);
+  std::vector<double> out;
+  if (v == nullptr) {
+    r.Fail(key, "is required");
+    return out;
+  }
+  if (v->is_array() && static_cast<int64_t>(v->size()) == want) {
+    for (const json& e : *v) {
+      if (!e.is_number() || !(e.get<double>() > 0) || !std::isfinite(e.get<double>())) break;
+      out.push_back(e.get<double>());
+    }
+  }
+  if (static_cast<int64_t>(out.size()) != want) {
+    r.Fail(key, absl::StrCat("must list head_dim / 2 = ", want, " numbers > 0, got ",
+                             DescribeJson(*v)));
+    out.clear();
+  }
+  return out;
+}
+
+void ReadLlama3(FieldReader& r, RopeScaling& s) {
+  s.factor = r.PositiveNumber("factor");
+  s.low_freq_factor = r.PositiveNumber("low_freq_factor");
+  s.high_freq_factor = r.PositiveNumber("high_freq_factor");
+  s.original_max_position_embeddings = r.PositiveInt("original_max_position_embeddings");
+  // The llama3 formula divides by (high - low).
+  if (r.status().ok() && !(s.high_freq_factor > s.low_freq_factor)) {
+    r.Fail("high_freq_factor", absl::StrCat("(", s.high_freq_factor,
+                                            ") must exceed low_freq_factor (",
+                                            s.low_freq_factor, ")"));
+  }
+}
+
+// Yarn as transformers 5 reads it: original length defaults to max_position_embeddings,
+// factor to max_position_embeddings / original length; the rest are optional.
+void ReadYarn(FieldReader& r, const RopeContext& ctx, RopeScaling& s) {
+  s.original_max_position_embeddings =
+      r.PositiveInt("original_max_position_embeddings", ctx.max_position_embeddings);
+  if (!r.status().ok()) return;
+  s.factor = r.PositiveNumber("factor", static_cast<double>(ctx.max_position_embeddings) /
+                                            s.original_max_position_embeddings);
+  s.attention_factor = r.PositiveNumber("attention_factor", 0.0);
+  s.beta_fast = r.PositiveNumber("beta_fast", 0.0);
+  s.beta_slow = r.PositiveNumber("beta_slow", 0.0);
+  s.mscale = r.PositiveNumber("mscale", 0.0);
+  s.mscale_all_dim = r.PositiveNumber("mscale_all_dim", 0.0);
+  s.truncate = r.Bool("truncate", true);
+}
+
+// LongRoPE (Phi-3 style): the original length is required, inside the block or top-level.
+void ReadLongRope(FieldReader& r, const RopeContext& ctx, RopeScaling& s) {
+  if (r.Has("original_max_position_embeddings") || ctx.top_level_original_max == 0) {
+    s.original_max_position_embeddings = r.PositiveInt("original_max_position_embeddings");
+  } else {
+    s.original_max_position_embeddings = ctx.top_level_original_max;
+  }
+  if (!r.status().ok()) return;
+  s.factor = r.PositiveNumber("factor", static_cast<double>(ctx.max_position_embeddings) /
+                                            s.original_max_position_embeddings);
+  s.attention_factor = r.PositiveNumber("attention_factor", 0.0);
+  s.short_factor = ReadFactorList(r, "short_factor", ctx.head_dim / 2);
+  s.long_factor = ReadFactorList(r, "long_factor", ctx.head_dim / 2);
+}
+
 // Reads the scaling part of `rope_scaling` (transformers 4) or `rope_parameters`
 // (transformers 5); both spell the type `rope_type`, older files `type`.
-RopeScaling ReadRopeScaling(FieldReader& r) {
+RopeScaling ReadRopeScaling(FieldReader& r, const RopeContext& ctx) {
   RopeScaling s;
   std::optional<std::string> type = r.StringEitherOf("rope_type", "type");
   if (!type) {
     r.Fail("rope_type", "is required");
     return s;
   }
+  CheckFullRotation(r);
   if (*type == "default") return s;
-  if (*type == "linear") {
-    s.type = RopeScaling::Type::kLinear;
+  if (*type == "linear" || *type == "dynamic") {
+    s.type = *type == "linear" ? RopeScaling::Type::kLinear : RopeScaling::Type::kDynamic;
     s.factor = r.PositiveNumber("factor");
-    return s;
-  }
-  if (*type == "llama3") {
+  } else if (*type == "llama3") {
     s.type = RopeScaling::Type::kLlama3;
-    s.factor = r.PositiveNumber("factor");
-    s.low_freq_factor = r.PositiveNumber("low_freq_factor");
-    s.high_freq_factor = r.PositiveNumber("high_freq_factor");
-    s.original_max_position_embeddings = r.PositiveInt("original_max_position_embeddings");
-    // The llama3 formula divides by (high - low).
-    if (r.status().ok() && !(s.high_freq_factor > s.low_freq_factor)) {
-      r.Fail("high_freq_factor",
-             absl::StrCat("(", s.high_freq_factor, ") must exceed low_freq_factor (",
-                          s.low_freq_factor, ")"));
-    }
-    return s;
+    ReadLlama3(r, s);
+  } else if (*type == "yarn") {
+    s.type = RopeScaling::Type::kYarn;
+    ReadYarn(r, ctx, s);
+  } else if (*type == "longrope") {
+    s.type = RopeScaling::Type::kLongRope;
+    ReadLongRope(r, ctx, s);
+  } else {
+    r.Fail("rope_type", absl::StrCat("\"", *type,
+                                     "\" is not supported (supported: default, linear, dynamic, "
+                                     "llama3, yarn, longrope)"));
   }
-  r.Fail("rope_type",
-         absl::StrCat("\"", *type, "\" is not supported (supported: default, linear, llama3)"));
   return s;
 }
 
 bool SameScaling(const RopeScaling& a, const RopeScaling& b) {
-  if (a.type != b.type) return false;
-  if (a.type == RopeScaling::Type::kNone) return true;
-  if (a.factor != b.factor) return false;
-  return a.type != RopeScaling::Type::kLlama3 ||
-         (a.low_freq_factor == b.low_freq_factor && a.high_freq_factor == b.high_freq_factor &&
-          a.original_max_position_embeddings == b.original_max_position_embeddings);
+  return a.type == b.type && a.factor == b.factor && a.low_freq_factor == b.low_freq_factor &&
+         a.high_freq_factor == b.high_freq_factor &&
+         a.original_max_position_embeddings == b.original_max_position_embeddings &&
+         a.attention_factor == b.attention_factor && a.beta_fast == b.beta_fast &&
+         a.beta_slow == b.beta_slow && a.mscale == b.mscale &&
+         a.mscale_all_dim == b.mscale_all_dim && a.truncate == b.truncate &&
+         a.short_factor == b.short_factor && a.long_factor == b.long_factor;
 }
 
 // Fills rope_theta and rope_scaling. When a file carries both spellings they must agree.
 void ReadRope(FieldReader& r, const std::string& source, ModelConfig& c) {
   const double legacy_theta = r.PositiveNumber("rope_theta", 10000.0);
+  const RopeContext ctx{c.head_dim, c.max_position_embeddings,
+                        r.Has("original_max_position_embeddings")
+                            ? r.PositiveInt("original_max_position_embeddings")
+                            : 0};
+  CheckFullRotation(r);
   RopeScaling legacy_scaling;
   if (const json* rs = r.Find("rope_scaling")) {
     if (!rs->is_object()) {
@@ -187,7 +270,7 @@ void ReadRope(FieldReader& r, const std::string& source, ModelConfig& c) {
       return;
     }
     FieldReader nested(*rs, source, "rope_scaling.");
-    legacy_scaling = ReadRopeScaling(nested);
+    legacy_scaling = ReadRopeScaling(nested, ctx);
     r.Merge(nested);
   }
   c.rope_theta = legacy_theta;
@@ -201,7 +284,7 @@ void ReadRope(FieldReader& r, const std::string& source, ModelConfig& c) {
   }
   FieldReader nested(*rp, source, "rope_parameters.");
   c.rope_theta = nested.PositiveNumber("rope_theta", legacy_theta);
-  c.rope_scaling = ReadRopeScaling(nested);
+  c.rope_scaling = ReadRopeScaling(nested, ctx);
   r.Merge(nested);
   if (!r.status().ok()) return;
   if (r.Has("rope_theta") && c.rope_theta != legacy_theta) {
@@ -232,27 +315,63 @@ void ReadDType(FieldReader& r, ModelConfig& c) {
   }
 }
 
-// Checks the fields that say which model this is, before reading any size.
-void CheckArchitecture(FieldReader& r) {
+// Each accepted model_type and the transformers class its checkpoints name.
+struct FamilyName {
+  ModelFamily family;
+  const char* model_type;
+  const char* architecture;
+};
+constexpr FamilyName kFamilies[] = {
+    {ModelFamily::kLlama, "llama", "LlamaForCausalLM"},
+    {ModelFamily::kMistral, "mistral", "MistralForCausalLM"},
+    {ModelFamily::kQwen2, "qwen2", "Qwen2ForCausalLM"},
+    {ModelFamily::kQwen3, "qwen3", "Qwen3ForCausalLM"},
+};
+
+// Llama and Mistral checkpoints run the same decoder, so either class name fits either type.
+bool SameDecoder(ModelFamily a, ModelFamily b) {
+  auto llama_like = [](ModelFamily f) {
+    return f == ModelFamily::kLlama || f == ModelFamily::kMistral;
+  };
+  return a == b || (llama_like(a) && llama_like(b));
+}
+
+// Checks the fields that say which model this is, before reading any size, and sets
+// c.family: from model_type, else from the first known class in architectures, else llama.
+void CheckArchitecture(FieldReader& r, ModelConfig& c) {
   if (r.Has("quantization_config")) {
     r.FailConfig("quantized checkpoints (quantization_config) are not supported");
   }
-  if (std::optional<std::string> t = r.String("model_type");
-      t && *t != "llama" && *t != "mistral") {
-    r.Fail("model_type", absl::StrCat("\"", *t, "\" is not supported (llama, mistral)"));
+  const std::optional<std::string> type = r.String("model_type");
+  const FamilyName* by_type = nullptr;
+  for (const FamilyName& f : kFamilies) {
+    if (type && *type == f.model_type) by_type = &f;
   }
+  if (type && by_type == nullptr) {
+    r.Fail("model_type",
+           absl::StrCat("\"", *type, "\" is not supported (llama, mistral, qwen2, qwen3)"));
+    return;
+  }
+  const FamilyName* by_class = nullptr;
   if (const json* a = r.Find("architectures")) {
-    bool known = false;
     if (a->is_array()) {
       for (const json& e : *a) {
-        known = known || (e.is_string() && (e == "LlamaForCausalLM" || e == "MistralForCausalLM"));
+        for (const FamilyName& f : kFamilies) {
+          const bool fits = by_type == nullptr || SameDecoder(f.family, by_type->family);
+          if (by_class == nullptr && fits && e.is_string() && e == f.architecture) by_class = &f;
+        }
       }
     }
-    if (!known) {
-      r.Fail("architectures", absl::StrCat("must list LlamaForCausalLM or MistralForCausalLM, got ",
-                                           DescribeJson(*a)));
+    if (by_class == nullptr) {
+      r.Fail("architectures",
+             by_type == nullptr
+                 ? absl::StrCat("must list LlamaForCausalLM, MistralForCausalLM, "
+                                "Qwen2ForCausalLM or Qwen3ForCausalLM, got ", DescribeJson(*a))
+                 : absl::StrCat("must list ", by_type->architecture, " for model_type \"",
+                                *type, "\", got ", DescribeJson(*a)));
     }
   }
+  c.family = by_type ? by_type->family : by_class ? by_class->family : ModelFamily::kLlama;
   if (std::optional<std::string> act = r.String("hidden_act"); act && *act != "silu") {
     r.Fail("hidden_act", absl::StrCat("\"", *act, "\" is not supported (silu)"));
   }
@@ -282,16 +401,61 @@ void ReadShape(FieldReader& r, ModelConfig& c) {
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
   c.rms_norm_eps = r.PositiveNumber("rms_norm_eps", 1e-6);
-  // Mistral writes null when attention is global; a window that covers every position
-  // is global too.
-  if (r.Has("sliding_window")) {
-    const int64_t window = r.PositiveInt("sliding_window");
-    if (r.status().ok() && window < c.max_position_embeddings) {
-      r.Fail("sliding_window", absl::StrCat("(", window, ") is below max_position_embeddings (",
-                                            c.max_position_embeddings,
-                                            "): sliding-window attention is not implemented"));
+}
+
+// Mistral's window (null, or one covering every position, is global attention). Qwen2/3
+// keep a window in every config but use it only under use_sliding_window, which is refused.
+void ReadSlidingWindow(FieldReader& r, ModelConfig& c) {
+  if (c.family == ModelFamily::kQwen2 || c.family == ModelFamily::kQwen3) {
+    if (r.Bool("use_sliding_window", false)) {
+      r.Fail("use_sliding_window",
+             "true is not supported (sliding windows are implemented for mistral only)");
     }
+    return;
   }
+  if (!r.Has("sliding_window")) return;
+  const int64_t window = r.PositiveInt("sliding_window");
+  if (!r.status().ok() || window >= c.max_position_embeddings) return;
+  if (c.family != ModelFamily::kMistral) {
+    r.Fail("sliding_window", absl::StrCat("(", window, ") below max_position_embeddings (",
+                                          c.max_position_embeddings,
+                                          ") is supported for model_type mistral only"));
+    return;
+  }
+  c.sliding_window = window;
+}
+
+// transformers 5 lists each layer's attention kind; one kind for every layer is all the
+// decoder does (global, or Mistral's window on every layer).
+void CheckLayerTypes(FieldReader& r, const ModelConfig& c) {
+  const json* v = r.Find("layer_types");
+  if (v == nullptr) return;
+  const char* want = c.sliding_window > 0 ? "sliding_attention" : "full_attention";
+  bool ok = v->is_array() && static_cast<int64_t>(v->size()) == c.num_hidden_layers;
+  if (ok) {
+    for (const json& e : *v) ok = ok && e.is_string() && e == want;
+  }
+  if (!ok) {
+    r.Fail("layer_types", absl::StrCat("must list \"", want, "\" for each of the ",
+                                       c.num_hidden_layers, " layers, got ", DescribeJson(*v)));
+  }
+}
+
+// The parts of the attention block that differ between families.
+void ReadAttentionVariant(FieldReader& r, ModelConfig& c) {
+  ReadSlidingWindow(r, c);
+  if (!r.status().ok()) return;
+  CheckLayerTypes(r, c);
+  // Qwen2Attention has q/k/v biases whatever the config says; the others follow
+  // attention_bias, which Llama and Qwen3 apply to o_proj too (not implemented).
+  c.qkv_bias = c.family == ModelFamily::kQwen2;
+  c.qk_norm = c.family == ModelFamily::kQwen3;
+  if (c.family != ModelFamily::kQwen2) {
+    c.attention_bias = r.Bool("attention_bias", false);
+    if (c.attention_bias) r.Fail("attention_bias", "true is not supported");
+  }
+  c.mlp_bias = r.Bool("mlp_bias", false);
+  if (c.mlp_bias) r.Fail("mlp_bias", "true is not supported");
 }
 
 }  // namespace
@@ -306,16 +470,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::st
   }
   ModelConfig c;
   FieldReader r(*root, src);
-  CheckArchitecture(r);
+  CheckArchitecture(r, c);
   if (!r.status().ok()) return r.status();
   ReadShape(r, c);
   if (!r.status().ok()) return r.status();
   ReadRope(r, src, c);
   c.tie_word_embeddings = r.Bool("tie_word_embeddings", false);
-  c.attention_bias = r.Bool("attention_bias", false);
-  if (c.attention_bias) r.Fail("attention_bias", "true is not supported");
-  c.mlp_bias = r.Bool("mlp_bias", false);
-  if (c.mlp_bias) r.Fail("mlp_bias", "true is not supported");
+  ReadAttentionVariant(r, c);
   c.bos_token_ids = r.TokenIds("bos_token_id", c.vocab_size);
   c.eos_token_ids = r.TokenIds("eos_token_id", c.vocab_size);
   ReadDType(r, c);

@@ -20,6 +20,9 @@ using ::testing::HasSubstr;
 using testutil::kLlama2;
 using testutil::kLlama31;
 using testutil::kMistral;
+using testutil::kMistralV01;
+using testutil::kQwen25;
+using testutil::kQwen3;
 using testutil::kTransformers5;
 
 ModelConfig MustParse(std::string_view text) {
@@ -92,7 +95,100 @@ TEST(ModelConfigTest, Mistral) {
 TEST(ModelConfigTest, SlidingWindowCoveringEveryPositionIsGlobal) {
   json j = json::parse(kMistral);
   j["sliding_window"] = 32768;
-  EXPECT_EQ(MustParse(j.dump()).max_position_embeddings, 32768);
+  const ModelConfig c = MustParse(j.dump());
+  EXPECT_EQ(c.max_position_embeddings, 32768);
+  EXPECT_EQ(c.sliding_window, 0);
+}
+
+TEST(ModelConfigTest, MistralSlidingWindow) {
+  const ModelConfig c = MustParse(kMistralV01);
+  EXPECT_EQ(c.family, ModelFamily::kMistral);
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_FALSE(c.qk_norm);
+}
+
+TEST(ModelConfigTest, Qwen25HasQkvBiasAndIgnoresItsDisabledWindow) {
+  const ModelConfig c = MustParse(kQwen25);
+  EXPECT_EQ(c.family, ModelFamily::kQwen2);
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.num_key_value_heads, 4);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 1e6);
+  EXPECT_THAT(c.eos_token_ids, ElementsAre(151645));
+}
+
+TEST(ModelConfigTest, Qwen3HasQkNormAndExplicitHeadDim) {
+  const ModelConfig c = MustParse(kQwen3);
+  EXPECT_EQ(c.family, ModelFamily::kQwen3);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.hidden_size, 1024);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.sliding_window, 0);
+}
+
+TEST(ModelConfigTest, FamilyFromArchitecturesWhenModelTypeIsAbsent) {
+  json j = json::parse(kQwen3);
+  j.erase("model_type");
+  EXPECT_EQ(MustParse(j.dump()).family, ModelFamily::kQwen3);
+  j = json::parse(kLlama31);
+  j.erase("model_type");
+  j["architectures"] = {"MistralForCausalLM"};
+  EXPECT_EQ(MustParse(j.dump()).family, ModelFamily::kMistral);
+}
+
+TEST(ModelConfigTest, Transformers5LayerTypes) {
+  json j = json::parse(kQwen3);
+  j["layer_types"] = json::array();
+  for (int i = 0; i < 28; ++i) j["layer_types"].push_back("full_attention");
+  EXPECT_EQ(MustParse(j.dump()).num_hidden_layers, 28);
+}
+
+TEST(ModelConfigTest, DynamicYarnAndLongRope) {
+  json j = json::parse(kLlama2);
+  j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  ModelConfig c = MustParse(j.dump());
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kDynamic);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 2.0);
+
+  // Qwen2.5's long-context recipe: yarn with the original length equal to max positions.
+  j = json::parse(kQwen25);
+  j["rope_scaling"] = {
+      {"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
+  c = MustParse(j.dump());
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kYarn);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 4.0);
+  EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 32768);
+  EXPECT_EQ(c.rope_scaling.attention_factor, 0);
+  EXPECT_TRUE(c.rope_scaling.truncate);
+
+  // Absent factor: max / original, as transformers derives it.
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"original_max_position_embeddings", 8192},
+                       {"beta_fast", 16}, {"mscale", 0.707}, {"mscale_all_dim", 0.707},
+                       {"truncate", false}};
+  c = MustParse(j.dump());
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 4.0);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.beta_fast, 16);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.mscale_all_dim, 0.707);
+  EXPECT_FALSE(c.rope_scaling.truncate);
+
+  // LongRoPE with Phi-3's top-level original length; head_dim 128 -> 64 factors each.
+  j = json::parse(kLlama2);
+  j["original_max_position_embeddings"] = 1024;
+  j["rope_scaling"] = {{"type", "longrope"},
+                       {"short_factor", std::vector<double>(64, 1.5)},
+                       {"long_factor", std::vector<double>(64, 3.0)}};
+  c = MustParse(j.dump());
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kLongRope);
+  EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 1024);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 4.0);
+  EXPECT_EQ(c.rope_scaling.short_factor.size(), 64u);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.long_factor[63], 3.0);
 }
 
 TEST(ModelConfigTest, Transformers5RopeParameters) {
@@ -215,10 +311,19 @@ std::vector<BadConfig> BadConfigs() {
       {"zero theta", kLlama31, [](json& j) { j["rope_theta"] = 0; }, "field 'rope_theta'"},
       {"gelu", kLlama31, [](json& j) { j["hidden_act"] = "gelu"; },
        "field 'hidden_act' \"gelu\" is not supported"},
-      {"qwen model type", kLlama31, [](json& j) { j["model_type"] = "qwen2"; },
-       "field 'model_type' \"qwen2\" is not supported"},
-      {"qwen architecture", kLlama31, [](json& j) { j["architectures"] = {"Qwen2ForCausalLM"}; },
-       "field 'architectures' must list LlamaForCausalLM or MistralForCausalLM"},
+      {"gemma model type", kLlama31, [](json& j) { j["model_type"] = "gemma"; },
+       "field 'model_type' \"gemma\" is not supported (llama, mistral, qwen2, qwen3)"},
+      {"phi3 architecture", kLlama31, [](json& j) { j["architectures"] = {"Phi3ForCausalLM"}; },
+       "field 'architectures' must list LlamaForCausalLM for model_type \"llama\""},
+      {"qwen architecture, llama type", kLlama31,
+       [](json& j) { j["architectures"] = {"Qwen2ForCausalLM"}; },
+       "field 'architectures' must list LlamaForCausalLM"},
+      {"unknown architecture, no type", kLlama31,
+       [](json& j) {
+         j.erase("model_type");
+         j["architectures"] = {"GPT2LMHeadModel"};
+       },
+       "must list LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM"},
       {"architectures not a list", kLlama31,
        [](json& j) { j["architectures"] = "LlamaForCausalLM"; }, "field 'architectures'"},
       {"quantized", kLlama31,
@@ -226,13 +331,35 @@ std::vector<BadConfig> BadConfigs() {
          j["quantization_config"] = {{"quant_method", "gptq"}};
        },
        "quantization_config"},
-      {"yarn", kLlama31, [](json& j) { j["rope_scaling"]["rope_type"] = "yarn"; },
-       "field 'rope_scaling.rope_type' \"yarn\" is not supported"},
-      {"dynamic, old spelling", kLlama2,
+      {"ntk", kLlama31, [](json& j) { j["rope_scaling"]["rope_type"] = "ntk"; },
+       "field 'rope_scaling.rope_type' \"ntk\" is not supported"},
+      {"dynamic without factor", kLlama2,
        [](json& j) {
-         j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+         j["rope_scaling"] = {{"type", "dynamic"}};
        },
-       "\"dynamic\" is not supported"},
+       "field 'rope_scaling.factor' is required"},
+      {"yarn bad beta", kQwen25,
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"beta_fast", -1}};
+       },
+       "field 'rope_scaling.beta_fast' must be a finite number > 0"},
+      {"longrope without original length", kLlama2,
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "longrope"},
+                              {"short_factor", std::vector<double>(64, 1.0)},
+                              {"long_factor", std::vector<double>(64, 1.0)}};
+       },
+       "field 'rope_scaling.original_max_position_embeddings' is required"},
+      {"longrope short list", kLlama2,
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "longrope"},
+                              {"original_max_position_embeddings", 1024},
+                              {"short_factor", std::vector<double>(63, 1.0)},
+                              {"long_factor", std::vector<double>(64, 1.0)}};
+       },
+       "field 'rope_scaling.short_factor' must list head_dim / 2 = 64 numbers > 0"},
+      {"partial rotary", kLlama31, [](json& j) { j["partial_rotary_factor"] = 0.5; },
+       "field 'partial_rotary_factor' other than 1 is not supported"},
       {"rope type missing", kLlama31, [](json& j) { j["rope_scaling"].erase("rope_type"); },
        "field 'rope_scaling.rope_type' is required"},
       {"rope type spellings disagree", kLlama31,
@@ -250,9 +377,9 @@ std::vector<BadConfig> BadConfigs() {
        "field 'rope_scaling.factor' is required"},
       {"rope_scaling not an object", kLlama31, [](json& j) { j["rope_scaling"] = 8.0; },
        "field 'rope_scaling' must be an object or null"},
-      {"rope_parameters yarn", kTransformers5,
-       [](json& j) { j["rope_parameters"]["rope_type"] = "yarn"; },
-       "field 'rope_parameters.rope_type' \"yarn\""},
+      {"rope_parameters ntk", kTransformers5,
+       [](json& j) { j["rope_parameters"]["rope_type"] = "ntk"; },
+       "field 'rope_parameters.rope_type' \"ntk\""},
       {"rope_parameters bad theta", kTransformers5,
        [](json& j) { j["rope_parameters"]["rope_theta"] = -1.0; },
        "field 'rope_parameters.rope_theta'"},
@@ -268,9 +395,19 @@ std::vector<BadConfig> BadConfigs() {
          j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
        },
        "field 'rope_scaling' disagrees with rope_parameters"},
-      {"mistral sliding window", kMistral, [](json& j) { j["sliding_window"] = 4096; },
-       "field 'sliding_window' (4096) is below max_position_embeddings (32768): "
-       "sliding-window attention is not implemented"},
+      {"llama sliding window", kLlama31, [](json& j) { j["sliding_window"] = 4096; },
+       "field 'sliding_window' (4096) below max_position_embeddings (131072) is supported for "
+       "model_type mistral only"},
+      {"qwen sliding window on", kQwen25, [](json& j) { j["use_sliding_window"] = true; },
+       "field 'use_sliding_window' true is not supported"},
+      {"mixed layer types", kQwen3,
+       [](json& j) {
+         j["layer_types"] = json::array();
+         for (int i = 0; i < 28; ++i) j["layer_types"].push_back(i < 20 ? "full_attention" : "sliding_attention");
+       },
+       "field 'layer_types' must list \"full_attention\" for each of the 28 layers"},
+      {"qwen3 attention bias", kQwen3, [](json& j) { j["attention_bias"] = true; },
+       "field 'attention_bias' true is not supported"},
       {"attention bias", kLlama31, [](json& j) { j["attention_bias"] = true; },
        "field 'attention_bias' true is not supported"},
       {"mlp bias", kLlama31, [](json& j) { j["mlp_bias"] = true; },

@@ -12,6 +12,7 @@
 #include "runtime/cuda/cuda_decoder_internal.h"
 #include "runtime/cuda/fill.h"
 #include "runtime/cuda/gemv.h"
+#include "runtime/cuda/model_support.h"
 #include "runtime/cuda/norm_ops.h"
 #include "runtime/cuda/paged_decode_attention.h"
 #include "runtime/cuda/predictor_cnn.h"
@@ -85,6 +86,7 @@ absl::Status CudaDecoder::Init() {
 
 absl::Status CudaDecoder::CheckModel() const {
   const ModelConfig& c = config();
+  APR_RETURN_IF_ERROR(CheckCudaSupportsModel(c));
   const int hd = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
   const int H = c.hidden_size, I = c.intermediate_size;
   const int group = nh / nkv;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/fill.h"
+#include "runtime/cuda/model_support.h"
 #include "runtime/cuda/tensor_parallel.h"
 #include "runtime/dtype.h"
 
@@ -137,6 +138,7 @@ int64_t CudaWeights::StepBytes() const {
 absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::FromCheckpoint(const Checkpoint& ckpt,
                                                                          int tp_rank, int tp_size) {
   const ModelConfig& full = ckpt.config();
+  APR_RETURN_IF_ERROR(CheckCudaSupportsModel(full));  // before any upload
   APR_RETURN_IF_ERROR(CheckShardable(full, tp_size));
   if (tp_rank < 0 || tp_rank >= tp_size)
     return absl::InvalidArgumentError(
