@@ -10,7 +10,7 @@ PACKAGES=(
   g++ clang libclang-rt-14-dev
   libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libucx-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libpcre2-dev libopenblas-dev
+  nlohmann-json3-dev libpcre2-dev libicu-dev libopenblas-dev
   # HTTP server for the Prometheus metrics pages and the OpenAI API; curl for its test
   libcpp-httplib-dev curl
   # Python for the CPU smoke tests of the training scripts and the predictor trainer

@@ -127,6 +127,17 @@ AddedTokenMatcher::~AddedTokenMatcher() = default;
 AddedTokenMatcher::AddedTokenMatcher(AddedTokenMatcher&&) noexcept = default;
 AddedTokenMatcher& AddedTokenMatcher::operator=(AddedTokenMatcher&&) noexcept = default;
 
+std::vector<Segment> AddedTokenMatcher::SplitPass(std::string_view text, bool normalized) const {
+  std::vector<Segment> segments;
+  const Trie& trie = passes_[normalized ? 1 : 0];
+  if (trie.empty()) {
+    if (!text.empty()) segments.push_back({text, -1});
+  } else {
+    trie.Split(text, &segments);
+  }
+  return segments;
+}
+
 std::vector<Segment> AddedTokenMatcher::Split(std::string_view text) const {
   std::vector<Segment> segments;
   if (text.empty()) return segments;

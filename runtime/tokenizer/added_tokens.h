@@ -16,7 +16,7 @@ struct AddedToken {
   bool single_word = false;  // match only where no word character touches it
   bool lstrip = false;       // swallow the whitespace before it
   bool rstrip = false;       // swallow the whitespace after it
-  bool normalized = true;    // matched in a second pass (after the normalizer, which is none here)
+  bool normalized = true;    // matched in a second pass, in the normalized text
   bool special = false;      // dropped by Decode(skip_special_tokens)
 };
 
@@ -38,6 +38,10 @@ class AddedTokenMatcher {
   // remaining text at those with normalized == true. Within a pass matches are
   // leftmost-longest and do not overlap. Empty segments are left out.
   std::vector<Segment> Split(std::string_view text) const;
+  // One pass: cuts `text` at the tokens with normalized == `normalized` (the caller
+  // normalizes the text between the passes, and gives normalized tokens their
+  // normalized contents).
+  std::vector<Segment> SplitPass(std::string_view text, bool normalized) const;
 
  private:
   class Trie;

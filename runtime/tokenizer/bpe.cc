@@ -4,6 +4,7 @@
 #include <queue>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "runtime/tokenizer/utf8.h"
 
 namespace apr {
@@ -50,6 +51,10 @@ absl::StatusOr<std::unique_ptr<Bpe>> Bpe::Create(Vocab vocab, const Merges& merg
     }
     bpe->unk_id_ = it->second;
   }
+  for (int b = 0; b < 256; ++b) {
+    const auto it = bpe->vocab_.find(absl::StrFormat("<0x%02X>", b));
+    bpe->byte_ids_[b] = it == bpe->vocab_.end() ? -1 : it->second;
+  }
   bpe->options_ = std::move(options);
   return bpe;
 }
@@ -91,6 +96,39 @@ void Bpe::Tokenize(std::string_view word, std::vector<int32_t>* ids) const {
   }
 }
 
+bool Bpe::AppendByteFallback(std::string_view bytes, std::vector<int32_t>* ids) const {
+  for (char c : bytes) {
+    if (byte_ids_[static_cast<uint8_t>(c)] < 0) return false;
+  }
+  for (char c : bytes) ids->push_back(byte_ids_[static_cast<uint8_t>(c)]);
+  return true;
+}
+
+// One id per character; unknown ones become their byte tokens, or unk (fused or not),
+// or vanish. As in Hugging Face, the unk of the latest unknown character waits until
+// a known character (or the end) comes, so byte tokens in between go before it.
+std::vector<int32_t> Bpe::InitialIds(std::string_view word) const {
+  std::vector<int32_t> ids;
+  ids.reserve(word.size());
+  bool unk_pending = false;
+  for (size_t i = 0; i < word.size();) {
+    const std::string_view c = word.substr(i, utf8::Next(word, i).length);
+    i += c.size();
+    if (const auto it = vocab_.find(c); it != vocab_.end()) {
+      if (unk_pending) ids.push_back(*unk_id_);
+      unk_pending = false;
+      ids.push_back(it->second);
+      continue;
+    }
+    if (options_.byte_fallback && AppendByteFallback(c, &ids)) continue;
+    if (!unk_id_) continue;
+    if (unk_pending && !options_.fuse_unk) ids.push_back(*unk_id_);
+    unk_pending = true;
+  }
+  if (unk_pending) ids.push_back(*unk_id_);
+  return ids;
+}
+
 // Hugging Face's Word::merge_all: symbols in a linked list, candidate merges in a heap
 // ordered by (rank, position); stale heap entries are skipped when popped.
 void Bpe::Merge(std::string_view word, std::vector<int32_t>* ids) const {
@@ -101,24 +139,9 @@ void Bpe::Merge(std::string_view word, std::vector<int32_t>* ids) const {
     bool removed;
   };
   std::vector<Symbol> symbols;
-  symbols.reserve(word.size());
-  // One symbol per character; unknown ones become unk (fused or not) or vanish.
-  bool last_was_unk = false;
-  for (size_t i = 0; i < word.size();) {
-    const size_t len = utf8::Next(word, i).length;
-    const auto it = vocab_.find(word.substr(i, len));
-    i += len;
-    int32_t id;
-    if (it != vocab_.end()) {
-      id = it->second;
-      last_was_unk = false;
-    } else if (unk_id_) {
-      if (last_was_unk && options_.fuse_unk) continue;
-      id = *unk_id_;
-      last_was_unk = true;
-    } else {
-      continue;
-    }
+  const std::vector<int32_t> initial = InitialIds(word);
+  symbols.reserve(initial.size());
+  for (const int32_t id : initial) {
     const int32_t index = static_cast<int32_t>(symbols.size());
     symbols.push_back({id, index - 1, -1, false});
     if (index > 0) symbols[index - 1].next = index;

@@ -26,6 +26,9 @@ class Bpe {
     bool fuse_unk = false;  // consecutive unknown characters give one unk id
     // A pre-token that is itself in the vocabulary is emitted whole (Llama-3).
     bool ignore_merges = false;
+    // A character missing from the vocabulary becomes the "<0xNN>" tokens of its UTF-8
+    // bytes, when all of them are in the vocabulary (SentencePiece-style BPE).
+    bool byte_fallback = false;
   };
   using Vocab = StringMap<int32_t>;
   using Merges = std::vector<std::pair<std::string, std::string>>;
@@ -54,12 +57,17 @@ class Bpe {
            static_cast<uint32_t>(right);
   }
   void Merge(std::string_view word, std::vector<int32_t>* ids) const;
+  // The ids of `word`'s characters before any merge (Hugging Face's merge_word).
+  std::vector<int32_t> InitialIds(std::string_view word) const;
+  // Appends the "<0xNN>" ids of `bytes`; false (and nothing appended) if one is missing.
+  bool AppendByteFallback(std::string_view bytes, std::vector<int32_t>* ids) const;
 
   Vocab vocab_;
   std::vector<const std::string*> id_to_token_;  // into vocab_'s keys
   absl::flat_hash_map<uint64_t, MergeResult> merges_;
   Options options_;
   std::optional<int32_t> unk_id_;
+  int32_t byte_ids_[256];  // "<0xNN>" ids, -1 where missing (byte_fallback)
 
   // Words repeat a lot in text: remember their ids. Bounded; full means no more inserts.
   static constexpr size_t kCacheCapacity = 1 << 16;

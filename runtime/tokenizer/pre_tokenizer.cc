@@ -3,6 +3,8 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
 #include "runtime/tokenizer/byte_level.h"
 
 namespace apr {
@@ -69,10 +71,16 @@ std::vector<Span> SplitSpans(const Regex& regex, std::string_view text, SplitBeh
   return out;
 }
 
-void AppendPieces(const Regex& regex, std::string_view text, SplitBehavior behavior, bool invert,
-                  std::vector<std::string>* out) {
+// Appends the kept spans of `piece`; only one starting where `piece` starts can be at
+// the origin of the input.
+void AppendPieces(const Regex& regex, const PreToken& piece, SplitBehavior behavior, bool invert,
+                  std::vector<PreToken>* out) {
+  const std::string_view text = piece.text;
   for (const Span& s : SplitSpans(regex, text, behavior, invert)) {
-    if (!s.flag && s.end > s.start) out->emplace_back(text.substr(s.start, s.end - s.start));
+    if (!s.flag && s.end > s.start) {
+      out->push_back({std::string(text.substr(s.start, s.end - s.start)),
+                      piece.at_origin && s.start == 0});
+    }
   }
 }
 
@@ -81,10 +89,10 @@ class ByteLevelPreTokenizer : public PreTokenizer {
   ByteLevelPreTokenizer(bool add_prefix_space, std::optional<Regex> regex)
       : add_prefix_space_(add_prefix_space), regex_(std::move(regex)) {}
 
-  void Apply(std::vector<std::string>* pieces) const override {
-    std::vector<std::string> split;
-    for (std::string& piece : *pieces) {
-      if (add_prefix_space_ && piece[0] != ' ') piece.insert(0, 1, ' ');
+  void ApplyTo(std::vector<PreToken>* pieces) const override {
+    std::vector<PreToken> split;
+    for (PreToken& piece : *pieces) {
+      if (add_prefix_space_ && piece.text[0] != ' ') piece.text.insert(0, 1, ' ');
       if (regex_) {
         AppendPieces(*regex_, piece, SplitBehavior::kIsolated, false, &split);
       } else {
@@ -92,8 +100,10 @@ class ByteLevelPreTokenizer : public PreTokenizer {
       }
     }
     pieces->clear();
-    for (const std::string& piece : split) {
-      byte_level::AppendSpelling(piece, &pieces->emplace_back());
+    for (const PreToken& piece : split) {
+      PreToken& spelled = pieces->emplace_back();
+      spelled.at_origin = piece.at_origin;
+      byte_level::AppendSpelling(piece.text, &spelled.text);
     }
   }
 
@@ -107,9 +117,9 @@ class SplitPreTokenizer : public PreTokenizer {
   SplitPreTokenizer(Regex regex, SplitBehavior behavior, bool invert)
       : regex_(std::move(regex)), behavior_(behavior), invert_(invert) {}
 
-  void Apply(std::vector<std::string>* pieces) const override {
-    std::vector<std::string> split;
-    for (const std::string& piece : *pieces) {
+  void ApplyTo(std::vector<PreToken>* pieces) const override {
+    std::vector<PreToken> split;
+    for (const PreToken& piece : *pieces) {
       AppendPieces(regex_, piece, behavior_, invert_, &split);
     }
     *pieces = std::move(split);
@@ -121,13 +131,46 @@ class SplitPreTokenizer : public PreTokenizer {
   bool invert_;
 };
 
+// Hugging Face's Metaspace::pre_tokenize.
+class MetaspacePreTokenizer : public PreTokenizer {
+ public:
+  MetaspacePreTokenizer(std::string replacement, PrependScheme prepend, bool split)
+      : replacement_(std::move(replacement)), prepend_(prepend) {
+    // A literal pattern always compiles.
+    if (split) split_ = *Regex::Literal(replacement_);
+  }
+
+  void ApplyTo(std::vector<PreToken>* pieces) const override {
+    std::vector<PreToken> out;
+    for (PreToken& piece : *pieces) {
+      piece.text = absl::StrReplaceAll(piece.text, {{" ", replacement_}});
+      const bool starts = absl::StartsWith(piece.text, replacement_);
+      if (!starts && (prepend_ == PrependScheme::kAlways ||
+                      (prepend_ == PrependScheme::kFirst && piece.at_origin))) {
+        piece.text.insert(0, replacement_);
+      }
+      if (split_) {
+        AppendPieces(*split_, piece, SplitBehavior::kMergedWithNext, false, &out);
+      } else {
+        out.push_back(std::move(piece));
+      }
+    }
+    *pieces = std::move(out);
+  }
+
+ private:
+  std::string replacement_;
+  PrependScheme prepend_;
+  std::optional<Regex> split_;
+};
+
 class SequencePreTokenizer : public PreTokenizer {
  public:
   explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps)
       : steps_(std::move(steps)) {}
 
-  void Apply(std::vector<std::string>* pieces) const override {
-    for (const auto& step : steps_) step->Apply(pieces);
+  void ApplyTo(std::vector<PreToken>* pieces) const override {
+    for (const auto& step : steps_) step->ApplyTo(pieces);
   }
 
  private:
@@ -135,6 +178,14 @@ class SequencePreTokenizer : public PreTokenizer {
 };
 
 }  // namespace
+
+void PreTokenizer::Apply(std::vector<std::string>* pieces) const {
+  std::vector<PreToken> tokens;
+  for (std::string& piece : *pieces) tokens.push_back({std::move(piece), tokens.empty()});
+  ApplyTo(&tokens);
+  pieces->clear();
+  for (PreToken& token : tokens) pieces->push_back(std::move(token.text));
+}
 
 std::unique_ptr<PreTokenizer> MakeByteLevelPreTokenizer(bool add_prefix_space, bool use_regex) {
   std::optional<Regex> regex;
@@ -148,6 +199,11 @@ std::unique_ptr<PreTokenizer> MakeByteLevelPreTokenizer(bool add_prefix_space, b
 std::unique_ptr<PreTokenizer> MakeSplitPreTokenizer(Regex pattern, SplitBehavior behavior,
                                                     bool invert) {
   return std::make_unique<SplitPreTokenizer>(std::move(pattern), behavior, invert);
+}
+
+std::unique_ptr<PreTokenizer> MakeMetaspacePreTokenizer(std::string replacement,
+                                                        PrependScheme prepend, bool split) {
+  return std::make_unique<MetaspacePreTokenizer>(std::move(replacement), prepend, split);
 }
 
 std::unique_ptr<PreTokenizer> MakeSequencePreTokenizer(

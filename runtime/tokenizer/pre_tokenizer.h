@@ -16,11 +16,20 @@ namespace apr {
 inline constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
+// A piece of text and whether it starts at offset 0 of the original input (what
+// Metaspace's prepend_scheme "first" asks).
+struct PreToken {
+  std::string text;
+  bool at_origin = false;
+};
+
 class PreTokenizer {
  public:
   virtual ~PreTokenizer() = default;
   // Replaces every piece by its sub-pieces, in order; no piece is ever empty.
-  virtual void Apply(std::vector<std::string>* pieces) const = 0;
+  virtual void ApplyTo(std::vector<PreToken>* pieces) const = 0;
+  // The same on plain strings, the first of them taken to start the input.
+  void Apply(std::vector<std::string>* pieces) const;
 };
 
 // What Split does with the matches of its pattern (SplitDelimiterBehavior).
@@ -34,6 +43,13 @@ std::unique_ptr<PreTokenizer> MakeByteLevelPreTokenizer(bool add_prefix_space, b
 // between them) and keeps, drops or attaches the matches as `behavior` says.
 std::unique_ptr<PreTokenizer> MakeSplitPreTokenizer(Regex pattern, SplitBehavior behavior,
                                                     bool invert);
+
+// Metaspace: spaces become `replacement`, which is put before a piece that does not start
+// with it (prepend "always", or "first": only the piece at the start of the input;
+// "never": none); with `split`, pieces are cut before every `replacement`.
+enum class PrependScheme { kAlways, kFirst, kNever };
+std::unique_ptr<PreTokenizer> MakeMetaspacePreTokenizer(std::string replacement,
+                                                        PrependScheme prepend, bool split);
 
 // Sequence: each step in turn.
 std::unique_ptr<PreTokenizer> MakeSequencePreTokenizer(

@@ -7,9 +7,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "runtime/tokenizer/added_tokens.h"
 #include "runtime/tokenizer/bpe.h"
-#include "runtime/tokenizer/byte_level.h"
+#include "runtime/tokenizer/decoder.h"
+#include "runtime/tokenizer/normalizer.h"
 #include "runtime/tokenizer/post_processor.h"
 #include "runtime/tokenizer/pre_tokenizer.h"
 #include "runtime/tokenizer/string_map.h"
@@ -20,7 +22,9 @@ namespace apr {
 
 struct Tokenizer::Impl {
   std::unique_ptr<Bpe> bpe;
+  std::unique_ptr<Normalizer> normalizer;
   std::unique_ptr<PreTokenizer> pre_tokenizer;
+  std::unique_ptr<Decoder> decoder;
   PostProcessor post_processor;
   AddedTokenMatcher matcher{{}};
   absl::flat_hash_map<int32_t, std::string> added_by_id;
@@ -32,6 +36,8 @@ struct Tokenizer::Impl {
     if (const auto it = added_by_id.find(id); it != added_by_id.end()) return &it->second;
     return bpe->IdToToken(id);
   }
+  void EncodeNormalized(std::string_view text, bool at_origin, std::vector<int32_t>* ids) const;
+  std::string DecodeIds(const std::vector<int32_t>& ids, bool skip_special, bool raw) const;
 };
 
 namespace {
@@ -98,7 +104,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
       Bpe::Create(std::move(spec->vocab), spec->merges, std::move(spec->bpe_options));
   if (!bpe.ok()) return fail(bpe.status());
   impl->bpe = *std::move(bpe);
+  impl->normalizer = std::move(spec->normalizer);
   impl->pre_tokenizer = std::move(spec->pre_tokenizer);
+  impl->decoder = std::move(spec->decoder);
   impl->post_processor = std::move(spec->post_processor);
 
   std::vector<AddedToken> added = AssignIds(std::move(spec->added_tokens), *impl->bpe);
@@ -108,6 +116,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
     impl->added_by_content[t.content] = t.id;
     if (t.special) impl->special_contents.insert(t.content);
     impl->vocab_size = std::max(impl->vocab_size, t.id + 1);
+  }
+  // Normalized tokens are looked for in normalized text, so in their normalized spelling
+  // (AddedVocabulary::refresh_added_tokens does the same).
+  for (AddedToken& t : added) {
+    if (t.normalized && impl->normalizer) impl->normalizer->Apply(&t.content);
   }
   impl->matcher = AddedTokenMatcher(added);
   // A template id with no token would reach the model as an id outside its vocabulary
@@ -122,6 +135,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
 }
 
+// Hugging Face's AddedVocabulary::extract_and_normalize, then pre-tokenization and the
+// model: tokens that are not `normalized` are cut out of the raw text, each stretch
+// between them is normalized, and normalized tokens are cut out of that.
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special_tokens) const {
   // Hugging Face takes only valid UTF-8 (a Rust &str); other input is first repaired
   // the way from_utf8_lossy / Python's errors="replace" would.
@@ -131,29 +147,56 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special_t
     text = repaired;
   }
   std::vector<int32_t> ids;
-  std::vector<std::string> pieces;
-  for (const Segment& segment : impl_->matcher.Split(text)) {
+  std::string normalized;
+  for (const Segment& segment : impl_->matcher.SplitPass(text, /*normalized=*/false)) {
     if (segment.id >= 0) {
       ids.push_back(segment.id);
       continue;
     }
-    pieces.clear();
-    pieces.emplace_back(segment.text);
-    if (impl_->pre_tokenizer) impl_->pre_tokenizer->Apply(&pieces);
-    for (const std::string& piece : pieces) impl_->bpe->Tokenize(piece, &ids);
+    normalized.assign(segment.text);
+    if (impl_->normalizer) impl_->normalizer->Apply(&normalized);
+    const bool at_origin = segment.text.data() == text.data();
+    for (const Segment& s : impl_->matcher.SplitPass(normalized, /*normalized=*/true)) {
+      if (s.id >= 0) {
+        ids.push_back(s.id);
+      } else {
+        impl_->EncodeNormalized(s.text, at_origin && s.text.data() == normalized.data(), &ids);
+      }
+    }
   }
   return impl_->post_processor.Apply(std::move(ids), add_special_tokens);
 }
 
-std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
-  std::string text;
+void Tokenizer::Impl::EncodeNormalized(std::string_view text, bool at_origin,
+                                       std::vector<int32_t>* ids) const {
+  std::vector<PreToken> pieces;
+  pieces.push_back({std::string(text), at_origin});
+  if (pre_tokenizer) pre_tokenizer->ApplyTo(&pieces);
+  for (const PreToken& piece : pieces) bpe->Tokenize(piece.text, ids);
+}
+
+std::string Tokenizer::Impl::DecodeIds(const std::vector<int32_t>& ids, bool skip_special,
+                                       bool raw) const {
+  std::vector<std::string> tokens;
   for (int32_t id : ids) {
-    const std::string* token = impl_->TokenOf(id);
+    const std::string* token = TokenOf(id);
     if (token == nullptr) continue;  // unknown ids are dropped, as Hugging Face does
-    if (skip_special_tokens && impl_->special_contents.contains(*token)) continue;
-    byte_level::AppendDecoded(*token, &text);
+    if (skip_special && special_contents.contains(*token)) continue;
+    tokens.push_back(*token);
   }
-  return text;
+  // Without a decoder Hugging Face joins the tokens with spaces.
+  if (!decoder) return absl::StrJoin(tokens, " ");
+  decoder->Apply(&tokens, raw);
+  return absl::StrJoin(tokens, "");
+}
+
+std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+  return impl_->DecodeIds(ids, skip_special_tokens, /*raw=*/true);
+}
+
+std::string Tokenizer::DecodeText(const std::vector<int32_t>& ids,
+                                  bool skip_special_tokens) const {
+  return impl_->DecodeIds(ids, skip_special_tokens, /*raw=*/false);
 }
 
 int32_t Tokenizer::vocab_size() const { return impl_->vocab_size; }

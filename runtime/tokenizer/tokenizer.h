@@ -1,4 +1,4 @@
-// Byte-level BPE tokenizer read from a Hugging Face tokenizer.json (GPT-2 / Llama-3 style).
+// BPE tokenizer read from a Hugging Face tokenizer.json (byte-level or SentencePiece-style).
 #ifndef APRUNTIME_RUNTIME_TOKENIZER_TOKENIZER_H_
 #define APRUNTIME_RUNTIME_TOKENIZER_TOKENIZER_H_
 
@@ -15,11 +15,10 @@ namespace apr {
 
 class Tokenizer {
  public:
-  // Parses tokenizer.json. Supports: model BPE (vocab, merges as "a b" strings or pairs,
-  // ignore_merges), pre_tokenizer ByteLevel / Split(regex) / Sequence of them, decoder
-  // ByteLevel, added_tokens (special or not), post_processor TemplateProcessing /
-  // ByteLevel / Sequence (for the BOS a template adds). Anything else is an error that
-  // names the file and the unsupported part.
+  // Parses tokenizer.json of a BPE tokenizer, byte-level (GPT-2, Llama-3, Qwen2,
+  // DeepSeek-V3) or SentencePiece-style (Llama-2, Mistral): the parts listed in
+  // docs/TOKENIZER.md. Anything else is an error that names the file and the
+  // unsupported part.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromFile(const std::string& path);
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view json,
                                                              std::string_view source);
@@ -28,9 +27,12 @@ class Tokenizer {
   // Text to ids, as tokenizers' `encode(text, add_special_tokens=...)` does: added tokens
   // are matched first, the rest is pre-tokenized and merged.
   std::vector<int32_t> Encode(std::string_view text, bool add_special_tokens = true) const;
-  // Ids to text (bytes; may end in an incomplete UTF-8 sequence). Special tokens are
-  // dropped when `skip_special_tokens`.
+  // Ids to text as bytes: the decoder's output before Hugging Face turns bytes that are
+  // not UTF-8 into U+FFFD (so it may end in an incomplete UTF-8 sequence, which the
+  // stream decoder needs). Special tokens are dropped when `skip_special_tokens`.
   std::string Decode(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
+  // Ids to text exactly as tokenizers' `decode` gives it (always valid UTF-8).
+  std::string DecodeText(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
 
   int32_t vocab_size() const;  // largest id + 1, added tokens included
   std::optional<int32_t> TokenToId(std::string_view token) const;
@@ -60,6 +62,10 @@ class StreamDecoder {
   const Tokenizer& tokenizer_;
   bool skip_special_tokens_;
   std::string pending_;
+  // The last id that decoded to something, decoded again with each new id: decoders
+  // that treat the first token apart (Metaspace, Strip) then see the new one as
+  // inner text.
+  std::optional<int32_t> context_;
 };
 
 }  // namespace apr

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "runtime/tokenizer/pipeline_json.h"
 
 namespace apr {
 namespace {
@@ -69,6 +70,11 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const Json& j) {
     absl::StatusOr<SplitBehavior> behavior = ParseBehavior(j.at("behavior").get<std::string>());
     if (!behavior.ok()) return behavior.status();
     return MakeSplitPreTokenizer(*std::move(regex), *behavior, BoolOr(j, "invert", false));
+  }
+  if (type == "Metaspace") {
+    absl::StatusOr<MetaspaceOptions> m = ParseMetaspace(j);
+    if (!m.ok()) return m.status();
+    return MakeMetaspacePreTokenizer(m->replacement, m->prepend, m->split);
   }
   if (type == "Sequence") {
     std::vector<std::unique_ptr<PreTokenizer>> steps;
@@ -142,7 +148,7 @@ absl::Status ParseModel(const Json& model, TokenizerSpec* spec) {
       return Unsupported("BPE option", key);
     }
   }
-  if (BoolOr(model, "byte_fallback", false)) return Unsupported("BPE option", "byte_fallback");
+  spec->bpe_options.byte_fallback = BoolOr(model, "byte_fallback", false);
   if (!IsNull(model, "unk_token")) {
     spec->bpe_options.unk_token = model["unk_token"].get<std::string>();
   }
@@ -180,9 +186,15 @@ absl::StatusOr<TokenizerSpec> ParseRoot(const Json& root) {
   for (const char* key : {"truncation", "padding"}) {
     if (!IsNull(root, key)) return Unsupported(key, "must be null");
   }
-  if (!IsNull(root, "normalizer")) return Unsupported("normalizer", TypeOf(root["normalizer"]));
-  if (IsNull(root, "decoder") || TypeOf(root["decoder"]) != "ByteLevel") {
-    return Unsupported("decoder", IsNull(root, "decoder") ? "null" : TypeOf(root["decoder"]));
+  if (!IsNull(root, "normalizer")) {
+    absl::StatusOr<std::unique_ptr<Normalizer>> n = ParseNormalizer(root["normalizer"]);
+    if (!n.ok()) return n.status();
+    spec.normalizer = *std::move(n);
+  }
+  if (!IsNull(root, "decoder")) {
+    absl::StatusOr<std::unique_ptr<Decoder>> d = ParseDecoder(root["decoder"]);
+    if (!d.ok()) return d.status();
+    spec.decoder = *std::move(d);
   }
   APR_RETURN_IF_ERROR(ParseModel(root.at("model"), &spec));
   if (!IsNull(root, "pre_tokenizer")) {
