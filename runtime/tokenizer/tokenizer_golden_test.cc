@@ -1,6 +1,7 @@
 // Checks the tokenizer against encodings made by Hugging Face tokenizers
 // (tools/goldens/make_tokenizer_goldens.py): every tests/golden/tokenizer/*.golden.json,
 // with the tokenizer.json each one names, must match id for id and byte for byte.
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -49,6 +50,37 @@ std::string Ids(const std::vector<int32_t>& ids) {
   return out + (ids.size() > 64 ? ",...]" : "]");
 }
 
+std::vector<std::string> ReadStrings(const fs::path& path) {
+  std::ifstream in(path);
+  return Json::parse(in).at("strings").get<std::vector<std::string>>();
+}
+
+struct Expected {
+  std::string text;
+  std::vector<int32_t> ids, ids_plain;
+  std::string decoded, decoded_plain, decoded_skip;
+};
+
+// A case with every key, or a compact one whose missing keys take their defaults:
+// ids_no_special = ids less `prefix` (when ids start with it), decoded_no_special =
+// the text, decoded_skip_special = decoded_no_special, decoded = decoded_skip_special.
+Expected ExpectedOf(const Json& c, const std::string* text, const std::vector<int32_t>& prefix) {
+  Expected e;
+  e.text = text ? *text : c.at("text").get<std::string>();
+  e.ids = c.at("ids").get<std::vector<int32_t>>();
+  if (c.contains("ids_no_special")) {
+    e.ids_plain = c["ids_no_special"].get<std::vector<int32_t>>();
+  } else {
+    const bool starts = e.ids.size() >= prefix.size() &&
+                        std::equal(prefix.begin(), prefix.end(), e.ids.begin());
+    e.ids_plain.assign(e.ids.begin() + (starts ? prefix.size() : 0), e.ids.end());
+  }
+  e.decoded_plain = c.value("decoded_no_special", e.text);
+  e.decoded_skip = c.value("decoded_skip_special", e.decoded_plain);
+  e.decoded = c.value("decoded", e.decoded_skip);
+  return e;
+}
+
 void CheckGolden(const fs::path& path) {
   SCOPED_TRACE(path.string());
   std::ifstream in(path);
@@ -69,37 +101,43 @@ void CheckGolden(const fs::path& path) {
 
   const Json& cases = golden.at("cases");
   ASSERT_FALSE(cases.empty()) << path << " has no cases";
+  // Goldens with text_from_strings take each case's text from the strings file, by
+  // index, and leave out values equal to their default (make_tokenizer_goldens.js).
+  std::vector<std::string> texts;
+  if (golden.value("text_from_strings", false)) {
+    texts = ReadStrings(RepoRoot() / golden.at("strings").get<std::string>());
+    ASSERT_EQ(texts.size(), cases.size()) << path;
+  }
+  const std::vector<int32_t> prefix = golden.value("ids_prefix", std::vector<int32_t>{});
   int mismatches = 0;
   const auto report = [&](const std::string& what) {
     if (++mismatches <= kMaxReportedMismatches) ADD_FAILURE() << what;
   };
-  for (const Json& c : cases) {
-    const std::string text = c.at("text").get<std::string>();
-    const auto want_ids = c.at("ids").get<std::vector<int32_t>>();
-    const auto want_ids_plain = c.at("ids_no_special").get<std::vector<int32_t>>();
-    const std::vector<int32_t> ids = (*tokenizer)->Encode(text, true);
-    const std::vector<int32_t> ids_plain = (*tokenizer)->Encode(text, false);
-    if (ids != want_ids) {
-      report("Encode(" + Quote(text) + ", true)\n  got  " + Ids(ids) + "\n  want " + Ids(want_ids));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Expected want = ExpectedOf(cases[i], texts.empty() ? nullptr : &texts[i], prefix);
+    const std::vector<int32_t> ids = (*tokenizer)->Encode(want.text, true);
+    const std::vector<int32_t> ids_plain = (*tokenizer)->Encode(want.text, false);
+    if (ids != want.ids) {
+      report("Encode(" + Quote(want.text) + ", true)\n  got  " + Ids(ids) + "\n  want " +
+             Ids(want.ids));
     }
-    if (ids_plain != want_ids_plain) {
-      report("Encode(" + Quote(text) + ", false)\n  got  " + Ids(ids_plain) + "\n  want " +
-             Ids(want_ids_plain));
+    if (ids_plain != want.ids_plain) {
+      report("Encode(" + Quote(want.text) + ", false)\n  got  " + Ids(ids_plain) + "\n  want " +
+             Ids(want.ids_plain));
     }
-    // DecodeText is what Hugging Face decode returns.
     const struct {
       const char* key;
       const std::vector<int32_t>& ids;
       bool skip;
-    } decodes[] = {{"decoded", want_ids, false},
-                   {"decoded_no_special", want_ids_plain, false},
-                   {"decoded_skip_special", want_ids, true}};
+      const std::string& want;
+    } decodes[] = {{"decoded", want.ids, false, want.decoded},
+                   {"decoded_no_special", want.ids_plain, false, want.decoded_plain},
+                   {"decoded_skip_special", want.ids, true, want.decoded_skip}};
     for (const auto& d : decodes) {
       const std::string got = (*tokenizer)->DecodeText(d.ids, d.skip);
-      const std::string want = c.at(d.key).get<std::string>();
-      if (got != want) {
-        report(std::string(d.key) + " of " + Quote(text) + "\n  got  " + Quote(got) +
-               "\n  want " + Quote(want));
+      if (got != d.want) {
+        report(std::string(d.key) + " of " + Quote(want.text) + "\n  got  " + Quote(got) +
+               "\n  want " + Quote(d.want));
       }
     }
   }
