@@ -2,12 +2,28 @@
 
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
 
 #include <cstdlib>
+#include <string_view>
 #include <utility>
+
+#include "runtime/tokenizer/utf8.h"
 
 namespace apr {
 namespace {
+
+// Hugging Face tokenizers normalizes with the unicode-normalization-alignments crate,
+// whose tables are those of Unicode 9.0 (measured: normalizer_test.cc). A code point
+// assigned later is unknown there: no decomposition, combining class 0, no composition,
+// so it is a boundary that passes unchanged. ICU knows newer Unicode; the text is
+// normalized piecewise between such code points to give the crate's result.
+bool NewerThanTokenizersUnicode(char32_t c) {
+  if (c < 0x80) return false;  // the common case, cheaply
+  UVersionInfo age;
+  u_charAge(static_cast<UChar32>(c), age);
+  return age[0] > 9;
+}
 
 class UnicodeNormalizer : public Normalizer {
  public:
@@ -17,15 +33,32 @@ class UnicodeNormalizer : public Normalizer {
     UErrorCode status = U_ZERO_ERROR;
     // Most text is already normalized; skip the copy then.
     if (normalizer_->isNormalizedUTF8(*text, status) && U_SUCCESS(status)) return;
-    status = U_ZERO_ERROR;
     std::string out;
-    icu::StringByteSink<std::string> sink(&out, static_cast<int32_t>(text->size()));
-    normalizer_->normalizeUTF8(0, *text, sink, nullptr, status);
-    // Only an internal ICU failure (out of memory) lands here: keep the text as it was.
-    if (U_SUCCESS(status)) *text = std::move(out);
+    size_t done = 0;
+    for (size_t i = 0; i < text->size();) {
+      const utf8::Sequence seq = utf8::Next(*text, i);
+      if (NewerThanTokenizersUnicode(seq.code_point)) {
+        AppendNormalized(std::string_view(*text).substr(done, i - done), &out);
+        out.append(*text, i, seq.length);
+        done = i + seq.length;
+      }
+      i += seq.length;
+    }
+    AppendNormalized(std::string_view(*text).substr(done), &out);
+    *text = std::move(out);
   }
 
  private:
+  void AppendNormalized(std::string_view piece, std::string* out) const {
+    UErrorCode status = U_ZERO_ERROR;
+    std::string normalized;
+    icu::StringByteSink<std::string> sink(&normalized, static_cast<int32_t>(piece.size()));
+    normalizer_->normalizeUTF8(0, icu::StringPiece(piece.data(), piece.size()), sink, nullptr,
+                               status);
+    // Only an internal ICU failure (out of memory) fails: keep the piece as it was.
+    out->append(U_SUCCESS(status) ? std::string_view(normalized) : piece);
+  }
+
   const icu::Normalizer2* normalizer_;  // owned by ICU, lives as long as the process
 };
 
