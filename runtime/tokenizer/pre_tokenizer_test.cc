@@ -104,5 +104,28 @@ TEST(PreTokenizerTest, SequenceRunsStepsInOrder) {
             (Pieces{"Hello", "Ġworld", "!!", "ĠĠĊĊ", "Ġ", "Ġx"}));
 }
 
+TEST(PreTokenizerTest, Metaspace) {
+  const std::string bar = "\u2581";
+  const auto first = MakeMetaspacePreTokenizer(bar, PrependScheme::kFirst, true);
+  EXPECT_EQ(PreTokenize(*first, "hello  world "),
+            (Pieces{bar + "hello", bar, bar + "world", bar}));
+  // Only the piece at the start of the input gets the prepended ▁ under "first".
+  std::vector<PreToken> pieces = {{"a b", true}, {"c", false}};
+  first->ApplyTo(&pieces);
+  ASSERT_EQ(pieces.size(), 3u);
+  EXPECT_EQ(pieces[0].text, bar + "a");
+  EXPECT_EQ(pieces[1].text, bar + "b");
+  EXPECT_EQ(pieces[2].text, "c");
+  const auto always = MakeMetaspacePreTokenizer(bar, PrependScheme::kAlways, false);
+  pieces = {{"a b", true}, {"c", false}, {bar + "d", false}};
+  always->ApplyTo(&pieces);
+  ASSERT_EQ(pieces.size(), 3u);
+  EXPECT_EQ(pieces[0].text, bar + "a" + bar + "b");
+  EXPECT_EQ(pieces[1].text, bar + "c");
+  EXPECT_EQ(pieces[2].text, bar + "d");  // already starts with ▁
+  const auto never = MakeMetaspacePreTokenizer(bar, PrependScheme::kNever, true);
+  EXPECT_EQ(PreTokenize(*never, "a b"), (Pieces{"a", bar + "b"}));
+}
+
 }  // namespace
 }  // namespace apr
