@@ -74,9 +74,9 @@ int WriteGoldenFormat(const apr::Tokenizer& tokenizer, const std::string& string
     cases.push_back({{"text", text},
                      {"ids", ids},
                      {"ids_no_special", plain},
-                     {"decoded", apr::utf8::Repair(tokenizer.Decode(ids, false))},
-                     {"decoded_no_special", apr::utf8::Repair(tokenizer.Decode(plain, false))},
-                     {"decoded_skip_special", apr::utf8::Repair(tokenizer.Decode(ids, true))}});
+                     {"decoded", tokenizer.DecodeText(ids, false)},
+                     {"decoded_no_special", tokenizer.DecodeText(plain, false)},
+                     {"decoded_skip_special", tokenizer.DecodeText(ids, true)}});
   }
   std::ofstream out(out_path);
   out << nlohmann::json{{"tokenizer", absl::GetFlag(FLAGS_tokenizer)},
