@@ -37,8 +37,8 @@ std::unique_ptr<Decoder> MakeFuseDecoder();
 // every token.
 std::unique_ptr<Decoder> MakeStripDecoder(char32_t content, size_t start, size_t stop);
 
-// Replace: every match of `pattern` in every token becomes `content` (nullopt pattern:
-// an empty String, which matches nothing).
+// Replace: every match of `pattern` in every token becomes `content` (nullopt matches
+// nothing).
 std::unique_ptr<Decoder> MakeReplaceDecoder(std::optional<Regex> pattern, std::string content);
 
 // Metaspace: `replacement` becomes a space, except in the first token, where it is

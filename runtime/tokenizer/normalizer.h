@@ -28,8 +28,8 @@ std::unique_ptr<Normalizer> MakeUnicodeNormalizer(UnicodeForm form);
 // Prepend: puts `prefix` before non-empty text.
 std::unique_ptr<Normalizer> MakePrependNormalizer(std::string prefix);
 
-// Replace: every match of `pattern` (a Split-style regex; nullopt: an empty String
-// pattern, which matches nothing) becomes `content`.
+// Replace: every match of `pattern` (a String pattern as Regex::Literal, empty ones
+// included; nullopt matches nothing) becomes `content`.
 std::unique_ptr<Normalizer> MakeReplaceNormalizer(std::optional<Regex> pattern,
                                                   std::string content);
 

@@ -47,6 +47,9 @@ TEST(NormalizerTest, PrependReplaceSequence) {
   EXPECT_EQ(Normalize(*replace, " a  b "), "\u2581a\u2581\u2581b\u2581");
   EXPECT_EQ(Normalize(*MakeReplaceNormalizer(std::nullopt, "x"), "a b"), "a b");
   EXPECT_EQ(Normalize(*MakeReplaceNormalizer(*Regex::FromOniguruma("\\s+"), "_"), "a \t b\n"), "a_b_");
+  // Empty matches are replaced too, but not one right after a match (as tokenizers).
+  EXPECT_EQ(Normalize(*MakeReplaceNormalizer(*Regex::FromOniguruma("x*"), "-"), "axb"), "-a-b-");
+  EXPECT_EQ(Normalize(*MakeReplaceNormalizer(*Regex::Literal(""), "-"), "ab"), "-a-b-");
   // Llama-2: Prepend, then Replace, so the prepended mark and the spaces look alike.
   std::vector<std::unique_ptr<Normalizer>> steps;
   steps.push_back(MakePrependNormalizer("\u2581"));

@@ -30,12 +30,11 @@ absl::StatusOr<char32_t> OneChar(const Json& j, absl::string_view what) {
   return utf8::Next(s, 0).code_point;
 }
 
-// Replace's pattern: {"String": ...} (literal; empty matches nothing) or {"Regex": ...}.
+// Replace's pattern: {"String": ...} (literal; an empty one matches at every character
+// boundary, as in tokenizers) or {"Regex": ...}.
 absl::StatusOr<std::optional<Regex>> ParsePattern(const Json& pattern, absl::string_view part) {
   if (pattern.contains("String")) {
-    const std::string s = pattern["String"].get<std::string>();
-    if (s.empty()) return std::optional<Regex>();
-    absl::StatusOr<Regex> r = Regex::Literal(s);
+    absl::StatusOr<Regex> r = Regex::Literal(pattern["String"].get<std::string>());
     if (!r.ok()) return r.status();
     return std::optional<Regex>(*std::move(r));
   }
