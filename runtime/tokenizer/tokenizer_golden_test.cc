@@ -1,6 +1,7 @@
 // Checks the tokenizer against encodings made by Hugging Face tokenizers
 // (tools/goldens/make_tokenizer_goldens.py): every tests/golden/tokenizer/*.golden.json,
-// with the tokenizer.json each one names, must match id for id and byte for byte.
+// with the tokenizer.json each one names, must match id for id and byte for byte; and
+// StreamDecoder must give the whole decode.
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -139,6 +140,16 @@ void CheckGolden(const fs::path& path) {
         report(std::string(d.key) + " of " + Quote(want.text) + "\n  got  " + Quote(got) +
                "\n  want " + Quote(d.want));
       }
+    }
+    // Streaming the ids gives the whole decode (with U+FFFD where the bytes are no UTF-8).
+    StreamDecoder stream(**tokenizer, /*skip_special_tokens=*/true);
+    std::string streamed;
+    for (int32_t id : want.ids) streamed += stream.Push(id);
+    streamed += stream.Flush();
+    const std::string whole = utf8::Repair((*tokenizer)->Decode(want.ids, true));
+    if (streamed != whole) {
+      report("stream of " + Quote(want.text) + "\n  got  " + Quote(streamed) + "\n  want " +
+             Quote(whole));
     }
   }
   EXPECT_EQ(mismatches, 0) << mismatches << " mismatches in " << cases.size() << " cases of "
