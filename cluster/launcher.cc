@@ -18,7 +18,6 @@
 #include "cluster/security.h"
 #include "cluster/serving.h"
 #include "rpc/generation/v1/generation.grpc.pb.h"
-#include "runtime/model_config.h"
 #include "runtime/model_path.h"
 
 namespace apr::cluster {
@@ -81,11 +80,13 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
   std::vector<ProcessSpec> plan;
   for (const auto& node : config_.storage_nodes()) {
     APR_RETURN_IF_ERROR(CheckLoopback("storage node " + node.name(), node.grpc().host()));
-    // The node's blocks are the GPU workers' (bf16, the model's head_dim) unless the
-    // config's extra flags say otherwise.
+    // The node's blocks are the GPU workers' (bf16, head_dim from the model's
+    // config.json, which the node reads itself) unless the config's extra flags say
+    // otherwise.
     bool has_geometry = false;
     for (const auto& f : node.extra_flags()) {
-      has_geometry |= absl::StartsWith(f, "--block_bytes") || absl::StartsWith(f, "--head_dim");
+      has_geometry |= absl::StartsWith(f, "--block_bytes") || absl::StartsWith(f, "--head_dim") ||
+                      absl::StartsWith(f, "--model");
     }
     ProcessSpec p{
         "storage_node",     node.name(),       {}, ReadyFile(run_dir, "storage-" + node.name()),
@@ -96,14 +97,8 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
         Flag("capacity_bytes", node.pool_bytes() > 0 ? node.pool_bytes() : kDefaultPoolBytes),
         Flag("ready_file", p.ready_file)};
     if (!has_geometry) {
-      auto model = LoadModelConfig(ResolveModelDir(config_.model().path()) + "/config.json");
-      if (!model.ok()) {
-        return absl::Status(model.status().code(),
-                            absl::StrCat("storage node ", node.name(),
-                                         ": the block size needs the model's head_dim: ",
-                                         model.status().message()));
-      }
-      p.flags.push_back(Flag("head_dim", model->head_dim));
+      p.flags.push_back(
+          Flag("model", fs::absolute(ResolveModelDir(config_.model().path())).string()));
       p.flags.push_back(Flag("dtype", "bf16"));
     }
     for (const auto& f : node.extra_flags()) p.flags.push_back(f);

@@ -1,5 +1,8 @@
 #include "kvstore/server/storage_node.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -132,6 +135,48 @@ class StorageNode::Service final : public v1::KvStore::Service {
   std::atomic<int64_t> rpcs_{0};
 };
 
+absl::StatusOr<std::string> InterfaceWithAddress(const std::string& host) {
+  in6_addr want6{};
+  in_addr want4{};
+  const bool v4 = inet_pton(AF_INET, host.c_str(), &want4) == 1;
+  const bool v6 = !v4 && inet_pton(AF_INET6, host.c_str(), &want6) == 1;
+  if (!v4 && !v6) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "advertise address '", host, "' is not an IPv4 or IPv6 address (give the pod's IP)"));
+  }
+  if ((v4 && want4.s_addr == htonl(INADDR_ANY)) || (v6 && IN6_IS_ADDR_UNSPECIFIED(&want6))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "advertise address ", host, " is a wildcard: workers cannot connect to it; give "
+        "the address they reach this node at (the pod's IP)"));
+  }
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return absl::InternalError("getifaddrs failed");
+  std::string found, seen;
+  for (ifaddrs* a = list; a != nullptr && found.empty(); a = a->ifa_next) {
+    if (a->ifa_addr == nullptr) continue;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (a->ifa_addr->sa_family == AF_INET) {
+      const in_addr& got = reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr;
+      inet_ntop(AF_INET, &got, text, sizeof text);
+      if (v4 && got.s_addr == want4.s_addr) found = a->ifa_name;
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      const in6_addr& got = reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr;
+      inet_ntop(AF_INET6, &got, text, sizeof text);
+      if (v6 && std::memcmp(&got, &want6, sizeof got) == 0) found = a->ifa_name;
+    } else {
+      continue;
+    }
+    absl::StrAppend(&seen, seen.empty() ? "" : ", ", a->ifa_name, " ", text);
+  }
+  freeifaddrs(list);
+  if (found.empty()) {
+    return absl::NotFoundError(absl::StrCat("advertise address ", host,
+                                            " is not an address of this host (interfaces: ",
+                                            seen, ")"));
+  }
+  return found;
+}
+
 absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Start(const StorageNodeOptions& o) {
   std::unique_ptr<StorageNode> node(new StorageNode());
   node->started_ = absl::Now();
@@ -148,6 +193,12 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Start(const StorageNod
 
   ucx::ContextOptions uo = o.ucx;
   uo.wakeup = true;
+  if (!o.advertise_host.empty()) {
+    auto device = InterfaceWithAddress(o.advertise_host);
+    if (!device.ok()) return device.status();
+    if (uo.net_devices.empty()) uo.net_devices = *device;
+  }
+  node->net_devices_ = uo.net_devices;
   auto context = ucx::Context::Create(uo);
   if (!context.ok()) return context.status();
   node->ucx_context_ = *std::move(context);

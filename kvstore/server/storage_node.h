@@ -28,6 +28,11 @@ struct StorageNodeOptions {
   std::string grpc_address = "127.0.0.1:0";
   // UCX transports; wakeup is always on (the progress thread sleeps when idle).
   ucx::ContextOptions ucx;
+  // The address workers reach the data plane at, separate from the listen address above
+  // (which may be a wildcard): when set, UCX's network devices are pinned to the
+  // interface holding it (ucx.net_devices, unless that is set too), so the UCX worker
+  // address GetDataPlane hands out names it. Empty: UCX's default devices.
+  std::string advertise_host;
   // For logs and Health; empty: the host name.
   std::string node_name;
   // How long the progress thread keeps polling after the last UCX event before it sleeps
@@ -36,6 +41,11 @@ struct StorageNodeOptions {
   // wake-up each. RDMA reads do not involve the node's CPU at all.
   absl::Duration progress_spin = absl::Microseconds(500);
 };
+
+// The name of this host's network interface whose address is `host` (an IPv4 or IPv6
+// literal): "lo" for 127.0.0.1. InvalidArgument for a wildcard or a non-literal,
+// NotFound (listing the interfaces) when no interface has it.
+absl::StatusOr<std::string> InterfaceWithAddress(const std::string& host);
 
 class StorageNode {
  public:
@@ -46,6 +56,8 @@ class StorageNode {
 
   int grpc_port() const { return grpc_port_; }
   const std::string& node_name() const { return node_name_; }
+  // UCX_NET_DEVICES the node runs with ("" = UCX's default).
+  const std::string& ucx_net_devices() const { return net_devices_; }
   BlockStore& store() { return *store_; }
   // Stops the control plane (in-flight RPCs finish) and the progress thread. Idempotent,
   // callable from any thread but a gRPC handler.
@@ -59,6 +71,7 @@ class StorageNode {
   void ProgressLoop();
 
   std::string node_name_;
+  std::string net_devices_;
   absl::Duration spin_;
   absl::Time started_;
   std::unique_ptr<BlockStore> store_;

@@ -4,7 +4,8 @@
 // "pid=<pid>" lines to that file (atomically: a temporary file, then rename; the cluster
 // launcher's format); exits 0 on SIGTERM or SIGINT after a clean shutdown.
 //
-//   storage_node --capacity_bytes=64000000000 --head_dim=128 --dtype=bf16
+//   storage_node --capacity_bytes=64000000000 --model=/models/Llama-3.1-8B --dtype=bf16
+//   storage_node --grpc_host=0.0.0.0 --advertise_host=10.1.2.3 --model=/models/apr-tiny ...
 //   storage_node --grpc_port=0 --capacity_blocks=4096 --block_bytes=8192 --ucx_tls=tcp
 #include <signal.h>
 #include <unistd.h>
@@ -22,17 +23,28 @@
 #include "absl/strings/str_cat.h"
 #include "kvstore/geometry.h"
 #include "kvstore/server/storage_node.h"
+#include "runtime/model_config.h"
 
 ABSL_FLAG(std::string, grpc_host, "127.0.0.1",
-          "Address the control plane listens on (127.0.0.1: this host only; 0.0.0.0: all).");
+          "Listen (bind) address of the control plane: 127.0.0.1 this host only (the "
+          "default, for local use); 0.0.0.0 every interface (a pod). Never sent to workers.");
+ABSL_FLAG(std::string, advertise_host, "",
+          "The address workers reach this node's data plane at (a pod's IP): UCX's network "
+          "devices are pinned to the interface holding it, so the UCX worker address the "
+          "node hands out names that interface. Must be an address of this host, not a "
+          "wildcard. Empty: UCX's default devices (or --ucx_net_devices).");
 ABSL_FLAG(int, grpc_port, 0, "Control-plane port; 0 picks a free one (printed when ready).");
 ABSL_FLAG(int64_t, capacity_blocks, 0, "Pool size in blocks (give this or --capacity_bytes).");
 ABSL_FLAG(int64_t, capacity_bytes, 0,
           "Pool size in bytes, rounded down to whole blocks (give this or --capacity_blocks).");
 ABSL_FLAG(int64_t, block_bytes, 0,
-          "Bytes of one block; 0 derives it from --head_dim and --dtype as "
+          "Bytes of one block (benchmarks, tests); 0 derives it from the model as "
           "2 (K, V) x 16 tokens x head_dim x element size.");
-ABSL_FLAG(int64_t, head_dim, 128, "Model head dimension (used when --block_bytes is 0).");
+ABSL_FLAG(std::string, model, "",
+          "Model folder whose config.json gives head_dim (the block geometry); give this, "
+          "--head_dim or --block_bytes.");
+ABSL_FLAG(int64_t, head_dim, 0,
+          "Model head dimension, for a node without the model folder; 0: from --model.");
 ABSL_FLAG(std::string, dtype, "bf16",
           "Element type of stored K/V: bf16, f16 or f32 (used when --block_bytes is 0).");
 ABSL_FLAG(std::string, ucx_tls, "",
@@ -54,25 +66,58 @@ ABSL_FLAG(absl::Duration, progress_spin, absl::Microseconds(500),
 namespace apr::kvstore {
 namespace {
 
+// head_dim from --head_dim, else from --model's config.json; no default: a wrong guess
+// would give blocks the workers cannot use.
+absl::StatusOr<int64_t> HeadDimFromFlags() {
+  const int64_t flag = absl::GetFlag(FLAGS_head_dim);
+  const std::string model = absl::GetFlag(FLAGS_model);
+  if (flag < 0) return absl::InvalidArgumentError("--head_dim must be positive");
+  if (flag > 0 && !model.empty()) {
+    return absl::InvalidArgumentError("give --model or --head_dim, not both");
+  }
+  if (flag > 0) return flag;
+  if (model.empty()) {
+    return absl::InvalidArgumentError(
+        "the block size needs the model's geometry: give --model=DIR (the folder with "
+        "config.json), --head_dim or --block_bytes");
+  }
+  auto config = LoadModelConfig(model + "/config.json");
+  if (!config.ok()) {
+    return absl::Status(config.status().code(),
+                        absl::StrCat("--model: ", config.status().message()));
+  }
+  return config->head_dim;
+}
+
+absl::StatusOr<int64_t> BlockBytesFromFlags() {
+  if (const int64_t b = absl::GetFlag(FLAGS_block_bytes); b != 0) {
+    if (b < 0) return absl::InvalidArgumentError("--block_bytes must be positive");
+    if (absl::GetFlag(FLAGS_head_dim) != 0 || !absl::GetFlag(FLAGS_model).empty()) {
+      return absl::InvalidArgumentError(
+          "--block_bytes gives the geometry itself; drop --model / --head_dim");
+    }
+    return b;
+  }
+  const std::string dtype = absl::GetFlag(FLAGS_dtype);
+  int64_t element = 0;
+  if (dtype == "bf16" || dtype == "f16") {
+    element = 2;
+  } else if (dtype == "f32") {
+    element = 4;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dtype must be bf16, f16 or f32, got '", dtype, "'"));
+  }
+  auto head_dim = HeadDimFromFlags();
+  if (!head_dim.ok()) return head_dim.status();
+  return BlockBytes(*head_dim, element);
+}
+
 absl::StatusOr<StorageNodeOptions> OptionsFromFlags() {
   StorageNodeOptions o;
-  int64_t block_bytes = absl::GetFlag(FLAGS_block_bytes);
-  if (block_bytes == 0) {
-    const std::string dtype = absl::GetFlag(FLAGS_dtype);
-    int64_t element = 0;
-    if (dtype == "bf16" || dtype == "f16") {
-      element = 2;
-    } else if (dtype == "f32") {
-      element = 4;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--dtype must be bf16, f16 or f32, got '", dtype, "'"));
-    }
-    if (absl::GetFlag(FLAGS_head_dim) <= 0) {
-      return absl::InvalidArgumentError("--head_dim must be positive");
-    }
-    block_bytes = BlockBytes(absl::GetFlag(FLAGS_head_dim), element);
-  }
+  auto block_bytes_or = BlockBytesFromFlags();
+  if (!block_bytes_or.ok()) return block_bytes_or.status();
+  const int64_t block_bytes = *block_bytes_or;
   o.store.block_bytes = block_bytes;
   const int64_t blocks = absl::GetFlag(FLAGS_capacity_blocks);
   const int64_t bytes = absl::GetFlag(FLAGS_capacity_bytes);
@@ -89,6 +134,7 @@ absl::StatusOr<StorageNodeOptions> OptionsFromFlags() {
   o.grpc_address = absl::StrCat(absl::GetFlag(FLAGS_grpc_host), ":", port);
   o.ucx.tls = absl::GetFlag(FLAGS_ucx_tls);
   o.ucx.net_devices = absl::GetFlag(FLAGS_ucx_net_devices);
+  o.advertise_host = absl::GetFlag(FLAGS_advertise_host);
   o.node_name = absl::GetFlag(FLAGS_node_name);
   o.progress_spin = absl::GetFlag(FLAGS_progress_spin);
   return o;
@@ -133,11 +179,12 @@ int Main() {
   const BlockStoreStats s = (*node)->store().stats();
   std::printf(
       "storage_node ready grpc_port=%d pid=%d node=%s capacity_blocks=%lld block_bytes=%lld "
-      "pool_bytes=%lld ucx_tls=%s\n",
+      "pool_bytes=%lld ucx_tls=%s ucx_net_devices=%s\n",
       (*node)->grpc_port(), static_cast<int>(getpid()), (*node)->node_name().c_str(),
       static_cast<long long>(s.capacity_blocks), static_cast<long long>(s.block_bytes),
       static_cast<long long>(s.capacity_bytes()),
-      options->ucx.tls.empty() ? "(default)" : options->ucx.tls.c_str());
+      options->ucx.tls.empty() ? "(default)" : options->ucx.tls.c_str(),
+      (*node)->ucx_net_devices().empty() ? "(default)" : (*node)->ucx_net_devices().c_str());
   std::fflush(stdout);
   if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
     if (absl::Status st = WriteReadyFile(ready, (*node)->grpc_port()); !st.ok()) {
@@ -167,8 +214,9 @@ int Main() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "KV storage node: a pool of KV blocks in host memory, gRPC control plane, UCX data "
-      "plane.\nUsage: storage_node --capacity_blocks=N [--block_bytes=B | --head_dim=D "
-      "--dtype=T] [--grpc_port=0] [--ucx_tls=tcp]");
+      "plane.\nUsage: storage_node --capacity_blocks=N [--model=DIR | --head_dim=D | "
+      "--block_bytes=B] [--dtype=T] [--grpc_host=0.0.0.0 --advertise_host=POD_IP] "
+      "[--grpc_port=0] [--ucx_tls=tcp]");
   absl::ParseCommandLine(argc, argv);
   return apr::kvstore::Main();
 }

@@ -31,6 +31,12 @@ ClusterConfig RemoteKvWithPickedPorts() {
   auto& second = *config->add_storage_nodes();
   second = config->storage_nodes(0);
   second.set_name("kv1");
+  // Group i uses node i: a second node needs a second group.
+  auto& g1 = *config->add_worker_groups();
+  g1 = config->worker_groups(0);
+  g1.set_name("g1");
+  g1.mutable_ranks(0)->mutable_grpc()->set_port(0);
+  g1.mutable_ranks(0)->set_metrics_port(0);
   for (auto& node : *config->mutable_storage_nodes()) {
     node.mutable_grpc()->set_port(0);
     node.set_pool_bytes(16 << 20);
@@ -62,7 +68,8 @@ TEST(LaunchStorageTest, PlanPassesReadyFileGeometryAndPool) {
   EXPECT_EQ(kv0.ready_file, "RUN/storage-kv0.ready");
   EXPECT_THAT(kv0.flags, Contains("--grpc_port=0"));
   EXPECT_THAT(kv0.flags, Contains("--capacity_bytes=16777216"));
-  EXPECT_THAT(kv0.flags, Contains("--head_dim=64"));  // models/apr-tiny
+  // The node reads head_dim (64) from the model's config.json itself.
+  EXPECT_THAT(kv0.flags, Contains("--model=" + fs::absolute("models/apr-tiny").string()));
   EXPECT_THAT(kv0.flags, Contains("--dtype=bf16"));
   EXPECT_THAT(kv0.flags, Contains("--ready_file=RUN/storage-kv0.ready"));
 }
