@@ -277,6 +277,14 @@ class ConfigChecker {
       ck_.Error(ck_.Child(root_, "kv_cache"), "placement", -1,
                 "PLACEMENT_REMOTE needs storage_nodes");
     }
+    if (remote && c_.storage_nodes_size() > 0 &&
+        c_.storage_nodes_size() != c_.worker_groups_size()) {
+      ck_.Error(root_, "storage_nodes", 0,
+                absl::StrCat("worker group i keeps its KV cache on storage node i: ",
+                             c_.worker_groups_size(), " worker group(s) need ",
+                             c_.worker_groups_size(), " storage node(s), the config has ",
+                             c_.storage_nodes_size()));
+    }
     if (!remote && c_.storage_nodes_size() > 0) {
       ck_.Error(root_, "storage_nodes", 0,
                 "storage nodes are used only with kv_cache { placement: PLACEMENT_REMOTE }");

@@ -134,6 +134,21 @@ TEST(ConfigTest, StorageNodesGoWithRemotePlacement) {
               HasSubstr("unknown process kind \"gpu\""));
 }
 
+TEST(ConfigTest, OneStorageNodePerWorkerGroup) {
+  const std::string remote = std::string(kMinimal) +
+                             "kv_cache { placement: PLACEMENT_REMOTE }\n"
+                             "storage_nodes { name: \"kv0\" grpc { host: \"127.0.0.1\" } }\n";
+  EXPECT_TRUE(ParseConfig(remote, "x.textproto").ok());
+  // Two nodes for one group: the second would idle.
+  EXPECT_THAT(Error(remote + "storage_nodes { name: \"kv1\" grpc { host: \"127.0.0.1\" } }"),
+              HasSubstr("storage_nodes: worker group i keeps its KV cache on storage node i: 1 "
+                        "worker group(s) need 1 storage node(s), the config has 2"));
+  // Two groups for one node.
+  EXPECT_THAT(Error(remote + "worker_groups { name: \"g1\" ranks { device: \"cpu\" "
+                             "grpc { host: \"127.0.0.1\" port: 0 } } }"),
+              HasSubstr("2 worker group(s) need 2 storage node(s), the config has 1"));
+}
+
 TEST(ConfigTest, HostHelpers) {
   EXPECT_TRUE(IsLoopback("127.0.0.1"));
   EXPECT_TRUE(IsLoopback("localhost"));

@@ -156,8 +156,9 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
     return absl::InvalidArgumentError(
         "kv_cache placement PLACEMENT_REMOTE: the config names no storage nodes");
   }
-  // One node per worker; the ranks of a group spread over the nodes (each rank stores
-  // only its own KV heads).
+  // The front end sends each group its own node only (group i: storage node i), so every
+  // rank of a group uses that node; each rank stores only its own KV heads under its own
+  // sequence ids (kvstore::NewTierSequenceId). A longer list spreads ranks over it.
   o->placement = KvPlacement::kRemote;
   o->offload.remote_address = options.storage_nodes[options.tp_rank % options.storage_nodes.size()];
   // UCX's own transport choice (and UCX_TLS / UCX_NET_DEVICES from the environment), as
