@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,19 @@ struct TierClientStats {
   double wait_seconds = 0;    // time spent inside WaitRead
   int64_t rpcs = 0;           // control-plane calls made
 };
+
+// The id of this process's `n`-th sequence in a storage tier that other processes share:
+// a random 64-bit base, drawn once per process from std::random_device, plus `n`. Not the
+// process id: in containers every worker is pid 1, and pid-salted ids of two workers on one
+// node collided (ALREADY_EXISTS). Two processes collide only when their bases lie within
+// their sequence counts of each other (about 2^-32 for 2^16 workers of 2^16 sequences).
+inline uint64_t NewTierSequenceId(uint64_t n) {
+  static const uint64_t base = [] {
+    std::random_device r;
+    return (uint64_t{r()} << 32) ^ uint64_t{r()};
+  }();
+  return base + n;
+}
 
 // Identifies one StartRead until WaitRead has returned for it.
 using ReadId = uint64_t;

@@ -41,7 +41,7 @@ absl::Status CudaDecoder::CreateTierSequence(CudaSequence& seq) {
   const ModelConfig& c = config();
   const int L = c.num_hidden_layers, nkv = c.num_key_value_heads;
   if (seq.in_tier) return absl::FailedPreconditionError("the sequence is in the tier already");
-  seq.tier_id = (static_cast<uint64_t>(getpid()) << 32) | g_tier_sequences.fetch_add(1);
+  seq.tier_id = kvstore::NewTierSequenceId(g_tier_sequences.fetch_add(1));
   if (remote_) {
     APR_RETURN_IF_ERROR(remote_tier_->CreateSequence(seq.tier_id, L, nkv));
   } else {
