@@ -28,11 +28,12 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeightsF32(const Checkpoint& ckpt) {
   absl::Status s = Read(ckpt, "model.embed_tokens.weight", {c.vocab_size, hidden}, &w.embed_tokens);
   if (!s.ok()) return s;
 
-  const struct {
+  struct LayerTensor {
     const char* suffix;
     std::vector<int64_t> shape;
     std::vector<float> LlamaLayerWeights::*field;
-  } kLayerTensors[] = {
+  };
+  std::vector<LayerTensor> layer_tensors = {
       {"input_layernorm.weight", {hidden}, &LlamaLayerWeights::input_norm},
       {"self_attn.q_proj.weight", {q_dim, hidden}, &LlamaLayerWeights::q_proj},
       {"self_attn.k_proj.weight", {kv_dim, hidden}, &LlamaLayerWeights::k_proj},
@@ -43,10 +44,19 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeightsF32(const Checkpoint& ckpt) {
       {"mlp.up_proj.weight", {inter, hidden}, &LlamaLayerWeights::up_proj},
       {"mlp.down_proj.weight", {hidden, inter}, &LlamaLayerWeights::down_proj},
   };
+  if (c.qkv_bias) {
+    layer_tensors.push_back({"self_attn.q_proj.bias", {q_dim}, &LlamaLayerWeights::q_bias});
+    layer_tensors.push_back({"self_attn.k_proj.bias", {kv_dim}, &LlamaLayerWeights::k_bias});
+    layer_tensors.push_back({"self_attn.v_proj.bias", {kv_dim}, &LlamaLayerWeights::v_bias});
+  }
+  if (c.qk_norm) {
+    layer_tensors.push_back({"self_attn.q_norm.weight", {c.head_dim}, &LlamaLayerWeights::q_norm});
+    layer_tensors.push_back({"self_attn.k_norm.weight", {c.head_dim}, &LlamaLayerWeights::k_norm});
+  }
   w.layers.resize(c.num_hidden_layers);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string prefix = absl::StrCat("model.layers.", i, ".");
-    for (const auto& t : kLayerTensors) {
+    for (const LayerTensor& t : layer_tensors) {
       s = Read(ckpt, prefix + t.suffix, t.shape, &(w.layers[i].*t.field));
       if (!s.ok()) return s;
     }

@@ -1,5 +1,7 @@
-// Llama decoder weights in float32 on the host: what the CPU reference backend runs on.
-// Tensor names follow transformers' LlamaForCausalLM ("model.layers.N.self_attn.q_proj.weight").
+// Llama-family decoder weights in float32 on the host: what the CPU reference backend runs
+// on. Tensor names follow transformers' LlamaForCausalLM
+// ("model.layers.N.self_attn.q_proj.weight"); Qwen2 adds q/k/v_proj.bias, Qwen3
+// self_attn.q_norm/k_norm.weight.
 #ifndef APRUNTIME_RUNTIME_LLAMA_WEIGHTS_H_
 #define APRUNTIME_RUNTIME_LLAMA_WEIGHTS_H_
 
@@ -22,6 +24,13 @@ struct LlamaLayerWeights {
   std::vector<float> gate_proj;       // [intermediate, hidden]
   std::vector<float> up_proj;         // [intermediate, hidden]
   std::vector<float> down_proj;       // [hidden, intermediate]
+  // Empty unless config.qkv_bias.
+  std::vector<float> q_bias;  // [heads * head_dim]
+  std::vector<float> k_bias;  // [kv_heads * head_dim]
+  std::vector<float> v_bias;  // [kv_heads * head_dim]
+  // Empty unless config.qk_norm: one RMSNorm weight shared by every head.
+  std::vector<float> q_norm;  // [head_dim]
+  std::vector<float> k_norm;  // [head_dim]
 };
 
 struct LlamaWeights {

@@ -51,6 +51,13 @@ void ExpectAllWeights(const TinyLlama& m, const LlamaWeights& w) {
     EXPECT_EQ(l.gate_proj, Expected(p + "mlp.gate_proj.weight", in * h)) << i;
     EXPECT_EQ(l.up_proj, Expected(p + "mlp.up_proj.weight", in * h)) << i;
     EXPECT_EQ(l.down_proj, Expected(p + "mlp.down_proj.weight", h * in)) << i;
+    const bool bias = m.model_type == "qwen2", norm = m.model_type == "qwen3";
+    EXPECT_EQ(l.q_bias, bias ? Expected(p + "self_attn.q_proj.bias", q) : std::vector<float>{});
+    EXPECT_EQ(l.k_bias, bias ? Expected(p + "self_attn.k_proj.bias", kv) : std::vector<float>{});
+    EXPECT_EQ(l.v_bias, bias ? Expected(p + "self_attn.v_proj.bias", kv) : std::vector<float>{});
+    const size_t hd = m.head_dim;
+    EXPECT_EQ(l.q_norm, norm ? Expected(p + "self_attn.q_norm.weight", hd) : std::vector<float>{});
+    EXPECT_EQ(l.k_norm, norm ? Expected(p + "self_attn.k_norm.weight", hd) : std::vector<float>{});
   }
   EXPECT_EQ(w.final_norm, Expected("model.norm.weight", h));
 }
@@ -70,6 +77,33 @@ TEST(LlamaWeightsTest, LoadsEveryTensorInEveryDtypeAndLayout) {
       EXPECT_NE(w->lm_head, w->embed_tokens);
     }
   }
+}
+
+TEST(LlamaWeightsTest, Qwen2BiasesAndQwen3QkNorms) {
+  for (const char* type : {"qwen2", "qwen3"}) {
+    SCOPED_TRACE(type);
+    TinyLlama m;
+    m.model_type = type;
+    m.shards = 2;
+    TempDir dir;
+    absl::StatusOr<LlamaWeights> w = Load(m, dir);
+    ASSERT_TRUE(w.ok()) << w.status();
+    ExpectAllWeights(m, *w);
+  }
+}
+
+TEST(LlamaWeightsTest, Qwen2WithoutBiasesIsRefusedNamingTheTensor) {
+  TinyLlama m;  // a Llama checkpoint whose config claims qwen2
+  TempDir dir;
+  ASSERT_TRUE(testutil::WriteTinyLlama(m, dir.path()).ok());
+  TinyLlama qwen = m;
+  qwen.model_type = "qwen2";
+  ASSERT_TRUE(testutil::WriteFile(dir.Join("config.json"), testutil::TinyLlamaConfig(qwen)).ok());
+  auto ckpt = Checkpoint::Open(dir.path());
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  absl::StatusOr<LlamaWeights> w = LoadLlamaWeightsF32(**ckpt);
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(Message(w.status()), HasSubstr("model.layers.0.self_attn.q_proj.bias"));
 }
 
 TEST(LlamaWeightsTest, TiedWithoutLmHeadCopiesEmbedding) {

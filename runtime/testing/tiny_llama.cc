@@ -46,9 +46,12 @@ std::string TinyLlamaConfig(const TinyLlama& m) {
   const char* dtype = m.dtype == DType::kF32   ? "float32"
                       : m.dtype == DType::kF16 ? "float16"
                                                : "bfloat16";
+  const char* architecture = m.model_type == "qwen2"   ? "Qwen2ForCausalLM"
+                             : m.model_type == "qwen3" ? "Qwen3ForCausalLM"
+                                                       : "LlamaForCausalLM";
   nlohmann::json j = {
-      {"architectures", {"LlamaForCausalLM"}},
-      {"model_type", "llama"},
+      {"architectures", {architecture}},
+      {"model_type", m.model_type},
       {"hidden_act", "silu"},
       {"vocab_size", m.vocab},
       {"hidden_size", m.hidden},
@@ -86,6 +89,15 @@ std::vector<TensorSpec> TinyLlamaTensors(const TinyLlama& m) {
     add(p + "self_attn.k_proj.weight", {kv, m.hidden});
     add(p + "self_attn.v_proj.weight", {kv, m.hidden});
     add(p + "self_attn.o_proj.weight", {m.hidden, q});
+    if (m.model_type == "qwen2") {
+      add(p + "self_attn.q_proj.bias", {q});
+      add(p + "self_attn.k_proj.bias", {kv});
+      add(p + "self_attn.v_proj.bias", {kv});
+    }
+    if (m.model_type == "qwen3") {
+      add(p + "self_attn.q_norm.weight", {m.head_dim});
+      add(p + "self_attn.k_norm.weight", {m.head_dim});
+    }
     add(p + "post_attention_layernorm.weight", {m.hidden});
     add(p + "mlp.gate_proj.weight", {m.intermediate, m.hidden});
     add(p + "mlp.up_proj.weight", {m.intermediate, m.hidden});

@@ -25,6 +25,8 @@ struct TinyLlama {
   bool write_lm_head = true;
   DType dtype = DType::kF32;  // F32, F16 or BF16, for every tensor
   int shards = 1;             // 1: model.safetensors; more: shards plus the index
+  // llama, qwen2 (adds q/k/v_proj.bias) or qwen3 (adds q_norm/k_norm.weight).
+  std::string model_type = "llama";
 };
 
 // config.json for `m`.
