@@ -14,6 +14,11 @@ namespace {
 // Query rows per chunk: bounds the score buffer to kChunk x context floats.
 constexpr int64_t kChunk = 256;
 
+// The first key a query sees when it and the keys before it make `context_len` tokens.
+int64_t FirstVisibleKey(const AttentionDims& d, int64_t context_len) {
+  return d.sliding_window > 0 ? std::max<int64_t>(0, context_len - d.sliding_window) : 0;
+}
+
 }  // namespace
 
 void PrefillAttention(const AttentionDims& d, const LayerKv& kv, const float* q, int64_t start,
@@ -34,7 +39,9 @@ void PrefillAttention(const AttentionDims& d, const LayerKv& kv, const float* q,
       for (int64_t i = 0; i < n; ++i) {
         float* s = scores.data() + i * keys;
         const int64_t visible = start + r0 + i + 1;
-        Softmax(s, visible);
+        const int64_t first = FirstVisibleKey(d, visible);
+        Softmax(s + first, visible - first);
+        std::fill(s, s + first, 0.0f);
         std::fill(s + visible, s + keys, 0.0f);
         const int64_t r = r0 + i;
         if (observed != nullptr && r >= first_observed) {
@@ -62,8 +69,9 @@ void DecodeAttention(const AttentionDims& d, const LayerKv& kv, const float* q, 
     const HeadKv& head = kv.heads[kvh];
     const TokenSpans& sel = spans == nullptr ? all : (*spans)[kvh];
     positions.clear();
+    const int64_t first = FirstVisibleKey(d, context_len);
     for (const auto& [b, e] : sel) {
-      for (int64_t p = b; p < e; ++p) positions.push_back(p);
+      for (int64_t p = std::max(b, first); p < e; ++p) positions.push_back(p);
     }
     scores.resize(positions.size());
     const float* qh = q + h * hd;

@@ -113,5 +113,51 @@ TEST(PrefillAttention, CausalRowsMatchReferenceAcrossChunks) {
   }
 }
 
+// Sliding window W: the query at position p sees keys p - W + 1 .. p (W keys, itself
+// included), transformers' kv_idx > q_idx - W.
+TEST(SlidingWindow, PrefillAndDecodeSeeTheLastWindowKeys) {
+  std::mt19937 rng(4);
+  AttentionDims dims = kDims;
+  dims.sliding_window = 7;
+  const int64_t start = 3, rows = 20, ctx = start + rows, hd = dims.head_dim,
+                stride = dims.num_heads * hd;
+  LayerKv kv = RandomKv(ctx, rng);
+  auto q = Random(rows * stride, rng);
+  std::vector<float> out(rows * stride, NAN), observed(dims.num_heads * 2 * ctx, NAN);
+  PrefillAttention(dims, kv, q.data(), start, rows, out.data(), observed.data(), 2);
+  for (int64_t r : {0L, 3L, 4L, 19L}) {
+    const int64_t p = start + r;
+    std::vector<int64_t> pos;
+    for (int64_t k = std::max<int64_t>(0, p - 6); k <= p; ++k) pos.push_back(k);
+    for (int64_t h = 0; h < dims.num_heads; ++h) {
+      std::vector<double> rp, ro;
+      Reference(kv, h, &q[r * stride + h * hd], pos, ctx, rp, ro);
+      for (int64_t j = 0; j < hd; ++j) EXPECT_NEAR(out[r * stride + h * hd + j], ro[j], 1e-5) << r;
+      if (r == rows - 1) {
+        const float* o = &observed[(h * 2 + 1) * ctx];
+        for (int64_t k = 0; k < ctx; ++k) EXPECT_NEAR(o[k], rp[k], 1e-6) << k;
+      }
+    }
+  }
+  // Decode of the last row: the same keys, also when spans select older ones.
+  const float* last = &q[(rows - 1) * stride];
+  const std::vector<TokenSpans> spans = {{{0, ctx}}, {{2, 5}, {18, ctx}}};
+  std::vector<float> dout(stride, NAN), probs(dims.num_heads * ctx, NAN);
+  DecodeAttention(dims, kv, last, ctx, nullptr, dout.data(), probs.data());
+  for (int64_t j = 0; j < stride; ++j) EXPECT_NEAR(dout[j], out[(rows - 1) * stride + j], 1e-5);
+  DecodeAttention(dims, kv, last, ctx, &spans, dout.data(), probs.data());
+  for (int64_t h = 0; h < dims.num_heads; ++h) {
+    std::vector<int64_t> pos;
+    if (h / 2 == 0) {
+      for (int64_t k = ctx - 7; k < ctx; ++k) pos.push_back(k);
+    } else {
+      for (int64_t k = 18; k < ctx; ++k) pos.push_back(k);
+    }
+    std::vector<double> rp, ro;
+    Reference(kv, h, &last[h * hd], pos, ctx, rp, ro);
+    for (int64_t j = 0; j < hd; ++j) EXPECT_NEAR(dout[h * hd + j], ro[j], 1e-5) << h;
+  }
+}
+
 }  // namespace
 }  // namespace apr::cpu

@@ -13,6 +13,29 @@
 #include "runtime/rope.h"
 
 namespace apr::cpu {
+namespace {
+
+// q, k, v of `n` normed rows: the projections, Qwen2's biases, Qwen3's per-head q/k
+// RMSNorm (over head_dim, before RoPE, as Qwen3Attention applies them).
+void ProjectQkv(const ModelConfig& c, const LlamaLayerWeights& lw, const float* xn, int64_t n,
+                float* q, float* k, float* v) {
+  const int64_t h = c.hidden_size, hd = c.head_dim;
+  const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
+  MatMulT(xn, n, h, lw.q_proj.data(), q_dim, q);
+  MatMulT(xn, n, h, lw.k_proj.data(), kv_dim, k);
+  MatMulT(xn, n, h, lw.v_proj.data(), kv_dim, v);
+  if (c.qkv_bias) {
+    AddBiasRows(q, lw.q_bias.data(), n, q_dim);
+    AddBiasRows(k, lw.k_bias.data(), n, kv_dim);
+    AddBiasRows(v, lw.v_bias.data(), n, kv_dim);
+  }
+  if (c.qk_norm) {
+    RmsNorm(q, lw.q_norm.data(), n * c.num_attention_heads, hd, c.rms_norm_eps, q);
+    RmsNorm(k, lw.k_norm.data(), n * c.num_key_value_heads, hd, c.rms_norm_eps, k);
+  }
+}
+
+}  // namespace
 
 class CpuDecoder::CpuSequence : public Sequence {
  public:
@@ -33,8 +56,7 @@ class CpuDecoder::CpuSequence : public Sequence {
   bool broken = false;
 };
 
-CpuDecoder::CpuDecoder(LlamaWeights weights)
-    : w_(std::move(weights)), inv_freq_(RopeInverseFrequencies(w_.config)) {}
+CpuDecoder::CpuDecoder(LlamaWeights weights) : w_(std::move(weights)) {}
 
 absl::StatusOr<std::unique_ptr<CpuDecoder>> CpuDecoder::Load(const std::string& model_dir) {
   auto ckpt = Checkpoint::Open(model_dir);
@@ -104,8 +126,11 @@ absl::Status CpuDecoder::Forward(CpuSequence& seq, absl::Span<const int32_t> tok
   const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads,
                 inter = c.intermediate_size;
   const int64_t start = seq.len, ctx = start + n;
-  const AttentionDims dims{nh, nkv, hd};
-  const RopeTable rope = MakeRopeTable(inv_freq_, start, ctx);
+  const AttentionDims dims{nh, nkv, hd, c.sliding_window};
+  // Per forward pass, as transformers picks longrope's factors and dynamic NTK's base.
+  const RopeParams rope_params = RopeForContext(c, ctx);
+  const RopeTable rope =
+      MakeRopeTable(rope_params.inv_freq, start, ctx, rope_params.attention_factor);
   AttentionHooks* hooks = seq.hooks;
   const bool decode_hooks = hooks != nullptr && decode;
   const int64_t observed_rows =
@@ -124,9 +149,7 @@ absl::Status CpuDecoder::Forward(CpuSequence& seq, absl::Span<const int32_t> tok
     const LlamaLayerWeights& lw = w_.layers[l];
     LayerKv& kv = seq.layers[l];
     RmsNorm(x.data(), lw.input_norm.data(), n, h, c.rms_norm_eps, xn.data());
-    MatMulT(xn.data(), n, h, lw.q_proj.data(), nh * hd, q.data());
-    MatMulT(xn.data(), n, h, lw.k_proj.data(), nkv * hd, k.data());
-    MatMulT(xn.data(), n, h, lw.v_proj.data(), nkv * hd, v.data());
+    ProjectQkv(c, lw, xn.data(), n, q.data(), k.data(), v.data());
     for (int64_t i = 0; i < n; ++i) {
       ApplyRope(rope, start + i, nh, hd, &q[i * nh * hd]);
       ApplyRope(rope, start + i, nkv, hd, &k[i * nkv * hd]);

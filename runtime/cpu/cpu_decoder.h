@@ -1,5 +1,6 @@
-// The CPU reference backend: the Llama forward pass in float32 arithmetic (weights of any
-// checkpoint dtype are widened at load), with a KV cache per sequence. It is the reference
+// The CPU reference backend: the Llama-family forward pass (Llama, Mistral with its sliding
+// window, Qwen2's q/k/v biases, Qwen3's q/k norms; every RoPE type) in float32 arithmetic
+// (weights of any checkpoint dtype are widened at load), with a KV cache per sequence. It is the reference
 // the CUDA backend and the sparse-attention policies are checked against.
 #ifndef APRUNTIME_RUNTIME_CPU_CPU_DECODER_H_
 #define APRUNTIME_RUNTIME_CPU_CPU_DECODER_H_
@@ -59,7 +60,6 @@ class CpuDecoder : public Decoder {
   void Logits(const float* x, int64_t rows, float* logits) const;
 
   LlamaWeights w_;
-  std::vector<float> inv_freq_;
 };
 
 }  // namespace apr::cpu

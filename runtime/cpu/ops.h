@@ -19,6 +19,9 @@ void SiluMul(float* gate, const float* up, int64_t n);
 // In-place softmax of x[0..n); returns nothing, max-subtracted for range safety.
 void Softmax(float* x, int64_t n);
 
+// x[r][j] += bias[j] for `rows` rows of `dim` (an nn.Linear's bias).
+void AddBiasRows(float* x, const float* bias, int64_t rows, int64_t dim);
+
 // dst[i] += src[i].
 void AddInPlace(float* dst, const float* src, int64_t n);
 
