@@ -86,6 +86,9 @@ absl::StatusOr<std::shared_ptr<kvstore::RemoteTier>> WorkerKvStore::Tier() {
       std::shared_ptr<kvstore::RemoteTier> tier(std::move(*t));
       auto health = tier->Health();
       if (health.ok()) {
+        std::fprintf(stderr, "worker: KV blocks in storage node %s (%s, pid %lld)\n",
+                     options_.address.c_str(), health->node_name().c_str(),
+                     static_cast<long long>(health->pid()));
         tier_ = std::move(tier);
         tier_pid_ = health->pid();
         return tier_;

@@ -58,6 +58,28 @@ void WorkerService::UpdateLive() {
   live_sequences_->Set(static_cast<double>(live_count_.load()));
 }
 
+absl::Status WorkerService::UseStorageNodeOnCpu(const std::string& device,
+                                                DecoderOptions* options) {
+  if (options->placement != KvPlacement::kRemote || ResolveDevice(device) != "cpu") {
+    return absl::OkStatus();
+  }
+  if (options->storage_nodes.empty()) {
+    return absl::InvalidArgumentError(
+        "kv_cache placement PLACEMENT_REMOTE: the config names no storage nodes");
+  }
+  if (kv_store_ == nullptr) {
+    WorkerKvStoreOptions kv;
+    kv.address = options->storage_nodes[options->tp_rank % options->storage_nodes.size()];
+    // UCX's own transport choice (or UCX_TLS / UCX_NET_DEVICES from the environment), as
+    // the CUDA workers: the node may be on another host.
+    kv.ucx_tls.clear();
+    kv.ucx_net_devices.clear();
+    kv_store_ = std::make_unique<WorkerKvStore>(std::move(kv));
+  }
+  options->placement = KvPlacement::kDevice;  // the decoder's side; the blocks go to the node
+  return absl::OkStatus();
+}
+
 absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
                                  wv1::LoadModelResponse* response) {
   wv1::LoadModelRequest req = request;
@@ -99,6 +121,7 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
     options.budget_tokens = req.kv_cache().budget_tokens();
     options.storage_nodes.assign(req.kv_cache().storage_nodes().begin(),
                                  req.kv_cache().storage_nodes().end());
+    if (absl::Status s = UseStorageNodeOnCpu(req.device(), &options); !s.ok()) return s;
     auto decoder = OpenDecoder(req.device(), req.model_path(), options);
     if (!decoder.ok()) return decoder.status();
     DecoderStepEngineOptions engine_options;

@@ -10,6 +10,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "cluster/devices.h"
 #include "cluster/metrics.h"
 #include "cluster/worker_kv_store.h"
 #include "rpc/worker/v1/worker.grpc.pb.h"
@@ -30,6 +31,11 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
   ~WorkerService() override;
 
   // Loads without an RPC (the worker's --model flag).
+  // A CPU worker given kv_cache PLACEMENT_REMOTE keeps its KV blocks (float32) in its
+  // group's storage node through the same WorkerKvStore as --kv_store (sequences rebuilt
+  // when the node is lost), and opens its decoder with the cache otherwise in process.
+  // CUDA workers and other placements: unchanged.
+  absl::Status UseStorageNodeOnCpu(const std::string& device, DecoderOptions* options);
   absl::Status Load(const ::apr::worker::v1::LoadModelRequest& request,
                     ::apr::worker::v1::LoadModelResponse* response);
 

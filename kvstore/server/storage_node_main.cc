@@ -203,8 +203,11 @@ int Main() {
   waiter.join();
   const BlockStoreStats end = (*node)->store().stats();
   node->reset();
-  std::fprintf(stderr, "storage_node: stopped (%lld sequences, %lld blocks in use at exit)\n",
-               static_cast<long long>(end.sequences), static_cast<long long>(end.used_blocks));
+  std::fprintf(stderr,
+               "storage_node: stopped (%lld sequences, %lld blocks in use at exit, %lld "
+               "allocated since start)\n",
+               static_cast<long long>(end.sequences), static_cast<long long>(end.used_blocks),
+               static_cast<long long>(end.blocks_allocated_total));
   return 0;
 }
 
