@@ -403,7 +403,9 @@ std::vector<BadConfig> BadConfigs() {
       {"mixed layer types", kQwen3,
        [](json& j) {
          j["layer_types"] = json::array();
-         for (int i = 0; i < 28; ++i) j["layer_types"].push_back(i < 20 ? "full_attention" : "sliding_attention");
+         for (int i = 0; i < 28; ++i) {
+           j["layer_types"].push_back(i < 20 ? "full_attention" : "sliding_attention");
+         }
        },
        "field 'layer_types' must list \"full_attention\" for each of the 28 layers"},
       {"qwen3 attention bias", kQwen3, [](json& j) { j["attention_bias"] = true; },

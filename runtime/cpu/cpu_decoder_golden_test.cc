@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -19,13 +20,30 @@ constexpr double kTolerance = 1e-4;  // relative L2 error per position
 struct Case {
   std::string golden;
   std::string model;
+  // Made on the GPU machine after the code that reads it: skipped until the file exists.
+  bool pending = false;
 };
 
 const Case kCases[] = {
     {"tests/golden/tiny-llama3.logits.safetensors", "tests/golden/models/tiny-llama3"},
     {"tests/golden/tiny-mistral.logits.safetensors", "tests/golden/models/tiny-mistral"},
     {"tests/golden/apr-tiny.logits.safetensors", "models/apr-tiny"},
+    // Issue 20: one model per family / RoPE variant (tools/goldens/make_family_goldens.sh).
+    {"tests/golden/tiny-qwen2.logits.safetensors", "tests/golden/models/tiny-qwen2", true},
+    {"tests/golden/tiny-qwen3.logits.safetensors", "tests/golden/models/tiny-qwen3", true},
+    {"tests/golden/tiny-mistral-sliding.logits.safetensors",
+     "tests/golden/models/tiny-mistral-sliding", true},
+    {"tests/golden/tiny-llama-yarn.logits.safetensors",
+     "tests/golden/models/tiny-llama-yarn", true},
+    {"tests/golden/tiny-llama-dynamic.logits.safetensors",
+     "tests/golden/models/tiny-llama-dynamic", true},
+    {"tests/golden/tiny-llama-longrope.logits.safetensors",
+     "tests/golden/models/tiny-llama-longrope", true},
+    {"tests/golden/tiny-llama32-tied.logits.safetensors",
+     "tests/golden/models/tiny-llama32-tied", true},
 };
+
+bool Exists(const std::string& path) { return std::ifstream(path).good(); }
 
 struct Prompt {
   std::vector<int32_t> ids;
@@ -65,6 +83,10 @@ class GoldenLogits : public ::testing::TestWithParam<Case> {};
 
 TEST_P(GoldenLogits, PrefillAndDecodeMatchTransformers) {
   const Case& c = GetParam();
+  if (c.pending && !Exists(c.golden)) {
+    GTEST_SKIP() << c.golden << " is not there yet: bash tools/goldens/make_family_goldens.sh OUT "
+                 << "on a machine with transformers, then copy OUT/* into tests/golden/";
+  }
   auto golden = SafetensorsFile::Open(c.golden);
   ASSERT_TRUE(golden.ok()) << golden.status() << " (make it with tools/device/train_bundled_model.sh)";
   auto decoder = CpuDecoder::Load(c.model);
