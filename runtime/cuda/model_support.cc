@@ -19,8 +19,8 @@ absl::Status CheckCudaSupportsModel(const ModelConfig& c) {
   if (c.qkv_bias) return Refuse("q/k/v projection biases (model_type qwen2)");
   if (c.qk_norm) return Refuse("q_norm/k_norm (model_type qwen3)");
   if (c.sliding_window > 0) {
-    return Refuse(absl::StrCat("sliding_window (", c.sliding_window,
-                               " < max_position_embeddings ", c.max_position_embeddings, ")"));
+    return Refuse(absl::StrCat("sliding_window (", c.sliding_window, " < max_position_embeddings ",
+                               c.max_position_embeddings, ")"));
   }
   // Dynamic NTK equals the default frequencies up to max_position_embeddings, which caps
   // the CUDA decoder's context (CheckOptions), so RopeInverseFrequencies is exact for it.
