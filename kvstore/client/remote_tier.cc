@@ -1,5 +1,7 @@
 #include "kvstore/client/remote_tier.h"
 
+#include <random>
+
 #include <sched.h>
 
 #include <algorithm>
@@ -93,7 +95,25 @@ absl::StatusOr<std::unique_ptr<RemoteTier>> RemoteTier::Connect(const RemoteTier
   }
   t->endpoint_ = *std::move(ep);
   if (o.background_progress) t->progress_ = std::thread([p = t.get()] { p->ProgressLoop(); });
+  if (o.lease_renewal > absl::ZeroDuration()) {
+    t->renewal_ = std::thread([p = t.get()] { p->RenewLoop(); });
+  }
   return t;
+}
+
+RemoteTier::RemoteTier(const RemoteTierOptions& o)
+    : options_(o), ucx_options_(o.ucx), owner_([] {
+        std::random_device r;
+        return ((uint64_t{r()} << 32) ^ uint64_t{r()}) | 1;  // never 0 (0: no owner)
+      }()) {}
+
+void RemoteTier::RenewLoop() {
+  // Not counted in stats().rpcs: callers count their own calls.
+  while (!stop_renewal_.WaitForNotificationWithTimeout(options_.lease_renewal)) {
+    auto ctx = NewContext();
+    v1::HealthResponse out;
+    stub_->Health(ctx.get(), v1::HealthRequest(), &out).ok();  // a miss: the next one renews
+  }
 }
 
 bool RemoteTier::ReadsInFlight() const {
@@ -120,6 +140,8 @@ void RemoteTier::ProgressLoop() {
 }
 
 RemoteTier::~RemoteTier() {
+  stop_renewal_.Notify();
+  if (renewal_.joinable()) renewal_.join();
   if (progress_.joinable()) {
     {
       absl::MutexLock lock(&mu_);
@@ -141,6 +163,7 @@ RemoteTier::~RemoteTier() {
 std::unique_ptr<grpc::ClientContext> RemoteTier::NewContext() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+  ctx->AddMetadata("apr-kv-owner", absl::StrCat(owner_));
   return ctx;
 }
 

@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "kvstore/client/tier_client.h"
 #include "kvstore/ucx/ucx.h"
@@ -44,6 +45,11 @@ struct RemoteTierOptions {
   // worker whenever a read is in flight, so a prefetch overlaps the caller's compute.
   // Costs a core's share while reads are in flight.
   bool background_progress = false;
+  // The node frees a client's sequences once it has not heard from it for its lease
+  // (storage_node --lease_seconds, default 30 s). Every call names this client (metadata
+  // "apr-kv-owner", a random id per RemoteTier) and renews; a thread calls Health this
+  // often so an idle client keeps its sequences. Zero: no such thread.
+  absl::Duration lease_renewal = absl::Seconds(3);
 };
 
 class RemoteTier : public TierClient {
@@ -85,7 +91,7 @@ class RemoteTier : public TierClient {
   TierClientStats stats() const override;
 
  private:
-  explicit RemoteTier(const RemoteTierOptions& o) : options_(o), ucx_options_(o.ucx) {}
+  explicit RemoteTier(const RemoteTierOptions& o);
   std::unique_ptr<grpc::ClientContext> NewContext() const;
   // `s` with what a Health check says about the node.
   absl::Status Explain(const absl::Status& s, const std::string& what);
@@ -94,6 +100,7 @@ class RemoteTier : public TierClient {
   void Bury(std::unique_ptr<ucx::OpBatch> batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountRpc() { rpcs_.fetch_add(1, std::memory_order_relaxed); }
   void ProgressLoop();
+  void RenewLoop();
   bool ReadsInFlight() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits for `batch`; without UCX peer-failure detection, in slices with a Health check
   // between them, so that a dead node is noticed within about a second.
@@ -118,6 +125,9 @@ class RemoteTier : public TierClient {
   std::atomic<int64_t> rpcs_{0};
   bool stop_progress_ ABSL_GUARDED_BY(mu_) = false;
   std::thread progress_;
+  const uint64_t owner_;  // this client's id in the node's leases
+  absl::Notification stop_renewal_;
+  std::thread renewal_;
 };
 
 }  // namespace apr::kvstore

@@ -9,6 +9,12 @@
 #include <utility>
 #include <vector>
 
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "kvstore/block_range.h"
@@ -16,6 +22,10 @@
 #include "rpc/kvstore/v1/kvstore.grpc.pb.h"
 
 namespace apr::kvstore {
+
+// The client metadata key naming a sequence's owner (decimal uint64): sequences created
+// with it are freed when no call with it came for the node's lease.
+constexpr char kOwnerMetadata[] = "apr-kv-owner";
 
 // Largest control-plane message: inline block data of a long prefill.
 constexpr int kMaxMessageBytes = 512 << 20;
@@ -27,9 +37,13 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
   int64_t rpcs_served() const { return rpcs_.load(std::memory_order_relaxed); }
 
-  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
+  // Frees the sequences of every owner not heard from since `now - lease`; returns how
+  // many sequences and blocks were freed.
+  std::pair<int64_t, int64_t> ExpireLeases(absl::Time now, absl::Duration lease);
+
+  grpc::Status Health(grpc::ServerContext* ctx, const v1::HealthRequest*,
                       v1::HealthResponse* out) override {
-    Count();
+    Count(ctx);
     out->set_serving(true);
     out->set_node_name(node_.node_name_);
     out->set_pid(getpid());
@@ -37,31 +51,40 @@ class StorageNode::Service final : public v1::KvStore::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetDataPlane(grpc::ServerContext*, const v1::GetDataPlaneRequest*,
+  grpc::Status GetDataPlane(grpc::ServerContext* ctx, const v1::GetDataPlaneRequest*,
                             v1::DataPlaneInfo* out) override {
-    Count();
+    Count(ctx);
     *out = data_plane_;
     return grpc::Status::OK;
   }
 
-  grpc::Status CreateSequence(grpc::ServerContext*, const v1::CreateSequenceRequest* in,
+  grpc::Status CreateSequence(grpc::ServerContext* ctx, const v1::CreateSequenceRequest* in,
                               v1::CreateSequenceResponse*) override {
-    Count();
-    return ToGrpc(store().CreateSequence(in->sequence_id(), in->num_layers(), in->num_kv_heads()));
+    const uint64_t owner = Count(ctx);
+    absl::Status s = store().CreateSequence(in->sequence_id(), in->num_layers(), in->num_kv_heads());
+    if (s.ok() && owner != 0) {
+      absl::MutexLock l(&lease_mu_);
+      sequence_owner_[in->sequence_id()] = owner;
+    }
+    return ToGrpc(s);
   }
 
-  grpc::Status FreeSequence(grpc::ServerContext*, const v1::FreeSequenceRequest* in,
+  grpc::Status FreeSequence(grpc::ServerContext* ctx, const v1::FreeSequenceRequest* in,
                             v1::FreeSequenceResponse* out) override {
-    Count();
+    Count(ctx);
     auto freed = store().FreeSequence(in->sequence_id());
+    {
+      absl::MutexLock l(&lease_mu_);
+      sequence_owner_.erase(in->sequence_id());
+    }
     if (!freed.ok()) return ToGrpc(freed.status());
     out->set_blocks_freed(*freed);
     return grpc::Status::OK;
   }
 
-  grpc::Status AppendBlocks(grpc::ServerContext*, const v1::AppendBlocksRequest* in,
+  grpc::Status AppendBlocks(grpc::ServerContext* ctx, const v1::AppendBlocksRequest* in,
                             v1::AppendBlocksResponse* out) override {
-    Count();
+    Count(ctx);
     auto keys = RangesToKeys(in->blocks());
     if (!keys.ok()) return ToGrpc(keys.status());
     auto slots = in->data().empty() ? store().AllocateBlocks(in->sequence_id(), *keys)
@@ -71,9 +94,9 @@ class StorageNode::Service final : public v1::KvStore::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status LookupSlots(grpc::ServerContext*, const v1::LookupSlotsRequest* in,
+  grpc::Status LookupSlots(grpc::ServerContext* ctx, const v1::LookupSlotsRequest* in,
                            v1::LookupSlotsResponse* out) override {
-    Count();
+    Count(ctx);
     auto keys = RangesToKeys(in->blocks());
     if (!keys.ok()) return ToGrpc(keys.status());
     auto slots = store().LookupSlots(in->sequence_id(), *keys);
@@ -82,18 +105,18 @@ class StorageNode::Service final : public v1::KvStore::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetBlockTable(grpc::ServerContext*, const v1::GetBlockTableRequest* in,
+  grpc::Status GetBlockTable(grpc::ServerContext* ctx, const v1::GetBlockTableRequest* in,
                              v1::GetBlockTableResponse* out) override {
-    Count();
+    Count(ctx);
     auto slots = store().BlockTable(in->sequence_id(), in->layer(), in->kv_head());
     if (!slots.ok()) return ToGrpc(slots.status());
     out->mutable_slots()->Add(slots->begin(), slots->end());
     return grpc::Status::OK;
   }
 
-  grpc::Status ReadBlocks(grpc::ServerContext*, const v1::ReadBlocksRequest* in,
+  grpc::Status ReadBlocks(grpc::ServerContext* ctx, const v1::ReadBlocksRequest* in,
                           v1::ReadBlocksResponse* out) override {
-    Count();
+    Count(ctx);
     auto keys = RangesToKeys(in->blocks());
     if (!keys.ok()) return ToGrpc(keys.status());
     if (static_cast<int64_t>(keys->size()) * store().block_bytes() > kMaxMessageBytes) {
@@ -107,9 +130,9 @@ class StorageNode::Service final : public v1::KvStore::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Stats(grpc::ServerContext*, const v1::StatsRequest*,
+  grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest*,
                      v1::StatsResponse* out) override {
-    Count();
+    Count(ctx);
     const BlockStoreStats s = store().stats();
     out->set_block_bytes(s.block_bytes);
     out->set_capacity_blocks(s.capacity_blocks);
@@ -128,12 +151,71 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
  private:
   BlockStore& store() { return *node_.store_; }
-  void Count() { rpcs_.fetch_add(1, std::memory_order_relaxed); }
+  // Counts the call and renews its owner's lease; returns the owner (0: none given).
+  uint64_t Count(grpc::ServerContext* ctx) {
+    rpcs_.fetch_add(1, std::memory_order_relaxed);
+    const auto& md = ctx->client_metadata();
+    auto it = md.find(kOwnerMetadata);
+    uint64_t owner = 0;
+    if (it == md.end() ||
+        !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &owner)) {
+      return 0;
+    }
+    absl::MutexLock l(&lease_mu_);
+    owner_seen_[owner] = absl::Now();
+    return owner;
+  }
 
   StorageNode& node_;
   const v1::DataPlaneInfo data_plane_;
   std::atomic<int64_t> rpcs_{0};
+  absl::Mutex lease_mu_;
+  absl::flat_hash_map<uint64_t, absl::Time> owner_seen_ ABSL_GUARDED_BY(lease_mu_);
+  absl::flat_hash_map<uint64_t, uint64_t> sequence_owner_ ABSL_GUARDED_BY(lease_mu_);
 };
+
+std::pair<int64_t, int64_t> StorageNode::Service::ExpireLeases(absl::Time now,
+                                                               absl::Duration lease) {
+  std::vector<uint64_t> expired;
+  {
+    absl::MutexLock l(&lease_mu_);
+    std::vector<uint64_t> gone;
+    for (const auto& [owner, seen] : owner_seen_) {
+      if (now - seen > lease) gone.push_back(owner);
+    }
+    if (gone.empty()) return {0, 0};
+    const absl::flat_hash_set<uint64_t> dead(gone.begin(), gone.end());
+    for (auto it = sequence_owner_.begin(); it != sequence_owner_.end();) {
+      if (dead.contains(it->second)) {
+        expired.push_back(it->first);
+        sequence_owner_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    for (uint64_t o : gone) owner_seen_.erase(o);
+  }
+  int64_t blocks = 0;
+  for (uint64_t seq : expired) {
+    auto freed = store().FreeSequence(seq);
+    if (freed.ok()) blocks += *freed;
+  }
+  return {static_cast<int64_t>(expired.size()), blocks};
+}
+
+void StorageNode::LeaseLoop() {
+  const absl::Duration tick = std::min(lease_ / 4, absl::Seconds(1));
+  while (!stopped_.WaitForNotificationWithTimeout(tick)) {
+    auto [sequences, blocks] = service_->ExpireLeases(absl::Now(), lease_);
+    if (sequences > 0) {
+      std::fprintf(stderr,
+                   "storage node %s: freed %lld sequences (%lld blocks) whose owner was not "
+                   "heard from for %s (lease)\n",
+                   node_name_.c_str(), static_cast<long long>(sequences),
+                   static_cast<long long>(blocks), absl::FormatDuration(lease_).c_str());
+    }
+  }
+}
 
 absl::StatusOr<std::string> InterfaceWithAddress(const std::string& host) {
   in6_addr want6{};
@@ -235,6 +317,10 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Start(const StorageNod
     return absl::UnavailableError(
         absl::StrCat("cannot listen for gRPC on ", o.grpc_address, " (address in use?)"));
   }
+  node->lease_ = o.lease;
+  if (o.lease > absl::ZeroDuration()) {
+    node->leases_ = std::thread([n = node.get()] { n->LeaseLoop(); });
+  }
   return node;
 }
 
@@ -264,6 +350,7 @@ void StorageNode::Shutdown() {
   stop_progress_ = true;
   if (progress_.joinable()) progress_.join();
   stopped_.Notify();
+  if (leases_.joinable()) leases_.join();
 }
 
 void StorageNode::Wait() { stopped_.WaitForNotification(); }

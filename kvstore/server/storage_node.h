@@ -40,6 +40,11 @@ struct StorageNodeOptions {
   // shared memory in UCX 1.13) need the node's CPU for every read; polling spares them a
   // wake-up each. RDMA reads do not involve the node's CPU at all.
   absl::Duration progress_spin = absl::Microseconds(500);
+  // Sequences created by a client that names itself (metadata "apr-kv-owner", as
+  // RemoteTier does) are freed once no call from that owner came for this long: a worker
+  // that died leaves nothing behind. Clients renew with any call (RemoteTier: a Health
+  // call every few seconds). Zero: never.
+  absl::Duration lease = absl::Seconds(30);
 };
 
 // The name of this host's network interface whose address is `host` (an IPv4 or IPv6
@@ -69,6 +74,7 @@ class StorageNode {
   class Service;
   StorageNode() = default;
   void ProgressLoop();
+  void LeaseLoop();
 
   std::string node_name_;
   std::string net_devices_;
@@ -85,6 +91,8 @@ class StorageNode {
   std::thread progress_;
   std::atomic<bool> shut_down_{false};
   absl::Notification stopped_;
+  absl::Duration lease_;
+  std::thread leases_;
 };
 
 }  // namespace apr::kvstore

@@ -60,6 +60,9 @@ ABSL_FLAG(int, fill_byte, -1,
 ABSL_FLAG(std::string, ready_file, "",
           "Once serving, write grpc_port=<port> and pid=<pid> lines to this file (the cluster "
           "launcher reads it; with --grpc_port=0 it is how the picked port is learned).");
+ABSL_FLAG(double, lease_seconds, 30,
+          "Free the sequences of a client (worker) not heard from for this long (it died); "
+          "clients that name themselves renew with every call. 0: never.");
 ABSL_FLAG(absl::Duration, progress_spin, absl::Microseconds(500),
           "How long the UCX progress thread polls after the last event before it sleeps.");
 
@@ -137,6 +140,9 @@ absl::StatusOr<StorageNodeOptions> OptionsFromFlags() {
   o.advertise_host = absl::GetFlag(FLAGS_advertise_host);
   o.node_name = absl::GetFlag(FLAGS_node_name);
   o.progress_spin = absl::GetFlag(FLAGS_progress_spin);
+  const double lease = absl::GetFlag(FLAGS_lease_seconds);
+  if (!(lease >= 0)) return absl::InvalidArgumentError("--lease_seconds must be >= 0");
+  o.lease = absl::Seconds(lease);
   return o;
 }
 
