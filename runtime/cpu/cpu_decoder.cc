@@ -35,6 +35,22 @@ void ProjectQkv(const ModelConfig& c, const LlamaLayerWeights& lw, const float* 
   }
 }
 
+// Rotates the `n` new rows' q and k (positions start, ...) and appends their k, v to the
+// layer's cache.
+void RopeAndAppend(const AttentionDims& d, const RopeTable& rope, int64_t start, int64_t n,
+                   float* q, float* k, const float* v, LayerKv& kv) {
+  const int64_t nh = d.num_heads, nkv = d.num_kv_heads, hd = d.head_dim;
+  for (int64_t i = 0; i < n; ++i) {
+    ApplyRope(rope, start + i, nh, hd, &q[i * nh * hd]);
+    ApplyRope(rope, start + i, nkv, hd, &k[i * nkv * hd]);
+    for (int64_t g = 0; g < nkv; ++g) {
+      HeadKv& head = kv.heads[g];
+      head.k.insert(head.k.end(), &k[(i * nkv + g) * hd], &k[(i * nkv + g + 1) * hd]);
+      head.v.insert(head.v.end(), &v[(i * nkv + g) * hd], &v[(i * nkv + g + 1) * hd]);
+    }
+  }
+}
+
 }  // namespace
 
 class CpuDecoder::CpuSequence : public Sequence {
@@ -128,9 +144,8 @@ absl::Status CpuDecoder::Forward(CpuSequence& seq, absl::Span<const int32_t> tok
   const int64_t start = seq.len, ctx = start + n;
   const AttentionDims dims{nh, nkv, hd, c.sliding_window};
   // Per forward pass, as transformers picks longrope's factors and dynamic NTK's base.
-  const RopeParams rope_params = RopeForContext(c, ctx);
-  const RopeTable rope =
-      MakeRopeTable(rope_params.inv_freq, start, ctx, rope_params.attention_factor);
+  const RopeParams rp = RopeForContext(c, ctx);
+  const RopeTable rope = MakeRopeTable(rp.inv_freq, start, ctx, rp.attention_factor);
   AttentionHooks* hooks = seq.hooks;
   const bool decode_hooks = hooks != nullptr && decode;
   const int64_t observed_rows =
@@ -140,8 +155,7 @@ absl::Status CpuDecoder::Forward(CpuSequence& seq, absl::Span<const int32_t> tok
   for (int64_t i = 0; i < n; ++i)
     std::memcpy(&x[i * h], &w_.embed_tokens[tokens[i] * h], sizeof(float) * h);
   std::vector<float> xn(n * h), q(n * nh * hd), k(n * nkv * hd), v(n * nkv * hd), attn(n * nh * hd),
-      proj(n * h);
-  std::vector<float> gate(n * inter), up(n * inter), observed, probs;
+      proj(n * h), gate(n * inter), up(n * inter), observed, probs;
   std::vector<TokenSpans> spans;
   std::vector<const float*> key_ptrs(nkv);
 
@@ -150,15 +164,7 @@ absl::Status CpuDecoder::Forward(CpuSequence& seq, absl::Span<const int32_t> tok
     LayerKv& kv = seq.layers[l];
     RmsNorm(x.data(), lw.input_norm.data(), n, h, c.rms_norm_eps, xn.data());
     ProjectQkv(c, lw, xn.data(), n, q.data(), k.data(), v.data());
-    for (int64_t i = 0; i < n; ++i) {
-      ApplyRope(rope, start + i, nh, hd, &q[i * nh * hd]);
-      ApplyRope(rope, start + i, nkv, hd, &k[i * nkv * hd]);
-      for (int64_t g = 0; g < nkv; ++g) {
-        HeadKv& head = kv.heads[g];
-        head.k.insert(head.k.end(), &k[(i * nkv + g) * hd], &k[(i * nkv + g + 1) * hd]);
-        head.v.insert(head.v.end(), &v[(i * nkv + g) * hd], &v[(i * nkv + g + 1) * hd]);
-      }
-    }
+    RopeAndAppend(dims, rope, start, n, q.data(), k.data(), v.data(), kv);
     if (seq.offload != nullptr) {
       if (absl::Status s =
               WriteCompletedBlocks(*seq.offload, kv, l, hd, start, ctx, seq.offload_scratch);
