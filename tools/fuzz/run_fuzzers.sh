@@ -37,7 +37,7 @@ protoc -I. --cpp_out="$OUT/gen" cluster/config.proto rpc/generation/v1/generatio
 CXXFLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address
           -I. -I"$OUT/gen" -Wno-deprecated-declarations)
 ABSL_LIBS=$(sed -n '/^ABSL_LIBS = \[/,/^\]/p' third_party/system.BUILD | grep -o '"[a-z0-9_]*"' | tr -d '"' | sed 's/^/-labsl_/' | tr '\n' ' ')
-LIBS=($ABSL_LIBS -lprotobuf -lpcre2-8 -lpthread)
+LIBS=($ABSL_LIBS -lprotobuf -lpcre2-8 -licuuc -licudata -lpthread)
 
 RUNTIME=(runtime/dtype.cc runtime/json_util.cc runtime/file_util.cc runtime/safetensors.cc
          runtime/model_config.cc runtime/fuzz/invariants.cc)
