@@ -1,11 +1,10 @@
 #include "kvstore/client/remote_tier.h"
 
-#include <random>
-
 #include <sched.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -44,8 +43,15 @@ absl::StatusOr<std::unique_ptr<RemoteTier>> RemoteTier::Connect(const RemoteTier
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  t->stub_ = v1::KvStore::NewStub(
-      grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args));
+  if (!o.tls.server_name.empty()) args.SetSslTargetNameOverride(o.tls.server_name);
+  auto credentials = NodeChannelCredentials(o.tls);
+  if (!credentials.ok()) return credentials.status();
+  if (!o.auth_token_file.empty()) {
+    auto token = ReadAuthToken(o.auth_token_file);
+    if (!token.ok()) return token.status();
+    t->authorization_ = absl::StrCat(kBearerPrefix, *token);
+  }
+  t->stub_ = v1::KvStore::NewStub(grpc::CreateCustomChannel(o.address, *credentials, args));
   auto health = t->Health();
   if (!health.ok()) return health.status();
   {
@@ -163,7 +169,8 @@ RemoteTier::~RemoteTier() {
 std::unique_ptr<grpc::ClientContext> RemoteTier::NewContext() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-  ctx->AddMetadata("apr-kv-owner", absl::StrCat(owner_));
+  ctx->AddMetadata(kOwnerMetadata, absl::StrCat(owner_));
+  if (!authorization_.empty()) ctx->AddMetadata(kAuthorizationMetadata, authorization_);
   return ctx;
 }
 
@@ -176,6 +183,11 @@ absl::StatusOr<v1::HealthResponse> RemoteTier::Health() {
   CountRpc();
   v1::HealthResponse out;
   grpc::Status s = stub_->Health(ctx.get(), v1::HealthRequest(), &out);
+  // A node that answers but refuses this client is not unreachable: say why instead.
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+      s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    return FromGrpc(s, absl::StrCat("Health of storage node ", options_.address));
+  }
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("storage node ", options_.address,
                                                " is unreachable: gRPC ", s.error_code(), " ",

@@ -21,6 +21,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "kvstore/client/tier_client.h"
+#include "kvstore/security.h"
 #include "kvstore/ucx/ucx.h"
 #include "rpc/kvstore/v1/kvstore.grpc.pb.h"
 
@@ -50,6 +51,12 @@ struct RemoteTierOptions {
   // "apr-kv-owner", a random id per RemoteTier) and renews; a thread calls Health this
   // often so an idle client keeps its sequences. Zero: no such thread.
   absl::Duration lease_renewal = absl::Seconds(3);
+  // Mutual TLS to a node started with --tls_cert/--tls_key/--tls_ca: this client's
+  // certificate and key, and the CA of the node's certificate. Empty: plaintext.
+  TlsFiles tls;
+  // The file with the node's bearer token (its --auth_token_file); sent with every call.
+  // Empty: no token.
+  std::string auth_token_file;
 };
 
 class RemoteTier : public TierClient {
@@ -125,7 +132,8 @@ class RemoteTier : public TierClient {
   std::atomic<int64_t> rpcs_{0};
   bool stop_progress_ ABSL_GUARDED_BY(mu_) = false;
   std::thread progress_;
-  const uint64_t owner_;  // this client's id in the node's leases
+  const uint64_t owner_;       // this client's id in the node's leases
+  std::string authorization_;  // "Bearer <token>", or empty
   absl::Notification stop_renewal_;
   std::thread renewal_;
 };

@@ -5,35 +5,69 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
-#include <cstring>
-#include <utility>
-#include <vector>
-
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "grpcpp/grpcpp.h"
 #include "kvstore/block_range.h"
 #include "kvstore/grpc_status.h"
+#include "kvstore/security.h"
 #include "rpc/kvstore/v1/kvstore.grpc.pb.h"
 
 namespace apr::kvstore {
 
-// The client metadata key naming a sequence's owner (decimal uint64): sequences created
-// with it are freed when no call with it came for the node's lease.
-constexpr char kOwnerMetadata[] = "apr-kv-owner";
-
 // Largest control-plane message: inline block data of a long prefill.
 constexpr int kMaxMessageBytes = 512 << 20;
 
+namespace {
+
+// Who made a call, once admitted: the lease owner it names (0: none) and the principal
+// its sequences belong to ("" when the node checks no identity: plaintext, no token).
+struct Caller {
+  uint64_t owner = 0;
+  std::string principal;
+};
+
+// The verified client certificate's identity (its subjectAltNames, else its CN).
+std::string PeerCertificateIdentity(const grpc::ServerContext& ctx) {
+  const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  std::string id;
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return id;
+  for (const grpc::string_ref& s : auth->GetPeerIdentity()) {
+    absl::StrAppend(&id, id.empty() ? "" : ",", absl::string_view(s.data(), s.size()));
+  }
+  return id;
+}
+
+uint64_t OwnerOf(const std::multimap<grpc::string_ref, grpc::string_ref>& md) {
+  auto it = md.find(kOwnerMetadata);
+  uint64_t owner = 0;
+  if (it == md.end() ||
+      !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &owner)) {
+    return 0;
+  }
+  return owner;
+}
+
+}  // namespace
+
 class StorageNode::Service final : public v1::KvStore::Service {
  public:
-  Service(StorageNode& node, v1::DataPlaneInfo data_plane)
-      : node_(node), data_plane_(std::move(data_plane)) {}
+  // `token`: the bearer token every call must carry ("": none); `mtls`: clients present
+  // verified certificates, whose identity then owns their sequences.
+  Service(StorageNode& node, v1::DataPlaneInfo data_plane, std::string token, bool mtls)
+      : node_(node), data_plane_(std::move(data_plane)), token_(std::move(token)), mtls_(mtls) {}
 
   int64_t rpcs_served() const { return rpcs_.load(std::memory_order_relaxed); }
 
@@ -43,7 +77,8 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
   grpc::Status Health(grpc::ServerContext* ctx, const v1::HealthRequest*,
                       v1::HealthResponse* out) override {
-    Count(ctx);
+    Caller caller;
+    if (grpc::Status s = Admit(*ctx, &caller); !s.ok()) return s;
     out->set_serving(true);
     out->set_node_name(node_.node_name_);
     out->set_pid(getpid());
@@ -53,29 +88,35 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
   grpc::Status GetDataPlane(grpc::ServerContext* ctx, const v1::GetDataPlaneRequest*,
                             v1::DataPlaneInfo* out) override {
-    Count(ctx);
+    // The rkey and worker address open the whole pool to one-sided UCX operations: only
+    // to callers that passed the checks.
+    Caller caller;
+    if (grpc::Status s = Admit(*ctx, &caller); !s.ok()) return s;
     *out = data_plane_;
     return grpc::Status::OK;
   }
 
   grpc::Status CreateSequence(grpc::ServerContext* ctx, const v1::CreateSequenceRequest* in,
                               v1::CreateSequenceResponse*) override {
-    const uint64_t owner = Count(ctx);
-    absl::Status s = store().CreateSequence(in->sequence_id(), in->num_layers(), in->num_kv_heads());
-    if (s.ok() && owner != 0) {
-      absl::MutexLock l(&lease_mu_);
-      sequence_owner_[in->sequence_id()] = owner;
-    }
+    Caller caller;
+    if (grpc::Status s = Admit(*ctx, &caller); !s.ok()) return s;
+    const uint64_t seq = in->sequence_id();
+    // Created and owned in one step: no other client can reach it in between.
+    absl::MutexLock l(&lease_mu_);
+    absl::Status s = store().CreateSequence(seq, in->num_layers(), in->num_kv_heads());
+    if (s.ok() && caller.owner != 0) sequence_owner_[seq] = caller.owner;
+    if (s.ok() && !caller.principal.empty()) sequence_principal_[seq] = caller.principal;
     return ToGrpc(s);
   }
 
   grpc::Status FreeSequence(grpc::ServerContext* ctx, const v1::FreeSequenceRequest* in,
                             v1::FreeSequenceResponse* out) override {
-    Count(ctx);
+    if (grpc::Status s = AdmitFor(*ctx, in->sequence_id()); !s.ok()) return s;
     auto freed = store().FreeSequence(in->sequence_id());
     {
       absl::MutexLock l(&lease_mu_);
       sequence_owner_.erase(in->sequence_id());
+      sequence_principal_.erase(in->sequence_id());
     }
     if (!freed.ok()) return ToGrpc(freed.status());
     out->set_blocks_freed(*freed);
@@ -84,7 +125,7 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
   grpc::Status AppendBlocks(grpc::ServerContext* ctx, const v1::AppendBlocksRequest* in,
                             v1::AppendBlocksResponse* out) override {
-    Count(ctx);
+    if (grpc::Status s = AdmitFor(*ctx, in->sequence_id()); !s.ok()) return s;
     auto keys = RangesToKeys(in->blocks());
     if (!keys.ok()) return ToGrpc(keys.status());
     auto slots = in->data().empty() ? store().AllocateBlocks(in->sequence_id(), *keys)
@@ -96,7 +137,7 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
   grpc::Status LookupSlots(grpc::ServerContext* ctx, const v1::LookupSlotsRequest* in,
                            v1::LookupSlotsResponse* out) override {
-    Count(ctx);
+    if (grpc::Status s = AdmitFor(*ctx, in->sequence_id()); !s.ok()) return s;
     auto keys = RangesToKeys(in->blocks());
     if (!keys.ok()) return ToGrpc(keys.status());
     auto slots = store().LookupSlots(in->sequence_id(), *keys);
@@ -107,7 +148,7 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
   grpc::Status GetBlockTable(grpc::ServerContext* ctx, const v1::GetBlockTableRequest* in,
                              v1::GetBlockTableResponse* out) override {
-    Count(ctx);
+    if (grpc::Status s = AdmitFor(*ctx, in->sequence_id()); !s.ok()) return s;
     auto slots = store().BlockTable(in->sequence_id(), in->layer(), in->kv_head());
     if (!slots.ok()) return ToGrpc(slots.status());
     out->mutable_slots()->Add(slots->begin(), slots->end());
@@ -116,7 +157,7 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
   grpc::Status ReadBlocks(grpc::ServerContext* ctx, const v1::ReadBlocksRequest* in,
                           v1::ReadBlocksResponse* out) override {
-    Count(ctx);
+    if (grpc::Status s = AdmitFor(*ctx, in->sequence_id()); !s.ok()) return s;
     auto keys = RangesToKeys(in->blocks());
     if (!keys.ok()) return ToGrpc(keys.status());
     if (static_cast<int64_t>(keys->size()) * store().block_bytes() > kMaxMessageBytes) {
@@ -132,7 +173,8 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
   grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest*,
                      v1::StatsResponse* out) override {
-    Count(ctx);
+    Caller caller;
+    if (grpc::Status s = Admit(*ctx, &caller); !s.ok()) return s;
     const BlockStoreStats s = store().stats();
     out->set_block_bytes(s.block_bytes);
     out->set_capacity_blocks(s.capacity_blocks);
@@ -151,27 +193,71 @@ class StorageNode::Service final : public v1::KvStore::Service {
 
  private:
   BlockStore& store() { return *node_.store_; }
-  // Counts the call and renews its owner's lease; returns the owner (0: none given).
-  uint64_t Count(grpc::ServerContext* ctx) {
+  grpc::Status Unauthenticated(absl::string_view why) const {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        absl::StrCat("storage node ", node_.node_name_, ": ", why,
+                                     "; every call needs the metadata 'authorization: Bearer "
+                                     "<token>' with the token of the node's --auth_token_file"));
+  }
+
+  // Counts the call, checks its token, names its principal and renews its owner's lease
+  // (only once authenticated: a stranger cannot keep a dead owner's sequences alive).
+  grpc::Status Admit(const grpc::ServerContext& ctx, Caller* caller) {
     rpcs_.fetch_add(1, std::memory_order_relaxed);
-    const auto& md = ctx->client_metadata();
-    auto it = md.find(kOwnerMetadata);
-    uint64_t owner = 0;
-    if (it == md.end() ||
-        !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &owner)) {
-      return 0;
+    const auto& md = ctx.client_metadata();
+    if (!token_.empty()) {
+      auto it = md.find(kAuthorizationMetadata);
+      if (it == md.end()) return Unauthenticated("the call carries no bearer token");
+      absl::string_view value(it->second.data(), it->second.size());
+      if (!absl::ConsumePrefix(&value, kBearerPrefix) || !ConstantTimeEquals(value, token_)) {
+        return Unauthenticated("the call's bearer token is wrong");
+      }
     }
+    caller->owner = OwnerOf(md);
+    if (mtls_) {
+      const std::string identity = PeerCertificateIdentity(ctx);
+      if (identity.empty()) {
+        return Unauthenticated("the client certificate names no identity (CN or SAN)");
+      }
+      caller->principal = "cert:" + identity;
+    } else if (!token_.empty()) {
+      // One shared token: the owner id is what tells its holders apart.
+      caller->principal = absl::StrCat("token:", caller->owner);
+    }
+    if (caller->owner != 0) {
+      absl::MutexLock l(&lease_mu_);
+      owner_seen_[caller->owner] = absl::Now();
+    }
+    return grpc::Status::OK;
+  }
+
+  // Admit, then PERMISSION_DENIED unless the caller created sequence `seq` (an unknown
+  // sequence passes: the store answers NOT_FOUND).
+  grpc::Status AdmitFor(const grpc::ServerContext& ctx, uint64_t seq) {
+    Caller caller;
+    if (grpc::Status s = Admit(ctx, &caller); !s.ok() || caller.principal.empty()) return s;
     absl::MutexLock l(&lease_mu_);
-    owner_seen_[owner] = absl::Now();
-    return owner;
+    auto it = sequence_principal_.find(seq);
+    if (it == sequence_principal_.end() || it->second == caller.principal) {
+      return grpc::Status::OK;
+    }
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("sequence ", seq, " on storage node ", node_.node_name_,
+                     " belongs to another client: a client may read, write and free only "
+                     "the sequences it created"));
   }
 
   StorageNode& node_;
   const v1::DataPlaneInfo data_plane_;
+  const std::string token_;
+  const bool mtls_;
   std::atomic<int64_t> rpcs_{0};
   absl::Mutex lease_mu_;
   absl::flat_hash_map<uint64_t, absl::Time> owner_seen_ ABSL_GUARDED_BY(lease_mu_);
   absl::flat_hash_map<uint64_t, uint64_t> sequence_owner_ ABSL_GUARDED_BY(lease_mu_);
+  // Sequence -> the principal that created it (only when the node checks identities).
+  absl::flat_hash_map<uint64_t, std::string> sequence_principal_ ABSL_GUARDED_BY(lease_mu_);
 };
 
 std::pair<int64_t, int64_t> StorageNode::Service::ExpireLeases(absl::Time now,
@@ -188,6 +274,7 @@ std::pair<int64_t, int64_t> StorageNode::Service::ExpireLeases(absl::Time now,
     for (auto it = sequence_owner_.begin(); it != sequence_owner_.end();) {
       if (dead.contains(it->second)) {
         expired.push_back(it->first);
+        sequence_principal_.erase(it->first);
         sequence_owner_.erase(it++);
       } else {
         ++it;
@@ -227,9 +314,10 @@ absl::StatusOr<std::string> InterfaceWithAddress(const std::string& host) {
         "advertise address '", host, "' is not an IPv4 or IPv6 address (give the pod's IP)"));
   }
   if ((v4 && want4.s_addr == htonl(INADDR_ANY)) || (v6 && IN6_IS_ADDR_UNSPECIFIED(&want6))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "advertise address ", host, " is a wildcard: workers cannot connect to it; give "
-        "the address they reach this node at (the pod's IP)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("advertise address ", host,
+                     " is a wildcard: workers cannot connect to it; give "
+                     "the address they reach this node at (the pod's IP)"));
   }
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return absl::InternalError("getifaddrs failed");
@@ -252,14 +340,22 @@ absl::StatusOr<std::string> InterfaceWithAddress(const std::string& host) {
   }
   freeifaddrs(list);
   if (found.empty()) {
-    return absl::NotFoundError(absl::StrCat("advertise address ", host,
-                                            " is not an address of this host (interfaces: ",
-                                            seen, ")"));
+    return absl::NotFoundError(absl::StrCat(
+        "advertise address ", host, " is not an address of this host (interfaces: ", seen, ")"));
   }
   return found;
 }
 
 absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Start(const StorageNodeOptions& o) {
+  // Security first: a node told to check its clients never serves without the check.
+  auto credentials = NodeServerCredentials(o.tls);
+  if (!credentials.ok()) return credentials.status();
+  std::string token;
+  if (!o.auth_token_file.empty()) {
+    auto t = ReadAuthToken(o.auth_token_file);
+    if (!t.ok()) return t.status();
+    token = *std::move(t);
+  }
   std::unique_ptr<StorageNode> node(new StorageNode());
   node->started_ = absl::Now();
   node->node_name_ = o.node_name;
@@ -306,9 +402,10 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Start(const StorageNod
   info.set_ucx_tls(o.ucx.tls);
   node->progress_ = std::thread([n = node.get()] { n->ProgressLoop(); });
 
-  node->service_ = std::make_unique<Service>(*node, std::move(info));
+  node->service_ =
+      std::make_unique<Service>(*node, std::move(info), std::move(token), o.tls.enabled());
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(o.grpc_address, grpc::InsecureServerCredentials(), &node->grpc_port_);
+  builder.AddListeningPort(o.grpc_address, *credentials, &node->grpc_port_);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(node->service_.get());

@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "kvstore/block_store.h"
+#include "kvstore/security.h"
 #include "kvstore/ucx/ucx.h"
 
 namespace grpc {
@@ -45,6 +46,13 @@ struct StorageNodeOptions {
   // that died leaves nothing behind. Clients renew with any call (RemoteTier: a Health
   // call every few seconds). Zero: never.
   absl::Duration lease = absl::Seconds(30);
+  // Mutual TLS of the control plane (docs/KVSTORE.md "Security"): set, the node serves
+  // only TLS clients whose certificate ca_file signed, and a sequence belongs to the
+  // certificate that created it. Empty: plaintext.
+  TlsFiles tls;
+  // A file holding the bearer token every call must carry (metadata "authorization:
+  // Bearer <token>"); calls without it are UNAUTHENTICATED. Empty: no token check.
+  std::string auth_token_file;
 };
 
 // The name of this host's network interface whose address is `host` (an IPv4 or IPv6

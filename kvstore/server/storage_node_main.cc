@@ -63,6 +63,16 @@ ABSL_FLAG(std::string, ready_file, "",
 ABSL_FLAG(double, lease_seconds, 30,
           "Free the sequences of a client (worker) not heard from for this long (it died); "
           "clients that name themselves renew with every call. 0: never.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate of the control plane; with --tls_key and --tls_ca the node serves "
+          "mutual TLS only (plaintext clients are refused). Empty: plaintext (loopback "
+          "development).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle that client certificates must chain to (they are required).");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding the shared bearer token every call must carry (metadata "
+          "'authorization: Bearer <token>'); empty: no token check.");
 ABSL_FLAG(absl::Duration, progress_spin, absl::Microseconds(500),
           "How long the UCX progress thread polls after the last event before it sleeps.");
 
@@ -143,6 +153,10 @@ absl::StatusOr<StorageNodeOptions> OptionsFromFlags() {
   const double lease = absl::GetFlag(FLAGS_lease_seconds);
   if (!(lease >= 0)) return absl::InvalidArgumentError("--lease_seconds must be >= 0");
   o.lease = absl::Seconds(lease);
+  o.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  o.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  o.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   return o;
 }
 
@@ -185,12 +199,14 @@ int Main() {
   const BlockStoreStats s = (*node)->store().stats();
   std::printf(
       "storage_node ready grpc_port=%d pid=%d node=%s capacity_blocks=%lld block_bytes=%lld "
-      "pool_bytes=%lld ucx_tls=%s ucx_net_devices=%s\n",
+      "pool_bytes=%lld ucx_tls=%s ucx_net_devices=%s tls=%s auth=%s\n",
       (*node)->grpc_port(), static_cast<int>(getpid()), (*node)->node_name().c_str(),
       static_cast<long long>(s.capacity_blocks), static_cast<long long>(s.block_bytes),
       static_cast<long long>(s.capacity_bytes()),
       options->ucx.tls.empty() ? "(default)" : options->ucx.tls.c_str(),
-      (*node)->ucx_net_devices().empty() ? "(default)" : (*node)->ucx_net_devices().c_str());
+      (*node)->ucx_net_devices().empty() ? "(default)" : (*node)->ucx_net_devices().c_str(),
+      options->tls.enabled() ? "mutual" : "off",
+      options->auth_token_file.empty() ? "off" : "token");
   std::fflush(stdout);
   if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
     if (absl::Status st = WriteReadyFile(ready, (*node)->grpc_port()); !st.ok()) {
@@ -225,7 +241,8 @@ int main(int argc, char** argv) {
       "KV storage node: a pool of KV blocks in host memory, gRPC control plane, UCX data "
       "plane.\nUsage: storage_node --capacity_blocks=N [--model=DIR | --head_dim=D | "
       "--block_bytes=B] [--dtype=T] [--grpc_host=0.0.0.0 --advertise_host=POD_IP] "
-      "[--grpc_port=0] [--ucx_tls=tcp]");
+      "[--grpc_port=0] [--ucx_tls=tcp] [--tls_cert=C --tls_key=K --tls_ca=CA] "
+      "[--auth_token_file=F]");
   absl::ParseCommandLine(argc, argv);
   return apr::kvstore::Main();
 }
