@@ -190,11 +190,12 @@ class ConfigChecker {
     }
     const v1::Limits& lim = c_.frontend().limits();
     Checker::Node ln = ck_.Child(fe, "limits");
-    for (auto [name, v] : {std::pair<const char*, int>{"max_prompt_tokens", lim.max_prompt_tokens()},
-                           {"max_new_tokens", lim.max_new_tokens()},
-                           {"max_streams_per_client", lim.max_streams_per_client()},
-                           {"max_open_streams", lim.max_open_streams()},
-                           {"max_request_bytes", lim.max_request_bytes()}}) {
+    for (auto [name, v] :
+         {std::pair<const char*, int>{"max_prompt_tokens", lim.max_prompt_tokens()},
+          {"max_new_tokens", lim.max_new_tokens()},
+          {"max_streams_per_client", lim.max_streams_per_client()},
+          {"max_open_streams", lim.max_open_streams()},
+          {"max_request_bytes", lim.max_request_bytes()}}) {
       if (v < 0) ck_.Error(ln, name, -1, "must be >= 0");
     }
   }
@@ -279,11 +280,11 @@ class ConfigChecker {
     }
     if (remote && c_.storage_nodes_size() > 0 &&
         c_.storage_nodes_size() != c_.worker_groups_size()) {
-      ck_.Error(root_, "storage_nodes", 0,
-                absl::StrCat("worker group i keeps its KV cache on storage node i: ",
-                             c_.worker_groups_size(), " worker group(s) need ",
-                             c_.worker_groups_size(), " storage node(s), the config has ",
-                             c_.storage_nodes_size()));
+      ck_.Error(
+          root_, "storage_nodes", 0,
+          absl::StrCat("worker group i keeps its KV cache on storage node i: ",
+                       c_.worker_groups_size(), " worker group(s) need ", c_.worker_groups_size(),
+                       " storage node(s), the config has ", c_.storage_nodes_size()));
     }
     if (!remote && c_.storage_nodes_size() > 0) {
       ck_.Error(root_, "storage_nodes", 0,
@@ -325,6 +326,34 @@ class ConfigChecker {
     }
     Checker::Node kv = ck_.Child(root_, "kv_cache");
     if (c_.kv_cache().budget_tokens() < 0) ck_.Error(kv, "budget_tokens", -1, "must be >= 0");
+    CheckStorageSecurity();
+  }
+
+  // Either side of the storage nodes' TLS is mutual: all three files, or none.
+  void CheckStorageSecurity() {
+    if (!c_.has_storage_security()) return;
+    Checker::Node s = ck_.Child(root_, "storage_security");
+    const v1::StorageSecurity& sec = c_.storage_security();
+    if (c_.storage_nodes_size() == 0) {
+      ck_.Error(root_, "storage_security", -1, "is set but the config names no storage_nodes");
+    }
+    auto set = [](const v1::Tls& t) {
+      return !t.cert_file().empty() || !t.key_file().empty() || !t.ca_file().empty();
+    };
+    const bool node = set(sec.node_tls()), worker = set(sec.worker_tls());
+    if (node != worker) {
+      ck_.Error(s, node ? "worker_tls" : "node_tls", -1,
+                "the nodes serve mutual TLS only: set node_tls and worker_tls together");
+    }
+    for (const auto& [field, tls] :
+         {std::pair<const char*, const v1::Tls*>{"node_tls", &sec.node_tls()},
+          {"worker_tls", &sec.worker_tls()}}) {
+      if (!set(*tls)) continue;
+      if (tls->cert_file().empty() || tls->key_file().empty() || tls->ca_file().empty()) {
+        ck_.Error(ck_.Child(s, field), "cert_file", -1,
+                  "mutual TLS needs cert_file, key_file and ca_file");
+      }
+    }
   }
 
   Checker ck_;
@@ -345,7 +374,8 @@ void FillDefaults(ClusterConfig& c) {
     c.mutable_launcher()->set_startup_timeout_seconds(120);
   }
   if (c.launcher().stop_timeout_seconds() == 0) c.mutable_launcher()->set_stop_timeout_seconds(10);
-  if (c.kv_cache().budget_tokens() == 0) c.mutable_kv_cache()->set_budget_tokens(kDefaultBudgetTokens);
+  if (c.kv_cache().budget_tokens() == 0)
+    c.mutable_kv_cache()->set_budget_tokens(kDefaultBudgetTokens);
   v1::Limits* lim = c.mutable_frontend()->mutable_limits();
   if (lim->max_streams_per_client() == 0) lim->set_max_streams_per_client(256);
   if (lim->max_open_streams() == 0) lim->set_max_open_streams(4096);

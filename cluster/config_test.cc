@@ -134,6 +134,28 @@ TEST(ConfigTest, StorageNodesGoWithRemotePlacement) {
               HasSubstr("unknown process kind \"gpu\""));
 }
 
+TEST(ConfigTest, StorageSecurityIsMutualOnBothSides) {
+  const std::string remote = std::string(kMinimal) +
+                             "kv_cache { placement: PLACEMENT_REMOTE }\n"
+                             "storage_nodes { name: \"kv0\" grpc { host: \"127.0.0.1\" } }\n";
+  const std::string both =
+      "storage_security { node_tls { cert_file: \"n.pem\" key_file: \"n.key\" ca_file: "
+      "\"ca.pem\" } worker_tls { cert_file: \"w.pem\" key_file: \"w.key\" ca_file: "
+      "\"ca.pem\" } auth_token_file: \"token\" }\n";
+  EXPECT_TRUE(ParseConfig(remote + both, "x.textproto").ok());
+  EXPECT_TRUE(
+      ParseConfig(remote + "storage_security { auth_token_file: \"t\" }", "x.textproto").ok());
+  EXPECT_THAT(Error(remote + "storage_security { node_tls { cert_file: \"n.pem\" key_file: "
+                             "\"n.key\" ca_file: \"ca.pem\" } }"),
+              HasSubstr("storage_security.worker_tls: the nodes serve mutual TLS only"));
+  EXPECT_THAT(Error(remote + "storage_security { node_tls { cert_file: \"n.pem\" key_file: "
+                             "\"n.key\" } worker_tls { cert_file: \"w.pem\" key_file: "
+                             "\"w.key\" ca_file: \"ca.pem\" } }"),
+              HasSubstr("node_tls.cert_file: mutual TLS needs cert_file, key_file and ca_file"));
+  EXPECT_THAT(Error(std::string(kMinimal) + both),
+              HasSubstr("storage_security: is set but the config names no storage_nodes"));
+}
+
 TEST(ConfigTest, OneStorageNodePerWorkerGroup) {
   const std::string remote = std::string(kMinimal) +
                              "kv_cache { placement: PLACEMENT_REMOTE }\n"

@@ -73,6 +73,26 @@ std::string Launcher::BinaryFor(const std::string& kind) const {
   return (fs::path(options_.bin_dir) / kind).string();
 }
 
+void Launcher::AddStorageSecurityFlags(bool node, std::vector<std::string>* flags) const {
+  if (!config_.has_storage_security()) return;
+  const v1::StorageSecurity& sec = config_.storage_security();
+  // The node's flags are --tls_*, the worker's --kv_tls_* (its --tls_* are the Worker API's).
+  const std::string prefix = node ? "" : "kv_";
+  const TlsConfig tls = ResolveTlsPaths(node ? sec.node_tls() : sec.worker_tls());
+  if (TlsEnabled(tls)) {
+    flags->push_back(Flag(prefix + "tls_cert", tls.cert_file()));
+    flags->push_back(Flag(prefix + "tls_key", tls.key_file()));
+    flags->push_back(Flag(prefix + "tls_ca", tls.ca_file()));
+    if (!node && !tls.server_name().empty()) {
+      flags->push_back(Flag("kv_tls_server_name", tls.server_name()));
+    }
+  }
+  if (!sec.auth_token_file().empty()) {
+    const fs::path token = fs::absolute(ResolveModelDir(sec.auth_token_file()));  // as TLS paths
+    flags->push_back(Flag(prefix + "auth_token_file", token.string()));
+  }
+}
+
 absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::string& run_dir) const {
   // What the workers would refuse is refused here, before any process starts (and by
   // `launch --check`, which plans without starting).
@@ -101,6 +121,7 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
           Flag("model", fs::absolute(ResolveModelDir(config_.model().path())).string()));
       p.flags.push_back(Flag("dtype", "bf16"));
     }
+    AddStorageSecurityFlags(/*node=*/true, &p.flags);
     for (const auto& f : node.extra_flags()) p.flags.push_back(f);
     plan.push_back(std::move(p));
   }
@@ -119,6 +140,7 @@ absl::StatusOr<std::vector<ProcessSpec>> Launcher::PlanProcesses(const std::stri
                  Flag("device", rank.device()),
                  Flag("ready_file", p.ready_file)};
       for (const auto& f : rank.extra_flags()) p.flags.push_back(f);
+      AddStorageSecurityFlags(/*node=*/false, &p.flags);
       if (config_.has_internal_tls()) {
         const TlsConfig tls = ResolveTlsPaths(config_.internal_tls());
         p.flags.push_back(Flag("tls_cert_file", tls.cert_file()));

@@ -73,6 +73,8 @@ class Launcher {
 
   // The processes the config asks for, in start order (exposed for tests).
   absl::StatusOr<std::vector<ProcessSpec>> PlanProcesses(const std::string& run_dir) const;
+  // ClusterConfig.storage_security as a storage node's (`node`) or a worker's flags.
+  void AddStorageSecurityFlags(bool node, std::vector<std::string>* flags) const;
   // The binary for a kind.
   std::string BinaryFor(const std::string& kind) const;
 

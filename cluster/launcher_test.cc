@@ -44,5 +44,36 @@ worker_groups {
   EXPECT_THAT(plan[0].flags, Not(Contains("--kv_store=127.0.0.1:20001")));
 }
 
+TEST(LauncherTest, StorageSecurityReachesNodesAndWorkers) {
+  const std::vector<ProcessSpec> plan = Plan(R"(
+model { path: "models/apr-tiny" }
+frontend { grpc { host: "127.0.0.1" port: 0 } }
+worker_groups { name: "g0" ranks { device: "cpu" grpc { host: "127.0.0.1" port: 0 } } }
+kv_cache { placement: PLACEMENT_REMOTE }
+storage_nodes { name: "kv0" grpc { host: "127.0.0.1" port: 0 } }
+storage_security {
+  node_tls { cert_file: "/pki/node.pem" key_file: "/pki/node.key" ca_file: "/pki/ca.pem" }
+  worker_tls {
+    cert_file: "/pki/w.pem" key_file: "/pki/w.key" ca_file: "/pki/ca.pem"
+    server_name: "localhost"
+  }
+  auth_token_file: "/pki/token"
+}
+)");
+  ASSERT_EQ(plan.size(), 3u);  // the node, the worker, the front end
+  EXPECT_EQ(plan[0].kind, "storage_node");
+  for (const char* f : {"--tls_cert=/pki/node.pem", "--tls_key=/pki/node.key",
+                        "--tls_ca=/pki/ca.pem", "--auth_token_file=/pki/token"}) {
+    EXPECT_THAT(plan[0].flags, Contains(f));
+  }
+  EXPECT_EQ(plan[1].kind, "worker");
+  for (const char* f :
+       {"--kv_tls_cert=/pki/w.pem", "--kv_tls_key=/pki/w.key", "--kv_tls_ca=/pki/ca.pem",
+        "--kv_tls_server_name=localhost", "--kv_auth_token_file=/pki/token"}) {
+    EXPECT_THAT(plan[1].flags, Contains(f));
+  }
+  EXPECT_THAT(plan[2].flags, Not(Contains("--auth_token_file=/pki/token")));
+}
+
 }  // namespace
 }  // namespace apr::cluster

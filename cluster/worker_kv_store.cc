@@ -75,6 +75,8 @@ absl::StatusOr<std::shared_ptr<kvstore::RemoteTier>> WorkerKvStore::Tier() {
   o.address = options_.address;
   o.ucx.tls = options_.ucx_tls;
   o.ucx.net_devices = options_.ucx_net_devices;
+  o.tls = options_.tls;
+  o.auth_token_file = options_.auth_token_file;
   // Short bounds: a lost node must fail a step within seconds, not hang it.
   o.rpc_timeout = absl::Seconds(2);
   o.data_timeout = absl::Seconds(5);

@@ -12,6 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kvstore/security.h"
 #include "runtime/cpu/cpu_decoder.h"
 #include "runtime/step_engine.h"
 
@@ -28,6 +29,10 @@ struct WorkerKvStoreOptions {
   // How long a prefill or step that lost the node waits for it to answer again (a
   // restarted node at the same address) before the sequences fail with UNAVAILABLE.
   double reconnect_timeout_seconds = 10;
+  // The node's mutual TLS (this worker's certificate) and bearer token file
+  // (ClusterConfig.storage_security, docs/KVSTORE.md "Security"); empty: plaintext.
+  kvstore::TlsFiles tls;
+  std::string auth_token_file;
 };
 
 class WorkerKvStore {

@@ -39,6 +39,15 @@ ABSL_FLAG(std::string, kv_ucx_net_devices, "lo", "UCX network devices to the sto
 ABSL_FLAG(double, kv_reconnect_timeout_s, 10,
           "how long a step that lost the storage node waits for it to answer again before "
           "its sequences fail with UNAVAILABLE");
+ABSL_FLAG(std::string, kv_tls_cert, "",
+          "PEM client certificate for the storage node (ClusterConfig.storage_security."
+          "worker_tls); with --kv_tls_key and --kv_tls_ca: mutual TLS to the node");
+ABSL_FLAG(std::string, kv_tls_key, "", "its private key");
+ABSL_FLAG(std::string, kv_tls_ca, "", "PEM CA that signed the storage node's certificate");
+ABSL_FLAG(std::string, kv_tls_server_name, "",
+          "name to check the node's certificate against instead of the host dialled");
+ABSL_FLAG(std::string, kv_auth_token_file, "",
+          "file with the storage node's bearer token (its --auth_token_file); empty: none");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate of the Worker API listener (ClusterConfig.internal_tls); set: TLS");
 ABSL_FLAG(std::string, tls_key_file, "", "its private key");
@@ -67,6 +76,9 @@ int Main() {
   kv.ucx_tls = absl::GetFlag(FLAGS_kv_ucx_tls);
   kv.ucx_net_devices = absl::GetFlag(FLAGS_kv_ucx_net_devices);
   kv.reconnect_timeout_seconds = absl::GetFlag(FLAGS_kv_reconnect_timeout_s);
+  kv.tls = {absl::GetFlag(FLAGS_kv_tls_cert), absl::GetFlag(FLAGS_kv_tls_key),
+            absl::GetFlag(FLAGS_kv_tls_ca), absl::GetFlag(FLAGS_kv_tls_server_name)};
+  kv.auth_token_file = absl::GetFlag(FLAGS_kv_auth_token_file);
   WorkerService service(absl::GetFlag(FLAGS_device), &metrics, absl::GetFlag(FLAGS_max_context),
                         kv);
   if (const std::string model = absl::GetFlag(FLAGS_model); !model.empty()) {

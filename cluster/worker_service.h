@@ -65,6 +65,9 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
   const int64_t max_context_;
   // Declared before engine_, which uses it: destroyed after.
   std::unique_ptr<WorkerKvStore> kv_store_;
+  // The storage node options from the flags (security, timeouts), also for the node a
+  // PLACEMENT_REMOTE config names.
+  const WorkerKvStoreOptions kv_flags_;
   // Health reads these without mu_, which a long prefill or step holds.
   std::atomic<bool> loaded_flag_{false};
   std::atomic<int64_t> live_count_{0};
