@@ -13,6 +13,8 @@ PACKAGES=(
   nlohmann-json3-dev libpcre2-dev libicu-dev libopenblas-dev
   # HTTP server for the Prometheus metrics pages and the OpenAI API; curl for its test
   libcpp-httplib-dev curl
+  # openssl CLI: the TLS tests (cluster, storage node) make their certificates at run time
+  openssl
   # Python for the CPU smoke tests of the training scripts and the predictor trainer
   python3 python3-numpy python3-torch
   # Text the bundled model's corpus is built from (tools/model/build_corpus.py)
