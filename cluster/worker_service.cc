@@ -220,6 +220,7 @@ grpc::Status WorkerService::Step(grpc::ServerContext*, const wv1::StepRequest* r
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<uint64_t> ids(req->sequence_ids().begin(), req->sequence_ids().end());
   std::vector<int32_t> tokens(req->tokens().begin(), req->tokens().end());
+  engine_->set_keep_logits(req->return_logits());  // else greedy rows bring back only ids
   absl::StatusOr<std::vector<int32_t>> next = engine_->Step(ids, tokens);
   stats_.set_rebuilt_sequences(engine_->stats().rebuilt);
   if (!next.ok()) return ToGrpc(next.status());

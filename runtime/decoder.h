@@ -13,6 +13,7 @@
 #include "absl/types/span.h"
 #include "runtime/attention_hooks.h"
 #include "runtime/model_config.h"
+#include "runtime/sampling.h"
 
 namespace apr {
 
@@ -45,6 +46,25 @@ class Decoder {
   virtual absl::Status DecodeBatch(absl::Span<Sequence* const> seqs,
                                    absl::Span<const int32_t> tokens,
                                    std::vector<float>* logits) = 0;
+
+  // DecodeBatch for a caller that samples on the host only where it must: `argmax` gets
+  // every row's greedy pick (ArgMaxToken), and `logits` the [batch][vocab] logits only when
+  // `need_logits` (else it is cleared). A backend that picks on the device then copies one
+  // id per row instead of the logits (the CUDA backend: 4 MB a step at batch 8, 128K vocab).
+  virtual absl::Status DecodeBatchArgMax(absl::Span<Sequence* const> seqs,
+                                         absl::Span<const int32_t> tokens, bool need_logits,
+                                         std::vector<int32_t>* argmax, std::vector<float>* logits) {
+    std::vector<float> all;
+    std::vector<float>* out = need_logits ? logits : &all;
+    if (absl::Status s = DecodeBatch(seqs, tokens, out); !s.ok()) return s;
+    const size_t vocab = static_cast<size_t>(config().vocab_size);
+    argmax->clear();
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      argmax->push_back(ArgMaxToken(absl::MakeConstSpan(*out).subspan(i * vocab, vocab)));
+    }
+    if (!need_logits) logits->clear();
+    return absl::OkStatus();
+  }
 
   absl::Status Decode(Sequence& seq, int32_t token, std::vector<float>* logits) {
     Sequence* s = &seq;

@@ -60,9 +60,7 @@ std::vector<std::pair<int32_t, double>> Sampler::Distribution(
 }
 
 int32_t Sampler::Sample(absl::Span<const float> logits) {
-  if (p_.temperature == 0.0f) {
-    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  }
+  if (greedy()) return ArgMaxToken(logits);
   const auto dist = Distribution(logits);
   // 53 random bits -> a double in [0, 1): the same stream on every platform.
   const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;

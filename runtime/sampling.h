@@ -2,6 +2,7 @@
 #ifndef APRUNTIME_RUNTIME_SAMPLING_H_
 #define APRUNTIME_RUNTIME_SAMPLING_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -18,6 +19,12 @@ struct SamplingParams {
   uint64_t seed = 0;
 };
 
+// The greedy pick: the arg max, the lowest id among equal maxima (std::max_element keeps
+// the first). The CUDA backend's LaunchArgMaxRows follows the same rule.
+inline int32_t ArgMaxToken(absl::Span<const float> logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
 // InvalidArgument for a negative temperature or top_k, or top_p outside (0, 1].
 absl::Status ValidateSamplingParams(const SamplingParams& p);
 
@@ -26,6 +33,8 @@ class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
   int32_t Sample(absl::Span<const float> logits);
+  // Greedy samplers pick ArgMaxToken and draw no random numbers.
+  bool greedy() const { return p_.temperature == 0.0f; }
 
   // The distribution Sample draws from (after every filter), for tests: id -> probability,
   // most likely first. Empty for greedy.

@@ -81,12 +81,17 @@ absl::StatusOr<std::vector<int32_t>> DecoderStepEngine::Step(absl::Span<const ui
   std::vector<int32_t> next;
   if (ids.empty()) return next;
   for (size_t i = 0; i < lives.size(); ++i) lives[i]->history.push_back(tokens[i]);
-  if (absl::Status s = decoder_.DecodeBatch(seqs, tokens, &logits_); !s.ok()) {
+  const size_t vocab = static_cast<size_t>(decoder_.config().vocab_size);
+  bool need_logits = keep_logits_;
+  for (const Live* live : lives) need_logits = need_logits || !live->sampler.greedy();
+  bool picked = true;  // argmax_ holds this step's greedy picks
+  if (absl::Status s = decoder_.DecodeBatchArgMax(seqs, tokens, need_logits, &argmax_, &logits_);
+      !s.ok()) {
+    picked = false;
     if (!Recoverable(s)) return s;
     // Every sequence of the batch may have appended K/V to some layers and not others:
     // rebuild them all from their histories (which end with this step's input token).
     ++stats_.recoveries;
-    const size_t vocab = static_cast<size_t>(decoder_.config().vocab_size);
     logits_.assign(vocab * ids.size(), 0.0f);
     std::vector<float> one;
     for (size_t i = 0; i < lives.size(); ++i) {
@@ -96,10 +101,11 @@ absl::StatusOr<std::vector<int32_t>> DecoderStepEngine::Step(absl::Span<const ui
       std::copy(one.begin(), one.end(), logits_.begin() + i * vocab);
     }
   }
-  const size_t vocab = logits_.size() / ids.size();
   for (size_t i = 0; i < lives.size(); ++i) {
-    next.push_back(
-        lives[i]->sampler.Sample(absl::MakeConstSpan(logits_).subspan(i * vocab, vocab)));
+    Sampler& sampler = lives[i]->sampler;
+    next.push_back(picked && sampler.greedy()
+                       ? argmax_[i]
+                       : sampler.Sample(absl::MakeConstSpan(logits_).subspan(i * vocab, vocab)));
   }
   return next;
 }

@@ -89,8 +89,13 @@ class DecoderStepEngine : public StepEngine {
                                             absl::Span<const int32_t> tokens) override;
   void Free(absl::Span<const uint64_t> ids) override;
 
-  // The logits the last Start ([vocab]) or Step ([batch][vocab]) sampled from.
+  // The logits the last Start ([vocab]) or Step ([batch][vocab]) sampled from; after a
+  // Step without keep_logits whose rows were all greedy, empty.
   const std::vector<float>& last_logits() const { return logits_; }
+  // Whether Steps bring every row's logits to the host (default) or, for rows that sample
+  // greedily, only the pick (Decoder::DecodeBatchArgMax): a worker asked for no logits
+  // turns this off.
+  void set_keep_logits(bool keep) { keep_logits_ = keep; }
   int64_t live_sequences() const { return static_cast<int64_t>(seqs_.size()); }
   Decoder& decoder() { return decoder_; }
   const DecoderStepEngineStats& stats() const { return stats_; }
@@ -118,6 +123,8 @@ class DecoderStepEngine : public StepEngine {
   DecoderStepEngineStats stats_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Live>> seqs_;
   std::vector<float> logits_;
+  std::vector<int32_t> argmax_;
+  bool keep_logits_ = true;
 };
 
 }  // namespace apr

@@ -190,5 +190,37 @@ TEST_F(StepEngineRecoveryTest, OtherErrorsAreNotRetried) {
   EXPECT_EQ(engine_->stats().rebuilt, 0);
 }
 
+// Without kept logits, greedy rows take the decoder's picks (DecodeBatchArgMax) and the
+// logits come back only while some row samples; the tokens are the uninterrupted
+// Generate's either way, through a rebuild too (whose greedy rows sample from the
+// rebuilt logits instead).
+TEST_F(StepEngineRecoveryTest, GreedyPicksWithoutLogitsGiveTheSameTokens) {
+  constexpr int kSeqs = 3, kTokens = 30;
+  engine_->set_keep_logits(false);
+  std::vector<std::vector<int32_t>> got;
+  StartAll(kSeqs, got);
+  for (int s = 0; s < 10; ++s) {
+    ASSERT_TRUE(StepAll(got).ok());
+    EXPECT_FALSE(engine_->last_logits().empty()) << "rows 1 and 2 sample from the logits";
+  }
+  store_.Restart();
+  while (got[0].size() < kTokens) ASSERT_TRUE(StepAll(got).ok());
+  EXPECT_GT(engine_->stats().rebuilt, 0);
+  for (int i = 0; i < kSeqs; ++i) EXPECT_EQ(got[i], Reference(i, kTokens)) << "sequence " << i;
+
+  // Greedy rows only: no logits at all, the same tokens.
+  engine_->Free(std::vector<uint64_t>{0, 1, 2});
+  auto first = engine_->Start(7, Prompt(0), Sampling(0));
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::vector<int32_t> greedy{*first};
+  while (greedy.size() < kTokens) {
+    auto next = engine_->Step(std::vector<uint64_t>{7}, std::vector<int32_t>{greedy.back()});
+    ASSERT_TRUE(next.ok()) << next.status();
+    greedy.push_back((*next)[0]);
+    EXPECT_TRUE(engine_->last_logits().empty());
+  }
+  EXPECT_EQ(greedy, Reference(0, kTokens));
+}
+
 }  // namespace
 }  // namespace apr

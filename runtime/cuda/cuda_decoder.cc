@@ -215,6 +215,8 @@ absl::Status CudaDecoder::AllocateBuffers() {
   std::fill(h_step_.get(), h_step_.get() + h_step_.size(), 0);
   APR_RETURN_IF_ERROR(AllocPinned(&h_table_, max_blocks_ + opt_.max_sequences));
   APR_RETURN_IF_ERROR(AllocPinned(&h_logits_, int64_t{opt_.max_sequences} * c.vocab_size));
+  APR_RETURN_IF_ERROR(Alloc(fill, &d_argmax_, opt_.max_sequences));
+  APR_RETURN_IF_ERROR(AllocPinned(&h_argmax_, opt_.max_sequences));
   APR_RETURN_IF_ERROR(Alloc(fill, &prefill_tokens_, act_rows_));
   APR_RETURN_IF_ERROR(Alloc(fill, &prefill_pos_, act_rows_));
   APR_RETURN_IF_ERROR(Alloc(fill, &prefill_slots_, act_rows_));

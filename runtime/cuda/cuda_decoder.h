@@ -62,6 +62,11 @@ class CudaDecoder : public Decoder {
                        std::vector<float>* all_logits = nullptr) override;
   absl::Status DecodeBatch(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
                            std::vector<float>* logits) override;
+  // The picks are made on the device (argmax_rows.h); the logits cross to the host only
+  // when asked for.
+  absl::Status DecodeBatchArgMax(absl::Span<Sequence* const> seqs,
+                                 absl::Span<const int32_t> tokens, bool need_logits,
+                                 std::vector<int32_t>* argmax, std::vector<float>* logits) override;
 
   // --- Benchmark and test entry points. ---
   // Sparse settings for later steps (budget <= max_budget_tokens; sequences created with
@@ -191,6 +196,11 @@ class CudaDecoder : public Decoder {
                            StepKey* key);
   absl::Status CheckStepSequences(absl::Span<Sequence* const> seqs,
                                   absl::Span<const int32_t> tokens, bool sparse) const;
+  // DecodeStepAsync, with the [batch][vocab] logits copied to h_logits_ or not (the
+  // greedy picks always reach h_argmax_).
+  absl::Status EnqueueDecodeStep(absl::Span<Sequence* const> seqs,
+                                 absl::Span<const int32_t> tokens, bool copy_logits,
+                                 cudaEvent_t start, cudaEvent_t stop);
   // The device work of one decode step, inputs already in h_step_ (capturable).
   absl::Status EnqueueStep(const StepKey& key);
   // The first layer that attends over block lists (the number of layers when dense).
@@ -299,6 +309,9 @@ class CudaDecoder : public Decoder {
   DeviceBuffer<int32_t> d_step_;
   PinnedBuffer<int32_t> h_table_;  // staging for group-table entries
   PinnedBuffer<float> h_logits_;
+  // Each decode row's greedy pick, on the device and its host copy.
+  DeviceBuffer<int32_t> d_argmax_;
+  PinnedBuffer<int32_t> h_argmax_;
   DeviceBuffer<int32_t> prefill_tokens_, prefill_pos_, prefill_slots_;
   // Sparse state: the predictor (history, CNN, selection; null without sparse support)
   // and the step's block lists built from its selection.

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cuda/argmax_rows.h"
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/cuda_decoder.h"
@@ -329,15 +330,25 @@ absl::Status CudaDecoder::EnqueueStepEnd(const StepKey& key, bool eager) {
                                                   d_step_.get() + kNextLens * ms, B, stream_));
   }
   if (offload_) APR_RETURN_IF_ERROR(FinishStepFetches(eager));
-  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_logits_.get(), logits_.get(),
-                                           int64_t{B} * c.vocab_size * sizeof(float),
-                                           cudaMemcpyDeviceToHost, stream_));
+  // The picks always (a few microseconds); the logits after the step, when asked for
+  // (EnqueueDecodeStep), so that one captured graph serves both.
+  APR_CUDA_RETURN_IF_ERROR(
+      LaunchArgMaxRows(logits_.get(), B, c.vocab_size, d_argmax_.get(), stream_));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_argmax_.get(), d_argmax_.get(),
+                                           int64_t{B} * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                           stream_));
   return absl::OkStatus();
 }
 
 absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
                                           absl::Span<const int32_t> tokens, cudaEvent_t start,
                                           cudaEvent_t stop) {
+  return EnqueueDecodeStep(seqs, tokens, /*copy_logits=*/true, start, stop);
+}
+
+absl::Status CudaDecoder::EnqueueDecodeStep(absl::Span<Sequence* const> seqs,
+                                            absl::Span<const int32_t> tokens, bool copy_logits,
+                                            cudaEvent_t start, cudaEvent_t stop) {
   APR_RETURN_IF_ERROR(BindDevice());
   StepKey key;
   APR_RETURN_IF_ERROR(PrepareStep(seqs, tokens, &key));
@@ -346,6 +357,11 @@ absl::Status CudaDecoder::DecodeStepAsync(absl::Span<Sequence* const> seqs,
     APR_RETURN_IF_ERROR(graphs_.Run(key, stream_, [&] { return EnqueueStep(key); }));
   } else {
     APR_RETURN_IF_ERROR(EnqueueStep(key));
+  }
+  if (copy_logits) {
+    const int64_t bytes = int64_t{key.batch} * config().vocab_size * sizeof(float);
+    APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_logits_.get(), logits_.get(), bytes,
+                                             cudaMemcpyDeviceToHost, stream_));
   }
   if (stop != nullptr) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream_));
   step_pending_ = true;
@@ -393,6 +409,21 @@ absl::Status CudaDecoder::DecodeBatch(absl::Span<Sequence* const> seqs,
   APR_RETURN_IF_ERROR(Synchronize());
   const int64_t n = int64_t{static_cast<int>(seqs.size())} * config().vocab_size;
   logits->assign(h_logits_.get(), h_logits_.get() + n);
+  return absl::OkStatus();
+}
+
+absl::Status CudaDecoder::DecodeBatchArgMax(absl::Span<Sequence* const> seqs,
+                                            absl::Span<const int32_t> tokens, bool need_logits,
+                                            std::vector<int32_t>* argmax,
+                                            std::vector<float>* logits) {
+  APR_RETURN_IF_ERROR(EnqueueDecodeStep(seqs, tokens, need_logits, nullptr, nullptr));
+  APR_RETURN_IF_ERROR(Synchronize());
+  argmax->assign(h_argmax_.get(), h_argmax_.get() + seqs.size());
+  if (need_logits) {
+    logits->assign(h_logits_.get(), h_logits_.get() + seqs.size() * config().vocab_size);
+  } else {
+    logits->clear();
+  }
   return absl::OkStatus();
 }
 

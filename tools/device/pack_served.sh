@@ -25,7 +25,7 @@ CLUSTER=(//cluster:worker //cluster:frontend //cluster:launch //cluster:generate
 TESTS=(//tests/cluster:served_gpu_test //runtime/cuda:trained_predictor_test
   //runtime/cuda:offload_test
   //runtime/cuda:cuda_decoder_test //runtime/cuda:kernels_test
-  //runtime/cuda:offload_kernels_test)
+  //runtime/cuda:offload_kernels_test //runtime/cuda:argmax_rows_test)
 [ -n "${APR_PACK_TESTS:-}" ] && read -r -a TESTS <<<"$APR_PACK_TESTS"
 TESTS+=(//bench:chunked_admission_bench //bench:real_reuse_bench)
 TESTS+=(//bench:served_bench //bench:decode_step_bench //tools/model:make_random_llama)

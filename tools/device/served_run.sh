@@ -111,7 +111,8 @@ if [[ $STAGES == *smoke* ]]; then
 fi
 
 if [[ $STAGES == *regress* ]]; then
-  for t in trained_predictor_test offload_test cuda_decoder_test kernels_test offload_kernels_test; do
+  for t in trained_predictor_test offload_test cuda_decoder_test kernels_test offload_kernels_test \
+    argmax_rows_test; do
     limit=120
     [ "$t" = offload_test ] && limit=180
     stage "$t" "$limit" "APR_STORAGE_NODE=$B/kvstore/storage_node $B/$t --gtest_color=no"
