@@ -20,7 +20,6 @@
 #include "runtime/cuda/prefill_attention.h"
 #include "runtime/cuda/rope_append.h"
 #include "runtime/cuda/topk_select.h"
-#include "runtime/rope.h"
 
 namespace apr::cuda {
 
@@ -192,10 +191,7 @@ absl::Status CudaDecoder::AllocateBuffers() {
   }
   APR_RETURN_IF_ERROR(Alloc(fill, &group_table_, int64_t{opt_.max_sequences} * max_blocks_));
   APR_CUDA_RETURN_IF_ERROR(cudaMemset(group_table_.get(), 0, group_table_.bytes()));
-  const std::vector<float> inv = RopeInverseFrequencies(c);
-  APR_RETURN_IF_ERROR(Alloc(fill, &inv_freq_, inv.size()));
-  APR_CUDA_RETURN_IF_ERROR(
-      cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice));
+  APR_RETURN_IF_ERROR(rope_.Init(c, fill));
 
   act_rows_ = std::max(opt_.prefill_chunk, opt_.max_sequences);
   const int qkv = (nh + 2 * nkv) * hd;
@@ -368,7 +364,7 @@ RopeAppendArgs CudaDecoder::RopeArgs(int n, int layer, const int32_t* positions,
   ra.num_heads = c.num_attention_heads;
   ra.num_kv_heads = c.num_key_value_heads;
   ra.head_dim = c.head_dim;
-  ra.inv_freq = inv_freq_.get();
+  rope_.ForDecode(&ra);
   ra.positions = positions;
   ra.seq_slots = seq_slots;
   ra.table = PoolTable();

@@ -32,6 +32,7 @@
 #include "runtime/cuda/paged_decode_attention.h"
 #include "runtime/cuda/predictor_cnn.h"
 #include "runtime/cuda/rope_append.h"
+#include "runtime/cuda/rope_tables.h"
 #include "runtime/cuda/step_graph_cache.h"
 #include "runtime/cuda/tensor_parallel.h"
 #include "runtime/decoder.h"
@@ -153,7 +154,8 @@ class CudaDecoder : public Decoder {
   SlotTable PoolTable() const;
   // RMSNorm, then the stacked q/k/v projection into qkv_.
   absl::Status QkvProjection(const CudaLayerWeights& lw, int n);
-  // RoPE + KV append of the n tokens at `positions` of `seq_slots` into `pool`.
+  // RoPE + KV append of the n tokens at `positions` of `seq_slots` into `pool`, with the
+  // decode step's RoPE tables (prefill replaces them: RopeTables::ForPrefill).
   RopeAppendArgs RopeArgs(int n, int layer, const int32_t* positions, const int32_t* seq_slots,
                           __nv_bfloat16* pool) const;
   // o_proj (+ residual), RMSNorm, gate/up with SwiGLU, down_proj (+ residual).
@@ -166,8 +168,9 @@ class CudaDecoder : public Decoder {
   // The prompt in chunks of prefill_chunk tokens, with the logits asked for.
   absl::Status PrefillChunks(CudaSequence& seq, absl::Span<const int32_t> tokens, int64_t save_from,
                              std::vector<float>* last_logits, std::vector<float>* all_logits);
+  // `pass_end`: where the whole prompt part ends (its RoPE tables are chosen by it).
   absl::Status PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n, int64_t start,
-                            bool save_q_from, int64_t save_from_pos);
+                            int64_t pass_end, bool save_q_from, int64_t save_from_pos);
   absl::Status LogitsRows(const float* x, int rows, float* host_out);
   // The history's first rows from the last hist_rows prompt tokens (saved from position
   // save_from), the key summaries, and the first decode step's selection.
@@ -298,7 +301,7 @@ class CudaDecoder : public Decoder {
 
   DeviceBuffer<__nv_bfloat16> pool_;
   DeviceBuffer<int32_t> group_table_;
-  DeviceBuffer<float> inv_freq_;
+  RopeTables rope_;
   // Activations: rows = max(prefill_chunk, max_sequences).
   int act_rows_ = 0;
   DeviceBuffer<float> x_, qkv_, q_, logits_;

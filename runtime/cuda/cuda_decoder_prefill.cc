@@ -18,7 +18,8 @@
 namespace apr::cuda {
 
 absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens, int n,
-                                       int64_t start, bool save_q, int64_t save_from_pos) {
+                                       int64_t start, int64_t pass_end, bool save_q,
+                                       int64_t save_from_pos) {
   const ModelConfig& c = config();
   const int H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
   const int hd = c.head_dim;
@@ -35,8 +36,9 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const CudaLayerWeights& lw = weights_->layer(l);
     APR_RETURN_IF_ERROR(QkvProjection(lw, n));
-    APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(
-        RopeArgs(n, l, prefill_pos_.get(), prefill_slots_.get(), prefill_pool_), stream_));
+    RopeAppendArgs ra = RopeArgs(n, l, prefill_pos_.get(), prefill_slots_.get(), prefill_pool_);
+    rope_.ForPrefill(pass_end, &ra);
+    APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(ra, stream_));
     PrefillAttentionArgs pa;
     pa.num_heads = nh;
     pa.num_kv_heads = nkv;
@@ -162,8 +164,8 @@ absl::Status CudaDecoder::PrefillChunks(CudaSequence& seq, absl::Span<const int3
   if (all_logits != nullptr) all_logits->resize(n * V);
   for (int64_t c0 = 0; c0 < n; c0 += opt_.prefill_chunk) {
     const int m = static_cast<int>(std::min<int64_t>(opt_.prefill_chunk, n - c0));
-    APR_RETURN_IF_ERROR(
-        PrefillChunk(seq, tokens.data() + c0, m, start + c0, sparse_capable_, save_from));
+    APR_RETURN_IF_ERROR(PrefillChunk(seq, tokens.data() + c0, m, start + c0, start + n,
+                                     sparse_capable_, save_from));
     if (all_logits != nullptr) {
       APR_RETURN_IF_ERROR(LogitsRows(x_.get(), m, all_logits->data() + c0 * V));
     } else if (c0 + m == n && last_logits != nullptr) {

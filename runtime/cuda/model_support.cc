@@ -22,16 +22,9 @@ absl::Status CheckCudaSupportsModel(const ModelConfig& c) {
     return Refuse(absl::StrCat("sliding_window (", c.sliding_window, " < max_position_embeddings ",
                                c.max_position_embeddings, ")"));
   }
-  // Dynamic NTK equals the default frequencies up to max_position_embeddings, which caps
-  // the CUDA decoder's context (CheckOptions), so RopeInverseFrequencies is exact for it.
-  switch (c.rope_scaling.type) {
-    case RopeScaling::Type::kYarn:
-      return Refuse("rope_scaling type \"yarn\"");
-    case RopeScaling::Type::kLongRope:
-      return Refuse("rope_scaling type \"longrope\"");
-    default:
-      return absl::OkStatus();
-  }
+  // Every RoPE type runs (rope_tables.h): dynamic NTK equals the default frequencies up to
+  // max_position_embeddings, which caps the CUDA decoder's context (CheckOptions).
+  return absl::OkStatus();
 }
 
 }  // namespace apr::cuda

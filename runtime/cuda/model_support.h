@@ -10,9 +10,8 @@
 namespace apr::cuda {
 
 // Unimplemented naming the config field when `c` needs a part the CUDA decoder lacks:
-// q/k/v biases (qwen2), q/k norms (qwen3), a sliding window (mistral), yarn and longrope
-// RoPE (their cos/sin scale and, for longrope, the length-dependent factors live outside
-// the shared inverse frequencies the kernels read).
+// q/k/v biases (qwen2), q/k norms (qwen3), a sliding window (mistral). Every RoPE type
+// runs (rope_tables.h).
 absl::Status CheckCudaSupportsModel(const ModelConfig& c);
 
 }  // namespace apr::cuda

@@ -6,7 +6,8 @@ namespace apr::cuda {
 namespace {
 
 // One block per token. Rotation pairs (i, i + head_dim / 2) ("rotate_half"), angles as
-// transformers computes them: float32 position * inv_freq, cos/sin of that float.
+// transformers computes them: float32 position * inv_freq, cos/sin of that float (times
+// the attention factor, as runtime/rope.cc MakeRopeTable).
 __global__ void RopeAppendKernel(RopeAppendArgs a) {
   const int i = blockIdx.x;
   const int hd = a.head_dim, half = hd / 2, nh = a.num_heads, nkv = a.num_kv_heads;
@@ -25,13 +26,17 @@ __global__ void RopeAppendKernel(RopeAppendArgs a) {
   };
   const int64_t slot_elems = 2 * kBlockTokens * hd;
   const int in_block = pos % kBlockTokens;
+  const float* inv_freq =
+      a.inv_freq_long != nullptr && pos + 1 > a.long_after ? a.inv_freq_long : a.inv_freq;
   // Rotations of q heads and k heads.
   for (int t = threadIdx.x; t < (nh + nkv) * half; t += blockDim.x) {
     const int h = t / half, j = t % half;
-    const float angle = static_cast<float>(pos) * a.inv_freq[j];
+    const float angle = static_cast<float>(pos) * inv_freq[j];
     double s, c;
     sincos(static_cast<double>(angle), &s, &c);
-    const float cf = static_cast<float>(c), sf = static_cast<float>(s);
+    // x * 1.0f is exact: models without an attention factor rotate as before.
+    const float cf = static_cast<float>(c) * a.attention_factor;
+    const float sf = static_cast<float>(s) * a.attention_factor;
     const float x0 = row[h * hd + j], x1 = row[h * hd + j + half];
     const float y0 = x0 * cf - x1 * sf, y1 = x1 * cf + x0 * sf;
     if (h < nh) {

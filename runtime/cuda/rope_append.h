@@ -41,7 +41,14 @@ struct RopeAppendArgs {
   const float* qkv = nullptr;  // [n][(heads + 2 * kv_heads) * head_dim]: q, k, v
   int n = 0;
   int num_heads = 0, num_kv_heads = 0, head_dim = 0;
-  const float* inv_freq = nullptr;     // [head_dim / 2] (runtime/rope.h)
+  const float* inv_freq = nullptr;  // [head_dim / 2] (runtime/rope.h)
+  // LongRoPE in a decode step: a token whose context (position + 1) passes long_after
+  // rotates with these frequencies instead, as RopeForContext picks per forward pass.
+  // Null: inv_freq for every token (prefill passes the table of its whole pass).
+  const float* inv_freq_long = nullptr;
+  int long_after = 0;
+  // cos and sin are multiplied by it (RopeParams::attention_factor: yarn, longrope).
+  float attention_factor = 1.0f;
   const int32_t* positions = nullptr;  // [n]
   const int32_t* seq_slots = nullptr;  // [n] the sequence slot each token belongs to
   SlotTable table;
