@@ -18,6 +18,7 @@
 #include "runtime/cuda/predictor_cnn.h"
 #include "runtime/cuda/predictor_weights.h"
 #include "runtime/cuda/prefill_attention.h"
+#include "runtime/cuda/qkv_prologue.h"
 #include "runtime/cuda/rope_append.h"
 #include "runtime/cuda/topk_select.h"
 
@@ -352,6 +353,8 @@ absl::Status CudaDecoder::QkvProjection(const CudaLayerWeights& lw, int n) {
   const float eps = static_cast<float>(c.rms_norm_eps);
   APR_CUDA_RETURN_IF_ERROR(LaunchRmsNorm(x_.get(), lw.input_norm, n, H, eps, xn_.get(), stream_));
   APR_RETURN_IF_ERROR(Linear(lw.qkv, qkv, H, xn_.get(), n, qkv_.get(), false));
+  const QkvPrologueArgs pro{qkv_.get(), n, nh, nkv, hd, lw.qkv_bias, lw.q_norm, lw.k_norm, eps};
+  if (QkvPrologueNeeded(pro)) APR_CUDA_RETURN_IF_ERROR(LaunchQkvPrologue(pro, stream_));
   return absl::OkStatus();
 }
 

@@ -152,7 +152,8 @@ class CudaDecoder : public Decoder {
   // --- A layer's parts, shared by prefill and the decode step (n tokens in x_). ---
   // The slot table of pool_ / the staging pool (group table rows).
   SlotTable PoolTable() const;
-  // RMSNorm, then the stacked q/k/v projection into qkv_.
+  // RMSNorm, then the stacked q/k/v projection into qkv_ (with Qwen2's biases and Qwen3's
+  // q/k norms, qkv_prologue.h).
   absl::Status QkvProjection(const CudaLayerWeights& lw, int n);
   // RoPE + KV append of the n tokens at `positions` of `seq_slots` into `pool`, with the
   // decode step's RoPE tables (prefill replaces them: RopeTables::ForPrefill).

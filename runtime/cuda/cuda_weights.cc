@@ -18,6 +18,13 @@ struct Sizes {
   int64_t qkv, o, gu, down, layer, embed, lm_head;
 };
 
+// Per layer, the float32 extras after the hidden-size norms: Qwen2's q/k/v biases, Qwen3's
+// q and k norm weights.
+int64_t LayerExtraFloats(const ModelConfig& c) {
+  const int64_t qkv_rows = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
+  return (c.qkv_bias ? qkv_rows : 0) + (c.qk_norm ? 2 * c.head_dim : 0);
+}
+
 Sizes SizesOf(const ModelConfig& c) {
   Sizes s;
   const int64_t h = c.hidden_size, hd = c.head_dim;
@@ -96,6 +103,39 @@ absl::Status UploadF32(const Checkpoint& ckpt, const std::string& name, int64_t 
   return absl::OkStatus();
 }
 
+// Elements [offset, offset + count) of the 1-D tensor `name` (length n, checked) into dst:
+// one rank's share of a bias.
+absl::Status UploadF32Slice(const Checkpoint& ckpt, const std::string& name, int64_t n,
+                            int64_t offset, int64_t count, const float* dst) {
+  absl::StatusOr<std::vector<float>> v = ckpt.ReadF32(name, {n});
+  if (!v.ok()) return v.status();
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<float*>(dst), v->data() + offset,
+                                      count * sizeof(float), cudaMemcpyHostToDevice));
+  return absl::OkStatus();
+}
+
+// Qwen2's biases (this rank's heads, like the weight rows) and Qwen3's q/k norms.
+absl::Status UploadAttentionExtras(const Checkpoint& ckpt, const std::string& p,
+                                   const ModelConfig& full, const ModelConfig& shard, int64_t r,
+                                   const CudaLayerWeights& lw) {
+  const int64_t hd = full.head_dim;
+  const int64_t q_dim = full.num_attention_heads * hd, kv_dim = full.num_key_value_heads * hd;
+  const int64_t q_loc = shard.num_attention_heads * hd, kv_loc = shard.num_key_value_heads * hd;
+  if (full.qkv_bias) {
+    APR_RETURN_IF_ERROR(
+        UploadF32Slice(ckpt, p + "self_attn.q_proj.bias", q_dim, r * q_loc, q_loc, lw.qkv_bias));
+    APR_RETURN_IF_ERROR(UploadF32Slice(ckpt, p + "self_attn.k_proj.bias", kv_dim, r * kv_loc,
+                                       kv_loc, lw.qkv_bias + q_loc));
+    APR_RETURN_IF_ERROR(UploadF32Slice(ckpt, p + "self_attn.v_proj.bias", kv_dim, r * kv_loc,
+                                       kv_loc, lw.qkv_bias + q_loc + kv_loc));
+  }
+  if (full.qk_norm) {
+    APR_RETURN_IF_ERROR(UploadF32(ckpt, p + "self_attn.q_norm.weight", hd, lw.q_norm));
+    APR_RETURN_IF_ERROR(UploadF32(ckpt, p + "self_attn.k_norm.weight", hd, lw.k_norm));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::Allocate(const ModelConfig& c) {
@@ -106,7 +146,8 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::Allocate(const ModelCo
   auto mats = DeviceBuffer<__nv_bfloat16>::Allocate(s.embed + s.lm_head + L * s.layer);
   if (!mats.ok()) return mats.status();
   w->mats_ = *std::move(mats);
-  auto norms = DeviceBuffer<float>::Allocate((2 * L + 1) * h);
+  const int64_t extra = LayerExtraFloats(c);
+  auto norms = DeviceBuffer<float>::Allocate((2 * L + 1) * h + L * extra);
   if (!norms.ok()) return norms.status();
   w->norms_ = *std::move(norms);
   __nv_bfloat16* p = w->mats_.get();
@@ -127,6 +168,16 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::Allocate(const ModelCo
     lw.post_attn_norm = n + (2 * i + 1) * h;
   }
   w->final_norm_ = n + 2 * L * h;
+  // The extras follow final_norm, so Llama's layout is unchanged.
+  float* e = n + (2 * L + 1) * h;
+  for (int64_t i = 0; i < L; ++i, e += extra) {
+    CudaLayerWeights& lw = w->layers_[i];
+    if (c.qkv_bias) lw.qkv_bias = e;
+    if (c.qk_norm) {
+      lw.q_norm = e + extra - 2 * c.head_dim;
+      lw.k_norm = lw.q_norm + c.head_dim;
+    }
+  }
   return w;
 }
 
@@ -179,6 +230,7 @@ absl::StatusOr<std::unique_ptr<CudaWeights>> CudaWeights::FromCheckpoint(const C
     APR_RETURN_IF_ERROR(UploadF32(ckpt, p + "input_layernorm.weight", h, lw.input_norm));
     APR_RETURN_IF_ERROR(
         UploadF32(ckpt, p + "post_attention_layernorm.weight", h, lw.post_attn_norm));
+    APR_RETURN_IF_ERROR(UploadAttentionExtras(ckpt, p, full, c, r, lw));
   }
   return w;
 }

@@ -28,20 +28,26 @@ struct CudaLayerWeights {
   const __nv_bfloat16* down = nullptr;     // [hidden][intermediate]
   const float* input_norm = nullptr;       // [hidden]
   const float* post_attn_norm = nullptr;
+  // Qwen2 (qkv_bias): q, k, v biases stacked like qkv's rows; null otherwise.
+  const float* qkv_bias = nullptr;  // [(heads + 2 kv_heads) * head_dim]
+  // Qwen3 (qk_norm): the per-head RMSNorm weights of q and k; null otherwise.
+  const float* q_norm = nullptr;  // [head_dim]
+  const float* k_norm = nullptr;  // [head_dim]
 };
 
 class CudaWeights {
  public:
   // Every tensor of a Hugging Face Llama checkpoint (F32, F16 or BF16), shapes checked as
   // in LoadLlamaWeightsF32, converted to bf16 with round-to-nearest-even.
-  // With tp_size > 1, only rank tp_rank's shard: q/k/v rows of its heads, o_proj's
-  // matching input columns, its gate/up rows and down_proj's matching input columns.
+  // With tp_size > 1, only rank tp_rank's shard: q/k/v rows of its heads (and their
+  // biases), o_proj's matching input columns, its gate/up rows and down_proj's matching
+  // input columns; q/k norm weights (per head_dim) are whole.
   static absl::StatusOr<std::unique_ptr<CudaWeights>> FromCheckpoint(const Checkpoint& ckpt,
                                                                      int tp_rank = 0,
                                                                      int tp_size = 1);
   // Random weights of the config's geometry (the benchmark): uniform with variance 1/fan_in
-  // (of the whole model), norm weights 1. Nothing is read from disk. With tp_size > 1, a
-  // shard of that geometry (its values are not a slice of the tp_size = 1 weights).
+  // (of the whole model), norm weights (and q/k/v biases) 1. Nothing is read from disk. With
+  // tp_size > 1, a shard of that geometry (its values are not a slice of the tp_size = 1 weights).
   static absl::StatusOr<std::unique_ptr<CudaWeights>> Random(const ModelConfig& config,
                                                              uint64_t seed, int tp_rank = 0,
                                                              int tp_size = 1);

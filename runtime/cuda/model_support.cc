@@ -16,8 +16,6 @@ absl::Status Refuse(const std::string& what) {
 }  // namespace
 
 absl::Status CheckCudaSupportsModel(const ModelConfig& c) {
-  if (c.qkv_bias) return Refuse("q/k/v projection biases (model_type qwen2)");
-  if (c.qk_norm) return Refuse("q_norm/k_norm (model_type qwen3)");
   if (c.sliding_window > 0) {
     return Refuse(absl::StrCat("sliding_window (", c.sliding_window, " < max_position_embeddings ",
                                c.max_position_embeddings, ")"));

@@ -10,8 +10,8 @@
 namespace apr::cuda {
 
 // Unimplemented naming the config field when `c` needs a part the CUDA decoder lacks:
-// q/k/v biases (qwen2), q/k norms (qwen3), a sliding window (mistral). Every RoPE type
-// runs (rope_tables.h).
+// a sliding window (mistral). Qwen2's q/k/v biases and Qwen3's q/k norms run
+// (qkv_prologue.h), and every RoPE type (rope_tables.h).
 absl::Status CheckCudaSupportsModel(const ModelConfig& c);
 
 }  // namespace apr::cuda
