@@ -122,6 +122,7 @@ absl::Status CudaDecoder::CheckOptions() {
   if (opt_.pool_groups <= 0) opt_.pool_groups = int64_t{opt_.max_sequences} * max_blocks_;
   sparse_capable_ = opt_.sparse.enabled || opt_.max_budget_tokens > 0;
   if (sparse_capable_) {
+    APR_RETURN_IF_ERROR(CheckCudaSupportsSparse(c));
     if (opt_.predictor_weights.size() != PredictorLayout::kSize)
       return absl::InvalidArgumentError("sparse attention needs the predictor's weights");
     if (opt_.sparse.dense_layers < 0 || opt_.sparse.dense_layers >= L)

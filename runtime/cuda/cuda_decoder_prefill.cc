@@ -52,6 +52,7 @@ absl::Status CudaDecoder::PrefillChunk(CudaSequence& seq, const int32_t* tokens,
     pa.table = PoolTable();
     pa.layer = l;
     pa.out = attn_.get();
+    pa.window = static_cast<int>(c.sliding_window);
     pa.cuda_cores = opt_.prefill_cuda_cores;
     APR_CUDA_RETURN_IF_ERROR(LaunchPrefillAttention(pa, stream_));
     if (save_q && start + n > save_from_pos) {

@@ -198,6 +198,7 @@ PagedDecodeArgs CudaDecoder::DecodeAttentionArgs(const StepKey& key, int l) cons
   pa.seq_slots = d + kSeqSlots * ms;
   pa.table = PoolTable();
   pa.layer = l;
+  pa.window = static_cast<int>(c.sliding_window);
   pa.splits = key.splits_dense;
   pa.part_o = part_o_.get();
   pa.part_ml = part_ml_.get();

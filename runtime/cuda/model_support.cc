@@ -1,27 +1,26 @@
 #include "runtime/cuda/model_support.h"
 
-#include <string>
-
 #include "absl/strings/str_cat.h"
 
 namespace apr::cuda {
-namespace {
-
-absl::Status Refuse(const std::string& what) {
-  return absl::UnimplementedError(absl::StrCat(
-      "the CUDA backend does not implement ", what,
-      "; the CPU reference decoder runs this model (docs/LOADING.md lists what runs where)"));
-}
-
-}  // namespace
 
 absl::Status CheckCudaSupportsModel(const ModelConfig& c) {
+  // Every family and RoPE type the config parser accepts: q/k/v biases and q/k norms run in
+  // qkv_prologue.h, the RoPE tables come from runtime/rope.h (rope_tables.h), the sliding
+  // window is a mask in both attention kernels. Dynamic NTK equals the default frequencies
+  // up to max_position_embeddings, which caps the CUDA decoder's context (CheckOptions).
+  (void)c;
+  return absl::OkStatus();
+}
+
+absl::Status CheckCudaSupportsSparse(const ModelConfig& c) {
   if (c.sliding_window > 0) {
-    return Refuse(absl::StrCat("sliding_window (", c.sliding_window, " < max_position_embeddings ",
-                               c.max_position_embeddings, ")"));
+    return absl::UnimplementedError(absl::StrCat(
+        "sparse attention (and the offloaded KV cache, which needs it) with a sliding_window (",
+        c.sliding_window,
+        "): the predictor selects blocks without regard to the window; run this model with "
+        "dense attention and the KV cache in GPU memory (docs/LOADING.md)"));
   }
-  // Every RoPE type runs (rope_tables.h): dynamic NTK equals the default frequencies up to
-  // max_position_embeddings, which caps the CUDA decoder's context (CheckOptions).
   return absl::OkStatus();
 }
 

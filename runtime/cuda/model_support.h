@@ -1,6 +1,6 @@
 // Which configs the CUDA backend runs. The config parser accepts what the CPU reference
-// decoder implements; the CUDA kernels implement a subset, and everything outside it must
-// fail when the model loads, naming the field, rather than decode silently wrong.
+// decoder implements; whatever the CUDA kernels lack must fail when the model loads,
+// naming the field, rather than decode silently wrong.
 #ifndef APRUNTIME_RUNTIME_CUDA_MODEL_SUPPORT_H_
 #define APRUNTIME_RUNTIME_CUDA_MODEL_SUPPORT_H_
 
@@ -9,10 +9,15 @@
 
 namespace apr::cuda {
 
-// Unimplemented naming the config field when `c` needs a part the CUDA decoder lacks:
-// a sliding window (mistral). Qwen2's q/k/v biases and Qwen3's q/k norms run
-// (qkv_prologue.h), and every RoPE type (rope_tables.h).
+// Unimplemented naming the config field when `c` needs a part the CUDA decoder lacks.
+// Every parsed config runs today (Llama, Mistral with or without a sliding window, Qwen2,
+// Qwen3; every RoPE type); the check stays the one place a new field is refused.
 absl::Status CheckCudaSupportsModel(const ModelConfig& c);
+
+// Unimplemented when `c` cannot decode with sparse attention (CudaDecoderOptions::sparse,
+// max_budget_tokens, and the offload placements that need it): a sliding window, which
+// the predictor's block selection does not know.
+absl::Status CheckCudaSupportsSparse(const ModelConfig& c);
 
 }  // namespace apr::cuda
 

@@ -17,30 +17,32 @@ ModelConfig Parse(const char* text) {
   return c.ok() ? *c : ModelConfig{};
 }
 
-std::string Refusal(const ModelConfig& c) {
-  absl::Status s = CheckCudaSupportsModel(c);
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << s;
-  return std::string(s.message());
-}
-
-TEST(CudaModelSupport, LlamaAndGlobalMistralRun) {
+TEST(CudaModelSupport, EveryParsedFamilyRuns) {
   EXPECT_TRUE(CheckCudaSupportsModel(Parse(testutil::kLlama31)).ok());
   EXPECT_TRUE(CheckCudaSupportsModel(Parse(testutil::kMistral)).ok());
   EXPECT_TRUE(CheckCudaSupportsModel(Parse(testutil::kTransformers5)).ok());
   EXPECT_TRUE(CheckCudaSupportsModel(Parse(testutil::kQwen25)).ok());
   EXPECT_TRUE(CheckCudaSupportsModel(Parse(testutil::kQwen3)).ok());
-  ModelConfig dynamic = Parse(testutil::kLlama2);
-  dynamic.rope_scaling.type = RopeScaling::Type::kDynamic;
-  dynamic.rope_scaling.factor = 2;
-  EXPECT_TRUE(CheckCudaSupportsModel(dynamic).ok());
-  dynamic.rope_scaling.type = RopeScaling::Type::kYarn;
-  EXPECT_TRUE(CheckCudaSupportsModel(dynamic).ok());
-  dynamic.rope_scaling.type = RopeScaling::Type::kLongRope;
-  EXPECT_TRUE(CheckCudaSupportsModel(dynamic).ok());
+  EXPECT_TRUE(CheckCudaSupportsModel(Parse(testutil::kMistralV01)).ok());
 }
 
-TEST(CudaModelSupport, RefusesWhatTheKernelsLackNamingTheField) {
-  EXPECT_THAT(Refusal(Parse(testutil::kMistralV01)), HasSubstr("sliding_window (4096"));
+TEST(CudaModelSupport, EveryRopeTypeRuns) {
+  ModelConfig c = Parse(testutil::kLlama2);
+  for (RopeScaling::Type t :
+       {RopeScaling::Type::kDynamic, RopeScaling::Type::kYarn, RopeScaling::Type::kLongRope}) {
+    c.rope_scaling.type = t;
+    c.rope_scaling.factor = 2;
+    EXPECT_TRUE(CheckCudaSupportsModel(c).ok()) << static_cast<int>(t);
+  }
+}
+
+TEST(CudaModelSupport, SparseRefusesASlidingWindowNamingIt) {
+  EXPECT_TRUE(CheckCudaSupportsSparse(Parse(testutil::kMistral)).ok());
+  EXPECT_TRUE(CheckCudaSupportsSparse(Parse(testutil::kQwen25)).ok());  // its window is off
+  absl::Status s = CheckCudaSupportsSparse(Parse(testutil::kMistralV01));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("sliding_window (4096)"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("dense attention"));
 }
 
 }  // namespace

@@ -102,8 +102,18 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
       slot = a.lists.slots[list_row + e];
       if (a.lists.starts != nullptr) first = a.lists.starts[list_row + e];
     }
+    // The sliding window's first key, relative to this block.
+    if (a.window > 0) first = max(first, len - a.window - lb * kBlockTokens);
     const int valid = min(kBlockTokens, len - lb * kBlockTokens);
-    if (valid <= first) continue;  // nothing to attend (defensive; lists never hold these)
+    if (valid <= first) {
+      // A block before the window: no probability (lists never hold empty blocks otherwise).
+      if (a.window > 0 && a.block_max != nullptr && lane == 0) {
+#pragma unroll
+        for (int gi = 0; gi < G; ++gi)
+          a.block_max[(static_cast<int64_t>(row) * a.score_stride + e) * G + gi] = -INFINITY;
+      }
+      continue;
+    }
     const bf16* base = a.pool + slot * kSlotElems + c * 8;
     uint4 kr[kTpl], vr[kTpl];
 #pragma unroll

@@ -44,6 +44,10 @@ struct PagedDecodeArgs {
   SlotTable table;                        // dense rows: slot of block b
   int layer = 0;
   BlockLists lists;  // counts == nullptr: every row dense
+  // > 0: only keys at positions >= context_len - window are attended (Mistral's sliding
+  // window), in dense rows and listed blocks alike; a block wholly before it is skipped
+  // (its block_max entries -inf).
+  int window = 0;
   int splits = 1;
   // Workspace: [batch * heads][splits][head_dim] and [batch * heads][splits][2] (m, l).
   float* part_o = nullptr;

@@ -32,13 +32,15 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PrefillAttention
   const int qpos = a.start + q0 + r;  // this thread's row position
   const int last_pos = a.start + q0 + rows - 1;
   const int nblocks = last_pos / kBlockTokens + 1;
+  // The sliding window: blocks wholly before the first row's window are never read.
+  const int first_block = a.window > 0 ? max(0, a.start + q0 - a.window + 1) / kBlockTokens : 0;
 
   float m = -INFINITY, l = 0.f, o[HD / 4];
 #pragma unroll
   for (int i = 0; i < HD / 4; ++i) o[i] = 0.f;
 
   constexpr int64_t kSlotElems = 2 * kBlockTokens * HD;
-  for (int kb = 0; kb < nblocks; ++kb) {
+  for (int kb = first_block; kb < nblocks; ++kb) {
     __syncthreads();  // the previous block's sk/sv/sp are consumed
     const bf16* base = a.pool + a.table.Slot(a.seq_slot, a.layer, g, kb) * kSlotElems;
     const int valid = min(kBlockTokens, last_pos + 1 - kb * kBlockTokens);
@@ -75,7 +77,8 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PrefillAttention
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int kpos = kb * kBlockTokens + j + 4 * i;
-      if (kpos > qpos || r >= rows) s[i] = -INFINITY;
+      const bool outside = kpos > qpos || (a.window > 0 && kpos <= qpos - a.window);
+      if (outside || r >= rows) s[i] = -INFINITY;
       mx = fmaxf(mx, s[i]);
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
@@ -182,7 +185,9 @@ bool PrefillAttentionSupported(int head_dim) {
 
 cudaError_t LaunchPrefillAttention(const PrefillAttentionArgs& a, cudaStream_t stream) {
   if (a.n == 0) return cudaSuccess;
-  if (!a.cuda_cores && PrefillAttentionMmaSupported(a.head_dim))
+  // The tensor-core kernel assumes every row sees position 0 (a finite running max from
+  // the first block on); a sliding window breaks that.
+  if (!a.cuda_cores && a.window == 0 && PrefillAttentionMmaSupported(a.head_dim))
     return LaunchPrefillAttentionMma(a, stream);
   switch (a.head_dim) {
     case 16:

@@ -27,6 +27,9 @@ struct PrefillAttentionArgs {
   SlotTable table;
   int layer = 0;
   __nv_bfloat16* out = nullptr;  // [n][heads * head_dim]
+  // > 0: a query at position p sees only keys (p - window, p] (Mistral's sliding window;
+  // always the CUDA-core kernel).
+  int window = 0;
   // The CUDA-core kernel even for head dims the tensor-core one takes (64, 128): tests and
   // benchmarks compare the two.
   bool cuda_cores = false;
