@@ -8,11 +8,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/cpu/cpu_decoder.h"
 #include "runtime/algorithm_constants.h"
+#include "runtime/cpu/cpu_decoder.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/cuda_decoder.h"
 #include "runtime/cuda/memory_estimate.h"
+#include "runtime/cuda/predictor_weights.h"
 #include "runtime/cuda/tensor_parallel.h"
 
 namespace apr::cluster {
@@ -65,6 +66,42 @@ absl::Status PlanGpuMemory(int index, const std::string& model_dir,
   return cuda::CheckFits(estimate, options.placement != KvPlacement::kDevice, free);
 }
 
+// Block-sparse attention as `options` asks (DecoderOptions::sparse), `o` left dense when
+// it is off: the budget, where calibration rows come from, and the predictor's weights
+// when they are not the model folder's own (CudaDecoder::Load reads those).
+absl::Status ApplySparse(const DecoderOptions& options, const std::string& predictor_path,
+                         bool has_predictor, cuda::CudaDecoderOptions* o) {
+  using Sparse = DecoderOptions::Sparse;
+  if (options.sparse == Sparse::kOff || (options.sparse == Sparse::kAuto && !has_predictor)) {
+    return absl::OkStatus();
+  }
+  if (!has_predictor) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "block-sparse attention needs the attention predictor's weights: ", predictor_path,
+        " does not exist (docs/PREDICTOR.md)"));
+  }
+  if (!options.predictor_path.empty()) {
+    auto weights = cuda::LoadPredictorWeights(predictor_path);
+    if (!weights.ok()) return weights.status();
+    o->predictor_weights = *std::move(weights);
+  }
+  o->sparse.enabled = true;
+  o->sparse.budget_tokens = options.budget_tokens;
+  // The worker takes calibration rows from the per-block key summaries for every
+  // placement, resident too: an offloaded cache cannot afford the exact full row, and the
+  // placement must not change which blocks are chosen, so a stream gets the same tokens
+  // wherever its KV cache lives (docs/CLUSTER.md "KV placement").
+  o->sparse.calibration_source = options.full_row_calibration
+                                     ? cuda::CalibrationSource::kFullRow
+                                     : cuda::CalibrationSource::kKeySummary;
+  if (options.calibration_step >= 0) o->sparse.calibration_step = options.calibration_step;
+  return absl::OkStatus();
+}
+
+absl::Status WithDevice(const std::string& device, const absl::Status& s) {
+  return absl::Status(s.code(), absl::StrCat("device ", device, ": ", s.message()));
+}
+
 absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int index,
                                                   const std::string& model_dir,
                                                   DecoderOptions options) {
@@ -79,19 +116,19 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
   }
   if (options.max_sequences <= 0) options.max_sequences = 8;
   if (options.budget_tokens <= 0) options.budget_tokens = kDefaultBudgetTokens;
-  // Block-sparse attention when the model comes with a trained predictor; the whole
-  // group loads the same file, so every rank selects with the same weights.
-  const std::string predictor_path = model_dir + "/predictor.safetensors";
+  // Block-sparse attention when the model comes with a trained predictor (or the caller
+  // asks for it); the whole group loads the same file, so every rank selects with the
+  // same weights.
+  const std::string predictor_path = options.predictor_path.empty()
+                                         ? model_dir + "/predictor.safetensors"
+                                         : options.predictor_path;
   const bool has_predictor = std::filesystem::exists(predictor_path);
-  if (!has_predictor && (options.placement == KvPlacement::kHost ||
-                         options.placement == KvPlacement::kRemote)) {
+  if (!has_predictor &&
+      (options.placement == KvPlacement::kHost || options.placement == KvPlacement::kRemote)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "device ", device, ": kv_cache placement ", PlacementName(options.placement),
         " keeps only the predicted blocks on the GPU and needs the attention predictor: ",
         predictor_path, " does not exist"));
-  }
-  if (absl::Status s = PlanGpuMemory(index, model_dir, predictor_path, has_predictor, options); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("device ", device, ": ", s.message()));
   }
   cuda::CudaDecoderOptions o;
   o.device = index;
@@ -100,31 +137,24 @@ absl::StatusOr<std::unique_ptr<Decoder>> OpenCuda(const std::string& device, int
   o.tp.rank = options.tp_rank;
   o.tp.size = options.tp_size;
   o.tp.nccl_unique_id = options.nccl_unique_id;
-  if (has_predictor) {
-    o.sparse.enabled = true;
-    o.sparse.budget_tokens = options.budget_tokens;
-    // Calibration rows from the per-block key summaries for every placement, resident
-    // too: an offloaded cache cannot afford the exact full row, and the placement must
-    // not change which blocks are chosen, so a stream gets the same tokens wherever its
-    // KV cache lives (docs/CLUSTER.md "KV placement").
-    o.sparse.calibration_source = cuda::CalibrationSource::kKeySummary;
+  if (absl::Status s = ApplySparse(options, predictor_path, has_predictor, &o); !s.ok()) {
+    return WithDevice(device, s);
   }
-  if (absl::Status s = ApplyKvPlacement(options, &o); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("device ", device, ": ", s.message()));
+  if (absl::Status s = PlanGpuMemory(index, model_dir, predictor_path, o.sparse.enabled, options);
+      !s.ok()) {
+    return WithDevice(device, s);
   }
+  if (absl::Status s = ApplyKvPlacement(options, &o); !s.ok()) return WithDevice(device, s);
   auto decoder = cuda::CudaDecoder::Load(model_dir, std::move(o));
-  if (!decoder.ok()) {
-    return absl::Status(decoder.status().code(),
-                        absl::StrCat("device ", device, ": ", decoder.status().message()));
-  }
+  if (!decoder.ok()) return WithDevice(device, decoder.status());
   return std::unique_ptr<Decoder>(std::move(*decoder));
 }
 
 }  // namespace
 
 absl::StatusOr<KvPlacement> ResolveAutoPlacement(const ModelConfig& model,
-                                                 const DecoderOptions& options,
-                                                 int64_t free_bytes, bool has_predictor,
+                                                 const DecoderOptions& options, int64_t free_bytes,
+                                                 bool has_predictor,
                                                  const std::string& predictor_path) {
   const auto estimate = cuda::EstimateGpuMemory(model, ShapeOf(options, has_predictor));
   auto choice = cuda::ChoosePlacement(estimate, free_bytes, has_predictor, predictor_path);

@@ -42,6 +42,19 @@ struct DecoderOptions {
   int budget_tokens = 0;
   // host:port of the storage nodes (kRemote).
   std::vector<std::string> storage_nodes;
+  // Block-sparse decode attention (CUDA). kAuto, the worker's: on when the model folder
+  // has the predictor's weights. kOff: dense. kOn: on, an error without the weights
+  // (generate's --attention names the choice).
+  enum class Sparse { kAuto, kOff, kOn };
+  Sparse sparse = Sparse::kAuto;
+  // The predictor's weights; empty: <model_dir>/predictor.safetensors.
+  std::string predictor_path;
+  // Calibration rows from the exact full attention row (resident cache only) instead of
+  // the key summaries the worker uses for every placement: generate's --attention
+  // predictor, the CPU policy of that name.
+  bool full_row_calibration = false;
+  // Every n-th decode step calibrates (0: never); -1: kDefaultCalibrationStep.
+  int calibration_step = -1;
 };
 
 // Sets `o`'s KV placement from `options`: device memory (resident), the worker host's
@@ -54,8 +67,8 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
 // cache of max_sequences x max_context fits beside the weights, else kHost (needs the
 // predictor). The error names the sizes (runtime/cuda/memory_estimate.h). Host code.
 absl::StatusOr<KvPlacement> ResolveAutoPlacement(const ModelConfig& model,
-                                                 const DecoderOptions& options,
-                                                 int64_t free_bytes, bool has_predictor,
+                                                 const DecoderOptions& options, int64_t free_bytes,
+                                                 bool has_predictor,
                                                  const std::string& predictor_path);
 
 // Number of CUDA devices this process sees (0 without a GPU or driver).
