@@ -231,16 +231,19 @@ class StorageNode::Service final : public v1::KvStore::Service {
     return grpc::Status::OK;
   }
 
-  // Admit, then PERMISSION_DENIED unless the caller created sequence `seq` (an unknown
-  // sequence passes: the store answers NOT_FOUND).
+  // Admit, then PERMISSION_DENIED unless the caller created sequence `seq`.
   grpc::Status AdmitFor(const grpc::ServerContext& ctx, uint64_t seq) {
     Caller caller;
     if (grpc::Status s = Admit(ctx, &caller); !s.ok() || caller.principal.empty()) return s;
     absl::MutexLock l(&lease_mu_);
     auto it = sequence_principal_.find(seq);
-    if (it == sequence_principal_.end() || it->second == caller.principal) {
-      return grpc::Status::OK;
+    // Every sequence has a principal here, so none means none yet: answered now, an
+    // unknown id cannot pass the check and then reach a sequence another client creates.
+    if (it == sequence_principal_.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("no sequence ", seq, " on storage node ", node_.node_name_));
     }
+    if (it->second == caller.principal) return grpc::Status::OK;
     return grpc::Status(
         grpc::StatusCode::PERMISSION_DENIED,
         absl::StrCat("sequence ", seq, " on storage node ", node_.node_name_,

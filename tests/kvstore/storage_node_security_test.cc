@@ -275,6 +275,9 @@ TEST_F(StorageNodeSecurityTest, AuthenticatedClientEndToEndAndOwnership) {
   ASSERT_TRUE(freed.ok()) << freed.status();
   EXPECT_EQ(*freed, 3);
   EXPECT_TRUE((*bob)->FreeSequence(0xB0B).ok());
+  // A freed (or never created) id is NOT_FOUND to everyone.
+  EXPECT_EQ((*bob)->LookupSlots(kSeq, keys).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*alice)->FreeSequence(kSeq).status().code(), absl::StatusCode::kNotFound);
   // A new connection with Alice's certificate is Alice: a reconnecting worker keeps its
   // sequences.
   ASSERT_TRUE((*alice)->CreateSequence(kSeq + 1, 1, 1).ok());
