@@ -6,6 +6,8 @@
 #
 #   bash tools/device/pack_served.sh [DEST]
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh
+#   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh generate
+#     (runtime:generate_gpu_test: the in-process `generate --device cuda:0` against cpu)
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_bench.sh
 #     (issue 17's served benchmark: served_bench, decode_step_bench, make_random_llama)
 #
@@ -22,7 +24,10 @@ DEST=${1:-$MAIN/.carry/served}
 cd "$ROOT"
 CLUSTER=(//cluster:worker //cluster:frontend //cluster:launch //cluster:generate
   //kvstore:storage_node)
-TESTS=(//tests/cluster:served_gpu_test //runtime/cuda:trained_predictor_test
+# The in-process CLI (bin/runtime/generate), which generate_gpu_test runs.
+CLUSTER+=(//runtime:generate)
+TESTS=(//tests/cluster:served_gpu_test //runtime:generate_gpu_test
+  //runtime/cuda:trained_predictor_test
   //runtime/cuda:offload_test
   //runtime/cuda:cuda_decoder_test //runtime/cuda:kernels_test
   //runtime/cuda:offload_kernels_test //runtime/cuda:argmax_rows_test)
@@ -32,7 +37,7 @@ TESTS+=(//bench:served_bench //bench:decode_step_bench //tools/model:make_random
 bazel build --dynamic_mode=off "${CLUSTER[@]}" "${TESTS[@]}"
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
-mkdir -p "$STAGE/bin/cluster" "$STAGE/bin/kvstore" "$STAGE/lib/ucx"
+mkdir -p "$STAGE/bin/cluster" "$STAGE/bin/kvstore" "$STAGE/bin/runtime" "$STAGE/lib/ucx"
 copy() {  # target dest-dir
   local pkg=${1#//} name=${1##*:}
   pkg=${pkg%%:*}

@@ -5,12 +5,15 @@
 #      offload_host and offload_remote in turn; concurrent greedy streams must get the same
 #      tokens under every placement and agree with the CPU reference (docs/CLUSTER.md);
 #   2. a smoke run of the same three configs through the `generate` client (text kept);
-#   3. the regression tests of runtime/cuda (kernels, decoder, offload).
+#   3. the regression tests of runtime/cuda (kernels, decoder, offload);
+#   generate (when asked): runtime:generate_gpu_test, the in-process `generate` binary
+#      with --device cuda:0 against --device cpu (greedy tokens, errors, load and prefill
+#      lines).
 # Every stage has its own time limit and all of them APR_SESSION_SECONDS (default 540).
 # Logs come back in $OUT; the last lines printed are the summary.
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh [STAGES]
-# STAGES: any of test,smoke,regress,chunked,reuse (default: the first three); chunked
-# times bench/chunked_admission_bench, reuse bench/real_reuse_bench.
+# STAGES: any of test,smoke,regress,generate,chunked,reuse (default: the first three);
+# chunked times bench/chunked_admission_bench, reuse bench/real_reuse_bench.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/apr-served-out}
@@ -67,6 +70,14 @@ show() { grep -E '^\[  FAILED  \]|Failure|rror|SERVED|mismatch|differ|overlap|GP
 if [[ $STAGES == *test* ]]; then
   stage served_gpu_test 240 "OPENBLAS_NUM_THREADS=1 APR_BIN_DIR=$B/cluster stdbuf -oL $B/served_gpu_test --gtest_color=no"
   show served_gpu_test 40
+fi
+
+if [[ $STAGES == *generate* ]]; then
+  # The in-process CLI on the GPU against its CPU run, from the repository root
+  # (models/apr-tiny); the test prints one "GPU vs CPU" line per prompt.
+  stage generate_gpu_test 180 "APR_GENERATE_BIN=$B/runtime/generate stdbuf -oL \
+    $B/generate_gpu_test --gtest_color=no"
+  show generate_gpu_test 40
 fi
 
 if [[ $STAGES == *smoke* ]]; then
