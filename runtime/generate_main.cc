@@ -137,7 +137,12 @@ absl::Status Load(const std::string& dir, const std::string& device, int64_t con
   if (!config.ok()) return config.status();
   cluster::DecoderOptions options;
   options.max_sequences = 1;
-  options.max_context = std::min(context, config->max_position_embeddings);
+  // The KV pool for this prompt and its tokens rather than the model's whole context (a
+  // large model's 128K would take GPU memory for nothing), in whole 4K steps so that the
+  // decoder is sized like a served worker's (the CPU decoder ignores it).
+  constexpr int64_t kContextStep = 4096;
+  options.max_context = std::min((context + kContextStep - 1) / kContextStep * kContextStep,
+                                 config->max_position_embeddings);
   if (device == "cpu") {
     auto policy = MakeAttentionPolicy(dir, *config, &out->cnn);
     if (!policy.ok()) return policy.status();
