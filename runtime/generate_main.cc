@@ -229,6 +229,9 @@ int Main() {
     return OwnedSequence{nullptr, decoder.NewSequence(loaded.policy.get())};
   };
   DecoderStepEngine engine(decoder, std::move(engine_options));
+  // As a worker asked for no logits: greedy steps bring back only the pick (on a GPU, the
+  // arg max taken in the step), the served stream's path.
+  engine.set_keep_logits(false);
   generate::EngineGeneration run;
   run.generation = GenerationFromFlags(decoder.config());
   run.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
