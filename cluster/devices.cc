@@ -191,8 +191,8 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
   // sequence ids (kvstore::NewTierSequenceId). A longer list spreads ranks over it.
   o->placement = KvPlacement::kRemote;
   o->offload.remote_address = options.storage_nodes[options.tp_rank % options.storage_nodes.size()];
-  // UCX's own transport choice (and UCX_TLS / UCX_NET_DEVICES from the environment), as
-  // the storage nodes the launcher starts use: the node may be on another host.
+  // No transport list of its own: RemoteTier::Connect takes the node's (its --ucx_tls, from
+  // GetDataPlane) unless UCX_TLS is set here; the node may be on another host.
   o->offload.ucx_tls.clear();
   o->offload.ucx_net_devices.clear();
   return absl::OkStatus();

@@ -70,8 +70,8 @@ absl::Status WorkerService::UseStorageNodeOnCpu(const std::string& device,
   if (kv_store_ == nullptr) {
     WorkerKvStoreOptions kv = kv_flags_;  // its TLS and token
     kv.address = options->storage_nodes[options->tp_rank % options->storage_nodes.size()];
-    // UCX's own transport choice (or UCX_TLS / UCX_NET_DEVICES from the environment), as
-    // the CUDA workers: the node may be on another host.
+    // No transport list of its own: as the CUDA workers, it takes the node's (GetDataPlane)
+    // unless UCX_TLS is set here; the node may be on another host.
     kv.ucx_tls.clear();
     kv.ucx_net_devices.clear();
     kv_store_ = std::make_unique<WorkerKvStore>(std::move(kv));
