@@ -195,6 +195,8 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
   // GetDataPlane) unless UCX_TLS is set here; the node may be on another host.
   o->offload.ucx_tls.clear();
   o->offload.ucx_net_devices.clear();
+  o->offload.tls = options.storage_tls;
+  o->offload.auth_token_file = options.storage_auth_token_file;
   return absl::OkStatus();
 }
 

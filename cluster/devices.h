@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kvstore/security.h"
 #include "runtime/decoder.h"
 #include "runtime/kv_placement.h"
 #include "runtime/model_config.h"
@@ -40,8 +41,11 @@ struct DecoderOptions {
   // folder has predictor.safetensors (block-sparse attention), else attention is dense.
   // The CPU worker attends densely.
   int budget_tokens = 0;
-  // host:port of the storage nodes (kRemote).
+  // host:port of the storage nodes (kRemote), and how to reach a secured one (the
+  // worker's --kv_tls_* and --kv_auth_token_file).
   std::vector<std::string> storage_nodes;
+  kvstore::TlsFiles storage_tls;
+  std::string storage_auth_token_file;
   // Block-sparse decode attention (CUDA). kAuto, the worker's: on when the model folder
   // has the predictor's weights. kOff: dense. kOn: on, an error without the weights
   // (generate's --attention names the choice).
@@ -59,8 +63,8 @@ struct DecoderOptions {
 
 // Sets `o`'s KV placement from `options`: device memory (resident), the worker host's
 // pinned RAM (offload-local) or a storage node (offload-remote: rank r of a group uses
-// node r modulo their number; UCX picks the transports). Offload needs `o` to have sparse
-// attention on (the model's predictor). Host code; does not touch a GPU.
+// node r modulo their number; the node's UCX transports unless UCX_TLS is set). Offload needs `o`
+// to have sparse attention on (the model's predictor). Host code; does not touch a GPU.
 absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOptions* o);
 
 // kv_cache placement AUTO on a GPU with `free_bytes` free: kDevice when the whole KV

@@ -57,10 +57,29 @@ TEST(ApplyKvPlacement, RanksSpreadOverTheStorageNodes) {
     ASSERT_TRUE(ApplyKvPlacement(d, &o).ok());
     EXPECT_EQ(o.placement, KvPlacement::kRemote);
     EXPECT_EQ(o.offload.remote_address, want[rank]) << "rank " << rank;
-    // UCX chooses (the node may be on another host; "lo" would not reach it).
+    // The node's transports (the node may be on another host; "lo" would not reach it).
     EXPECT_EQ(o.offload.ucx_tls, "");
     EXPECT_EQ(o.offload.ucx_net_devices, "");
+    EXPECT_FALSE(o.offload.tls.enabled());
+    EXPECT_EQ(o.offload.auth_token_file, "");
   }
+}
+
+// A secured node: the worker's certificate files and token file reach the decoder's tier
+// client (RemoteTierOptions, cuda_decoder_offload.cc) as they reach the CPU worker's.
+TEST(ApplyKvPlacement, TheSecuredNodesCredentialsReachTheTierClient) {
+  DecoderOptions d;
+  d.placement = KvPlacement::kRemote;
+  d.storage_nodes = {"127.0.0.1:50071"};
+  d.storage_tls = {"/certs/worker.pem", "/certs/worker.key", "/certs/ca.pem", "localhost"};
+  d.storage_auth_token_file = "/secrets/kv-token";
+  cuda::CudaDecoderOptions o = Sparse();
+  ASSERT_TRUE(ApplyKvPlacement(d, &o).ok());
+  EXPECT_EQ(o.offload.tls.cert_file, "/certs/worker.pem");
+  EXPECT_EQ(o.offload.tls.key_file, "/certs/worker.key");
+  EXPECT_EQ(o.offload.tls.ca_file, "/certs/ca.pem");
+  EXPECT_EQ(o.offload.tls.server_name, "localhost");
+  EXPECT_EQ(o.offload.auth_token_file, "/secrets/kv-token");
 }
 
 TEST(OpenDecoder, TheCpuWorkerKeepsItsCacheInProcess) {

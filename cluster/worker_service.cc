@@ -121,6 +121,8 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
     options.budget_tokens = req.kv_cache().budget_tokens();
     options.storage_nodes.assign(req.kv_cache().storage_nodes().begin(),
                                  req.kv_cache().storage_nodes().end());
+    options.storage_tls = kv_flags_.tls;  // a CUDA worker's tier client, as the CPU's
+    options.storage_auth_token_file = kv_flags_.auth_token_file;
     if (absl::Status s = UseStorageNodeOnCpu(req.device(), &options); !s.ok()) return s;
     auto decoder = OpenDecoder(req.device(), req.model_path(), options);
     if (!decoder.ok()) return decoder.status();

@@ -155,6 +155,8 @@ absl::Status CudaDecoder::ConnectRemoteTier() {
     ro.address = o.remote_address;
     ro.ucx.tls = o.ucx_tls;
     ro.ucx.net_devices = o.ucx_net_devices;
+    ro.tls = o.tls;
+    ro.auth_token_file = o.auth_token_file;
     auto t = kvstore::RemoteTier::Connect(ro);
     if (!t.ok()) return t.status();
     remote_tier_ = std::shared_ptr<kvstore::RemoteTier>(std::move(*t));

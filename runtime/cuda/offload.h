@@ -49,6 +49,10 @@ struct OffloadOptions {
   std::string remote_address;  // "host:port"
   std::string ucx_tls = "tcp";
   std::string ucx_net_devices = "lo";
+  // A secured node (docs/KVSTORE.md "Security"): this worker's certificate, key and CA, and
+  // the node's bearer-token file; empty: plaintext, no token.
+  kvstore::TlsFiles tls;
+  std::string auth_token_file;
   int remote_chunk_blocks = 256;  // UCX gets per staging chunk
   int remote_staging_chunks = 4;
   // Layers predicted, planned and fetched together: after the attention of the last layer
