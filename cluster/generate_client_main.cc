@@ -16,7 +16,7 @@
 #include "runtime/model_path.h"
 #include "runtime/prompt_input.h"
 
-// The local generate's flags (runtime/generate_main.cc), same names and defaults.
+// The local generate's flags (cli/generate_main.cc), same names and defaults.
 ABSL_FLAG(std::string, server, "", "front end address host:port (required)");
 ABSL_FLAG(std::string, prompt, "", "prompt text");
 ABSL_FLAG(std::string, prompt_file, "", "read the prompt from this file instead");
@@ -55,7 +55,7 @@ int Main() {
   if (server.empty()) {
     return Fail(absl::InvalidArgumentError(
         "--server host:port is required (for generation in this process use "
-        "//runtime:generate)"));
+        "//cli:generate)"));
   }
   auto prompt = PromptText();
   if (!prompt.ok()) return Fail(prompt.status());

@@ -7,7 +7,7 @@
 #   bash tools/device/pack_served.sh [DEST]
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh generate
-#     (runtime:generate_gpu_test: the in-process `generate --device cuda:0` against cpu)
+#     (cli:generate_gpu_test: the in-process `generate --device cuda:0` against cpu)
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_bench.sh
 #     (issue 17's served benchmark: served_bench, decode_step_bench, make_random_llama)
 #
@@ -24,9 +24,9 @@ DEST=${1:-$MAIN/.carry/served}
 cd "$ROOT"
 CLUSTER=(//cluster:worker //cluster:frontend //cluster:launch //cluster:generate
   //kvstore:storage_node)
-# The in-process CLI (bin/runtime/generate), which generate_gpu_test runs.
-CLUSTER+=(//runtime:generate)
-TESTS=(//tests/cluster:served_gpu_test //runtime:generate_gpu_test
+# The in-process CLI (bin/cli/generate), which generate_gpu_test runs.
+CLUSTER+=(//cli:generate)
+TESTS=(//tests/cluster:served_gpu_test //cli:generate_gpu_test
   //runtime/cuda:trained_predictor_test
   //runtime/cuda:offload_test
   //runtime/cuda:cuda_decoder_test //runtime/cuda:kernels_test

@@ -6,7 +6,7 @@
 #      tokens under every placement and agree with the CPU reference (docs/CLUSTER.md);
 #   2. a smoke run of the same three configs through the `generate` client (text kept);
 #   3. the regression tests of runtime/cuda (kernels, decoder, offload);
-#   generate (when asked): runtime:generate_gpu_test, the in-process `generate` binary
+#   generate (when asked): cli:generate_gpu_test, the in-process `generate` binary
 #      with --device cuda:0 against --device cpu (greedy tokens, errors, load and prefill
 #      lines).
 # Every stage has its own time limit and all of them APR_SESSION_SECONDS (default 540).
@@ -75,7 +75,7 @@ fi
 if [[ $STAGES == *generate* ]]; then
   # The in-process CLI on the GPU against its CPU run, from the repository root
   # (models/apr-tiny); the test prints one "GPU vs CPU" line per prompt.
-  stage generate_gpu_test 180 "APR_GENERATE_BIN=$B/runtime/generate stdbuf -oL \
+  stage generate_gpu_test 180 "APR_GENERATE_BIN=$B/cli/generate stdbuf -oL \
     $B/generate_gpu_test --gtest_color=no"
   show generate_gpu_test 40
 fi

@@ -46,7 +46,7 @@ constexpr double kClearMargin = 0.1;  // x the logits' RMS (about 0.45 on apr-ti
 
 std::string GenerateBin() {
   const char* b = std::getenv("APR_GENERATE_BIN");
-  return fs::absolute(b ? b : "runtime/generate").string();
+  return fs::absolute(b ? b : "cli/generate").string();
 }
 
 std::string TmpDir() {

@@ -2,8 +2,8 @@
 // device --device names, how --attention maps onto the CUDA decoder, the load line, and
 // the generation loop itself, which runs on the worker's StepEngine (runtime/step_engine.h)
 // so that `generate` samples exactly as a served stream does.
-#ifndef APRUNTIME_RUNTIME_GENERATE_SETUP_H_
-#define APRUNTIME_RUNTIME_GENERATE_SETUP_H_
+#ifndef APRUNTIME_CLI_GENERATE_SETUP_H_
+#define APRUNTIME_CLI_GENERATE_SETUP_H_
 
 #include <cstdint>
 #include <functional>
@@ -71,4 +71,4 @@ absl::StatusOr<GenerationResult> GenerateOnEngine(StepEngine& engine,
 
 }  // namespace apr::generate
 
-#endif  // APRUNTIME_RUNTIME_GENERATE_SETUP_H_
+#endif  // APRUNTIME_CLI_GENERATE_SETUP_H_

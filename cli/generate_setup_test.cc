@@ -1,7 +1,7 @@
 // generate's parts below its flags (generate_setup.h), on the CPU: --device parsing and
 // the errors for a bad or missing device, --attention on the CUDA decoder, the load line,
 // the prefill parts, and the engine loop against Generate on models/apr-tiny.
-#include "runtime/generate_setup.h"
+#include "cli/generate_setup.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "runtime/generate_setup.h"
+#include "cli/generate_setup.h"
 
 #include <algorithm>
 #include <chrono>

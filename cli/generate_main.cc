@@ -2,7 +2,7 @@
 // GPU, printing tokens on stdout as they are produced; the load time, prefill progress and
 // a closing line with the speed go to stderr.
 //
-//   bazel run //runtime:generate -- --prompt "def fibonacci(n):"
+//   bazel run //cli:generate -- --prompt "def fibonacci(n):"
 //   generate --model /path/to/model --prompt_file p.txt --temperature 0 --max_tokens 200
 //   generate --device cuda:0 --attention predictor --budget 1024 --prompt_file long.txt
 #include <algorithm>
@@ -20,11 +20,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "cli/generate_setup.h"
 #include "cluster/devices.h"
 #include "predictor/cnn.h"
 #include "predictor/policy.h"
 #include "runtime/algorithm_constants.h"
-#include "runtime/generate_setup.h"
 #include "runtime/generation.h"
 #include "runtime/model_config.h"
 #include "runtime/model_path.h"
