@@ -69,7 +69,9 @@ R=/tmp/apr-served-bench-results
 rm -rf "$W"
 mkdir -p "$W" "$R"
 tar -C "$W" -xJf "$HERE/served.tar.xz"
-export LD_LIBRARY_PATH="$W/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$W/lib:/tmp/apr-extra/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# The large libraries come in a call of their own (pack_served.sh: served_libs/install.sh).
+[ -d /tmp/apr-extra/lib ] || echo "note: /tmp/apr-extra/lib is missing; run served_libs/install.sh first"
 if ! ldconfig -p | grep -q 'libnccl\.so\.2 ' && [ ! -e /usr/local/cuda/lib64/libnccl.so.2 ]; then
   d=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0] + "/lib")' 2>/dev/null)
   [ -n "$d" ] && [ -e "$d/libnccl.so.2" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"

@@ -26,7 +26,9 @@ L=$W/logs
 rm -rf "$W"
 mkdir -p "$W" "$L"
 tar -C "$W" -xJf "$HERE/served.tar.xz"
-export LD_LIBRARY_PATH="$W/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$W/lib:/tmp/apr-extra/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# The large libraries come in a call of their own (pack_served.sh: served_libs/install.sh).
+[ -d /tmp/apr-extra/lib ] || echo "note: /tmp/apr-extra/lib is missing; run served_libs/install.sh first"
 if ! ldconfig -p | grep -q 'libnccl\.so\.2 ' && [ ! -e /usr/local/cuda/lib64/libnccl.so.2 ]; then
   d=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0] + "/lib")' 2>/dev/null)
   [ -n "$d" ] && [ -e "$d/libnccl.so.2" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
@@ -123,7 +125,7 @@ fi
 
 if [[ $STAGES == *regress* ]]; then
   for t in trained_predictor_test offload_test cuda_decoder_test kernels_test offload_kernels_test \
-    argmax_rows_test; do
+    argmax_rows_test family_kernels_test; do
     limit=120
     [ "$t" = offload_test ] && limit=180
     stage "$t" "$limit" "APR_STORAGE_NODE=$B/kvstore/storage_node $B/$t --gtest_color=no"
