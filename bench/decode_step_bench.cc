@@ -34,6 +34,7 @@
 #include "bench/offload_rows.h"
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_decoder.h"
+#include "runtime/cuda/cuda_decoder_bench_peer.h"
 #include "runtime/cuda/device_buffer.h"
 #include "runtime/cuda/fill.h"
 #include "runtime/cuda/gemm.h"
@@ -368,7 +369,7 @@ double TimePredictor(CudaDecoder& d, std::vector<Sequence*>& seqs, int reps, boo
     // After two untimed calls (graph capture): the SMs are held from then on.
     if (i == 2) BENCH_CHECK_CUDA(held.Hold(absl::GetFlag(FLAGS_reserve_sms)));
     cudaEventRecord(e0, d.stream());
-    BENCH_CHECK_OK(d.PredictAsync(seqs, /*advance_window=*/incremental));
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::PredictAsync(d, seqs, /*advance_window=*/incremental));
     cudaEventRecord(e1, d.stream());
     BENCH_CHECK_OK(d.Synchronize());
     float ms;
@@ -539,13 +540,13 @@ int Main() {
       auto dec = CudaDecoder::Create(w, o);
       BENCH_CHECK_OK(dec.status());
       CudaDecoder& d = **dec;
-      BENCH_CHECK_OK(d.FillPoolRandom(99));
+      BENCH_CHECK_OK(CudaDecoderBenchPeer::FillPoolRandom(d, 99));
       std::vector<std::unique_ptr<Sequence>> owned;
       std::vector<Sequence*> seqs;
       for (int b = 0; b < batch; ++b) {
         owned.push_back(d.NewSequence());
         seqs.push_back(owned.back().get());
-        BENCH_CHECK_OK(d.FillRandomContext(*owned.back(), ctx, 500 + b));
+        BENCH_CHECK_OK(CudaDecoderBenchPeer::FillRandomContext(d, *owned.back(), ctx, 500 + b));
       }
       auto add = [&](const std::string& mode, double kv_bytes, double pred_ms, double pred_full_ms,
                      bool sparse, int budget, int cal) {
@@ -555,7 +556,7 @@ int Main() {
         s.calibration_step = cal;
         BENCH_CHECK_OK(d.SetSparse(s));
         if (sparse) {
-          BENCH_CHECK_OK(d.PredictAsync(seqs));
+          BENCH_CHECK_OK(CudaDecoderBenchPeer::PredictAsync(d, seqs));
           BENCH_CHECK_OK(d.Synchronize());
         }
         Row r{ctx, batch, mode};
@@ -579,16 +580,17 @@ int Main() {
       if (absl::GetFlag(FLAGS_cublas_rows)) {
         // The default's alternatives, side by side: no PDL, cuBLAS for every projection, and
         // where the default takes the tensor-core GEMV, the CUDA-core one.
-        BENCH_CHECK_OK(d.SetUsePdl(false));
+        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUsePdl(d, false));
         add("dense, GEMV without PDL", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
-        BENCH_CHECK_OK(d.SetUsePdl(true));
-        BENCH_CHECK_OK(d.SetUseGemv(false));
+        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUsePdl(d, true));
+        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUseGemv(d, false));
         add("dense, cuBLAS projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
         if (batch >= kGemvTensorCoreMinTokens) {
-          BENCH_CHECK_OK(d.SetUseGemv(true, kGemvMaxTokens, GemvKernel::kCudaCores));
+          BENCH_CHECK_OK(
+              CudaDecoderBenchPeer::SetUseGemv(d, true, kGemvMaxTokens, GemvKernel::kCudaCores));
           add("dense, CUDA-core GEMV", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
         }
-        BENCH_CHECK_OK(d.SetUseGemv(true, o.gemv_max_tokens, o.gemv_kernel));
+        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUseGemv(d, true, o.gemv_max_tokens, o.gemv_kernel));
       }
       for (int budget : budgets) {
         SparseOptions s = d.sparse();
@@ -603,11 +605,11 @@ int Main() {
             double(batch) * ListLengthBound(ctx, k) * kBlockTokens * token_kv_bytes;
         // The same steps without predicting (the selection kept): the difference to the rows
         // below is what the predictor adds to a step, side by side.
-        BENCH_CHECK_OK(d.SetSkipPrediction(true));
+        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetSkipPrediction(d, true));
         add(absl::StrCat("sparse ", budget, ", no prediction (selection kept)"), sparse_kv, -1, -1,
             true, budget, 0);
         const double no_prediction_ms = rows.back().step_ms;
-        BENCH_CHECK_OK(d.SetSkipPrediction(false));
+        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetSkipPrediction(d, false));
         auto add_predicted = [&](const std::string& mode, double pred_ms, double pred_full_ms) {
           add(mode, sparse_kv, pred_ms, pred_full_ms, true, budget, 0);
           rows.back().predictor_in_step_ms = rows.back().step_ms - no_prediction_ms;
@@ -615,7 +617,7 @@ int Main() {
         add_predicted(absl::StrCat("sparse ", budget), pred, pred_full);
         if (budget == budgets[0]) {
           for (int tiles : cnn_tiles) {
-            BENCH_CHECK_OK(d.SetPredictorTilesPerCta(tiles));
+            BENCH_CHECK_OK(CudaDecoderBenchPeer::SetPredictorTilesPerCta(d, tiles));
             const TilesRow t{ctx, batch, tiles, TimePredictor(d, seqs, 10, true),
                              TimePredictor(d, seqs, 10, false)};
             std::printf(
@@ -623,17 +625,20 @@ int Main() {
                 batch, tiles, t.incremental_ms, t.full_ms);
             tiles_rows.push_back(t);
           }
-          BENCH_CHECK_OK(d.SetPredictorTilesPerCta(o.predictor_tiles_per_cta));
+          BENCH_CHECK_OK(
+              CudaDecoderBenchPeer::SetPredictorTilesPerCta(d, o.predictor_tiles_per_cta));
           // The other stream than the default's for this batch size.
           const bool side_by_default = batch <= o.overlap_predictor_max_batch;
-          BENCH_CHECK_OK(d.SetOverlapPredictorMaxBatch(side_by_default ? 0 : batch));
+          BENCH_CHECK_OK(
+              CudaDecoderBenchPeer::SetOverlapPredictorMaxBatch(d, side_by_default ? 0 : batch));
           add_predicted(absl::StrCat("sparse ", budget, ", predictor on the ",
                                      side_by_default ? "main stream" : "side stream"),
                         pred, pred_full);
-          BENCH_CHECK_OK(d.SetOverlapPredictorMaxBatch(o.overlap_predictor_max_batch));
-          BENCH_CHECK_OK(d.SetIncrementalPredictor(false));
+          BENCH_CHECK_OK(
+              CudaDecoderBenchPeer::SetOverlapPredictorMaxBatch(d, o.overlap_predictor_max_batch));
+          BENCH_CHECK_OK(CudaDecoderBenchPeer::SetIncrementalPredictor(d, false));
           add_predicted(absl::StrCat("sparse ", budget, ", full CNN"), pred_full, pred_full);
-          BENCH_CHECK_OK(d.SetIncrementalPredictor(true));
+          BENCH_CHECK_OK(CudaDecoderBenchPeer::SetIncrementalPredictor(d, true));
         }
       }
       // A calibration step: the sparse attention, plus a K-only pass over every block that

@@ -25,6 +25,7 @@
 #include "kvstore/testing/storage_node_process.h"
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_decoder.h"
+#include "runtime/cuda/cuda_decoder_bench_peer.h"
 #include "runtime/cuda/device_buffer.h"
 #include "runtime/cuda/fill.h"
 #include "runtime/cuda/predictor_weights.h"
@@ -471,13 +472,13 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
       auto dec = CudaDecoder::Create(w, o);
       RETURN_IF_ERR(dec.status());
       CudaDecoder& d = **dec;
-      RETURN_IF_ERR(d.FillPoolRandom(99));
+      RETURN_IF_ERR(CudaDecoderBenchPeer::FillPoolRandom(d, 99));
       std::vector<std::unique_ptr<Sequence>> owned;
       std::vector<Sequence*> seqs;
       for (int b = 0; b < batch; ++b) {
         owned.push_back(d.NewSequence());
         seqs.push_back(owned.back().get());
-        RETURN_IF_ERR(d.FillRandomContext(*owned.back(), ctx, 500 + b));
+        RETURN_IF_ERR(CudaDecoderBenchPeer::FillRandomContext(d, *owned.back(), ctx, 500 + b));
       }
       setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_setup).count();
       RETURN_IF_ERR(TimeRow(d, seqs, twarm, tsteps, &r));

@@ -29,6 +29,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/bench_util.h"
 #include "runtime/cuda/cuda_decoder.h"
+#include "runtime/cuda/cuda_decoder_bench_peer.h"
 #include "runtime/cuda/cuda_weights.h"
 #include "runtime/cuda/predictor_weights.h"
 #include "runtime/model_config.h"
@@ -48,6 +49,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using cuda::CudaDecoder;
+using cuda::CudaDecoderBenchPeer;
 using cuda::CudaDecoderOptions;
 using cuda::OffloadStats;
 
@@ -123,7 +125,8 @@ Totals RealRow(char mode, const std::vector<int32_t>& ids) {
   BENCH_CHECK_OK(dec.status());
   for (int w = 0; w < windows; ++w) {
     const auto first = ids.begin() + (ids.size() / windows) * w;
-    const std::vector<int32_t> p(first, first + prompt), cont(first + prompt, first + prompt + steps);
+    const std::vector<int32_t> p(first, first + prompt),
+        cont(first + prompt, first + prompt + steps);
     auto seq = (*dec)->NewSequence();
     std::vector<float> logits;
     BENCH_CHECK_OK((*dec)->Prefill(*seq, p, &logits));
@@ -141,11 +144,11 @@ Totals RandomRow(char mode, const ModelConfig& config) {
   auto dec = CudaDecoder::Create(std::shared_ptr<const cuda::CudaWeights>(std::move(*w)), o);
   BENCH_CHECK_OK(dec.status());
   CudaDecoder& d = **dec;
-  BENCH_CHECK_OK(d.FillPoolRandom(99));
+  BENCH_CHECK_OK(CudaDecoderBenchPeer::FillPoolRandom(d, 99));
   Totals t;
   for (int window = 0; window < absl::GetFlag(FLAGS_windows); ++window) {
     auto seq = d.NewSequence();
-    BENCH_CHECK_OK(d.FillRandomContext(*seq, prompt, 500 + window));
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::FillRandomContext(d, *seq, prompt, 500 + window));
     std::mt19937 rng(window);
     std::vector<int32_t> tokens(steps);
     for (int32_t& x : tokens) x = static_cast<int32_t>(rng() % config.vocab_size);

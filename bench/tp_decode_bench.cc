@@ -32,6 +32,7 @@
 #include "bench/bench_util.h"
 #include "runtime/cuda/block_rules.h"
 #include "runtime/cuda/cuda_decoder.h"
+#include "runtime/cuda/cuda_decoder_bench_peer.h"
 #include "runtime/cuda/device_buffer.h"
 #include "runtime/cuda/predictor_weights.h"
 #include "runtime/cuda/tensor_parallel.h"
@@ -157,7 +158,7 @@ int Main() {
   auto dec = CudaDecoder::Create(std::shared_ptr<const CudaWeights>(std::move(*w)), o);
   BENCH_CHECK_OK(dec.status());
   CudaDecoder& d = **dec;
-  BENCH_CHECK_OK(d.FillPoolRandom(11));
+  BENCH_CHECK_OK(CudaDecoderBenchPeer::FillPoolRandom(d, 11));
   const double init_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   cudaDeviceProp prop;
@@ -191,7 +192,7 @@ int Main() {
         std::vector<Sequence*> ptrs;
         for (int b = 0; b < batch; ++b) {
           seqs.push_back(d.NewSequence());
-          BENCH_CHECK_OK(d.FillRandomContext(*seqs.back(), ctx, 100 + b));
+          BENCH_CHECK_OK(CudaDecoderBenchPeer::FillRandomContext(d, *seqs.back(), ctx, 100 + b));
           ptrs.push_back(seqs.back().get());
         }
         std::vector<int32_t> tokens(batch);

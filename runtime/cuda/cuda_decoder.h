@@ -65,40 +65,20 @@ class CudaDecoder : public Decoder {
                            std::vector<float>* logits) override;
   // The picks are made on the device (argmax_rows.h); the logits cross to the host only
   // when asked for.
-  absl::Status DecodeBatchArgMax(absl::Span<Sequence* const> seqs,
-                                 absl::Span<const int32_t> tokens, bool need_logits,
-                                 std::vector<int32_t>* argmax, std::vector<float>* logits) override;
+  absl::Status DecodeBatchArgMax(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
+                                 bool need_logits, std::vector<int32_t>* argmax,
+                                 std::vector<float>* logits) override;
 
-  // --- Benchmark and test entry points. ---
+  // --- Test and benchmark entry points (the benchmark's switches: CudaDecoderBenchPeer). ---
   // Sparse settings for later steps (budget <= max_budget_tokens; sequences created with
   // sparse off have no history and cannot switch it on).
   absl::Status SetSparse(const SparseOptions& sparse);
   const SparseOptions& sparse() const { return opt_.sparse; }
-  // Decode projections through the custom GEMV up to `gemv_max_tokens` tokens, cuBLAS above
-  // (use_gemv false: cuBLAS always).
-  absl::Status SetUseGemv(bool use_gemv, int gemv_max_tokens = kGemvMaxTokens,
-                          GemvKernel kernel = GemvKernel::kAuto);
-  absl::Status SetUsePdl(bool use_pdl);
-  absl::Status SetIncrementalPredictor(bool on);
-  absl::Status SetOverlapPredictorMaxBatch(int max_batch);
-  absl::Status SetPredictorTilesPerCta(int tiles);
-  // Sparse steps keep the previous selection instead of predicting (no CNN, no top-k): the
-  // benchmark's baseline for what the predictor costs inside a step. Resident KV only.
-  absl::Status SetSkipPrediction(bool skip);
-  // Gives `seq` (empty) `len` tokens of context without running the model: its blocks keep
-  // whatever the pool holds (FillPoolRandom), its history rows are random, and the
-  // predictor selects its first blocks. For the benchmark.
-  absl::Status FillRandomContext(Sequence& seq, int64_t len, uint64_t seed);
-  absl::Status FillPoolRandom(uint64_t seed);
-  // One decode step with the logits left on the device; returns once the step is queued.
-  // The next call (or Synchronize) waits for it. Events, when given, are recorded around
+  // One decode step, its logits copied to a pinned host buffer; returns once the step is
+  // queued. The next call (or Synchronize) waits for it. Events, when given, are recorded around
   // the step's device work.
   absl::Status DecodeStepAsync(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
                                cudaEvent_t start = nullptr, cudaEvent_t stop = nullptr);
-  // Only the predictor (CNN + top-k) for the batch's next step, queued; for timing it.
-  // With `advance_window` the history window first moves by one ring row as a decode step
-  // would move it (the row keeps whatever it holds), so the incremental CNN path runs.
-  absl::Status PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window = false);
   absl::Status Synchronize();
   cudaStream_t stream() const { return stream_; }
   // The NCCL group under tensor parallelism, else null (the benchmark times its
@@ -124,6 +104,29 @@ class CudaDecoder : public Decoder {
                                                     int block, bool from_tier);
 
  private:
+  // The benchmark's switches and random contexts (cuda_decoder_bench_peer.h).
+  friend class CudaDecoderBenchPeer;
+  // Decode projections through the custom GEMV up to `gemv_max_tokens` tokens, cuBLAS above
+  // (use_gemv false: cuBLAS always).
+  absl::Status SetUseGemv(bool use_gemv, int gemv_max_tokens = kGemvMaxTokens,
+                          GemvKernel kernel = GemvKernel::kAuto);
+  absl::Status SetUsePdl(bool use_pdl);
+  absl::Status SetIncrementalPredictor(bool on);
+  absl::Status SetOverlapPredictorMaxBatch(int max_batch);
+  absl::Status SetPredictorTilesPerCta(int tiles);
+  // Sparse steps keep the previous selection instead of predicting (no CNN, no top-k): the
+  // benchmark's baseline for what the predictor costs inside a step. Resident KV only.
+  absl::Status SetSkipPrediction(bool skip);
+  // Gives `seq` (empty) `len` tokens of context without running the model: its blocks keep
+  // whatever the pool holds (FillPoolRandom), its history rows are random, and the
+  // predictor selects its first blocks. For the benchmark.
+  absl::Status FillRandomContext(Sequence& seq, int64_t len, uint64_t seed);
+  absl::Status FillPoolRandom(uint64_t seed);
+  // Only the predictor (CNN + top-k) for the batch's next step, queued; for timing it.
+  // With `advance_window` the history window first moves by one ring row as a decode step
+  // would move it (the row keeps whatever it holds), so the incremental CNN path runs.
+  absl::Status PredictAsync(absl::Span<Sequence* const> seqs, bool advance_window = false);
+
   class CudaSequence;
 
   CudaDecoder(std::shared_ptr<const CudaWeights> weights, CudaDecoderOptions options);
@@ -202,9 +205,8 @@ class CudaDecoder : public Decoder {
                                   absl::Span<const int32_t> tokens, bool sparse) const;
   // DecodeStepAsync, with the [batch][vocab] logits copied to h_logits_ or not (the
   // greedy picks always reach h_argmax_).
-  absl::Status EnqueueDecodeStep(absl::Span<Sequence* const> seqs,
-                                 absl::Span<const int32_t> tokens, bool copy_logits,
-                                 cudaEvent_t start, cudaEvent_t stop);
+  absl::Status EnqueueDecodeStep(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
+                                 bool copy_logits, cudaEvent_t start, cudaEvent_t stop);
   // The device work of one decode step, inputs already in h_step_ (capturable).
   absl::Status EnqueueStep(const StepKey& key);
   // The first layer that attends over block lists (the number of layers when dense).
