@@ -27,10 +27,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "backends/cuda/cuda_decoder.h"
+#include "backends/cuda/cuda_weights.h"
+#include "backends/cuda/predictor_weights.h"
 #include "bench/bench_util.h"
-#include "runtime/cuda/cuda_decoder.h"
-#include "runtime/cuda/cuda_weights.h"
-#include "runtime/cuda/predictor_weights.h"
 #include "runtime/scheduler.h"
 #include "runtime/step_engine.h"
 

@@ -19,16 +19,16 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "backends/cuda/block_rules.h"
+#include "backends/cuda/cuda_decoder.h"
+#include "backends/cuda/cuda_decoder_bench_peer.h"
+#include "backends/cuda/device_buffer.h"
+#include "backends/cuda/fill.h"
+#include "backends/cuda/predictor_weights.h"
 #include "bench/bench_util.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/cuda/gather_blocks.h"
 #include "kvstore/testing/storage_node_process.h"
-#include "runtime/cuda/block_rules.h"
-#include "runtime/cuda/cuda_decoder.h"
-#include "runtime/cuda/cuda_decoder_bench_peer.h"
-#include "runtime/cuda/device_buffer.h"
-#include "runtime/cuda/fill.h"
-#include "runtime/cuda/predictor_weights.h"
 
 ABSL_FLAG(std::string, offload_contexts, "32768,131072", "offload rows: contexts");
 ABSL_FLAG(std::string, offload_batches, "1,8", "offload rows: batch sizes");

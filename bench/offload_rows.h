@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "runtime/cuda/cuda_weights.h"
+#include "backends/cuda/cuda_weights.h"
 
 namespace apr::cuda {
 

@@ -29,13 +29,13 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "backends/cuda/block_rules.h"
+#include "backends/cuda/cuda_decoder.h"
+#include "backends/cuda/cuda_decoder_bench_peer.h"
+#include "backends/cuda/device_buffer.h"
+#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/tensor_parallel.h"
 #include "bench/bench_util.h"
-#include "runtime/cuda/block_rules.h"
-#include "runtime/cuda/cuda_decoder.h"
-#include "runtime/cuda/cuda_decoder_bench_peer.h"
-#include "runtime/cuda/device_buffer.h"
-#include "runtime/cuda/predictor_weights.h"
-#include "runtime/cuda/tensor_parallel.h"
 
 ABSL_FLAG(int, tp_size, 1, "tensor-parallel ranks (one process each)");
 ABSL_FLAG(int, tp_rank, 0, "this process's rank");

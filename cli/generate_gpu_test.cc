@@ -27,7 +27,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/cpu/cpu_decoder.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace apr {

@@ -27,7 +27,7 @@ absl::StatusOr<std::string> ParseDevice(const std::string& flag);
 absl::Status CheckDeviceExists(const std::string& device, int gpu_count);
 
 // The --attention choices the CUDA decoder runs: it selects blocks with its own GPU
-// predictor and takes no CPU policy hooks (runtime/cuda/cuda_decoder.h NewSequence).
+// predictor and takes no CPU policy hooks (backends/cuda/cuda_decoder.h NewSequence).
 const std::vector<std::string>& CudaAttentionNames();
 
 struct AttentionFlags {

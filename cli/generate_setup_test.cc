@@ -9,7 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/cpu/cpu_decoder.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "runtime/generation.h"
 #include "runtime/safetensors.h"
 #include "runtime/step_engine.h"

@@ -8,13 +8,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "backends/cpu/cpu_decoder.h"
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_decoder.h"
+#include "backends/cuda/memory_estimate.h"
+#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/tensor_parallel.h"
 #include "runtime/algorithm_constants.h"
-#include "runtime/cpu/cpu_decoder.h"
-#include "runtime/cuda/cuda_check.h"
-#include "runtime/cuda/cuda_decoder.h"
-#include "runtime/cuda/memory_estimate.h"
-#include "runtime/cuda/predictor_weights.h"
-#include "runtime/cuda/tensor_parallel.h"
 
 namespace apr::cluster {
 namespace {

@@ -1,5 +1,5 @@
 // Opens a model on a device named in a config ("cpu", "cuda:N", "auto"): the CPU
-// reference (runtime/cpu) or the CUDA backend (runtime/cuda). Every worker binary links
+// reference (backends/cpu) or the CUDA backend (backends/cuda). Every worker binary links
 // both; "auto" is cuda:0 when the machine has a GPU (cudaGetDeviceCount at run time) and
 // cpu otherwise, so one binary serves CPU-only and GPU machines.
 #ifndef APRUNTIME_CLUSTER_DEVICES_H_
@@ -69,7 +69,7 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
 
 // kv_cache placement AUTO on a GPU with `free_bytes` free: kDevice when the whole KV
 // cache of max_sequences x max_context fits beside the weights, else kHost (needs the
-// predictor). The error names the sizes (runtime/cuda/memory_estimate.h). Host code.
+// predictor). The error names the sizes (backends/cuda/memory_estimate.h). Host code.
 absl::StatusOr<KvPlacement> ResolveAutoPlacement(const ModelConfig& model,
                                                  const DecoderOptions& options, int64_t free_bytes,
                                                  bool has_predictor,

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/cuda/cuda_decoder.h"
+#include "backends/cuda/cuda_decoder.h"
 
 namespace apr::cluster {
 namespace {
@@ -117,7 +117,8 @@ TEST(ResolveAutoPlacement, ResidentWhenTheCacheFitsElseHost) {
   EXPECT_EQ(*ResolveAutoPlacement(*model, d, 80 * gib, true, "p"), KvPlacement::kDevice);
   const int64_t just_the_reserve = 2 * gib + 300 * (int64_t{1} << 20);
   EXPECT_EQ(*ResolveAutoPlacement(*model, d, just_the_reserve, true, "p"), KvPlacement::kHost);
-  auto refused = ResolveAutoPlacement(*model, d, just_the_reserve, false, "m/predictor.safetensors");
+  auto refused =
+      ResolveAutoPlacement(*model, d, just_the_reserve, false, "m/predictor.safetensors");
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("m/predictor.safetensors does not exist"),
             std::string::npos)

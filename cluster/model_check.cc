@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "runtime/cuda/block_rules.h"
+#include "backends/cuda/block_rules.h"
 #include "runtime/model_config.h"
 #include "runtime/model_path.h"
 
@@ -17,9 +17,8 @@ absl::Status CheckConfigAgainstModel(const ClusterConfig& config) {
       std::filesystem::absolute(ResolveModelDir(config.model().path())).lexically_normal();
   auto model = LoadModelConfig(dir + "/config.json");
   if (!model.ok()) {
-    return absl::Status(model.status().code(),
-                        absl::StrCat("model.path \"", config.model().path(), "\": ",
-                                     model.status().message()));
+    return absl::Status(model.status().code(), absl::StrCat("model.path \"", config.model().path(),
+                                                            "\": ", model.status().message()));
   }
   std::vector<std::string> problems;
   const auto placement = config.kv_cache().placement();
@@ -28,8 +27,8 @@ absl::Status CheckConfigAgainstModel(const ClusterConfig& config) {
       !std::filesystem::exists(predictor)) {
     problems.push_back(absl::StrCat(
         "kv_cache.placement ", v1::KvCache::Placement_Name(placement),
-        ": only the blocks the attention predictor selects are kept on the GPU, and ",
-        predictor, " does not exist (train one: docs/PREDICTOR.md; or leave the placement "
+        ": only the blocks the attention predictor selects are kept on the GPU, and ", predictor,
+        " does not exist (train one: docs/PREDICTOR.md; or leave the placement "
         "unset or AUTO)"));
   }
   const int64_t budget = config.kv_cache().budget_tokens();

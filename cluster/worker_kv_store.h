@@ -12,8 +12,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "kvstore/security.h"
-#include "runtime/cpu/cpu_decoder.h"
 #include "runtime/step_engine.h"
 
 namespace apr::kvstore {

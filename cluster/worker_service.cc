@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "cluster/devices.h"
-#include "runtime/cpu/cpu_decoder.h"
 
 namespace apr::cluster {
 

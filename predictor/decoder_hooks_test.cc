@@ -6,10 +6,10 @@
 #include <cmath>
 #include <random>
 
+#include "backends/cpu/cpu_decoder.h"
 #include "predictor/cnn.h"
 #include "predictor/measure.h"
 #include "predictor/policy.h"
-#include "runtime/cpu/cpu_decoder.h"
 
 namespace apr::predictor {
 namespace {
@@ -39,7 +39,7 @@ cpu::CpuDecoder& Decoder() {
 
 // Logits of prefill(prompt) followed by decoding `cont`, one vector per decode step.
 std::vector<std::vector<float>> RunDecode(AttentionHooks* hooks, const std::vector<int32_t>& prompt,
-                                    const std::vector<int32_t>& cont) {
+                                          const std::vector<int32_t>& cont) {
   auto seq = Decoder().NewSequence(hooks);
   std::vector<float> logits;
   EXPECT_TRUE(Decoder().Prefill(*seq, prompt, &logits).ok());
@@ -88,7 +88,8 @@ class SpanChecker : public AttentionHooks {
     ++steps_;
   }
   void ObserveDecode(const DecodeStep& step, const float* probs) override {
-    const int64_t len = step.context_len, hd = step.head_dim, group = step.num_heads / step.num_kv_heads;
+    const int64_t len = step.context_len, hd = step.head_dim,
+                  group = step.num_heads / step.num_kv_heads;
     for (int64_t h = 0; h < step.num_heads; ++h) {
       const TokenSpans& s = spans_[h / group];
       std::vector<double> logit(len, -INFINITY);
@@ -103,7 +104,8 @@ class SpanChecker : public AttentionHooks {
         }
       for (int64_t t = 0; t < len; ++t) z += std::exp(logit[t] - mx);
       for (int64_t t = 0; t < len; ++t)
-        ASSERT_NEAR(probs[h * len + t], std::exp(logit[t] - mx) / z, 2e-5) << "head " << h << " t " << t;
+        ASSERT_NEAR(probs[h * len + t], std::exp(logit[t] - mx) / z, 2e-5)
+            << "head " << h << " t " << t;
     }
     p_->ObserveDecode(step, probs);
   }
@@ -139,7 +141,8 @@ TEST(DecoderHooksTest, SparsePoliciesAttendExactlyTheirSpans) {
     // Sparse attention changes the logits (600 tokens, budget 256), but not wildly.
     double diff = 0;
     for (size_t i = 0; i < logits.size(); ++i)
-      for (size_t v = 0; v < logits[i].size(); ++v) diff = std::max(diff, double(std::abs(logits[i][v] - plain[i][v])));
+      for (size_t v = 0; v < logits[i].size(); ++v)
+        diff = std::max(diff, double(std::abs(logits[i][v] - plain[i][v])));
     EXPECT_GT(diff, 0.0) << name;
   }
 }
@@ -184,7 +187,8 @@ class PredictorChecker : public AttentionHooks {
       AttentionHistory h = p_->history(step.layer, g);
       h.Widen(l.history_blocks);
       std::vector<float> scores(l.num_candidates());
-      cnn_->Predict(h.data() + l.cand_begin, h.rows(), l.num_candidates(), h.cols(), scores.data(), ws_);
+      cnn_->Predict(h.data() + l.cand_begin, h.rows(), l.num_candidates(), h.cols(), scores.data(),
+                    ws_);
       std::vector<int64_t> top = TopK(scores, l.num_select);
       for (int64_t& b : top) b += l.cand_begin;
       want[g] = SpansFor(p_->config(), step.context_len, top);
@@ -193,7 +197,9 @@ class PredictorChecker : public AttentionHooks {
     EXPECT_EQ(*spans, want) << "layer " << step.layer << " len " << step.context_len;
     ++checked_;
   }
-  void ObserveDecode(const DecodeStep& step, const float* probs) override { p_->ObserveDecode(step, probs); }
+  void ObserveDecode(const DecodeStep& step, const float* probs) override {
+    p_->ObserveDecode(step, probs);
+  }
   bool WantsProbabilities() const override { return true; }
   int64_t PrefillRowsWanted() const override { return p_->PrefillRowsWanted(); }
   void ObservePrefill(int64_t layer, int64_t prompt_len, int64_t rows, int64_t num_heads,

@@ -31,7 +31,7 @@ class BlockKeySummary {
   // q . mean key of the block (the mean of q . k over its tokens).
   float MeanDot(int64_t b, const float* q) const;
   // The CUDA offload path's estimate of the block's largest q . k from min/max alone
-  // (runtime/cuda/offload_kernels.h, kCenterL2): q . c + sqrt(sum_j (q_j r_j)^2) with
+  // (backends/cuda/offload_kernels.h, kCenterL2): q . c + sqrt(sum_j (q_j r_j)^2) with
   // centre c = (min + max) / 2 and half-range r = (max - min) / 2.
   float CenterL2(int64_t b, const float* q) const;
 

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <random>
 
-#include "runtime/cpu/cpu_decoder.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "runtime/dtype.h"
 #include "runtime/testing/safetensors_writer.h"
 

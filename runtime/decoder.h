@@ -1,5 +1,5 @@
 // The backend-neutral face of a loaded model: sequences with their KV caches, prefill,
-// and batched decode. The CPU reference (runtime/cpu) and the CUDA backend implement it;
+// and batched decode. The CPU reference (backends/cpu) and the CUDA backend implement it;
 // generation, the scheduler and the evaluation harness are written against it.
 #ifndef APRUNTIME_RUNTIME_DECODER_H_
 #define APRUNTIME_RUNTIME_DECODER_H_

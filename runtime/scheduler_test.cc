@@ -9,9 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/cpu/cpu_decoder.h"
 #include "runtime/generation.h"
 
 namespace apr {
@@ -308,13 +308,13 @@ TEST(SchedulerTest, ThreadServesConcurrentSubmitters) {
 }
 
 TEST(PromptPartsTest, ChunksWithTheShortTailJoined) {
-  EXPECT_EQ(NextPromptPartEnd(1000, 0, 0), 1000);     // no chunking
+  EXPECT_EQ(NextPromptPartEnd(1000, 0, 0), 1000);  // no chunking
   EXPECT_EQ(NextPromptPartEnd(1000, 0, 256), 256);
   EXPECT_EQ(NextPromptPartEnd(1000, 512, 256), 768);  // 232 left: a part of its own
   EXPECT_EQ(NextPromptPartEnd(1000, 768, 256), 1000);
-  EXPECT_EQ(NextPromptPartEnd(300, 0, 256), 300);     // a 44-token tail joins
-  EXPECT_EQ(NextPromptPartEnd(319, 0, 256), 319);     // 63 left: joins
-  EXPECT_EQ(NextPromptPartEnd(320, 0, 256), 256);     // 64 = kHistoryRows left: a part
+  EXPECT_EQ(NextPromptPartEnd(300, 0, 256), 300);  // a 44-token tail joins
+  EXPECT_EQ(NextPromptPartEnd(319, 0, 256), 319);  // 63 left: joins
+  EXPECT_EQ(NextPromptPartEnd(320, 0, 256), 256);  // 64 = kHistoryRows left: a part
   EXPECT_EQ(NextPromptPartEnd(256, 0, 256), 256);
   EXPECT_EQ(NextPromptPartEnd(10, 0, 256), 10);
 }
@@ -333,8 +333,8 @@ TEST(SchedulerTest, ChunkedAdmissionInterleavesWithDecodeSteps) {
   ASSERT_TRUE(s.Submit(Request(long_prompt, 2, &b)).ok());
   s.RunOnce();
   s.RunOnce();
-  EXPECT_THAT(engine.calls, ElementsAre("part 1:3", "step 1", "part 2:100", "step 1",
-                                        "part 2:150", "step 2"));  // 50-token tail joined
+  EXPECT_THAT(engine.calls, ElementsAre("part 1:3", "step 1", "part 2:100", "step 1", "part 2:150",
+                                        "step 2"));  // 50-token tail joined
   RunAll(s);
   ASSERT_TRUE(b.result.ok()) << b.result.status();
   EXPECT_THAT(b.streamed, ElementsAre(1250, 1251));
@@ -349,7 +349,8 @@ TEST(SchedulerTest, ChunkBudgetIsSharedByShortPrompts) {
   FakeEngine engine;
   std::vector<Outcome> out(4);  // outlives the scheduler, whose Stop() still reports
   Scheduler s(engine, {.max_batch_size = 8, .prefill_chunk_tokens = 100});
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(s.Submit(Request(std::vector<int32_t>(30, i), 1, &out[i])).ok());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(s.Submit(Request(std::vector<int32_t>(30, i), 1, &out[i])).ok());
   ASSERT_TRUE(s.Submit(Request(std::vector<int32_t>(200, 9), 3, &out[3])).ok());
   s.RunOnce();
   s.RunOnce();
@@ -405,8 +406,7 @@ TEST(SchedulerTest, PrefillShareIsBoundedWhileSequencesRun) {
     ++steps;
   };
   Outcome a, b;
-  Scheduler s(engine, {.max_batch_size = 4, .prefill_chunk_tokens = 100,
-                       .max_prefill_share = 0.5});
+  Scheduler s(engine, {.max_batch_size = 4, .prefill_chunk_tokens = 100, .max_prefill_share = 0.5});
   ASSERT_TRUE(s.Submit(Request({1}, 1000, &a)).ok());
   s.RunOnce();  // a runs: from here on parts are throttled
   part_s = step_s = 0;

@@ -1,7 +1,6 @@
 // DecoderStepEngine's recovery from a lost KV store: sequences rebuilt from their token
 // histories continue with exactly the uninterrupted run's tokens; a store that stays
 // down fails the step cleanly; other errors are not retried.
-#include "base/status_macros.h"
 #include "runtime/step_engine.h"
 
 #include <cstring>
@@ -10,9 +9,10 @@
 #include <tuple>
 #include <vector>
 
+#include "backends/cpu/cpu_decoder.h"
+#include "backends/cpu/kv_offload_io.h"
+#include "base/status_macros.h"
 #include "gtest/gtest.h"
-#include "runtime/cpu/cpu_decoder.h"
-#include "runtime/cpu/kv_offload_io.h"
 #include "runtime/generation.h"
 
 namespace apr {

@@ -16,11 +16,11 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "predictor/cnn.h"
 #include "predictor/eval/eval_util.h"
 #include "predictor/policy.h"
 #include "predictor/recorder.h"
-#include "runtime/cpu/cpu_decoder.h"
 #include "runtime/model_path.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -71,7 +71,8 @@ int Main(int argc, char** argv) {
   const int64_t steps = absl::GetFlag(FLAGS_steps), lo = absl::GetFlag(FLAGS_min_prompt),
                 hi = absl::GetFlag(FLAGS_max_prompt);
   if (lo < 1 || hi < lo || hi + steps > (*dec)->config().max_position_embeddings)
-    return Fail(absl::InvalidArgumentError("need 1 <= min_prompt <= max_prompt and max_prompt + steps <= context"));
+    return Fail(absl::InvalidArgumentError(
+        "need 1 <= min_prompt <= max_prompt and max_prompt + steps <= context"));
 
   std::optional<PredictorCnn> cnn;
   const std::string policy_name = absl::GetFlag(FLAGS_policy);
@@ -95,7 +96,8 @@ int Main(int argc, char** argv) {
   std::vector<size_t> order(docs->size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), rng);
-  const int32_t bos = *(*tok)->TokenToId("<|begin_of_text|>"), eos = *(*tok)->TokenToId("<|end_of_text|>");
+  const int32_t bos = *(*tok)->TokenToId("<|begin_of_text|>"),
+                eos = *(*tok)->TokenToId("<|end_of_text|>");
   std::vector<int32_t> stream;
   for (size_t i : order) {
     if (static_cast<int64_t>(stream.size()) >= absl::GetFlag(FLAGS_stream_tokens)) break;
@@ -109,10 +111,11 @@ int Main(int argc, char** argv) {
   std::printf("record: %zu-token stream from %s\n", stream.size(), corpus.c_str());
 
   const SelectionConfig sel = po.selection;
-  auto writer = TraceWriter::Create(ResolveUserPath(out),
-                                    TraceHeader{static_cast<uint32_t>(sel.block), static_cast<uint32_t>(sel.history),
-                                                static_cast<uint32_t>(po.dims.num_layers),
-                                                static_cast<uint32_t>(po.dims.num_kv_heads)});
+  auto writer = TraceWriter::Create(
+      ResolveUserPath(out),
+      TraceHeader{static_cast<uint32_t>(sel.block), static_cast<uint32_t>(sel.history),
+                  static_cast<uint32_t>(po.dims.num_layers),
+                  static_cast<uint32_t>(po.dims.num_kv_heads)});
   if (!writer.ok()) return Fail(writer.status());
   const double start = Now();
   std::vector<float> logits;
@@ -123,18 +126,20 @@ int Main(int argc, char** argv) {
     if (!policy_name.empty()) policy = *MakePolicy(policy_name, po);
     TraceRecorder rec(sel, po.dims, static_cast<AttentionPredictorPolicy*>(policy.get()));
     auto seq = (*dec)->NewSequence(&rec);
-    if (absl::Status s = (*dec)->Prefill(*seq, absl::MakeConstSpan(&stream[at], prompt), &logits); !s.ok())
+    if (absl::Status s = (*dec)->Prefill(*seq, absl::MakeConstSpan(&stream[at], prompt), &logits);
+        !s.ok())
       return Fail(s);
     for (int64_t k = 0; k < steps; ++k) {
-      if (absl::Status s = (*dec)->Decode(*seq, stream[at + prompt + k], &logits); !s.ok()) return Fail(s);
+      if (absl::Status s = (*dec)->Decode(*seq, stream[at + prompt + k], &logits); !s.ok())
+        return Fail(s);
     }
     for (const Track& t : rec.TakeTracks(static_cast<uint32_t>(n))) {
       if (absl::Status s = (*writer)->Write(t); !s.ok()) return Fail(s);
     }
-    std::printf("record: %lld/%lld prompt %lld at %lld, %.1f MB, %.0f s\n",
-                static_cast<long long>(n + 1), static_cast<long long>(absl::GetFlag(FLAGS_sequences)),
-                static_cast<long long>(prompt), static_cast<long long>(at),
-                (*writer)->bytes_written() / 1e6, Now() - start);
+    std::printf(
+        "record: %lld/%lld prompt %lld at %lld, %.1f MB, %.0f s\n", static_cast<long long>(n + 1),
+        static_cast<long long>(absl::GetFlag(FLAGS_sequences)), static_cast<long long>(prompt),
+        static_cast<long long>(at), (*writer)->bytes_written() / 1e6, Now() - start);
     std::fflush(stdout);
   }
   if (absl::Status s = (*writer)->Close(); !s.ok()) return Fail(s);

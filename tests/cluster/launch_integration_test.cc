@@ -15,12 +15,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "cluster/client.h"
 #include "cluster/process.h"
 #include "cluster/serving.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/cpu/cpu_decoder.h"
 #include "runtime/generation.h"
 
 namespace apr::cluster {

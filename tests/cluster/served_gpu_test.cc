@@ -17,9 +17,10 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
-#include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "cluster/client.h"
 #include "cluster/config.h"
 #include "cluster/devices.h"
@@ -28,7 +29,6 @@
 #include "gtest/gtest.h"
 #include "predictor/cnn.h"
 #include "predictor/policy.h"
-#include "runtime/cpu/cpu_decoder.h"
 #include "runtime/generation.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -235,7 +235,8 @@ TEST(ServedGpuTest, EveryPlacementServesTheSameTokens) {
   for (const std::string& c : configs) {
     const absl::Time start = absl::Now();
     served.push_back(Serve(c, prompts));
-    std::fprintf(stderr, "SERVED %s: %.1f s\n", c.c_str(), absl::ToDoubleSeconds(absl::Now() - start));
+    std::fprintf(stderr, "SERVED %s: %.1f s\n", c.c_str(),
+                 absl::ToDoubleSeconds(absl::Now() - start));
   }
 
   ASSERT_EQ(served[0].tokens.size(), prompts.size());
@@ -252,8 +253,9 @@ TEST(ServedGpuTest, EveryPlacementServesTheSameTokens) {
   for (int i = 0; i < kStreams; ++i) {
     const int prefix = CommonPrefix(served[0].tokens[i], reference[i]);
     agreeing += prefix;
-    std::fprintf(stderr, "SERVED stream %d: %zu prompt tokens, GPU = CPU reference for the first %d of %d\n",
-                i, prompts[i].size(), prefix, kMaxTokens);
+    std::fprintf(
+        stderr, "SERVED stream %d: %zu prompt tokens, GPU = CPU reference for the first %d of %d\n",
+        i, prompts[i].size(), prefix, kMaxTokens);
     EXPECT_GE(prefix, kMinCpuPrefix) << "stream " << i;
   }
   EXPECT_GE(agreeing, kMinCpuAgreement * kStreams * kMaxTokens);

@@ -13,14 +13,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "backends/cpu/cpu_decoder.h"
+#include "backends/cpu/kv_offload_io.h"
 #include "gtest/gtest.h"
 #include "kvstore/client/local_tier.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/testing/storage_node_process.h"
 #include "kvstore/testing/strided_policy.h"
 #include "kvstore/tier_kv_offload.h"
-#include "runtime/cpu/cpu_decoder.h"
-#include "runtime/cpu/kv_offload_io.h"
 
 namespace apr::kvstore {
 namespace {

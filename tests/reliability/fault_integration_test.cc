@@ -9,11 +9,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "backends/cpu/cpu_decoder.h"
 #include "cluster/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rpc/worker/v1/worker.grpc.pb.h"
-#include "runtime/cpu/cpu_decoder.h"
 #include "runtime/generation.h"
 #include "tests/reliability/concurrent_streams.h"
 #include "tests/reliability/harness.h"

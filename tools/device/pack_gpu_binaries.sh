@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 DEST=${1:-/work/main/.carry/cuda}
 cd "$ROOT"
-TARGETS=(//runtime/cuda:kernels_test //runtime/cuda:cuda_decoder_test //bench:decode_step_bench)
+TARGETS=(//backends/cuda:kernels_test //backends/cuda:cuda_decoder_test //bench:decode_step_bench)
 bazel build --dynamic_mode=off "${TARGETS[@]}"
 
 STAGE=$(mktemp -d)

@@ -20,10 +20,10 @@ MAIN=$(git -C "$ROOT" worktree list --porcelain | awk 'NR == 1 {print $2}')
 DEST=${1:-$MAIN/.carry/gpu_session}
 cd "$ROOT"
 TARGETS=(
-  //runtime/cuda:offload_kernels_test
-  //runtime/cuda:offload_test
-  //runtime/cuda:kernels_test
-  //runtime/cuda:cuda_decoder_test
+  //backends/cuda:offload_kernels_test
+  //backends/cuda:offload_test
+  //backends/cuda:kernels_test
+  //backends/cuda:cuda_decoder_test
   //bench:decode_step_bench
   //kvstore:storage_node
   //kvstore:gpu_fetcher_test

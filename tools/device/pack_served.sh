@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the served system (launcher, front end, worker, client, storage node), its GPU
-# integration test and the runtime/cuda regression tests here (no GPU needed) and packs
+# integration test and the backends/cuda regression tests here (no GPU needed) and packs
 # them, with the Debian shared libraries they need, for tools/device/served_run.sh on the
 # GPU machine (no Bazel there).
 #
@@ -33,11 +33,11 @@ CLUSTER=(//cluster:worker //cluster:frontend //cluster:launch //cluster:generate
 # The in-process CLI (bin/cli/generate), which generate_gpu_test runs.
 CLUSTER+=(//cli:generate)
 TESTS=(//tests/cluster:served_gpu_test //cli:generate_gpu_test
-  //runtime/cuda:trained_predictor_test
-  //runtime/cuda:offload_test
-  //runtime/cuda:cuda_decoder_test //runtime/cuda:kernels_test
-  //runtime/cuda:offload_kernels_test //runtime/cuda:argmax_rows_test
-  //runtime/cuda:family_kernels_test)
+  //backends/cuda:trained_predictor_test
+  //backends/cuda:offload_test
+  //backends/cuda:cuda_decoder_test //backends/cuda:kernels_test
+  //backends/cuda:offload_kernels_test //backends/cuda:argmax_rows_test
+  //backends/cuda:family_kernels_test)
 [ -n "${APR_PACK_TESTS:-}" ] && read -r -a TESTS <<<"$APR_PACK_TESTS"
 TESTS+=(//bench:chunked_admission_bench //bench:real_reuse_bench)
 TESTS+=(//bench:served_bench //bench:decode_step_bench //tools/model:make_random_llama)

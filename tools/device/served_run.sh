@@ -5,7 +5,7 @@
 #      offload_host and offload_remote in turn; concurrent greedy streams must get the same
 #      tokens under every placement and agree with the CPU reference (docs/CLUSTER.md);
 #   2. a smoke run of the same three configs through the `generate` client (text kept);
-#   3. the regression tests of runtime/cuda (kernels, decoder, offload);
+#   3. the regression tests of backends/cuda (kernels, decoder, offload);
 #   generate (when asked): cli:generate_gpu_test, the in-process `generate` binary
 #      with --device cuda:0 against --device cpu (greedy tokens, errors, load and prefill
 #      lines).

@@ -4,7 +4,7 @@
 # machine with python3 + torch + transformers + safetensors (the GPU machine; runs on its CPU).
 #
 #   bash tools/goldens/make_family_goldens.sh OUT      (from the repository root)
-#   cp -r OUT/* tests/golden/                          (then: bazel test //runtime/cpu:cpu_decoder_golden_test)
+#   cp -r OUT/* tests/golden/                          (then: bazel test //backends/cpu:cpu_decoder_golden_test)
 #
 # OUT gets models/<name>/ and <name>.logits.safetensors, the layout of tests/golden/, plus
 # versions-families.txt. Prompt lengths: past each model's window or original RoPE length
