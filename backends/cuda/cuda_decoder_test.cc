@@ -15,7 +15,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -37,14 +36,21 @@ namespace {
 // 5e-3 (measured: golden 4.9e-3, against the CPU decoder 5.4e-3), so it gets ~3x margin.
 constexpr double kRandomModelTol = 5e-2;
 constexpr double kModelTol = 1.5e-2;  // models/apr-tiny
+// tiny-llama-longrope's attention factor (sqrt(1.5)) scales q.k by 1.5, and one position of
+// its 40-token prompt (26) is far more sensitive to rounding than the rest: the H100 gave
+// 9.2e-2 there (every other position and prompt <= 4.2e-2) with the arg max unchanged.
+// tools/goldens/bf16_sensitivity.py, a float32 forward with bf16 rounding at the backend's
+// storage points, also peaks at position 26 (4.2e-2; weights alone 2.7e-2), and the same
+// rounding gives 5.7e-2 on tiny-llama-yarn where the H100 gave 2.3e-2: different legitimate
+// roundings land a factor of 2 apart on these random models. The CPU reference matches this
+// golden within 4.3e-6, so the RoPE formulas are right; the GPU family test compares the
+// same longrope tables against the CPU decoder at 1.2e-2 on other weights.
+constexpr double kLongRopeTol = 1.2e-1;
 
 struct Case {
   std::string golden;
   std::string model;
   double tol;
-  // Made on the GPU machine (tools/goldens/make_family_goldens.sh) after the code that
-  // reads it: skipped, naming the file, until it is committed.
-  bool pending = false;
 };
 
 const Case kCases[] = {
@@ -55,22 +61,20 @@ const Case kCases[] = {
     {"tests/golden/apr-tiny.logits.safetensors", "models/apr-tiny", kModelTol},
     // Issue 20: one model per family / RoPE variant.
     {"tests/golden/tiny-qwen2.logits.safetensors", "tests/golden/models/tiny-qwen2",
-     kRandomModelTol, true},
+     kRandomModelTol},
     {"tests/golden/tiny-qwen3.logits.safetensors", "tests/golden/models/tiny-qwen3",
-     kRandomModelTol, true},
+     kRandomModelTol},
     {"tests/golden/tiny-mistral-sliding.logits.safetensors",
-     "tests/golden/models/tiny-mistral-sliding", kRandomModelTol, true},
+     "tests/golden/models/tiny-mistral-sliding", kRandomModelTol},
     {"tests/golden/tiny-llama-yarn.logits.safetensors", "tests/golden/models/tiny-llama-yarn",
-     kRandomModelTol, true},
+     kRandomModelTol},
     {"tests/golden/tiny-llama-dynamic.logits.safetensors", "tests/golden/models/tiny-llama-dynamic",
-     kRandomModelTol, true},
+     kRandomModelTol},
     {"tests/golden/tiny-llama-longrope.logits.safetensors",
-     "tests/golden/models/tiny-llama-longrope", kRandomModelTol, true},
+     "tests/golden/models/tiny-llama-longrope", kLongRopeTol},
     {"tests/golden/tiny-llama32-tied.logits.safetensors", "tests/golden/models/tiny-llama32-tied",
-     kRandomModelTol, true},
+     kRandomModelTol},
 };
-
-bool Exists(const std::string& path) { return std::ifstream(path).good(); }
 
 struct Prompt {
   std::vector<int32_t> ids;
@@ -131,10 +135,6 @@ class CudaGolden : public ::testing::TestWithParam<Case> {};
 
 TEST_P(CudaGolden, PrefillAndDecodeMatchTransformers) {
   const Case& c = GetParam();
-  if (c.pending && !Exists(c.golden)) {
-    GTEST_SKIP() << c.golden << " is not there yet: bash tools/goldens/make_family_goldens.sh OUT "
-                 << "on a machine with transformers, then copy OUT/* into tests/golden/";
-  }
   auto golden = SafetensorsFile::Open(c.golden);
   ASSERT_TRUE(golden.ok()) << golden.status();
   auto decoder = CudaDecoder::Load(c.model, SmallOptions());
