@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <random>
 #include <vector>
 
 namespace apr {
@@ -31,7 +34,8 @@ TEST(Sampler, GreedyTakesArgMaxAndLowestIdOnTies) {
 }
 
 TEST(Sampler, TemperatureOneIsTheSoftmax) {
-  ExpectDistribution(Sampler(Params(1)).Distribution(kLogits), {{2, 4 / 7.}, {1, 2 / 7.}, {0, 1 / 7.}});
+  ExpectDistribution(Sampler(Params(1)).Distribution(kLogits),
+                     {{2, 4 / 7.}, {1, 2 / 7.}, {0, 1 / 7.}});
 }
 
 TEST(Sampler, TemperatureHalfSquaresTheOdds) {
@@ -85,6 +89,57 @@ TEST(Sampler, RejectsBadParameters) {
   EXPECT_FALSE(ValidateSamplingParams(Params(1, 0, 0.0f)).ok());
   EXPECT_FALSE(ValidateSamplingParams(Params(1, 0, 1.5f)).ok());
   EXPECT_TRUE(ValidateSamplingParams(Params(0.7f, 40, 0.9f)).ok());
+}
+
+// The textbook sampler: sort the whole vocabulary (ties to the lower id), softmax, top-k,
+// top-p, then walk the cumulative sum with the same 53-bit draw. Sampler walks a lazy heap
+// instead and must pick the same ids.
+int32_t ReferenceSample(const std::vector<float>& logits, const SamplingParams& p,
+                        std::mt19937_64& rng) {
+  std::vector<int32_t> ids(logits.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::stable_sort(ids.begin(), ids.end(),
+                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  if (p.top_k > 0 && p.top_k < static_cast<int32_t>(ids.size())) ids.resize(p.top_k);
+  std::vector<double> prob;
+  double sum = 0;
+  for (int32_t id : ids) {
+    prob.push_back(std::exp((logits[id] - logits[ids[0]]) / static_cast<double>(p.temperature)));
+    sum += prob.back();
+  }
+  double mass = 0;
+  size_t cut = 0;
+  while (cut < prob.size()) {
+    mass += prob[cut++] / sum;
+    if (p.top_p < 1.0f && mass >= p.top_p) break;
+  }
+  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
+  double acc = 0;
+  for (size_t i = 0; i < cut; ++i) {
+    acc += prob[i] / sum / (p.top_p < 1.0f ? mass : 1.0);
+    if (u < acc) return ids[i];
+  }
+  return ids[cut - 1];
+}
+
+TEST(Sampler, PicksTheSameIdsAsAFullSortOnRandomRows) {
+  std::mt19937 gen(3);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  const SamplingParams settings[] = {{1.0f, 0, 1.0f, 11},  {0.7f, 0, 0.9f, 12},
+                                     {1.3f, 0, 0.5f, 13},  {0.8f, 50, 1.0f, 14},
+                                     {1.0f, 40, 0.9f, 15}, {2.0f, 1, 1.0f, 16}};
+  for (const SamplingParams& p : settings) {
+    Sampler sampler(p);
+    std::mt19937_64 reference_rng(p.seed);
+    for (int row = 0; row < 200; ++row) {
+      std::vector<float> logits(2000);
+      // Every other row on a coarse grid, so that equal logits (ties) are common.
+      for (float& x : logits) x = row % 2 ? std::round(normal(gen) * 2) / 2 : normal(gen);
+      ASSERT_EQ(sampler.Sample(logits), ReferenceSample(logits, p, reference_rng))
+          << "temperature " << p.temperature << " top_k " << p.top_k << " top_p " << p.top_p
+          << " row " << row;
+    }
+  }
 }
 
 }  // namespace
