@@ -80,6 +80,8 @@ absl::Status CudaDecoder::Init() {
   APR_RETURN_IF_ERROR(AllocateBuffers());
   if (sparse_capable_) APR_RETURN_IF_ERROR(AllocateSparse());
   if (offload_) APR_RETURN_IF_ERROR(InitOffload());
+  // Offloaded dense layers keep their whole KV on the GPU (cuda_decoder_dense_layers.cc).
+  if (offload_ && opt_.sparse.dense_layers > 0) APR_RETURN_IF_ERROR(AllocateDenseLayerPool());
   APR_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return absl::OkStatus();
 }
@@ -141,10 +143,6 @@ absl::Status CudaDecoder::CheckOptions() {
       return absl::InvalidArgumentError(
           "an offloaded KV cache needs sparse attention (sparse.enabled): only the selected "
           "blocks are on the GPU");
-    if (opt_.sparse.dense_layers != 0)
-      return absl::UnimplementedError(
-          "dense_layers with an offloaded KV cache (a dense layer would move its whole cache "
-          "every step)");
     if (cal_source == CalibrationSource::kFullRow && opt_.sparse.calibration_step > 0)
       return absl::InvalidArgumentError(
           "full-row calibration reads every block of the cache: with an offloaded cache it "
@@ -501,6 +499,10 @@ absl::Status CudaDecoder::SetUseGemv(bool use_gemv, int gemv_max_tokens, GemvKer
 absl::Status CudaDecoder::FillPoolRandom(uint64_t seed) {
   APR_RETURN_IF_ERROR(BindDevice());
   APR_CUDA_RETURN_IF_ERROR(FillUniformBf16(pool_.get(), pool_.size(), seed, 1.0f, stream_));
+  if (dense_pool_.size() > 0) {
+    APR_CUDA_RETURN_IF_ERROR(
+        FillUniformBf16(dense_pool_.get(), dense_pool_.size(), seed + 2, 1.0f, stream_));
+  }
   if (local_ != nullptr) {
     // The host pool, written through its mapping (over PCIe).
     APR_CUDA_RETURN_IF_ERROR(FillUniformBf16(

@@ -222,6 +222,19 @@ class CudaDecoder : public Decoder {
   int SparseLayers() const { return config().num_hidden_layers - opt_.sparse.dense_layers; }
   int KBlocksMax() const;
 
+  // --- Dense layers with an offloaded cache (cuda_decoder_dense_layers.cc). ---
+  // Whether layer l attends densely over the dense layers' resident pool.
+  bool DenseLayerResident(int l) const { return offload_ && l < opt_.sparse.dense_layers; }
+  absl::Status AllocateDenseLayerPool();
+  SlotTable DenseLayerTable() const;
+  // After an offloaded Prefill of the part that began at `start`: its dense layers' blocks
+  // from the staging pool into their resident pool.
+  absl::Status KeepDenseLayersResident(CudaSequence& seq, int64_t start);
+  // In a decode step, after dense layer `layer`'s RoPE append: a completed block to the tier.
+  absl::Status DenseLayerWriteBack(int batch, int layer);
+  absl::StatusOr<std::vector<uint16_t>> ReadDenseLayerBlock(const CudaSequence& seq, int layer,
+                                                            int kv_head, int block) const;
+
   // --- Offload (cuda_decoder_offload.cc; the tier side: cuda_decoder_tier.cc). ---
   absl::Status InitOffload();
   // InitOffload's parts: the GPU side (wb_area: the remote write-back slots), then the tier.
@@ -331,6 +344,11 @@ class CudaDecoder : public Decoder {
   bool summary_calibration_ = false;
   DeviceBuffer<__nv_bfloat16> key_summary_;
   DeviceBuffer<float> attn_ml_;
+  // Offloaded with dense layers: their whole KV, resident ([sequence slots][max_blocks]
+  // groups of dense_layers * kv_heads slots; dense_table_ maps slot s's block b to group
+  // s * max_blocks + b).
+  DeviceBuffer<__nv_bfloat16> dense_pool_;
+  DeviceBuffer<int32_t> dense_table_;
   // The pool prefill writes into: pool_ when resident, a staging pool when offloaded.
   __nv_bfloat16* prefill_pool_ = nullptr;
 

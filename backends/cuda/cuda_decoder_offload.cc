@@ -331,6 +331,7 @@ CachePlanArgs CudaDecoder::PlanArgs(int batch, int first, int count) const {
   pa.reuse = opt_.offload.reuse_cached_blocks;
   pa.fetch_src = fetch_src_.get() + int64_t{first} * max_fetch_;
   pa.fetch_dst = fetch_dst_.get() + int64_t{first} * max_fetch_;
+  pa.sel_first_layer = opt_.sparse.dense_layers;
   pa.fetch_count = fetch_count_.get() + first;
   pa.max_fetch = max_fetch_;
   pa.scratch = plan_scratch_.get();
@@ -371,8 +372,8 @@ absl::Status CudaDecoder::PrefetchLayers(int B, int first, int count, const Step
     APR_RETURN_IF_ERROR(predictor_->ForkSideStream(first, stream_));
     s = predictor_->side_stream();
   }
-  APR_RETURN_IF_ERROR(
-      predictor_->PredictFor(PredictArgs(B, key.predict_cols, key.recompute, first, count), s));
+  APR_RETURN_IF_ERROR(predictor_->PredictFor(
+      PredictArgs(B, key.predict_cols, key.recompute, first - opt_.sparse.dense_layers, count), s));
   // The group's counts are adjacent: one memset each. Their previous readers (the
   // previous step's fetches of these layers) are done: this step's attention of each of
   // these layers waited for them.
@@ -431,9 +432,9 @@ absl::Status CudaDecoder::FinishStepFetches(bool eager) {
     // A captured step must rejoin the copy stream: the fetches for the next step complete
     // within this one. Stalls: the layers whose fetch is not done when the compute stream
     // gets here.
-    const int L = config().num_hidden_layers;
+    const int L = config().num_hidden_layers, dl = opt_.sparse.dense_layers;
     APR_CUDA_RETURN_IF_ERROR(
-        LaunchStallProbe(issued_.get(), done_.get(), 0, L, counters_.get(), stream_));
+        LaunchStallProbe(issued_.get(), done_.get(), dl, L - dl, counters_.get(), stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(copy_join_, copy_stream_));
     APR_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, copy_join_, 0));
   }
@@ -578,7 +579,7 @@ absl::Status CudaDecoder::InitialFetch(CudaSequence& seq) {
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                            cudaMemcpyHostToDevice, stream_));
   const int64_t bb = BlockBytes();
-  for (int l = 0; l < L; ++l) {
+  for (int l = opt_.sparse.dense_layers; l < L; ++l) {  // dense layers are resident
     APR_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(fetch_count_.get() + l, 0, sizeof(int32_t), stream_));
     const CachePlanArgs pa = PlanArgs(1, l, 1);
     APR_CUDA_RETURN_IF_ERROR(LaunchCachePlan(pa, stream_));
@@ -722,6 +723,8 @@ absl::StatusOr<std::vector<uint16_t>> CudaDecoder::ReadKvBlock(Sequence& base, i
     int32_t where = -1;
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(&where, cache_where_.get() + img * max_blocks_ + block,
                                         sizeof(where), cudaMemcpyDeviceToHost));
+  if (!from_tier && DenseLayerResident(layer))
+    return ReadDenseLayerBlock(seq, layer, kv_head, block);
     if (where < 0) return absl::NotFoundError("the block is not in the GPU block cache");
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(out.data(),
                                         pool_.get() + (img * cache_slots_ + where) * (bb / 2), bb,

@@ -30,7 +30,8 @@ struct SparseOptions {
   // reference does); 0: never.
   int calibration_step = kDefaultCalibrationStep;
   // The first n layers always attend densely and keep no history (the reference's
-  // skip_2layer is 2).
+  // skip_2layer is 2). With an offloaded cache their whole KV stays in GPU memory
+  // (docs/CUDA.md "Dense layers with an offloaded cache").
   int dense_layers = 0;
   CalibrationSource calibration_source = CalibrationSource::kAuto;
   SummaryEstimate summary_estimate = SummaryEstimate::kCenterL2;
@@ -63,9 +64,9 @@ struct CudaDecoderOptions {
   SparseOptions sparse;
   // Resident (every block in GPU memory) or offloaded to the storage tier, with the GPU
   // slot pool as a block cache filled by cross-token prefetch (docs/CUDA.md "KV offload").
-  // Offload needs sparse attention (sparse.enabled, dense_layers 0); a prompt prefilled in
-  // several Prefill calls keeps its blocks in a staging pool on the GPU until its first
-  // decode step (no Prefill after it); the predictor's history comes from the last call's
+  // Offload needs sparse attention (sparse.enabled; dense layers stay resident); a prompt
+  // prefilled in several Prefill calls keeps its blocks in a staging pool on the GPU until
+  // its first decode step (no Prefill after it); the predictor's history comes from the last call's
   // last rows, so its last part should hold kHistoryRows tokens (NextPromptPartEnd in
   // runtime/scheduler.h does); offload-remote runs eagerly (no graphs: the host issues the UCX
   // gets of each layer's fetch list).

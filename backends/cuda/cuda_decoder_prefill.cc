@@ -125,7 +125,8 @@ absl::Status CudaDecoder::Prefill(Sequence& base, absl::Span<const int32_t> toke
   seq.len = start + n;
   if (sparse_capable_) APR_RETURN_IF_ERROR(HistoryAfterPrefill(seq, start, hist_rows, save_from));
   if (offload_) {
-    absl::Status s = OffloadAfterPrefill(seq, seq.staging.get());
+    absl::Status s = KeepDenseLayersResident(seq, start);
+    if (s.ok()) s = OffloadAfterPrefill(seq, seq.staging.get());
     prefill_pool_ = nullptr;
     APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
     if (!s.ok()) {  // the sequence cannot continue: only a new one can be prefilled

@@ -125,7 +125,11 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     const CudaLayerWeights& lw = weights_->layer(l);
     APR_RETURN_IF_ERROR(QkvProjection(lw, B));
     APR_CUDA_RETURN_IF_ERROR(LaunchRopeAppend(StepRopeArgs(B, l), stream_));
-    if (offload_) APR_RETURN_IF_ERROR(WaitLayerFetch(l, eager));
+    if (DenseLayerResident(l)) {
+      APR_RETURN_IF_ERROR(DenseLayerWriteBack(B, l));  // no fetch: its KV is resident
+    } else if (offload_) {
+      APR_RETURN_IF_ERROR(WaitLayerFetch(l, eager));
+    }
     APR_RETURN_IF_ERROR(EnqueueStepAttention(key, l));
     APR_RETURN_IF_ERROR(PredictAfterLayer(key, l, eager));
     APR_RETURN_IF_ERROR(OProjAndMlp(lw, B));
@@ -168,7 +172,12 @@ RopeAppendArgs CudaDecoder::StepRopeArgs(int batch, int layer) const {
   const int ms = opt_.max_sequences;
   const int32_t* d = d_step_.get();
   RopeAppendArgs ra = RopeArgs(batch, layer, d + kPositions * ms, d + kSeqSlots * ms, pool_.get());
-  if (offload_) ra.cache = Cache();
+  if (DenseLayerResident(layer)) {
+    ra.pool = dense_pool_.get();
+    ra.table = DenseLayerTable();
+  } else if (offload_) {
+    ra.cache = Cache();
+  }
   if (summary_calibration_) {
     ra.key_summary = key_summary_.get();
     ra.summary_layers = config().num_hidden_layers;
@@ -203,6 +212,10 @@ PagedDecodeArgs CudaDecoder::DecodeAttentionArgs(const StepKey& key, int l) cons
   pa.part_o = part_o_.get();
   pa.part_ml = part_ml_.get();
   pa.out = attn_.get();
+  if (DenseLayerResident(l)) {
+    pa.pool = dense_pool_.get();
+    pa.table = DenseLayerTable();
+  }
   if (l >= first_sparse) {
     const int li = l - first_sparse;
     pa.lists.counts = list_counts_.get() + int64_t{li} * ms * nkv;
@@ -284,10 +297,12 @@ absl::Status CudaDecoder::PredictAfterLayer(const StepKey& key, int l, bool eage
   const int B = key.batch, L = config().num_hidden_layers;
   const int first_sparse = FirstListedLayer(key);
   const int group = opt_.offload.predict_group_layers;
-  if (offload_ && ((l + 1) % group == 0 || l == L - 1)) {
+  // Offloaded, the groups count the sparse layers (the dense ones are not predicted).
+  const int ls = l - opt_.sparse.dense_layers;
+  if (offload_ && ls >= 0 && ((ls + 1) % group == 0 || l == L - 1)) {
     // Predict the group's blocks for the next step, plan the cache, start the fetch:
     // one launch each for `group` layers (docs/CUDA.md "KV offload").
-    const int first = l / group * group;
+    const int first = opt_.sparse.dense_layers + ls / group * group;
     APR_RETURN_IF_ERROR(PrefetchLayers(B, first, l - first + 1, key, eager));
   } else if (key.predict && OverlapPredictor(B) && l >= first_sparse) {
     // The history rows of this layer and the one before are written: their CNN scores on

@@ -27,7 +27,7 @@ int64_t GpuMemoryEstimate::ResidentTotal() const {
 }
 
 int64_t GpuMemoryEstimate::OffloadTotal() const {
-  return weights + offload_cache + predictor_state + kGpuReserveBytes;
+  return weights + offload_cache + offload_dense_kv + predictor_state + kGpuReserveBytes;
 }
 
 GpuMemoryEstimate EstimateGpuMemory(const ModelConfig& c, const MemoryShape& s) {
@@ -45,6 +45,8 @@ GpuMemoryEstimate EstimateGpuMemory(const ModelConfig& c, const MemoryShape& s) 
   e.host_kv = e.resident_kv;
   const int64_t slots = MaxListLength(PredictedBlocks(s.budget_tokens)) + s.extra_cache_slots;
   e.offload_cache = images * std::min(blocks, slots) * block_bytes;
+  const int64_t dense = std::clamp<int64_t>(s.dense_layers, 0, L);
+  e.offload_dense_kv = e.resident_kv / L * dense;
   if (s.sparse) {
     // History ring and the CNN's kept R rows (float, kHistoryRing rows each), the CNN's
     // column sums and each block's pooled maximum per query head.
@@ -68,6 +70,9 @@ std::string Parts(const GpuMemoryEstimate& e, bool offloaded) {
   return absl::StrCat(
       "weights ", GiB(e.weights), " + ", offloaded ? "GPU block cache " : "KV cache ",
       GiB(offloaded ? e.offload_cache : e.resident_kv),
+      offloaded && e.offload_dense_kv > 0
+          ? absl::StrCat(" + dense layers' KV ", GiB(e.offload_dense_kv))
+          : "",
       e.predictor_state > 0 ? absl::StrCat(" + predictor state ", GiB(e.predictor_state)) : "",
       " + reserve ", GiB(kGpuReserveBytes), " = ",
       GiB(offloaded ? e.OffloadTotal() : e.ResidentTotal()));

@@ -21,6 +21,8 @@ struct MemoryShape {
   bool sparse = false;  // the predictor's per-sequence state (history, CNN sums)
   int budget_tokens = kDefaultBudgetTokens;
   int extra_cache_slots = 16;  // OffloadOptions::extra_cache_slots
+  // SparseOptions::dense_layers: offloaded, these layers' whole KV stays on the GPU.
+  int dense_layers = 0;
 };
 
 // Bytes by part. Estimates, not an allocator's account: activations, cuBLAS and CUDA's
@@ -29,10 +31,12 @@ struct GpuMemoryEstimate {
   int64_t weights = 0;            // bf16 weights of this rank
   int64_t resident_kv = 0;        // the whole KV cache in GPU memory
   int64_t offload_cache = 0;      // the GPU block cache of an offloaded KV cache
+  int64_t offload_dense_kv = 0;   // offloaded: the dense layers' whole KV, resident
   int64_t predictor_state = 0;    // attention history and CNN state (sparse only)
   int64_t host_kv = 0;            // the KV cache in the storage tier (offloaded)
   int64_t ResidentTotal() const;  // weights + resident KV + predictor state + reserve
-  int64_t OffloadTotal() const;   // weights + block cache + predictor state + reserve
+  // weights + block cache + dense layers' KV + predictor state + reserve
+  int64_t OffloadTotal() const;
 };
 
 // Activations, cuBLAS workspace, graphs and the CUDA context: measured well under this on

@@ -25,6 +25,22 @@ ModelConfig Llama31_8B() {
   return c;
 }
 
+// Offloaded with the first 2 layers dense (the reference's skip_2layer): their whole KV
+// stays on the GPU, 2 / 32 of the full cache (1 GiB of one 128K sequence's 16 GiB), and
+// the "does not fit" message names it.
+TEST(MemoryEstimate, DenseLayersOfAnOffloadedCacheAreResident) {
+  MemoryShape s;
+  s.max_sequences = 1;
+  s.dense_layers = 2;
+  const GpuMemoryEstimate e = EstimateGpuMemory(Llama31_8B(), s);
+  EXPECT_EQ(e.offload_dense_kv, 1 * kGiB);
+  EXPECT_EQ(e.OffloadTotal() - e.weights - e.offload_cache - kGpuReserveBytes, 1 * kGiB);
+  EXPECT_EQ(e.resident_kv, 16 * kGiB);  // resident: the dense layers are part of it already
+  EXPECT_EQ(EstimateGpuMemory(Llama31_8B(), MemoryShape{.max_sequences = 1}).offload_dense_kv, 0);
+  const absl::Status st = CheckFits(e, /*offloaded=*/true, 4 * kGiB);
+  EXPECT_THAT(st.message(), HasSubstr("dense layers' KV 1.0 GiB"));
+}
+
 // The weights of apr-tiny as its checkpoint stores them (bf16): the sum of its tensors.
 TEST(MemoryEstimate, WeightsOfAprTinyEqualItsCheckpoint) {
   auto config = LoadModelConfig("models/apr-tiny/config.json");

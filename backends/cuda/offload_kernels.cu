@@ -58,7 +58,8 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
   int32_t* where = a.cache.where + img * a.cache.max_blocks;
   int32_t* tags = a.cache.tags + img * C;
   const int64_t sel_img =
-      (static_cast<int64_t>(seq) * a.sel.num_layers + layer) * a.sel.kv_heads + g;
+      (static_cast<int64_t>(seq) * a.sel.num_layers + layer - a.sel_first_layer) * a.sel.kv_heads +
+      g;
   const int nsel = a.sel.counts[sel_img];
   Wanted w;
   w.sel = a.sel.blocks + sel_img * a.sel.stride;

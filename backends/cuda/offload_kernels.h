@@ -56,6 +56,9 @@ struct CachePlanArgs {
   const int32_t* next_lens = nullptr;  // [batch] context length of the step planned for
   const int32_t* seq_slots = nullptr;  // [batch]
   Selection sel;                       // made for next_lens (checked; *error otherwise)
+  // sel's layer 0 is this model layer (SparseOptions::dense_layers: the dense layers are
+  // not predicted); `layer` and the cache count the model's layers.
+  int sel_first_layer = 0;
   CacheMap cache;
   // Tier slot of every complete block: [sequence slots][max_blocks][layers][kv_heads].
   uint32_t* tier = nullptr;

@@ -132,6 +132,10 @@ DecodeRun Decode(const Model& m, const CudaDecoderOptions& o, bool record_lists 
     if (record_lists) {
       r.lists.emplace_back();
       for (int l = 0; l < static_cast<int>(dec.config().num_hidden_layers); ++l) {
+        if (l < dec.sparse().dense_layers) {  // dense: no list
+          r.lists.back().emplace_back();
+          continue;
+        }
         auto b = dec.LastBlockLists(l);
         if (!b.ok()) {
           r.status = b.status();
@@ -331,6 +335,67 @@ TEST(Offload, PromptInPartsMatches) {
   }
 }
 
+// The reference's skip_2layer with an offloaded cache: the first 2 layers attend densely
+// over their resident KV (cuda_decoder_dense_layers.cc), the others over fetched blocks.
+// Same bytes, same kernels as the resident cache with dense_layers 2, so bit-identical
+// logits and the same selections; the tier still holds every layer's complete blocks
+// (the dense layers' written from their resident pool); only the sparse layers wait for
+// fetches. Local (graphs, eager, a prompt in unaligned parts) and remote.
+TEST(Offload, DenseLayersStayResident) {
+  auto node = StartNode(AprTiny().block_bytes, "tcp");
+  ASSERT_NE(node, nullptr);
+  for (int model = 0; model < 2; ++model) {
+    Model m = model == 0 ? AprTiny() : TinyLlama3();
+    CudaDecoderOptions base = SparseOptions();
+    base.sparse.dense_layers = 2;
+    struct Variant {
+      std::string name;
+      KvPlacement placement;
+      bool graphs;
+      std::vector<int> parts;
+    };
+    std::vector<Variant> variants = {{"local, graphs", KvPlacement::kHost, true, {}},
+                                     {"local, eager", KvPlacement::kHost, false, {}},
+                                     {"local, graphs, parts 250+262+rest",
+                                      KvPlacement::kHost,
+                                      true,
+                                      {250, 262, m.prompt - 512}}};
+    if (model == 0) variants.push_back({"remote tcp", KvPlacement::kRemote, false, {}});
+    for (const Variant& v : variants) {
+      SCOPED_TRACE(absl::StrCat(m.dir, ", ", v.name));
+      Model pm = m;
+      pm.parts = v.parts;
+      DecodeRun resident = Decode(pm, base, /*record_lists=*/true);
+      ASSERT_TRUE(resident.status.ok()) << resident.status;
+      CudaDecoderOptions o = base;
+      o.placement = v.placement;
+      o.use_graphs = v.graphs;
+      if (v.placement == KvPlacement::kRemote) {
+        o.offload.remote_address = node->address();
+        o.offload.ucx_tls = "tcp";
+      }
+      DecodeRun off = Decode(pm, o, /*record_lists=*/true);
+      ASSERT_TRUE(off.status.ok()) << off.status;
+      const int diffs = BitDifferences(off, resident);
+      EXPECT_EQ(diffs, 0) << "logits differ from the resident cache's";
+      EXPECT_EQ(off.lists, resident.lists) << "the selections differ";
+      const int64_t checked = CheckTierEqualsResident(off, resident);
+      const OffloadStats st = off.decoder->offload_stats();
+      const int L = off.decoder->config().num_hidden_layers;
+      const int nkv = off.decoder->config().num_key_value_heads;
+      EXPECT_EQ(checked, int64_t{L} * nkv * (off.seq->length() / kBlockTokens))
+          << "every complete block of every layer in the tier";
+      EXPECT_EQ(st.blocks_written, checked) << "every complete block written once";
+      EXPECT_EQ(st.prefetch_waits, int64_t{m.steps} * (L - 2)) << "dense layers never wait";
+      std::printf(
+          "dense_layers 2, %s %s: %d of %zu steps' logits differ from resident; %ld tier "
+          "blocks equal (dense layers' included)\n",
+          m.dir.c_str(), v.name.c_str(), diffs, off.logits.size(), long(checked));
+      PrintStats(v.name.c_str(), st, m.steps);
+    }
+  }
+}
+
 // The device plan's counts equal a CPU model's (cache_plan.h) fed with the same wanted
 // sets: the cache fetches exactly the difference. A small cache forces evictions.
 TEST(Offload, CacheFetchesOnlyTheDifference) {
@@ -409,9 +474,9 @@ TEST(Offload, RejectsWhatItCannotDo) {
   }
   {
     CudaDecoderOptions x = o;
-    x.sparse.dense_layers = 1;
+    x.sparse.dense_layers = 6;  // apr-tiny has 6 layers: none would be sparse
     EXPECT_EQ(CudaDecoder::Load("models/apr-tiny", x).status().code(),
-              absl::StatusCode::kUnimplemented);
+              absl::StatusCode::kInvalidArgument);
   }
   {
     CudaDecoderOptions x = o;
