@@ -32,7 +32,7 @@ CLUSTER=(//cluster:worker //cluster:frontend //cluster:launch //cluster:generate
   //kvstore:storage_node)
 # The in-process CLI (bin/cli/generate), which generate_gpu_test runs.
 CLUSTER+=(//cli:generate)
-TESTS=(//tests/cluster:served_gpu_test //cli:generate_gpu_test
+TESTS=(//tests/cluster:served_gpu_test //cli:generate_gpu_test //tests/cluster:gpu_node_loss_test
   //backends/cuda:trained_predictor_test
   //backends/cuda:offload_test
   //backends/cuda:cuda_decoder_test //backends/cuda:kernels_test

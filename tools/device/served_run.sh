@@ -12,7 +12,8 @@
 # Every stage has its own time limit and all of them APR_SESSION_SECONDS (default 540).
 # Logs come back in $OUT; the last lines printed are the summary.
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh [STAGES]
-# STAGES: any of test,smoke,regress,generate,chunked,reuse (default: the first three);
+# STAGES: any of test,smoke,regress,generate,fault,chunked,reuse (default: the first three);
+# fault runs tests/cluster:gpu_node_loss_test (a storage node killed under the worker);
 # chunked times bench/chunked_admission_bench, reuse bench/real_reuse_bench.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -72,6 +73,13 @@ show() { grep -E '^\[  FAILED  \]|Failure|rror|SERVED|mismatch|differ|overlap|GP
 if [[ $STAGES == *test* ]]; then
   stage served_gpu_test 240 "OPENBLAS_NUM_THREADS=1 APR_BIN_DIR=$B/cluster stdbuf -oL $B/served_gpu_test --gtest_color=no"
   show served_gpu_test 40
+fi
+
+if [[ $STAGES == *fault* ]]; then
+  # A storage node killed under the served CUDA worker (docs/RELIABILITY.md).
+  stage gpu_node_loss_test 240 "APR_BIN_DIR=$B/cluster stdbuf -oL $B/gpu_node_loss_test --gtest_color=no"
+  grep -E "NODE LOSS" "$L/gpu_node_loss_test.log" | head -12
+  show gpu_node_loss_test 20
 fi
 
 if [[ $STAGES == *generate* ]]; then
