@@ -11,11 +11,11 @@
 
 #include "absl/synchronization/mutex.h"
 #include "kvstore/block_store.h"
-#include "kvstore/client/tier_client.h"
+#include "kvstore/client/staging_tier.h"
 
 namespace apr::kvstore {
 
-class LocalTier : public TierClient {
+class LocalTier : public StagingTier {
  public:
   // `store` is shared with whoever else uses the pool (the GPU registration, other
   // workers' LocalTiers).
@@ -37,6 +37,13 @@ class LocalTier : public TierClient {
   bool ReadDone(ReadId) override { return true; }
   absl::Status WaitRead(ReadId id) override;
   absl::StatusOr<BlockStoreStats> NodeStats() override { return store_->stats(); }
+  // Reads are memcpys: staging needs no registration.
+  absl::Status RegisterStaging(void*, size_t) override { return absl::OkStatus(); }
+  void UnregisterStaging(void*) override {}
+  absl::StatusOr<std::vector<uint32_t>> AllocateBlocks(uint64_t seq,
+                                                       absl::Span<const BlockKey> keys) override {
+    return store_->AllocateBlocks(seq, keys);
+  }
   TierClientStats stats() const override;
 
  private:

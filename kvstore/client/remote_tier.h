@@ -20,7 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "kvstore/client/tier_client.h"
+#include "kvstore/client/staging_tier.h"
 #include "kvstore/security.h"
 #include "kvstore/ucx/ucx.h"
 #include "rpc/kvstore/v1/kvstore.grpc.pb.h"
@@ -59,18 +59,17 @@ struct RemoteTierOptions {
   std::string auth_token_file;
 };
 
-class RemoteTier : public TierClient {
+class RemoteTier : public StagingTier {
  public:
   // Checks Health, fetches the data-plane info, connects UCX. Unavailable naming the
   // address when the node does not answer.
   static absl::StatusOr<std::unique_ptr<RemoteTier>> Connect(const RemoteTierOptions& options);
   ~RemoteTier() override;
 
-  // Registers host memory that reads land in (staging buffers), so that gets into it
-  // skip UCX's registration cache; on RDMA it makes them zero-copy.
-  absl::Status RegisterStaging(void* address, size_t length);
-  // Drops the registration made for `address` (before that memory is freed).
-  void UnregisterStaging(void* address);
+  // Staging buffers (StagingTier): gets into them skip UCX's registration cache; on RDMA
+  // they are zero-copy.
+  absl::Status RegisterStaging(void* address, size_t length) override;
+  void UnregisterStaging(void* address) override;
   // Whether UCX watches the node for failure (see RemoteTierOptions::peer_failure).
   bool peer_failure_detection() const { return peer_failure_detection_; }
   absl::StatusOr<v1::HealthResponse> Health();
@@ -85,11 +84,9 @@ class RemoteTier : public TierClient {
       absl::Span<const std::byte* const> data) override;
   absl::StatusOr<std::vector<uint32_t>> LookupSlots(uint64_t seq,
                                                     absl::Span<const BlockKey> keys) override;
-  // Gives the blocks slots (AppendBlocks without data, one RPC) and returns them; their
-  // bytes are whatever the node's slots hold. For a caller that fills the slots itself
-  // later, or a benchmark whose contents do not matter.
+  // AppendBlocks without data, one RPC (StagingTier).
   absl::StatusOr<std::vector<uint32_t>> AllocateBlocks(uint64_t seq,
-                                                       absl::Span<const BlockKey> keys);
+                                                       absl::Span<const BlockKey> keys) override;
   absl::StatusOr<ReadId> StartRead(absl::Span<const uint32_t> slots,
                                    absl::Span<std::byte* const> dst) override;
   bool ReadDone(ReadId id) override;

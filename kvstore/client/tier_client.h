@@ -1,7 +1,8 @@
 // The storage tier as a worker sees it: sequences, write-back of completed blocks, and
-// asynchronous reads of slot lists into host buffers. Two implementations:
-//   LocalTier  (local_tier.h)   the pool lives in this process (the GPU's own host);
-//   RemoteTier (remote_tier.h)  a storage node over gRPC (control) and UCX (data).
+// asynchronous reads of slot lists into host buffers. Implementations:
+//   LocalTier   (local_tier.h)   the pool lives in this process (the GPU's own host);
+//   RemoteTier  (remote_tier.h)  a storage node over gRPC (control) and UCX (data);
+//   ShardedTier (sharded_tier.h) several nodes, each sequence split over them by KV head.
 // A decode step asks for blocks by slot: the caller keeps the block tables that
 // WriteBlocks returns, so reads need no control-plane round trip.
 //

@@ -49,7 +49,7 @@ absl::StatusOr<std::unique_ptr<GpuBlockFetcher>> GpuBlockFetcher::Local(BlockSto
 }
 
 absl::StatusOr<std::unique_ptr<GpuBlockFetcher>> GpuBlockFetcher::Remote(
-    RemoteTier* tier, void* gpu_pool, int32_t max_blocks_per_job, int32_t chunk_blocks,
+    StagingTier* tier, void* gpu_pool, int32_t max_blocks_per_job, int32_t chunk_blocks,
     int32_t staging_chunks, cudaStream_t copy_stream) {
   if (chunk_blocks <= 0 || staging_chunks < 2) {
     return absl::InvalidArgumentError("remote GPU fetch needs chunk_blocks > 0 and >= 2 chunks");

@@ -4,9 +4,10 @@
 //
 // Local mode (the tier's pool is in this process, registered mapped): one gather kernel
 // reads the selected slots straight from pinned host memory into GPU slots.
-// Remote mode (a storage node): a fetch thread issues UCX gets of a job's slots into
-// pinned staging in chunks and, as each chunk lands, launches the gather kernel from the
-// staging chunk into the GPU slots; the next chunk's gets overlap this chunk's copy.
+// Remote mode (one storage node, or several sharded: any StagingTier): a fetch thread
+// issues UCX gets of a job's slots into pinned staging in chunks and, as each chunk lands,
+// launches the gather kernel from the staging chunk into the GPU slots; the next chunk's
+// gets overlap this chunk's copy.
 //
 // Completion: StreamWait() makes a stream wait for a job (cudaStreamWaitEvent). It counts
 // a stall when the job was not complete at that moment (the step waits; it never skips).
@@ -25,7 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "kvstore/block_store.h"
-#include "kvstore/client/remote_tier.h"
+#include "kvstore/client/staging_tier.h"
 #include "kvstore/cuda/host_register.h"
 #include "kvstore/host_memory.h"
 
@@ -53,9 +54,9 @@ class GpuBlockFetcher {
                                                                 void* gpu_pool,
                                                                 int32_t max_blocks_per_job,
                                                                 cudaStream_t copy_stream);
-  // Remote mode over `tier` (not owned). Staging holds `staging_chunks` chunks of
-  // `chunk_blocks` blocks, registered with UCX and mapped for the GPU.
-  static absl::StatusOr<std::unique_ptr<GpuBlockFetcher>> Remote(RemoteTier* tier, void* gpu_pool,
+  // Remote mode over `tier` (not owned): a RemoteTier, or a ShardedTier over several. Staging holds
+  // `staging_chunks` chunks of `chunk_blocks` blocks, registered with UCX and mapped for the GPU.
+  static absl::StatusOr<std::unique_ptr<GpuBlockFetcher>> Remote(StagingTier* tier, void* gpu_pool,
                                                                  int32_t max_blocks_per_job,
                                                                  int32_t chunk_blocks,
                                                                  int32_t staging_chunks,
@@ -109,7 +110,7 @@ class GpuBlockFetcher {
   BlockStore* store_ = nullptr;  // local mode
   const void* pool_ = nullptr;
   void* gpu_pool_ = nullptr;
-  RemoteTier* tier_ = nullptr;  // remote mode
+  StagingTier* tier_ = nullptr;  // remote mode
   int32_t chunk_blocks_ = 0;
   int32_t staging_chunks_ = 0;
 

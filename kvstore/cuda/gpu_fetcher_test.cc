@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kvstore/block_store.h"
+#include "kvstore/client/remote_tier.h"
 #include "kvstore/cuda/gather_blocks.h"
 #include "kvstore/cuda/host_register.h"
 #include "kvstore/testing/storage_node_process.h"
