@@ -359,7 +359,7 @@ class CudaDecoder : public Decoder {
   int max_fetch_ = 0, max_wb_ = 0;
   int64_t step_counter_ = 0;
   std::shared_ptr<LocalKvTier> local_;
-  std::shared_ptr<kvstore::RemoteTier> remote_tier_;
+  std::shared_ptr<kvstore::StagingTier> remote_tier_;  // one node, or sharded over several
   std::unique_ptr<kvstore::GpuBlockFetcher> fetcher_;
   cudaStream_t copy_stream_ = nullptr, mark_stream_ = nullptr;
   DeviceBuffer<int32_t> cache_where_, cache_tags_, cache_stamps_, plan_scratch_, issued_, done_;

@@ -22,6 +22,7 @@
 #include "backends/cuda/cuda_decoder_internal.h"
 #include "backends/cuda/fill.h"
 #include "backends/cuda/offload_kernels.h"
+#include "kvstore/client/connect_nodes.h"
 #include "kvstore/cuda/gather_blocks.h"
 #include "kvstore/cuda/gpu_fetcher.h"
 #include "kvstore/host_memory.h"
@@ -141,7 +142,7 @@ absl::Status CudaDecoder::ConnectLocalTier() {
   return absl::OkStatus();
 }
 
-// The storage node, the fetcher of UCX gets into pinned staging, and the thread that
+// The storage node(s), the fetcher of UCX gets into pinned staging, and the thread that
 // starts its jobs.
 absl::Status CudaDecoder::ConnectRemoteTier() {
   const ModelConfig& c = config();
@@ -149,17 +150,21 @@ absl::Status CudaDecoder::ConnectRemoteTier() {
   const OffloadOptions& o = opt_.offload;
   remote_tier_ = o.remote_tier;
   if (remote_tier_ == nullptr) {
-    if (o.remote_address.empty())
-      return absl::InvalidArgumentError("offload-remote needs a storage node (remote_address)");
+    std::vector<std::string> nodes = o.remote_addresses;
+    if (!o.remote_address.empty()) nodes.insert(nodes.begin(), o.remote_address);
+    if (nodes.empty() || (!o.remote_address.empty() && !o.remote_addresses.empty())) {
+      return absl::InvalidArgumentError(
+          "offload-remote needs a storage node: remote_address, or remote_addresses for several");
+    }
     kvstore::RemoteTierOptions ro;
-    ro.address = o.remote_address;
     ro.ucx.tls = o.ucx_tls;
     ro.ucx.net_devices = o.ucx_net_devices;
     ro.tls = o.tls;
     ro.auth_token_file = o.auth_token_file;
-    auto t = kvstore::RemoteTier::Connect(ro);
+    // One node: a RemoteTier; several: a ShardedTier over them, by KV head.
+    auto t = kvstore::ConnectStorageNodes(nodes, ro);
     if (!t.ok()) return t.status();
-    remote_tier_ = std::shared_ptr<kvstore::RemoteTier>(std::move(*t));
+    remote_tier_ = *std::move(t);
   }
   if (remote_tier_->block_bytes() != BlockBytes()) {
     return absl::InvalidArgumentError(absl::StrCat("the storage node's blocks are ",

@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kvstore/block_store.h"
-#include "kvstore/client/remote_tier.h"
+#include "kvstore/client/staging_tier.h"
 #include "kvstore/cuda/host_register.h"
+#include "kvstore/security.h"
 #include "runtime/kv_placement.h"
 
 namespace apr::cuda {
@@ -44,9 +46,12 @@ struct OffloadOptions {
   // (0: max_sequences * max_context / 16 per layer and KV head).
   std::shared_ptr<LocalKvTier> local_tier;
   int64_t host_pool_blocks = 0;
-  // kRemote: a connected client (shared), or a storage node to connect to.
-  std::shared_ptr<kvstore::RemoteTier> remote_tier;
-  std::string remote_address;  // "host:port"
+  // kRemote: a connected client (shared: a RemoteTier, or a ShardedTier over several
+  // nodes), or the storage node to connect to ("host:port"), or several, which share every
+  // sequence by KV head (docs/KVSTORE.md "Sharding"). One of the two address fields.
+  std::shared_ptr<kvstore::StagingTier> remote_tier;
+  std::string remote_address;
+  std::vector<std::string> remote_addresses;
   std::string ucx_tls = "tcp";
   std::string ucx_net_devices = "lo";
   // A secured node (docs/KVSTORE.md "Security"): this worker's certificate, key and CA, and

@@ -4,7 +4,8 @@
 // selection (same bytes, same kernels); the tier holds every complete block byte for byte
 // (prefill and write-back); stalls are counted and change nothing; the block cache fetches
 // exactly the difference a CPU model of the plan computes; full offload refetches every
-// block; and the key-summary calibration's selections against the exact full row.
+// block; a cache sharded over two storage nodes decodes as over one; and the key-summary
+// calibration's selections against the exact full row.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "backends/cuda/cache_plan.h"
 #include "backends/cuda/cuda_decoder.h"
 #include "backends/cuda/predictor_weights.h"
+#include "kvstore/client/remote_tier.h"
 #include "kvstore/testing/storage_node_process.h"
 #include "runtime/safetensors.h"
 
@@ -333,6 +335,54 @@ TEST(Offload, PromptInPartsMatches) {
                 absl::StatusCode::kFailedPrecondition);
     }
   }
+}
+
+// Sharding (docs/KVSTORE.md "Sharding"): the cache over two storage nodes (KV head h on
+// node h % 2) gives the logits and selections of one node bit for bit, the tier holds the
+// resident run's blocks, and each node holds half of them (apr-tiny: 2 KV heads).
+TEST(Offload, RemoteOverTwoNodesMatchesOneNode) {
+  const Model m = AprTiny();
+  const CudaDecoderOptions base = SparseOptions();
+  DecodeRun resident = Decode(m, base, /*record_lists=*/true);
+  ASSERT_TRUE(resident.status.ok()) << resident.status;
+  auto one = StartNode(m.block_bytes, "tcp");
+  auto s0 = StartNode(m.block_bytes, "tcp");
+  auto s1 = StartNode(m.block_bytes, "tcp");
+  ASSERT_TRUE(one && s0 && s1);
+  CudaDecoderOptions o = base;
+  o.placement = KvPlacement::kRemote;
+  o.use_graphs = false;
+  o.offload.ucx_tls = "tcp";
+  CudaDecoderOptions single_options = o;
+  single_options.offload.remote_address = one->address();
+  DecodeRun single = Decode(m, single_options, /*record_lists=*/true);
+  ASSERT_TRUE(single.status.ok()) << single.status;
+  CudaDecoderOptions sharded_options = o;
+  sharded_options.offload.remote_addresses = {s0->address(), s1->address()};
+  DecodeRun sharded = Decode(m, sharded_options, /*record_lists=*/true);
+  ASSERT_TRUE(sharded.status.ok()) << sharded.status;
+  EXPECT_EQ(BitDifferences(sharded, single), 0) << "two nodes' logits differ from one node's";
+  EXPECT_EQ(sharded.lists, single.lists) << "the selections differ";
+  const int64_t checked = CheckTierEqualsResident(sharded, resident);
+  EXPECT_EQ(sharded.decoder->offload_stats().blocks_written, checked);
+  std::vector<int64_t> used;
+  for (const auto* node : {one.get(), s0.get(), s1.get()}) {
+    kvstore::RemoteTierOptions ro;
+    ro.address = node->address();
+    ro.ucx.tls = "tcp";
+    ro.ucx.net_devices = "lo";
+    auto tier = kvstore::RemoteTier::Connect(ro);
+    ASSERT_TRUE(tier.ok()) << tier.status();
+    auto st = (*tier)->NodeStats();
+    ASSERT_TRUE(st.ok()) << st.status();
+    used.push_back(st->used_blocks);
+  }
+  EXPECT_EQ(used[0], checked);
+  EXPECT_EQ(used[1], checked / 2);
+  EXPECT_EQ(used[2], checked / 2);
+  std::printf("two storage nodes: bit-identical to one over %d steps; %ld blocks, %ld + %ld\n",
+              m.steps, long(checked), long(used[1]), long(used[2]));
+  PrintStats("remote tcp, 2 nodes", sharded.decoder->offload_stats(), m.steps);
 }
 
 // The reference's skip_2layer with an offloaded cache: the first 2 layers attend densely
