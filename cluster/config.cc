@@ -1,5 +1,6 @@
 #include "cluster/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -278,17 +279,61 @@ class ConfigChecker {
       ck_.Error(ck_.Child(root_, "kv_cache"), "placement", -1,
                 "PLACEMENT_REMOTE needs storage_nodes");
     }
-    if (remote && c_.storage_nodes_size() > 0 &&
+    const bool named = std::any_of(c_.worker_groups().begin(), c_.worker_groups().end(),
+                                   [](const v1::WorkerGroup& g) { return g.storage_nodes_size(); });
+    if (named) CheckGroupNodes(names);
+    if (remote && !named && c_.storage_nodes_size() > 0 &&
         c_.storage_nodes_size() != c_.worker_groups_size()) {
       ck_.Error(
           root_, "storage_nodes", 0,
           absl::StrCat("worker group i keeps its KV cache on storage node i: ",
                        c_.worker_groups_size(), " worker group(s) need ", c_.worker_groups_size(),
-                       " storage node(s), the config has ", c_.storage_nodes_size()));
+                       " storage node(s), the config has ", c_.storage_nodes_size(),
+                       " (to shard a group's KV cache over several, list them in its "
+                       "storage_nodes)"));
     }
     if (!remote && c_.storage_nodes_size() > 0) {
       ck_.Error(root_, "storage_nodes", 0,
                 "storage nodes are used only with kv_cache { placement: PLACEMENT_REMOTE }");
+    }
+  }
+
+  // Groups that name their nodes (sharded KV): every group names at least one, each name
+  // is a storage node, and every node belongs to exactly one group.
+  void CheckGroupNodes(const std::map<std::string, int>& nodes) {
+    std::map<std::string, int> owner;  // node name -> group
+    for (int g = 0; g < c_.worker_groups_size(); ++g) {
+      const v1::WorkerGroup& group = c_.worker_groups(g);
+      Checker::Node gn = ck_.Child(root_, "worker_groups", g);
+      if (group.storage_nodes_size() == 0) {
+        ck_.Error(gn, "storage_nodes", -1,
+                  "is empty, but other worker groups name their storage nodes: name this "
+                  "group's too");
+      }
+      if (group.storage_nodes_size() > kMaxNodesPerGroup) {
+        ck_.Error(gn, "storage_nodes", kMaxNodesPerGroup,
+                  absl::StrCat("a group shards its KV cache over at most ", kMaxNodesPerGroup,
+                               " storage nodes, not ", group.storage_nodes_size()));
+      }
+      for (int k = 0; k < group.storage_nodes_size(); ++k) {
+        const std::string& name = group.storage_nodes(k);
+        if (!nodes.count(name)) {
+          ck_.Error(gn, "storage_nodes", k,
+                    absl::StrCat("\"", name, "\" is not the name of a storage node"));
+        } else if (auto [it, fresh] = owner.emplace(name, g); !fresh) {
+          ck_.Error(gn, "storage_nodes", k,
+                    absl::StrCat("\"", name, "\" is already a node of worker_groups[", it->second,
+                                 "] (", c_.worker_groups(it->second).name(), ")"));
+        }
+      }
+    }
+    for (int i = 0; i < c_.storage_nodes_size(); ++i) {
+      const std::string& name = c_.storage_nodes(i).name();
+      if (!name.empty() && !owner.count(name)) {
+        ck_.Error(
+            ck_.Child(root_, "storage_nodes", i), "name", -1,
+            absl::StrCat("\"", name, "\" is in no worker group's storage_nodes (it would idle)"));
+      }
     }
   }
 
@@ -435,6 +480,21 @@ bool IsValidDevice(std::string_view device) {
     if (ch < '0' || ch > '9') return false;
   }
   return true;
+}
+
+std::vector<std::string> GroupStorageNodes(const ClusterConfig& config, int group) {
+  std::vector<std::string> out;
+  const v1::WorkerGroup& g = config.worker_groups(group);
+  for (const std::string& name : g.storage_nodes()) {
+    for (const v1::StorageNode& node : config.storage_nodes()) {
+      if (node.name() == name) out.push_back(HostPort(node.grpc().host(), node.grpc().port()));
+    }
+  }
+  if (g.storage_nodes_size() == 0 && group < config.storage_nodes_size()) {
+    const v1::StorageNode& node = config.storage_nodes(group);
+    out.push_back(HostPort(node.grpc().host(), node.grpc().port()));
+  }
+  return out;
 }
 
 }  // namespace apr::cluster

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cluster/config.pb.h"
@@ -31,6 +32,15 @@ std::string HostPort(std::string_view host, int port);
 
 // "cpu", "auto" or "cuda:N".
 bool IsValidDevice(std::string_view device);
+
+// Most storage nodes one worker group shards its KV cache over (the node's index lives in
+// 4 bits of a slot: kvstore::ShardedTier::kMaxShards).
+constexpr int kMaxNodesPerGroup = 16;
+
+// "host:port" of each storage node worker group `group` keeps its KV cache on under
+// PLACEMENT_REMOTE: the nodes it names (WorkerGroup.storage_nodes), else storage node
+// `group`, else none.
+std::vector<std::string> GroupStorageNodes(const ClusterConfig& config, int group);
 
 }  // namespace apr::cluster
 

@@ -26,7 +26,8 @@ std::string Error(const std::string& text) {
 }
 
 TEST(ConfigTest, EveryCheckedInConfigIsValid) {
-  for (const char* name : {"local", "one_gpu", "tp2", "offload_host", "offload_remote"}) {
+  for (const char* name :
+       {"local", "one_gpu", "tp2", "offload_host", "offload_remote", "remote_kv_sharded"}) {
     auto c = LoadConfig(std::string("configs/") + name + ".textproto");
     EXPECT_TRUE(c.ok()) << name << ": " << c.status();
   }
@@ -169,6 +170,49 @@ TEST(ConfigTest, OneStorageNodePerWorkerGroup) {
   EXPECT_THAT(Error(remote + "worker_groups { name: \"g1\" ranks { device: \"cpu\" "
                              "grpc { host: \"127.0.0.1\" port: 0 } } }"),
               HasSubstr("2 worker group(s) need 2 storage node(s), the config has 1"));
+}
+
+// Sharding (docs/KVSTORE.md): a group names its nodes; every node belongs to one group.
+TEST(ConfigTest, GroupsNameTheNodesTheyShardOver) {
+  const std::string two_nodes = std::string(kMinimal) +
+                                "kv_cache { placement: PLACEMENT_REMOTE }\n"
+                                "storage_nodes { name: \"kv0\" grpc { host: \"127.0.0.1\" } }\n"
+                                "storage_nodes { name: \"kv1\" grpc { host: \"127.0.0.1\" } }\n";
+  const std::string g1 =
+      "worker_groups { name: \"g1\" ranks { device: \"cpu\" grpc { host: \"127.0.0.1\" } } ";
+  auto c = ParseConfig(two_nodes +
+                           "worker_groups { name: \"g1\" storage_nodes: \"kv1\" "
+                           "storage_nodes: \"kv0\" ranks { device: \"cpu\" grpc { "
+                           "host: \"127.0.0.1\" port: 7 } } }",
+                       "x.textproto");
+  // g0 names none while g1 does.
+  EXPECT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("worker_groups[0].storage_nodes: is empty, but other worker groups"));
+  // One group over both nodes.
+  std::string one = two_nodes;
+  one.replace(one.find("name: \"g0\""), 11,
+              "name: \"g0\" storage_nodes: \"kv0\" storage_nodes: \"kv1\"");
+  auto ok = ParseConfig(one, "x.textproto");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(GroupStorageNodes(*ok, 0), (std::vector<std::string>{"127.0.0.1:0", "127.0.0.1:0"}));
+  // A name that is no node; a node in two groups; a node in none.
+  std::string bad = two_nodes;
+  bad.replace(bad.find("name: \"g0\""), 11, "name: \"g0\" storage_nodes: \"kv9\"");
+  EXPECT_THAT(
+      Error(bad),
+      HasSubstr("worker_groups[0].storage_nodes: \"kv9\" is not the name of a storage node"));
+  EXPECT_THAT(Error(bad),
+              HasSubstr("storage_nodes[0].name: \"kv0\" is in no worker group's storage_nodes"));
+  std::string twice = two_nodes;
+  twice.replace(twice.find("name: \"g0\""), 11,
+                "name: \"g0\" storage_nodes: \"kv0\" storage_nodes: \"kv1\"");
+  EXPECT_THAT(Error(twice + g1 + "storage_nodes: \"kv1\" }"),
+              HasSubstr("\"kv1\" is already a node of worker_groups[0] (g0)"));
+  // Without names the old rule holds: group i, node i.
+  auto plain = ParseConfig(two_nodes + g1 + "}", "x.textproto");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(GroupStorageNodes(*plain, 1), (std::vector<std::string>{"127.0.0.1:0"}));
 }
 
 TEST(ConfigTest, HostHelpers) {

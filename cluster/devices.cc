@@ -186,11 +186,12 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
     return absl::InvalidArgumentError(
         "kv_cache placement PLACEMENT_REMOTE: the config names no storage nodes");
   }
-  // The front end sends each group its own node only (group i: storage node i), so every
-  // rank of a group uses that node; each rank stores only its own KV heads under its own
-  // sequence ids (kvstore::NewTierSequenceId). A longer list spreads ranks over it.
+  // The front end sends each group its own nodes only, so every rank of a group connects to
+  // all of them (several: sharded by KV head, docs/KVSTORE.md "Sharding"); each rank stores
+  // only its own KV heads under its own sequence ids (kvstore::NewTierSequenceId).
   o->placement = KvPlacement::kRemote;
-  o->offload.remote_address = options.storage_nodes[options.tp_rank % options.storage_nodes.size()];
+  o->offload.remote_address.clear();
+  o->offload.remote_addresses = options.storage_nodes;
   // No transport list of its own: RemoteTier::Connect takes the node's (its --ucx_tls, from
   // GetDataPlane) unless UCX_TLS is set here; the node may be on another host.
   o->offload.ucx_tls.clear();

@@ -43,20 +43,21 @@ TEST(ApplyKvPlacement, OffloadNeedsThePredictor) {
   }
 }
 
-TEST(ApplyKvPlacement, RanksSpreadOverTheStorageNodes) {
+// Sharding (docs/KVSTORE.md): every rank of a group connects to every node of its group.
+TEST(ApplyKvPlacement, EveryRankUsesEveryNodeOfItsGroup) {
   DecoderOptions d;
   d.placement = KvPlacement::kRemote;
   cuda::CudaDecoderOptions o = Sparse();
   EXPECT_EQ(ApplyKvPlacement(d, &o).code(), absl::StatusCode::kInvalidArgument);
   d.storage_nodes = {"10.0.0.1:50071", "10.0.0.2:50071"};
-  const char* want[] = {"10.0.0.1:50071", "10.0.0.2:50071", "10.0.0.1:50071"};
   for (int rank = 0; rank < 3; ++rank) {
     d.tp_rank = rank;
     d.tp_size = 4;
     o = Sparse();
     ASSERT_TRUE(ApplyKvPlacement(d, &o).ok());
     EXPECT_EQ(o.placement, KvPlacement::kRemote);
-    EXPECT_EQ(o.offload.remote_address, want[rank]) << "rank " << rank;
+    EXPECT_EQ(o.offload.remote_addresses, d.storage_nodes) << "rank " << rank;
+    EXPECT_EQ(o.offload.remote_address, "");
     // The node's transports (the node may be on another host; "lo" would not reach it).
     EXPECT_EQ(o.offload.ucx_tls, "");
     EXPECT_EQ(o.offload.ucx_net_devices, "");

@@ -157,12 +157,11 @@ absl::Status GenerationService::LoadWorkers(absl::Duration probe_interval) {
   kv.set_budget_tokens(config_.kv_cache().budget_tokens());
   for (size_t i = 0; i < groups_.size(); ++i) {
     Group& g = groups_[i];
-    // Group i keeps its KV blocks on storage node i, all its ranks on that one node (the
-    // config check makes the counts equal; docs/CLUSTER.md "KV placement").
+    // Group i keeps its KV blocks on the nodes it names (every rank on all of them, sharded
+    // by KV head), else on storage node i (docs/CLUSTER.md "KV placement").
     kv.clear_storage_nodes();
-    if (static_cast<int>(i) < config_.storage_nodes_size()) {
-      const auto& node = config_.storage_nodes(static_cast<int>(i));
-      kv.add_storage_nodes(HostPort(node.grpc().host(), node.grpc().port()));
+    for (const std::string& node : GroupStorageNodes(config_, static_cast<int>(i))) {
+      kv.add_storage_nodes(node);
     }
     absl::Status s = g.workers->Load(model_dir_, config_.scheduler().max_batch_size(), kv, timeout);
     if (s.ok() && g.workers->vocab_size() != model_.vocab_size) {

@@ -4,7 +4,9 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "kvstore/client/connect_nodes.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/tier_kv_offload.h"
 
@@ -13,7 +15,7 @@ namespace {
 
 // What a sequence's offload needs alive; members go in reverse order (offload first).
 struct Owner {
-  std::shared_ptr<kvstore::RemoteTier> tier;
+  std::shared_ptr<kvstore::TierClient> tier;
   std::unique_ptr<kvstore::TierKvOffload> offload;
 };
 
@@ -58,21 +60,20 @@ absl::StatusOr<OwnedSequence> WorkerKvStore::NewSequence(cpu::CpuDecoder* decode
   return OwnedSequence{owner, *std::move(seq)};
 }
 
-absl::StatusOr<std::shared_ptr<kvstore::RemoteTier>> WorkerKvStore::Tier() {
-  absl::MutexLock l(&mu_);
-  if (tier_ != nullptr) {
-    auto health = tier_->Health();
-    if (health.ok() && health->pid() == tier_pid_) return tier_;
-    const std::string why =
-        health.ok() ? absl::StrCat("restarted (pid ", health->pid(), ", was ", tier_pid_, ")")
-                    : "stopped answering";
-    std::fprintf(stderr, "worker: storage node %s %s; reconnecting\n", options_.address.c_str(),
-                 why.c_str());
-    // Sequences still on the old node keep it alive until they are rebuilt or freed.
-    tier_.reset();
+std::string WorkerKvStore::LostNode() {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    auto health = nodes_[i]->Health();
+    if (health.ok() && health->pid() == node_pids_[i]) continue;
+    return absl::StrCat(
+        options_.addresses[i], " ",
+        health.ok() ? absl::StrCat("restarted (pid ", health->pid(), ", was ", node_pids_[i], ")")
+                    : "stopped answering");
   }
+  return "";
+}
+
+absl::Status WorkerKvStore::Connect() {
   kvstore::RemoteTierOptions o;
-  o.address = options_.address;
   o.ucx.tls = options_.ucx_tls;
   o.ucx.net_devices = options_.ucx_net_devices;
   o.tls = options_.tls;
@@ -80,30 +81,48 @@ absl::StatusOr<std::shared_ptr<kvstore::RemoteTier>> WorkerKvStore::Tier() {
   // Short bounds: a lost node must fail a step within seconds, not hang it.
   o.rpc_timeout = absl::Seconds(2);
   o.data_timeout = absl::Seconds(5);
+  auto nodes = kvstore::ConnectRemoteTiers(options_.addresses, o);
+  if (!nodes.ok()) return nodes.status();
+  std::vector<int64_t> pids;
+  for (size_t i = 0; i < nodes->size(); ++i) {
+    auto health = (*nodes)[i]->Health();
+    if (!health.ok()) return health.status();
+    pids.push_back(health->pid());
+    std::fprintf(
+        stderr, "worker: KV blocks in storage node %s (%s, pid %lld)%s\n",
+        options_.addresses[i].c_str(), health->node_name().c_str(),
+        static_cast<long long>(health->pid()),
+        nodes->size() > 1 ? absl::StrCat(", KV shard ", i, " of ", nodes->size()).c_str() : "");
+  }
+  auto tier = kvstore::TierOverNodes(*nodes);
+  if (!tier.ok()) return tier.status();
+  tier_ = *std::move(tier);
+  nodes_ = *std::move(nodes);
+  node_pids_ = std::move(pids);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<kvstore::TierClient>> WorkerKvStore::Tier() {
+  absl::MutexLock l(&mu_);
+  if (tier_ != nullptr) {
+    const std::string lost = LostNode();
+    if (lost.empty()) return tier_;
+    std::fprintf(stderr, "worker: storage node %s; reconnecting\n", lost.c_str());
+    // Sequences still on the old nodes keep them alive until they are rebuilt or freed.
+    tier_.reset();
+    nodes_.clear();
+    node_pids_.clear();
+  }
   const absl::Time deadline = absl::Now() + absl::Seconds(options_.reconnect_timeout_seconds);
   absl::Status last;
   do {
-    auto t = kvstore::RemoteTier::Connect(o);
-    if (t.ok()) {
-      std::shared_ptr<kvstore::RemoteTier> tier(std::move(*t));
-      auto health = tier->Health();
-      if (health.ok()) {
-        std::fprintf(stderr, "worker: KV blocks in storage node %s (%s, pid %lld)\n",
-                     options_.address.c_str(), health->node_name().c_str(),
-                     static_cast<long long>(health->pid()));
-        tier_ = std::move(tier);
-        tier_pid_ = health->pid();
-        return tier_;
-      }
-      last = health.status();
-    } else {
-      last = t.status();
-    }
+    last = Connect();
+    if (last.ok()) return tier_;
     absl::SleepFor(absl::Milliseconds(200));
   } while (absl::Now() < deadline);
-  return absl::UnavailableError(
-      absl::StrCat("storage node ", options_.address, " did not answer within ",
-                   options_.reconnect_timeout_seconds, " s: ", last.message()));
+  return absl::UnavailableError(absl::StrCat(
+      "storage node(s) ", absl::StrJoin(options_.addresses, ", "), " did not answer within ",
+      options_.reconnect_timeout_seconds, " s: ", last.message()));
 }
 
 }  // namespace apr::cluster

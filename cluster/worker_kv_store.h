@@ -1,6 +1,7 @@
-// A worker's KV storage node (kvstore/): the connection to it, the offloaded sequences made
-// there, and what counts as having lost it. The node is a separate process; when it dies
-// or restarts, the step engine rebuilds the sequences on it from their token histories
+// A worker's KV storage node (kvstore/), or several that share every sequence by KV head
+// (docs/KVSTORE.md "Sharding"): the connections, the offloaded sequences made there, and
+// what counts as having lost a node. Nodes are separate processes; when one dies or
+// restarts, the step engine rebuilds the sequences from their token histories
 // (runtime/step_engine.h) through this class, which reconnects for them.
 #ifndef APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
 #define APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -18,12 +20,14 @@
 
 namespace apr::kvstore {
 class RemoteTier;
-}
+class TierClient;
+}  // namespace apr::kvstore
 
 namespace apr::cluster {
 
 struct WorkerKvStoreOptions {
-  std::string address;          // "host:port" of the storage node's control plane
+  // "host:port" of each storage node's control plane; several: sharded by KV head.
+  std::vector<std::string> addresses;
   std::string ucx_tls = "tcp";  // this side's UCX transports
   std::string ucx_net_devices = "lo";
   // How long a prefill or step that lost the node waits for it to answer again (a
@@ -48,10 +52,14 @@ class WorkerKvStore {
   static bool NodeLost(const absl::Status& s);
 
  private:
-  // The connected node, reconnecting (up to the reconnect timeout) when it stopped
+  // The connected node(s), reconnecting all (up to the reconnect timeout) when one stopped
   // answering or answers as a new process (restarted: its blocks and the old UCX endpoint
   // are gone, though the old gRPC channel reaches it).
-  absl::StatusOr<std::shared_ptr<kvstore::RemoteTier>> Tier();
+  absl::StatusOr<std::shared_ptr<kvstore::TierClient>> Tier();
+  // Why the connected nodes cannot be used as they are ("" when they can).
+  std::string LostNode() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One attempt at connecting every node; sets tier_, nodes_ and node_pids_.
+  absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<OwnedSequence> NewSequence(cpu::CpuDecoder* decoder, uint64_t id);
 
   const WorkerKvStoreOptions options_;
@@ -59,8 +67,9 @@ class WorkerKvStore {
   // from 1, and several workers (or a restarted one) may share a node.
   const uint64_t id_salt_;
   absl::Mutex mu_;
-  std::shared_ptr<kvstore::RemoteTier> tier_ ABSL_GUARDED_BY(mu_);
-  int64_t tier_pid_ ABSL_GUARDED_BY(mu_) = 0;  // the node process tier_ connected to
+  std::shared_ptr<kvstore::TierClient> tier_ ABSL_GUARDED_BY(mu_);  // over nodes_
+  std::vector<std::shared_ptr<kvstore::RemoteTier>> nodes_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> node_pids_ ABSL_GUARDED_BY(mu_);  // the node processes connected to
 };
 
 }  // namespace apr::cluster

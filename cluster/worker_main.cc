@@ -11,6 +11,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "cluster/config.h"
 #include "cluster/grpc_server.h"
 #include "cluster/metrics_http.h"
@@ -31,7 +32,8 @@ ABSL_FLAG(std::string, model, "",
           "load this model folder at start (otherwise the front end's LoadModel call does)");
 ABSL_FLAG(std::string, name, "worker", "name for logs (the launcher passes group/rank)");
 ABSL_FLAG(std::string, kv_store, "",
-          "host:port of a KV storage node (kvstore/) that holds the CPU decoder's KV blocks, "
+          "host:port of a KV storage node (kvstore/) that holds the CPU decoder's KV blocks "
+          "(several, comma-separated: sharded by KV head), "
           "rebuilding sequences when it is lost (docs/RELIABILITY.md); empty: in process. "
           "CUDA workers take kv_cache placement from the config instead");
 ABSL_FLAG(std::string, kv_ucx_tls, "tcp", "UCX transports to the storage node");
@@ -72,7 +74,7 @@ int Main() {
   // NVLink multicast stays off in every process (NCCL reads this at its first call).
   setenv("NCCL_NVLS_ENABLE", "0", 0);
   WorkerKvStoreOptions kv;
-  kv.address = absl::GetFlag(FLAGS_kv_store);
+  kv.addresses = absl::StrSplit(absl::GetFlag(FLAGS_kv_store), ',', absl::SkipEmpty());
   kv.ucx_tls = absl::GetFlag(FLAGS_kv_ucx_tls);
   kv.ucx_net_devices = absl::GetFlag(FLAGS_kv_ucx_net_devices);
   kv.reconnect_timeout_seconds = absl::GetFlag(FLAGS_kv_reconnect_timeout_s);

@@ -23,7 +23,7 @@ absl::Status FromGrpc(const grpc::Status& s) {
 WorkerService::WorkerService(std::string device_override, MetricsRegistry* metrics,
                              int64_t max_context, WorkerKvStoreOptions kv_store)
     : device_override_(std::move(device_override)), max_context_(max_context), kv_flags_(kv_store) {
-  if (!kv_store.address.empty()) kv_store_ = std::make_unique<WorkerKvStore>(std::move(kv_store));
+  if (!kv_store.addresses.empty()) kv_store_ = std::make_unique<WorkerKvStore>(std::move(kv_store));
   steps_ = metrics->AddCounter("apr_worker_steps_total", "Decode steps run by this worker.");
   tokens_ = metrics->AddCounter("apr_worker_tokens_total",
                                 "Tokens sampled by this worker (first tokens included).");
@@ -68,8 +68,8 @@ absl::Status WorkerService::UseStorageNodeOnCpu(const std::string& device,
         "kv_cache placement PLACEMENT_REMOTE: the config names no storage nodes");
   }
   if (kv_store_ == nullptr) {
-    WorkerKvStoreOptions kv = kv_flags_;  // its TLS and token
-    kv.address = options->storage_nodes[options->tp_rank % options->storage_nodes.size()];
+    WorkerKvStoreOptions kv = kv_flags_;    // its TLS and token
+    kv.addresses = options->storage_nodes;  // its group's nodes: several are sharded
     // No transport list of its own: as the CUDA workers, it takes the node's (GetDataPlane)
     // unless UCX_TLS is set here; the node may be on another host.
     kv.ucx_tls.clear();

@@ -1,0 +1,243 @@
+// Sharded KV (issue 19 item 1, docs/KVSTORE.md "Sharding"): a CPU worker whose KV blocks
+// live on two storage nodes, KV head h on node h % 2, against one whose blocks live on
+// one node. Real processes on 127.0.0.1 (storage_node, worker, launcher):
+//   - Worker API: the same prompts and steps on both workers give bit-identical logits
+//     (the CPU decoder's decode attention reads every complete block back from the
+//     tier); each shard holds half of the one node's blocks, and freeing the sequences
+//     empties all three nodes.
+//   - Launcher: configs/remote_kv_sharded.textproto (two nodes) and the same config with
+//     one node stream the same greedy tokens, and the worker logs both shards.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "cluster/client.h"
+#include "cluster/process.h"
+#include "cluster/serving.h"
+#include "gtest/gtest.h"
+#include "kvstore/testing/storage_node_process.h"
+#include "rpc/kvstore/v1/kvstore.grpc.pb.h"
+#include "rpc/worker/v1/worker.grpc.pb.h"
+#include "tests/reliability/harness.h"
+
+namespace apr::cluster {
+namespace {
+
+namespace fs = std::filesystem;
+namespace wv1 = ::apr::worker::v1;
+namespace kv1 = ::apr::kvstore::v1;
+namespace gv1 = ::apr::generation::v1;
+using kvstore::testing::StorageNodeProcess;
+
+std::unique_ptr<StorageNodeProcess> StartNode(const std::string& name) {
+  auto node = StorageNodeProcess::Start(
+      kvstore::testing::StorageNodeBinary(),
+      {"--capacity_blocks=4096", "--model=" + fs::absolute("models/apr-tiny").string(),
+       "--dtype=f32", "--ucx_tls=tcp", "--ucx_net_devices=lo", "--node_name=" + name});
+  EXPECT_TRUE(node.ok()) << node.status();
+  return node.ok() ? *std::move(node) : nullptr;
+}
+
+int64_t UsedBlocks(const StorageNodeProcess& node) {
+  auto stub = kv1::KvStore::NewStub(
+      grpc::CreateChannel(node.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  kv1::StatsResponse r;
+  grpc::Status s = stub->Stats(&ctx, kv1::StatsRequest(), &r);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return r.used_blocks();
+}
+
+// A CPU worker process whose KV blocks live on `nodes`.
+class Worker {
+ public:
+  Worker(const std::string& name, const std::vector<std::string>& nodes) {
+    const std::string ready = reliability::TmpDir() + "/" + name + ".ready";
+    fs::remove(ready);
+    auto p = Process::Start({"cluster/worker", "--name=" + name, "--device=cpu", "--grpc_port=0",
+                             "--metrics_port=0", "--ready_file=" + ready});
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return;
+    process_.emplace(*p);
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < deadline && !process_->Poll()) {
+      auto ports = ReadReadyFile(ready);
+      if (ports.ok()) {
+        stub_ = wv1::Worker::NewStub(grpc::CreateChannel(
+            absl::StrCat("127.0.0.1:", (*ports)["grpc_port"]), grpc::InsecureChannelCredentials()));
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    if (stub_ == nullptr) {
+      ADD_FAILURE() << name << " did not get ready";
+      return;
+    }
+    wv1::LoadModelRequest req;
+    req.set_model_path(fs::absolute("models/apr-tiny").string());
+    req.set_device("cpu");
+    req.set_max_sequences(8);
+    req.mutable_kv_cache()->set_placement(wv1::KvCache::PLACEMENT_REMOTE);
+    for (const std::string& n : nodes) req.mutable_kv_cache()->add_storage_nodes(n);
+    wv1::LoadModelResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->LoadModel(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << name << ": " << s.error_message();
+  }
+  ~Worker() {
+    if (!process_ || process_->exited()) return;
+    process_->Signal(SIGTERM);
+    if (!process_->Wait(absl::Seconds(30))) {
+      process_->Signal(SIGKILL);
+      process_->Wait(absl::Seconds(5));
+      ADD_FAILURE() << "a worker did not stop within 30 s of SIGTERM";
+    }
+  }
+  wv1::Worker::Stub& stub() { return *stub_; }
+
+ private:
+  std::optional<Process> process_;
+  std::unique_ptr<wv1::Worker::Stub> stub_;
+};
+
+// Bitwise equality of two float vectors (NaNs included).
+bool SameBits(const google::protobuf::RepeatedField<float>& a,
+              const google::protobuf::RepeatedField<float>& b) {
+  return a.size() == b.size() && a.size() > 0 &&
+         std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
+}
+
+TEST(ShardedKvTest, TwoNodesGiveTheLogitsOfOne) {
+  auto one = StartNode("kv-one");
+  auto s0 = StartNode("kv-s0");
+  auto s1 = StartNode("kv-s1");
+  ASSERT_TRUE(one && s0 && s1);
+  Worker single("w-one", {one->address()});
+  Worker sharded("w-sharded", {s0->address(), s1->address()});
+
+  // Prompts of 40, 300 and 700 tokens (2, 18 and 43 complete blocks per layer and head).
+  const std::vector<int> lengths = {40, 300, 700};
+  std::vector<int32_t> next;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    wv1::StartSequenceRequest req;
+    req.set_sequence_id(i + 1);
+    for (int k = 0; k < lengths[i]; ++k) req.add_prompt_ids(5 + (k * 37 + 11 * lengths[i]) % 3000);
+    req.set_return_logits(true);
+    wv1::StartSequenceResponse a, b;
+    grpc::ClientContext ca, cb;
+    ASSERT_TRUE(single.stub().StartSequence(&ca, req, &a).ok());
+    ASSERT_TRUE(sharded.stub().StartSequence(&cb, req, &b).ok());
+    EXPECT_TRUE(SameBits(a.logits(), b.logits())) << "prompt " << i;
+    EXPECT_EQ(a.token(), b.token());
+    next.push_back(a.token());
+  }
+  // Both shards hold blocks, half of the one node's each (apr-tiny: 2 KV heads).
+  const int64_t used = UsedBlocks(*one);
+  EXPECT_GT(used, 0);
+  EXPECT_EQ(UsedBlocks(*s0), used / 2);
+  EXPECT_EQ(UsedBlocks(*s1), used / 2);
+
+  // 40 greedy steps of the batch; the single-node worker's tokens drive both.
+  for (int step = 0; step < 40; ++step) {
+    wv1::StepRequest req;
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      req.add_sequence_ids(i + 1);
+      req.add_tokens(next[i]);
+    }
+    req.set_return_logits(true);
+    wv1::StepResponse a, b;
+    grpc::ClientContext ca, cb;
+    ASSERT_TRUE(single.stub().Step(&ca, req, &a).ok());
+    grpc::Status sb = sharded.stub().Step(&cb, req, &b);
+    ASSERT_TRUE(sb.ok()) << sb.error_message();
+    ASSERT_TRUE(SameBits(a.logits(), b.logits())) << "step " << step;
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      EXPECT_EQ(a.tokens(i), b.tokens(i));
+      next[i] = a.tokens(i);
+    }
+  }
+  EXPECT_EQ(UsedBlocks(*s0) + UsedBlocks(*s1), UsedBlocks(*one));
+
+  wv1::FreeSequencesRequest fr;
+  for (size_t i = 0; i < lengths.size(); ++i) fr.add_sequence_ids(i + 1);
+  wv1::FreeSequencesResponse fa, fb;
+  grpc::ClientContext ca, cb;
+  ASSERT_TRUE(single.stub().FreeSequences(&ca, fr, &fa).ok());
+  ASSERT_TRUE(sharded.stub().FreeSequences(&cb, fr, &fb).ok());
+  EXPECT_EQ(UsedBlocks(*one), 0);
+  EXPECT_EQ(UsedBlocks(*s0), 0);
+  EXPECT_EQ(UsedBlocks(*s1), 0);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::stringstream ss;
+  ss << std::ifstream(path).rdbuf();
+  return ss.str();
+}
+
+// Greedy tokens of three concurrent streams through a launched config.
+std::vector<std::vector<int32_t>> Stream(const std::string& name, const std::string& config) {
+  reliability::Launch launch(name, config);
+  const int port = launch.WaitReady(absl::Seconds(90));
+  EXPECT_GT(port, 0) << launch.Log();
+  if (port == 0) return {};
+  auto fe = ConnectGeneration(absl::StrCat("127.0.0.1:", port));
+  std::vector<std::vector<int32_t>> out(3);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      gv1::GenerateRequest r;
+      for (int k = 0; k < 100 + 150 * i; ++k)
+        r.mutable_token_ids()->add_ids(5 + (k * 53 + i) % 3000);
+      r.set_max_tokens(32);
+      r.set_ignore_eos(true);
+      r.mutable_sampling()->set_temperature(0);
+      auto st = StreamGenerate(*fe, r, [&](const gv1::TokenChunk& c) {
+        out[i].insert(out[i].end(), c.ids().begin(), c.ids().end());
+      });
+      EXPECT_TRUE(st.ok()) << st.status();
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (name == "sharded") {
+    EXPECT_NE(launch.Log().find("KV shard 1 of 2"), std::string::npos) << launch.Log();
+  }
+  return out;
+}
+
+TEST(ShardedKvTest, TheShardedConfigStreamsTheTokensOfOneNode) {
+  std::string sharded = ReadFile("configs/remote_kv_sharded.textproto");
+  ASSERT_FALSE(sharded.empty());
+  sharded = absl::StrReplaceAll(
+      sharded, {{"\"models/apr-tiny\"", "\"" + fs::absolute("models/apr-tiny").string() + "\""}});
+  // The same config with one node: g0 names kv0 only and kv1 is gone.
+  std::string one = absl::StrReplaceAll(sharded, {{"  storage_nodes: \"kv1\"\n", ""}});
+  const size_t second = one.find("storage_nodes {\n  name: \"kv1\"");
+  ASSERT_NE(second, std::string::npos);
+  one.erase(second, one.find("\n}\n", second) + 3 - second);
+  const auto a = Stream("one-node", one);
+  const auto b = Stream("sharded", sharded);
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(a[i].size(), 32u);
+    EXPECT_EQ(a[i], b[i]) << "stream " << i;
+  }
+}
+
+}  // namespace
+}  // namespace apr::cluster
