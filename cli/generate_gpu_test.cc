@@ -172,7 +172,8 @@ TEST(GenerateGpu, PredictorAttentionRunsOnTheGpu) {
   const Prompt cards = Prompts().back();
   const std::string file = TmpDir() + "/sparse.prompt";
   std::ofstream(file) << cards.text;
-  for (const char* attention : {"predictor", "predictor-center", "predictor-nocal"}) {
+  for (const char* attention :
+       {"predictor", "predictor-center", "predictor-hybrid", "predictor-nocal"}) {
     const GenerateRun r = RunGenerate(absl::StrCat("attn_", attention),
                                       absl::StrCat("--device=cuda:0 --attention=", attention,
                                                    " --budget=256 --prompt_file=", file,
@@ -189,7 +190,7 @@ TEST(GenerateGpu, ACpuPolicyOnTheGpuFailsNamingIt) {
       RunGenerate("h2o", "--device=cuda:0 --attention=h2o --prompt=x --max_tokens=2");
   EXPECT_NE(r.rc, 0);
   EXPECT_TRUE(absl::StrContains(r.err, "--attention h2o is a CPU policy")) << r.err;
-  EXPECT_TRUE(absl::StrContains(r.err, "full, predictor, predictor-center, predictor-nocal"))
+  EXPECT_TRUE(absl::StrContains(r.err, "full, predictor, predictor-center, predictor-hybrid, predictor-nocal"))
       << r.err;
 }
 

@@ -50,7 +50,7 @@ ABSL_FLAG(std::string, attention, "full",
           "decode attention: full, or a block-selection policy (predictor, predictor-quest, "
           "predictor-mean, predictor-center, predictor-hybrid, predictor-nocal, streaming, h2o, "
           "snapkv, quest, oracle); on a GPU: full, predictor, predictor-center, "
-          "predictor-nocal; docs/PREDICTOR.md");
+          "predictor-hybrid, predictor-nocal; docs/PREDICTOR.md");
 ABSL_FLAG(int64_t, budget, 1024,
           "tokens each decode step attends to under a selection policy (sink 64 + local 64 + "
           "16-token blocks)");

@@ -62,7 +62,8 @@ absl::Status CheckDeviceExists(const std::string& device, int gpu_count) {
 
 const std::vector<std::string>& CudaAttentionNames() {
   static const auto* names =
-      new std::vector<std::string>{"full", "predictor", "predictor-center", "predictor-nocal"};
+      new std::vector<std::string>{"full", "predictor", "predictor-center", "predictor-hybrid",
+                                   "predictor-nocal"};
   return *names;
 }
 
@@ -98,7 +99,9 @@ absl::Status ApplyAttentionToCuda(const AttentionFlags& flags, const std::string
   options->sparse = Sparse::kOn;
   options->budget_tokens = static_cast<int>(flags.budget);
   options->predictor_path = flags.predictor_path;
-  options->full_row_calibration = name == "predictor";
+  // predictor-hybrid calibrates from the exact row, as the CPU policy of that name does.
+  options->full_row_calibration = name == "predictor" || name == "predictor-hybrid";
+  options->hybrid = name == "predictor-hybrid";
   options->calibration_step =
       name == "predictor-nocal" ? 0 : static_cast<int>(flags.calibration_step);
   return absl::OkStatus();

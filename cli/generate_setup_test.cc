@@ -88,11 +88,18 @@ TEST(ApplyAttentionToCuda, PredictorVariantsPickTheirCalibration) {
   EXPECT_EQ(n.sparse, Sparse::kOn);
   EXPECT_EQ(n.calibration_step, 0);
   EXPECT_EQ(n.predictor_path, "/tmp/p.safetensors");
+
+  cluster::DecoderOptions h;
+  ASSERT_TRUE(ApplyAttentionToCuda(Flags("predictor-hybrid"), "cuda:0", &h).ok());
+  EXPECT_EQ(h.sparse, Sparse::kOn);
+  EXPECT_TRUE(h.hybrid);                // a quarter of the blocks by the query's Quest bound
+  EXPECT_TRUE(h.full_row_calibration);  // exact rows, as the CPU policy "predictor-hybrid"
+  EXPECT_FALSE(c.hybrid);
 }
 
 TEST(ApplyAttentionToCuda, CpuPoliciesFailNamingThePolicyAndWhatTheGpuRuns) {
   for (const char* name : {"h2o", "snapkv", "quest", "oracle", "streaming", "predictor-quest",
-                           "predictor-mean", "predictor-hybrid"}) {
+                           "predictor-mean"}) {
     cluster::DecoderOptions o;
     absl::Status s = ApplyAttentionToCuda(Flags(name), "cuda:0", &o);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name;
@@ -100,7 +107,7 @@ TEST(ApplyAttentionToCuda, CpuPoliciesFailNamingThePolicyAndWhatTheGpuRuns) {
         << s;
     EXPECT_TRUE(absl::StrContains(s.message(),
                                   "on cuda:0 runs --attention full, predictor, predictor-center, "
-                                  "predictor-nocal"))
+                                  "predictor-hybrid, predictor-nocal"))
         << s;
   }
   cluster::DecoderOptions o;

@@ -40,6 +40,8 @@ cuda::MemoryShape ShapeOf(const DecoderOptions& options, bool sparse) {
   shape.tp_size = options.tp_size;
   shape.sparse = sparse;
   shape.budget_tokens = options.budget_tokens;
+  shape.dense_layers = sparse ? options.dense_layers : 0;
+  shape.hybrid = sparse && options.hybrid;
   return shape;
 }
 
@@ -95,6 +97,8 @@ absl::Status ApplySparse(const DecoderOptions& options, const std::string& predi
                                      ? cuda::CalibrationSource::kFullRow
                                      : cuda::CalibrationSource::kKeySummary;
   if (options.calibration_step >= 0) o->sparse.calibration_step = options.calibration_step;
+  o->sparse.hybrid = options.hybrid;
+  o->sparse.dense_layers = options.dense_layers;
   return absl::OkStatus();
 }
 

@@ -59,6 +59,13 @@ struct DecoderOptions {
   bool full_row_calibration = false;
   // Every n-th decode step calibrates (0: never); -1: kDefaultCalibrationStep.
   int calibration_step = -1;
+  // predictor-hybrid (CUDA SparseOptions::hybrid): a quarter of the predicted blocks chosen
+  // at the step by the current query's Quest bound. Resident or HOST placement; REMOTE is
+  // refused at load.
+  bool hybrid = false;
+  // The first n layers attend densely (the reference's skip_2layer is 2); offloaded, their
+  // whole KV stays in GPU memory (counted in the memory plan).
+  int dense_layers = 0;
 };
 
 // Sets `o`'s KV placement from `options`: device memory (resident), the worker host's

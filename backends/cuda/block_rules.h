@@ -69,6 +69,14 @@ APR_HD bool NeedsPrediction(int len, int k_blocks) {
   const int c = NumCandidates(len);
   return c >= kMinPredictedCandidates && c > k_blocks;
 }
+// predictor-hybrid (SparseOptions::hybrid; predictor/policy.h): of the k blocks a step
+// selects when the candidates do not fit, a quarter (at least one) come from the current
+// query's Quest bound at the step itself, the rest from the CNN one step ahead.
+APR_HD int HybridQueryBlocks(int k_blocks) { return k_blocks / 4 > 1 ? k_blocks / 4 : 1; }
+APR_HD int HybridCnnBlocks(int k_blocks) {
+  const int q = HybridQueryBlocks(k_blocks);
+  return k_blocks - (q < k_blocks ? q : k_blocks);
+}
 // The attended list's length, counting the local window's first block apart from a chosen
 // candidate (so it may exceed the real length by one).
 APR_HD int ListLengthBound(int len, int k_blocks) {

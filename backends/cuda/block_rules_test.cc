@@ -101,5 +101,17 @@ TEST(BlockRules, ChooseSplits) {
   EXPECT_EQ(ChooseSplits(8, 8, 1, 132), 1);
 }
 
+// predictor-hybrid's split of the k predicted blocks, as the CPU policy computes it
+// (predictor/policy.cc MakePolicy: query_blocks = max(1, k / 4); the CNN keeps the rest).
+TEST(BlockRules, HybridSplitsTheBudgetAsTheCpuPolicy) {
+  for (int k = 1; k <= 600; ++k) {
+    const int q = std::max(1, k / 4);
+    EXPECT_EQ(HybridQueryBlocks(k), q) << k;
+    EXPECT_EQ(HybridCnnBlocks(k), k - std::min(q, k)) << k;
+  }
+  EXPECT_EQ(HybridQueryBlocks(PredictedBlocks(1024)), 14);  // 56 = 42 CNN + 14 query
+  EXPECT_EQ(HybridCnnBlocks(1), 0);
+}
+
 }  // namespace
 }  // namespace apr::cuda

@@ -150,6 +150,8 @@ absl::Status CudaDecoder::CheckOptions() {
   }
   summary_calibration_ = sparse_capable_ && (cal_source == CalibrationSource::kKeySummary ||
                                              (cal_source == CalibrationSource::kAuto && offload_));
+  APR_RETURN_IF_ERROR(CheckHybrid());
+  key_summaries_ = summary_calibration_ || opt_.sparse.hybrid;
   return absl::OkStatus();
 }
 
@@ -245,11 +247,13 @@ absl::Status CudaDecoder::AllocateSparse() {
   APR_RETURN_IF_ERROR(
       Alloc(fill, &list_starts_, int64_t{ls} * opt_.max_sequences * nkv * list_stride_));
   APR_RETURN_IF_ERROR(Alloc(fill, &calib_counts_, int64_t{opt_.max_sequences} * nkv));
-  if (summary_calibration_) {
+  if (key_summaries_) {
     APR_RETURN_IF_ERROR(
         Alloc(fill, &key_summary_, int64_t{opt_.max_sequences} * L * nkv * max_blocks_ * 2 * hd));
-    APR_RETURN_IF_ERROR(Alloc(fill, &attn_ml_, int64_t{opt_.max_sequences} * nh * 2));
   }
+  if (summary_calibration_)
+    APR_RETURN_IF_ERROR(Alloc(fill, &attn_ml_, int64_t{opt_.max_sequences} * nh * 2));
+  if (opt_.sparse.hybrid) APR_RETURN_IF_ERROR(AllocateHybrid());
   return absl::OkStatus();
 }
 
@@ -422,6 +426,7 @@ PredictLaunch CudaDecoder::PredictArgs(int batch, int max_cols, bool recompute, 
   p.max_cols = max_cols;
   p.recompute = recompute;
   p.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
+  p.query_blocks = opt_.sparse.hybrid ? HybridQueryBlocks(p.k_blocks) : 0;
   p.layer_begin = layer_begin;
   p.layer_count = layer_count;
   return p;
@@ -439,6 +444,8 @@ absl::Status CudaDecoder::SetSparse(const SparseOptions& sparse) {
     return absl::InvalidArgumentError("an offloaded KV cache needs sparse attention");
   if (sparse.calibration_source != opt_.sparse.calibration_source)
     return absl::InvalidArgumentError("calibration_source is fixed when the decoder is created");
+  if (sparse.hybrid != opt_.sparse.hybrid)
+    return absl::InvalidArgumentError("hybrid is fixed when the decoder is created");
   APR_RETURN_IF_ERROR(Synchronize());
   opt_.sparse = sparse;
   graphs_.Clear();
@@ -528,7 +535,7 @@ absl::Status CudaDecoder::FillRandomContext(Sequence& base, int64_t len, uint64_
   if (!sparse_capable_) return absl::OkStatus();
   const ModelConfig& c = config();
   APR_RETURN_IF_ERROR(predictor_->FillRandomHistory(seq.slot, seed, stream_));
-  if (summary_calibration_) {
+  if (key_summaries_) {
     const int64_t per =
         int64_t{c.num_hidden_layers} * c.num_key_value_heads * max_blocks_ * 2 * c.head_dim;
     APR_CUDA_RETURN_IF_ERROR(

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "backends/cuda/block_rules.h"
 #include "backends/cuda/cuda_decoder_options.h"
 #include "backends/cuda/cuda_weights.h"
 #include "backends/cuda/device_buffer.h"
@@ -212,6 +213,7 @@ class CudaDecoder : public Decoder {
   // The first layer that attends over block lists (the number of layers when dense).
   int FirstListedLayer(const StepKey& key) const;
   absl::Status EnqueueBuildLists(const StepKey& key);
+  BuildListsArgs ListsArgs(const StepKey& key) const;
   RopeAppendArgs StepRopeArgs(int batch, int layer) const;
   PagedDecodeArgs DecodeAttentionArgs(const StepKey& key, int l) const;
   absl::Status EnqueueStepAttention(const StepKey& key, int l);
@@ -221,6 +223,17 @@ class CudaDecoder : public Decoder {
   absl::Status EnqueueStepEnd(const StepKey& key, bool eager);
   int SparseLayers() const { return config().num_hidden_layers - opt_.sparse.dense_layers; }
   int KBlocksMax() const;
+
+  // --- predictor-hybrid (cuda_decoder_hybrid.cc). ---
+  absl::Status CheckHybrid() const;
+  absl::Status AllocateHybrid();
+  // Query slots per (sequence, layer, KV head): the largest budget's query blocks.
+  int QueryStride() const { return HybridQueryBlocks(KBlocksMax()); }
+  // Offloaded: the pool slots past the cache that hold the query's uncached blocks.
+  int64_t QueryAreaSlots() const;
+  // After sparse layer l's RoPE: the query's blocks, (offloaded) their fetch, and the
+  // layer's list rebuilt with them.
+  absl::Status EnqueueQueryBlocks(const StepKey& key, int l);
 
   // --- Dense layers with an offloaded cache (cuda_decoder_dense_layers.cc). ---
   // Whether layer l attends densely over the dense layers' resident pool.
@@ -342,6 +355,11 @@ class CudaDecoder : public Decoder {
   // Key summaries and the sparse attention's (max, normaliser) for the key-summary
   // calibration.
   bool summary_calibration_ = false;
+  bool key_summaries_ = false;  // kept for the calibration or predictor-hybrid
+  // predictor-hybrid: the query's blocks of the current layer per batch row, their pool
+  // slots (offloaded: -1 when cached) and the fetch list of the uncached ones.
+  DeviceBuffer<int32_t> query_blocks_, query_counts_, query_slots_, query_fetch_count_;
+  DeviceBuffer<uint32_t> query_fetch_src_, query_fetch_dst_;
   DeviceBuffer<__nv_bfloat16> key_summary_;
   DeviceBuffer<float> attn_ml_;
   // Offloaded with dense layers: their whole KV, resident ([sequence slots][max_blocks]

@@ -89,7 +89,9 @@ absl::Status CudaDecoder::AllocateOffloadBuffers(int64_t wb_area) {
   const int ms = opt_.max_sequences;
   const int64_t images = int64_t{ms} * L * nkv;
   const int64_t slot_elems = 2 * kBlockTokens * hd;
-  APR_RETURN_IF_ERROR(AllocZ(&pool_, (cache_pool_slots_ + wb_area) * slot_elems, 0));
+  // predictor-hybrid's query slots follow the cache (cuda_decoder_hybrid.cc).
+  APR_RETURN_IF_ERROR(
+      AllocZ(&pool_, (cache_pool_slots_ + wb_area + QueryAreaSlots()) * slot_elems, 0));
   APR_RETURN_IF_ERROR(AllocZ(&cache_where_, images * max_blocks_, 0xff));
   APR_RETURN_IF_ERROR(AllocZ(&cache_tags_, images * cache_slots_, 0xff));
   APR_RETURN_IF_ERROR(AllocZ(&cache_stamps_, images * cache_slots_, 0));
@@ -331,12 +333,12 @@ CachePlanArgs CudaDecoder::PlanArgs(int batch, int first, int count) const {
   pa.next_lens = d + kNextLens * ms;
   pa.seq_slots = d + kSeqSlots * ms;
   pa.sel = predictor_->SelectionView();
+  pa.sel_first_layer = opt_.sparse.dense_layers;
   pa.cache = Cache();
   pa.tier = tier_table_.get();
   pa.reuse = opt_.offload.reuse_cached_blocks;
   pa.fetch_src = fetch_src_.get() + int64_t{first} * max_fetch_;
   pa.fetch_dst = fetch_dst_.get() + int64_t{first} * max_fetch_;
-  pa.sel_first_layer = opt_.sparse.dense_layers;
   pa.fetch_count = fetch_count_.get() + first;
   pa.max_fetch = max_fetch_;
   pa.scratch = plan_scratch_.get();
@@ -723,13 +725,13 @@ absl::StatusOr<std::vector<uint16_t>> CudaDecoder::ReadKvBlock(Sequence& base, i
         cudaMemcpy(out.data(), pool_.get() + slot * (bb / 2), bb, cudaMemcpyDeviceToHost));
     return out;
   }
+  if (!from_tier && DenseLayerResident(layer))
+    return ReadDenseLayerBlock(seq, layer, kv_head, block);
   const int64_t img = (int64_t{seq.slot} * L + layer) * nkv + kv_head;
   if (!from_tier) {
     int32_t where = -1;
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(&where, cache_where_.get() + img * max_blocks_ + block,
                                         sizeof(where), cudaMemcpyDeviceToHost));
-  if (!from_tier && DenseLayerResident(layer))
-    return ReadDenseLayerBlock(seq, layer, kv_head, block);
     if (where < 0) return absl::NotFoundError("the block is not in the GPU block cache");
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(out.data(),
                                         pool_.get() + (img * cache_slots_ + where) * (bb / 2), bb,

@@ -35,6 +35,11 @@ struct SparseOptions {
   int dense_layers = 0;
   CalibrationSource calibration_source = CalibrationSource::kAuto;
   SummaryEstimate summary_estimate = SummaryEstimate::kCenterL2;
+  // predictor-hybrid (hybrid_select.h; the CPU policy of that name): when the candidates do
+  // not fit, a quarter of the predicted blocks (at least one) are chosen at the step by the
+  // current query's Quest bound over the key summaries, the rest by the CNN. Fixed when the
+  // decoder is created; resident or local offload (remote: Unimplemented).
+  bool hybrid = false;
 };
 
 struct CudaDecoderOptions {

@@ -191,7 +191,7 @@ absl::Status CudaDecoder::HistoryAfterPrefill(CudaSequence& seq, int64_t start, 
   seq.steps = 0;
   seq.hist_count = 0;
   APR_RETURN_IF_ERROR(predictor_->InvalidateCnnState(seq.slot, stream_));
-  if (summary_calibration_) APR_RETURN_IF_ERROR(PrefillKeySummary(seq, start));
+  if (key_summaries_) APR_RETURN_IF_ERROR(PrefillKeySummary(seq, start));
   const int ms = opt_.max_sequences;
   h_step_[kSeqSlots * ms] = seq.slot;
   h_step_[kHistoryRow * ms] = seq.hist_row;

@@ -130,6 +130,8 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
     } else if (offload_) {
       APR_RETURN_IF_ERROR(WaitLayerFetch(l, eager));
     }
+    // predictor-hybrid: the query's blocks join this layer's list (cuda_decoder_hybrid.cc).
+    if (opt_.sparse.hybrid) APR_RETURN_IF_ERROR(EnqueueQueryBlocks(key, l));
     APR_RETURN_IF_ERROR(EnqueueStepAttention(key, l));
     APR_RETURN_IF_ERROR(PredictAfterLayer(key, l, eager));
     APR_RETURN_IF_ERROR(OProjAndMlp(lw, B));
@@ -139,6 +141,11 @@ absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
 
 // Per sparse layer, KV head and sequence: [sink, the selection, local window] with slots.
 absl::Status CudaDecoder::EnqueueBuildLists(const StepKey& key) {
+  APR_CUDA_RETURN_IF_ERROR(LaunchBuildLists(ListsArgs(key), stream_));
+  return absl::OkStatus();
+}
+
+BuildListsArgs CudaDecoder::ListsArgs(const StepKey& key) const {
   const ModelConfig& c = config();
   const int ms = opt_.max_sequences, nkv = c.num_key_value_heads, L = c.num_hidden_layers;
   const int32_t* d = d_step_.get();
@@ -162,8 +169,7 @@ absl::Status CudaDecoder::EnqueueBuildLists(const StepKey& key) {
   bl.calib_counts = calib_counts_.get();
   bl.list_stride = list_stride_;
   bl.error = error_flag_.get();
-  APR_CUDA_RETURN_IF_ERROR(LaunchBuildLists(bl, stream_));
-  return absl::OkStatus();
+  return bl;
 }
 
 // RoPE on the step's q and k, its K/V into the tail block (and the block's key summary
@@ -178,7 +184,7 @@ RopeAppendArgs CudaDecoder::StepRopeArgs(int batch, int layer) const {
   } else if (offload_) {
     ra.cache = Cache();
   }
-  if (summary_calibration_) {
+  if (key_summaries_) {
     ra.key_summary = key_summary_.get();
     ra.summary_layers = config().num_hidden_layers;
     ra.summary_blocks = max_blocks_;

@@ -137,6 +137,7 @@ absl::Status GpuPredictor::SelectTopk(const PredictLaunch& p, cudaStream_t strea
   tk.scores = scores_.get();
   tk.score_cols = shape_.max_blocks;
   tk.k_blocks = p.k_blocks;
+  tk.query_blocks = p.query_blocks;
   tk.out = SelectionView();
   tk.error = in_.error;
   APR_CUDA_RETURN_IF_ERROR(LaunchTopkSelect(tk, stream));

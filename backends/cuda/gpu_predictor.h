@@ -51,6 +51,7 @@ struct PredictLaunch {
   int max_cols = 0;        // the CNN grid covers this many candidate columns
   bool recompute = false;  // the CNN recomputes every column (picks its launch shape)
   int k_blocks = 0;        // predicted blocks per KV head (PredictedBlocks(budget))
+  int query_blocks = 0;    // predictor-hybrid: TopkArgs::query_blocks
   int layer_begin = 0, layer_count = 0;
 };
 

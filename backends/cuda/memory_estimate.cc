@@ -44,7 +44,8 @@ GpuMemoryEstimate EstimateGpuMemory(const ModelConfig& c, const MemoryShape& s) 
   e.resident_kv = images * blocks * block_bytes;
   e.host_kv = e.resident_kv;
   const int64_t slots = MaxListLength(PredictedBlocks(s.budget_tokens)) + s.extra_cache_slots;
-  e.offload_cache = images * std::min(blocks, slots) * block_bytes;
+  const int64_t query_slots = s.hybrid ? HybridQueryBlocks(PredictedBlocks(s.budget_tokens)) : 0;
+  e.offload_cache = images * (std::min(blocks, slots) + query_slots) * block_bytes;
   const int64_t dense = std::clamp<int64_t>(s.dense_layers, 0, L);
   e.offload_dense_kv = e.resident_kv / L * dense;
   if (s.sparse) {

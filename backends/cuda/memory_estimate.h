@@ -23,6 +23,8 @@ struct MemoryShape {
   int extra_cache_slots = 16;  // OffloadOptions::extra_cache_slots
   // SparseOptions::dense_layers: offloaded, these layers' whole KV stays on the GPU.
   int dense_layers = 0;
+  // SparseOptions::hybrid: offloaded, the query's uncached blocks get slots past the cache.
+  bool hybrid = false;
 };
 
 // Bytes by part. Estimates, not an allocator's account: activations, cuBLAS and CUDA's

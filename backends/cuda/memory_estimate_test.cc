@@ -39,6 +39,11 @@ TEST(MemoryEstimate, DenseLayersOfAnOffloadedCacheAreResident) {
   EXPECT_EQ(EstimateGpuMemory(Llama31_8B(), MemoryShape{.max_sequences = 1}).offload_dense_kv, 0);
   const absl::Status st = CheckFits(e, /*offloaded=*/true, 4 * kGiB);
   EXPECT_THAT(st.message(), HasSubstr("dense layers' KV 1.0 GiB"));
+  // predictor-hybrid offloaded: 14 query slots per (layer, KV head) past the 81 cached.
+  MemoryShape h;
+  h.max_sequences = 1;
+  h.hybrid = true;
+  EXPECT_EQ(EstimateGpuMemory(Llama31_8B(), h).offload_cache, int64_t{256} * (81 + 14) * 8192);
 }
 
 // The weights of apr-tiny as its checkpoint stores them (bf16): the sum of its tensors.

@@ -446,6 +446,55 @@ TEST(Offload, DenseLayersStayResident) {
   }
 }
 
+// predictor-hybrid offloaded (cuda_decoder_hybrid.cc): a quarter of the predicted blocks
+// come from the query at the step; the ones the block cache lacks are fetched on the
+// compute stream into slots of their own. Same lists and bit-identical logits as the
+// resident cache with hybrid on (the kernel's sets against the CPU policy:
+// trained_predictor_test HybridSelectsTheCpuPolicysBlocks), and the query's blocks do
+// change the lists (against hybrid off). Remote is refused (Unimplemented).
+TEST(Offload, HybridMatchesResident) {
+  Model m = AprTiny();
+  m.steps = 60;
+  CudaDecoderOptions base = SparseOptions();  // budget 256: 8 blocks, 2 from the query
+  DecodeRun plain = Decode(m, base, /*record_lists=*/true);
+  ASSERT_TRUE(plain.status.ok()) << plain.status;
+  base.sparse.hybrid = true;
+  DecodeRun resident = Decode(m, base, /*record_lists=*/true);
+  ASSERT_TRUE(resident.status.ok()) << resident.status;
+  int changed = 0, lists = 0;
+  for (size_t s = 0; s < resident.lists.size(); ++s) {
+    for (size_t l = 0; l < resident.lists[s].size(); ++l) {
+      for (size_t g = 0; g < resident.lists[s][l].size(); ++g) {
+        changed += resident.lists[s][l][g] != plain.lists[s][l][g];
+        ++lists;
+      }
+    }
+  }
+  std::printf("hybrid (resident): %d of %d lists differ from the CNN-only selection\n", changed,
+              lists);
+  EXPECT_GT(changed, 0) << "the query's blocks never changed a list";
+  for (bool graphs : {true, false}) {
+    SCOPED_TRACE(graphs ? "local, graphs" : "local, eager");
+    CudaDecoderOptions o = base;
+    o.placement = KvPlacement::kHost;
+    o.use_graphs = graphs;
+    DecodeRun off = Decode(m, o, /*record_lists=*/true);
+    ASSERT_TRUE(off.status.ok()) << off.status;
+    const int diffs = BitDifferences(off, resident);
+    EXPECT_EQ(diffs, 0) << "logits differ from the resident cache's";
+    EXPECT_EQ(off.lists, resident.lists) << "the selections differ";
+    std::printf("hybrid, %s: %d of %zu steps' logits differ from resident\n",
+                graphs ? "local, graphs" : "local, eager", diffs, off.logits.size());
+    PrintStats(graphs ? "hybrid local, graphs" : "hybrid local, eager",
+               off.decoder->offload_stats(), m.steps);
+  }
+  CudaDecoderOptions r = base;
+  r.placement = KvPlacement::kRemote;
+  r.offload.remote_address = "127.0.0.1:1";  // refused before connecting
+  EXPECT_EQ(CudaDecoder::Load("models/apr-tiny", r).status().code(),
+            absl::StatusCode::kUnimplemented);
+}
+
 // The device plan's counts equal a CPU model's (cache_plan.h) fed with the same wanted
 // sets: the cache fetches exactly the difference. A small cache forces evictions.
 TEST(Offload, CacheFetchesOnlyTheDifference) {

@@ -39,9 +39,11 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
       (static_cast<int64_t>(a.seq_slots[b]) * a.out.num_layers + li) * a.out.kv_heads + g;
   int32_t* sel = a.out.blocks + img * a.out.stride;
   if (blockIdx.x == 0 && threadIdx.x == 0) a.out.lens[a.seq_slots[b]] = len;
-  if (!NeedsPrediction(len, k)) {
+  // predictor-hybrid leaves part of the budget to the query when the candidates do not fit.
+  const int k_cnn = a.query_blocks > 0 && n > k ? HybridCnnBlocks(k) : k;
+  if (!NeedsPrediction(len, k) || k_cnn == 0) {
     // All candidates fit, or fewer than 3 remain (no CNN: equal scores, the lowest win).
-    const int kept = KeptCandidates(len, k);
+    const int kept = min(KeptCandidates(len, k), k_cnn);
     for (int i = threadIdx.x; i < kept; i += kThreads) sel[i] = kSinkBlocks + i;
     if (threadIdx.x == 0) a.out.counts[img] = kept;
     return;
@@ -59,7 +61,7 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
   for (int i = threadIdx.x; i < n; i += kThreads) keys[i] = OrderKey(sc[i]);
   if (threadIdx.x == 0) {
     s_prefix = 0;
-    s_remaining = k;
+    s_remaining = k_cnn;
   }
   uint32_t mask = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -111,7 +113,8 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
 // blocks, the selection, the local window's blocks -- into one ascending list (a block in
 // two runs once, from the lower first token), then resolves the slots.
 __global__ void BuildListsKernel(const BuildListsArgs a) {
-  const int b = blockIdx.y, li = blockIdx.x / a.num_kv_heads, g = blockIdx.x % a.num_kv_heads;
+  const int b = blockIdx.y, g = blockIdx.x % a.num_kv_heads;
+  const int li = a.layer_begin + blockIdx.x / a.num_kv_heads;
   if (threadIdx.x != 0) return;
   const int len = a.context_lens[b];
   const int slot = a.seq_slots[b];
@@ -119,7 +122,7 @@ __global__ void BuildListsKernel(const BuildListsArgs a) {
   const int64_t lrow = static_cast<int64_t>(li) * a.rows_per_layer + row;
   if (li == 0 && a.calib_counts != nullptr)
     a.calib_counts[row] = a.dense != nullptr && a.dense[b] != 0 ? -1 : 0;
-  if (a.sel.lens[slot] != len) {
+  if (!a.sel_checked && a.sel.lens[slot] != len) {
     atomicExch(a.error, 1);
     a.counts[lrow] = 0;  // attend to nothing rather than to garbage; the step fails
     return;
@@ -134,13 +137,16 @@ __global__ void BuildListsKernel(const BuildListsArgs a) {
   int32_t* starts = a.starts + lrow * a.list_stride;
   const int64_t trow = static_cast<int64_t>(slot) * a.table.table_stride;
   const int slot_add = (a.first_layer + li) * a.table.num_kv_heads + g;
-  int i_sink = 0, i_sel = 0, i_loc = fl, n = 0;
-  while (i_sink < sb || i_sel < nsel || i_loc < nb) {
+  const int next = a.extra_counts != nullptr ? a.extra_counts[row] : 0;
+  const int32_t* ext = a.extra_blocks + static_cast<int64_t>(row) * a.extra_stride;
+  int i_sink = 0, i_sel = 0, i_ext = 0, i_loc = fl, n = 0;
+  while (i_sink < sb || i_sel < nsel || i_ext < next || i_loc < nb) {
     const int bs = i_sink < sb ? i_sink : INT_MAX;
     const int bc = i_sel < nsel ? sel[i_sel] : INT_MAX;
+    const int bx = i_ext < next ? ext[i_ext] : INT_MAX;
     const int bl = i_loc < nb ? i_loc : INT_MAX;
-    const int blk = min(bs, min(bc, bl));
-    int first = kBlockTokens;
+    const int blk = min(min(bs, bx), min(bc, bl));
+    int first = kBlockTokens, given_slot = -1;
     if (bs == blk) {
       first = 0;
       ++i_sink;
@@ -148,6 +154,12 @@ __global__ void BuildListsKernel(const BuildListsArgs a) {
     if (bc == blk) {
       first = 0;
       ++i_sel;
+    }
+    if (bx == blk) {
+      first = 0;
+      if (a.extra_slots != nullptr)
+        given_slot = a.extra_slots[static_cast<int64_t>(row) * a.extra_stride + i_ext];
+      ++i_ext;
     }
     if (bl == blk) {
       first = min(first, blk == fl ? local_first_token : 0);
@@ -159,7 +171,9 @@ __global__ void BuildListsKernel(const BuildListsArgs a) {
     }
     blocks[n] = blk;
     starts[n] = first;
-    if (a.cache.where != nullptr) {
+    if (given_slot >= 0) {
+      slots[n] = given_slot;  // fetched for this step outside the cache (hybrid_select.h)
+    } else if (a.cache.where != nullptr) {
       const int64_t img =
           (static_cast<int64_t>(slot) * a.cache.layers + a.first_layer + li) * a.cache.kv_heads + g;
       const int c = a.cache.where[img * a.cache.max_blocks + blk];
@@ -204,7 +218,11 @@ cudaError_t LaunchTopkSelect(TopkArgs a, cudaStream_t stream) {
 cudaError_t LaunchBuildLists(const BuildListsArgs& a, cudaStream_t stream) {
   if (a.batch == 0 || a.num_layers == 0) return cudaSuccess;
   if (a.rows_per_layer < a.batch * a.num_kv_heads) return cudaErrorInvalidValue;
-  BuildListsKernel<<<dim3(a.num_layers * a.num_kv_heads, a.batch), 32, 0, stream>>>(a);
+  const int layers = a.layer_count > 0 ? a.layer_count : a.num_layers;
+  if (a.layer_begin < 0 || a.layer_begin + layers > a.num_layers ||
+      (a.extra_counts != nullptr && layers != 1))
+    return cudaErrorInvalidValue;
+  BuildListsKernel<<<dim3(layers * a.num_kv_heads, a.batch), 32, 0, stream>>>(a);
   return cudaGetLastError();
 }
 

@@ -36,6 +36,10 @@ struct TopkArgs {
   const float* scores = nullptr;         // [batch][num_layers][kv_heads][score_cols]
   int score_cols = 0;
   int k_blocks = 0;
+  // predictor-hybrid: when the candidates do not fit in k_blocks, the CNN chooses only
+  // HybridCnnBlocks(k_blocks) (block_rules.h); the step adds the query's blocks
+  // (hybrid_select.h). 0: the CNN chooses all k_blocks.
+  int query_blocks = 0;
   Selection out;
   int32_t* error = nullptr;
 };
@@ -48,11 +52,27 @@ cudaError_t LaunchTopkSelect(TopkArgs a, cudaStream_t stream);
 struct BuildListsArgs {
   int batch = 0;
   int first_layer = 0, num_layers = 0, num_kv_heads = 0;  // the sparse layers
+  // The lists this launch builds: sparse layers [layer_begin, layer_begin + layer_count)
+  // (relative to first_layer); layer_count 0: all.
+  int layer_begin = 0, layer_count = 0;
   const int32_t* context_lens = nullptr;                  // [batch] this step's lengths
   const int32_t* seq_slots = nullptr;                     // [batch]
   // [batch] nonzero: a calibration step (the history gets the full row); may be null.
   const int32_t* dense = nullptr;
   Selection sel;    // must have been made for context_lens
+  // Optional, with layer_count 1: a fourth ascending run merged into the list, per batch
+  // row (b * kv_heads + g): extra_counts[row] blocks at extra_blocks + row * extra_stride
+  // (the query's blocks of predictor-hybrid). extra_slots, when set, gives each one's pool
+  // slot (-1: resolved as the others are).
+  const int32_t* extra_blocks = nullptr;
+  const int32_t* extra_counts = nullptr;
+  const int32_t* extra_slots = nullptr;
+  int extra_stride = 0;
+  // The step's first launch checked that `sel` was made for context_lens; a later one (a
+  // layer rebuilt inside the step) skips it: offloaded, a layer group's prediction for the
+  // next step already dated the selection, though a later group's blocks are still this
+  // step's until its own prediction.
+  bool sel_checked = false;
   SlotTable table;  // resolves block ids to slots (resident pool)
   // Offload placements: when cache.where is set, slots come from the GPU block cache
   // instead (rope_append.h CacheMap; its layers are the model's, first_layer + li); a
