@@ -42,6 +42,12 @@ class Decoder {
                                std::vector<float>* last_logits,
                                std::vector<float>* all_logits = nullptr) = 0;
 
+  // The prompt of `seq` is complete: no Prefill follows before its first decode step. A
+  // backend may release what only prefill needed (the CUDA backend's offloaded path frees
+  // the sequence's staging copy of the whole prompt's KV here, so that prompts admitted
+  // one after another do not each hold one until the next decode step).
+  virtual void EndPrompt(Sequence& seq) { (void)seq; }
+
   // One token for each sequence (all distinct); logits is [batch][vocab].
   virtual absl::Status DecodeBatch(absl::Span<Sequence* const> seqs,
                                    absl::Span<const int32_t> tokens,

@@ -49,6 +49,7 @@ absl::StatusOr<int32_t> DecoderStepEngine::StartPart(uint64_t id,
   if (created != nullptr) seqs_.emplace(id, std::move(created));
   if (!part.last) return kPromptContinues;
   live->prompt_done = true;
+  decoder_.EndPrompt(live->seq());
   return live->sampler.Sample(logits_);
 }
 
@@ -134,6 +135,7 @@ absl::Status DecoderStepEngine::Rebuild(uint64_t id, Live& live, std::vector<flo
     APR_RETURN_IF_ERROR(decoder_.Prefill(live.seq(), history.subspan(begin, end - begin), logits));
     begin = end;
   }
+  if (live.prompt_done) decoder_.EndPrompt(live.seq());
   Sequence* seq = &live.seq();
   for (size_t i = begin; i < history.size(); ++i) {
     APR_RETURN_IF_ERROR(

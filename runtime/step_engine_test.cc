@@ -222,5 +222,48 @@ TEST_F(StepEngineRecoveryTest, GreedyPicksWithoutLogitsGiveTheSameTokens) {
   EXPECT_EQ(greedy, Reference(0, kTokens));
 }
 
+// Forwards to a decoder and records, at each EndPrompt, the sequence's length then.
+class EndPromptRecorder : public Decoder {
+ public:
+  explicit EndPromptRecorder(Decoder& inner) : inner_(inner) {}
+  const ModelConfig& config() const override { return inner_.config(); }
+  std::string device() const override { return inner_.device(); }
+  std::unique_ptr<Sequence> NewSequence(AttentionHooks* hooks) override {
+    return inner_.NewSequence(hooks);
+  }
+  absl::Status Prefill(Sequence& seq, absl::Span<const int32_t> tokens, std::vector<float>* last,
+                       std::vector<float>* all) override {
+    return inner_.Prefill(seq, tokens, last, all);
+  }
+  void EndPrompt(Sequence& seq) override { ended_at.push_back(seq.length()); }
+  absl::Status DecodeBatch(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
+                           std::vector<float>* logits) override {
+    return inner_.DecodeBatch(seqs, tokens, logits);
+  }
+  std::vector<int64_t> ended_at;
+
+ private:
+  Decoder& inner_;
+};
+
+// The engine tells the decoder when a prompt ends (the CUDA backend frees the prompt's
+// staging copy there): once, after the last part, not after earlier parts or steps.
+TEST_F(StepEngineRecoveryTest, EndPromptFollowsTheLastPartOnly) {
+  EndPromptRecorder recorder(*decoder_);
+  DecoderStepEngine engine(recorder);
+  const std::vector<int32_t> prompt = Prompt(0);
+  ASSERT_GT(prompt.size(), 2u);
+  const absl::Span<const int32_t> all = prompt;
+  const size_t half = prompt.size() / 2;
+  auto first = engine.StartPart(5, all.subspan(0, half), Sampling(0), PromptPart{true, false});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(recorder.ended_at.empty());
+  auto token = engine.StartPart(5, all.subspan(half), Sampling(0), PromptPart{false, true});
+  ASSERT_TRUE(token.ok()) << token.status();
+  ASSERT_EQ(recorder.ended_at, std::vector<int64_t>{static_cast<int64_t>(prompt.size())});
+  ASSERT_TRUE(engine.Step(std::vector<uint64_t>{5}, std::vector<int32_t>{*token}).ok());
+  EXPECT_EQ(recorder.ended_at.size(), 1u);
+}
+
 }  // namespace
 }  // namespace apr

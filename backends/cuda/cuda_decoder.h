@@ -62,6 +62,8 @@ class CudaDecoder : public Decoder {
   absl::Status Prefill(Sequence& seq, absl::Span<const int32_t> tokens,
                        std::vector<float>* last_logits,
                        std::vector<float>* all_logits = nullptr) override;
+  // Offloaded: frees the sequence's staging pool (its prompt is in the tier and the cache).
+  void EndPrompt(Sequence& seq) override;
   absl::Status DecodeBatch(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
                            std::vector<float>* logits) override;
   // The picks are made on the device (argmax_rows.h); the logits cross to the host only
@@ -305,6 +307,7 @@ class CudaDecoder : public Decoder {
                             const std::vector<uint32_t>& slots);
   // Makes `seq`'s staging pool hold at least `blocks` blocks, keeping what it holds.
   absl::Status GrowStaging(CudaSequence& seq, int blocks);
+  void ReleaseStaging(CudaSequence& seq);
   // Clears the sequence's cache maps and makes `blocks` resident (copied from `src` through
   // the group table when given).
   absl::Status SeedCache(CudaSequence& seq, const std::vector<int32_t>& blocks,

@@ -463,10 +463,7 @@ absl::Status CudaDecoder::PrepareOffloadStep(absl::Span<Sequence* const> seqs) {
     auto& s = static_cast<CudaSequence&>(*seqs[b]);
     if (!s.in_tier)
       return absl::FailedPreconditionError("the sequence has no blocks in the tier (prefill it)");
-    if (s.staging_blocks > 0) {  // the prompt is complete: decode reads the tier and cache
-      s.staging = DeviceBuffer<__nv_bfloat16>();
-      s.staging_blocks = 0;
-    }
+    ReleaseStaging(s);  // the prompt is complete: decode reads the tier and cache
     if (remote_) APR_RETURN_IF_ERROR(DrainRemoteWriteBacks(s, step_counter_ - 2));
     const int64_t len = s.len + 1;
     if (len % kBlockTokens != 0) continue;
@@ -616,6 +613,17 @@ absl::Status CudaDecoder::InitialFetch(CudaSequence& seq) {
         "or a block neither cached nor in the tier)");
   }
   return absl::OkStatus();
+}
+
+void CudaDecoder::EndPrompt(Sequence& seq) {
+  if (offload_) ReleaseStaging(static_cast<CudaSequence&>(seq));
+}
+
+// cudaFree waits for the device, so copies still reading the pool finish first.
+void CudaDecoder::ReleaseStaging(CudaSequence& seq) {
+  if (seq.staging_blocks == 0) return;
+  seq.staging = DeviceBuffer<__nv_bfloat16>();
+  seq.staging_blocks = 0;
 }
 
 absl::Status CudaDecoder::GrowStaging(CudaSequence& seq, int blocks) {

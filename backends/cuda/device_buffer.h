@@ -23,6 +23,9 @@ class DeviceBuffer {
     cudaError_t e = cudaMalloc(&b.ptr_, count * sizeof(T));
     if (e != cudaSuccess) {
       b.ptr_ = nullptr;
+      // The failure stays as the thread's last error; cleared here, or the next kernel
+      // launch's cudaGetLastError would report this handled allocation as its own.
+      (void)cudaGetLastError();
       return absl::ResourceExhaustedError(
           absl::StrCat("cudaMalloc of ", count * sizeof(T), " bytes: ", cudaGetErrorString(e)));
     }
@@ -61,6 +64,9 @@ class PinnedBuffer {
     cudaError_t e = cudaMallocHost(&b.ptr_, count * sizeof(T));
     if (e != cudaSuccess) {
       b.ptr_ = nullptr;
+      // The failure stays as the thread's last error; cleared here, or the next kernel
+      // launch's cudaGetLastError would report this handled allocation as its own.
+      (void)cudaGetLastError();
       return absl::ResourceExhaustedError(
           absl::StrCat("cudaMallocHost of ", count * sizeof(T), " bytes: ", cudaGetErrorString(e)));
     }

@@ -27,7 +27,8 @@ int64_t GpuMemoryEstimate::ResidentTotal() const {
 }
 
 int64_t GpuMemoryEstimate::OffloadTotal() const {
-  return weights + offload_cache + offload_dense_kv + predictor_state + kGpuReserveBytes;
+  return weights + offload_cache + offload_dense_kv + offload_staging + predictor_state +
+         kGpuReserveBytes;
 }
 
 GpuMemoryEstimate EstimateGpuMemory(const ModelConfig& c, const MemoryShape& s) {
@@ -48,6 +49,7 @@ GpuMemoryEstimate EstimateGpuMemory(const ModelConfig& c, const MemoryShape& s) 
   e.offload_cache = images * (std::min(blocks, slots) + query_slots) * block_bytes;
   const int64_t dense = std::clamp<int64_t>(s.dense_layers, 0, L);
   e.offload_dense_kv = e.resident_kv / L * dense;
+  e.offload_staging = L * nkv * blocks * block_bytes;
   if (s.sparse) {
     // History ring and the CNN's kept R rows (float, kHistoryRing rows each), the CNN's
     // column sums and each block's pooled maximum per query head.
@@ -74,6 +76,7 @@ std::string Parts(const GpuMemoryEstimate& e, bool offloaded) {
       offloaded && e.offload_dense_kv > 0
           ? absl::StrCat(" + dense layers' KV ", GiB(e.offload_dense_kv))
           : "",
+      offloaded ? absl::StrCat(" + prompt staging ", GiB(e.offload_staging)) : "",
       e.predictor_state > 0 ? absl::StrCat(" + predictor state ", GiB(e.predictor_state)) : "",
       " + reserve ", GiB(kGpuReserveBytes), " = ",
       GiB(offloaded ? e.OffloadTotal() : e.ResidentTotal()));

@@ -34,10 +34,13 @@ struct GpuMemoryEstimate {
   int64_t resident_kv = 0;        // the whole KV cache in GPU memory
   int64_t offload_cache = 0;      // the GPU block cache of an offloaded KV cache
   int64_t offload_dense_kv = 0;   // offloaded: the dense layers' whole KV, resident
+  // Offloaded: one prompt's whole KV on the GPU while it is admitted (the staging pool
+  // prefill writes before the tier; freed when the prompt ends, so one at a time).
+  int64_t offload_staging = 0;
   int64_t predictor_state = 0;    // attention history and CNN state (sparse only)
   int64_t host_kv = 0;            // the KV cache in the storage tier (offloaded)
   int64_t ResidentTotal() const;  // weights + resident KV + predictor state + reserve
-  // weights + block cache + dense layers' KV + predictor state + reserve
+  // weights + block cache + dense layers' KV + prompt staging + predictor state + reserve
   int64_t OffloadTotal() const;
 };
 

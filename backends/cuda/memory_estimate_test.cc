@@ -34,7 +34,8 @@ TEST(MemoryEstimate, DenseLayersOfAnOffloadedCacheAreResident) {
   s.dense_layers = 2;
   const GpuMemoryEstimate e = EstimateGpuMemory(Llama31_8B(), s);
   EXPECT_EQ(e.offload_dense_kv, 1 * kGiB);
-  EXPECT_EQ(e.OffloadTotal() - e.weights - e.offload_cache - kGpuReserveBytes, 1 * kGiB);
+  EXPECT_EQ(e.OffloadTotal() - e.weights - e.offload_cache - e.offload_staging - kGpuReserveBytes,
+            1 * kGiB);
   EXPECT_EQ(e.resident_kv, 16 * kGiB);  // resident: the dense layers are part of it already
   EXPECT_EQ(EstimateGpuMemory(Llama31_8B(), MemoryShape{.max_sequences = 1}).offload_dense_kv, 0);
   const absl::Status st = CheckFits(e, /*offloaded=*/true, 4 * kGiB);
@@ -44,6 +45,29 @@ TEST(MemoryEstimate, DenseLayersOfAnOffloadedCacheAreResident) {
   h.max_sequences = 1;
   h.hybrid = true;
   EXPECT_EQ(EstimateGpuMemory(Llama31_8B(), h).offload_cache, int64_t{256} * (81 + 14) * 8192);
+}
+
+// Offloaded, the prompt being admitted has its whole KV in a staging pool on the GPU (16
+// GiB for a 128K prompt of Llama-3.1-8B) until it ends; prompts are admitted one at a
+// time, so one pool is counted whatever the number of sequences, and the "does not fit"
+// message names it. (H100, 6 x 128K offloaded: the plan without it passed at load and the
+// fourth whole prompt ran out of GPU memory in prefill.)
+TEST(MemoryEstimate, AnOffloadedCacheCountsOnePromptsStaging) {
+  MemoryShape s;
+  s.max_sequences = 6;
+  s.sparse = true;
+  const GpuMemoryEstimate e = EstimateGpuMemory(Llama31_8B(), s);
+  EXPECT_EQ(e.offload_staging, 16 * kGiB);
+  EXPECT_EQ(e.OffloadTotal(), e.weights + e.offload_cache + 16 * kGiB + e.predictor_state +
+                                  kGpuReserveBytes);
+  s.max_sequences = 1;
+  EXPECT_EQ(EstimateGpuMemory(Llama31_8B(), s).offload_staging, 16 * kGiB);
+  s.tp_size = 2;
+  EXPECT_EQ(EstimateGpuMemory(Llama31_8B(), s).offload_staging, 8 * kGiB);
+  const absl::Status st = CheckFits(e, /*offloaded=*/true, 20 * kGiB);
+  EXPECT_THAT(st.message(), HasSubstr("prompt staging 16.0 GiB"));
+  EXPECT_THAT(CheckFits(e, /*offloaded=*/false, 20 * kGiB).message(),
+              ::testing::Not(HasSubstr("staging")));
 }
 
 // The weights of apr-tiny as its checkpoint stores them (bf16): the sum of its tensors.
