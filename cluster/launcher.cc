@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -284,6 +285,9 @@ absl::Status Launcher::Prepare() {
     }
     options_.run_dir = tmpl;
     own_run_dir_ = true;
+  } else if (std::error_code ec; !fs::create_directories(options_.run_dir, ec) && ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot make the run directory ", options_.run_dir, ": ", ec.message()));
   }
   auto plan = PlanProcesses(options_.run_dir);
   if (!plan.ok()) return plan.status();

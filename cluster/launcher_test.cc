@@ -1,6 +1,9 @@
 // What the launcher starts for a config: the flags each process gets.
 #include "cluster/launcher.h"
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -73,6 +76,38 @@ storage_security {
     EXPECT_THAT(plan[1].flags, Contains(f));
   }
   EXPECT_THAT(plan[2].flags, Not(Contains("--auth_token_file=/pki/token")));
+}
+
+// A run directory that cannot be made is refused before any process starts, naming it
+// (one that does not exist yet is made: tests/cluster:gpu_node_loss_test relies on it).
+TEST(LauncherTest, ARunDirectoryThatCannotBeMadeIsNamed) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::filesystem::path file = std::filesystem::path(tmp ? tmp : "/tmp") / "a-file";
+  std::ofstream(file) << "not a directory";
+  auto config = ParseConfig(R"(
+model { path: "models/apr-tiny" }
+frontend { grpc { host: "127.0.0.1" port: 0 } }
+worker_groups { name: "g0" ranks { device: "cpu" grpc { host: "127.0.0.1" port: 0 } } }
+)",
+                            "test.textproto");
+  ASSERT_TRUE(config.ok()) << config.status();
+  LauncherOptions options;
+  options.run_dir = (file / "run").string();
+  Launcher launcher(*config, options);
+  const absl::Status s = launcher.Start();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("cannot make the run directory " +
+                                                options.run_dir));
+  // A fresh one is made (the start itself then fails here: no binaries in bin_dir).
+  const std::filesystem::path fresh = file.parent_path() / "fresh" / "run";
+  std::filesystem::remove_all(fresh.parent_path());
+  LauncherOptions made;
+  made.run_dir = fresh.string();
+  made.bin_dir = (file.parent_path() / "no-binaries").string();
+  Launcher second(*config, made);
+  EXPECT_FALSE(second.Start().ok());
+  EXPECT_TRUE(std::filesystem::is_directory(fresh));
+  EXPECT_TRUE(second.Stop().ok());
 }
 
 }  // namespace

@@ -157,10 +157,12 @@ TEST(GpuNodeLossTest, StreamsFailCleanlyNamingTheNodeAndTheWorkerStaysUp) {
 
   // The uninterrupted run.
   lo.run_dir = (fs::path(TmpDir()) / "uninterrupted").string();
+  fs::remove_all(lo.run_dir);  // the launcher makes it
   std::vector<StreamResult> clean;
   {
     Launcher launcher(RemoteConfig(), lo);
-    ASSERT_TRUE(launcher.Start().ok());
+    const absl::Status started = launcher.Start();
+    ASSERT_TRUE(started.ok()) << started;
     clean = StreamAll(launcher.frontend_address(), prompts, [](int) {});
     EXPECT_TRUE(launcher.Stop().ok());
   }
@@ -171,8 +173,10 @@ TEST(GpuNodeLossTest, StreamsFailCleanlyNamingTheNodeAndTheWorkerStaysUp) {
 
   // The same streams; the node killed once each has kMinTokensBeforeKill tokens.
   lo.run_dir = (fs::path(TmpDir()) / "killed").string();
+  fs::remove_all(lo.run_dir);
   Launcher launcher(RemoteConfig(), lo);
-  ASSERT_TRUE(launcher.Start().ok());
+  const absl::Status started = launcher.Start();
+  ASSERT_TRUE(started.ok()) << started;
   ASSERT_EQ(launcher.storage_node_addresses().size(), 1u);
   const std::string node = launcher.storage_node_addresses()[0];
   const int64_t pid = NodePid(node);
