@@ -164,7 +164,7 @@ absl::Status CudaDecoder::ConnectRemoteTier() {
     ro.tls = o.tls;
     ro.auth_token_file = o.auth_token_file;
     // One node: a RemoteTier; several: a ShardedTier over them, by KV head.
-    auto t = kvstore::ConnectStorageNodes(nodes, ro);
+    auto t = kvstore::ConnectStorageNodes(nodes, ro, o.replication);
     if (!t.ok()) return t.status();
     remote_tier_ = *std::move(t);
   }

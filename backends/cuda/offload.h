@@ -52,6 +52,9 @@ struct OffloadOptions {
   std::shared_ptr<kvstore::StagingTier> remote_tier;
   std::string remote_address;
   std::vector<std::string> remote_addresses;
+  // 2: two copies, over the first and the second half of remote_addresses (docs/KVSTORE.md
+  // "Replication"); 0 or 1: one.
+  int replication = 1;
   std::string ucx_tls = "tcp";
   std::string ucx_net_devices = "lo";
   // A secured node (docs/KVSTORE.md "Security"): this worker's certificate, key and CA, and

@@ -19,13 +19,22 @@ namespace apr::kvstore {
 absl::StatusOr<std::vector<std::shared_ptr<RemoteTier>>> ConnectRemoteTiers(
     const std::vector<std::string>& addresses, const RemoteTierOptions& options);
 
-// The tier over `nodes`: the node itself when there is one, else a ShardedTier.
+// The tier over `nodes`: the node itself when there is one, else a ShardedTier. With
+// `replication` 2 (0 and 1: none), a ReplicatedTier whose replica 0 is that tier over the
+// first half of the nodes and replica 1 over the second; an odd count is refused.
 absl::StatusOr<std::shared_ptr<StagingTier>> TierOverNodes(
-    const std::vector<std::shared_ptr<RemoteTier>>& nodes);
+    const std::vector<std::shared_ptr<RemoteTier>>& nodes, int replication = 1);
+
+// The replica of node i of `num_nodes` under `replication` (0 without replication).
+int ReplicaOfNode(int i, int num_nodes, int replication);
+
+// Whether `replication` can spread over `num_nodes` nodes; the error names both.
+absl::Status CheckReplication(int num_nodes, int replication);
 
 // ConnectRemoteTiers, then TierOverNodes.
 absl::StatusOr<std::shared_ptr<StagingTier>> ConnectStorageNodes(
-    const std::vector<std::string>& addresses, const RemoteTierOptions& options);
+    const std::vector<std::string>& addresses, const RemoteTierOptions& options,
+    int replication = 1);
 
 }  // namespace apr::kvstore
 
