@@ -371,7 +371,36 @@ class ConfigChecker {
     }
     Checker::Node kv = ck_.Child(root_, "kv_cache");
     if (c_.kv_cache().budget_tokens() < 0) ck_.Error(kv, "budget_tokens", -1, "must be >= 0");
+    CheckReplication();
     CheckStorageSecurity();
+  }
+
+  // Two copies of a group's KV live on the two halves of its storage nodes
+  // (docs/KVSTORE.md "Replication").
+  void CheckReplication() {
+    Checker::Node kv = ck_.Child(root_, "kv_cache");
+    const int rep = c_.kv_cache().replication();
+    if (rep < 0 || rep > 2) {
+      ck_.Error(kv, "replication", -1,
+                absl::StrCat("must be 0 or 1 (one copy) or 2 (two copies), not ", rep));
+      return;
+    }
+    if (rep < 2) return;
+    if (c_.kv_cache().placement() != v1::KvCache::PLACEMENT_REMOTE) {
+      ck_.Error(kv, "replication", -1,
+                "2 needs placement PLACEMENT_REMOTE (the copies live on storage nodes)");
+      return;
+    }
+    for (int g = 0; g < c_.worker_groups_size(); ++g) {
+      const size_t n = GroupStorageNodes(c_, g).size();
+      if (n % 2 == 0 && n > 0) continue;
+      ck_.Error(kv, "replication", -1,
+                absl::StrCat("2 splits each worker group's storage nodes into two halves, one "
+                             "copy each, so a group needs an even number of them: "
+                             "worker_groups[",
+                             g, "] (", c_.worker_groups(g).name(), ") has ", n,
+                             " (list them in its storage_nodes)"));
+    }
   }
 
   // Either side of the storage nodes' TLS is mutual: all three files, or none.

@@ -27,7 +27,8 @@ std::string Error(const std::string& text) {
 
 TEST(ConfigTest, EveryCheckedInConfigIsValid) {
   for (const char* name :
-       {"local", "one_gpu", "tp2", "offload_host", "offload_remote", "remote_kv_sharded"}) {
+       {"local", "one_gpu", "tp2", "offload_host", "offload_remote", "remote_kv_sharded",
+        "remote_kv_replicated"}) {
     auto c = LoadConfig(std::string("configs/") + name + ".textproto");
     EXPECT_TRUE(c.ok()) << name << ": " << c.status();
   }
@@ -213,6 +214,34 @@ TEST(ConfigTest, GroupsNameTheNodesTheyShardOver) {
   auto plain = ParseConfig(two_nodes + g1 + "}", "x.textproto");
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_EQ(GroupStorageNodes(*plain, 1), (std::vector<std::string>{"127.0.0.1:0"}));
+}
+
+// Replication (docs/KVSTORE.md): two copies over the halves of each group's nodes.
+TEST(ConfigTest, ReplicationNeedsRemotePlacementAndAnEvenNodeCount) {
+  const std::string two_nodes = std::string(kMinimal) +
+                                "storage_nodes { name: \"kv0\" grpc { host: \"127.0.0.1\" } }\n"
+                                "storage_nodes { name: \"kv1\" grpc { host: \"127.0.0.1\" } }\n";
+  std::string named = two_nodes;
+  named.replace(named.find("name: \"g0\""), 11,
+                "name: \"g0\" storage_nodes: \"kv0\" storage_nodes: \"kv1\"");
+  auto ok = ParseConfig(named + "kv_cache { placement: PLACEMENT_REMOTE replication: 2 }",
+                        "x.textproto");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->kv_cache().replication(), 2);
+  EXPECT_TRUE(ParseConfig(named + "kv_cache { placement: PLACEMENT_REMOTE replication: 1 }",
+                          "x.textproto")
+                  .ok());
+  // Not remote; out of range; one node for the group (unnamed: group 0 -> node 0).
+  EXPECT_THAT(Error(std::string(kMinimal) + "kv_cache {\n  replication: 2\n}"),
+              HasSubstr("x.textproto:9:3: kv_cache.replication: 2 needs placement "
+                        "PLACEMENT_REMOTE"));
+  EXPECT_THAT(Error(named + "kv_cache { placement: PLACEMENT_REMOTE replication: 3 }"),
+              HasSubstr("kv_cache.replication: must be 0 or 1 (one copy) or 2 (two copies), "
+                        "not 3"));
+  const std::string one_node = std::string(kMinimal) +
+                               "storage_nodes { name: \"kv0\" grpc { host: \"127.0.0.1\" } }\n";
+  EXPECT_THAT(Error(one_node + "kv_cache { placement: PLACEMENT_REMOTE replication: 2 }"),
+              HasSubstr("so a group needs an even number of them: worker_groups[0] (g0) has 1"));
 }
 
 TEST(ConfigTest, HostHelpers) {

@@ -196,6 +196,7 @@ absl::Status ApplyKvPlacement(const DecoderOptions& options, cuda::CudaDecoderOp
   o->placement = KvPlacement::kRemote;
   o->offload.remote_address.clear();
   o->offload.remote_addresses = options.storage_nodes;
+  o->offload.replication = options.storage_replication;
   // No transport list of its own: RemoteTier::Connect takes the node's (its --ucx_tls, from
   // GetDataPlane) unless UCX_TLS is set here; the node may be on another host.
   o->offload.ucx_tls.clear();

@@ -44,6 +44,8 @@ struct DecoderOptions {
   // host:port of the storage nodes (kRemote), and how to reach a secured one (the
   // worker's --kv_tls_* and --kv_auth_token_file).
   std::vector<std::string> storage_nodes;
+  // 2: two copies over the two halves of storage_nodes (docs/KVSTORE.md "Replication").
+  int storage_replication = 1;
   kvstore::TlsFiles storage_tls;
   std::string storage_auth_token_file;
   // Block-sparse decode attention (CUDA). kAuto, the worker's: on when the model folder

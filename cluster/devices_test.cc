@@ -58,12 +58,18 @@ TEST(ApplyKvPlacement, EveryRankUsesEveryNodeOfItsGroup) {
     EXPECT_EQ(o.placement, KvPlacement::kRemote);
     EXPECT_EQ(o.offload.remote_addresses, d.storage_nodes) << "rank " << rank;
     EXPECT_EQ(o.offload.remote_address, "");
+    EXPECT_EQ(o.offload.replication, 1);
     // The node's transports (the node may be on another host; "lo" would not reach it).
     EXPECT_EQ(o.offload.ucx_tls, "");
     EXPECT_EQ(o.offload.ucx_net_devices, "");
     EXPECT_FALSE(o.offload.tls.enabled());
     EXPECT_EQ(o.offload.auth_token_file, "");
   }
+  // Two copies (docs/KVSTORE.md "Replication"): the factor reaches ConnectStorageNodes.
+  d.storage_replication = 2;
+  o = Sparse();
+  ASSERT_TRUE(ApplyKvPlacement(d, &o).ok());
+  EXPECT_EQ(o.offload.replication, 2);
 }
 
 // A secured node: the worker's certificate files and token file reach the decoder's tier

@@ -155,6 +155,7 @@ absl::Status GenerationService::LoadWorkers(absl::Duration probe_interval) {
       kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_DEVICE);
   }
   kv.set_budget_tokens(config_.kv_cache().budget_tokens());
+  kv.set_replication(config_.kv_cache().replication());
   for (size_t i = 0; i < groups_.size(); ++i) {
     Group& g = groups_[i];
     // Group i keeps its KV blocks on the nodes it names (every rank on all of them, sharded

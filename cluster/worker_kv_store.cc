@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "kvstore/client/connect_nodes.h"
 #include "kvstore/client/remote_tier.h"
+#include "kvstore/client/replicated_tier.h"
 #include "kvstore/tier_kv_offload.h"
 
 namespace apr::cluster {
@@ -20,6 +21,18 @@ struct Owner {
 };
 
 }  // namespace
+
+// For the log: ", KV copy 1 of 2, KV shard 0 of 2" and the like ("" for one plain node).
+std::string WorkerKvStore::NodeRole(size_t i, size_t n) const {
+  std::string out;
+  size_t per_copy = n;
+  if (options_.replication == 2) {
+    per_copy = n / 2;
+    absl::StrAppend(&out, ", KV copy ", ReplicaOf(i), " of 2");
+  }
+  if (per_copy > 1) absl::StrAppend(&out, ", KV shard ", i % per_copy, " of ", per_copy);
+  return out;
+}
 
 WorkerKvStore::WorkerKvStore(WorkerKvStoreOptions options)
     : options_(std::move(options)),
@@ -60,14 +73,26 @@ absl::StatusOr<OwnedSequence> WorkerKvStore::NewSequence(cpu::CpuDecoder* decode
   return OwnedSequence{owner, *std::move(seq)};
 }
 
+int WorkerKvStore::ReplicaOf(size_t i) const {
+  return kvstore::ReplicaOfNode(static_cast<int>(i), static_cast<int>(options_.addresses.size()),
+                                options_.replication);
+}
+
 std::string WorkerKvStore::LostNode() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (replicated_ != nullptr && replicated_->lost(ReplicaOf(i))) continue;  // not used now
     auto health = nodes_[i]->Health();
     if (health.ok() && health->pid() == node_pids_[i]) continue;
-    return absl::StrCat(
+    const std::string why = absl::StrCat(
         options_.addresses[i], " ",
         health.ok() ? absl::StrCat("restarted (pid ", health->pid(), ", was ", node_pids_[i], ")")
                     : "stopped answering");
+    if (replicated_ == nullptr) return why;
+    // A restarted node lost its blocks as surely as a dead one: its copy is gone.
+    replicated_->MarkLost(ReplicaOf(i), absl::UnavailableError("storage node " + why));
+  }
+  if (replicated_ != nullptr && replicated_->lost(0) && replicated_->lost(1)) {
+    return absl::StrCat(absl::StrJoin(options_.addresses, " and "), ": both KV copies are lost");
   }
   return "";
 }
@@ -88,15 +113,14 @@ absl::Status WorkerKvStore::Connect() {
     auto health = (*nodes)[i]->Health();
     if (!health.ok()) return health.status();
     pids.push_back(health->pid());
-    std::fprintf(
-        stderr, "worker: KV blocks in storage node %s (%s, pid %lld)%s\n",
-        options_.addresses[i].c_str(), health->node_name().c_str(),
-        static_cast<long long>(health->pid()),
-        nodes->size() > 1 ? absl::StrCat(", KV shard ", i, " of ", nodes->size()).c_str() : "");
+    std::fprintf(stderr, "worker: KV blocks in storage node %s (%s, pid %lld)%s\n",
+                 options_.addresses[i].c_str(), health->node_name().c_str(),
+                 static_cast<long long>(health->pid()), NodeRole(i, nodes->size()).c_str());
   }
-  auto tier = kvstore::TierOverNodes(*nodes);
+  auto tier = kvstore::TierOverNodes(*nodes, options_.replication);
   if (!tier.ok()) return tier.status();
   tier_ = *std::move(tier);
+  replicated_ = std::dynamic_pointer_cast<kvstore::ReplicatedTier>(tier_);
   nodes_ = *std::move(nodes);
   node_pids_ = std::move(pids);
   return absl::OkStatus();
@@ -110,8 +134,15 @@ absl::StatusOr<std::shared_ptr<kvstore::TierClient>> WorkerKvStore::Tier() {
     std::fprintf(stderr, "worker: storage node %s; reconnecting\n", lost.c_str());
     // Sequences still on the old nodes keep them alive until they are rebuilt or freed.
     tier_.reset();
+    replicated_.reset();
     nodes_.clear();
     node_pids_.clear();
+  }
+  // A count the replication cannot split is the config's fault: no point in waiting.
+  if (absl::Status s = kvstore::CheckReplication(static_cast<int>(options_.addresses.size()),
+                                                 options_.replication);
+      !s.ok()) {
+    return s;
   }
   const absl::Time deadline = absl::Now() + absl::Seconds(options_.reconnect_timeout_seconds);
   absl::Status last;

@@ -1,8 +1,10 @@
 // A worker's KV storage node (kvstore/), or several that share every sequence by KV head
-// (docs/KVSTORE.md "Sharding"): the connections, the offloaded sequences made there, and
-// what counts as having lost a node. Nodes are separate processes; when one dies or
-// restarts, the step engine rebuilds the sequences from their token histories
-// (runtime/step_engine.h) through this class, which reconnects for them.
+// (docs/KVSTORE.md "Sharding"), optionally holding two copies of it ("Replication"): the
+// connections, the offloaded sequences made there, and what counts as having lost a node.
+// Nodes are separate processes; when one dies or restarts, the step engine rebuilds the
+// sequences from their token histories (runtime/step_engine.h) through this class, which
+// reconnects for them. With two copies, a lost node's copy is dropped instead and the
+// other serves on: nothing is rebuilt until both copies are lost.
 #ifndef APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
 #define APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
 
@@ -20,6 +22,7 @@
 
 namespace apr::kvstore {
 class RemoteTier;
+class ReplicatedTier;
 class TierClient;
 }  // namespace apr::kvstore
 
@@ -28,6 +31,8 @@ namespace apr::cluster {
 struct WorkerKvStoreOptions {
   // "host:port" of each storage node's control plane; several: sharded by KV head.
   std::vector<std::string> addresses;
+  // 2: two copies of every block, over the first and the second half of `addresses`.
+  int replication = 1;
   std::string ucx_tls = "tcp";  // this side's UCX transports
   std::string ucx_net_devices = "lo";
   // How long a prefill or step that lost the node waits for it to answer again (a
@@ -56,8 +61,13 @@ class WorkerKvStore {
   // answering or answers as a new process (restarted: its blocks and the old UCX endpoint
   // are gone, though the old gRPC channel reaches it).
   absl::StatusOr<std::shared_ptr<kvstore::TierClient>> Tier();
-  // Why the connected nodes cannot be used as they are ("" when they can).
+  // Why the connected nodes cannot be used as they are ("" when they can). With two
+  // copies, a node gone or restarted marks its copy lost, which is fatal only for the last.
   std::string LostNode() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Node i's replica (0 without replication).
+  int ReplicaOf(size_t i) const;
+  // Node i of n's part in the tier, for the log.
+  std::string NodeRole(size_t i, size_t n) const;
   // One attempt at connecting every node; sets tier_, nodes_ and node_pids_.
   absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<OwnedSequence> NewSequence(cpu::CpuDecoder* decoder, uint64_t id);
@@ -70,6 +80,8 @@ class WorkerKvStore {
   std::shared_ptr<kvstore::TierClient> tier_ ABSL_GUARDED_BY(mu_);  // over nodes_
   std::vector<std::shared_ptr<kvstore::RemoteTier>> nodes_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> node_pids_ ABSL_GUARDED_BY(mu_);  // the node processes connected to
+  // tier_ itself when it holds two copies, else null.
+  std::shared_ptr<kvstore::ReplicatedTier> replicated_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace apr::cluster

@@ -36,6 +36,10 @@ ABSL_FLAG(std::string, kv_store, "",
           "(several, comma-separated: sharded by KV head), "
           "rebuilding sequences when it is lost (docs/RELIABILITY.md); empty: in process. "
           "CUDA workers take kv_cache placement from the config instead");
+ABSL_FLAG(int, kv_replication, 1,
+          "2: keep two copies of every KV block, over the first and the second half of "
+          "--kv_store's nodes, so that losing one costs no rebuild (docs/KVSTORE.md "
+          "\"Replication\"); 0 or 1: one copy");
 ABSL_FLAG(std::string, kv_ucx_tls, "tcp", "UCX transports to the storage node");
 ABSL_FLAG(std::string, kv_ucx_net_devices, "lo", "UCX network devices to the storage node");
 ABSL_FLAG(double, kv_reconnect_timeout_s, 10,
@@ -78,6 +82,7 @@ int Main() {
   kv.ucx_tls = absl::GetFlag(FLAGS_kv_ucx_tls);
   kv.ucx_net_devices = absl::GetFlag(FLAGS_kv_ucx_net_devices);
   kv.reconnect_timeout_seconds = absl::GetFlag(FLAGS_kv_reconnect_timeout_s);
+  kv.replication = absl::GetFlag(FLAGS_kv_replication);
   kv.tls = {absl::GetFlag(FLAGS_kv_tls_cert), absl::GetFlag(FLAGS_kv_tls_key),
             absl::GetFlag(FLAGS_kv_tls_ca), absl::GetFlag(FLAGS_kv_tls_server_name)};
   kv.auth_token_file = absl::GetFlag(FLAGS_kv_auth_token_file);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "backends/cpu/cpu_decoder.h"
 #include "cluster/devices.h"
+#include "kvstore/client/connect_nodes.h"
 
 namespace apr::cluster {
 
@@ -67,9 +68,15 @@ absl::Status WorkerService::UseStorageNodeOnCpu(const std::string& device,
     return absl::InvalidArgumentError(
         "kv_cache placement PLACEMENT_REMOTE: the config names no storage nodes");
   }
+  if (absl::Status s = kvstore::CheckReplication(static_cast<int>(options->storage_nodes.size()),
+                                                 options->storage_replication);
+      !s.ok()) {
+    return s;
+  }
   if (kv_store_ == nullptr) {
     WorkerKvStoreOptions kv = kv_flags_;    // its TLS and token
     kv.addresses = options->storage_nodes;  // its group's nodes: several are sharded
+    kv.replication = options->storage_replication;
     // No transport list of its own: as the CUDA workers, it takes the node's (GetDataPlane)
     // unless UCX_TLS is set here; the node may be on another host.
     kv.ucx_tls.clear();
@@ -121,6 +128,7 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
     options.budget_tokens = req.kv_cache().budget_tokens();
     options.storage_nodes.assign(req.kv_cache().storage_nodes().begin(),
                                  req.kv_cache().storage_nodes().end());
+    options.storage_replication = req.kv_cache().replication();
     options.storage_tls = kv_flags_.tls;  // a CUDA worker's tier client, as the CPU's
     options.storage_auth_token_file = kv_flags_.auth_token_file;
     if (absl::Status s = UseStorageNodeOnCpu(req.device(), &options); !s.ok()) return s;

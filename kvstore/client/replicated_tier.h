@@ -42,6 +42,8 @@ class ReplicatedTier : public StagingTier {
   // Marks replica `r` lost (it failed with UNAVAILABLE, or its owner found a node of it
   // gone or restarted) and logs it once; later calls use the other replica only.
   void MarkLost(int r, const absl::Status& why);
+  // What calls fail with once both are lost: UNAVAILABLE naming both and why.
+  absl::Status BothLost() const;
 
   int64_t block_bytes() const override { return block_bytes_; }
   std::string description() const override;
@@ -102,7 +104,6 @@ class ReplicatedTier : public StagingTier {
   // fail with UNAVAILABLE lost.
   Outcome OnLive(const std::function<absl::Status(int)>& fn);
   absl::Status ReplicaError(int r, const absl::Status& s) const;
-  absl::Status BothLost() const;
   // Writes or allocations through `per_replica`, recorded in the sequence's table.
   absl::StatusOr<std::vector<uint32_t>> Append(
       uint64_t seq, absl::Span<const BlockKey> keys,
