@@ -1,0 +1,373 @@
+// Replicated KV (issue 19 item 2, docs/KVSTORE.md "Replication"): a CPU worker whose KV
+// blocks live twice, on two storage nodes (kv_cache.replication 2), loses one node to
+// SIGKILL mid-generation. Real processes on 127.0.0.1 (storage_node, worker):
+//   - either node, the primary (read from) or the secondary: every sequence goes on with
+//     prefill and decode logits bit-identical to an uninterrupted run of the same worker
+//     config, and the worker rebuilt nothing (WorkerStats.rebuilt_sequences 0: no
+//     re-prefill); a sequence started after the loss is served from the survivor, and
+//     freeing empties it;
+//   - a node killed while the worker is idle: the next sequence drops its copy and both the
+//     old and the new sequence are served from the survivor;
+//   - the survivor killed too: the next step fails with UNAVAILABLE naming both nodes;
+//   - configs/remote_kv_replicated.textproto through the launcher streams the greedy tokens
+//     of the same config with one node and one copy.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "cluster/client.h"
+#include "cluster/process.h"
+#include "cluster/serving.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvstore/testing/storage_node_process.h"
+#include "rpc/kvstore/v1/kvstore.grpc.pb.h"
+#include "rpc/worker/v1/worker.grpc.pb.h"
+#include "tests/reliability/harness.h"
+
+namespace apr::cluster {
+namespace {
+
+namespace fs = std::filesystem;
+namespace wv1 = ::apr::worker::v1;
+namespace kv1 = ::apr::kvstore::v1;
+namespace gv1 = ::apr::generation::v1;
+using kvstore::testing::StorageNodeProcess;
+using ::testing::HasSubstr;
+
+std::unique_ptr<StorageNodeProcess> StartNode(const std::string& name) {
+  auto node = StorageNodeProcess::Start(
+      kvstore::testing::StorageNodeBinary(),
+      {"--capacity_blocks=4096", "--model=" + fs::absolute("models/apr-tiny").string(),
+       "--dtype=f32", "--ucx_tls=tcp", "--ucx_net_devices=lo", "--node_name=" + name});
+  EXPECT_TRUE(node.ok()) << node.status();
+  return node.ok() ? *std::move(node) : nullptr;
+}
+
+int64_t UsedBlocks(const StorageNodeProcess& node) {
+  auto stub = kv1::KvStore::NewStub(
+      grpc::CreateChannel(node.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  kv1::StatsResponse r;
+  grpc::Status s = stub->Stats(&ctx, kv1::StatsRequest(), &r);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return r.used_blocks();
+}
+
+// A CPU worker process whose KV blocks live twice, on nodes[0] and nodes[1].
+class Worker {
+ public:
+  Worker(const std::string& name, const std::vector<std::string>& nodes) {
+    const std::string ready = reliability::TmpDir() + "/" + name + ".ready";
+    fs::remove(ready);
+    auto p = Process::Start({"cluster/worker", "--name=" + name, "--device=cpu", "--grpc_port=0",
+                             "--metrics_port=0", "--ready_file=" + ready,
+                             "--kv_reconnect_timeout_s=1"});
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return;
+    process_.emplace(*p);
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < deadline && !process_->Poll()) {
+      auto ports = ReadReadyFile(ready);
+      if (ports.ok()) {
+        stub_ = wv1::Worker::NewStub(grpc::CreateChannel(
+            absl::StrCat("127.0.0.1:", (*ports)["grpc_port"]), grpc::InsecureChannelCredentials()));
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    if (stub_ == nullptr) {
+      ADD_FAILURE() << name << " did not get ready";
+      return;
+    }
+    wv1::LoadModelRequest req;
+    req.set_model_path(fs::absolute("models/apr-tiny").string());
+    req.set_device("cpu");
+    req.set_max_sequences(8);
+    req.mutable_kv_cache()->set_placement(wv1::KvCache::PLACEMENT_REMOTE);
+    req.mutable_kv_cache()->set_replication(2);
+    for (const std::string& n : nodes) req.mutable_kv_cache()->add_storage_nodes(n);
+    wv1::LoadModelResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->LoadModel(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << name << ": " << s.error_message();
+  }
+  ~Worker() {
+    if (!process_ || process_->exited()) return;
+    process_->Signal(SIGTERM);
+    if (!process_->Wait(absl::Seconds(30))) {
+      process_->Signal(SIGKILL);
+      process_->Wait(absl::Seconds(5));
+      ADD_FAILURE() << "a worker did not stop within 30 s of SIGTERM";
+    }
+  }
+  bool ok() const { return stub_ != nullptr; }
+  wv1::Worker::Stub& stub() { return *stub_; }
+  int64_t Rebuilt() {
+    wv1::WorkerStats st;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->GetStats(&ctx, wv1::GetStatsRequest(), &st);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return st.rebuilt_sequences();
+  }
+
+ private:
+  std::optional<Process> process_;
+  std::unique_ptr<wv1::Worker::Stub> stub_;
+};
+
+// What a run produced: every prefill's and step's logits, and the tokens.
+struct Outputs {
+  std::vector<std::vector<float>> logits;
+  std::vector<int32_t> tokens;
+};
+
+constexpr int kSteps = 40;
+constexpr int kKillAtStep = 15;
+const std::vector<int> kLengths = {40, 300, 700};  // 2, 18 and 43 blocks per layer and head
+
+wv1::StartSequenceRequest Prompt(uint64_t id, int length) {
+  wv1::StartSequenceRequest req;
+  req.set_sequence_id(id);
+  for (int k = 0; k < length; ++k) req.add_prompt_ids(5 + (k * 37 + 11 * length) % 3000);
+  req.set_return_logits(true);
+  return req;
+}
+
+// Three prompts and kSteps batched greedy steps; before step kKillAtStep, `at_kill` runs
+// (kills a node). Fails the test on any error.
+Outputs Generate(Worker& w, const std::function<void()>& at_kill) {
+  Outputs run;
+  std::vector<int32_t> next;
+  for (size_t i = 0; i < kLengths.size(); ++i) {
+    wv1::StartSequenceResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = w.stub().StartSequence(&ctx, Prompt(i + 1, kLengths[i]), &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    if (!s.ok()) return run;
+    run.logits.emplace_back(resp.logits().begin(), resp.logits().end());
+    run.tokens.push_back(resp.token());
+    next.push_back(resp.token());
+  }
+  for (int step = 0; step < kSteps; ++step) {
+    if (step == kKillAtStep && at_kill) at_kill();
+    wv1::StepRequest req;
+    for (size_t i = 0; i < kLengths.size(); ++i) {
+      req.add_sequence_ids(i + 1);
+      req.add_tokens(next[i]);
+    }
+    req.set_return_logits(true);
+    wv1::StepResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = w.stub().Step(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << "step " << step << ": " << s.error_message();
+    if (!s.ok()) return run;
+    run.logits.emplace_back(resp.logits().begin(), resp.logits().end());
+    for (size_t i = 0; i < kLengths.size(); ++i) {
+      next[i] = resp.tokens(i);
+      run.tokens.push_back(resp.tokens(i));
+    }
+  }
+  return run;
+}
+
+// Bitwise equality (NaNs included).
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && !a.empty() &&
+         std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
+}
+
+void ExpectSameRun(const Outputs& want, const Outputs& got) {
+  EXPECT_EQ(got.tokens, want.tokens);
+  ASSERT_EQ(got.logits.size(), want.logits.size());
+  for (size_t i = 0; i < want.logits.size(); ++i) {
+    EXPECT_TRUE(SameBits(want.logits[i], got.logits[i])) << "call " << i;
+  }
+}
+
+class LoseNode : public ::testing::TestWithParam<int> {};
+
+TEST_P(LoseNode, StreamsGoOnBitIdenticalWithoutRePrefill) {
+  const int victim = GetParam();  // 0: the primary, which reads go to; 1: the secondary
+  Outputs want;
+  {
+    auto a = StartNode("kv-ref-a");
+    auto b = StartNode("kv-ref-b");
+    ASSERT_TRUE(a && b);
+    Worker w("w-ref", {a->address(), b->address()});
+    ASSERT_TRUE(w.ok());
+    want = Generate(w, nullptr);
+    EXPECT_EQ(UsedBlocks(*a), UsedBlocks(*b));  // two copies of every block
+    EXPECT_GT(UsedBlocks(*a), 0);
+    EXPECT_EQ(w.Rebuilt(), 0);
+  }
+  ASSERT_EQ(want.tokens.size(), kLengths.size() * (kSteps + 1));
+
+  std::unique_ptr<StorageNodeProcess> nodes[2] = {StartNode("kv-a"), StartNode("kv-b")};
+  ASSERT_TRUE(nodes[0] && nodes[1]);
+  Worker w(absl::StrCat("w-lose-", victim), {nodes[0]->address(), nodes[1]->address()});
+  ASSERT_TRUE(w.ok());
+  const Outputs got = Generate(w, [&] {
+    auto st = nodes[victim]->Stop(SIGKILL);
+    ASSERT_TRUE(st.ok()) << st.status();
+  });
+  ExpectSameRun(want, got);
+  EXPECT_EQ(w.Rebuilt(), 0) << "a sequence was prefilled again after the loss";
+
+  // A sequence started after the loss is served from the survivor (as the first prompt
+  // was before it), and freeing every sequence empties the survivor.
+  StorageNodeProcess& survivor = *nodes[1 - victim];
+  wv1::StartSequenceResponse late;
+  grpc::ClientContext lc;
+  grpc::Status s = w.stub().StartSequence(&lc, Prompt(9, kLengths[0]), &late);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(SameBits(want.logits[0], {late.logits().begin(), late.logits().end()}));
+  EXPECT_EQ(w.Rebuilt(), 0);
+  wv1::FreeSequencesRequest fr;
+  for (uint64_t id : {1, 2, 3, 9}) fr.add_sequence_ids(id);
+  wv1::FreeSequencesResponse fresp;
+  grpc::ClientContext fc;
+  ASSERT_TRUE(w.stub().FreeSequences(&fc, fr, &fresp).ok());
+  EXPECT_EQ(UsedBlocks(survivor), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(EitherNode, LoseNode, ::testing::Values(0, 1));
+
+// A node lost while the worker is idle: the next new sequence finds it gone (its Health
+// check), drops its copy and goes on with the survivor, rather than reconnecting to both.
+TEST(ReplicatedKvTest, ANodeLostWhileIdleIsDroppedAtTheNextSequence) {
+  std::unique_ptr<StorageNodeProcess> nodes[2] = {StartNode("kv-p"), StartNode("kv-q")};
+  ASSERT_TRUE(nodes[0] && nodes[1]);
+  Worker w("w-idle", {nodes[0]->address(), nodes[1]->address()});
+  ASSERT_TRUE(w.ok());
+  wv1::StartSequenceResponse one, two;
+  grpc::ClientContext c1, c2;
+  ASSERT_TRUE(w.stub().StartSequence(&c1, Prompt(1, kLengths[1]), &one).ok());
+  ASSERT_TRUE(nodes[0]->Stop(SIGKILL).ok());  // the primary, while nothing runs
+  grpc::Status s = w.stub().StartSequence(&c2, Prompt(2, kLengths[1]), &two);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(SameBits({one.logits().begin(), one.logits().end()},
+                       {two.logits().begin(), two.logits().end()}));
+  // Both sequences step from the survivor: the same prompt and token, the same rows.
+  wv1::StepRequest req;
+  for (uint64_t id : {1, 2}) {
+    req.add_sequence_ids(id);
+    req.add_tokens(one.token());
+  }
+  req.set_return_logits(true);
+  for (int step = 0; step < 5; ++step) {
+    wv1::StepResponse resp;
+    grpc::ClientContext c;
+    s = w.stub().Step(&c, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    const size_t v = resp.logits().size() / 2;
+    ASSERT_GT(v, 0u);
+    EXPECT_TRUE(SameBits({resp.logits().begin(), resp.logits().begin() + v},
+                         {resp.logits().begin() + v, resp.logits().end()}))
+        << "step " << step;
+    ASSERT_EQ(resp.tokens(0), resp.tokens(1));
+    req.set_tokens(0, resp.tokens(0));
+    req.set_tokens(1, resp.tokens(1));
+  }
+  EXPECT_EQ(w.Rebuilt(), 0);
+}
+
+TEST(ReplicatedKvTest, LosingBothNodesFailsNamingBoth) {
+  std::unique_ptr<StorageNodeProcess> nodes[2] = {StartNode("kv-x"), StartNode("kv-y")};
+  ASSERT_TRUE(nodes[0] && nodes[1]);
+  Worker w("w-both", {nodes[0]->address(), nodes[1]->address()});
+  ASSERT_TRUE(w.ok());
+  wv1::StartSequenceResponse first;
+  grpc::ClientContext c0;
+  ASSERT_TRUE(w.stub().StartSequence(&c0, Prompt(1, kLengths[1]), &first).ok());
+  ASSERT_TRUE(nodes[0]->Stop(SIGKILL).ok());
+  ASSERT_TRUE(nodes[1]->Stop(SIGKILL).ok());
+  wv1::StepRequest req;
+  req.add_sequence_ids(1);
+  req.add_tokens(first.token());
+  wv1::StepResponse resp;
+  grpc::ClientContext c1;
+  c1.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  grpc::Status s = w.stub().Step(&c1, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr(nodes[0]->address()));
+  EXPECT_THAT(s.error_message(), HasSubstr(nodes[1]->address()));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::stringstream ss;
+  ss << std::ifstream(path).rdbuf();
+  return ss.str();
+}
+
+// Greedy tokens of three concurrent streams through a launched config.
+std::vector<std::vector<int32_t>> Stream(const std::string& name, const std::string& config) {
+  reliability::Launch launch(name, config);
+  const int port = launch.WaitReady(absl::Seconds(90));
+  EXPECT_GT(port, 0) << launch.Log();
+  if (port == 0) return {};
+  auto fe = ConnectGeneration(absl::StrCat("127.0.0.1:", port));
+  std::vector<std::vector<int32_t>> out(3);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      gv1::GenerateRequest r;
+      for (int k = 0; k < 100 + 150 * i; ++k)
+        r.mutable_token_ids()->add_ids(5 + (k * 53 + i) % 3000);
+      r.set_max_tokens(32);
+      r.set_ignore_eos(true);
+      r.mutable_sampling()->set_temperature(0);
+      auto st = StreamGenerate(*fe, r, [&](const gv1::TokenChunk& c) {
+        out[i].insert(out[i].end(), c.ids().begin(), c.ids().end());
+      });
+      EXPECT_TRUE(st.ok()) << st.status();
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (name == "replicated") {
+    EXPECT_NE(launch.Log().find("KV copy 1 of 2"), std::string::npos) << launch.Log();
+  }
+  return out;
+}
+
+TEST(ReplicatedKvTest, TheReplicatedConfigStreamsTheTokensOfOneNode) {
+  std::string replicated = ReadFile("configs/remote_kv_replicated.textproto");
+  ASSERT_FALSE(replicated.empty());
+  replicated = absl::StrReplaceAll(
+      replicated,
+      {{"\"models/apr-tiny\"", "\"" + fs::absolute("models/apr-tiny").string() + "\""}});
+  // The same config with one node and one copy: g0 names kv0 only and kv1 is gone.
+  std::string one = absl::StrReplaceAll(
+      replicated, {{"  storage_nodes: \"kv1\"  # the second half: copy 1\n", ""},
+                   {" replication: 2", ""}});
+  const size_t second = one.find("storage_nodes {\n  name: \"kv1\"");
+  ASSERT_NE(second, std::string::npos);
+  one.erase(second, one.find("\n}\n", second) + 3 - second);
+  ASSERT_EQ(one.find("storage_nodes: \"kv1\""), std::string::npos) << one;
+  ASSERT_EQ(one.find("replication: 2"), std::string::npos) << one;
+  const auto a = Stream("one-node", one);
+  const auto b = Stream("replicated", replicated);
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(a[i].size(), 32u);
+    EXPECT_EQ(a[i], b[i]) << "stream " << i;
+  }
+}
+
+}  // namespace
+}  // namespace apr::cluster
