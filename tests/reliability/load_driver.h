@@ -45,7 +45,7 @@ struct LoadReport {
 
 // Runs every request concurrently against `address` (one thread per stream) and checks
 // each against the reference, computed in this process with the CPU decoder under the
-// same scheduler (batched results equal one-at-a-time ones, runtime:scheduler_test).
+// same scheduler (batched results equal one-at-a-time ones, tests/runtime:scheduler_test).
 absl::StatusOr<LoadReport> RunLoad(const std::string& address, const LoadOptions& o);
 
 }  // namespace apr::reliability
