@@ -10,8 +10,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
 #include <set>
@@ -101,8 +103,9 @@ int Argmax(const std::vector<float>& v) {
 }
 
 // Prefills m.prompt tokens, then decodes m.steps: teacher-forced from m.tokens, or greedy.
+// `before_step(t)`, when given, runs before decode step t (a test kills a node there).
 DecodeRun Decode(const Model& m, const CudaDecoderOptions& o, bool record_lists = false,
-                 bool greedy = false) {
+                 bool greedy = false, const std::function<void(int)>& before_step = nullptr) {
   DecodeRun r;
   auto d = CudaDecoder::Load(m.dir, o);
   if (!d.ok()) {
@@ -125,6 +128,7 @@ DecodeRun Decode(const Model& m, const CudaDecoderOptions& o, bool record_lists 
   r.stats.push_back(dec.offload_stats());
   int32_t next = greedy ? Argmax(r.logits[0]) : m.tokens[m.prompt];
   for (int t = 0; t < m.steps; ++t) {
+    if (before_step) before_step(t);
     r.logits.emplace_back();
     r.status = dec.Decode(*r.seq, next, &r.logits.back());
     if (!r.status.ok()) return r;
@@ -383,6 +387,58 @@ TEST(Offload, RemoteOverTwoNodesMatchesOneNode) {
   std::printf("two storage nodes: bit-identical to one over %d steps; %ld blocks, %ld + %ld\n",
               m.steps, long(checked), long(used[1]), long(used[2]));
   PrintStats("remote tcp, 2 nodes", sharded.decoder->offload_stats(), m.steps);
+}
+
+// Replication 2 (docs/KVSTORE.md "Replication"): the cache on two storage nodes, one copy
+// each. Either node SIGKILLed mid-decode changes nothing: no error, logits and selections
+// bit-identical to a single node's, and the survivor holds every block of the resident run.
+TEST(Offload, RemoteReplicatedSurvivesANodeLoss) {
+  const Model m = AprTiny();
+  const CudaDecoderOptions base = SparseOptions();
+  DecodeRun resident = Decode(m, base, /*record_lists=*/true);
+  ASSERT_TRUE(resident.status.ok()) << resident.status;
+  CudaDecoderOptions o = base;
+  o.placement = KvPlacement::kRemote;
+  o.use_graphs = false;
+  o.offload.ucx_tls = "tcp";
+  auto one = StartNode(m.block_bytes, "tcp");
+  ASSERT_NE(one, nullptr);
+  CudaDecoderOptions single_options = o;
+  single_options.offload.remote_address = one->address();
+  DecodeRun single = Decode(m, single_options, /*record_lists=*/true);
+  ASSERT_TRUE(single.status.ok()) << single.status;
+  constexpr int kKillAt = 40;
+  for (int lost = 0; lost < 2; ++lost) {
+    SCOPED_TRACE(absl::StrCat("node ", lost, " killed before step ", kKillAt));
+    std::unique_ptr<StorageNodeProcess> nodes[2] = {StartNode(m.block_bytes, "tcp"),
+                                                    StartNode(m.block_bytes, "tcp")};
+    ASSERT_TRUE(nodes[0] && nodes[1]);
+    CudaDecoderOptions replicated = o;
+    replicated.offload.remote_addresses = {nodes[0]->address(), nodes[1]->address()};
+    replicated.offload.replication = 2;
+    const std::string survivor = nodes[1 - lost]->address();
+    DecodeRun run = Decode(m, replicated, /*record_lists=*/true, /*greedy=*/false, [&](int t) {
+      if (t != kKillAt) return;
+      auto killed = nodes[lost]->Stop(SIGKILL);
+      EXPECT_TRUE(killed.ok()) << killed.status();
+    });
+    ASSERT_TRUE(run.status.ok()) << run.status;
+    EXPECT_EQ(BitDifferences(run, single), 0) << "logits differ from one node's";
+    EXPECT_EQ(run.lists, single.lists) << "the selections differ";
+    const int64_t checked = CheckTierEqualsResident(run, resident);
+    kvstore::RemoteTierOptions ro;
+    ro.address = survivor;
+    ro.ucx.tls = "tcp";
+    ro.ucx.net_devices = "lo";
+    auto tier = kvstore::RemoteTier::Connect(ro);
+    ASSERT_TRUE(tier.ok()) << tier.status();
+    auto st = (*tier)->NodeStats();
+    ASSERT_TRUE(st.ok()) << st.status();
+    EXPECT_EQ(st->used_blocks, checked) << "the survivor holds every block";
+    std::printf("replication 2, node %d killed before step %d of %d: bit-identical to one node; "
+                "survivor holds %ld of %ld blocks\n",
+                lost, kKillAt, m.steps, long(st->used_blocks), long(checked));
+  }
 }
 
 // The reference's skip_2layer with an offloaded cache: the first 2 layers (1 of
