@@ -371,6 +371,14 @@ class ConfigChecker {
     }
     Checker::Node kv = ck_.Child(root_, "kv_cache");
     if (c_.kv_cache().budget_tokens() < 0) ck_.Error(kv, "budget_tokens", -1, "must be >= 0");
+    if (c_.kv_cache().dense_layers() < 0) ck_.Error(kv, "dense_layers", -1, "must be >= 0");
+    if (c_.kv_cache().selection() == v1::KvCache::SELECTION_PREDICTOR_HYBRID &&
+        c_.kv_cache().placement() == v1::KvCache::PLACEMENT_REMOTE) {
+      ck_.Error(kv, "selection", -1,
+                "SELECTION_PREDICTOR_HYBRID needs the KV cache on the GPU or in host RAM: with "
+                "PLACEMENT_REMOTE the query's blocks would be fetched from a storage node "
+                "inside the step");
+    }
     CheckReplication();
     CheckStorageSecurity();
   }

@@ -244,6 +244,24 @@ TEST(ConfigTest, ReplicationNeedsRemotePlacementAndAnEvenNodeCount) {
               HasSubstr("so a group needs an even number of them: worker_groups[0] (g0) has 1"));
 }
 
+// predictor-hybrid picks blocks by the step's query, which a storage node cannot serve
+// in time; dense_layers is a count.
+TEST(ConfigTest, SelectionAndDenseLayersAreChecked) {
+  auto ok = ParseConfig(std::string(kMinimal) +
+                            "kv_cache { selection: SELECTION_PREDICTOR_HYBRID dense_layers: 2 }",
+                        "x.textproto");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->kv_cache().dense_layers(), 2);
+  const std::string one_node = std::string(kMinimal) +
+                               "storage_nodes { name: \"kv0\" grpc { host: \"127.0.0.1\" } }\n";
+  EXPECT_THAT(Error(one_node + "kv_cache {\n  placement: PLACEMENT_REMOTE\n  selection: "
+                               "SELECTION_PREDICTOR_HYBRID\n}"),
+              HasSubstr("kv_cache.selection: SELECTION_PREDICTOR_HYBRID needs the KV cache on "
+                        "the GPU or in host RAM"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "kv_cache { dense_layers: -1 }"),
+              HasSubstr("kv_cache.dense_layers: must be >= 0"));
+}
+
 TEST(ConfigTest, HostHelpers) {
   EXPECT_TRUE(IsLoopback("127.0.0.1"));
   EXPECT_TRUE(IsLoopback("localhost"));

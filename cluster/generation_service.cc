@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "cluster/kv_cache_request.h"
 #include "cluster/request_validation.h"
 #include "cluster/worker_service.h"
 #include "runtime/model_path.h"
@@ -140,22 +141,7 @@ GenerationService::~GenerationService() { Stop(); }
 
 absl::Status GenerationService::LoadWorkers(absl::Duration probe_interval) {
   const absl::Duration timeout = absl::Seconds(config_.launcher().startup_timeout_seconds());
-  ::apr::worker::v1::KvCache kv;
-  switch (config_.kv_cache().placement()) {
-    case v1::KvCache::PLACEMENT_HOST:
-      kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_HOST);
-      break;
-    case v1::KvCache::PLACEMENT_REMOTE:
-      kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_REMOTE);
-      break;
-    case v1::KvCache::PLACEMENT_AUTO:
-      kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_AUTO);
-      break;
-    default:
-      kv.set_placement(::apr::worker::v1::KvCache::PLACEMENT_DEVICE);
-  }
-  kv.set_budget_tokens(config_.kv_cache().budget_tokens());
-  kv.set_replication(config_.kv_cache().replication());
+  ::apr::worker::v1::KvCache kv = WorkerKvCache(config_);
   for (size_t i = 0; i < groups_.size(); ++i) {
     Group& g = groups_[i];
     // Group i keeps its KV blocks on the nodes it names (every rank on all of them, sharded

@@ -43,6 +43,12 @@ absl::Status CheckConfigAgainstModel(const ClusterConfig& config) {
                                     ": larger than the model's context (max_position_embeddings ",
                                     model->max_position_embeddings, " in ", dir, "/config.json)"));
   }
+  const int dense = config.kv_cache().dense_layers();
+  if (dense >= model->num_hidden_layers) {
+    problems.push_back(absl::StrCat("kv_cache.dense_layers ", dense, ": the model has ",
+                                    model->num_hidden_layers, " layers (num_hidden_layers in ",
+                                    dir, "/config.json) and at least one must stay sparse"));
+  }
   if (problems.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
 }

@@ -68,6 +68,17 @@ TEST(ModelCheck, BudgetMustFitTheContextAndExceedTheFixedBlocks) {
   EXPECT_THAT(small.message(), HasSubstr("must be at least 144"));
 }
 
+// apr-tiny has 6 layers: up to 5 may attend densely, one must stay sparse.
+TEST(ModelCheck, DenseLayersLeaveOneSparseLayer) {
+  ClusterConfig c = WithModel("models/apr-tiny", v1::KvCache::PLACEMENT_HOST, 1024);
+  c.mutable_kv_cache()->set_dense_layers(5);
+  EXPECT_TRUE(CheckConfigAgainstModel(c).ok());
+  c.mutable_kv_cache()->set_dense_layers(6);
+  const absl::Status s = CheckConfigAgainstModel(c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("kv_cache.dense_layers 6: the model has 6 layers"));
+}
+
 TEST(ModelCheck, MissingModelNamesThePath) {
   const absl::Status s = CheckConfigAgainstModel(
       WithModel("models/no-such-model", v1::KvCache::PLACEMENT_UNSPECIFIED, 1024));

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "backends/cpu/cpu_decoder.h"
 #include "cluster/devices.h"
+#include "cluster/kv_cache_request.h"
 #include "kvstore/client/connect_nodes.h"
 
 namespace apr::cluster {
@@ -112,23 +113,7 @@ absl::Status WorkerService::Load(const wv1::LoadModelRequest& request,
     options.tp_rank = tp.rank();
     options.tp_size = world;
     options.nccl_unique_id = tp.nccl_unique_id();
-    switch (req.kv_cache().placement()) {
-      case wv1::KvCache::PLACEMENT_HOST:
-        options.placement = KvPlacement::kHost;
-        break;
-      case wv1::KvCache::PLACEMENT_REMOTE:
-        options.placement = KvPlacement::kRemote;
-        break;
-      case wv1::KvCache::PLACEMENT_AUTO:
-        options.placement = KvPlacement::kAuto;
-        break;
-      default:
-        options.placement = KvPlacement::kDevice;
-    }
-    options.budget_tokens = req.kv_cache().budget_tokens();
-    options.storage_nodes.assign(req.kv_cache().storage_nodes().begin(),
-                                 req.kv_cache().storage_nodes().end());
-    options.storage_replication = req.kv_cache().replication();
+    ApplyKvCacheRequest(req.kv_cache(), &options);
     options.storage_tls = kv_flags_.tls;  // a CUDA worker's tier client, as the CPU's
     options.storage_auth_token_file = kv_flags_.auth_token_file;
     if (absl::Status s = UseStorageNodeOnCpu(req.device(), &options); !s.ok()) return s;
