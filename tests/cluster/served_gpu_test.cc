@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -134,9 +136,12 @@ std::map<std::string, double> ScrapeMetrics(int port) {
   return m;
 }
 
-// Starts `config_file` with every port picked, streams every prompt at once, scrapes the
-// worker's metrics, stops the cluster.
-Served Serve(const std::string& config_file, const std::vector<std::vector<int32_t>>& prompts) {
+// Starts `config_file` with every port picked (and `tweak` applied, its run directory
+// named by `tag`), streams every prompt at once, scrapes the worker's metrics, stops the
+// cluster.
+Served Serve(const std::string& config_file, const std::vector<std::vector<int32_t>>& prompts,
+             const std::function<void(ClusterConfig&)>& tweak = nullptr,
+             const std::string& tag = "") {
   Served served;
   auto config = LoadConfig(config_file);
   EXPECT_TRUE(config.ok()) << config.status();
@@ -157,9 +162,10 @@ Served Serve(const std::string& config_file, const std::vector<std::vector<int32
   config->mutable_kv_cache()->set_budget_tokens(kBudgetTokens);
   config->mutable_scheduler()->set_max_batch_size(kStreams);
   config->mutable_launcher()->set_startup_timeout_seconds(120);
+  if (tweak) tweak(*config);
   LauncherOptions lo;
   lo.bin_dir = BinDir();
-  lo.run_dir = (fs::path(TmpDir()) / fs::path(config_file).stem()).string();
+  lo.run_dir = (fs::path(TmpDir()) / (fs::path(config_file).stem().string() + tag)).string();
   fs::remove_all(lo.run_dir);
   fs::create_directories(lo.run_dir);
   Launcher launcher(*config, lo);
@@ -276,6 +282,36 @@ TEST(ServedGpuTest, EveryPlacementServesTheSameTokens) {
       EXPECT_GT(m["apr_prefetch_hits_total"], 0) << configs[c];
     }
   }
+}
+
+// kv_cache.selection SELECTION_PREDICTOR_HYBRID and dense_layers 2 through the cluster
+// (config -> LoadModel -> the CUDA decoder): the resident and the host-RAM placements
+// stream the same tokens, as they do without them (offload_test checks the decoder's
+// paths bit for bit; this checks that the served system takes the settings).
+TEST(ServedGpuTest, HybridWithDenseLayersServesTheSameTokensInEveryLocalPlacement) {
+  auto cpu = cpu::CpuDecoder::Load("models/apr-tiny");
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  const std::vector<std::vector<int32_t>> prompts = Prompts((*cpu)->config());
+  const auto hybrid = [](ClusterConfig& c) {
+    c.mutable_kv_cache()->set_selection(v1::KvCache::SELECTION_PREDICTOR_HYBRID);
+    c.mutable_kv_cache()->set_dense_layers(2);
+  };
+  const std::vector<std::string> configs = {"configs/one_gpu.textproto",
+                                            "configs/offload_host.textproto"};
+  std::vector<Served> served;
+  for (const std::string& c : configs) served.push_back(Serve(c, prompts, hybrid, "_hybrid"));
+  const Served plain = Serve(configs[0], prompts, nullptr, "_plain");
+  int differ_from_plain = 0;
+  for (int i = 0; i < kStreams; ++i) {
+    ASSERT_EQ(served[0].tokens.at(i).size(), static_cast<size_t>(kMaxTokens)) << "stream " << i;
+    EXPECT_EQ(served[1].tokens.at(i), served[0].tokens[i]) << "stream " << i;
+    differ_from_plain += served[0].tokens[i] != plain.tokens.at(i);
+  }
+  EXPECT_GT(served[1].worker_metrics["apr_fetch_bytes_total"], 0);
+  std::fprintf(stderr,
+               "SERVED hybrid + dense_layers 2: one_gpu = offload_host on %d streams; %d of %d "
+               "streams differ from the plain predictor's\n",
+               kStreams, differ_from_plain, kStreams);
 }
 
 // What a worker refuses on a GPU, with what it names: the sizes of a cache that does not
