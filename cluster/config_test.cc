@@ -28,7 +28,7 @@ std::string Error(const std::string& text) {
 TEST(ConfigTest, EveryCheckedInConfigIsValid) {
   for (const char* name :
        {"local", "one_gpu", "tp2", "offload_host", "offload_remote", "remote_kv_sharded",
-        "remote_kv_replicated"}) {
+        "remote_kv_replicated", "offload_remote_sharded"}) {
     auto c = LoadConfig(std::string("configs/") + name + ".textproto");
     EXPECT_TRUE(c.ok()) << name << ": " << c.status();
   }
