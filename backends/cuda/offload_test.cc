@@ -76,6 +76,20 @@ CudaDecoderOptions SparseOptions(int budget = 256, int calibration = 4) {
   return o;
 }
 
+// Blocks in use on `node` (-1, with a failure, when its stats cannot be read).
+int64_t UsedBlocks(const StorageNodeProcess& node) {
+  kvstore::RemoteTierOptions ro;
+  ro.address = node.address();
+  ro.ucx.tls = "tcp";
+  ro.ucx.net_devices = "lo";
+  auto tier = kvstore::RemoteTier::Connect(ro);
+  EXPECT_TRUE(tier.ok()) << tier.status();
+  if (!tier.ok()) return -1;
+  auto st = (*tier)->NodeStats();
+  EXPECT_TRUE(st.ok()) << st.status();
+  return st.ok() ? st->used_blocks : -1;
+}
+
 // A storage node on 127.0.0.1 for blocks of `block_bytes`.
 std::unique_ptr<StorageNodeProcess> StartNode(int64_t block_bytes, const std::string& tls) {
   auto n = StorageNodeProcess::Start(
@@ -370,17 +384,7 @@ TEST(Offload, RemoteOverTwoNodesMatchesOneNode) {
   const int64_t checked = CheckTierEqualsResident(sharded, resident);
   EXPECT_EQ(sharded.decoder->offload_stats().blocks_written, checked);
   std::vector<int64_t> used;
-  for (const auto* node : {one.get(), s0.get(), s1.get()}) {
-    kvstore::RemoteTierOptions ro;
-    ro.address = node->address();
-    ro.ucx.tls = "tcp";
-    ro.ucx.net_devices = "lo";
-    auto tier = kvstore::RemoteTier::Connect(ro);
-    ASSERT_TRUE(tier.ok()) << tier.status();
-    auto st = (*tier)->NodeStats();
-    ASSERT_TRUE(st.ok()) << st.status();
-    used.push_back(st->used_blocks);
-  }
+  for (const auto* node : {one.get(), s0.get(), s1.get()}) used.push_back(UsedBlocks(*node));
   EXPECT_EQ(used[0], checked);
   EXPECT_EQ(used[1], checked / 2);
   EXPECT_EQ(used[2], checked / 2);
@@ -416,7 +420,6 @@ TEST(Offload, RemoteReplicatedSurvivesANodeLoss) {
     CudaDecoderOptions replicated = o;
     replicated.offload.remote_addresses = {nodes[0]->address(), nodes[1]->address()};
     replicated.offload.replication = 2;
-    const std::string survivor = nodes[1 - lost]->address();
     DecodeRun run = Decode(m, replicated, /*record_lists=*/true, /*greedy=*/false, [&](int t) {
       if (t != kKillAt) return;
       auto killed = nodes[lost]->Stop(SIGKILL);
@@ -426,18 +429,11 @@ TEST(Offload, RemoteReplicatedSurvivesANodeLoss) {
     EXPECT_EQ(BitDifferences(run, single), 0) << "logits differ from one node's";
     EXPECT_EQ(run.lists, single.lists) << "the selections differ";
     const int64_t checked = CheckTierEqualsResident(run, resident);
-    kvstore::RemoteTierOptions ro;
-    ro.address = survivor;
-    ro.ucx.tls = "tcp";
-    ro.ucx.net_devices = "lo";
-    auto tier = kvstore::RemoteTier::Connect(ro);
-    ASSERT_TRUE(tier.ok()) << tier.status();
-    auto st = (*tier)->NodeStats();
-    ASSERT_TRUE(st.ok()) << st.status();
-    EXPECT_EQ(st->used_blocks, checked) << "the survivor holds every block";
+    const int64_t kept = UsedBlocks(*nodes[1 - lost]);
+    EXPECT_EQ(kept, checked) << "the survivor holds every block";
     std::printf("replication 2, node %d killed before step %d of %d: bit-identical to one node; "
                 "survivor holds %ld of %ld blocks\n",
-                lost, kKillAt, m.steps, long(st->used_blocks), long(checked));
+                lost, kKillAt, m.steps, long(kept), long(checked));
   }
 }
 

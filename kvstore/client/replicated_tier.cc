@@ -325,15 +325,7 @@ absl::StatusOr<BlockStoreStats> ReplicatedTier::NodeStats() {
 
 TierClientStats ReplicatedTier::stats() const {
   TierClientStats sum;
-  for (const auto& replica : replicas_) {
-    const TierClientStats s = replica->stats();
-    sum.blocks_written += s.blocks_written;
-    sum.bytes_written += s.bytes_written;
-    sum.blocks_read += s.blocks_read;
-    sum.bytes_read += s.bytes_read;
-    sum.data_ops += s.data_ops;
-    sum.rpcs += s.rpcs;
-  }
+  for (const auto& replica : replicas_) AddTraffic(replica->stats(), &sum);
   absl::MutexLock lock(&mu_);
   sum.reads = own_.reads;
   sum.waits = own_.waits;

@@ -296,15 +296,7 @@ absl::StatusOr<BlockStoreStats> ShardedTier::NodeStats() {
 
 TierClientStats ShardedTier::stats() const {
   TierClientStats sum;
-  for (const auto& shard : shards_) {
-    const TierClientStats s = shard->stats();
-    sum.blocks_written += s.blocks_written;
-    sum.bytes_written += s.bytes_written;
-    sum.blocks_read += s.blocks_read;
-    sum.bytes_read += s.bytes_read;
-    sum.data_ops += s.data_ops;
-    sum.rpcs += s.rpcs;
-  }
+  for (const auto& shard : shards_) AddTraffic(shard->stats(), &sum);
   absl::MutexLock lock(&mu_);
   sum.reads = own_.reads;
   sum.waits = own_.waits;

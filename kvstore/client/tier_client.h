@@ -36,6 +36,18 @@ struct TierClientStats {
   int64_t rpcs = 0;           // control-plane calls made
 };
 
+// Adds `part`'s data-movement counters (written, read, operations, calls) to `*total`: a
+// tier over several nodes (ShardedTier, ReplicatedTier) sums its nodes' traffic this way
+// and counts reads and waits itself.
+inline void AddTraffic(const TierClientStats& part, TierClientStats* total) {
+  total->blocks_written += part.blocks_written;
+  total->bytes_written += part.bytes_written;
+  total->blocks_read += part.blocks_read;
+  total->bytes_read += part.bytes_read;
+  total->data_ops += part.data_ops;
+  total->rpcs += part.rpcs;
+}
+
 // The id of this process's `n`-th sequence in a storage tier that other processes share:
 // a random 64-bit base, drawn once per process from std::random_device, plus `n`. Not the
 // process id: in containers every worker is pid 1, and pid-salted ids of two workers on one
