@@ -36,6 +36,7 @@
 #include "kvstore/testing/storage_node_process.h"
 #include "rpc/kvstore/v1/kvstore.grpc.pb.h"
 #include "rpc/worker/v1/worker.grpc.pb.h"
+#include "tests/cluster/launched_streams.h"
 #include "tests/reliability/harness.h"
 
 namespace apr::cluster {
@@ -308,44 +309,15 @@ TEST(ReplicatedKvTest, LosingBothNodesFailsNamingBoth) {
   EXPECT_THAT(s.error_message(), HasSubstr(nodes[1]->address()));
 }
 
-std::string ReadFile(const std::string& path) {
-  std::stringstream ss;
-  ss << std::ifstream(path).rdbuf();
-  return ss.str();
-}
-
 // Greedy tokens of three concurrent streams through a launched config.
 std::vector<std::vector<int32_t>> Stream(const std::string& name, const std::string& config) {
-  reliability::Launch launch(name, config);
-  const int port = launch.WaitReady(absl::Seconds(90));
-  EXPECT_GT(port, 0) << launch.Log();
-  if (port == 0) return {};
-  auto fe = ConnectGeneration(absl::StrCat("127.0.0.1:", port));
-  std::vector<std::vector<int32_t>> out(3);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < 3; ++i) {
-    threads.emplace_back([&, i] {
-      gv1::GenerateRequest r;
-      for (int k = 0; k < 100 + 150 * i; ++k)
-        r.mutable_token_ids()->add_ids(5 + (k * 53 + i) % 3000);
-      r.set_max_tokens(32);
-      r.set_ignore_eos(true);
-      r.mutable_sampling()->set_temperature(0);
-      auto st = StreamGenerate(*fe, r, [&](const gv1::TokenChunk& c) {
-        out[i].insert(out[i].end(), c.ids().begin(), c.ids().end());
-      });
-      EXPECT_TRUE(st.ok()) << st.status();
-    });
-  }
-  for (auto& t : threads) t.join();
-  if (name == "replicated") {
-    EXPECT_NE(launch.Log().find("KV copy 1 of 2"), std::string::npos) << launch.Log();
-  }
-  return out;
+  testing::LaunchedStreams r = testing::StreamThreeGreedy(name, config);
+  if (name == "replicated") EXPECT_NE(r.log.find("KV copy 1 of 2"), std::string::npos) << r.log;
+  return r.tokens;
 }
 
 TEST(ReplicatedKvTest, TheReplicatedConfigStreamsTheTokensOfOneNode) {
-  std::string replicated = ReadFile("configs/remote_kv_replicated.textproto");
+  std::string replicated = testing::ReadFile("configs/remote_kv_replicated.textproto");
   ASSERT_FALSE(replicated.empty());
   replicated = absl::StrReplaceAll(
       replicated,
