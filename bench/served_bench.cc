@@ -39,9 +39,10 @@
 // the worker's --max_context), so the bench sets both from the rows: with --launch=once
 // one cluster per config sized for its largest row; with --launch=per_row one per row sized
 // for that row, so that rows that fit run and the others report the refusal. Storage
-// nodes get a pool for the same KV (--storage_pool_gib); a HOST or REMOTE cache larger
-// than this host's free RAM is refused before launching (--host_reserve_gib). The
-// processes' output goes to --log (a launch failure prints its tail).
+// nodes get a pool for the same KV, split over a group's shards (--storage_pool_gib); a
+// HOST or REMOTE cache larger than this host's free RAM is refused before launching
+// (--host_reserve_gib). The processes' output goes to --log (a launch failure prints its
+// tail).
 #include <fcntl.h>
 #include <httplib.h>
 #include <unistd.h>
@@ -96,8 +97,8 @@ ABSL_FLAG(int64_t, max_context, 0,
           "longest prompt + max_tokens + 64, within the model's context; -1: the model's");
 ABSL_FLAG(int, max_batch_size, 0, "scheduler.max_batch_size; 0: the launch's largest stream count");
 ABSL_FLAG(double, storage_pool_gib, 0,
-          "pool of each storage node, GiB; 0: the KV of max_batch_size x max_context plus "
-          "1 GiB");
+          "pool of each storage node, GiB; 0: the KV of max_batch_size x max_context over "
+          "the nodes sharing one copy of it (sharding), plus 1 GiB");
 ABSL_FLAG(std::string, launch, "once",
           "once: one cluster per config, sized for the largest row; per_row: one per row, "
           "sized for it (rows that fit run although the largest would not)");
@@ -289,15 +290,30 @@ std::string PlacementText(Placement::Placement p) {
                                             : "GPU";
 }
 
-// A node's pool for the KV of `sizes` (bf16 blocks of 16 tokens per layer and KV head).
-int64_t PoolBytes(const ModelConfig& m, const Sizes& sizes) {
+// A node's pool for the KV of `sizes` (bf16 blocks of 16 tokens per layer and KV head),
+// `shards` nodes sharing one copy of it (docs/KVSTORE.md "Sharding").
+int64_t PoolBytes(const ModelConfig& m, const Sizes& sizes, int shards) {
   if (double gib = absl::GetFlag(FLAGS_storage_pool_gib); gib > 0) {
     return static_cast<int64_t>(gib * (int64_t{1} << 30));
   }
   const int64_t ctx = sizes.max_context > 0 ? sizes.max_context : m.max_position_embeddings;
   const int64_t block = 2 * 16 * m.head_dim * 2;
   const int64_t blocks = (ctx / 16 + 32) * m.num_hidden_layers * m.num_key_value_heads;
-  return int64_t{sizes.max_batch} * blocks * block + (int64_t{1} << 30);
+  return int64_t{sizes.max_batch} * blocks * block / std::max(1, shards) + (int64_t{1} << 30);
+}
+
+// How many nodes share one copy of the KV cache of the group that names node `name`: its
+// nodes over the copies (kv_cache.replication); 1 for a node no group names (group i,
+// node i).
+int ShardsOf(const ClusterConfig& c, const std::string& name) {
+  const int copies = std::max(1, c.kv_cache().replication());
+  for (const auto& g : c.worker_groups()) {
+    const auto& nodes = g.storage_nodes();
+    if (std::find(nodes.begin(), nodes.end(), name) != nodes.end()) {
+      return std::max(1, nodes.size() / copies);
+    }
+  }
+  return 1;
 }
 
 // Bytes of KV of `sizes`: K and V, bf16, every layer and KV head.
@@ -375,7 +391,7 @@ absl::StatusOr<ClusterConfig> PrepareConfig(ClusterConfig c, const std::string& 
   }
   for (auto& n : *c.mutable_storage_nodes()) {
     n.mutable_grpc()->set_port(0);
-    n.set_pool_bytes(PoolBytes(m, sizes));
+    n.set_pool_bytes(PoolBytes(m, sizes, ShardsOf(c, n.name())));
   }
   if (int b = absl::GetFlag(FLAGS_budget_tokens); b > 0) c.mutable_kv_cache()->set_budget_tokens(b);
   c.mutable_scheduler()->set_max_batch_size(sizes.max_batch);
