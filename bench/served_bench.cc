@@ -38,11 +38,9 @@
 // Sizing: the worker's KV pool is max_sequences x max_context (scheduler.max_batch_size x
 // the worker's --max_context), so the bench sets both from the rows: with --launch=once
 // one cluster per config sized for its largest row; with --launch=per_row one per row sized
-// for that row, so that rows that fit run and the others report the refusal. Storage
-// nodes get a pool for the same KV, split over a group's shards (--storage_pool_gib); a
-// HOST or REMOTE cache larger than this host's free RAM is refused before launching
-// (--host_reserve_gib). The processes' output goes to --log (a launch failure prints its
-// tail).
+// for that row, so that rows that fit run and the others report the refusal. Nodes get
+// their shard of the same KV (--storage_pool_gib); a HOST or REMOTE cache over this host's
+// free RAM is refused before launching (--host_reserve_gib). Output: --log.
 #include <fcntl.h>
 #include <httplib.h>
 #include <unistd.h>
@@ -302,16 +300,13 @@ int64_t PoolBytes(const ModelConfig& m, const Sizes& sizes, int shards) {
   return int64_t{sizes.max_batch} * blocks * block / std::max(1, shards) + (int64_t{1} << 30);
 }
 
-// How many nodes share one copy of the KV cache of the group that names node `name`: its
-// nodes over the copies (kv_cache.replication); 1 for a node no group names (group i,
-// node i).
+// Nodes sharing one copy of the KV of the group that names `name` (its nodes over
+// kv_cache.replication); 1 for a node no group names (group i, node i).
 int ShardsOf(const ClusterConfig& c, const std::string& name) {
-  const int copies = std::max(1, c.kv_cache().replication());
   for (const auto& g : c.worker_groups()) {
     const auto& nodes = g.storage_nodes();
-    if (std::find(nodes.begin(), nodes.end(), name) != nodes.end()) {
-      return std::max(1, nodes.size() / copies);
-    }
+    if (std::find(nodes.begin(), nodes.end(), name) == nodes.end()) continue;
+    return std::max(1, nodes.size() / std::max(1, c.kv_cache().replication()));
   }
   return 1;
 }
