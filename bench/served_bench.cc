@@ -75,6 +75,7 @@
 #include "cluster/config.h"
 #include "cluster/launcher.h"
 #include "cluster/serving.h"
+#include "kvstore/host_memory.h"
 #include "runtime/model_config.h"
 #include "runtime/model_path.h"
 
@@ -318,18 +319,6 @@ double KvBytes(const ModelConfig& m, const Sizes& sizes) {
          2 * 2;
 }
 
-// MemAvailable of /proc/meminfo, bytes; -1 when unreadable.
-double HostAvailableBytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  double kb;
-  while (in >> key >> kb) {
-    if (key == "MemAvailable:") return kb * 1024;
-    in.ignore(256, '\n');
-  }
-  return -1;
-}
-
 // An offloaded cache lives in this host's RAM (HOST: the worker's pinned pool; REMOTE: the
 // storage nodes' pools, on this host too). One larger than the RAM left is refused before
 // the launch: pinning it would end in the OOM killer, not in an error message.
@@ -343,7 +332,7 @@ absl::Status CheckHostRam(const ClusterConfig& c, const ModelConfig& m, const Si
   if (p == Placement::PLACEMENT_HOST) need = KvBytes(m, sizes);
   for (const auto& n : c.storage_nodes())
     need += p == Placement::PLACEMENT_REMOTE ? n.pool_bytes() : 0;
-  const double avail = HostAvailableBytes();
+  const double avail = static_cast<double>(kvstore::HostMemAvailableBytes());
   if (avail < 0 || need + reserve <= avail) return absl::OkStatus();
   constexpr double kGiB = 1 << 30;
   return absl::ResourceExhaustedError(absl::StrFormat(

@@ -5,15 +5,42 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 
 namespace apr::kvstore {
 
+int64_t HostMemAvailableBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  while (in >> key >> kib) {
+    if (key == "MemAvailable:") return kib * 1024;
+    in.ignore(256, '\n');
+  }
+  return -1;
+}
+
+absl::Status CheckHostMemoryFits(int64_t bytes, int64_t available) {
+  if (available < 0 || bytes <= available) return absl::OkStatus();
+  constexpr double kGiB = double(int64_t{1} << 30);
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "%.1f GiB of host memory asked for, and this host has %.1f GiB available (MemAvailable "
+      "in /proc/meminfo): serve fewer sequences or a shorter context, or keep the KV cache on "
+      "storage nodes of other hosts",
+      bytes / kGiB, available / kGiB));
+}
+
 absl::StatusOr<HostRegion> HostRegion::Allocate(size_t bytes, bool populate) {
   if (bytes == 0) return absl::InvalidArgumentError("host region of 0 bytes requested");
+  if (populate) {
+    APR_RETURN_IF_ERROR(CheckHostMemoryFits(static_cast<int64_t>(bytes), HostMemAvailableBytes()));
+  }
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t mapped = (bytes + page - 1) / page * page;
   int flags = MAP_PRIVATE | MAP_ANONYMOUS;

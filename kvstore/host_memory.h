@@ -5,9 +5,19 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace apr::kvstore {
+
+// MemAvailable of /proc/meminfo in bytes (what can be had without swapping); -1 when it
+// cannot be read. Inside a container it is the host's figure, not the cgroup's limit.
+int64_t HostMemAvailableBytes();
+
+// Whether `bytes` may be populated now with `available` bytes available (-1: unknown, so
+// yes): ResourceExhausted naming both sizes and what to change when not. Populating more
+// than is available would swap or wake the OOM killer instead of returning an error.
+absl::Status CheckHostMemoryFits(int64_t bytes, int64_t available);
 
 // An anonymous private mapping, unmapped on destruction. Movable, not copyable.
 // Registration for the GPU (kvstore/cuda/host_register.h) and for UCX (kvstore/ucx/ucx.h)
@@ -16,7 +26,8 @@ class HostRegion {
  public:
   // Maps `bytes` (rounded up to the page size). With `populate`, every page is touched
   // now (MAP_POPULATE), so the first remote read or GPU registration pays no page faults.
-  // ResourceExhausted when the kernel refuses, naming the size.
+  // ResourceExhausted when the kernel refuses, naming the size, and, with `populate`,
+  // before mapping when `bytes` exceeds HostMemAvailableBytes() (CheckHostMemoryFits).
   static absl::StatusOr<HostRegion> Allocate(size_t bytes, bool populate);
 
   HostRegion() = default;
