@@ -16,119 +16,38 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
-#include <optional>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "cluster/client.h"
-#include "cluster/process.h"
-#include "cluster/serving.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvstore/testing/storage_node_process.h"
-#include "rpc/kvstore/v1/kvstore.grpc.pb.h"
 #include "rpc/worker/v1/worker.grpc.pb.h"
-#include "tests/cluster/launched_streams.h"
-#include "tests/reliability/harness.h"
+#include "tests/cluster/remote_kv_harness.h"
 
 namespace apr::cluster {
 namespace {
 
 namespace fs = std::filesystem;
 namespace wv1 = ::apr::worker::v1;
-namespace kv1 = ::apr::kvstore::v1;
-namespace gv1 = ::apr::generation::v1;
 using kvstore::testing::StorageNodeProcess;
 using ::testing::HasSubstr;
 
-std::unique_ptr<StorageNodeProcess> StartNode(const std::string& name) {
-  auto node = StorageNodeProcess::Start(
-      kvstore::testing::StorageNodeBinary(),
-      {"--capacity_blocks=4096", "--model=" + fs::absolute("models/apr-tiny").string(),
-       "--dtype=f32", "--ucx_tls=tcp", "--ucx_net_devices=lo", "--node_name=" + name});
-  EXPECT_TRUE(node.ok()) << node.status();
-  return node.ok() ? *std::move(node) : nullptr;
-}
+using testing::StartNode;
+using testing::UsedBlocks;
 
-int64_t UsedBlocks(const StorageNodeProcess& node) {
-  auto stub = kv1::KvStore::NewStub(
-      grpc::CreateChannel(node.address(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  kv1::StatsResponse r;
-  grpc::Status s = stub->Stats(&ctx, kv1::StatsRequest(), &r);
-  EXPECT_TRUE(s.ok()) << s.error_message();
-  return r.used_blocks();
-}
-
-// A CPU worker process whose KV blocks live twice, on nodes[0] and nodes[1].
-class Worker {
+// A CPU worker process whose KV blocks live twice, on nodes[0] and nodes[1]; a node that
+// stops answering is given up after 1 s.
+class Worker : public testing::RemoteKvWorker {
  public:
-  Worker(const std::string& name, const std::vector<std::string>& nodes) {
-    const std::string ready = reliability::TmpDir() + "/" + name + ".ready";
-    fs::remove(ready);
-    auto p = Process::Start({"cluster/worker", "--name=" + name, "--device=cpu", "--grpc_port=0",
-                             "--metrics_port=0", "--ready_file=" + ready,
-                             "--kv_reconnect_timeout_s=1"});
-    EXPECT_TRUE(p.ok()) << p.status();
-    if (!p.ok()) return;
-    process_.emplace(*p);
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (absl::Now() < deadline && !process_->Poll()) {
-      auto ports = ReadReadyFile(ready);
-      if (ports.ok()) {
-        stub_ = wv1::Worker::NewStub(grpc::CreateChannel(
-            absl::StrCat("127.0.0.1:", (*ports)["grpc_port"]), grpc::InsecureChannelCredentials()));
-        break;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    if (stub_ == nullptr) {
-      ADD_FAILURE() << name << " did not get ready";
-      return;
-    }
-    wv1::LoadModelRequest req;
-    req.set_model_path(fs::absolute("models/apr-tiny").string());
-    req.set_device("cpu");
-    req.set_max_sequences(8);
-    req.mutable_kv_cache()->set_placement(wv1::KvCache::PLACEMENT_REMOTE);
-    req.mutable_kv_cache()->set_replication(2);
-    for (const std::string& n : nodes) req.mutable_kv_cache()->add_storage_nodes(n);
-    wv1::LoadModelResponse resp;
-    grpc::ClientContext ctx;
-    grpc::Status s = stub_->LoadModel(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << name << ": " << s.error_message();
-  }
-  ~Worker() {
-    if (!process_ || process_->exited()) return;
-    process_->Signal(SIGTERM);
-    if (!process_->Wait(absl::Seconds(30))) {
-      process_->Signal(SIGKILL);
-      process_->Wait(absl::Seconds(5));
-      ADD_FAILURE() << "a worker did not stop within 30 s of SIGTERM";
-    }
-  }
-  bool ok() const { return stub_ != nullptr; }
-  wv1::Worker::Stub& stub() { return *stub_; }
-  int64_t Rebuilt() {
-    wv1::WorkerStats st;
-    grpc::ClientContext ctx;
-    grpc::Status s = stub_->GetStats(&ctx, wv1::GetStatsRequest(), &st);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return st.rebuilt_sequences();
-  }
-
- private:
-  std::optional<Process> process_;
-  std::unique_ptr<wv1::Worker::Stub> stub_;
+  Worker(const std::string& name, const std::vector<std::string>& nodes)
+      : RemoteKvWorker(name, nodes, /*replication=*/2, {"--kv_reconnect_timeout_s=1"}) {}
 };
 
 // What a run produced: every prefill's and step's logits, and the tokens.
