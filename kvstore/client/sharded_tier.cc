@@ -296,12 +296,11 @@ absl::StatusOr<BlockStoreStats> ShardedTier::NodeStats() {
 
 TierClientStats ShardedTier::stats() const {
   TierClientStats sum;
+  {
+    absl::MutexLock lock(&mu_);
+    sum = own_;  // reads and waits, which this tier counts; its nodes count the traffic
+  }
   for (const auto& shard : shards_) AddTraffic(shard->stats(), &sum);
-  absl::MutexLock lock(&mu_);
-  sum.reads = own_.reads;
-  sum.waits = own_.waits;
-  sum.waits_blocked = own_.waits_blocked;
-  sum.wait_seconds = own_.wait_seconds;
   return sum;
 }
 
