@@ -29,7 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "backends/cuda/cuda_decoder.h"
 #include "backends/cuda/cuda_weights.h"
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 #include "bench/bench_util.h"
 #include "runtime/scheduler.h"
 #include "runtime/step_engine.h"

@@ -24,7 +24,7 @@
 #include "backends/cuda/cuda_decoder_bench_peer.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/fill.h"
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 #include "bench/bench_util.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/cuda/gather_blocks.h"

@@ -30,7 +30,7 @@
 #include "backends/cuda/cuda_decoder.h"
 #include "backends/cuda/cuda_decoder_bench_peer.h"
 #include "backends/cuda/cuda_weights.h"
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 #include "bench/bench_util.h"
 #include "runtime/model_config.h"
 #include "runtime/tokenizer/tokenizer.h"

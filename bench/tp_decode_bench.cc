@@ -33,7 +33,7 @@
 #include "backends/cuda/cuda_decoder.h"
 #include "backends/cuda/cuda_decoder_bench_peer.h"
 #include "backends/cuda/device_buffer.h"
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 #include "backends/cuda/tensor_parallel.h"
 #include "bench/bench_util.h"
 

@@ -12,7 +12,7 @@
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_decoder.h"
 #include "backends/cuda/memory_estimate.h"
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 #include "backends/cuda/tensor_parallel.h"
 #include "runtime/algorithm_constants.h"
 

@@ -14,12 +14,12 @@
 #include "backends/cuda/model_support.h"
 #include "backends/cuda/norm_ops.h"
 #include "backends/cuda/paged_decode_attention.h"
-#include "backends/cuda/predictor_cnn.h"
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/predictor_cnn.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 #include "backends/cuda/prefill_attention.h"
 #include "backends/cuda/qkv_prologue.h"
 #include "backends/cuda/rope_append.h"
-#include "backends/cuda/topk_select.h"
+#include "backends/cuda/predictor/topk_select.h"
 #include "runtime/checkpoint.h"
 
 namespace apr::cuda {
@@ -136,7 +136,6 @@ absl::Status CudaDecoder::CheckOptions() {
       return absl::InvalidArgumentError("the sparse budget must exceed 128 tokens");
   }
   offload_ = opt_.placement != KvPlacement::kDevice;
-  remote_ = opt_.placement == KvPlacement::kRemote;
   const CalibrationSource cal_source = opt_.sparse.calibration_source;
   if (offload_) {
     if (!opt_.sparse.enabled)
@@ -208,8 +207,9 @@ absl::Status CudaDecoder::AllocateBuffers() {
       Alloc(fill, &logits_, int64_t{std::max(opt_.max_sequences, 16)} * c.vocab_size));
   APR_RETURN_IF_ERROR(Alloc(fill, &part_o_, int64_t{opt_.max_sequences} * nh * max_splits_ * hd));
   APR_RETURN_IF_ERROR(Alloc(fill, &part_ml_, int64_t{opt_.max_sequences} * nh * max_splits_ * 2));
-  APR_RETURN_IF_ERROR(AllocPinned(&h_step_, kStepFields * opt_.max_sequences));
-  APR_RETURN_IF_ERROR(Alloc(fill, &d_step_, kStepFields * opt_.max_sequences));
+  const int64_t step_elems = StepInputs<int32_t>::Elements(opt_.max_sequences);
+  APR_RETURN_IF_ERROR(AllocPinned(&h_step_, step_elems));
+  APR_RETURN_IF_ERROR(Alloc(fill, &d_step_, step_elems));
   std::fill(h_step_.get(), h_step_.get() + h_step_.size(), 0);
   APR_RETURN_IF_ERROR(AllocPinned(&h_table_, max_blocks_ + opt_.max_sequences));
   APR_RETURN_IF_ERROR(AllocPinned(&h_logits_, int64_t{opt_.max_sequences} * c.vocab_size));
@@ -408,13 +408,11 @@ GpuPredictorShape CudaDecoder::PredictorShape() const {
 
 // The step inputs the predictor reads: fixed places in d_step_.
 PredictInputs CudaDecoder::PredictorInputs() const {
-  const int32_t* d = d_step_.get();
-  const int ms = opt_.max_sequences;
   PredictInputs in;
-  in.next_lens = d + kNextLens * ms;
-  in.seq_slots = d + kSeqSlots * ms;
-  in.history_row = d + kHistoryRow * ms;
-  in.history_count = d + kHistoryCount * ms;
+  in.next_lens = DeviceStep().next_lens;
+  in.seq_slots = DeviceStep().seq_slots;
+  in.history_row = DeviceStep().history_row;
+  in.history_count = DeviceStep().history_count;
   in.error = error_flag_.get();
   return in;
 }
@@ -510,12 +508,7 @@ absl::Status CudaDecoder::FillPoolRandom(uint64_t seed) {
     APR_CUDA_RETURN_IF_ERROR(
         FillUniformBf16(dense_pool_.get(), dense_pool_.size(), seed + 2, 1.0f, stream_));
   }
-  if (local_ != nullptr) {
-    // The host pool, written through its mapping (over PCIe).
-    APR_CUDA_RETURN_IF_ERROR(FillUniformBf16(
-        static_cast<__nv_bfloat16*>(local_->mapped->device_pointer()),
-        static_cast<int64_t>(local_->store->region_bytes() / 2), seed + 1, 1.0f, stream_));
-  }
+  if (tier_ != nullptr) APR_RETURN_IF_ERROR(tier_->FillRandom(seed + 1));
   APR_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
@@ -564,6 +557,7 @@ absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool ad
   APR_RETURN_IF_ERROR(Synchronize());
   const int ms = opt_.max_sequences, B = static_cast<int>(seqs.size());
   if (B < 1 || B > ms) return absl::InvalidArgumentError("batch size");
+  const StepInputs<int32_t> in = HostStep();
   for (int b = 0; b < B; ++b) {
     auto& s = static_cast<CudaSequence&>(*seqs[b]);
     if (!s.has_history) return absl::FailedPreconditionError("a sequence without history");
@@ -571,18 +565,18 @@ absl::Status CudaDecoder::PredictAsync(absl::Span<Sequence* const> seqs, bool ad
       s.hist_row = (s.hist_row + 1) % kHistoryRing;
       s.hist_count += 1;
     }
-    h_step_[kSeqSlots * ms + b] = s.slot;
-    h_step_[kHistoryRow * ms + b] = s.hist_row;
-    h_step_[kNextLens * ms + b] = static_cast<int32_t>(s.len + 1);
-    h_step_[kHistoryCount * ms + b] = s.hist_count;
+    in.seq_slots[b] = s.slot;
+    in.history_row[b] = s.hist_row;
+    in.next_lens[b] = static_cast<int32_t>(s.len + 1);
+    in.history_count[b] = s.hist_count;
   }
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                            cudaMemcpyHostToDevice, stream_));
   int cols = 0;
   bool recompute = !advance_window;  // the state is for the previous count: a recomputation
   for (int b = 0; b < B; ++b) {
-    cols = std::max(cols, NumCandidates(h_step_[kNextLens * ms + b]));
-    recompute |= CnnRecomputes(h_step_[kHistoryCount * ms + b]);
+    cols = std::max(cols, NumCandidates(in.next_lens[b]));
+    recompute |= CnnRecomputes(in.history_count[b]);
   }
   APR_RETURN_IF_ERROR(predictor_->PredictFor(
       PredictArgs(B, std::min(RoundUpPow2(cols), max_blocks_), recompute), stream_));

@@ -7,13 +7,9 @@
 
 #include <cuda_runtime.h>
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -24,17 +20,18 @@
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/gemv.h"
-#include "backends/cuda/gpu_predictor.h"
+#include "backends/cuda/gpu_kv_tier.h"
+#include "backends/cuda/predictor/gpu_predictor.h"
 #include "backends/cuda/kv_pool.h"
 #include "backends/cuda/offload.h"
 #include "backends/cuda/offload_kernels.h"
 #include "backends/cuda/paged_decode_attention.h"
-#include "backends/cuda/predictor_cnn.h"
+#include "backends/cuda/predictor/predictor_cnn.h"
 #include "backends/cuda/rope_append.h"
 #include "backends/cuda/rope_tables.h"
 #include "backends/cuda/step_graph_cache.h"
+#include "backends/cuda/step_inputs.h"
 #include "backends/cuda/tensor_parallel.h"
-#include "kvstore/cuda/gpu_fetcher.h"
 #include "runtime/algorithm_constants.h"
 #include "runtime/decoder.h"
 
@@ -200,6 +197,11 @@ class CudaDecoder : public Decoder {
   bool OverlapPredictor(int batch) const {
     return !offload_ && batch <= opt_.overlap_predictor_max_batch;
   }
+  // Whether decode steps are captured and replayed as CUDA graphs (a remote tier's host
+  // takes part in every step: eager).
+  bool ReplaysSteps() const {
+    return opt_.use_graphs && (tier_ == nullptr || tier_->replayable());
+  }
   // --- The decode step (cuda_decoder_step.cc). ---
   // The batch checked, the step's inputs staged in h_step_, the step's key.
   absl::Status PrepareStep(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,
@@ -251,11 +253,11 @@ class CudaDecoder : public Decoder {
                                                             int kv_head, int block) const;
 
   // --- Offload (cuda_decoder_offload.cc; the tier side: cuda_decoder_tier.cc). ---
+  // The tier connected, the block cache's buffers (wb_area: the write-back slots the tier
+  // asks for), then the tier bound to them.
   absl::Status InitOffload();
-  // InitOffload's parts: the GPU side (wb_area: the remote write-back slots), then the tier.
   absl::Status AllocateOffloadBuffers(int64_t wb_area);
-  absl::Status ConnectLocalTier();
-  absl::Status ConnectRemoteTier();
+  GpuCacheBinding CacheBinding() const;
   void ShutdownOffload();
   CacheMap Cache() const;
   int64_t BlockBytes() const;
@@ -269,10 +271,6 @@ class CudaDecoder : public Decoder {
   // The plan of layers [first, first + count) for the batch in d_step_: selection, cache,
   // tier and per-layer fetch lists (no write-back; PrefetchLayers adds it).
   CachePlanArgs PlanArgs(int batch, int first, int count) const;
-  // Remote: layer `layer`'s fetch count and lists to pinned memory (on `stream`), and the
-  // host thread told to turn them into UCX gets once plan_events_ of the layers is reached.
-  absl::Status CopyFetchListToHost(int layer, cudaStream_t stream);
-  void PostRemoteFetches(int first, int count);
   // After the last layer (graphs): count stalls and join the copy stream.
   absl::Status FinishStepFetches(bool eager);
   // The tier side of a sequence: created, its complete blocks written (Prefill) or given
@@ -283,26 +281,14 @@ class CudaDecoder : public Decoder {
   // history is made and the first selection predicted, the cache seeded and fetched.
   absl::Status OffloadFillRandomContext(CudaSequence& seq, int64_t len);
   absl::Status OffloadFillRandomContextFinish(CudaSequence& seq);
-  // Waits for everything the offload path has in flight (copy stream, remote jobs).
+  // Waits for everything the offload path has in flight (compute stream, the tier's copies).
   absl::Status SyncOffload();
-  absl::Status DrainRemoteFetches();
   absl::Status CreateTierSequence(CudaSequence& seq);
   // Tier slots of blocks [first, full) of every (layer, KV head) of `seq`, block-major
   // ([block][layers][kv_heads]); `from_staging` (Prefill) writes their bytes from the staging
   // pool, else (FillRandomContext) only allocates.
   absl::Status WriteOrAllocateTierBlocks(CudaSequence& seq, int first, int full,
                                          const __nv_bfloat16* staging);
-  // Its placements' halves: the tier slots of `keys` into `slots` (and, given `staging`,
-  // the bytes of staging slots `src` written there); then the device's table of them.
-  absl::Status WriteLocalTierBlocks(CudaSequence& seq, const std::vector<kvstore::BlockKey>& keys,
-                                    const std::vector<uint32_t>& src, const __nv_bfloat16* staging,
-                                    std::vector<uint32_t>* slots);
-  absl::Status AllocateRemoteTierBlocks(CudaSequence& seq,
-                                        const std::vector<kvstore::BlockKey>& keys, int count,
-                                        std::vector<uint32_t>* slots);
-  absl::Status WriteRemoteTierBlocks(CudaSequence& seq, const std::vector<kvstore::BlockKey>& keys,
-                                     const std::vector<uint32_t>& src, const __nv_bfloat16* staging,
-                                     std::vector<uint32_t>* slots);
   absl::Status SetTierSlots(CudaSequence& seq, int first, int full,
                             const std::vector<uint32_t>& slots);
   // Makes `seq`'s staging pool hold at least `blocks` blocks, keeping what it holds.
@@ -316,8 +302,8 @@ class CudaDecoder : public Decoder {
   absl::Status InitialFetch(CudaSequence& seq);
   absl::Status PrepareOffloadStep(absl::Span<Sequence* const> seqs);
   absl::Status AfterOffloadStep();
-  absl::Status DrainRemoteWriteBacks(CudaSequence& seq, int64_t older_than_step);
-  void RemoteLoop();
+  // The sequence's write-backs stored by the host up to `up_to_step`, counted.
+  absl::Status CompleteWriteBacks(CudaSequence& seq, int64_t up_to_step);
   void ReleaseOffload(CudaSequence& seq);
 
   std::shared_ptr<const CudaWeights> weights_;
@@ -339,9 +325,15 @@ class CudaDecoder : public Decoder {
   DeviceBuffer<float> x_, qkv_, q_, logits_;
   DeviceBuffer<__nv_bfloat16> xn_, attn_, gu_, act_;
   DeviceBuffer<float> part_o_, part_ml_, block_max_;
-  // Per-step inputs: pinned source and device copy, kStepFields arrays of max_sequences.
+  // Per-step inputs (step_inputs.h): pinned source and device copy.
   PinnedBuffer<int32_t> h_step_;
   DeviceBuffer<int32_t> d_step_;
+  StepInputs<int32_t> HostStep() {
+    return StepInputs<int32_t>::Over(h_step_.get(), opt_.max_sequences);
+  }
+  StepInputs<const int32_t> DeviceStep() const {
+    return StepInputs<const int32_t>::Over(d_step_.get(), opt_.max_sequences);
+  }
   PinnedBuffer<int32_t> h_table_;  // staging for group-table entries
   PinnedBuffer<float> h_logits_;
   // Each decode row's greedy pick, on the device and its host copy.
@@ -373,44 +365,22 @@ class CudaDecoder : public Decoder {
   // The pool prefill writes into: pool_ when resident, a staging pool when offloaded.
   __nv_bfloat16* prefill_pool_ = nullptr;
 
-  // Offload state.
-  bool offload_ = false, remote_ = false;
+  // Offload state: the block cache (maps, plan lists, counters) and the tier behind it.
+  bool offload_ = false;
   int cache_slots_ = 0;
-  int64_t cache_pool_slots_ = 0;  // images * cache_slots_; the remote write-back area follows
+  int64_t cache_pool_slots_ = 0;  // images * cache_slots_; the tier's write-back area follows
   int max_fetch_ = 0, max_wb_ = 0;
   int64_t step_counter_ = 0;
-  std::shared_ptr<LocalKvTier> local_;
-  std::shared_ptr<kvstore::StagingTier> remote_tier_;  // one node, or sharded over several
-  std::unique_ptr<kvstore::GpuBlockFetcher> fetcher_;
-  cudaStream_t copy_stream_ = nullptr, mark_stream_ = nullptr;
+  std::unique_ptr<GpuKvTier> tier_;  // null when resident
   DeviceBuffer<int32_t> cache_where_, cache_tags_, cache_stamps_, plan_scratch_, issued_, done_;
   DeviceBuffer<uint32_t> tier_table_, fetch_src_, fetch_dst_, wb_src_, wb_dst_;
   DeviceBuffer<int32_t> fetch_count_, wb_count_;
   DeviceBuffer<unsigned long long> counters_;
   PinnedBuffer<unsigned long long> h_counters_;
+  // The step's write-back slots per (batch row, layer, KV head): host staging, device copy.
   PinnedBuffer<uint32_t> h_wb_;
   DeviceBuffer<uint32_t> d_wb_;
-  std::vector<cudaEvent_t> plan_events_, fetch_events_, mark_events_;
-  cudaEvent_t copy_join_ = nullptr;
   OffloadStats host_stats_;  // the parts counted on the host
-  // Remote: per layer, the fetch list copied to the host after the plan; a thread turns it
-  // into a GpuBlockFetcher job once the plan has run.
-  PinnedBuffer<uint32_t> h_fetch_;  // [layers][2][max_fetch]
-  PinnedBuffer<int32_t> h_fetch_count_;
-  std::thread remote_thread_;
-  std::mutex remote_mu_;
-  std::condition_variable remote_cv_;
-  std::deque<int> remote_queue_;
-  // Per layer, the jobs started for plans not yet waited for (null: nothing to fetch).
-  std::vector<std::deque<std::shared_ptr<kvstore::GpuFetchJob>>> remote_pending_;
-  std::vector<int64_t> remote_posted_, remote_started_;
-  absl::Status remote_error_;
-  bool remote_stop_ = false;
-  struct PendingFill {
-    CudaSequence* seq;
-    int block;
-  };
-  std::vector<PendingFill> remote_fills_;  // blocks the step in flight fills (remote)
 };
 
 }  // namespace apr::cuda

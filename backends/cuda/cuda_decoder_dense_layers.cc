@@ -77,7 +77,6 @@ absl::Status CudaDecoder::KeepDenseLayersResident(CudaSequence& seq, int64_t sta
 // tier slot (local) or the write-back area that AfterOffloadStep stores (remote).
 absl::Status CudaDecoder::DenseLayerWriteBack(int batch, int layer) {
   const ModelConfig& c = config();
-  const int ms = opt_.max_sequences;
   DenseWriteBackArgs a;
   a.batch = batch;
   a.layer = layer;
@@ -85,13 +84,14 @@ absl::Status CudaDecoder::DenseLayerWriteBack(int batch, int layer) {
   a.kv_heads = c.num_key_value_heads;
   a.head_dim = c.head_dim;
   a.max_blocks = max_blocks_;
-  a.context_lens = d_step_.get() + kContextLens * ms;
-  a.seq_slots = d_step_.get() + kSeqSlots * ms;
+  a.context_lens = DeviceStep().context_lens;
+  a.seq_slots = DeviceStep().seq_slots;
   a.pool = dense_pool_.get();
   a.table = DenseLayerTable();
   a.wb_slots = d_wb_.get();
-  a.dst = remote_ ? static_cast<void*>(pool_.get()) : local_->mapped->device_pointer();
-  a.tier = remote_ ? nullptr : tier_table_.get();
+  a.dst = tier_->write_back_destination();
+  // Slots given now are recorded by the kernel; the others when the host has stored them.
+  a.tier = tier_->writes_back_on_device() ? tier_table_.get() : nullptr;
   a.counters = counters_.get();
   APR_CUDA_RETURN_IF_ERROR(LaunchDenseWriteBack(a, stream_));
   return absl::OkStatus();

@@ -15,8 +15,7 @@
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_decoder.h"
 #include "backends/cuda/cuda_decoder_internal.h"
-#include "backends/cuda/hybrid_select.h"
-#include "kvstore/cuda/gather_blocks.h"
+#include "backends/cuda/predictor/hybrid_select.h"
 
 namespace apr::cuda {
 
@@ -24,7 +23,7 @@ absl::Status CudaDecoder::CheckHybrid() const {
   if (!opt_.sparse.hybrid) return absl::OkStatus();
   if (!sparse_capable_)
     return absl::InvalidArgumentError("sparse.hybrid (predictor-hybrid) needs sparse attention");
-  if (remote_) {
+  if (opt_.placement == KvPlacement::kRemote) {
     return absl::UnimplementedError(
         "predictor-hybrid with a remote KV cache: the query's blocks are known only inside "
         "the step, and fetching them from a storage node there would wait for the host once "
@@ -69,8 +68,7 @@ absl::Status CudaDecoder::EnqueueQueryBlocks(const StepKey& key, int l) {
   const int first_sparse = FirstListedLayer(key);
   if (!key.sparse || l < first_sparse) return absl::OkStatus();
   const ModelConfig& c = config();
-  const int ms = opt_.max_sequences, li = l - first_sparse;
-  const int32_t* d = d_step_.get();
+  const int li = l - first_sparse;
   QuerySelectArgs qa;
   qa.batch = key.batch;
   qa.num_heads = c.num_attention_heads;
@@ -80,8 +78,8 @@ absl::Status CudaDecoder::EnqueueQueryBlocks(const StepKey& key, int l) {
   qa.sel_layer = li;
   qa.k_blocks = PredictedBlocks(opt_.sparse.budget_tokens);
   qa.q = q_.get();
-  qa.context_lens = d + kContextLens * ms;
-  qa.seq_slots = d + kSeqSlots * ms;
+  qa.context_lens = DeviceStep().context_lens;
+  qa.seq_slots = DeviceStep().seq_slots;
   qa.sel = predictor_->SelectionView();
   qa.sel_checked = true;  // by the step's first BuildLists
   qa.summary = key_summary_.get();
@@ -96,7 +94,7 @@ absl::Status CudaDecoder::EnqueueQueryBlocks(const StepKey& key, int l) {
         cudaMemsetAsync(query_fetch_count_.get(), 0, sizeof(int32_t), stream_));
     qa.cache = Cache();
     qa.tier = tier_table_.get();
-    qa.query_slot_base = cache_pool_slots_;  // no remote write-back area: remote is refused
+    qa.query_slot_base = cache_pool_slots_;  // no write-back area: a remote tier is refused
     qa.slots = query_slots_.get();
     qa.fetch_src = query_fetch_src_.get();
     qa.fetch_dst = query_fetch_dst_.get();
@@ -107,10 +105,8 @@ absl::Status CudaDecoder::EnqueueQueryBlocks(const StepKey& key, int l) {
   APR_CUDA_RETURN_IF_ERROR(LaunchQuerySelect(qa, stream_));
   if (offload_) {
     // On the compute stream: the attention below needs these blocks now.
-    const int ctas = opt_.offload.fetch_ctas > 0 ? opt_.offload.fetch_ctas : num_sms_;
-    APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
-        local_->mapped->device_pointer(), qa.fetch_src, pool_.get(), qa.fetch_dst, qa.fetch_count,
-        qa.max_fetch, BlockBytes(), ctas, stream_));
+    APR_RETURN_IF_ERROR(
+        tier_->FetchListOnCompute(qa.fetch_src, qa.fetch_dst, qa.fetch_count, qa.max_fetch));
   }
   BuildListsArgs bl = ListsArgs(key);
   bl.layer_begin = li;

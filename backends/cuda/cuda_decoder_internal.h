@@ -17,19 +17,6 @@
 
 namespace apr::cuda {
 
-// Per-step inputs, each an array of max_sequences int32 in d_step_ / h_step_.
-enum StepField {
-  kTokens,
-  kPositions,
-  kContextLens,
-  kSeqSlots,
-  kHistoryRow,
-  kDense,
-  kNextLens,
-  kHistoryCount,
-  kStepFields
-};
-
 constexpr int kMaxSplits = 64;
 
 inline int RoundUpPow2(int v) {
@@ -57,7 +44,7 @@ class CudaDecoder::CudaSequence : public Sequence {
   int64_t steps = 0;                // decode steps since the history was initialised
   int32_t hist_count = 0;           // rows appended since then (the CNN state's clock)
 
-  // Offload placements: the sequence in the tier, and (remote) write-backs in flight.
+  // Offload placements: the sequence in the tier.
   uint64_t tier_id = 0;
   bool in_tier = false;
   int tier_blocks = 0;  // blocks [0, tier_blocks) of every (layer, KV head) are in the tier
@@ -65,12 +52,6 @@ class CudaDecoder::CudaSequence : public Sequence {
   // parts attends to the earlier parts' blocks here; freed by the first decode step.
   DeviceBuffer<__nv_bfloat16> staging;
   int staging_blocks = 0;
-  struct WriteBack {
-    std::shared_ptr<kvstore::GpuFetchJob> job;
-    int block;
-    int64_t step;  // decoder step counter when it started
-  };
-  std::vector<WriteBack> write_backs;
 };
 
 }  // namespace apr::cuda

@@ -192,11 +192,11 @@ absl::Status CudaDecoder::HistoryAfterPrefill(CudaSequence& seq, int64_t start, 
   seq.hist_count = 0;
   APR_RETURN_IF_ERROR(predictor_->InvalidateCnnState(seq.slot, stream_));
   if (key_summaries_) APR_RETURN_IF_ERROR(PrefillKeySummary(seq, start));
-  const int ms = opt_.max_sequences;
-  h_step_[kSeqSlots * ms] = seq.slot;
-  h_step_[kHistoryRow * ms] = seq.hist_row;
-  h_step_[kHistoryCount * ms] = seq.hist_count;
-  h_step_[kNextLens * ms] = static_cast<int32_t>(seq.len + 1);
+  const StepInputs<int32_t> in = HostStep();
+  in.seq_slots[0] = seq.slot;
+  in.history_row[0] = seq.hist_row;
+  in.history_count[0] = seq.hist_count;
+  in.next_lens[0] = static_cast<int32_t>(seq.len + 1);
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                            cudaMemcpyHostToDevice, stream_));
   return predictor_->PredictFor(

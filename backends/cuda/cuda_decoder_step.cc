@@ -14,7 +14,7 @@
 #include "backends/cuda/offload_kernels.h"
 #include "backends/cuda/paged_decode_attention.h"
 #include "backends/cuda/rope_append.h"
-#include "backends/cuda/topk_select.h"
+#include "backends/cuda/predictor/topk_select.h"
 
 namespace apr::cuda {
 
@@ -58,9 +58,10 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
   }
   APR_RETURN_IF_ERROR(Synchronize());
   const bool sparse = sparse_capable_ && opt_.sparse.enabled;
-  const int ms = opt_.max_sequences, cal = opt_.sparse.calibration_step;
+  const int cal = opt_.sparse.calibration_step;
   int max_blocks = 1;
   bool any_dense = false;
+  const StepInputs<int32_t> in = HostStep();
   APR_RETURN_IF_ERROR(CheckStepSequences(seqs, tokens, sparse));
   if (offload_) APR_RETURN_IF_ERROR(PrepareOffloadStep(seqs));
   for (int b = 0; b < B; ++b) {
@@ -70,15 +71,15 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
     max_blocks = std::max(max_blocks, NumBlocks(len));
     const bool dense = sparse && cal > 0 && (s.steps + 1) % cal == 0;
     any_dense |= dense;
-    h_step_[kTokens * ms + b] = tokens[b];
-    h_step_[kPositions * ms + b] = len - 1;
-    h_step_[kContextLens * ms + b] = len;
-    h_step_[kSeqSlots * ms + b] = s.slot;
-    h_step_[kHistoryRow * ms + b] = (s.hist_row + 1) % kHistoryRing;
-    h_step_[kHistoryCount * ms + b] = s.hist_count + 1;
+    in.tokens[b] = tokens[b];
+    in.positions[b] = len - 1;
+    in.context_lens[b] = len;
+    in.seq_slots[b] = s.slot;
+    in.history_row[b] = (s.hist_row + 1) % kHistoryRing;
+    in.history_count[b] = s.hist_count + 1;
     key->recompute |= CnnRecomputes(s.hist_count + 1);
-    h_step_[kDense * ms + b] = dense ? 1 : 0;
-    h_step_[kNextLens * ms + b] = len + 1;
+    in.dense[b] = dense ? 1 : 0;
+    in.next_lens[b] = len + 1;
   }
   const int nkv = c.num_key_value_heads;
   key->batch = B;
@@ -93,7 +94,7 @@ absl::Status CudaDecoder::PrepareStep(absl::Span<Sequence* const> seqs,
   if (sparse) {
     // The predictor's grid covers the widest image; bucketed so graphs are reused.
     int cols = 0;
-    for (int b = 0; b < B; ++b) cols = std::max(cols, NumCandidates(h_step_[kNextLens * ms + b]));
+    for (int b = 0; b < B; ++b) cols = std::max(cols, NumCandidates(in.next_lens[b]));
     key->predict_cols = std::min(RoundUpPow2(cols), max_blocks_);
   }
   if (any_dense && summary_calibration_)
@@ -107,20 +108,19 @@ int CudaDecoder::FirstListedLayer(const StepKey& key) const {
 
 absl::Status CudaDecoder::EnqueueStep(const StepKey& key) {
   const ModelConfig& c = config();
-  const int B = key.batch, ms = opt_.max_sequences;
+  const int B = key.batch;
   const int H = c.hidden_size, L = c.num_hidden_layers;
-  const int32_t* d = d_step_.get();
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_step_.get(), h_step_.get(), h_step_.size() * 4,
                                            cudaMemcpyHostToDevice, stream_));
-  // Offload-remote enqueues eagerly and waits for each layer's UCX gets on the host.
-  const bool eager = !opt_.use_graphs || remote_;
+  // A remote tier enqueues eagerly and waits for each layer's UCX gets on the host.
+  const bool eager = !ReplaysSteps();
   if (offload_) {
     APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_wb_.get(), h_wb_.get(), h_wb_.size() * 4,
                                              cudaMemcpyHostToDevice, stream_));
   }
   if (key.sparse) APR_RETURN_IF_ERROR(EnqueueBuildLists(key));
   APR_CUDA_RETURN_IF_ERROR(
-      LaunchEmbedding(d + kTokens * ms, B, weights_->embed(), H, x_.get(), stream_));
+      LaunchEmbedding(DeviceStep().tokens, B, weights_->embed(), H, x_.get(), stream_));
   for (int l = 0; l < L; ++l) {
     const CudaLayerWeights& lw = weights_->layer(l);
     APR_RETURN_IF_ERROR(QkvProjection(lw, B));
@@ -148,16 +148,15 @@ absl::Status CudaDecoder::EnqueueBuildLists(const StepKey& key) {
 BuildListsArgs CudaDecoder::ListsArgs(const StepKey& key) const {
   const ModelConfig& c = config();
   const int ms = opt_.max_sequences, nkv = c.num_key_value_heads, L = c.num_hidden_layers;
-  const int32_t* d = d_step_.get();
   const int first_sparse = FirstListedLayer(key);
   BuildListsArgs bl;
   bl.batch = key.batch;
   bl.first_layer = first_sparse;
   bl.num_layers = L - first_sparse;
   bl.num_kv_heads = nkv;
-  bl.context_lens = d + kContextLens * ms;
-  bl.seq_slots = d + kSeqSlots * ms;
-  bl.dense = key.any_dense ? d + kDense * ms : nullptr;
+  bl.context_lens = DeviceStep().context_lens;
+  bl.seq_slots = DeviceStep().seq_slots;
+  bl.dense = key.any_dense ? DeviceStep().dense : nullptr;
   bl.sel = predictor_->SelectionView();
   bl.table = PoolTable();
   if (offload_) bl.cache = Cache();
@@ -175,9 +174,7 @@ BuildListsArgs CudaDecoder::ListsArgs(const StepKey& key) const {
 // RoPE on the step's q and k, its K/V into the tail block (and the block's key summary
 // when the token completes it).
 RopeAppendArgs CudaDecoder::StepRopeArgs(int batch, int layer) const {
-  const int ms = opt_.max_sequences;
-  const int32_t* d = d_step_.get();
-  RopeAppendArgs ra = RopeArgs(batch, layer, d + kPositions * ms, d + kSeqSlots * ms, pool_.get());
+  RopeAppendArgs ra = RopeArgs(batch, layer, DeviceStep().positions, DeviceStep().seq_slots, pool_.get());
   if (DenseLayerResident(layer)) {
     ra.pool = dense_pool_.get();
     ra.table = DenseLayerTable();
@@ -199,7 +196,6 @@ PagedDecodeArgs CudaDecoder::DecodeAttentionArgs(const StepKey& key, int l) cons
   const int ms = opt_.max_sequences;
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
   const int L = c.num_hidden_layers;
-  const int32_t* d = d_step_.get();
   const int first_sparse = FirstListedLayer(key);
   PagedDecodeArgs pa;
   pa.batch = key.batch;
@@ -209,8 +205,8 @@ PagedDecodeArgs CudaDecoder::DecodeAttentionArgs(const StepKey& key, int l) cons
   pa.scale = 1.0f / std::sqrt(static_cast<float>(hd));
   pa.q = q_.get();
   pa.pool = pool_.get();
-  pa.context_lens = d + kContextLens * ms;
-  pa.seq_slots = d + kSeqSlots * ms;
+  pa.context_lens = DeviceStep().context_lens;
+  pa.seq_slots = DeviceStep().seq_slots;
   pa.table = PoolTable();
   pa.layer = l;
   pa.window = static_cast<int>(c.sliding_window);
@@ -233,7 +229,7 @@ PagedDecodeArgs CudaDecoder::DecodeAttentionArgs(const StepKey& key, int l) cons
     pa.block_max = block_max_.get();
     pa.score_stride = max_blocks_;
     pa.history = predictor_->history();
-    pa.history_row = d + kHistoryRow * ms;
+    pa.history_row = DeviceStep().history_row;
     pa.history_layers = L;
     pa.history_rows = kHistoryRing;
     pa.history_cols = max_blocks_;
@@ -267,10 +263,8 @@ absl::Status CudaDecoder::EnqueueStepAttention(const StepKey& key, int l) {
 SummaryCalibrationArgs CudaDecoder::SummaryCalibrationFor(const StepKey& key, int l,
                                                           const PagedDecodeArgs& pa) const {
   const ModelConfig& c = config();
-  const int ms = opt_.max_sequences;
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
   const int L = c.num_hidden_layers;
-  const int32_t* d = d_step_.get();
   SummaryCalibrationArgs sc;
   sc.batch = key.batch;
   sc.num_heads = nh;
@@ -279,10 +273,10 @@ SummaryCalibrationArgs CudaDecoder::SummaryCalibrationFor(const StepKey& key, in
   sc.scale = pa.scale;
   sc.q = q_.get();
   sc.ml = attn_ml_.get();
-  sc.context_lens = d + kContextLens * ms;
-  sc.seq_slots = d + kSeqSlots * ms;
-  sc.dense = d + kDense * ms;
-  sc.history_row = d + kHistoryRow * ms;
+  sc.context_lens = DeviceStep().context_lens;
+  sc.seq_slots = DeviceStep().seq_slots;
+  sc.dense = DeviceStep().dense;
+  sc.history_row = DeviceStep().history_row;
   sc.lists = pa.lists;
   sc.summary = key_summary_.get();
   sc.summary_layers = L;
@@ -335,7 +329,7 @@ absl::Status CudaDecoder::PredictAfterLayer(const StepKey& key, int l, bool eage
 // predicted here, or the previous one kept); the fetches joined; logits to the host.
 absl::Status CudaDecoder::EnqueueStepEnd(const StepKey& key, bool eager) {
   const ModelConfig& c = config();
-  const int B = key.batch, ms = opt_.max_sequences, H = c.hidden_size;
+  const int B = key.batch, H = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
   APR_CUDA_RETURN_IF_ERROR(
       LaunchRmsNorm(x_.get(), weights_->final_norm(), B, H, eps, xn_.get(), stream_));
@@ -348,8 +342,8 @@ absl::Status CudaDecoder::EnqueueStepEnd(const StepKey& key, bool eager) {
         predictor_->PredictFor(PredictArgs(B, key.predict_cols, key.recompute), stream_));
   } else if (key.sparse && skip_prediction_) {
     APR_CUDA_RETURN_IF_ERROR(LaunchReuseSelection(predictor_->SelectionView(),
-                                                  d_step_.get() + kSeqSlots * ms,
-                                                  d_step_.get() + kNextLens * ms, B, stream_));
+                                                  DeviceStep().seq_slots,
+                                                  DeviceStep().next_lens, B, stream_));
   }
   if (offload_) APR_RETURN_IF_ERROR(FinishStepFetches(eager));
   // The picks always (a few microseconds); the logits after the step, when asked for
@@ -375,7 +369,7 @@ absl::Status CudaDecoder::EnqueueDecodeStep(absl::Span<Sequence* const> seqs,
   StepKey key;
   APR_RETURN_IF_ERROR(PrepareStep(seqs, tokens, &key));
   if (start != nullptr) APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream_));
-  if (opt_.use_graphs && !remote_) {
+  if (ReplaysSteps()) {
     APR_RETURN_IF_ERROR(graphs_.Run(key, stream_, [&] { return EnqueueStep(key); }));
   } else {
     APR_RETURN_IF_ERROR(EnqueueStep(key));

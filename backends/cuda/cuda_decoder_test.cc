@@ -24,7 +24,7 @@
 #include "backends/cpu/cpu_decoder.h"
 #include "backends/cuda/block_rules.h"
 #include "backends/cuda/family_checkpoint.h"
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 #include "runtime/safetensors.h"
 #include "runtime/testing/safetensors_writer.h"
 

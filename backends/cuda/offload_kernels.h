@@ -19,7 +19,7 @@
 
 #include "backends/cuda/paged_decode_attention.h"
 #include "backends/cuda/rope_append.h"
-#include "backends/cuda/topk_select.h"
+#include "backends/cuda/predictor/topk_select.h"
 
 namespace apr::cuda {
 

@@ -24,7 +24,7 @@
 #include "backends/cuda/block_rules.h"
 #include "backends/cuda/cache_plan.h"
 #include "backends/cuda/cuda_decoder.h"
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/testing/storage_node_process.h"
 #include "runtime/safetensors.h"

@@ -3,8 +3,8 @@
 // and the selection the next step's block lists are built from. CudaDecoder owns one and
 // calls it with the step's batch; the predictor reads that batch from the decoder's step
 // inputs on the device, never from the decoder itself.
-#ifndef APRUNTIME_BACKENDS_CUDA_GPU_PREDICTOR_H_
-#define APRUNTIME_BACKENDS_CUDA_GPU_PREDICTOR_H_
+#ifndef APRUNTIME_BACKENDS_CUDA_PREDICTOR_GPU_PREDICTOR_H_
+#define APRUNTIME_BACKENDS_CUDA_PREDICTOR_GPU_PREDICTOR_H_
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -16,9 +16,9 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "backends/cuda/device_buffer.h"
-#include "backends/cuda/predictor_cnn.h"
+#include "backends/cuda/predictor/predictor_cnn.h"
 #include "backends/cuda/rope_append.h"
-#include "backends/cuda/topk_select.h"
+#include "backends/cuda/predictor/topk_select.h"
 
 namespace apr::cuda {
 
@@ -131,4 +131,4 @@ class GpuPredictor {
 
 }  // namespace apr::cuda
 
-#endif  // APRUNTIME_BACKENDS_CUDA_GPU_PREDICTOR_H_
+#endif  // APRUNTIME_BACKENDS_CUDA_PREDICTOR_GPU_PREDICTOR_H_

@@ -1,7 +1,7 @@
 // The predictor CNN's parameters (docs/ARCHITECTURE.md "Predictor weights") packed in the
 // order predictor_cnn.h expects.
-#ifndef APRUNTIME_BACKENDS_CUDA_PREDICTOR_WEIGHTS_H_
-#define APRUNTIME_BACKENDS_CUDA_PREDICTOR_WEIGHTS_H_
+#ifndef APRUNTIME_BACKENDS_CUDA_PREDICTOR_PREDICTOR_WEIGHTS_H_
+#define APRUNTIME_BACKENDS_CUDA_PREDICTOR_PREDICTOR_WEIGHTS_H_
 
 #include <cstdint>
 #include <string>
@@ -19,4 +19,4 @@ std::vector<float> RandomPredictorWeights(uint64_t seed);
 
 }  // namespace apr::cuda
 
-#endif  // APRUNTIME_BACKENDS_CUDA_PREDICTOR_WEIGHTS_H_
+#endif  // APRUNTIME_BACKENDS_CUDA_PREDICTOR_PREDICTOR_WEIGHTS_H_

@@ -1,11 +1,11 @@
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 
 #include <cmath>
 #include <cstring>
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "backends/cuda/predictor_cnn.h"
+#include "backends/cuda/predictor/predictor_cnn.h"
 #include "runtime/safetensors.h"
 
 namespace apr::cuda {

@@ -5,8 +5,8 @@
 // broken towards the lower block index; -0.0 equals +0.0; a NaN score ranks below every
 // number. The selection is written ascending by block id. When the candidates fit every
 // one is selected; when more than k but fewer than 3 remain (no CNN), the lowest k.
-#ifndef APRUNTIME_BACKENDS_CUDA_TOPK_SELECT_H_
-#define APRUNTIME_BACKENDS_CUDA_TOPK_SELECT_H_
+#ifndef APRUNTIME_BACKENDS_CUDA_PREDICTOR_TOPK_SELECT_H_
+#define APRUNTIME_BACKENDS_CUDA_PREDICTOR_TOPK_SELECT_H_
 
 #include <cuda_runtime.h>
 
@@ -104,4 +104,4 @@ cudaError_t LaunchReuseSelection(Selection sel, const int32_t* seq_slots, const 
 
 }  // namespace apr::cuda
 
-#endif  // APRUNTIME_BACKENDS_CUDA_TOPK_SELECT_H_
+#endif  // APRUNTIME_BACKENDS_CUDA_PREDICTOR_TOPK_SELECT_H_

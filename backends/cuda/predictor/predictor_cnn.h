@@ -22,8 +22,8 @@
 // instead of 64 (the full path seeds both). When the candidate set grew, the column tiles
 // whose receptive field reaches the image's previous right edge take the full path; so do
 // stale states and every kCnnRefreshSteps-th step.
-#ifndef APRUNTIME_BACKENDS_CUDA_PREDICTOR_CNN_H_
-#define APRUNTIME_BACKENDS_CUDA_PREDICTOR_CNN_H_
+#ifndef APRUNTIME_BACKENDS_CUDA_PREDICTOR_PREDICTOR_CNN_H_
+#define APRUNTIME_BACKENDS_CUDA_PREDICTOR_PREDICTOR_CNN_H_
 
 #include <cuda_runtime.h>
 
@@ -130,4 +130,4 @@ cudaError_t LaunchPredictorCnn(PredictorCnnArgs a, cudaStream_t stream);
 
 }  // namespace apr::cuda
 
-#endif  // APRUNTIME_BACKENDS_CUDA_PREDICTOR_CNN_H_
+#endif  // APRUNTIME_BACKENDS_CUDA_PREDICTOR_PREDICTOR_CNN_H_

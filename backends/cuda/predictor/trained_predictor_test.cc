@@ -11,11 +11,11 @@
 #include <vector>
 
 #include "backends/cuda/block_rules.h"
-#include "backends/cuda/hybrid_select.h"
-#include "backends/cuda/predictor_cnn.h"
-#include "backends/cuda/predictor_weights.h"
+#include "backends/cuda/predictor/hybrid_select.h"
+#include "backends/cuda/predictor/predictor_cnn.h"
+#include "backends/cuda/predictor/predictor_weights.h"
 #include "backends/cuda/test_util.h"
-#include "backends/cuda/topk_select.h"
+#include "backends/cuda/predictor/topk_select.h"
 #include "gtest/gtest.h"
 #include "predictor/cnn.h"
 #include "predictor/policy.h"

@@ -1,4 +1,4 @@
-#include "backends/cuda/gpu_predictor.h"
+#include "backends/cuda/predictor/gpu_predictor.h"
 
 #include <algorithm>
 #include <cmath>

@@ -2,7 +2,7 @@
 
 #include "backends/cuda/block_rules.h"
 #include "backends/cuda/device_utils.cuh"
-#include "backends/cuda/hybrid_select.h"
+#include "backends/cuda/predictor/hybrid_select.h"
 #include "backends/cuda/offload_kernels.h"
 
 namespace apr::cuda {

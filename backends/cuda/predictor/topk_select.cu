@@ -3,7 +3,7 @@
 
 #include "backends/cuda/block_rules.h"
 #include "backends/cuda/device_utils.cuh"
-#include "backends/cuda/topk_select.h"
+#include "backends/cuda/predictor/topk_select.h"
 
 namespace apr::cuda {
 namespace {

@@ -2,7 +2,7 @@
 
 #include "backends/cuda/block_rules.h"
 #include "backends/cuda/device_utils.cuh"
-#include "backends/cuda/predictor_cnn.h"
+#include "backends/cuda/predictor/predictor_cnn.h"
 
 namespace apr::cuda {
 namespace {

@@ -7,8 +7,8 @@
 //   bound = max over the group's query heads h of sum_d max(q_hd * min_d, q_hd * max_d),
 // summed in the CPU's order with unfused float operations, so equal inputs give equal
 // bounds; ties go to the lower block, NaN last (the CPU's TopK).
-#ifndef APRUNTIME_BACKENDS_CUDA_HYBRID_SELECT_H_
-#define APRUNTIME_BACKENDS_CUDA_HYBRID_SELECT_H_
+#ifndef APRUNTIME_BACKENDS_CUDA_PREDICTOR_HYBRID_SELECT_H_
+#define APRUNTIME_BACKENDS_CUDA_PREDICTOR_HYBRID_SELECT_H_
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -16,7 +16,7 @@
 #include <cstdint>
 
 #include "backends/cuda/rope_append.h"
-#include "backends/cuda/topk_select.h"
+#include "backends/cuda/predictor/topk_select.h"
 
 namespace apr::cuda {
 
@@ -62,4 +62,4 @@ cudaError_t LaunchQuerySelect(const QuerySelectArgs& a, cudaStream_t stream);
 
 }  // namespace apr::cuda
 
-#endif  // APRUNTIME_BACKENDS_CUDA_HYBRID_SELECT_H_
+#endif  // APRUNTIME_BACKENDS_CUDA_PREDICTOR_HYBRID_SELECT_H_
