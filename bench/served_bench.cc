@@ -42,7 +42,6 @@
 // their shard of the same KV (--storage_pool_gib); a HOST or REMOTE cache over this host's
 // free RAM is refused before launching (--host_reserve_gib). Output: --log.
 #include <fcntl.h>
-#include <httplib.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -71,6 +70,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "bench/bench_util.h"
+#include "bench/metrics_scrape.h"
 #include "cluster/client.h"
 #include "cluster/config.h"
 #include "cluster/launcher.h"
@@ -138,6 +138,8 @@ struct Row {
   std::optional<double> total;  // overlap window; unset: the streams never all decoded at once
   double span = 0;              // over the whole decode phase
   double served_ms = 0, frontend_ms = 0, fetched_mb = 0, hits = 0, stalls = 0, steps = 0;
+  // Remote: bytes read from each storage node during the row (worker metrics), by address.
+  std::vector<std::pair<std::string, double>> node_bytes;
   bool ran = false;  // every stream produced tokens: the columns are measured
 };
 
@@ -176,36 +178,6 @@ std::vector<int32_t> MakePrompt(const ModelConfig& m, const TokenRange& range, i
   while (static_cast<int>(p.size()) < tokens) p.push_back(pick(rng));
   p.resize(tokens);
   return p;
-}
-
-using Metrics = std::map<std::string, double>;
-
-// The unlabelled apr_* samples of http://127.0.0.1:port/metrics; empty on failure.
-Metrics Scrape(int port) {
-  Metrics m;
-  if (port <= 0) return m;
-  httplib::Client client("127.0.0.1", port);
-  client.set_read_timeout(10, 0);
-  auto res = client.Get("/metrics");
-  if (!res || res->status != 200) return m;
-  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    std::vector<absl::string_view> kv = absl::StrSplit(line, ' ');
-    double v;
-    if (kv.size() == 2 && absl::SimpleAtod(kv[1], &v)) m[std::string(kv[0])] = v;
-  }
-  return m;
-}
-
-double Delta(const Metrics& before, const Metrics& after, const std::string& name) {
-  auto a = after.find(name), b = before.find(name);
-  return (a == after.end() ? 0 : a->second) - (b == before.end() ? 0 : b->second);
-}
-
-// Mean of a histogram over the interval, ms; 0 without observations.
-double MeanMs(const Metrics& before, const Metrics& after, const std::string& histogram) {
-  const double n = Delta(before, after, histogram + "_count");
-  return n > 0 ? 1e3 * Delta(before, after, histogram + "_sum") / n : 0;
 }
 
 std::string BinDir() {
@@ -571,6 +543,7 @@ Row RunRow(const Cluster& c, const ModelConfig& m, const TokenRange& range, Row 
   row.fetched_mb = Delta(w0, w1, "apr_fetch_bytes_total") / 1e6;
   row.hits = Delta(w0, w1, "apr_prefetch_hits_total");
   row.stalls = Delta(w0, w1, "apr_prefetch_stalls_total");
+  row.node_bytes = LabelledDeltas(w0, w1, "apr_storage_node_fetch_bytes_total");
   std::vector<double> queue, prefill;
   for (const Stream& s : streams) {
     queue.push_back(s.stats->queue_seconds());
@@ -592,29 +565,42 @@ std::string Cell(std::string s) {
   return s.size() > 400 ? s.substr(0, 400) + "..." : s;
 }
 
+// Fetch rate while decoding (GB/s over the row's decode steps): total, then per storage
+// node ("-" for a resident cache; no per-node part for a host pool).
+std::string FetchRates(const Row& r) {
+  const double seconds = r.steps * r.served_ms * 1e-3;
+  if (seconds <= 0 || r.fetched_mb <= 0) return "-";
+  std::string out = absl::StrFormat("%.2f", r.fetched_mb * 1e-3 / seconds);
+  for (size_t i = 0; i < r.node_bytes.size(); ++i) {
+    absl::StrAppend(&out, i == 0 ? "; " : " + ",
+                    absl::StrFormat("%.2f", r.node_bytes[i].second * 1e-9 / seconds));
+  }
+  return out;
+}
+
 std::string Table(const std::vector<Row>& rows) {
   std::string t =
       "| config | placement | prompt tokens | streams | TTFT p50 / max (s) | tok/s per stream "
       "median / min | total tok/s overlap / span | served step (ms) | front-end step (ms) | "
-      "steps | fetched MB | hits | stalls |\n"
+      "steps | fetched MB | fetch GB/s; per node | hits | stalls |\n"
       "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-      "|\n";
+      "| ---: |\n";
   for (const Row& r : rows) {
     const std::string head =
         absl::StrFormat("| %s | %s | %d | %d |", r.config, r.placement, r.prompt, r.streams);
     if (!r.ran) {
-      absl::StrAppend(&t, head, " ", Cell(r.note), " | | | | | | | | |\n");
+      absl::StrAppend(&t, head, " ", Cell(r.note), " | | | | | | | | | |\n");
       continue;
     }
     absl::StrAppend(
         &t, head,
         absl::StrFormat(" %.3f / %.3f | %.1f / %.1f | %s / %.1f | %.3f | %.3f | %.0f | %.1f | "
-                        "%.0f | %.0f |\n",
+                        "%s | %.0f | %.0f |\n",
                         r.ttft_p50, r.ttft_max, r.rate_median, r.rate_min,
                         r.total ? absl::StrFormat("%.1f", *r.total) : "-", r.span, r.served_ms,
-                        r.frontend_ms, r.steps, r.fetched_mb, r.hits, r.stalls));
+                        r.frontend_ms, r.steps, r.fetched_mb, FetchRates(r), r.hits, r.stalls));
     if (!r.note.empty())
-      absl::StrAppend(&t, "|  | note: ", Cell(r.note), " | | | | | | | | | | | |\n");
+      absl::StrAppend(&t, "|  | note: ", Cell(r.note), " | | | | | | | | | | | | |\n");
   }
   return t;
 }

@@ -259,7 +259,7 @@ OffloadCounters ReadOffloadCounters(const Decoder& decoder) {
   const auto* cuda = dynamic_cast<const cuda::CudaDecoder*>(&decoder);
   if (cuda == nullptr) return {};  // the CPU worker keeps its cache in process
   const cuda::OffloadStats s = cuda->offload_stats();
-  return {s.bytes_fetched, s.prefetch_hits, s.prefetch_stalls};
+  return {s.bytes_fetched, s.prefetch_hits, s.prefetch_stalls, s.node_bytes_read};
 }
 
 }  // namespace apr::cluster

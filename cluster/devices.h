@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -105,6 +106,8 @@ struct OffloadCounters {
   int64_t fetch_bytes = 0;
   int64_t prefetch_hits = 0;
   int64_t prefetch_stalls = 0;
+  // Remote: bytes read from each storage node, by address (empty otherwise).
+  std::vector<std::pair<std::string, int64_t>> node_bytes_read;
 };
 OffloadCounters ReadOffloadCounters(const Decoder& decoder);
 

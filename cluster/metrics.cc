@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 
 namespace apr::cluster {
 namespace {
@@ -13,6 +14,11 @@ std::string Number(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (std::isnan(v)) return "NaN";
   return absl::StrFormat("%.15g", v);
+}
+
+// A label value as the text format wants it: backslash, double quote and newline escaped.
+std::string EscapeLabel(const std::string& v) {
+  return absl::StrReplaceAll(v, {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
 }
 
 }  // namespace
@@ -64,6 +70,16 @@ void MetricsRegistry::AddGaugeFunction(const std::string& name, const std::strin
   families_.push_back(std::move(f));
 }
 
+void MetricsRegistry::AddLabelledGaugeFunction(const std::string& name, const std::string& help,
+                                               const std::string& label,
+                                               std::function<LabelledValues()> read) {
+  auto f = std::make_unique<Family>(Family{name, help, "gauge"});
+  f->label = label;
+  f->read_labelled = std::move(read);
+  absl::MutexLock l(&mu_);
+  families_.push_back(std::move(f));
+}
+
 Histogram* MetricsRegistry::AddHistogram(const std::string& name, const std::string& help,
                                          std::vector<double> bounds) {
   auto f = std::make_unique<Family>(Family{name, help, "histogram"});
@@ -86,6 +102,11 @@ std::string MetricsRegistry::Render() const {
       absl::StrAppend(&out, f->name, " ", Number(f->gauge->value()), "\n");
     } else if (f->read) {
       absl::StrAppend(&out, f->name, " ", Number(f->read()), "\n");
+    } else if (f->read_labelled) {
+      for (const auto& [value, v] : f->read_labelled()) {
+        absl::StrAppend(&out, f->name, "{", f->label, "=\"", EscapeLabel(value), "\"} ", Number(v),
+                        "\n");
+      }
     } else if (f->histogram) {
       const Histogram::Snapshot s = f->histogram->snapshot();
       for (size_t i = 0; i <= s.bounds.size(); ++i) {

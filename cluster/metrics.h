@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -69,6 +70,11 @@ class MetricsRegistry {
                         std::function<double()> read);
   Histogram* AddHistogram(const std::string& name, const std::string& help,
                           std::vector<double> bounds);
+  // Gauges read at scrape time, one sample per (label value, value) pair `read` returns:
+  // name{label="value"} v (per storage node, say).
+  using LabelledValues = std::vector<std::pair<std::string, double>>;
+  void AddLabelledGaugeFunction(const std::string& name, const std::string& help,
+                                const std::string& label, std::function<LabelledValues()> read);
 
   // The text exposition format.
   std::string Render() const;
@@ -79,6 +85,8 @@ class MetricsRegistry {
     std::unique_ptr<Counter> counter;
     std::unique_ptr<Gauge> gauge;
     std::function<double()> read;
+    std::string label;
+    std::function<LabelledValues()> read_labelled;
     std::unique_ptr<Histogram> histogram;
   };
   mutable absl::Mutex mu_;

@@ -39,6 +39,24 @@ TEST(MetricsTest, RendersTheTextFormat) {
             "apr_decode_step_seconds_count 3\n");
 }
 
+// One sample per label value, in the order read; quotes, backslashes and newlines escaped;
+// no samples when there is nothing to report.
+TEST(MetricsTest, LabelledGaugesRenderOneSamplePerValue) {
+  MetricsRegistry r;
+  r.AddLabelledGaugeFunction("apr_storage_node_fetch_bytes_total", "Bytes per node.", "node", [] {
+    return MetricsRegistry::LabelledValues{{"127.0.0.1:9100", 2048}, {"a\"b\\c\nd", 1}};
+  });
+  r.AddLabelledGaugeFunction("apr_empty", "Nothing.", "node",
+                             [] { return MetricsRegistry::LabelledValues{}; });
+  EXPECT_EQ(r.Render(),
+            "# HELP apr_storage_node_fetch_bytes_total Bytes per node.\n"
+            "# TYPE apr_storage_node_fetch_bytes_total gauge\n"
+            "apr_storage_node_fetch_bytes_total{node=\"127.0.0.1:9100\"} 2048\n"
+            "apr_storage_node_fetch_bytes_total{node=\"a\\\"b\\\\c\\nd\"} 1\n"
+            "# HELP apr_empty Nothing.\n"
+            "# TYPE apr_empty gauge\n");
+}
+
 TEST(MetricsTest, ServesOverHttpOnLoopback) {
   MetricsRegistry r;
   r.AddCounter("apr_x_total", "x")->Add(7);

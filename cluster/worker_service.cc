@@ -45,6 +45,16 @@ WorkerService::WorkerService(std::string device_override, MetricsRegistry* metri
   metrics->AddGaugeFunction("apr_prefetch_hits_total",
                             "Predicted blocks that were already fetched when needed.",
                             [this] { return static_cast<double>(prefetch_hits_.load()); });
+  metrics->AddLabelledGaugeFunction(
+      "apr_storage_node_fetch_bytes_total",
+      "Bytes this worker read from each storage node (remote KV cache on the GPU).", "node",
+      [this] {
+        absl::MutexLock l(&node_bytes_mu_);
+        MetricsRegistry::LabelledValues v;
+        for (const auto& [node, bytes] : node_bytes_)
+          v.emplace_back(node, static_cast<double>(bytes));
+        return v;
+      });
   metrics->AddGaugeFunction("apr_prefetch_stalls_total",
                             "Layer waits of decode steps that found their block fetch unfinished.",
                             [this] { return static_cast<double>(prefetch_stalls_.load()); });
@@ -236,6 +246,10 @@ grpc::Status WorkerService::Step(grpc::ServerContext*, const wv1::StepRequest* r
   fetch_bytes_ = oc.fetch_bytes;
   prefetch_hits_ = oc.prefetch_hits;
   prefetch_stalls_ = oc.prefetch_stalls;
+  {
+    absl::MutexLock l(&node_bytes_mu_);
+    node_bytes_ = oc.node_bytes_read;
+  }
   steps_->Add(1);
   tokens_->Add(static_cast<double>(next->size()));
   step_seconds_->Observe(seconds);

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -88,6 +90,10 @@ class WorkerService final : public ::apr::worker::v1::Worker::Service {
   Gauge* live_sequences_;
   // The decoder's KV-tier counters after the last step (read by the metrics thread).
   std::atomic<int64_t> fetch_bytes_{0}, prefetch_hits_{0}, prefetch_stalls_{0};
+  // Per storage node (apr_storage_node_fetch_bytes_total), under its own lock: the metrics
+  // thread must not wait for a step (mu_).
+  absl::Mutex node_bytes_mu_;
+  std::vector<std::pair<std::string, int64_t>> node_bytes_ ABSL_GUARDED_BY(node_bytes_mu_);
 };
 
 // absl::Status to grpc::Status, keeping the code and message.

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -98,6 +99,9 @@ struct OffloadStats {
   // Remote: the host had to wait for a layer's UCX gets before enqueueing its attention.
   int64_t remote_host_stalls = 0;
   double remote_host_stall_seconds = 0;
+  // Remote: bytes read from each storage node (its address), in the client's node order
+  // (kvstore::TierClient::node_traffic); prefill's reads, if any, included.
+  std::vector<std::pair<std::string, int64_t>> node_bytes_read;
 };
 
 }  // namespace apr::cuda

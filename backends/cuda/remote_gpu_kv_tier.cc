@@ -90,8 +90,8 @@ absl::StatusOr<std::vector<uint32_t>> RemoteGpuKvTier::WriteBlocks(
   absl::Status st = AllocZ(&list, kChunk, 0);
   for (int64_t first = 0; st.ok() && first < n; first += kChunk) {
     const int64_t m = std::min(kChunk, n - first);
-    cudaError_t e = cudaMemcpy(list.get(), src.data() + first, m * sizeof(uint32_t),
-                               cudaMemcpyHostToDevice);
+    cudaError_t e =
+        cudaMemcpy(list.get(), src.data() + first, m * sizeof(uint32_t), cudaMemcpyHostToDevice);
     if (e == cudaSuccess) {
       e = kvstore::LaunchGatherBlocks(staging, list.get(), (*mapped)->device_pointer(), nullptr,
                                       static_cast<int32_t>(m), bb, c_.compute);
@@ -141,8 +141,7 @@ absl::Status RemoteGpuKvTier::CopyFetchListToHost(int l, cudaStream_t s) {
   const int64_t f = int64_t{l} * c_.max_fetch, bytes = c_.max_fetch * sizeof(uint32_t);
   APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h_fetch_count_.get() + l, c_.fetch_count + l,
                                            sizeof(int32_t), cudaMemcpyDeviceToHost, s));
-  APR_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(h, c_.fetch_src + f, bytes, cudaMemcpyDeviceToHost, s));
+  APR_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(h, c_.fetch_src + f, bytes, cudaMemcpyDeviceToHost, s));
   APR_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(h + c_.max_fetch, c_.fetch_dst + f, bytes, cudaMemcpyDeviceToHost, s));
   return absl::OkStatus();
@@ -213,9 +212,9 @@ absl::Status RemoteGpuKvTier::StartFetches(int first, int count, cudaStream_t s,
     APR_RETURN_IF_ERROR(CopyFetchListToHost(l, s));
     if (!fills_.empty()) {
       const int64_t w = int64_t{l} * c_.max_wb;
-      APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(
-          c_.pool, c_.wb_src + w, c_.pool, c_.wb_dst + w, c_.wb_count + l, c_.max_wb,
-          c_.block_bytes, 0, s));
+      APR_CUDA_RETURN_IF_ERROR(kvstore::LaunchGatherBlocksCounted(c_.pool, c_.wb_src + w, c_.pool,
+                                                                  c_.wb_dst + w, c_.wb_count + l,
+                                                                  c_.max_wb, c_.block_bytes, 0, s));
     }
     APR_CUDA_RETURN_IF_ERROR(cudaEventRecord(plan_events_[l], s));
   }
@@ -255,8 +254,8 @@ absl::Status RemoteGpuKvTier::FetchOnCompute(int l) {
   return absl::OkStatus();
 }
 
-absl::Status RemoteGpuKvTier::FetchListOnCompute(const uint32_t*, const uint32_t*,
-                                                 const int32_t*, int) {
+absl::Status RemoteGpuKvTier::FetchListOnCompute(const uint32_t*, const uint32_t*, const int32_t*,
+                                                 int) {
   return absl::UnimplementedError(
       "a fetch inside the step from a storage node (predictor-hybrid with a remote cache)");
 }
@@ -295,8 +294,7 @@ absl::Status RemoteGpuKvTier::Drain() {
 // --- Write-backs. ---
 
 // The block goes to the sequence's row of the write-back area; AfterStep stores it.
-absl::Status RemoteGpuKvTier::PlanWriteBack(int seq_slot, uint64_t id, int block,
-                                            uint32_t* row) {
+absl::Status RemoteGpuKvTier::PlanWriteBack(int seq_slot, uint64_t id, int block, uint32_t* row) {
   const int images = c_.layers * c_.kv_heads;
   for (int i = 0; i < images; ++i)
     row[i] = static_cast<uint32_t>(c_.write_back_area + int64_t{seq_slot} * images + i);
@@ -340,9 +338,9 @@ absl::StatusOr<int64_t> RemoteGpuKvTier::CompleteWriteBacks(int seq_slot, int64_
     const std::vector<uint32_t>& slots = kvstore::GpuBlockFetcher::tier_slots(*it->job);
     if (static_cast<int>(slots.size()) != images)
       return absl::InternalError("a write-back returned the wrong number of slots");
-    APR_CUDA_RETURN_IF_ERROR(cudaMemcpy(
-        c_.tier_table + (int64_t{seq_slot} * c_.max_blocks + it->block) * images, slots.data(),
-        slots.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
+    APR_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(c_.tier_table + (int64_t{seq_slot} * c_.max_blocks + it->block) * images,
+                   slots.data(), slots.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
     stored += images;
     it = list.erase(it);
   }
@@ -350,6 +348,8 @@ absl::StatusOr<int64_t> RemoteGpuKvTier::CompleteWriteBacks(int seq_slot, int64_
 }
 
 void RemoteGpuKvTier::AddStats(OffloadStats* st) const {
+  for (const kvstore::NodeTraffic& t : nodes_->node_traffic())
+    st->node_bytes_read.emplace_back(t.node, t.stats.bytes_read);
   if (fetcher_ == nullptr) return;
   const kvstore::GpuFetchStats f = fetcher_->stats();
   st->remote_host_stalls = f.host_stalls;

@@ -45,6 +45,7 @@ class LocalTier : public StagingTier {
     return store_->AllocateBlocks(seq, keys);
   }
   TierClientStats stats() const override;
+  std::vector<NodeTraffic> node_traffic() const override { return {{"local pool", stats()}}; }
 
  private:
   std::shared_ptr<BlockStore> store_;

@@ -174,6 +174,8 @@ std::unique_ptr<grpc::ClientContext> RemoteTier::NewContext() const {
   return ctx;
 }
 
+std::vector<NodeTraffic> RemoteTier::node_traffic() const { return {{options_.address, stats()}}; }
+
 std::string RemoteTier::description() const {
   return absl::StrCat("storage node ", options_.address, " (UCX_TLS '", ucx_options_.tls, "')");
 }

@@ -93,6 +93,7 @@ class RemoteTier : public StagingTier {
   absl::Status WaitRead(ReadId id) override;
   absl::StatusOr<BlockStoreStats> NodeStats() override;
   TierClientStats stats() const override;
+  std::vector<NodeTraffic> node_traffic() const override;
 
  private:
   explicit RemoteTier(const RemoteTierOptions& o);

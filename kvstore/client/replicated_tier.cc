@@ -333,6 +333,15 @@ TierClientStats ReplicatedTier::stats() const {
   return sum;
 }
 
+std::vector<NodeTraffic> ReplicatedTier::node_traffic() const {
+  std::vector<NodeTraffic> all;
+  for (const auto& replica : replicas_) {
+    std::vector<NodeTraffic> t = replica->node_traffic();
+    all.insert(all.end(), t.begin(), t.end());
+  }
+  return all;
+}
+
 absl::Status ReplicatedTier::RegisterStaging(void* address, size_t length) {
   const Outcome o = OnLive([&](int r) { return replicas_[r]->RegisterStaging(address, length); });
   if (!o.error.ok()) {

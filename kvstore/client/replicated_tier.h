@@ -75,6 +75,8 @@ class ReplicatedTier : public StagingTier {
   // Blocks, bytes, data operations and RPCs summed over the replicas (what was moved);
   // reads and waits are this tier's own.
   TierClientStats stats() const override;
+  // Both replicas', primary first.
+  std::vector<NodeTraffic> node_traffic() const override;
   // On both live replicas; undone on the first when the second fails otherwise.
   absl::Status RegisterStaging(void* address, size_t length) override;
   void UnregisterStaging(void* address) override;

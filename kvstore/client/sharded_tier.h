@@ -79,6 +79,8 @@ class ShardedTier : public StagingTier {
   // Blocks, bytes, data operations and RPCs summed over the shards; reads and waits are
   // this tier's own (one per StartRead / WaitRead, not one per shard).
   TierClientStats stats() const override;
+  // Each shard's, in shard order.
+  std::vector<NodeTraffic> node_traffic() const override;
   // On every shard; undone on the others when one fails.
   absl::Status RegisterStaging(void* address, size_t length) override;
   void UnregisterStaging(void* address) override;

@@ -122,6 +122,30 @@ TEST(ShardedTierTest, ReadsComeBackInTheCallersOrder) {
   EXPECT_EQ(f.tier->WaitRead(*id).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Per node: each shard's own traffic, in shard order, adding up to the tier's. Node 1 (odd
+// heads) is read three times as much as node 0 here.
+TEST(ShardedTierTest, NodeTrafficIsEachShardsOwn) {
+  Fixture f;
+  ASSERT_TRUE(f.tier->CreateSequence(7, 1, 2).ok());
+  std::vector<uint32_t> slots;
+  const auto keys = f.WriteAll(7, 1, 2, 4, &slots);  // head 0: slots [0, 4), head 1: [4, 8)
+  std::vector<uint32_t> want = {slots[0], slots[4], slots[5], slots[6]};
+  std::vector<std::string> out(want.size(), std::string(kBlockBytes, '\0'));
+  std::vector<std::byte*> dst;
+  for (std::string& o : out) dst.push_back(reinterpret_cast<std::byte*>(o.data()));
+  ASSERT_TRUE(f.tier->Read(want, dst).ok());
+  const std::vector<NodeTraffic> nodes = f.tier->node_traffic();
+  ASSERT_EQ(nodes.size(), 2u);
+  EXPECT_EQ(nodes[0].node, "local pool");
+  EXPECT_EQ(nodes[0].stats.blocks_read, 1);
+  EXPECT_EQ(nodes[1].stats.blocks_read, 3);
+  EXPECT_EQ(nodes[0].stats.bytes_read, kBlockBytes);
+  EXPECT_EQ(nodes[1].stats.bytes_read, 3 * kBlockBytes);
+  EXPECT_EQ(nodes[0].stats.blocks_written + nodes[1].stats.blocks_written,
+            static_cast<int64_t>(keys.size()));
+  EXPECT_EQ(f.tier->stats().bytes_read, 4 * kBlockBytes);
+}
+
 TEST(ShardedTierTest, CapacityAndUseAreTheNodesSum) {
   Fixture f(64, 32);
   ASSERT_TRUE(f.tier->CreateSequence(1, 1, 2).ok());

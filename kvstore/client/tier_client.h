@@ -36,6 +36,13 @@ struct TierClientStats {
   int64_t rpcs = 0;           // control-plane calls made
 };
 
+// One storage node's traffic as a client counts it: `node` is the node's address ("local
+// pool" in process). A tier over several nodes lists each of them (TierClient::node_traffic).
+struct NodeTraffic {
+  std::string node;
+  TierClientStats stats;
+};
+
 // Adds `part`'s data-movement counters (written, read, operations, calls) to `*total`: a
 // tier over several nodes (ShardedTier, ReplicatedTier) sums its nodes' traffic this way
 // and counts reads and waits itself.
@@ -56,7 +63,7 @@ inline void AddTraffic(const TierClientStats& part, TierClientStats* total) {
 inline uint64_t NewTierSequenceId(uint64_t n) {
   static const uint64_t base = [] {
     std::random_device r;
-    return (uint64_t{r()} << 32) ^ uint64_t{r()};
+    return (uint64_t{r()} << 32) ^ uint64_t { r() };
   }();
   return base + n;
 }
@@ -109,6 +116,8 @@ class TierClient {
   virtual absl::StatusOr<BlockStoreStats> NodeStats() = 0;
   // This client's counters.
   virtual TierClientStats stats() const = 0;
+  // The same traffic per storage node (docs/KVSTORE.md "Sharding": per-node fetch rates).
+  virtual std::vector<NodeTraffic> node_traffic() const { return {{description(), stats()}}; }
 };
 
 }  // namespace apr::kvstore
