@@ -16,10 +16,10 @@
 #include "backends/cuda/paged_decode_attention.h"
 #include "backends/cuda/predictor/predictor_cnn.h"
 #include "backends/cuda/predictor/predictor_weights.h"
+#include "backends/cuda/predictor/topk_select.h"
 #include "backends/cuda/prefill_attention.h"
 #include "backends/cuda/qkv_prologue.h"
 #include "backends/cuda/rope_append.h"
-#include "backends/cuda/predictor/topk_select.h"
 #include "runtime/checkpoint.h"
 
 namespace apr::cuda {

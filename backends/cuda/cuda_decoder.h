@@ -21,11 +21,11 @@
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/gemv.h"
 #include "backends/cuda/gpu_kv_tier.h"
-#include "backends/cuda/predictor/gpu_predictor.h"
 #include "backends/cuda/kv_pool.h"
 #include "backends/cuda/offload.h"
 #include "backends/cuda/offload_kernels.h"
 #include "backends/cuda/paged_decode_attention.h"
+#include "backends/cuda/predictor/gpu_predictor.h"
 #include "backends/cuda/predictor/predictor_cnn.h"
 #include "backends/cuda/rope_append.h"
 #include "backends/cuda/rope_tables.h"
@@ -199,9 +199,7 @@ class CudaDecoder : public Decoder {
   }
   // Whether decode steps are captured and replayed as CUDA graphs (a remote tier's host
   // takes part in every step: eager).
-  bool ReplaysSteps() const {
-    return opt_.use_graphs && (tier_ == nullptr || tier_->replayable());
-  }
+  bool ReplaysSteps() const { return opt_.use_graphs && (tier_ == nullptr || tier_->replayable()); }
   // --- The decode step (cuda_decoder_step.cc). ---
   // The batch checked, the step's inputs staged in h_step_, the step's key.
   absl::Status PrepareStep(absl::Span<Sequence* const> seqs, absl::Span<const int32_t> tokens,

@@ -67,8 +67,8 @@ absl::Status CudaDecoder::InitOffload() {
   const int64_t images = int64_t{ms} * L * nkv;
   cache_pool_slots_ = images * cache_slots_;
   // The tier first: a wrong address or block size fails before GPU memory is taken.
-  auto tier = ConnectGpuKvTier(opt_.placement, o, BlockBytes(),
-                               int64_t{ms} * max_blocks_ * L * nkv);
+  auto tier =
+      ConnectGpuKvTier(opt_.placement, o, BlockBytes(), int64_t{ms} * max_blocks_ * L * nkv);
   if (!tier.ok()) return tier.status();
   tier_ = *std::move(tier);
   // A write-back area of one slot per image, when the tier stores filled blocks from there.
@@ -152,9 +152,7 @@ absl::Status CudaDecoder::SyncOffload() {
 
 // --- Per layer inside a decode step. ---
 
-absl::Status CudaDecoder::WaitLayerFetch(int l, bool eager) {
-  return tier_->WaitFetch(l, eager);
-}
+absl::Status CudaDecoder::WaitLayerFetch(int l, bool eager) { return tier_->WaitFetch(l, eager); }
 
 CachePlanArgs CudaDecoder::PlanArgs(int batch, int first, int count) const {
   CachePlanArgs pa;

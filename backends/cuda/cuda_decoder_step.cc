@@ -13,8 +13,8 @@
 #include "backends/cuda/norm_ops.h"
 #include "backends/cuda/offload_kernels.h"
 #include "backends/cuda/paged_decode_attention.h"
-#include "backends/cuda/rope_append.h"
 #include "backends/cuda/predictor/topk_select.h"
+#include "backends/cuda/rope_append.h"
 
 namespace apr::cuda {
 
@@ -174,7 +174,8 @@ BuildListsArgs CudaDecoder::ListsArgs(const StepKey& key) const {
 // RoPE on the step's q and k, its K/V into the tail block (and the block's key summary
 // when the token completes it).
 RopeAppendArgs CudaDecoder::StepRopeArgs(int batch, int layer) const {
-  RopeAppendArgs ra = RopeArgs(batch, layer, DeviceStep().positions, DeviceStep().seq_slots, pool_.get());
+  RopeAppendArgs ra =
+      RopeArgs(batch, layer, DeviceStep().positions, DeviceStep().seq_slots, pool_.get());
   if (DenseLayerResident(layer)) {
     ra.pool = dense_pool_.get();
     ra.table = DenseLayerTable();
@@ -341,9 +342,8 @@ absl::Status CudaDecoder::EnqueueStepEnd(const StepKey& key, bool eager) {
     APR_RETURN_IF_ERROR(
         predictor_->PredictFor(PredictArgs(B, key.predict_cols, key.recompute), stream_));
   } else if (key.sparse && skip_prediction_) {
-    APR_CUDA_RETURN_IF_ERROR(LaunchReuseSelection(predictor_->SelectionView(),
-                                                  DeviceStep().seq_slots,
-                                                  DeviceStep().next_lens, B, stream_));
+    APR_CUDA_RETURN_IF_ERROR(LaunchReuseSelection(
+        predictor_->SelectionView(), DeviceStep().seq_slots, DeviceStep().next_lens, B, stream_));
   }
   if (offload_) APR_RETURN_IF_ERROR(FinishStepFetches(eager));
   // The picks always (a few microseconds); the logits after the step, when asked for

@@ -24,13 +24,12 @@ absl::StatusOr<std::unique_ptr<GpuKvTier>> ConnectHostTier(const OffloadOptions&
                                                            int64_t host_blocks) {
   std::shared_ptr<LocalKvTier> pool = o.local_tier;
   if (pool == nullptr) {
-    auto t = LocalKvTier::Create(block_bytes,
-                                 o.host_pool_blocks > 0 ? o.host_pool_blocks : host_blocks);
+    auto t =
+        LocalKvTier::Create(block_bytes, o.host_pool_blocks > 0 ? o.host_pool_blocks : host_blocks);
     if (!t.ok()) return t.status();
     pool = *std::move(t);
   }
-  APR_RETURN_IF_ERROR(
-      CheckBlockBytes("the local tier's", pool->store->block_bytes(), block_bytes));
+  APR_RETURN_IF_ERROR(CheckBlockBytes("the local tier's", pool->store->block_bytes(), block_bytes));
   return std::make_unique<HostGpuKvTier>(std::move(pool));
 }
 

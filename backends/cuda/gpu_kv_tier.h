@@ -4,7 +4,7 @@
 // HostGpuKvTier (a pinned pool in this process, read and written by gather kernels through
 // its mapping) and RemoteGpuKvTier (storage nodes over UCX, through the same client stack
 // as the CPU worker: kvstore::ConnectStorageNodes). The resident placement has no tier: its
-// slot pool holds every block and a step plans nothing (docs/DESIGN.md "KV placement").
+// slot pool holds every block and a step plans nothing (docs/DESIGN.md section 4).
 //
 // The decoder owns the block cache (pool, maps, plan lists, counters) and the order of a
 // step; the tier owns its streams, events and host state, and sees the decoder's buffers
@@ -98,8 +98,7 @@ class GpuKvTier {
   // --- A decode step. ---
   // After the plan of layers [first, first + count) on `plan_stream`: starts their fetches
   // (and the write-back of the blocks the step fills). `eager`: not captured.
-  virtual absl::Status StartFetches(int first, int count, cudaStream_t plan_stream,
-                                    bool eager) = 0;
+  virtual absl::Status StartFetches(int first, int count, cudaStream_t plan_stream, bool eager) = 0;
   // Before layer l's attention: the compute stream waits for its fetch.
   virtual absl::Status WaitFetch(int layer, bool eager) = 0;
   // After the last layer: a captured step joins the fetches it started.

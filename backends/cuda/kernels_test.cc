@@ -21,10 +21,10 @@
 #include "backends/cuda/paged_decode_attention.h"
 #include "backends/cuda/predictor/predictor_cnn.h"
 #include "backends/cuda/predictor/predictor_weights.h"
+#include "backends/cuda/predictor/topk_select.h"
 #include "backends/cuda/prefill_attention.h"
 #include "backends/cuda/rope_append.h"
 #include "backends/cuda/test_util.h"
-#include "backends/cuda/predictor/topk_select.h"
 #include "runtime/model_config.h"
 #include "runtime/rope.h"
 

@@ -12,9 +12,7 @@ namespace apr::cuda {
 template <typename T>
 struct StepInputs {
   // The buffer's length for `max_sequences` rows.
-  static constexpr int64_t Elements(int max_sequences) {
-    return int64_t{kFields} * max_sequences;
-  }
+  static constexpr int64_t Elements(int max_sequences) { return int64_t{kFields} * max_sequences; }
   static StepInputs Over(T* base, int max_sequences) {
     StepInputs s;
     s.tokens = base;

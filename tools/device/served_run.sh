@@ -12,8 +12,9 @@
 # Every stage has its own time limit and all of them APR_SESSION_SECONDS (default 540).
 # Logs come back in $OUT; the last lines printed are the summary.
 #   device: carry [".carry/served"], timeout 600: bash .carry/served/served_run.sh [STAGES]
-# STAGES: any of test,smoke,regress,generate,fault,chunked,reuse,tables (default: the first
-# three); tables re-runs decode_step_bench's decode-step and offload tables;
+# STAGES: any of test,smoke,regress,generate,fault,chunked,reuse,tables,offload_table
+# (default: the first three); tables re-runs decode_step_bench's decode-step and offload
+# tables, offload_table the offload table alone;
 # fault runs tests/cluster:gpu_node_loss_test (a storage node killed under the worker);
 # chunked times bench/chunked_admission_bench, reuse bench/real_reuse_bench.
 set -uo pipefail
@@ -150,12 +151,14 @@ if [[ $STAGES == *chunked* ]]; then
   tail -8 "$L/chunked_admission.log"
 fi
 
-if [[ $STAGES == *tables* ]]; then
-  # The decode-step table (all KV resident) and the offload table ((a) full offload, (b)
+if [[ $STAGES == *tables* || $STAGES == *offload_table* ]]; then
+  # (offload_table: the second alone.) The decode-step table (all KV resident) and the offload table ((a) full offload, (b)
   # sparse offload, (c) sparse resident) of docs/PERFORMANCE.md, re-run side by side with
   # the tables' own defaults (issue 18: figures unchanged after the refactors).
-  stage decode_step_table 330 "$B/decode_step_bench --cnn_tiles=8,16,32 --out=$L/decode_step_table.md"
-  tail -4 "$L/decode_step_table.log"
+  if [[ $STAGES != *offload_table* ]]; then
+    stage decode_step_table 330 "$B/decode_step_bench --cnn_tiles=8,16,32 --out=$L/decode_step_table.md"
+    tail -4 "$L/decode_step_table.log"
+  fi
   stage offload_table 220 "$B/decode_step_bench --offload --storage_node=$B/kvstore/storage_node \
     --out=$L/offload_table.md"
   tail -4 "$L/offload_table.log"

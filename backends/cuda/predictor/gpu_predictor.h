@@ -17,8 +17,8 @@
 #include "absl/types/span.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/predictor/predictor_cnn.h"
-#include "backends/cuda/rope_append.h"
 #include "backends/cuda/predictor/topk_select.h"
+#include "backends/cuda/rope_append.h"
 
 namespace apr::cuda {
 

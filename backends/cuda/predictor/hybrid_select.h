@@ -15,8 +15,8 @@
 
 #include <cstdint>
 
-#include "backends/cuda/rope_append.h"
 #include "backends/cuda/predictor/topk_select.h"
+#include "backends/cuda/rope_append.h"
 
 namespace apr::cuda {
 

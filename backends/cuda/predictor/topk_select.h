@@ -55,11 +55,11 @@ struct BuildListsArgs {
   // The lists this launch builds: sparse layers [layer_begin, layer_begin + layer_count)
   // (relative to first_layer); layer_count 0: all.
   int layer_begin = 0, layer_count = 0;
-  const int32_t* context_lens = nullptr;                  // [batch] this step's lengths
-  const int32_t* seq_slots = nullptr;                     // [batch]
+  const int32_t* context_lens = nullptr;  // [batch] this step's lengths
+  const int32_t* seq_slots = nullptr;     // [batch]
   // [batch] nonzero: a calibration step (the history gets the full row); may be null.
   const int32_t* dense = nullptr;
-  Selection sel;    // must have been made for context_lens
+  Selection sel;  // must have been made for context_lens
   // Optional, with layer_count 1: a fourth ascending run merged into the list, per batch
   // row (b * kv_heads + g): extra_counts[row] blocks at extra_blocks + row * extra_stride
   // (the query's blocks of predictor-hybrid). extra_slots, when set, gives each one's pool
