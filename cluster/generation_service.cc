@@ -1,6 +1,7 @@
 #include "cluster/generation_service.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
@@ -40,6 +41,87 @@ struct Stream {
   bool done ABSL_GUARDED_BY(mu) = false;
   absl::StatusOr<ScheduledResult> result ABSL_GUARDED_BY(mu) = absl::UnknownError("running");
 };
+
+// A stream that the request's callbacks fill from the scheduler's thread.
+std::shared_ptr<Stream> AttachStream(SchedulerRequest& request) {
+  auto stream = std::make_shared<Stream>();
+  request.on_token = [stream](int32_t token) {
+    absl::MutexLock l(&stream->mu);
+    stream->pending.push_back(token);
+    return true;
+  };
+  request.on_done = [stream](absl::StatusOr<ScheduledResult> result) {
+    absl::MutexLock l(&stream->mu);
+    stream->result = std::move(result);
+    stream->done = true;
+  };
+  return stream;
+}
+
+// Streams the request's tokens to the client as the scheduler produces them, until it is
+// done: OK, or CANCELLED (the request cancelled in the scheduler) when the client cancels
+// or goes away.
+grpc::Status RelayTokens(grpc::ServerContext& ctx, Stream& stream, Scheduler& scheduler,
+                         uint64_t id, std::chrono::steady_clock::time_point arrived,
+                         StreamDecoder& text, grpc::ServerWriter<gv1::GenerateResponse>* writer,
+                         Histogram* first_token_seconds, Counter* tokens) {
+  bool first = true;
+  while (true) {
+    std::vector<int32_t> ids;
+    bool done = false;
+    {
+      absl::MutexLock l(&stream.mu);
+      auto ready = [&stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stream.mu) {
+        return stream.done || !stream.pending.empty();
+      };
+      // Wake now and then to notice a client that went away without a write failing.
+      stream.mu.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
+      ids.swap(stream.pending);
+      done = stream.done;
+    }
+    if (ctx.IsCancelled()) {
+      scheduler.Cancel(id);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
+    }
+    if (!ids.empty()) {
+      if (first) {
+        first_token_seconds->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count());
+        first = false;
+      }
+      tokens->Add(static_cast<double>(ids.size()));
+      gv1::GenerateResponse chunk;
+      std::string piece;
+      for (int32_t t : ids) {
+        chunk.mutable_tokens()->add_ids(t);
+        piece += text.Push(t);
+      }
+      chunk.mutable_tokens()->set_text(piece);
+      if (!writer->Write(chunk)) {
+        scheduler.Cancel(id);
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+    }
+    if (done) return grpc::Status::OK;
+  }
+}
+
+// The stream's last message: the request's figures and where it ran.
+gv1::GenerateResponse FinalStats(const ScheduledResult& result, const std::string& request_id,
+                                 const WorkerGroup& workers) {
+  gv1::GenerateResponse last;
+  gv1::GenerationStats* st = last.mutable_stats();
+  st->set_request_id(request_id);
+  st->set_prompt_tokens(result.generation.prompt_tokens);
+  st->set_generated_tokens(static_cast<int64_t>(result.generation.tokens.size()));
+  st->set_stop_reason(ToProto(result.generation.stop));
+  st->set_queue_seconds(result.queue_seconds);
+  st->set_prefill_seconds(result.generation.prefill_seconds);
+  st->set_decode_seconds(result.generation.decode_seconds);
+  st->set_worker_group(workers.name());
+  st->set_device(workers.loaded_devices().empty() ? "" : workers.loaded_devices()[0]);
+  return last;
+}
 
 }  // namespace
 
@@ -296,17 +378,7 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::Ge
   } closer{this, *client};
   const std::string request_id = absl::StrCat("r", next_request_++);
 
-  auto stream = std::make_shared<Stream>();
-  prepared->on_token = [stream](int32_t token) {
-    absl::MutexLock l(&stream->mu);
-    stream->pending.push_back(token);
-    return true;
-  };
-  prepared->on_done = [stream](absl::StatusOr<ScheduledResult> result) {
-    absl::MutexLock l(&stream->mu);
-    stream->result = std::move(result);
-    stream->done = true;
-  };
+  std::shared_ptr<Stream> stream = AttachStream(*prepared);
   Group* routed = nullptr;
   absl::StatusOr<uint64_t> id;
   {
@@ -329,44 +401,10 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::Ge
   requests_->Add();
 
   StreamDecoder text(*tokenizer_);
-  bool first = true;
-  while (true) {
-    std::vector<int32_t> ids;
-    bool done = false;
-    {
-      absl::MutexLock l(&stream->mu);
-      auto ready = [&stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stream->mu) {
-        return stream->done || !stream->pending.empty();
-      };
-      // Wake now and then to notice a client that went away without a write failing.
-      stream->mu.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
-      ids.swap(stream->pending);
-      done = stream->done;
-    }
-    if (ctx->IsCancelled()) {
-      group.scheduler->Cancel(*id);
-      return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
-    }
-    if (!ids.empty()) {
-      if (first) {
-        first_token_seconds_->Observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count());
-        first = false;
-      }
-      tokens_->Add(static_cast<double>(ids.size()));
-      gv1::GenerateResponse chunk;
-      std::string piece;
-      for (int32_t t : ids) {
-        chunk.mutable_tokens()->add_ids(t);
-        piece += text.Push(t);
-      }
-      chunk.mutable_tokens()->set_text(piece);
-      if (!writer->Write(chunk)) {
-        group.scheduler->Cancel(*id);
-        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      }
-    }
-    if (done) break;
+  if (grpc::Status relayed = RelayTokens(*ctx, *stream, *group.scheduler, *id, arrived, text,
+                                         writer, first_token_seconds_, tokens_);
+      !relayed.ok()) {
+    return relayed;
   }
 
   absl::StatusOr<ScheduledResult> result;
@@ -385,18 +423,9 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const gv1::Ge
     writer->Write(tail);
   }
   queue_seconds_->Observe(result->queue_seconds);
-  gv1::GenerateResponse last;
-  gv1::GenerationStats* st = last.mutable_stats();
-  st->set_request_id(req->request_id().empty() ? request_id
-                                               : absl::StrCat(request_id, "/", req->request_id()));
-  st->set_prompt_tokens(result->generation.prompt_tokens);
-  st->set_generated_tokens(static_cast<int64_t>(result->generation.tokens.size()));
-  st->set_stop_reason(ToProto(result->generation.stop));
-  st->set_queue_seconds(result->queue_seconds);
-  st->set_prefill_seconds(result->generation.prefill_seconds);
-  st->set_decode_seconds(result->generation.decode_seconds);
-  st->set_worker_group(group.workers->name());
-  st->set_device(group.workers->loaded_devices().empty() ? "" : group.workers->loaded_devices()[0]);
+  const std::string id_text =
+      req->request_id().empty() ? request_id : absl::StrCat(request_id, "/", req->request_id());
+  const gv1::GenerateResponse last = FinalStats(*result, id_text, *group.workers);
   writer->Write(last);
   return grpc::Status::OK;
 }
