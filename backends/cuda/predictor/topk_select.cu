@@ -19,6 +19,30 @@ __device__ __forceinline__ uint32_t OrderKey(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+// Ordered compaction: thread t owns indices [t * per, (t + 1) * per). Writes the kept
+// candidates (keys above the threshold, then the first take_equal equal to it) to sel in
+// index order and returns how many (every thread of the CTA calls it: it holds barriers).
+__device__ __forceinline__ int CompactSelected(const uint32_t* keys, int n, uint32_t threshold,
+                                               int take_equal, int* scratch, int32_t* sel) {
+  const int per = CeilDivInt(n, kThreads);
+  const int lo = min(n, threadIdx.x * per), hi = min(n, lo + per);
+  int eq = 0;
+  for (int i = lo; i < hi; ++i) eq += keys[i] == threshold;
+  int total;
+  int eq_before = BlockExclusiveScan<kThreads>(eq, scratch, &total);
+  int kept = 0;
+  for (int i = lo, e = eq_before; i < hi; ++i) {
+    const uint32_t key = keys[i];
+    if (key > threshold || (key == threshold && e++ < take_equal)) ++kept;
+  }
+  int out = BlockExclusiveScan<kThreads>(kept, scratch, &total);
+  for (int i = lo, e = eq_before; i < hi; ++i) {
+    const uint32_t key = keys[i];
+    if (key > threshold || (key == threshold && e++ < take_equal)) sel[out++] = kSinkBlocks + i;
+  }
+  return total;
+}
+
 // One CTA per (layer, KV head, sequence): radix-select the k-th largest key (4 passes of 8
 // bits), then keep every key above it and the lowest-indexed keys equal to it. The keys
 // live in dynamic shared memory sized for the launch's score columns.
@@ -89,23 +113,7 @@ __global__ void __launch_bounds__(kThreads) TopkKernel(const TopkArgs a) {
   const uint32_t threshold = s_prefix;
   const int take_equal = s_remaining;  // how many keys equal to the threshold are kept
 
-  // Ordered compaction: thread t owns indices [t * per, (t + 1) * per).
-  const int per = CeilDivInt(n, kThreads);
-  const int lo = min(n, threadIdx.x * per), hi = min(n, lo + per);
-  int eq = 0;
-  for (int i = lo; i < hi; ++i) eq += keys[i] == threshold;
-  int total;
-  int eq_before = BlockExclusiveScan<kThreads>(eq, scratch, &total);
-  int kept = 0;
-  for (int i = lo, e = eq_before; i < hi; ++i) {
-    const uint32_t key = keys[i];
-    if (key > threshold || (key == threshold && e++ < take_equal)) ++kept;
-  }
-  int out = BlockExclusiveScan<kThreads>(kept, scratch, &total);
-  for (int i = lo, e = eq_before; i < hi; ++i) {
-    const uint32_t key = keys[i];
-    if (key > threshold || (key == threshold && e++ < take_equal)) sel[out++] = kSinkBlocks + i;
-  }
+  const int total = CompactSelected(keys, n, threshold, take_equal, scratch, sel);
   if (threadIdx.x == 0) a.out.counts[img] = total;
 }
 
