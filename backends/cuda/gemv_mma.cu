@@ -6,6 +6,37 @@ namespace {
 
 constexpr int kChunk = 32;  // k per chunk: two m16n8k16 steps
 
+// Warp 0's epilogue: stores the summed C fragment (out_row as in GemvMmaKernel) with E.
+template <GemvEpilogue E>
+__device__ __forceinline__ void StoreFragment(const GemvArgs& a, const float (&acc)[4],
+                                              const int (&out_row)[2], int c) {
+  // C fragment: acc[0..1] row g, tokens 2c and 2c + 1; acc[2..3] row g + 8, same tokens.
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int t = 2 * c + e;
+    if (t >= a.n) continue;
+    if constexpr (E == GemvEpilogue::kSwiGlu) {
+      const int r = out_row[0];
+      if (r >= a.m) continue;
+      const float gate = acc[e], up = acc[2 + e];
+      a.out[static_cast<int64_t>(t) * a.m + r] =
+          __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);
+    } else {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = out_row[h];
+        if (r >= a.m) continue;
+        float* y = a.y + static_cast<int64_t>(t) * a.ldy + r;
+        if constexpr (E == GemvEpilogue::kAccumulate) {
+          *y += acc[2 * h + e];
+        } else {
+          *y = acc[2 * h + e];
+        }
+      }
+    }
+  }
+}
+
 // A CTA multiplies a 16-row tile of W by up to 8 tokens with mma.m16n8k16: W's rows are the
 // A operand, the tokens B's 8 columns; its warps split k. Lane l (g = l / 4, c = l % 4)
 // loads 16 bytes, k elements 8c .. 8c + 7 of a 32-wide chunk, of tile rows g and g + 8 and
@@ -92,31 +123,7 @@ __global__ void __launch_bounds__(kWarps * 32) GemvMmaKernel(GemvArgs a) {
 #pragma unroll
     for (int wi = 0; wi < kWarps - 1; ++wi) acc[e] += red[wi][e][lane];
 
-      // C fragment: acc[0..1] row g, tokens 2c and 2c + 1; acc[2..3] row g + 8, same tokens.
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int t = 2 * c + e;
-    if (t >= a.n) continue;
-    if constexpr (E == GemvEpilogue::kSwiGlu) {
-      const int r = out_row[0];
-      if (r >= a.m) continue;
-      const float gate = acc[e], up = acc[2 + e];
-      a.out[static_cast<int64_t>(t) * a.m + r] =
-          __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);
-    } else {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = out_row[h];
-        if (r >= a.m) continue;
-        float* y = a.y + static_cast<int64_t>(t) * a.ldy + r;
-        if constexpr (E == GemvEpilogue::kAccumulate) {
-          *y += acc[2 * h + e];
-        } else {
-          *y = acc[2 * h + e];
-        }
-      }
-    }
-  }
+  StoreFragment<E>(a, acc, out_row, c);
 }
 
 template <int kWarps, int kUnroll, GemvEpilogue E>
