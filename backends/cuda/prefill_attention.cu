@@ -9,6 +9,47 @@ namespace {
 constexpr int kRows = 32;      // query rows per CTA
 constexpr int kThreads = 128;  // 4 threads per row
 
+// Stages the block's K and V (bf16 -> float, tokens from valid on zeroed) in sk and sv.
+template <int HD>
+__device__ __forceinline__ void StageBlock(float (&sk)[kBlockTokens][HD + 4],
+                                           float (&sv)[kBlockTokens][HD], const bf16* base,
+                                           int valid, int tid) {
+  for (int idx = tid; idx < kBlockTokens * HD / 8; idx += kThreads) {
+    const int t = idx / (HD / 8), c = idx % (HD / 8);
+    float kf[8], vf[8];
+    if (t < valid) {
+      Bf16x8ToFloat(*reinterpret_cast<const uint4*>(base + t * HD + c * 8), kf);
+      Bf16x8ToFloat(*reinterpret_cast<const uint4*>(base + (kBlockTokens + t) * HD + c * 8), vf);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) kf[e] = vf[e] = 0.f;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      sk[t][c * 8 + e] = kf[e];
+      sv[t][c * 8 + e] = vf[e];
+    }
+  }
+}
+
+// Thread (r, j)'s logits s[i] of keys j + 4 * i of the staged block (q already scaled).
+template <int HD>
+__device__ __forceinline__ void ScoreBlock(const float (&sq)[kRows][HD + 4],
+                                           const float (&sk)[kBlockTokens][HD + 4], int r, int j,
+                                           float (&s)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) s[i] = 0.f;
+#pragma unroll 4
+  for (int d = 0; d < HD; d += 4) {
+    const float4 qv = *reinterpret_cast<const float4*>(&sq[r][d]);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float4 kv = *reinterpret_cast<const float4*>(&sk[j + 4 * i][d]);
+      s[i] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+    }
+  }
+}
+
 // Thread (r, j) = (tid / 4, tid % 4) owns query row r; it scores keys j, j + 4, j + 8,
 // j + 12 of each 16-token block and accumulates output dims j, j + 4, j + 8, ...
 template <int HD>
@@ -44,35 +85,10 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PrefillAttention
     __syncthreads();  // the previous block's sk/sv/sp are consumed
     const bf16* base = a.pool + a.table.Slot(a.seq_slot, a.layer, g, kb) * kSlotElems;
     const int valid = min(kBlockTokens, last_pos + 1 - kb * kBlockTokens);
-    for (int idx = tid; idx < kBlockTokens * HD / 8; idx += kThreads) {
-      const int t = idx / (HD / 8), c = idx % (HD / 8);
-      float kf[8], vf[8];
-      if (t < valid) {
-        Bf16x8ToFloat(*reinterpret_cast<const uint4*>(base + t * HD + c * 8), kf);
-        Bf16x8ToFloat(*reinterpret_cast<const uint4*>(base + (kBlockTokens + t) * HD + c * 8), vf);
-      } else {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) kf[e] = vf[e] = 0.f;
-      }
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        sk[t][c * 8 + e] = kf[e];
-        sv[t][c * 8 + e] = vf[e];
-      }
-    }
+    StageBlock<HD>(sk, sv, base, valid, tid);
     __syncthreads();
     float s[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) s[i] = 0.f;
-#pragma unroll 4
-    for (int d = 0; d < HD; d += 4) {
-      const float4 qv = *reinterpret_cast<const float4*>(&sq[r][d]);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float4 kv = *reinterpret_cast<const float4*>(&sk[j + 4 * i][d]);
-        s[i] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
-      }
-    }
+    ScoreBlock<HD>(sq, sk, r, j, s);
     float mx = -INFINITY;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
