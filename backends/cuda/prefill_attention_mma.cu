@@ -72,6 +72,91 @@ __device__ __forceinline__ void MaskAndRowMax(float (&s)[2][4], int kb, int ft, 
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
 }
 
+// This lane's query rows r0 and r1 (clamped to the prompt), scaled for exp2, as the A
+// fragments of S = Q K^T.
+template <int HD>
+__device__ __forceinline__ void LoadQ(const PrefillAttentionArgs& a, int h, int r0, int r1, int ft,
+                                      float qscale, uint32_t (&qf)[HD / 16][4]) {
+  constexpr int kSteps = HD / 16;
+  const float* q_row0 = a.q + (static_cast<int64_t>(min(r0, a.n - 1)) * a.num_heads + h) * HD;
+  const float* q_row1 = a.q + (static_cast<int64_t>(min(r1, a.n - 1)) * a.num_heads + h) * HD;
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s) {
+    const int d = s * 16 + 2 * ft;
+    const float2 a0 = *reinterpret_cast<const float2*>(q_row0 + d);
+    const float2 a1 = *reinterpret_cast<const float2*>(q_row1 + d);
+    const float2 a2 = *reinterpret_cast<const float2*>(q_row0 + d + 8);
+    const float2 a3 = *reinterpret_cast<const float2*>(q_row1 + d + 8);
+    qf[s][0] = PackBf16x2(a0.x * qscale, a0.y * qscale);
+    qf[s][1] = PackBf16x2(a1.x * qscale, a1.y * qscale);
+    qf[s][2] = PackBf16x2(a2.x * qscale, a2.y * qscale);
+    qf[s][3] = PackBf16x2(a3.x * qscale, a3.y * qscale);
+  }
+}
+
+// S = Q K^T for the block's 16 tokens: n tiles of tokens 0..7 and 8..15.
+template <int HD>
+__device__ __forceinline__ void BlockLogits(const uint32_t (&qf)[HD / 16][4], const Tile<HD>& t,
+                                            int fg, int ft, float (&s)[2][4]) {
+  constexpr int kSteps = HD / 16;
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+    const __nv_bfloat16* krow = t.k[nt * 8 + fg];
+#pragma unroll
+    for (int st = 0; st < kSteps; ++st) {
+      const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow + st * 16 + 2 * ft);
+      const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + st * 16 + 2 * ft + 8);
+      Mma16816(s[nt], qf[st], b0, b1);
+    }
+  }
+}
+
+// O = alpha O + P V; V's B fragments by ldmatrix.trans, two n tiles per x4.
+template <int HD>
+__device__ __forceinline__ void AccumulatePV(const Tile<HD>& t, int lane, const uint32_t (&pa)[4],
+                                             float alpha0, float alpha1, float (&o)[HD / 8][4]) {
+  constexpr int kOut = HD / 8;
+  const int vrow = (lane / 8 % 2) * 8 + lane % 8, vcol = (lane / 16) * 8;
+#pragma unroll
+  for (int j = 0; j < kOut; j += 2) {
+    uint32_t vb[4];
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(vb[0]), "=r"(vb[1]), "=r"(vb[2]), "=r"(vb[3])
+                 : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(&t.v[vrow][j * 8 + vcol]))));
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      o[j][e] *= alpha0;
+      o[j][2 + e] *= alpha1;
+      o[j + 1][e] *= alpha0;
+      o[j + 1][2 + e] *= alpha1;
+    }
+    Mma16816(o[j], pa, vb[0], vb[1]);
+    Mma16816(o[j + 1], pa, vb[2], vb[3]);
+  }
+}
+
+// Sums l over the quad and writes rows r0 and r1 of O / l (those inside the prompt).
+template <int HD>
+__device__ __forceinline__ void StoreO(const PrefillAttentionArgs& a, int h, int r0, int r1, int ft,
+                                       const float (&o)[HD / 8][4], float l0, float l1) {
+  constexpr int kOut = HD / 8;
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = 1.f / l0, inv1 = 1.f / l1;
+#pragma unroll
+  for (int j = 0; j < kOut; ++j) {
+    const int d = j * 8 + 2 * ft;
+    if (r0 < a.n)
+      *reinterpret_cast<uint32_t*>(a.out + static_cast<int64_t>(r0) * a.num_heads * HD + h * HD +
+                                   d) = PackBf16x2(o[j][0] * inv0, o[j][1] * inv0);
+    if (r1 < a.n)
+      *reinterpret_cast<uint32_t*>(a.out + static_cast<int64_t>(r1) * a.num_heads * HD + h * HD +
+                                   d) = PackBf16x2(o[j][2] * inv1, o[j][3] * inv1);
+  }
+}
+
 template <int HD>
 __global__ void __launch_bounds__(kWarps * 32, 2) PrefillMmaKernel(const PrefillAttentionArgs a) {
   __shared__ __align__(128) Tile<HD> tiles[2];
@@ -89,22 +174,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) PrefillMmaKernel(const Prefill
   const int pos0 = a.start + r0, pos1 = a.start + r1;
   const float qscale = a.scale * kLog2e;
   uint32_t qf[kSteps][4];
-  {
-    const float* q_row0 = a.q + (static_cast<int64_t>(min(r0, a.n - 1)) * a.num_heads + h) * HD;
-    const float* q_row1 = a.q + (static_cast<int64_t>(min(r1, a.n - 1)) * a.num_heads + h) * HD;
-#pragma unroll
-    for (int s = 0; s < kSteps; ++s) {
-      const int d = s * 16 + 2 * ft;
-      const float2 a0 = *reinterpret_cast<const float2*>(q_row0 + d);
-      const float2 a1 = *reinterpret_cast<const float2*>(q_row1 + d);
-      const float2 a2 = *reinterpret_cast<const float2*>(q_row0 + d + 8);
-      const float2 a3 = *reinterpret_cast<const float2*>(q_row1 + d + 8);
-      qf[s][0] = PackBf16x2(a0.x * qscale, a0.y * qscale);
-      qf[s][1] = PackBf16x2(a1.x * qscale, a1.y * qscale);
-      qf[s][2] = PackBf16x2(a2.x * qscale, a2.y * qscale);
-      qf[s][3] = PackBf16x2(a3.x * qscale, a3.y * qscale);
-    }
-  }
+  LoadQ<HD>(a, h, r0, r1, ft, qscale, qf);
   float o[kOut][4];
 #pragma unroll
   for (int j = 0; j < kOut; ++j)
@@ -124,18 +194,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) PrefillMmaKernel(const Prefill
     }
     __syncthreads();
 
-    // S = Q K^T for the block's 16 tokens: n tiles of tokens 0..7 and 8..15.
     float s[2][4] = {};
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const __nv_bfloat16* krow = t.k[nt * 8 + fg];
-#pragma unroll
-      for (int st = 0; st < kSteps; ++st) {
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow + st * 16 + 2 * ft);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + st * 16 + 2 * ft + 8);
-        Mma16816(s[nt], qf[st], b0, b1);
-      }
-    }
+    BlockLogits<HD>(qf, t, fg, ft, s);
     // Causal mask, then the online softmax of rows r0 and r1.
     float mx0 = m0, mx1 = m1;
     MaskAndRowMax(s, kb, ft, pos0, pos1, mx0, mx1);
@@ -156,43 +216,11 @@ __global__ void __launch_bounds__(kWarps * 32, 2) PrefillMmaKernel(const Prefill
     // P as the A operand (rows fg / fg + 8, tokens 2ft.. and 2ft + 8..).
     const uint32_t pa[4] = {PackBf16x2(p[0][0], p[0][1]), PackBf16x2(p[0][2], p[0][3]),
                             PackBf16x2(p[1][0], p[1][1]), PackBf16x2(p[1][2], p[1][3])};
-    // O = alpha O + P V; V's B fragments by ldmatrix.trans, two n tiles per x4.
-    const int vrow = (lane / 8 % 2) * 8 + lane % 8, vcol = (lane / 16) * 8;
-#pragma unroll
-    for (int j = 0; j < kOut; j += 2) {
-      uint32_t vb[4];
-      asm volatile(
-          "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-          : "=r"(vb[0]), "=r"(vb[1]), "=r"(vb[2]), "=r"(vb[3])
-          : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(&t.v[vrow][j * 8 + vcol]))));
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        o[j][e] *= alpha0;
-        o[j][2 + e] *= alpha1;
-        o[j + 1][e] *= alpha0;
-        o[j + 1][2 + e] *= alpha1;
-      }
-      Mma16816(o[j], pa, vb[0], vb[1]);
-      Mma16816(o[j + 1], pa, vb[2], vb[3]);
-    }
+    AccumulatePV<HD>(t, lane, pa, alpha0, alpha1, o);
     __syncthreads();  // this buffer is refilled two blocks on
   }
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = 1.f / l0, inv1 = 1.f / l1;
-#pragma unroll
-  for (int j = 0; j < kOut; ++j) {
-    const int d = j * 8 + 2 * ft;
-    if (r0 < a.n)
-      *reinterpret_cast<uint32_t*>(a.out + static_cast<int64_t>(r0) * a.num_heads * HD + h * HD +
-                                   d) = PackBf16x2(o[j][0] * inv0, o[j][1] * inv0);
-    if (r1 < a.n)
-      *reinterpret_cast<uint32_t*>(a.out + static_cast<int64_t>(r1) * a.num_heads * HD + h * HD +
-                                   d) = PackBf16x2(o[j][2] * inv1, o[j][3] * inv1);
-  }
+  StoreO<HD>(a, h, r0, r1, ft, o, l0, l1);
 }
 
 template <int HD>
@@ -234,6 +262,56 @@ __device__ __forceinline__ void HistoryLogits(const uint32_t (&qh)[HD / 16][4],
   }
 }
 
+// This lane's query rows r0 and r1 (clamped to a.rows), scaled for exp2, as the A
+// fragments of S = Q K^T, each split into a bf16 hi and lo half.
+template <int HD>
+__device__ __forceinline__ void LoadSplitQ(const PrefillHistoryArgs& a, int h, int r0, int r1,
+                                           int ft, float qscale, uint32_t (&qh)[HD / 16][4],
+                                           uint32_t (&ql)[HD / 16][4]) {
+  const float* q_row0 = a.q + (static_cast<int64_t>(min(r0, a.rows - 1)) * a.num_heads + h) * HD;
+  const float* q_row1 = a.q + (static_cast<int64_t>(min(r1, a.rows - 1)) * a.num_heads + h) * HD;
+#pragma unroll
+  for (int st = 0; st < HD / 16; ++st) {
+    const int d = st * 16 + 2 * ft;
+    const float2 a0 = *reinterpret_cast<const float2*>(q_row0 + d);
+    const float2 a1 = *reinterpret_cast<const float2*>(q_row1 + d);
+    const float2 a2 = *reinterpret_cast<const float2*>(q_row0 + d + 8);
+    const float2 a3 = *reinterpret_cast<const float2*>(q_row1 + d + 8);
+    SplitBf16x2(a0.x * qscale, a0.y * qscale, qh[st][0], ql[st][0]);
+    SplitBf16x2(a1.x * qscale, a1.y * qscale, qh[st][1], ql[st][1]);
+    SplitBf16x2(a2.x * qscale, a2.y * qscale, qh[st][2], ql[st][2]);
+    SplitBf16x2(a3.x * qscale, a3.y * qscale, qh[st][3], ql[st][3]);
+  }
+}
+
+// kPool: rows r0 and r1's max (m) and inverse sum (l) over all keys from every split's
+// stats, and their history rows (hist0 / hist1; left null for lanes that do not write).
+__device__ __forceinline__ void CombineSplits(const PrefillHistoryArgs& a, const float* stats,
+                                              int splits, int g, int r0, int r1, int ft, float& m0,
+                                              float& m1, float& l0, float& l1, float*& hist0,
+                                              float*& hist1) {
+  for (int sp = 0; sp < splits; ++sp) {
+    m0 = fmaxf(m0, stats[(sp * kHistoryRows + r0) * 2]);
+    m1 = fmaxf(m1, stats[(sp * kHistoryRows + r1) * 2]);
+  }
+  for (int sp = 0; sp < splits; ++sp) {
+    const float2 s0 = *reinterpret_cast<const float2*>(stats + (sp * kHistoryRows + r0) * 2);
+    const float2 s1 = *reinterpret_cast<const float2*>(stats + (sp * kHistoryRows + r1) * 2);
+    if (s0.x != -INFINITY) l0 += s0.y * exp2f(s0.x - m0);
+    if (s1.x != -INFINITY) l1 += s1.y * exp2f(s1.x - m1);
+  }
+  l0 = 1.f / l0;  // from here on the inverse sums
+  l1 = 1.f / l1;
+  float* image =
+      a.history +
+      ((static_cast<int64_t>(a.seq_slot) * a.history_layers + a.layer) * a.num_kv_heads + g) *
+          a.history_rows * a.history_cols;
+  if (ft == 0 && r0 < a.rows)
+    hist0 = image + static_cast<int64_t>(kHistoryRows - a.rows + r0) * a.history_cols;
+  if (ft == 0 && r1 < a.rows)
+    hist1 = image + static_cast<int64_t>(kHistoryRows - a.rows + r1) * a.history_cols;
+}
+
 // One CTA per (key split, query head): 64 rows (4 warps x 16), rows past a.rows computed
 // and never written. kPool false: each row's softmax max and sum over the split's keys
 // into the scratch; true: the row's probabilities from every split's max and sum, each
@@ -256,48 +334,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int pos0 = a.first_pos + r0, pos1 = a.first_pos + r1;
   const float qscale = a.scale * kLog2e;
   uint32_t qh[HD / 16][4], ql[HD / 16][4];
-  {
-    const float* q_row0 = a.q + (static_cast<int64_t>(min(r0, a.rows - 1)) * a.num_heads + h) * HD;
-    const float* q_row1 = a.q + (static_cast<int64_t>(min(r1, a.rows - 1)) * a.num_heads + h) * HD;
-#pragma unroll
-    for (int st = 0; st < HD / 16; ++st) {
-      const int d = st * 16 + 2 * ft;
-      const float2 a0 = *reinterpret_cast<const float2*>(q_row0 + d);
-      const float2 a1 = *reinterpret_cast<const float2*>(q_row1 + d);
-      const float2 a2 = *reinterpret_cast<const float2*>(q_row0 + d + 8);
-      const float2 a3 = *reinterpret_cast<const float2*>(q_row1 + d + 8);
-      SplitBf16x2(a0.x * qscale, a0.y * qscale, qh[st][0], ql[st][0]);
-      SplitBf16x2(a1.x * qscale, a1.y * qscale, qh[st][1], ql[st][1]);
-      SplitBf16x2(a2.x * qscale, a2.y * qscale, qh[st][2], ql[st][2]);
-      SplitBf16x2(a3.x * qscale, a3.y * qscale, qh[st][3], ql[st][3]);
-    }
-  }
+  LoadSplitQ<HD>(a, h, r0, r1, ft, qscale, qh, ql);
   float* stats = a.scratch + (static_cast<int64_t>(h) * kHistoryMaxSplits * kHistoryRows) * 2;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   float* hist0 = nullptr;
   float* hist1 = nullptr;
   if constexpr (kPool) {
     // The rows' max and sum over all keys, from every split's.
-    for (int sp = 0; sp < splits; ++sp) {
-      m0 = fmaxf(m0, stats[(sp * kHistoryRows + r0) * 2]);
-      m1 = fmaxf(m1, stats[(sp * kHistoryRows + r1) * 2]);
-    }
-    for (int sp = 0; sp < splits; ++sp) {
-      const float2 s0 = *reinterpret_cast<const float2*>(stats + (sp * kHistoryRows + r0) * 2);
-      const float2 s1 = *reinterpret_cast<const float2*>(stats + (sp * kHistoryRows + r1) * 2);
-      if (s0.x != -INFINITY) l0 += s0.y * exp2f(s0.x - m0);
-      if (s1.x != -INFINITY) l1 += s1.y * exp2f(s1.x - m1);
-    }
-    l0 = 1.f / l0;  // from here on the inverse sums
-    l1 = 1.f / l1;
-    float* image =
-        a.history +
-        ((static_cast<int64_t>(a.seq_slot) * a.history_layers + a.layer) * a.num_kv_heads + g) *
-            a.history_rows * a.history_cols;
-    if (ft == 0 && r0 < a.rows)
-      hist0 = image + static_cast<int64_t>(kHistoryRows - a.rows + r0) * a.history_cols;
-    if (ft == 0 && r1 < a.rows)
-      hist1 = image + static_cast<int64_t>(kHistoryRows - a.rows + r1) * a.history_cols;
+    CombineSplits(a, stats, splits, g, r0, r1, ft, m0, m1, l0, l1, hist0, hist1);
   }
 
   for (int kb = kb0; kb < kb1; ++kb) {
