@@ -9,19 +9,11 @@ constexpr int kRows = 4;    // output rows per CTA (kSwiGlu: 2 gate rows and the
 constexpr int kWarps = 4;   // split k between them
 constexpr int kUnroll = 4;  // 16-byte chunks per row in flight per lane
 
-// One CTA per kRows output rows and all n tokens. The four warps split k: lane l of warp w
-// reads chunks (8 elements, 16 bytes) c = l + 32 w + 128 j of each row, so every load
-// instruction of a warp covers 512 contiguous bytes and a k = 4096 row is requested in one
-// round trip. Partial sums meet in shared memory. Weights are read with streaming loads;
-// the first batch is requested before PdlWait, i.e. while the previous kernel finishes.
-template <int N, GemvEpilogue E>
-__global__ void __launch_bounds__(kWarps * 32) GemvFmaKernel(GemvArgs a) {
-  PdlTrigger();
-  __shared__ float red[kWarps][kRows][N];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int k = a.k, chunks = k / 8;
-  int rows[kRows];
-  bool valid[kRows];
+// The CTA's W rows (clamped to a.m; kSwiGlu: 2 gate rows, then their up rows) and which
+// of them are outputs.
+template <GemvEpilogue E>
+__device__ __forceinline__ void CtaRows(const GemvArgs& a, int (&rows)[kRows],
+                                        bool (&valid)[kRows]) {
   if constexpr (E == GemvEpilogue::kSwiGlu) {
     const int r0 = blockIdx.x * 2;
 #pragma unroll
@@ -38,6 +30,50 @@ __global__ void __launch_bounds__(kWarps * 32) GemvFmaKernel(GemvArgs a) {
       rows[j] = valid[j] ? r0 + j : r0;
     }
   }
+}
+
+// After the barrier: thread (t, j) sums the warps' partials of row j, token t, and stores
+// it with the epilogue E.
+template <int N, GemvEpilogue E>
+__device__ __forceinline__ void SumAndStore(const GemvArgs& a, const float (&red)[kWarps][kRows][N],
+                                            const int (&rows)[kRows], const bool (&valid)[kRows]) {
+  if (threadIdx.x >= kRows * N) return;
+  const int t = threadIdx.x / kRows, j = threadIdx.x % kRows;
+  float sum = 0.f;
+#pragma unroll
+  for (int wi = 0; wi < kWarps; ++wi) sum += red[wi][j][t];
+  if constexpr (E == GemvEpilogue::kSwiGlu) {
+    if (j >= 2 || !valid[j]) return;
+    float up = 0.f;
+#pragma unroll
+    for (int wi = 0; wi < kWarps; ++wi) up += red[wi][j + 2][t];
+    a.out[static_cast<int64_t>(t) * a.m + rows[j]] =
+        __float2bfloat16_rn(sum / (1.0f + __expf(-sum)) * up);
+  } else {
+    if (!valid[j]) return;
+    float* y = a.y + static_cast<int64_t>(t) * a.ldy + rows[j];
+    if constexpr (E == GemvEpilogue::kAccumulate) {
+      *y += sum;
+    } else {
+      *y = sum;
+    }
+  }
+}
+
+// One CTA per kRows output rows and all n tokens. The four warps split k: lane l of warp w
+// reads chunks (8 elements, 16 bytes) c = l + 32 w + 128 j of each row, so every load
+// instruction of a warp covers 512 contiguous bytes and a k = 4096 row is requested in one
+// round trip. Partial sums meet in shared memory. Weights are read with streaming loads;
+// the first batch is requested before PdlWait, i.e. while the previous kernel finishes.
+template <int N, GemvEpilogue E>
+__global__ void __launch_bounds__(kWarps * 32) GemvFmaKernel(GemvArgs a) {
+  PdlTrigger();
+  __shared__ float red[kWarps][kRows][N];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int k = a.k, chunks = k / 8;
+  int rows[kRows];
+  bool valid[kRows];
+  CtaRows<E>(a, rows, valid);
   const uint4* w[kRows];
 #pragma unroll
   for (int j = 0; j < kRows; ++j)
@@ -97,27 +133,7 @@ __global__ void __launch_bounds__(kWarps * 32) GemvFmaKernel(GemvArgs a) {
       if (lane == 0) red[warp][j][t] = v;
     }
   __syncthreads();
-  if (threadIdx.x >= kRows * N) return;
-  const int t = threadIdx.x / kRows, j = threadIdx.x % kRows;
-  float sum = 0.f;
-#pragma unroll
-  for (int wi = 0; wi < kWarps; ++wi) sum += red[wi][j][t];
-  if constexpr (E == GemvEpilogue::kSwiGlu) {
-    if (j >= 2 || !valid[j]) return;
-    float up = 0.f;
-#pragma unroll
-    for (int wi = 0; wi < kWarps; ++wi) up += red[wi][j + 2][t];
-    a.out[static_cast<int64_t>(t) * a.m + rows[j]] =
-        __float2bfloat16_rn(sum / (1.0f + __expf(-sum)) * up);
-  } else {
-    if (!valid[j]) return;
-    float* y = a.y + static_cast<int64_t>(t) * a.ldy + rows[j];
-    if constexpr (E == GemvEpilogue::kAccumulate) {
-      *y += sum;
-    } else {
-      *y = sum;
-    }
-  }
+  SumAndStore<N, E>(a, red, rows, valid);
 }
 
 template <int N, GemvEpilogue E>
