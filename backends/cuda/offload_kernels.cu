@@ -27,60 +27,93 @@ struct Wanted {
   }
 };
 
-__global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanArgs a) {
-  extern __shared__ unsigned char keep[];  // [slots]
-  __shared__ int scan_scratch[kPlanThreads / 32];
-  __shared__ int s_base;
-  __shared__ int s_err;
-  __shared__ int s_fetched;
-  const int g = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+// Per-CTA context of CachePlanKernel: the CTA's (sequence, layer, KV head) cache image, the
+// layer's fetch and write-back lists and the CTA's shared memory. Its methods are the
+// kernel's phases (every thread of the CTA calls each; the barriers stay where they were).
+struct PlanCta {
+  const CachePlanArgs& a;
+  unsigned char* const keep;  // shared [slots]
+  int* const scan_scratch;    // shared [kPlanThreads / 32]
+  int& s_base;
+  int& s_err;
+  int& s_fetched;
+  const int g, b, tid;
   // blockIdx.z: the layer within the launch's group; each layer has its own lists.
-  const int z = blockIdx.z, layer = a.layer + z;
-  uint32_t* const fetch_src = a.fetch_src + static_cast<int64_t>(z) * a.max_fetch;
-  uint32_t* const fetch_dst = a.fetch_dst + static_cast<int64_t>(z) * a.max_fetch;
-  int32_t* const fetch_count = a.fetch_count + z;
-  uint32_t* const wb_src = a.wb_src == nullptr ? nullptr : a.wb_src + z * a.max_wb;
-  uint32_t* const wb_dst = a.wb_dst == nullptr ? nullptr : a.wb_dst + z * a.max_wb;
-  int32_t* const wb_count = a.wb_count == nullptr ? nullptr : a.wb_count + z;
-  const int nkv = a.cache.kv_heads, C = a.cache.slots;
-  const int len = a.next_lens[b];
-  const int seq = a.seq_slots[b];
-  if (b == 0 && g == 0 && tid == 0) a.issued[layer] += 1;
-  if (tid == 0) {
-    s_err = 0;
-    s_fetched = 0;
-  }
-  if (a.sel.lens[seq] != len) {
-    if (tid == 0) atomicExch(a.error, 1);
-    return;  // the whole CTA
-  }
-  const int64_t img = (static_cast<int64_t>(seq) * a.cache.layers + layer) * nkv + g;
-  int32_t* where = a.cache.where + img * a.cache.max_blocks;
-  int32_t* tags = a.cache.tags + img * C;
-  const int64_t sel_img =
-      (static_cast<int64_t>(seq) * a.sel.num_layers + layer - a.sel_first_layer) * a.sel.kv_heads +
-      g;
-  const int nsel = a.sel.counts[sel_img];
+  const int z, layer;
+  uint32_t* const fetch_src;
+  uint32_t* const fetch_dst;
+  int32_t* const fetch_count;
+  uint32_t* const wb_src;
+  uint32_t* const wb_dst;
+  int32_t* const wb_count;
+  const int nkv, C;
+  const int len;
+  const int seq;
   Wanted w;
-  w.sel = a.sel.blocks + sel_img * a.sel.stride;
-  w.nb = NumBlocks(len);
-  w.sb = SinkBlocks(len);
-  w.lo = max(FirstLocalBlock(len), w.sb);
-  // Selected blocks below the local window (the selection is ascending; at most its last
-  // entry reaches the window's first block).
-  int n_lo = nsel;
-  while (n_lo > 0 && w.sel[n_lo - 1] >= w.lo) --n_lo;
-  w.nsel_lo = n_lo;
-  const int total = w.size();
-  const int full = (len - 1) / kBlockTokens;  // complete blocks before the step's token
-  const int64_t tier_stride = static_cast<int64_t>(a.cache.layers) * nkv;
-  const uint32_t* tier_row =
-      a.tier + static_cast<int64_t>(seq) * a.cache.max_blocks * tier_stride + layer * nkv + g;
-  int32_t* missing = a.scratch + ((static_cast<int64_t>(z) * gridDim.y + b) * nkv + g) * C;
-  int32_t* stamp = a.cache.stamps + img * C;
+  int total;
+  int full;
+  int64_t img, tier_stride;
+  int32_t* where;
+  int32_t* tags;
+  const uint32_t* tier_row;
+  int32_t* missing;
+  int32_t* stamp;
+
+  __device__ __forceinline__ PlanCta(const CachePlanArgs& args, unsigned char* keep_,
+                                     int* scan_scratch_, int& s_base_, int& s_err_, int& s_fetched_)
+      : a(args),
+        keep(keep_),
+        scan_scratch(scan_scratch_),
+        s_base(s_base_),
+        s_err(s_err_),
+        s_fetched(s_fetched_),
+        g(blockIdx.x),
+        b(blockIdx.y),
+        tid(threadIdx.x),
+        z(blockIdx.z),
+        layer(a.layer + z),
+        fetch_src(a.fetch_src + static_cast<int64_t>(z) * a.max_fetch),
+        fetch_dst(a.fetch_dst + static_cast<int64_t>(z) * a.max_fetch),
+        fetch_count(a.fetch_count + z),
+        wb_src(a.wb_src == nullptr ? nullptr : a.wb_src + z * a.max_wb),
+        wb_dst(a.wb_dst == nullptr ? nullptr : a.wb_dst + z * a.max_wb),
+        wb_count(a.wb_count == nullptr ? nullptr : a.wb_count + z),
+        nkv(a.cache.kv_heads),
+        C(a.cache.slots),
+        len(a.next_lens[b]),
+        seq(a.seq_slots[b]) {}
+
+  // The image's rows and the wanted list (after the selection was checked for len).
+  __device__ __forceinline__ void Locate() {
+    img = (static_cast<int64_t>(seq) * a.cache.layers + layer) * nkv + g;
+    where = a.cache.where + img * a.cache.max_blocks;
+    tags = a.cache.tags + img * C;
+    const int64_t sel_img =
+        (static_cast<int64_t>(seq) * a.sel.num_layers + layer - a.sel_first_layer) *
+            a.sel.kv_heads +
+        g;
+    const int nsel = a.sel.counts[sel_img];
+    w.sel = a.sel.blocks + sel_img * a.sel.stride;
+    w.nb = NumBlocks(len);
+    w.sb = SinkBlocks(len);
+    w.lo = max(FirstLocalBlock(len), w.sb);
+    // Selected blocks below the local window (the selection is ascending; at most its last
+    // entry reaches the window's first block).
+    int n_lo = nsel;
+    while (n_lo > 0 && w.sel[n_lo - 1] >= w.lo) --n_lo;
+    w.nsel_lo = n_lo;
+    total = w.size();
+    full = (len - 1) / kBlockTokens;  // complete blocks before the step's token
+    tier_stride = static_cast<int64_t>(a.cache.layers) * nkv;
+    tier_row =
+        a.tier + static_cast<int64_t>(seq) * a.cache.max_blocks * tier_stride + layer * nkv + g;
+    missing = a.scratch + ((static_cast<int64_t>(z) * gridDim.y + b) * nkv + g) * C;
+    stamp = a.cache.stamps + img * C;
+  }
+
   // Puts missing[j] into slot c (evicting its block, if any) and, when it is complete,
   // lists its fetch.
-  auto place = [&](int j, int c) {
+  __device__ __forceinline__ void Place(int j, int c) const {
     const int blk = missing[j];
     const int old = tags[c];
     if (old >= 0) where[old] = -1;  // old is not wanted, blk is: no other thread writes these
@@ -99,72 +132,74 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
     } else if (!(blk == full && (len - 1) % kBlockTokens == 0)) {
       s_err = 1;  // a block that should have stayed cached is missing
     }
-  };
-
-  for (int c = tid; c < C; c += kPlanThreads) keep[c] = 0;
-  __syncthreads();
+  }
 
   // Pass 1: cached wanted blocks are kept (hits); with reuse off, cached predicted blocks
   // are fetched again into their slot; missing blocks are listed in order.
-  int hits = 0, n_missing = 0, n_fetch = 0;
-  for (int base = 0; base < total; base += kPlanThreads) {
-    const int i = base + tid;
-    bool predicted = false;
-    int blk = -1, c = -1;
-    if (i < total) {
-      blk = w.at(i, &predicted);
-      c = where[blk];
-      if (c >= 0) {
-        keep[c] = 1;
-        stamp[c] = len;
-        if (predicted && a.reuse) ++hits;
-      }
-    }
-    const bool miss = i < total && c < 0;
-    const bool refetch = i < total && c >= 0 && predicted && !a.reuse;
-    int t_miss, t_re;
-    const int o_miss = BlockExclusiveScan<kPlanThreads>(miss ? 1 : 0, scan_scratch, &t_miss);
-    if (miss) missing[n_missing + o_miss] = blk;
-    n_missing += t_miss;
-    const int o_re = BlockExclusiveScan<kPlanThreads>(refetch ? 1 : 0, scan_scratch, &t_re);
-    if (t_re > 0) {
-      if (tid == 0) s_base = atomicAdd(fetch_count, t_re);
-      __syncthreads();
-      if (refetch) {
-        const int at = s_base + o_re;
-        const uint32_t src = tier_row[static_cast<int64_t>(blk) * tier_stride];
-        if (at >= a.max_fetch || src == kNoTierSlot || blk >= full) {
-          s_err = 1;
-        } else {
-          fetch_src[at] = src;
-          fetch_dst[at] = static_cast<uint32_t>(img * C + c);
+  __device__ __forceinline__ void KeepCached(int& hits, int& n_missing, int& n_fetch) const {
+    for (int base = 0; base < total; base += kPlanThreads) {
+      const int i = base + tid;
+      bool predicted = false;
+      int blk = -1, c = -1;
+      if (i < total) {
+        blk = w.at(i, &predicted);
+        c = where[blk];
+        if (c >= 0) {
+          keep[c] = 1;
+          stamp[c] = len;
+          if (predicted && a.reuse) ++hits;
         }
       }
-      n_fetch += t_re;
-      __syncthreads();  // s_base is reused
+      const bool miss = i < total && c < 0;
+      const bool refetch = i < total && c >= 0 && predicted && !a.reuse;
+      int t_miss, t_re;
+      const int o_miss = BlockExclusiveScan<kPlanThreads>(miss ? 1 : 0, scan_scratch, &t_miss);
+      if (miss) missing[n_missing + o_miss] = blk;
+      n_missing += t_miss;
+      const int o_re = BlockExclusiveScan<kPlanThreads>(refetch ? 1 : 0, scan_scratch, &t_re);
+      if (t_re > 0) {
+        if (tid == 0) s_base = atomicAdd(fetch_count, t_re);
+        __syncthreads();
+        if (refetch) {
+          const int at = s_base + o_re;
+          const uint32_t src = tier_row[static_cast<int64_t>(blk) * tier_stride];
+          if (at >= a.max_fetch || src == kNoTierSlot || blk >= full) {
+            s_err = 1;
+          } else {
+            fetch_src[at] = src;
+            fetch_dst[at] = static_cast<uint32_t>(img * C + c);
+          }
+        }
+        n_fetch += t_re;
+        __syncthreads();  // s_base is reused
+      }
     }
   }
-  __syncthreads();  // keep[] and missing[] complete
 
-  // Pass 2: the n_missing blocks (ascending) take free slots first, in slot order, then
-  // the slots of blocks that are not wanted, least recently wanted first (stamp, then
-  // slot). Sink, local window and tail are wanted, so never evicted.
-  int assigned = 0;
-  for (int base = 0; base < C && assigned < n_missing; base += kPlanThreads) {
-    const int c = base + tid;
-    const bool free_slot = c < C && keep[c] == 0 && tags[c] < 0;
-    int t_free;
-    const int o_free = BlockExclusiveScan<kPlanThreads>(free_slot ? 1 : 0, scan_scratch, &t_free);
-    const int j = assigned + o_free;
-    const bool take = free_slot && j < n_missing;
-    if (take) {
-      keep[c] = 1;  // not evictable below
-      place(j, c);
+  // Pass 2, free slots: the n_missing blocks (ascending) take free slots first, in slot
+  // order; returns how many were placed.
+  __device__ __forceinline__ int AssignFreeSlots(int n_missing) const {
+    int assigned = 0;
+    for (int base = 0; base < C && assigned < n_missing; base += kPlanThreads) {
+      const int c = base + tid;
+      const bool free_slot = c < C && keep[c] == 0 && tags[c] < 0;
+      int t_free;
+      const int o_free = BlockExclusiveScan<kPlanThreads>(free_slot ? 1 : 0, scan_scratch, &t_free);
+      const int j = assigned + o_free;
+      const bool take = free_slot && j < n_missing;
+      if (take) {
+        keep[c] = 1;  // not evictable below
+        Place(j, c);
+      }
+      assigned += min(t_free, n_missing - assigned);
     }
-    assigned += min(t_free, n_missing - assigned);
+    return assigned;
   }
-  __syncthreads();
-  if (assigned < n_missing) {
+
+  // Pass 2, eviction: the rest take the slots of blocks that are not wanted, least recently
+  // wanted first (stamp, then slot). Sink, local window and tail are wanted, so never
+  // evicted.
+  __device__ __forceinline__ void EvictLeastRecent(int assigned, int n_missing) const {
     const int need = n_missing - assigned;
     for (int c = tid; c < C; c += kPlanThreads) {
       if (keep[c] != 0) continue;  // wanted, or just filled (every remaining slot has a block)
@@ -176,52 +211,95 @@ __global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanA
           rank += so < sc || (so == sc && o < c);
         }
       }
-      if (rank < need) place(assigned + rank, c);
+      if (rank < need) Place(assigned + rank, c);
     }
   }
-  __syncthreads();
+
   // Stamps of the newly placed blocks (the kept ones were stamped in pass 1).
-  for (int j = tid; j < n_missing; j += kPlanThreads) {
-    const int c = where[missing[j]];
-    if (c >= 0) {
-      stamp[c] = len;
-    } else {
-      s_err = 1;  // no slot was left for it
+  __device__ __forceinline__ void StampPlaced(int n_missing) const {
+    for (int j = tid; j < n_missing; j += kPlanThreads) {
+      const int c = where[missing[j]];
+      if (c >= 0) {
+        stamp[c] = len;
+      } else {
+        s_err = 1;  // no slot was left for it
+      }
     }
   }
 
   // Write-back of the block this step filled (it is in the next step's local window, so it
-  // stays cached; its slot is final after pass 2).
-  __syncthreads();
-  int wrote = 0;
-  if (tid == 0 && a.wb_slots != nullptr && len > 1 && (len - 1) % kBlockTokens == 0) {
-    const int fb = (len - 2) / kBlockTokens;
-    const int c = where[fb];
-    const uint32_t dst = a.wb_slots[(static_cast<int64_t>(b) * a.cache.layers + layer) * nkv + g];
-    if (c < 0 || dst == kNoTierSlot) {
-      s_err = 1;
-    } else {
-      const int at = atomicAdd(wb_count, 1);
-      wb_src[at] = static_cast<uint32_t>(img * C + c);
-      wb_dst[at] = dst;
-      if (a.record_tier) {
-        a.tier[(static_cast<int64_t>(seq) * a.cache.max_blocks + fb) * tier_stride + layer * nkv +
-               g] = dst;
+  // stays cached; its slot is final after pass 2); returns 1 if it was listed.
+  __device__ __forceinline__ int WriteBack() const {
+    int wrote = 0;
+    if (tid == 0 && a.wb_slots != nullptr && len > 1 && (len - 1) % kBlockTokens == 0) {
+      const int fb = (len - 2) / kBlockTokens;
+      const int c = where[fb];
+      const uint32_t dst = a.wb_slots[(static_cast<int64_t>(b) * a.cache.layers + layer) * nkv + g];
+      if (c < 0 || dst == kNoTierSlot) {
+        s_err = 1;
+      } else {
+        const int at = atomicAdd(wb_count, 1);
+        wb_src[at] = static_cast<uint32_t>(img * C + c);
+        wb_dst[at] = dst;
+        if (a.record_tier) {
+          a.tier[(static_cast<int64_t>(seq) * a.cache.max_blocks + fb) * tier_stride + layer * nkv +
+                 g] = dst;
+        }
+        wrote = 1;
       }
-      wrote = 1;
+    }
+    return wrote;
+  }
+
+  // Counters: the CTA's hits (each thread counted its own).
+  __device__ __forceinline__ void Count(int hits, int n_fetch, int wrote) const {
+    int t_hits;
+    BlockExclusiveScan<kPlanThreads>(hits, scan_scratch, &t_hits);
+    if (tid == 0) {
+      atomicAdd(a.counters + kCounterHits, static_cast<unsigned long long>(t_hits));
+      atomicAdd(a.counters + kCounterPredicted, static_cast<unsigned long long>(w.nsel_lo));
+      atomicAdd(a.counters + kCounterFetched, static_cast<unsigned long long>(n_fetch + s_fetched));
+      atomicAdd(a.counters + kCounterWrittenBack, static_cast<unsigned long long>(wrote));
+      atomicAdd(a.counters + kCounterPlans, 1ull);
+      if (s_err) atomicExch(a.error, 1);
     }
   }
-  // Counters: the CTA's hits (each thread counted its own).
-  int t_hits;
-  BlockExclusiveScan<kPlanThreads>(hits, scan_scratch, &t_hits);
-  if (tid == 0) {
-    atomicAdd(a.counters + kCounterHits, static_cast<unsigned long long>(t_hits));
-    atomicAdd(a.counters + kCounterPredicted, static_cast<unsigned long long>(w.nsel_lo));
-    atomicAdd(a.counters + kCounterFetched, static_cast<unsigned long long>(n_fetch + s_fetched));
-    atomicAdd(a.counters + kCounterWrittenBack, static_cast<unsigned long long>(wrote));
-    atomicAdd(a.counters + kCounterPlans, 1ull);
-    if (s_err) atomicExch(a.error, 1);
+};
+
+__global__ void __launch_bounds__(kPlanThreads) CachePlanKernel(const CachePlanArgs a) {
+  extern __shared__ unsigned char keep[];  // [slots]
+  __shared__ int scan_scratch[kPlanThreads / 32];
+  __shared__ int s_base;
+  __shared__ int s_err;
+  __shared__ int s_fetched;
+  PlanCta p(a, keep, scan_scratch, s_base, s_err, s_fetched);
+  if (p.b == 0 && p.g == 0 && p.tid == 0) a.issued[p.layer] += 1;
+  if (p.tid == 0) {
+    s_err = 0;
+    s_fetched = 0;
   }
+  if (a.sel.lens[p.seq] != p.len) {
+    if (p.tid == 0) atomicExch(a.error, 1);
+    return;  // the whole CTA
+  }
+  p.Locate();
+
+  for (int c = p.tid; c < p.C; c += kPlanThreads) keep[c] = 0;
+  __syncthreads();
+
+  int hits = 0, n_missing = 0, n_fetch = 0;
+  p.KeepCached(hits, n_missing, n_fetch);
+  __syncthreads();  // keep[] and missing[] complete
+
+  const int assigned = p.AssignFreeSlots(n_missing);
+  __syncthreads();
+  if (assigned < n_missing) p.EvictLeastRecent(assigned, n_missing);
+  __syncthreads();
+  p.StampPlaced(n_missing);
+
+  __syncthreads();
+  const int wrote = p.WriteBack();
+  p.Count(hits, n_fetch, wrote);
 }
 
 __global__ void MarkFetchedKernel(int32_t* done, int layer) {
