@@ -22,6 +22,185 @@ __device__ __forceinline__ float XorMax(float v) {
   return v;
 }
 
+// The lane's 8 dims (c * 8 ..) of the G query heads of KV head g, scaled by qscale.
+template <int HD, int G>
+__device__ __forceinline__ void LoadQ(const PagedDecodeArgs& a, int b, int g, int c, int nh,
+                                      float qscale, float (&q)[G][8]) {
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+    const float* qp = a.q + (static_cast<int64_t>(b) * nh + g * G + gi) * HD + c * 8;
+    const float4 lo = *reinterpret_cast<const float4*>(qp);
+    const float4 hi = *reinterpret_cast<const float4*>(qp + 4);
+    q[gi][0] = lo.x * qscale;
+    q[gi][1] = lo.y * qscale;
+    q[gi][2] = lo.z * qscale;
+    q[gi][3] = lo.w * qscale;
+    q[gi][4] = hi.x * qscale;
+    q[gi][5] = hi.y * qscale;
+    q[gi][6] = hi.z * qscale;
+    q[gi][7] = hi.w * qscale;
+  }
+}
+
+// Entry e of the CTA's blocks: its block number lb, pool slot and first key (dense: the
+// table's blocks in order; otherwise the lists').
+__device__ __forceinline__ void EntryBlock(const PagedDecodeArgs& a, bool dense, int e,
+                                           int64_t table_row, int64_t list_row, int slot_add,
+                                           int& lb, int64_t& slot, int& first) {
+  if (dense) {
+    lb = e;
+    slot = static_cast<int64_t>(a.table.group_table[table_row + e]) * a.table.slots_per_group +
+           slot_add;
+  } else {
+    lb = a.lists.blocks[list_row + e];
+    slot = a.lists.slots[list_row + e];
+    if (a.lists.starts != nullptr) first = a.lists.starts[list_row + e];
+  }
+}
+
+// This lane's K (and V) chunks of its kTpl tokens of the block; tokens outside
+// [first, valid) are zeros.
+template <int HD>
+__device__ __forceinline__ void LoadBlock(const bf16* base, int tg, int first, int valid,
+                                          bool with_v, uint4 (&kr)[kBlockTokens * HD / 256],
+                                          uint4 (&vr)[kBlockTokens * HD / 256]) {
+  constexpr int kLpt = HD / 8, kTg = 32 / kLpt, kTpl = kBlockTokens / kTg;
+#pragma unroll
+  for (int i = 0; i < kTpl; ++i) {
+    const int t = tg * kTpl + i;
+    if (t >= first && t < valid) {
+      kr[i] = LoadStreaming(base + t * HD);
+      vr[i] = with_v ? LoadStreaming(base + (kBlockTokens + t) * HD) : make_uint4(0, 0, 0, 0);
+    } else {
+      kr[i] = make_uint4(0, 0, 0, 0);
+      vr[i] = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+// The block's logits sc (tokens outside [first, valid) at -inf) and their maximum bm per
+// query head, over the whole warp.
+template <int HD, int G>
+__device__ __forceinline__ void ScoreBlock(const float (&q)[G][8],
+                                           const uint4 (&kr)[kBlockTokens * HD / 256], int tg,
+                                           int first, int valid,
+                                           float (&sc)[kBlockTokens * HD / 256][G],
+                                           float (&bm)[G]) {
+  constexpr int kLpt = HD / 8, kTg = 32 / kLpt, kTpl = kBlockTokens / kTg;
+#pragma unroll
+  for (int i = 0; i < kTpl; ++i) {
+    float kf[8];
+    Bf16x8ToFloat(kr[i], kf);
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+      float dot = 0.f;
+#pragma unroll
+      for (int d = 0; d < 8; ++d) dot = fmaf(q[gi][d], kf[d], dot);
+      sc[i][gi] = XorSum<1, kLpt>(dot);
+    }
+  }
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < kTpl; ++i) {
+      if (tg * kTpl + i >= valid || tg * kTpl + i < first) sc[i][gi] = -INFINITY;
+      mx = fmaxf(mx, sc[i][gi]);
+    }
+    bm[gi] = XorMax<kLpt, 32>(mx);
+  }
+}
+
+// Online softmax update: the state (m, l, o) is rescaled to the new maximum, then the
+// block's probabilities are added to l and, with V, their weighted V rows to o.
+template <int HD, int G>
+__device__ __forceinline__ void AccumulateBlock(const float (&bm)[G],
+                                                const float (&sc)[kBlockTokens * HD / 256][G],
+                                                const uint4 (&vr)[kBlockTokens * HD / 256],
+                                                bool with_v, float (&m)[G], float (&l)[G],
+                                                float (&o)[G][8]) {
+  constexpr int kLpt = HD / 8, kTg = 32 / kLpt, kTpl = kBlockTokens / kTg;
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+    const float mn = fmaxf(m[gi], bm[gi]);
+    const float alpha = exp2f(m[gi] - mn);
+    m[gi] = mn;
+    l[gi] *= alpha;
+#pragma unroll
+    for (int d = 0; d < 8; ++d) o[gi][d] *= alpha;
+  }
+#pragma unroll
+  for (int i = 0; i < kTpl; ++i) {
+    float vf[8];
+    Bf16x8ToFloat(vr[i], vf);
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+      const float p = exp2f(sc[i][gi] - m[gi]);
+      l[gi] += p;
+      if (with_v) {
+#pragma unroll
+        for (int d = 0; d < 8; ++d) o[gi][d] = fmaf(p, vf[d], o[gi][d]);
+      }
+    }
+  }
+}
+
+// Merge the lane groups (they share m; l and o are partial over their tokens), then the
+// warp's state goes to shared memory for the CTA's merge.
+template <int HD, int G>
+__device__ __forceinline__ void StoreWarpState(float (&s_m)[kWarps][G], float (&s_l)[kWarps][G],
+                                               float (&s_o)[kWarps][G][HD], int warp, int lane,
+                                               int c, int tg, const float (&m)[G], float (&l)[G],
+                                               float (&o)[G][8]) {
+  constexpr int kLpt = HD / 8;
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+    l[gi] = XorSum<kLpt, 32>(l[gi]);
+#pragma unroll
+    for (int d = 0; d < 8; ++d) o[gi][d] = XorSum<kLpt, 32>(o[gi][d]);
+  }
+  if (tg == 0) {
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+#pragma unroll
+      for (int d = 0; d < 8; ++d) s_o[warp][gi][c * 8 + d] = o[gi][d];
+      if (lane == 0) {
+        s_m[warp][gi] = m[gi];
+        s_l[warp][gi] = l[gi];
+      }
+    }
+  }
+}
+
+// After the barrier: merges the warps' states and writes the split's partial output and
+// its (max, sum) per query head.
+template <int HD, int G>
+__device__ __forceinline__ void WritePartial(const PagedDecodeArgs& a,
+                                             const float (&s_m)[kWarps][G],
+                                             const float (&s_l)[kWarps][G],
+                                             const float (&s_o)[kWarps][G][HD], int b, int g,
+                                             int nh, int split) {
+  for (int idx = threadIdx.x; idx < G * HD; idx += kWarps * 32) {
+    const int gi = idx / HD, d = idx % HD;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w][gi]);
+    float acc = 0.f, sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = s_m[w][gi] == -INFINITY ? 0.f : exp2f(s_m[w][gi] - mx);
+      acc += f * s_o[w][gi][d];
+      sum += f * s_l[w][gi];
+    }
+    const int64_t ph = (static_cast<int64_t>(b) * nh + g * G + gi) * a.splits + split;
+    a.part_o[ph * HD + d] = acc;
+    if (d == 0) {
+      a.part_ml[ph * 2] = mx;
+      a.part_ml[ph * 2 + 1] = sum;
+    }
+  }
+}
+
 // One CTA per (split, KV head, sequence); each warp takes whole 16-token blocks of the
 // split's range in turn and keeps its own online-softmax state for the group's G query
 // heads; the CTA merges its warps and writes one partial result per query head.
@@ -34,6 +213,7 @@ __device__ __forceinline__ float XorMax(float v) {
 template <int HD, int G>
 __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArgs a) {
   constexpr int kLpt = HD / 8, kTg = 32 / kLpt, kTpl = kBlockTokens / kTg;
+  static_assert(kTpl == kBlockTokens * HD / 256, "the helpers' token arrays");
   const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int c = lane % kLpt, tg = lane / kLpt;
@@ -61,20 +241,7 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
 
   float q[G][8];
   const float qscale = a.scale * kLog2e;  // logits in log2 units: exp2 below
-#pragma unroll
-  for (int gi = 0; gi < G; ++gi) {
-    const float* qp = a.q + (static_cast<int64_t>(b) * nh + g * G + gi) * HD + c * 8;
-    const float4 lo = *reinterpret_cast<const float4*>(qp);
-    const float4 hi = *reinterpret_cast<const float4*>(qp + 4);
-    q[gi][0] = lo.x * qscale;
-    q[gi][1] = lo.y * qscale;
-    q[gi][2] = lo.z * qscale;
-    q[gi][3] = lo.w * qscale;
-    q[gi][4] = hi.x * qscale;
-    q[gi][5] = hi.y * qscale;
-    q[gi][6] = hi.z * qscale;
-    q[gi][7] = hi.w * qscale;
-  }
+  LoadQ<HD, G>(a, b, g, c, nh, qscale, q);
 
   float m[G], l[G], o[G][8];
 #pragma unroll
@@ -93,15 +260,7 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
   for (int e = e0 + warp; e < e1; e += kWarps) {
     int lb, first = 0;
     int64_t slot;
-    if (dense) {
-      lb = e;
-      slot = static_cast<int64_t>(a.table.group_table[table_row + e]) * a.table.slots_per_group +
-             slot_add;
-    } else {
-      lb = a.lists.blocks[list_row + e];
-      slot = a.lists.slots[list_row + e];
-      if (a.lists.starts != nullptr) first = a.lists.starts[list_row + e];
-    }
+    EntryBlock(a, dense, e, table_row, list_row, slot_add, lb, slot, first);
     // The sliding window's first key, relative to this block.
     if (a.window > 0) first = max(first, len - a.window - lb * kBlockTokens);
     const int valid = min(kBlockTokens, len - lb * kBlockTokens);
@@ -116,109 +275,21 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(const PagedDecodeArg
     }
     const bf16* base = a.pool + slot * kSlotElems + c * 8;
     uint4 kr[kTpl], vr[kTpl];
-#pragma unroll
-    for (int i = 0; i < kTpl; ++i) {
-      const int t = tg * kTpl + i;
-      if (t >= first && t < valid) {
-        kr[i] = LoadStreaming(base + t * HD);
-        vr[i] = with_v ? LoadStreaming(base + (kBlockTokens + t) * HD) : make_uint4(0, 0, 0, 0);
-      } else {
-        kr[i] = make_uint4(0, 0, 0, 0);
-        vr[i] = make_uint4(0, 0, 0, 0);
-      }
-    }
+    LoadBlock<HD>(base, tg, first, valid, with_v, kr, vr);
     float sc[kTpl][G];
-#pragma unroll
-    for (int i = 0; i < kTpl; ++i) {
-      float kf[8];
-      Bf16x8ToFloat(kr[i], kf);
-#pragma unroll
-      for (int gi = 0; gi < G; ++gi) {
-        float dot = 0.f;
-#pragma unroll
-        for (int d = 0; d < 8; ++d) dot = fmaf(q[gi][d], kf[d], dot);
-        sc[i][gi] = XorSum<1, kLpt>(dot);
-      }
-    }
     float bm[G];
-#pragma unroll
-    for (int gi = 0; gi < G; ++gi) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int i = 0; i < kTpl; ++i) {
-        if (tg * kTpl + i >= valid || tg * kTpl + i < first) sc[i][gi] = -INFINITY;
-        mx = fmaxf(mx, sc[i][gi]);
-      }
-      bm[gi] = XorMax<kLpt, 32>(mx);
-    }
+    ScoreBlock<HD, G>(q, kr, tg, first, valid, sc, bm);
     if (a.block_max != nullptr && lane == 0) {
       float* out = a.block_max + (static_cast<int64_t>(row) * a.score_stride + e) * G;
 #pragma unroll
       for (int gi = 0; gi < G; ++gi) out[gi] = bm[gi];
     }
-#pragma unroll
-    for (int gi = 0; gi < G; ++gi) {
-      const float mn = fmaxf(m[gi], bm[gi]);
-      const float alpha = exp2f(m[gi] - mn);
-      m[gi] = mn;
-      l[gi] *= alpha;
-#pragma unroll
-      for (int d = 0; d < 8; ++d) o[gi][d] *= alpha;
-    }
-#pragma unroll
-    for (int i = 0; i < kTpl; ++i) {
-      float vf[8];
-      Bf16x8ToFloat(vr[i], vf);
-#pragma unroll
-      for (int gi = 0; gi < G; ++gi) {
-        const float p = exp2f(sc[i][gi] - m[gi]);
-        l[gi] += p;
-        if (with_v) {
-#pragma unroll
-          for (int d = 0; d < 8; ++d) o[gi][d] = fmaf(p, vf[d], o[gi][d]);
-        }
-      }
-    }
+    AccumulateBlock<HD, G>(bm, sc, vr, with_v, m, l, o);
   }
 
-  // Merge the lane groups (they share m; l and o are partial over their tokens).
-#pragma unroll
-  for (int gi = 0; gi < G; ++gi) {
-    l[gi] = XorSum<kLpt, 32>(l[gi]);
-#pragma unroll
-    for (int d = 0; d < 8; ++d) o[gi][d] = XorSum<kLpt, 32>(o[gi][d]);
-  }
-  if (tg == 0) {
-#pragma unroll
-    for (int gi = 0; gi < G; ++gi) {
-#pragma unroll
-      for (int d = 0; d < 8; ++d) s_o[warp][gi][c * 8 + d] = o[gi][d];
-      if (lane == 0) {
-        s_m[warp][gi] = m[gi];
-        s_l[warp][gi] = l[gi];
-      }
-    }
-  }
+  StoreWarpState<HD, G>(s_m, s_l, s_o, warp, lane, c, tg, m, l, o);
   __syncthreads();
-  for (int idx = threadIdx.x; idx < G * HD; idx += kWarps * 32) {
-    const int gi = idx / HD, d = idx % HD;
-    float mx = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w][gi]);
-    float acc = 0.f, sum = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float f = s_m[w][gi] == -INFINITY ? 0.f : exp2f(s_m[w][gi] - mx);
-      acc += f * s_o[w][gi][d];
-      sum += f * s_l[w][gi];
-    }
-    const int64_t ph = (static_cast<int64_t>(b) * nh + g * G + gi) * a.splits + split;
-    a.part_o[ph * HD + d] = acc;
-    if (d == 0) {
-      a.part_ml[ph * 2] = mx;
-      a.part_ml[ph * 2 + 1] = sum;
-    }
-  }
+  WritePartial<HD, G>(a, s_m, s_l, s_o, b, g, nh, split);
 }
 
 // History row of batch entry b, KV head g (null when the history is not updated).
