@@ -195,225 +195,274 @@ __device__ __forceinline__ float SumOverChannelLanes(float v) {
   return v;
 }
 
-__global__ void __launch_bounds__(kWarps * 32, 4)
-    PredictorCnnKernel(const __grid_constant__ PredictorCnnArgs a) {
-  extern __shared__ __align__(128) unsigned char smem[];
-  uint2* sbfrag = reinterpret_cast<uint2*>(smem + kSmem);
+// One CTA's image, state and output, and its shared-memory fragments of conv2's weights:
+// what both paths of PredictorCnnKernel read.
+struct CnnCta {
+  const PredictorCnnArgs& a;
+  Image im;
+  int width, tiles, first_c0, tid, lane, warp, fg, ft, newest, state_width;
+  bool state_fresh;
+  float* interior;
+  float* row_r;  // R of the interior rows, [ring row][column] (CnnState::row_r)
+  float* scores;
+  float b3;
+  const uint2* bfrag;
+  RowWeights rw;
 
-  const int b = blockIdx.z;
-  const int li = a.layer_begin + blockIdx.y / a.num_kv_heads, g = blockIdx.y % a.num_kv_heads;
-  const int len = a.next_lens[b];
-  if (!NeedsPrediction(len, a.k_blocks)) return;
-  const int width = NumCandidates(len);
-  const int tiles = a.tiles_per_cta;
-  const int first_c0 = blockIdx.x * tiles * kTileCols;
-  if (first_c0 >= width) return;
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  const float* w = a.weights;
-  const HistoryView& h = a.history;
-  const int slot = a.seq_slots[b];
-  const Image im{
-      h.data + ((static_cast<int64_t>(slot) * h.layers + a.first_layer + li) * h.kv_heads + g) *
-                   h.rows * h.cols,
-      h.rows, h.cols, width};
-  const int newest = a.history_row[b];
-  const int64_t state_img = (static_cast<int64_t>(slot) * a.num_layers + li) * a.num_kv_heads + g;
-  const int count = a.history_count != nullptr ? a.history_count[b] : -1;
-  const bool state_fresh = a.state.interior != nullptr && !CnnRecomputes(count) &&
-                           a.state.count[state_img] >= 0 && a.state.count[state_img] == count - 1;
-  const int state_width = a.state.interior != nullptr ? a.state.width[state_img] : 0;
-  float* interior =
-      a.state.interior != nullptr ? a.state.interior + state_img * a.state.cols : nullptr;
-  // R of the interior rows, [ring row][column] (CnnState::row_r).
-  float* row_r = a.state.interior != nullptr
-                     ? a.state.row_r + state_img * h.rows * static_cast<int64_t>(a.state.cols)
-                     : nullptr;
-  float* scores = a.scores + ((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) *
-                                 a.score_cols;
-  const float b3 = w[PredictorLayout::kConv3B];
   // The incremental path needs the state's columns and two to their right unchanged (a
   // column's receptive field is 5 wide). Columns past the width are zero padding, so with
   // the width unchanged every tile qualifies; when it grew, the tiles whose receptive field
   // reaches the old edge (where padding became history) take the full path.
-  auto incremental = [&](int c0) {
+  __device__ __forceinline__ bool incremental(int c0) const {
     return state_fresh && (width == state_width || c0 + kTileCols <= state_width - 2);
-  };
+  }
+  __device__ __forceinline__ bool takes_incremental(int tile) const {
+    const int c0 = first_c0 + tile * kTileCols;
+    return tile < tiles && c0 < width && incremental(c0);
+  }
+};
 
-  for (int i = tid; i < kBfragSmem / 16; i += blockDim.x)
+// The CTA's image, state, output and conv2/conv3 weights (the fragments copied to shared
+// memory; the caller waits for them). False: the CTA has nothing to predict.
+__device__ __forceinline__ bool LoadCnnCta(const PredictorCnnArgs& a, uint2* sbfrag, CnnCta& t) {
+  const int b = blockIdx.z;
+  const int li = a.layer_begin + blockIdx.y / a.num_kv_heads, g = blockIdx.y % a.num_kv_heads;
+  const int len = a.next_lens[b];
+  if (!NeedsPrediction(len, a.k_blocks)) return false;
+  t.width = NumCandidates(len);
+  t.tiles = a.tiles_per_cta;
+  t.first_c0 = blockIdx.x * t.tiles * kTileCols;
+  if (t.first_c0 >= t.width) return false;
+  t.tid = threadIdx.x;
+  t.lane = t.tid % 32;
+  t.warp = t.tid / 32;
+  const float* w = a.weights;
+  const HistoryView& h = a.history;
+  const int slot = a.seq_slots[b];
+  t.im = Image{
+      h.data + ((static_cast<int64_t>(slot) * h.layers + a.first_layer + li) * h.kv_heads + g) *
+                   h.rows * h.cols,
+      h.rows, h.cols, t.width};
+  t.newest = a.history_row[b];
+  const int64_t state_img = (static_cast<int64_t>(slot) * a.num_layers + li) * a.num_kv_heads + g;
+  const int count = a.history_count != nullptr ? a.history_count[b] : -1;
+  t.state_fresh = a.state.interior != nullptr && !CnnRecomputes(count) &&
+                  a.state.count[state_img] >= 0 && a.state.count[state_img] == count - 1;
+  t.state_width = a.state.interior != nullptr ? a.state.width[state_img] : 0;
+  t.interior = a.state.interior != nullptr ? a.state.interior + state_img * a.state.cols : nullptr;
+  t.row_r = a.state.interior != nullptr
+                ? a.state.row_r + state_img * h.rows * static_cast<int64_t>(a.state.cols)
+                : nullptr;
+  t.scores = a.scores +
+             ((static_cast<int64_t>(b) * a.num_layers + li) * a.num_kv_heads + g) * a.score_cols;
+  t.b3 = w[PredictorLayout::kConv3B];
+  for (int i = t.tid; i < kBfragSmem / 16; i += blockDim.x)
     reinterpret_cast<uint4*>(sbfrag)[i] = reinterpret_cast<const uint4*>(a.fragments)[i];
-  const int fg = lane / 4, ft = lane % 4;
-  const uint2* bfrag = sbfrag;
-  RowWeights rw;
+  t.fg = t.lane / 4;
+  t.ft = t.lane % 4;
+  t.bfrag = sbfrag;
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
-      rw.b2[nt][j] = w[PredictorLayout::kConv2B + nt * 8 + 2 * ft + j];
-      rw.w3[nt][j] = w[PredictorLayout::kConv3W + nt * 8 + 2 * ft + j];
+      t.rw.b2[nt][j] = w[PredictorLayout::kConv2B + nt * 8 + 2 * t.ft + j];
+      t.rw.w3[nt][j] = w[PredictorLayout::kConv3W + nt * 8 + 2 * t.ft + j];
     }
-  __syncthreads();  // sbfrag
+  return true;
+}
 
-  // ---- Incremental path: warp w takes tiles w, w + 4, ..., with no block-wide barrier.
-  // The window moved by one row: the interior sum I (rows 2..61) loses the old window's
-  // row 2 (the new window's row 1; its R is in row_r since it entered) and gains the new
-  // row 61, whose R is stored for when it leaves; the edge rows 0, 1, 62, 63 (padding in
-  // their receptive field) are recomputed for the score. 5 conv2 rows.
-  // The incremental tiles are a prefix of the warp's tiles; each one's input is copied
-  // while the one before it is computed.
-  auto takes_incremental = [&](int tile) {
-    const int c0 = first_c0 + tile * kTileCols;
-    return tile < tiles && c0 < width && incremental(c0);
-  };
-  unsigned char* const warp_smem = smem + warp * kIncSmem;
+// conv2 and conv3 of the incremental tile at c0, from its 8 conv1 rows in sc1: the
+// entering row's R (r_lo, r_hi) and the edge rows' sum (e_lo, e_hi), summed over the
+// channel lanes.
+__device__ __forceinline__ void IncrementalRows(const CnnCta& t, unsigned char* sc1, float& r_lo,
+                                                float& r_hi, float& e_lo, float& e_hi) {
+  const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
+  {
+    const int rows[1][3] = {{6, 7, 7}};
+    float acc[1][4][4];
+    Conv2Rows<1, 0b100>(c1_base, rows, t.lane, t.bfrag, acc);
+    AddWeightedRow(acc[0], t.rw, 1.f, e_lo, e_hi);
+  }
+#pragma unroll 1
+  for (int k = 0; k < kIncConv2Pairs; ++k) {
+    int rows[2][3];
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) rows[n][ky] = kIncConv2From[k][n][ky];
+    float acc[2][4][4];
+    Conv2Rows(c1_base, rows, t.lane, t.bfrag, acc);
+    float lo = 0.f, hi = 0.f;
+    AddWeightedRow(acc[0], t.rw, 1.f, lo, hi);
+    if (k == kIncEnteringPair) {
+      r_lo = lo;
+      r_hi = hi;
+    } else {
+      e_lo += lo;
+      e_hi += hi;
+    }
+    AddWeightedRow(acc[1], t.rw, 1.f, e_lo, e_hi);
+  }
+  r_lo = SumOverChannelLanes(r_lo);
+  r_hi = SumOverChannelLanes(r_hi);
+  e_lo = SumOverChannelLanes(e_lo);
+  e_hi = SumOverChannelLanes(e_hi);
+}
+
+// ---- Incremental path: warp w takes tiles w, w + 4, ..., with no block-wide barrier.
+// The window moved by one row: the interior sum I (rows 2..61) loses the old window's
+// row 2 (the new window's row 1; its R is in row_r since it entered) and gains the new
+// row 61, whose R is stored for when it leaves; the edge rows 0, 1, 62, 63 (padding in
+// their receptive field) are recomputed for the score. 5 conv2 rows.
+// The incremental tiles are a prefix of the warp's tiles; each one's input is copied
+// while the one before it is computed.
+__device__ __forceinline__ void IncrementalTiles(const CnnCta& t, unsigned char* smem) {
+  const PredictorCnnArgs& a = t.a;
+  const HistoryView& h = a.history;
+  unsigned char* const warp_smem = smem + t.warp * kIncSmem;
   unsigned char* const sc1 = warp_smem + 2 * kIncXBytes;
-  const int leave_row = RingRow(h.rows, newest, 1), enter_row = RingRow(h.rows, newest, 61);
-  if (takes_incremental(warp)) {
-    for (int i = lane; i < kColsX; i += 32)  // both input buffers' zero row, for good
+  const int leave_row = RingRow(h.rows, t.newest, 1), enter_row = RingRow(h.rows, t.newest, 61);
+  if (t.takes_incremental(t.warp)) {
+    for (int i = t.lane; i < kColsX; i += 32)  // both input buffers' zero row, for good
       for (int buf = 0; buf < 2; ++buf)
         reinterpret_cast<float*>(warp_smem + buf * kIncXBytes)[kIncZeroRow * kColsX + i] = 0.f;
-    for (int q = lane; q < kColsC1 * 2; q += 32)  // conv1 row 0 (padding), zero for good
+    for (int q = t.lane; q < kColsC1 * 2; q += 32)  // conv1 row 0 (padding), zero for good
       *reinterpret_cast<uint4*>(sc1 + C1Offset(q / 2, q % 2)) = make_uint4(0, 0, 0, 0);
-    StartIncInput(im, newest, first_c0 + warp * kTileCols, reinterpret_cast<float*>(warp_smem),
-                  lane);
+    StartIncInput(t.im, t.newest, t.first_c0 + t.warp * kTileCols,
+                  reinterpret_cast<float*>(warp_smem), t.lane);
   }
-  for (int tile = warp, buf = 0; takes_incremental(tile); tile += kWarps, buf ^= 1) {
-    const int c0 = first_c0 + tile * kTileCols;
+  for (int tile = t.warp, buf = 0; t.takes_incremental(tile); tile += kWarps, buf ^= 1) {
+    const int c0 = t.first_c0 + tile * kTileCols;
     // Lanes 4 fg and 4 fg + 1 finish columns c0 + fg and c0 + fg + 8; their state reads
     // start now, to land during the tile's arithmetic.
-    const int col = c0 + fg + 8 * ft;
-    const bool finishes = ft < 2 && col < width;
-    const float interior_old = finishes ? interior[col] : 0.f;
-    const float r_left = finishes ? row_r[int64_t{leave_row} * a.state.cols + col] : 0.f;
+    const int col = c0 + t.fg + 8 * t.ft;
+    const bool finishes = t.ft < 2 && col < t.width;
+    const float interior_old = finishes ? t.interior[col] : 0.f;
+    const float r_left = finishes ? t.row_r[int64_t{leave_row} * a.state.cols + col] : 0.f;
     __syncwarp();  // the warp's previous tile is done with its shared memory
     float* sx = reinterpret_cast<float*>(warp_smem + buf * kIncXBytes);
-    if (takes_incremental(tile + kWarps)) {
-      StartIncInput(im, newest, c0 + kWarps * kTileCols,
-                    reinterpret_cast<float*>(warp_smem + (buf ^ 1) * kIncXBytes), lane);
+    if (t.takes_incremental(tile + kWarps)) {
+      StartIncInput(t.im, t.newest, c0 + kWarps * kTileCols,
+                    reinterpret_cast<float*>(warp_smem + (buf ^ 1) * kIncXBytes), t.lane);
       CpAsyncWait<1>();  // this tile's copy has landed, the next one's may not have
     } else {
       CpAsyncWait<0>();
     }
     __syncwarp();
-    for (int p = kColsC1 + lane; p < kIncC1 * kColsC1; p += 32) {  // rows 1..7
+    for (int p = kColsC1 + t.lane; p < kIncC1 * kColsC1; p += 32) {  // rows 1..7
       const int j = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
       const int8_t* from = kIncC1From[j];
-      const bool zero = c < 0 || c >= width;
+      const bool zero = c < 0 || c >= t.width;
       Conv1Pixel(sx + from[0] * kColsX, sx + from[1] * kColsX, sx + from[2] * kColsX, x, zero,
                  a.conv1, sc1, p);
     }
     __syncwarp();
-    const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
     float r_lo = 0.f, r_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
-    {
-      const int rows[1][3] = {{6, 7, 7}};
-      float acc[1][4][4];
-      Conv2Rows<1, 0b100>(c1_base, rows, lane, bfrag, acc);
-      AddWeightedRow(acc[0], rw, 1.f, e_lo, e_hi);
-    }
-#pragma unroll 1
-    for (int k = 0; k < kIncConv2Pairs; ++k) {
-      int rows[2][3];
-#pragma unroll
-      for (int n = 0; n < 2; ++n)
-#pragma unroll
-        for (int ky = 0; ky < 3; ++ky) rows[n][ky] = kIncConv2From[k][n][ky];
-      float acc[2][4][4];
-      Conv2Rows(c1_base, rows, lane, bfrag, acc);
-      float lo = 0.f, hi = 0.f;
-      AddWeightedRow(acc[0], rw, 1.f, lo, hi);
-      if (k == kIncEnteringPair) {
-        r_lo = lo;
-        r_hi = hi;
-      } else {
-        e_lo += lo;
-        e_hi += hi;
-      }
-      AddWeightedRow(acc[1], rw, 1.f, e_lo, e_hi);
-    }
-    r_lo = SumOverChannelLanes(r_lo);
-    r_hi = SumOverChannelLanes(r_hi);
-    e_lo = SumOverChannelLanes(e_lo);
-    e_hi = SumOverChannelLanes(e_hi);
+    IncrementalRows(t, sc1, r_lo, r_hi, e_lo, e_hi);
     if (finishes) {  // lane 4 fg + 0: column fg; lane 4 fg + 1: column fg + 8
-      const float r_entered = ft == 0 ? r_lo : r_hi;
+      const float r_entered = t.ft == 0 ? r_lo : r_hi;
       // The difference first: where the two rows' R are equal (e.g. all-zero history),
       // I stays bit-exact, and so do the ties between such columns.
       const float in = interior_old + (r_entered - r_left);
-      interior[col] = in;
-      row_r[int64_t{enter_row} * a.state.cols + col] = r_entered;
-      scores[col] = fmaf(in + (ft == 0 ? e_lo : e_hi), 1.0f / kHistoryRows, b3);
+      t.interior[col] = in;
+      t.row_r[int64_t{enter_row} * a.state.cols + col] = r_entered;
+      t.scores[col] = fmaf(in + (t.ft == 0 ? e_lo : e_hi), 1.0f / kHistoryRows, t.b3);
     }
   }
+}
 
-  // ---- Full path for the CTA's other tiles: the whole 64-row window, 16 rows per warp.
-  for (int tile = 0; tile < tiles; ++tile) {
-    const int c0 = first_c0 + tile * kTileCols;
-    if (c0 >= width) break;
-    if (incremental(c0)) continue;
-    __syncthreads();  // shared memory is free (the incremental warps or the last tile)
-    float* sx = reinterpret_cast<float*>(smem);
-    unsigned char* sc1 = smem + kRowsIn * kColsX * 4;
-    for (int i = tid; i < kRowsIn * kColsX; i += blockDim.x) {
-      const int r = i / kColsX - 1, c = c0 - 2 + i % kColsX;
-      sx[i] = r >= 0 && r < kHistoryRows && c >= 0 && c < width ? Pixel(im, newest, r, c) : 0.f;
-    }
-    __syncthreads();
-    // Tile row t holds conv1 row t - 1 (rows -1 and 64 zero) from input rows t - 2 .. t.
-    for (int p = tid; p < kRowsIn * kColsC1; p += blockDim.x) {
-      const int t = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
-      const bool zero = t == 0 || t == kRowsIn - 1 || c < 0 || c >= width;
-      const float* x1 = sx + (zero ? 1 : t) * kColsX;
-      Conv1Pixel(x1 - kColsX, x1, x1 + kColsX, x, zero, a.conv1, sc1, p);
-    }
-    __syncthreads();
-    const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
-    // Interior rows are summed over the channel lanes row by row: with a state, each one's
-    // R is stored at its ring row for the incremental path to take it out later.
-    const int col = c0 + fg + 8 * ft;
-    const bool stores_r = row_r != nullptr && ft < 2 && col < width;
-    float i_lo = 0.f, i_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
-    for (int rr = 0; rr < kHistoryRows / kWarps; rr += 2) {
-      const int r = warp * (kHistoryRows / kWarps) + rr;
-      const int rows[2][3] = {{r, r + 1, r + 2}, {r + 1, r + 2, r + 3}};
-      float acc[2][4][4];
-      Conv2Rows(c1_base, rows, lane, bfrag, acc);
+// The full path's conv2 and conv3 over this warp's 16 rows of the tile at c0 (conv1 in
+// shared memory): the interior rows' sum (each row's R stored at its ring row when there
+// is a state) and the edge rows' sum, both summed over the channel lanes.
+__device__ __forceinline__ void FullTileRows(const CnnCta& t, uint32_t c1_base, int col,
+                                             float& i_lo, float& i_hi, float& e_lo, float& e_hi) {
+  const HistoryView& h = t.a.history;
+  const bool stores_r = t.row_r != nullptr && t.ft < 2 && col < t.width;
+  for (int rr = 0; rr < kHistoryRows / kWarps; rr += 2) {
+    const int r = t.warp * (kHistoryRows / kWarps) + rr;
+    const int rows[2][3] = {{r, r + 1, r + 2}, {r + 1, r + 2, r + 3}};
+    float acc[2][4][4];
+    Conv2Rows(c1_base, rows, t.lane, t.bfrag, acc);
 #pragma unroll
-      for (int n = 0; n < 2; ++n) {
-        if (r + n >= kInteriorFirst && r + n <= kInteriorLast) {  // warp-uniform
-          float v_lo = 0.f, v_hi = 0.f;
-          AddWeightedRow(acc[n], rw, 1.f, v_lo, v_hi);
-          v_lo = SumOverChannelLanes(v_lo);
-          v_hi = SumOverChannelLanes(v_hi);
-          i_lo += v_lo;
-          i_hi += v_hi;
-          if (stores_r)
-            row_r[int64_t{RingRow(h.rows, newest, r + n)} * a.state.cols + col] =
-                ft == 0 ? v_lo : v_hi;
-        } else {
-          AddWeightedRow(acc[n], rw, 1.f, e_lo, e_hi);
-        }
+    for (int n = 0; n < 2; ++n) {
+      if (r + n >= kInteriorFirst && r + n <= kInteriorLast) {  // warp-uniform
+        float v_lo = 0.f, v_hi = 0.f;
+        AddWeightedRow(acc[n], t.rw, 1.f, v_lo, v_hi);
+        v_lo = SumOverChannelLanes(v_lo);
+        v_hi = SumOverChannelLanes(v_hi);
+        i_lo += v_lo;
+        i_hi += v_hi;
+        if (stores_r)
+          t.row_r[int64_t{RingRow(h.rows, t.newest, r + n)} * t.a.state.cols + col] =
+              t.ft == 0 ? v_lo : v_hi;
+      } else {
+        AddWeightedRow(acc[n], t.rw, 1.f, e_lo, e_hi);
       }
     }
-    e_lo = SumOverChannelLanes(e_lo);
-    e_hi = SumOverChannelLanes(e_hi);
-    __syncthreads();  // every warp is done with the input tile; reuse it
-    auto sred = reinterpret_cast<float(*)[kTileCols][2]>(smem);
-    if (ft < 2) {
-      sred[warp][fg + 8 * ft][0] = ft == 0 ? i_lo : i_hi;
-      sred[warp][fg + 8 * ft][1] = ft == 0 ? e_lo : e_hi;
-    }
-    __syncthreads();
-    if (tid < kTileCols && c0 + tid < width) {
-      float in = 0.f, edge = 0.f;
+  }
+  e_lo = SumOverChannelLanes(e_lo);
+  e_hi = SumOverChannelLanes(e_hi);
+}
+
+// ---- Full path for one tile: the whole 64-row window, 16 rows per warp. Every thread of
+// the CTA calls it (its barriers are the CTA's).
+__device__ __forceinline__ void FullTile(const CnnCta& t, unsigned char* smem, int c0) {
+  __syncthreads();  // shared memory is free (the incremental warps or the last tile)
+  float* sx = reinterpret_cast<float*>(smem);
+  unsigned char* sc1 = smem + kRowsIn * kColsX * 4;
+  for (int i = t.tid; i < kRowsIn * kColsX; i += blockDim.x) {
+    const int r = i / kColsX - 1, c = c0 - 2 + i % kColsX;
+    sx[i] = r >= 0 && r < kHistoryRows && c >= 0 && c < t.width ? Pixel(t.im, t.newest, r, c) : 0.f;
+  }
+  __syncthreads();
+  // Tile row t holds conv1 row t - 1 (rows -1 and 64 zero) from input rows t - 2 .. t.
+  for (int p = t.tid; p < kRowsIn * kColsC1; p += blockDim.x) {
+    const int tr = p / kColsC1, x = p % kColsC1 + 1, c = c0 - 1 + p % kColsC1;
+    const bool zero = tr == 0 || tr == kRowsIn - 1 || c < 0 || c >= t.width;
+    const float* x1 = sx + (zero ? 1 : tr) * kColsX;
+    Conv1Pixel(x1 - kColsX, x1, x1 + kColsX, x, zero, t.a.conv1, sc1, p);
+  }
+  __syncthreads();
+  const uint32_t c1_base = static_cast<uint32_t>(__cvta_generic_to_shared(sc1));
+  // Interior rows are summed over the channel lanes row by row: with a state, each one's
+  // R is stored at its ring row for the incremental path to take it out later.
+  const int col = c0 + t.fg + 8 * t.ft;
+  float i_lo = 0.f, i_hi = 0.f, e_lo = 0.f, e_hi = 0.f;
+  FullTileRows(t, c1_base, col, i_lo, i_hi, e_lo, e_hi);
+  __syncthreads();  // every warp is done with the input tile; reuse it
+  auto sred = reinterpret_cast<float(*)[kTileCols][2]>(smem);
+  if (t.ft < 2) {
+    sred[t.warp][t.fg + 8 * t.ft][0] = t.ft == 0 ? i_lo : i_hi;
+    sred[t.warp][t.fg + 8 * t.ft][1] = t.ft == 0 ? e_lo : e_hi;
+  }
+  __syncthreads();
+  if (t.tid < kTileCols && c0 + t.tid < t.width) {
+    float in = 0.f, edge = 0.f;
 #pragma unroll
-      for (int wi = 0; wi < kWarps; ++wi) {
-        in += sred[wi][tid][0];
-        edge += sred[wi][tid][1];
-      }
-      if (interior != nullptr) interior[c0 + tid] = in;
-      scores[c0 + tid] = fmaf(in + edge, 1.0f / kHistoryRows, b3);
+    for (int wi = 0; wi < kWarps; ++wi) {
+      in += sred[wi][t.tid][0];
+      edge += sred[wi][t.tid][1];
     }
-  }  // tiles
+    if (t.interior != nullptr) t.interior[c0 + t.tid] = in;
+    t.scores[c0 + t.tid] = fmaf(in + edge, 1.0f / kHistoryRows, t.b3);
+  }
+}
+
+__global__ void __launch_bounds__(kWarps * 32, 4)
+    PredictorCnnKernel(const __grid_constant__ PredictorCnnArgs a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint2* sbfrag = reinterpret_cast<uint2*>(smem + kSmem);
+  CnnCta t{a};
+  if (!LoadCnnCta(a, sbfrag, t)) return;
+  __syncthreads();  // sbfrag
+  IncrementalTiles(t, smem);
+  // The CTA's other tiles take the full path.
+  for (int tile = 0; tile < t.tiles; ++tile) {
+    const int c0 = t.first_c0 + tile * kTileCols;
+    if (c0 >= t.width) break;
+    if (t.incremental(c0)) continue;
+    FullTile(t, smem, c0);
+  }
 }
 
 // After the CNN: each image's state is now for this history count and width (or none).
