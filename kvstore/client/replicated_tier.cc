@@ -22,10 +22,10 @@ absl::StatusOr<std::unique_ptr<ReplicatedTier>> ReplicatedTier::Create(
     return absl::InvalidArgumentError("a replicated KV tier needs two replicas");
   }
   if (primary->block_bytes() != secondary->block_bytes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the replicas of one KV tier must have the same block size: ",
-                     primary->description(), " has ", primary->block_bytes(), "-byte blocks, ",
-                     secondary->description(), " has ", secondary->block_bytes()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the replicas of one KV tier must have the same block size: ", primary->description(),
+        " has ", primary->block_bytes(), "-byte blocks, ", secondary->description(), " has ",
+        secondary->block_bytes()));
   }
   const int64_t bb = primary->block_bytes();
   return std::unique_ptr<ReplicatedTier>(
@@ -73,9 +73,9 @@ absl::Status ReplicatedTier::ReplicaError(int r, const absl::Status& s) const {
 
 absl::Status ReplicatedTier::BothLost() const {
   absl::MutexLock lock(&mu_);
-  return absl::UnavailableError(absl::StrCat(
-      "both KV replicas are lost: replica 0 (", replicas_[0]->description(), "): ", lost_[0],
-      "; replica 1 (", replicas_[1]->description(), "): ", lost_[1]));
+  return absl::UnavailableError(
+      absl::StrCat("both KV replicas are lost: replica 0 (", replicas_[0]->description(),
+                   "): ", lost_[0], "; replica 1 (", replicas_[1]->description(), "): ", lost_[1]));
 }
 
 ReplicatedTier::Outcome ReplicatedTier::OnLive(const std::function<absl::Status(int)>& fn) {
@@ -102,8 +102,8 @@ ReplicatedTier::Outcome ReplicatedTier::OnLive(const std::function<absl::Status(
 
 absl::Status ReplicatedTier::CreateSequence(uint64_t seq, int32_t num_layers,
                                             int32_t num_kv_heads) {
-  const Outcome o = OnLive(
-      [&](int r) { return replicas_[r]->CreateSequence(seq, num_layers, num_kv_heads); });
+  const Outcome o =
+      OnLive([&](int r) { return replicas_[r]->CreateSequence(seq, num_layers, num_kv_heads); });
   if (!o.error.ok()) {
     for (int r : o.done) replicas_[r]->FreeSequence(seq).IgnoreError();
     return o.error;
@@ -142,8 +142,8 @@ absl::StatusOr<std::vector<uint32_t>> ReplicatedTier::Append(
   const Outcome o = OnLive([&](int r) {
     APR_ASSIGN_OR_RETURN(got[r], per_replica(r));
     if (got[r].size() != keys.size()) {
-      return absl::InternalError(absl::StrCat(got[r].size(), " slots for ", keys.size(),
-                                              " blocks"));
+      return absl::InternalError(
+          absl::StrCat(got[r].size(), " slots for ", keys.size(), " blocks"));
     }
     return absl::OkStatus();
   });
@@ -186,8 +186,8 @@ absl::StatusOr<std::vector<uint32_t>> ReplicatedTier::AllocateBlocks(
   return Append(seq, keys, [&](int r) { return replicas_[r]->AllocateBlocks(seq, keys); });
 }
 
-absl::StatusOr<std::vector<uint32_t>> ReplicatedTier::LookupSlots(
-    uint64_t seq, absl::Span<const BlockKey> keys) {
+absl::StatusOr<std::vector<uint32_t>> ReplicatedTier::LookupSlots(uint64_t seq,
+                                                                  absl::Span<const BlockKey> keys) {
   absl::MutexLock lock(&mu_);
   auto t = tables_.find(seq);
   if (t == tables_.end()) {
@@ -206,8 +206,8 @@ absl::StatusOr<std::vector<uint32_t>> ReplicatedTier::LookupSlots(
   return out;
 }
 
-absl::StatusOr<std::vector<uint32_t>> ReplicatedTier::Translate(
-    int r, absl::Span<const uint32_t> slots) {
+absl::StatusOr<std::vector<uint32_t>> ReplicatedTier::Translate(int r,
+                                                                absl::Span<const uint32_t> slots) {
   absl::MutexLock lock(&mu_);
   std::vector<uint32_t> out(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) {
@@ -333,14 +333,7 @@ TierClientStats ReplicatedTier::stats() const {
   return sum;
 }
 
-std::vector<NodeTraffic> ReplicatedTier::node_traffic() const {
-  std::vector<NodeTraffic> all;
-  for (const auto& replica : replicas_) {
-    std::vector<NodeTraffic> t = replica->node_traffic();
-    all.insert(all.end(), t.begin(), t.end());
-  }
-  return all;
-}
+std::vector<NodeTraffic> ReplicatedTier::node_traffic() const { return NodeTrafficOf(replicas_); }
 
 absl::Status ReplicatedTier::RegisterStaging(void* address, size_t length) {
   const Outcome o = OnLive([&](int r) { return replicas_[r]->RegisterStaging(address, length); });

@@ -304,14 +304,7 @@ TierClientStats ShardedTier::stats() const {
   return sum;
 }
 
-std::vector<NodeTraffic> ShardedTier::node_traffic() const {
-  std::vector<NodeTraffic> all;
-  for (const auto& shard : shards_) {
-    std::vector<NodeTraffic> t = shard->node_traffic();
-    all.insert(all.end(), t.begin(), t.end());
-  }
-  return all;
-}
+std::vector<NodeTraffic> ShardedTier::node_traffic() const { return NodeTrafficOf(shards_); }
 
 absl::Status ShardedTier::RegisterStaging(void* address, size_t length) {
   for (int i = 0; i < num_shards(); ++i) {

@@ -43,6 +43,18 @@ struct NodeTraffic {
   TierClientStats stats;
 };
 
+// The node_traffic of each of `tiers` (pointers to TierClients), in order: what a tier over
+// several nodes reports.
+template <typename TierPointers>
+std::vector<NodeTraffic> NodeTrafficOf(const TierPointers& tiers) {
+  std::vector<NodeTraffic> all;
+  for (const auto& tier : tiers) {
+    std::vector<NodeTraffic> t = tier->node_traffic();
+    all.insert(all.end(), t.begin(), t.end());
+  }
+  return all;
+}
+
 // Adds `part`'s data-movement counters (written, read, operations, calls) to `*total`: a
 // tier over several nodes (ShardedTier, ReplicatedTier) sums its nodes' traffic this way
 // and counts reads and waits itself.
