@@ -126,6 +126,17 @@ absl::Status WorkerKvStore::Connect() {
   return absl::OkStatus();
 }
 
+std::vector<std::pair<std::string, int64_t>> WorkerKvStore::NodeBytesRead() {
+  absl::MutexLock l(&mu_);
+  std::map<std::string, int64_t> bytes = retired_bytes_;
+  if (tier_ != nullptr) {
+    for (const kvstore::NodeTraffic& t : tier_->node_traffic()) bytes[t.node] += t.stats.bytes_read;
+  }
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const std::string& a : options_.addresses) out.emplace_back(a, bytes[a]);
+  return out;
+}
+
 absl::StatusOr<std::shared_ptr<kvstore::TierClient>> WorkerKvStore::Tier() {
   absl::MutexLock l(&mu_);
   if (tier_ != nullptr) {
@@ -133,6 +144,8 @@ absl::StatusOr<std::shared_ptr<kvstore::TierClient>> WorkerKvStore::Tier() {
     if (lost.empty()) return tier_;
     std::fprintf(stderr, "worker: storage node %s; reconnecting\n", lost.c_str());
     // Sequences still on the old nodes keep them alive until they are rebuilt or freed.
+    for (const kvstore::NodeTraffic& t : tier_->node_traffic())
+      retired_bytes_[t.node] += t.stats.bytes_read;
     tier_.reset();
     replicated_.reset();
     nodes_.clear();

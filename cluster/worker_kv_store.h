@@ -9,8 +9,10 @@
 #define APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -56,6 +58,11 @@ class WorkerKvStore {
   // request): a rebuild from the token history is then worth trying.
   static bool NodeLost(const absl::Status& s);
 
+  // Bytes read from each configured storage node since the worker started (connections
+  // replaced after a loss included), in the configured order (apr_fetch_bytes_total and
+  // apr_storage_node_fetch_bytes_total of the CPU worker).
+  std::vector<std::pair<std::string, int64_t>> NodeBytesRead();
+
  private:
   // The connected node(s), reconnecting all (up to the reconnect timeout) when one stopped
   // answering or answers as a new process (restarted: its blocks and the old UCX endpoint
@@ -82,6 +89,8 @@ class WorkerKvStore {
   std::vector<int64_t> node_pids_ ABSL_GUARDED_BY(mu_);  // the node processes connected to
   // tier_ itself when it holds two copies, else null.
   std::shared_ptr<kvstore::ReplicatedTier> replicated_ ABSL_GUARDED_BY(mu_);
+  // Bytes read per node over connections already replaced (NodeBytesRead).
+  std::map<std::string, int64_t> retired_bytes_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace apr::cluster

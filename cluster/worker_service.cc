@@ -38,8 +38,9 @@ WorkerService::WorkerService(std::string device_override, MetricsRegistry* metri
       metrics->AddGauge("apr_worker_decode_tokens_per_second",
                         "Tokens per second of this worker's last decode step (batch / step time).");
   live_sequences_ = metrics->AddGauge("apr_worker_live_sequences", "Sequences alive.");
-  // The decoder's KV storage-tier counters (cluster/devices.h ReadOffloadCounters): zero
-  // for a resident KV cache.
+  // The KV storage tier's counters: a CUDA decoder's (cluster/devices.h
+  // ReadOffloadCounters), or the CPU worker's storage nodes' (WorkerKvStore::NodeBytesRead);
+  // zero for a KV cache in the worker's own memory.
   metrics->AddGaugeFunction("apr_fetch_bytes_total", "Bytes fetched from the KV storage tier.",
                             [this] { return static_cast<double>(fetch_bytes_.load()); });
   metrics->AddGaugeFunction("apr_prefetch_hits_total",
@@ -47,8 +48,7 @@ WorkerService::WorkerService(std::string device_override, MetricsRegistry* metri
                             [this] { return static_cast<double>(prefetch_hits_.load()); });
   metrics->AddLabelledGaugeFunction(
       "apr_storage_node_fetch_bytes_total",
-      "Bytes this worker read from each storage node (remote KV cache on the GPU).", "node",
-      [this] {
+      "Bytes this worker read from each storage node (remote KV cache).", "node", [this] {
         absl::MutexLock l(&node_bytes_mu_);
         MetricsRegistry::LabelledValues v;
         for (const auto& [node, bytes] : node_bytes_)
@@ -239,7 +239,12 @@ grpc::Status WorkerService::Step(grpc::ServerContext*, const wv1::StepRequest* r
   stats_.set_steps(stats_.steps() + 1);
   stats_.set_tokens(stats_.tokens() + static_cast<int64_t>(next->size()));
   stats_.set_step_seconds(stats_.step_seconds() + seconds);
-  const OffloadCounters oc = ReadOffloadCounters(*decoder_);
+  OffloadCounters oc = ReadOffloadCounters(*decoder_);
+  if (kv_store_ != nullptr) {  // the CPU worker's KV cache on storage nodes
+    oc.node_bytes_read = kv_store_->NodeBytesRead();
+    oc.fetch_bytes = 0;
+    for (const auto& [node, bytes] : oc.node_bytes_read) oc.fetch_bytes += bytes;
+  }
   stats_.set_fetch_bytes(oc.fetch_bytes);
   stats_.set_prefetch_hits(oc.prefetch_hits);
   stats_.set_prefetch_stalls(oc.prefetch_stalls);

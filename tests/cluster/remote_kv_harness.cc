@@ -50,8 +50,8 @@ RemoteKvWorker::RemoteKvWorker(const std::string& name, const std::vector<std::s
                                int replication, const std::vector<std::string>& extra_flags) {
   const std::string ready = reliability::TmpDir() + "/" + name + ".ready";
   fs::remove(ready);
-  std::vector<std::string> argv = {"cluster/worker",   "--name=" + name,  "--device=cpu",
-                                   "--grpc_port=0",    "--metrics_port=0", "--ready_file=" + ready};
+  std::vector<std::string> argv = {"cluster/worker", "--name=" + name,   "--device=cpu",
+                                   "--grpc_port=0",  "--metrics_port=0", "--ready_file=" + ready};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto p = Process::Start(argv);
   EXPECT_TRUE(p.ok()) << p.status();
@@ -100,6 +100,14 @@ int64_t RemoteKvWorker::Rebuilt() {
   grpc::Status s = stub_->GetStats(&ctx, wv1::GetStatsRequest(), &st);
   EXPECT_TRUE(s.ok()) << s.error_message();
   return st.rebuilt_sequences();
+}
+
+int64_t RemoteKvWorker::FetchBytes() {
+  wv1::WorkerStats st;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub_->GetStats(&ctx, wv1::GetStatsRequest(), &st);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return st.fetch_bytes();
 }
 
 LaunchedStreams StreamThreeGreedy(const std::string& name, const std::string& config_text) {

@@ -33,6 +33,8 @@ class RemoteKvWorker {
   ::apr::worker::v1::Worker::Stub& stub() { return *stub_; }
   // WorkerStats.rebuilt_sequences: sequences prefilled again after a lost KV store.
   int64_t Rebuilt();
+  // WorkerStats.fetch_bytes: bytes read from the storage nodes, as of the last step.
+  int64_t FetchBytes();
 
  private:
   std::optional<Process> process_;

@@ -93,6 +93,10 @@ TEST(ShardedKvTest, TwoNodesGiveTheLogitsOfOne) {
     }
   }
   EXPECT_EQ(UsedBlocks(*s0) + UsedBlocks(*s1), UsedBlocks(*one));
+  // The same blocks were read: from one node, or half from each of two (the worker's
+  // apr_fetch_bytes_total, the sum of its per-node counts).
+  EXPECT_GT(single.FetchBytes(), 0);
+  EXPECT_EQ(sharded.FetchBytes(), single.FetchBytes());
 
   wv1::FreeSequencesRequest fr;
   for (size_t i = 0; i < lengths.size(); ++i) fr.add_sequence_ids(i + 1);
