@@ -157,47 +157,10 @@ class Harness {
     for (size_t i = 0; i < n; ++i) {
       RunResult& r = (*runs_)[i];
       // Generation (full attention first: it defines the reference tokens).
-      {
-        absl::StatusOr<std::unique_ptr<Sequence>> forked = dec_->Fork(*seq, gen_hooks[i].get());
-        if (!forked.ok()) return forked.status();
-        std::unique_ptr<Sequence> s = std::move(*forked);
-        const double start = Now();
-        int64_t agree = 0;
-        for (int64_t k = 0; k < t; ++k) {
-          APR_RETURN_IF_ERROR(dec_->Decode(*s, g[k], &logits));
-          const int32_t next = ArgMax(logits);
-          if (i == 0) {
-            g.push_back(next);
-            ++agree;
-          } else {
-            agree += next == g[k + 1];
-          }
-        }
-        r.agree += agree;
-        r.agree_steps += t;
-        r.decode_seconds += Now() - start;
-        r.decode_steps += t;
-      }
+      APR_RETURN_IF_ERROR(Generate(*seq, gen_hooks[i].get(), i == 0, &g, &r));
       // Perplexity of the true continuation.
       double nll = 0;
-      {
-        absl::StatusOr<std::unique_ptr<Sequence>> forked = dec_->Fork(*seq, ppl_hooks[i].get());
-        if (!forked.ok()) return forked.status();
-        std::unique_ptr<Sequence> s = std::move(*forked);
-        const double start = Now();
-        for (int64_t k = 0; k < t; ++k) {
-          APR_RETURN_IF_ERROR(dec_->Decode(*s, x[p + k], &logits));
-          nll -= LogSoftmaxAt(logits, x[p + k + 1]);
-          const int32_t next = ArgMax(logits);
-          if (i == 0) full_next.push_back(next);
-          r.text_agree += next == full_next[k];
-        }
-        r.text_agree_steps += t;
-        r.nll += nll;
-        r.nll_tokens += t;
-        r.decode_seconds += Now() - start;
-        r.decode_steps += t;
-      }
+      APR_RETURN_IF_ERROR(Perplexity(*seq, ppl_hooks[i].get(), x, p, i == 0, &full_next, &nll, &r));
       if (i == 0) {
         std::string text = tok_->Decode(
             std::vector<int32_t>(g.begin(), g.begin() + std::min<size_t>(g.size(), 48)));
@@ -265,6 +228,61 @@ class Harness {
   }
 
  private:
+  // Greedy generation from the prefilled `seq` under `hooks`: the reference run appends
+  // full attention's tokens to *g; the others count the steps that agree with them.
+  absl::Status Generate(Sequence& seq, AttentionHooks* hooks, bool reference,
+                        std::vector<int32_t>* g, RunResult* r) {
+    const int64_t t = absl::GetFlag(FLAGS_decode_tokens);
+    std::vector<float> logits;
+    absl::StatusOr<std::unique_ptr<Sequence>> forked = dec_->Fork(seq, hooks);
+    if (!forked.ok()) return forked.status();
+    std::unique_ptr<Sequence> s = std::move(*forked);
+    const double start = Now();
+    int64_t agree = 0;
+    for (int64_t k = 0; k < t; ++k) {
+      APR_RETURN_IF_ERROR(dec_->Decode(*s, (*g)[k], &logits));
+      const int32_t next = ArgMax(logits);
+      if (reference) {
+        g->push_back(next);
+        ++agree;
+      } else {
+        agree += next == (*g)[k + 1];
+      }
+    }
+    r->agree += agree;
+    r->agree_steps += t;
+    r->decode_seconds += Now() - start;
+    r->decode_steps += t;
+    return absl::OkStatus();
+  }
+
+  // Teacher-forced perplexity of x's continuation after position p (its negative log
+  // likelihood into *nll), and next-token agreement with full attention's arg max (the
+  // reference run fills *full_next).
+  absl::Status Perplexity(Sequence& seq, AttentionHooks* hooks, const std::vector<int32_t>& x,
+                          int64_t p, bool reference, std::vector<int32_t>* full_next, double* nll,
+                          RunResult* r) {
+    const int64_t t = absl::GetFlag(FLAGS_decode_tokens);
+    std::vector<float> logits;
+    absl::StatusOr<std::unique_ptr<Sequence>> forked = dec_->Fork(seq, hooks);
+    if (!forked.ok()) return forked.status();
+    std::unique_ptr<Sequence> s = std::move(*forked);
+    const double start = Now();
+    for (int64_t k = 0; k < t; ++k) {
+      APR_RETURN_IF_ERROR(dec_->Decode(*s, x[p + k], &logits));
+      *nll -= LogSoftmaxAt(logits, x[p + k + 1]);
+      const int32_t next = ArgMax(logits);
+      if (reference) full_next->push_back(next);
+      r->text_agree += next == (*full_next)[k];
+    }
+    r->text_agree_steps += t;
+    r->nll += *nll;
+    r->nll_tokens += t;
+    r->decode_seconds += Now() - start;
+    r->decode_steps += t;
+    return absl::OkStatus();
+  }
+
   cpu::CpuDecoder* dec_;
   const Tokenizer* tok_;
   const PredictorCnn* cnn_;
@@ -307,6 +325,115 @@ void PrintTable(const std::vector<RunResult>& runs, int64_t c) {
   }
 }
 
+// Full attention, then every policy at every budget of --budgets; *need_cnn: a policy
+// uses the predictor.
+absl::StatusOr<std::vector<RunResult>> MakeRuns(int64_t c, bool* need_cnn) {
+  std::vector<RunResult> runs(1);
+  runs[0].policy = "full";
+  runs[0].budget = c;
+  for (const std::string& f : absl::GetFlag(FLAGS_budgets)) {
+    int64_t frac;
+    if (!absl::SimpleAtoi(f, &frac) || frac <= 0)
+      return absl::InvalidArgumentError(absl::StrCat("bad --budgets entry \"", f, "\""));
+    for (const std::string& p : absl::GetFlag(FLAGS_policies)) {
+      if (p == "full") continue;
+      RunResult r;
+      r.policy = p, r.fraction = frac, r.budget = c / frac;
+      *need_cnn |= p.rfind("predictor", 0) == 0;
+      runs.push_back(r);
+    }
+  }
+  return runs;
+}
+
+// --texts documents, taken round-robin over the sources.
+std::vector<size_t> ChooseTexts(const std::map<std::string, std::vector<size_t>>& by_source) {
+  std::vector<size_t> chosen;
+  for (size_t round = 0; static_cast<int64_t>(chosen.size()) < absl::GetFlag(FLAGS_texts);
+       ++round) {
+    bool any = false;
+    for (auto& [src, list] : by_source) {
+      if (round < list.size() && static_cast<int64_t>(chosen.size()) < absl::GetFlag(FLAGS_texts)) {
+        chosen.push_back(list[round]);
+        any = true;
+      }
+    }
+    if (!any) break;
+  }
+  return chosen;
+}
+
+// Pass-key prompts of c tokens at every depth of --passkey_depths, filler from `stream`.
+absl::Status RunPasskeys(Harness& harness, const Tokenizer& tok, const std::vector<int32_t>& stream,
+                         int32_t bos, int64_t c) {
+  std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
+  const std::vector<int32_t> question = tok.Encode(PasskeyQuestion(), false);
+  int64_t prompt_index = 0;
+  for (const std::string& ds : absl::GetFlag(FLAGS_passkey_depths)) {
+    double depth;
+    if (!absl::SimpleAtod(ds, &depth) || depth < 0 || depth > 100)
+      return absl::InvalidArgumentError(absl::StrCat("bad --passkey_depths entry \"", ds, "\""));
+    for (int64_t k = 0; k < absl::GetFlag(FLAGS_passkey_keys); ++k, ++prompt_index) {
+      const std::string key = std::to_string(10000 + rng() % 90000);
+      const std::vector<int32_t> needle = tok.Encode(PasskeyNeedle(key), false);
+      const std::vector<int32_t> answer = tok.Encode(PasskeyAnswer(key), false);
+      const int64_t filler = c - 1 - needle.size() - question.size() - answer.size();
+      if (filler <= 0 || static_cast<int64_t>(stream.size()) <= filler)
+        return absl::InvalidArgumentError("context too short for the pass-key prompt");
+      const int64_t offset = rng() % (stream.size() - filler);
+      const int64_t at = std::llround(depth / 100.0 * filler);
+      std::vector<int32_t> prompt = {bos};
+      prompt.insert(prompt.end(), stream.begin() + offset, stream.begin() + offset + at);
+      prompt.insert(prompt.end(), needle.begin(), needle.end());
+      prompt.insert(prompt.end(), stream.begin() + offset + at, stream.begin() + offset + filler);
+      prompt.insert(prompt.end(), question.begin(), question.end());
+      const std::string name = absl::StrCat("passkey depth ", ds, "% #", k + 1);
+      APR_RETURN_IF_ERROR(harness.Passkey(prompt, answer.size(), key, name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Every number of the runs, as JSON, to `path`.
+void WriteJson(const std::string& path, const std::vector<RunResult>& runs,
+               const std::vector<size_t>& chosen, const std::vector<CorpusDoc>& docs, int64_t c,
+               int64_t t) {
+  nlohmann::json j;
+  j["context"] = c;
+  j["decode_tokens"] = t;
+  j["texts"] = nlohmann::json::array();
+  for (size_t i : chosen) j["texts"].push_back(docs[i].id);
+  for (const RunResult& r : runs) {
+    nlohmann::json e;
+    e["policy"] = r.policy, e["fraction"] = r.fraction, e["budget"] = r.budget;
+    e["recall"] = r.stats.recall(), e["hit_rate"] = r.stats.hit_rate();
+    e["sink_local_mass"] = r.stats.fixed_mass();
+    e["agreement"] = double(r.agree) / std::max<int64_t>(r.agree_steps, 1);
+    e["text_agreement"] = double(r.text_agree) / std::max<int64_t>(r.text_agree_steps, 1);
+    e["perplexity"] = r.ppl();
+    e["passkey_ok"] = r.passkey_ok, e["passkey_n"] = r.passkey_n;
+    e["passkey_digits"] = r.passkey_digits;
+    e["ms_per_step"] = 1e3 * r.decode_seconds / std::max<int64_t>(r.decode_steps, 1);
+    std::vector<double> lr;
+    for (size_t l = 0; l < r.stats.layer_recall_sum.size(); ++l)
+      lr.push_back(r.stats.layer_recall(l));
+    e["layer_recall"] = lr;
+    j["runs"].push_back(e);
+  }
+  std::ofstream(path) << j.dump(1) << "\n";
+}
+
+// The predictor's weights: --predictor, or the model folder's predictor.safetensors.
+absl::StatusOr<PredictorCnn> LoadCnn(const std::string& dir) {
+  std::string path = absl::GetFlag(FLAGS_predictor);
+  path = path.empty() ? dir + "/predictor.safetensors" : ResolveUserPath(path);
+  auto loaded = PredictorCnn::Load(path);
+  if (!loaded.ok()) return loaded.status();
+  std::printf("predictor: %s (%lld parameters)\n", path.c_str(),
+              static_cast<long long>(loaded->num_parameters()));
+  return loaded;
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Runs every selection policy on held-out texts at several budgets and prints recall, "
@@ -330,32 +457,15 @@ int Main(int argc, char** argv) {
   if (!bos || !eos)
     return Fail(absl::InvalidArgumentError("tokenizer has no <|begin_of_text|> / <|end_of_text|>"));
 
-  // Runs: full attention, then every policy at every budget.
-  std::vector<RunResult> runs(1);
-  runs[0].policy = "full";
-  runs[0].budget = c;
   bool need_cnn = false;
-  for (const std::string& f : absl::GetFlag(FLAGS_budgets)) {
-    int64_t frac;
-    if (!absl::SimpleAtoi(f, &frac) || frac <= 0)
-      return Fail(absl::InvalidArgumentError(absl::StrCat("bad --budgets entry \"", f, "\"")));
-    for (const std::string& p : absl::GetFlag(FLAGS_policies)) {
-      if (p == "full") continue;
-      RunResult r;
-      r.policy = p, r.fraction = frac, r.budget = c / frac;
-      need_cnn |= p.rfind("predictor", 0) == 0;
-      runs.push_back(r);
-    }
-  }
+  auto made = MakeRuns(c, &need_cnn);
+  if (!made.ok()) return Fail(made.status());
+  std::vector<RunResult> runs = *std::move(made);
   std::optional<PredictorCnn> cnn;
   if (need_cnn) {
-    std::string path = absl::GetFlag(FLAGS_predictor);
-    path = path.empty() ? dir + "/predictor.safetensors" : ResolveUserPath(path);
-    auto loaded = PredictorCnn::Load(path);
+    auto loaded = LoadCnn(dir);
     if (!loaded.ok()) return Fail(loaded.status());
     cnn = *std::move(loaded);
-    std::printf("predictor: %s (%lld parameters)\n", path.c_str(),
-                static_cast<long long>(cnn->num_parameters()));
   }
   Harness harness(decoder->get(), tok->get(), cnn ? &*cnn : nullptr, &runs);
   for (const RunResult& r : runs) {
@@ -376,18 +486,7 @@ int Main(int argc, char** argv) {
     stream.push_back(*eos);
     if (static_cast<int64_t>(ids[i].size()) >= c + 1) by_source[(*docs)[i].source].push_back(i);
   }
-  std::vector<size_t> chosen;
-  for (size_t round = 0; static_cast<int64_t>(chosen.size()) < absl::GetFlag(FLAGS_texts);
-       ++round) {
-    bool any = false;
-    for (auto& [src, list] : by_source) {
-      if (round < list.size() && static_cast<int64_t>(chosen.size()) < absl::GetFlag(FLAGS_texts)) {
-        chosen.push_back(list[round]);
-        any = true;
-      }
-    }
-    if (!any) break;
-  }
+  const std::vector<size_t> chosen = ChooseTexts(by_source);
   std::printf(
       "held-out: %zu documents, %zu with >= %lld tokens; using %zu; %zu runs\n", docs->size(),
       [&] {
@@ -405,62 +504,12 @@ int Main(int argc, char** argv) {
     std::printf("[%.0f s elapsed]\n", Now() - start);
   }
 
-  // Pass keys.
-  std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
-  const std::vector<int32_t> question = (*tok)->Encode(PasskeyQuestion(), false);
-  int64_t prompt_index = 0;
-  for (const std::string& ds : absl::GetFlag(FLAGS_passkey_depths)) {
-    double depth;
-    if (!absl::SimpleAtod(ds, &depth) || depth < 0 || depth > 100)
-      return Fail(
-          absl::InvalidArgumentError(absl::StrCat("bad --passkey_depths entry \"", ds, "\"")));
-    for (int64_t k = 0; k < absl::GetFlag(FLAGS_passkey_keys); ++k, ++prompt_index) {
-      const std::string key = std::to_string(10000 + rng() % 90000);
-      const std::vector<int32_t> needle = (*tok)->Encode(PasskeyNeedle(key), false);
-      const std::vector<int32_t> answer = (*tok)->Encode(PasskeyAnswer(key), false);
-      const int64_t filler = c - 1 - needle.size() - question.size() - answer.size();
-      if (filler <= 0 || static_cast<int64_t>(stream.size()) <= filler)
-        return Fail(absl::InvalidArgumentError("context too short for the pass-key prompt"));
-      const int64_t offset = rng() % (stream.size() - filler);
-      const int64_t at = std::llround(depth / 100.0 * filler);
-      std::vector<int32_t> prompt = {*bos};
-      prompt.insert(prompt.end(), stream.begin() + offset, stream.begin() + offset + at);
-      prompt.insert(prompt.end(), needle.begin(), needle.end());
-      prompt.insert(prompt.end(), stream.begin() + offset + at, stream.begin() + offset + filler);
-      prompt.insert(prompt.end(), question.begin(), question.end());
-      const std::string name = absl::StrCat("passkey depth ", ds, "% #", k + 1);
-      if (absl::Status s = harness.Passkey(prompt, answer.size(), key, name); !s.ok())
-        return Fail(s);
-    }
-  }
+  if (absl::Status s = RunPasskeys(harness, **tok, stream, *bos, c); !s.ok()) return Fail(s);
   std::printf("[%.0f s elapsed]\n", Now() - start);
   PrintTable(runs, c);
 
-  if (const std::string out = absl::GetFlag(FLAGS_json_out); !out.empty()) {
-    nlohmann::json j;
-    j["context"] = c;
-    j["decode_tokens"] = t;
-    j["texts"] = nlohmann::json::array();
-    for (size_t i : chosen) j["texts"].push_back((*docs)[i].id);
-    for (const RunResult& r : runs) {
-      nlohmann::json e;
-      e["policy"] = r.policy, e["fraction"] = r.fraction, e["budget"] = r.budget;
-      e["recall"] = r.stats.recall(), e["hit_rate"] = r.stats.hit_rate();
-      e["sink_local_mass"] = r.stats.fixed_mass();
-      e["agreement"] = double(r.agree) / std::max<int64_t>(r.agree_steps, 1);
-      e["text_agreement"] = double(r.text_agree) / std::max<int64_t>(r.text_agree_steps, 1);
-      e["perplexity"] = r.ppl();
-      e["passkey_ok"] = r.passkey_ok, e["passkey_n"] = r.passkey_n;
-      e["passkey_digits"] = r.passkey_digits;
-      e["ms_per_step"] = 1e3 * r.decode_seconds / std::max<int64_t>(r.decode_steps, 1);
-      std::vector<double> lr;
-      for (size_t l = 0; l < r.stats.layer_recall_sum.size(); ++l)
-        lr.push_back(r.stats.layer_recall(l));
-      e["layer_recall"] = lr;
-      j["runs"].push_back(e);
-    }
-    std::ofstream(ResolveUserPath(out)) << j.dump(1) << "\n";
-  }
+  if (const std::string out = absl::GetFlag(FLAGS_json_out); !out.empty())
+    WriteJson(ResolveUserPath(out), runs, chosen, *docs, c, t);
   return 0;
 }
 

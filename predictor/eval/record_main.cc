@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "backends/cpu/cpu_decoder.h"
+#include "base/status_macros.h"
 #include "predictor/cnn.h"
 #include "predictor/eval/eval_util.h"
 #include "predictor/policy.h"
@@ -50,6 +51,38 @@ int Fail(const absl::Status& s) {
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// The documents in `order`, each between BOS and EOS, until --stream_tokens tokens.
+std::vector<int32_t> TokenStream(const Tokenizer& tok, const std::vector<CorpusDoc>& docs,
+                                 const std::vector<size_t>& order) {
+  const int32_t bos = *tok.TokenToId("<|begin_of_text|>"), eos = *tok.TokenToId("<|end_of_text|>");
+  std::vector<int32_t> stream;
+  for (size_t i : order) {
+    if (static_cast<int64_t>(stream.size()) >= absl::GetFlag(FLAGS_stream_tokens)) break;
+    stream.push_back(bos);
+    const auto ids = tok.Encode(docs[i].text, false);
+    stream.insert(stream.end(), ids.begin(), ids.end());
+    stream.push_back(eos);
+  }
+  return stream;
+}
+
+// One window: its first `prompt` tokens prefilled, the rest decoded teacher-forced under
+// --policy (or full attention), the recorder's tracks written as sequence n.
+absl::Status RecordWindow(cpu::CpuDecoder& dec, const std::string& policy_name,
+                          const PolicyFactoryOptions& po, absl::Span<const int32_t> window,
+                          int64_t prompt, uint32_t n, TraceWriter& writer) {
+  std::unique_ptr<SelectionPolicy> policy;
+  if (!policy_name.empty()) policy = *MakePolicy(policy_name, po);
+  TraceRecorder rec(po.selection, po.dims, static_cast<AttentionPredictorPolicy*>(policy.get()));
+  auto seq = dec.NewSequence(&rec);
+  std::vector<float> logits;
+  APR_RETURN_IF_ERROR(dec.Prefill(*seq, window.subspan(0, prompt), &logits));
+  for (size_t k = prompt; k < window.size(); ++k)
+    APR_RETURN_IF_ERROR(dec.Decode(*seq, window[k], &logits));
+  for (const Track& t : rec.TakeTracks(n)) APR_RETURN_IF_ERROR(writer.Write(t));
+  return absl::OkStatus();
 }
 
 int Main(int argc, char** argv) {
@@ -96,16 +129,7 @@ int Main(int argc, char** argv) {
   std::vector<size_t> order(docs->size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), rng);
-  const int32_t bos = *(*tok)->TokenToId("<|begin_of_text|>"),
-                eos = *(*tok)->TokenToId("<|end_of_text|>");
-  std::vector<int32_t> stream;
-  for (size_t i : order) {
-    if (static_cast<int64_t>(stream.size()) >= absl::GetFlag(FLAGS_stream_tokens)) break;
-    stream.push_back(bos);
-    const auto ids = (*tok)->Encode((*docs)[i].text, false);
-    stream.insert(stream.end(), ids.begin(), ids.end());
-    stream.push_back(eos);
-  }
+  const std::vector<int32_t> stream = TokenStream(**tok, *docs, order);
   if (static_cast<int64_t>(stream.size()) < hi + steps + 1)
     return Fail(absl::InvalidArgumentError("the corpus is shorter than one window"));
   std::printf("record: %zu-token stream from %s\n", stream.size(), corpus.c_str());
@@ -118,24 +142,14 @@ int Main(int argc, char** argv) {
                   static_cast<uint32_t>(po.dims.num_kv_heads)});
   if (!writer.ok()) return Fail(writer.status());
   const double start = Now();
-  std::vector<float> logits;
   for (int64_t n = 0; n < absl::GetFlag(FLAGS_sequences); ++n) {
     const int64_t prompt = lo + static_cast<int64_t>(rng() % (hi - lo + 1));
     const int64_t at = static_cast<int64_t>(rng() % (stream.size() - prompt - steps));
-    std::unique_ptr<SelectionPolicy> policy;
-    if (!policy_name.empty()) policy = *MakePolicy(policy_name, po);
-    TraceRecorder rec(sel, po.dims, static_cast<AttentionPredictorPolicy*>(policy.get()));
-    auto seq = (*dec)->NewSequence(&rec);
-    if (absl::Status s = (*dec)->Prefill(*seq, absl::MakeConstSpan(&stream[at], prompt), &logits);
+    if (absl::Status s =
+            RecordWindow(**dec, policy_name, po, absl::MakeConstSpan(&stream[at], prompt + steps),
+                         prompt, static_cast<uint32_t>(n), **writer);
         !s.ok())
       return Fail(s);
-    for (int64_t k = 0; k < steps; ++k) {
-      if (absl::Status s = (*dec)->Decode(*seq, stream[at + prompt + k], &logits); !s.ok())
-        return Fail(s);
-    }
-    for (const Track& t : rec.TakeTracks(static_cast<uint32_t>(n))) {
-      if (absl::Status s = (*writer)->Write(t); !s.ok()) return Fail(s);
-    }
     std::printf(
         "record: %lld/%lld prompt %lld at %lld, %.1f MB, %.0f s\n", static_cast<long long>(n + 1),
         static_cast<long long>(absl::GetFlag(FLAGS_sequences)), static_cast<long long>(prompt),
