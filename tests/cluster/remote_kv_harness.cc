@@ -94,21 +94,17 @@ RemoteKvWorker::~RemoteKvWorker() {
   }
 }
 
-int64_t RemoteKvWorker::Rebuilt() {
+wv1::WorkerStats RemoteKvWorker::Stats() {
   wv1::WorkerStats st;
   grpc::ClientContext ctx;
   grpc::Status s = stub_->GetStats(&ctx, wv1::GetStatsRequest(), &st);
   EXPECT_TRUE(s.ok()) << s.error_message();
-  return st.rebuilt_sequences();
+  return st;
 }
 
-int64_t RemoteKvWorker::FetchBytes() {
-  wv1::WorkerStats st;
-  grpc::ClientContext ctx;
-  grpc::Status s = stub_->GetStats(&ctx, wv1::GetStatsRequest(), &st);
-  EXPECT_TRUE(s.ok()) << s.error_message();
-  return st.fetch_bytes();
-}
+int64_t RemoteKvWorker::Rebuilt() { return Stats().rebuilt_sequences(); }
+
+int64_t RemoteKvWorker::FetchBytes() { return Stats().fetch_bytes(); }
 
 LaunchedStreams StreamThreeGreedy(const std::string& name, const std::string& config_text) {
   LaunchedStreams result;

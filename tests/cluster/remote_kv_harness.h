@@ -37,6 +37,9 @@ class RemoteKvWorker {
   int64_t FetchBytes();
 
  private:
+  // GetStats (a failed call is a test failure).
+  ::apr::worker::v1::WorkerStats Stats();
+
   std::optional<Process> process_;
   std::unique_ptr<::apr::worker::v1::Worker::Stub> stub_;
 };
