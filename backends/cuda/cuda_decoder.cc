@@ -65,14 +65,6 @@ int CudaDecoder::KBlocksMax() const {
   return PredictedBlocks(std::max(opt_.max_budget_tokens, opt_.sparse.budget_tokens));
 }
 
-template <typename T>
-static absl::Status AllocPinned(PinnedBuffer<T>* b, int64_t n) {
-  auto r = PinnedBuffer<T>::Allocate(static_cast<size_t>(n));
-  if (!r.ok()) return r.status();
-  *b = *std::move(r);
-  return absl::OkStatus();
-}
-
 absl::Status CudaDecoder::Init() {
   APR_RETURN_IF_ERROR(CheckModel());
   APR_RETURN_IF_ERROR(CheckOptions());

@@ -7,7 +7,6 @@
 // step's attention of that layer waits for that fetch only. Complete blocks are written to
 // the tier (prefill: all of the prompt's; decode: the tail block when it fills).
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -20,18 +19,6 @@
 #include "backends/cuda/offload_kernels.h"
 
 namespace apr::cuda {
-namespace {
-
-template <typename T>
-absl::Status AllocPinnedZ(PinnedBuffer<T>* b, int64_t n) {
-  auto r = PinnedBuffer<T>::Allocate(static_cast<size_t>(n));
-  if (!r.ok()) return r.status();
-  *b = *std::move(r);
-  if (n > 0) std::memset(b->get(), 0, n * sizeof(T));
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 int64_t CudaDecoder::BlockBytes() const {
   return int64_t{2} * kBlockTokens * config().head_dim * sizeof(__nv_bfloat16);

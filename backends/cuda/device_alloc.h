@@ -1,9 +1,11 @@
 // Device allocation with the decoder's debug fill (CudaDecoderOptions::debug_fill_byte),
-// shared by the decoder and the parts it owns (GpuPredictor).
+// and pinned host buffers, shared by the decoder and the parts it owns (GpuPredictor, the
+// KV tiers).
 #ifndef APRUNTIME_BACKENDS_CUDA_DEVICE_ALLOC_H_
 #define APRUNTIME_BACKENDS_CUDA_DEVICE_ALLOC_H_
 
 #include <cstdint>
+#include <cstring>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -32,6 +34,24 @@ absl::Status AllocZ(DeviceBuffer<T>* b, int64_t n, int byte) {
   if (!r.ok()) return r.status();
   *b = *std::move(r);
   if (n > 0) APR_CUDA_RETURN_IF_ERROR(cudaMemset(b->get(), byte, b->bytes()));
+  return absl::OkStatus();
+}
+
+// A pinned host buffer of n elements, contents as cudaMallocHost leaves them.
+template <typename T>
+absl::Status AllocPinned(PinnedBuffer<T>* b, int64_t n) {
+  auto r = PinnedBuffer<T>::Allocate(static_cast<size_t>(n));
+  if (!r.ok()) return r.status();
+  *b = *std::move(r);
+  return absl::OkStatus();
+}
+
+// The same, zeroed (host-side counts and lists the device or a thread reads before the
+// first write).
+template <typename T>
+absl::Status AllocPinnedZ(PinnedBuffer<T>* b, int64_t n) {
+  APR_RETURN_IF_ERROR(AllocPinned(b, n));
+  if (n > 0) std::memset(b->get(), 0, n * sizeof(T));
   return absl::OkStatus();
 }
 

@@ -5,7 +5,6 @@
 #include "backends/cuda/remote_gpu_kv_tier.h"
 
 #include <algorithm>
-#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -50,13 +49,8 @@ absl::Status RemoteGpuKvTier::Bind(const GpuCacheBinding& cache) {
                                             staging_chunks_, copy_stream_);
   if (!f.ok()) return f.status();
   fetcher_ = *std::move(f);
-  auto h = PinnedBuffer<uint32_t>::Allocate(static_cast<size_t>(L) * 2 * c_.max_fetch);
-  if (!h.ok()) return h.status();
-  h_fetch_ = *std::move(h);
-  auto hc = PinnedBuffer<int32_t>::Allocate(L);
-  if (!hc.ok()) return hc.status();
-  h_fetch_count_ = *std::move(hc);
-  std::memset(h_fetch_count_.get(), 0, L * sizeof(int32_t));
+  APR_RETURN_IF_ERROR(AllocPinnedZ(&h_fetch_, int64_t{L} * 2 * c_.max_fetch));
+  APR_RETURN_IF_ERROR(AllocPinnedZ(&h_fetch_count_, L));
   pending_.assign(L, {});
   posted_.assign(L, 0);
   started_.assign(L, 0);
