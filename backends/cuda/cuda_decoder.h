@@ -143,7 +143,6 @@ class CudaDecoder : public Decoder {
   // belong to that device.
   absl::Status BindDevice();
   void Release(CudaSequence& seq);
-  absl::Status Check(bool cond, const char* what);
   // Grows `seq` to hold `len` tokens and uploads new group-table entries.
   absl::Status Reserve(CudaSequence& seq, int64_t len);
   absl::Status Linear(const __nv_bfloat16* w, int m, int k, const __nv_bfloat16* x, int n, float* y,
