@@ -106,95 +106,96 @@ std::string LoadReport::Summary() const {
       total_p50, total_p90, total_p95, total_p99, total_max);
 }
 
-absl::StatusOr<LoadReport> RunLoad(const std::string& address, const LoadOptions& o) {
-  auto expected = References(o);
-  if (!expected.ok()) return expected.status();
+namespace {
 
+// One stream's outcome as the client saw it.
+struct StreamResult {
+  std::vector<int32_t> tokens;
+  absl::StatusOr<gv1::GenerationStats> stats = absl::UnknownError("not run");
+  double ttft = -1, total = 0;
+};
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::vector<std::unique_ptr<gv1::Generation::Stub>> OpenStubs(const std::string& address,
+                                                              int channels) {
   std::vector<std::unique_ptr<gv1::Generation::Stub>> stubs;
-  for (int c = 0; c < std::max(o.channels, 1); ++c) {
+  for (int c = 0; c < std::max(channels, 1); ++c) {
     grpc::ChannelArguments args;
     args.SetInt("apr.load_channel", c);  // distinct arguments: a connection each
     stubs.push_back(gv1::Generation::NewStub(
         grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
   }
-  struct Got {
-    std::vector<int32_t> tokens;
-    absl::StatusOr<gv1::GenerationStats> stats = absl::UnknownError("not run");
-    double ttft = -1, total = 0;
-  };
-  std::vector<Got> got(o.streams);
-  const auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::thread> threads;
-  threads.reserve(o.streams);
-  for (int i = 0; i < o.streams; ++i) {
-    threads.emplace_back([&, i] {
-      const gv1::GenerateRequest req = LoadRequest(i, o);
-      cluster::CallOptions call;
-      call.timeout_seconds = o.timeout_seconds;
-      // Wait for the channel's connection rather than fail fast: on a loaded CI machine one
-      // channel's first connect once failed, and every stream on it with UNAVAILABLE, while
-      // the other channels carried theirs. Every stream must still succeed, within its
-      // deadline.
-      call.on_context = [](grpc::ClientContext* c) {
-        if (c != nullptr) c->set_wait_for_ready(true);
-      };
-      const auto start = std::chrono::steady_clock::now();
-      Got& g = got[i];
-      g.stats = cluster::StreamGenerate(
-          *stubs[i % stubs.size()], req,
-          [&](const gv1::TokenChunk& c) {
-            if (g.ttft < 0 && c.ids_size() > 0) {
-              g.ttft =
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            }
-            g.tokens.insert(g.tokens.end(), c.ids().begin(), c.ids().end());
-          },
-          call);
-      g.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    });
-  }
-  for (auto& t : threads) t.join();
+  return stubs;
+}
 
-  LoadReport r;
-  r.streams = o.streams;
-  r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  absl::flat_hash_map<std::string, int> ids;
-  std::vector<double> ttft, total;
+// Streams request `i` to the end, timing its first token and the whole.
+void StreamOne(gv1::Generation::Stub& stub, int i, const LoadOptions& o, StreamResult& g) {
+  const gv1::GenerateRequest req = LoadRequest(i, o);
+  cluster::CallOptions call;
+  call.timeout_seconds = o.timeout_seconds;
+  // Wait for the channel's connection rather than fail fast: on a loaded CI machine one
+  // channel's first connect once failed, and every stream on it with UNAVAILABLE, while
+  // the other channels carried theirs. Every stream must still succeed, within its
+  // deadline.
+  call.on_context = [](grpc::ClientContext* c) {
+    if (c != nullptr) c->set_wait_for_ready(true);
+  };
+  const auto start = std::chrono::steady_clock::now();
+  g.stats = cluster::StreamGenerate(
+      stub, req,
+      [&](const gv1::TokenChunk& c) {
+        if (g.ttft < 0 && c.ids_size() > 0) g.ttft = SecondsSince(start);
+        g.tokens.insert(g.tokens.end(), c.ids().begin(), c.ids().end());
+      },
+      call);
+  g.total = SecondsSince(start);
+}
+
+// Counts stream `i` into the report against its reference; `ids` finds duplicates.
+void CheckStream(int i, const StreamResult& g, const Expected& want,
+                 absl::flat_hash_map<std::string, int>& ids, LoadReport& r) {
   auto note = [&](std::string e) {
     if (r.errors.size() < 10) r.errors.push_back(std::move(e));
   };
-  for (int i = 0; i < o.streams; ++i) {
-    const Got& g = got[i];
-    r.tokens += static_cast<int64_t>(g.tokens.size());
-    if (!g.stats.ok()) {
-      if (g.stats.status().code() == absl::StatusCode::kDataLoss) {
-        ++r.lost;
-      } else {
-        ++r.failed;
-      }
-      note(absl::StrCat("stream ", i, ": ", g.stats.status().ToString()));
-      continue;
-    }
-    ++r.ok;
-    const std::string& rid = g.stats->request_id();
-    if (!absl::EndsWith(rid, absl::StrCat("/load-", i)) || ++ids[rid] > 1) {
-      ++r.duplicated;
-      note(absl::StrCat("stream ", i, " has request id ", rid));
-    }
-    if (g.stats->generated_tokens() != static_cast<int64_t>(g.tokens.size())) {
+  r.tokens += static_cast<int64_t>(g.tokens.size());
+  if (!g.stats.ok()) {
+    if (g.stats.status().code() == absl::StatusCode::kDataLoss) {
       ++r.lost;
-      note(absl::StrCat("stream ", i, ": stats say ", g.stats->generated_tokens(),
-                        " tokens, the stream carried ", g.tokens.size()));
+    } else {
+      ++r.failed;
     }
-    if (g.tokens != (*expected)[i].tokens) {
-      ++r.mismatched;
-      note(absl::StrCat("stream ", i, ": tokens differ from the reference"));
-    }
-    if (g.stats->stop_reason() != ToProto((*expected)[i].stop)) {
-      ++r.wrong_stop;
-      note(absl::StrCat("stream ", i, ": stop reason ",
-                        gv1::StopReason_Name(g.stats->stop_reason())));
-    }
+    note(absl::StrCat("stream ", i, ": ", g.stats.status().ToString()));
+    return;
+  }
+  ++r.ok;
+  const std::string& rid = g.stats->request_id();
+  if (!absl::EndsWith(rid, absl::StrCat("/load-", i)) || ++ids[rid] > 1) {
+    ++r.duplicated;
+    note(absl::StrCat("stream ", i, " has request id ", rid));
+  }
+  if (g.stats->generated_tokens() != static_cast<int64_t>(g.tokens.size())) {
+    ++r.lost;
+    note(absl::StrCat("stream ", i, ": stats say ", g.stats->generated_tokens(),
+                      " tokens, the stream carried ", g.tokens.size()));
+  }
+  if (g.tokens != want.tokens) {
+    ++r.mismatched;
+    note(absl::StrCat("stream ", i, ": tokens differ from the reference"));
+  }
+  if (g.stats->stop_reason() != ToProto(want.stop)) {
+    ++r.wrong_stop;
+    note(
+        absl::StrCat("stream ", i, ": stop reason ", gv1::StopReason_Name(g.stats->stop_reason())));
+  }
+}
+
+void FillLatencies(const std::vector<StreamResult>& got, LoadReport& r) {
+  std::vector<double> ttft, total;
+  for (const StreamResult& g : got) {
+    if (!g.stats.ok()) continue;
     if (g.ttft >= 0) ttft.push_back(g.ttft);
     total.push_back(g.total);
   }
@@ -208,6 +209,29 @@ absl::StatusOr<LoadReport> RunLoad(const std::string& address, const LoadOptions
   r.total_p95 = Percentile(total, 0.95);
   r.total_p99 = Percentile(total, 0.99);
   r.total_max = Percentile(total, 1.0);
+}
+
+}  // namespace
+
+absl::StatusOr<LoadReport> RunLoad(const std::string& address, const LoadOptions& o) {
+  auto expected = References(o);
+  if (!expected.ok()) return expected.status();
+  const auto stubs = OpenStubs(address, o.channels);
+  std::vector<StreamResult> got(o.streams);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  threads.reserve(o.streams);
+  for (int i = 0; i < o.streams; ++i) {
+    threads.emplace_back([&, i] { StreamOne(*stubs[i % stubs.size()], i, o, got[i]); });
+  }
+  for (auto& t : threads) t.join();
+
+  LoadReport r;
+  r.streams = o.streams;
+  r.wall_seconds = SecondsSince(t0);
+  absl::flat_hash_map<std::string, int> ids;
+  for (int i = 0; i < o.streams; ++i) CheckStream(i, got[i], (*expected)[i], ids, r);
+  FillLatencies(got, r);
   return r;
 }
 
