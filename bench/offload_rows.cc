@@ -353,19 +353,35 @@ std::string Markdown(const std::string& head, const std::vector<Result>& rows, d
   return t;
 }
 
-}  // namespace
+// What every row of the table shares: the model and the flags' settings, the local tier,
+// the head (link and gather lines) and the rows so far.
+struct RowRunner {
+  std::shared_ptr<const CudaWeights> w;
+  int L = 0, nkv = 0;
+  int warmup = 0, steps = 0, budget = 0;
+  std::vector<float> pw;  // the predictor's weights, the same for every row
+  std::shared_ptr<LocalKvTier> local;
+  std::string head;
+  double link = 0;  // the link's best rate, GB/s
+  std::string preamble, out_path;
+  std::vector<Result> rows;
+};
 
-std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::string& preamble,
-                           const std::string& out_path) {
-  const ModelConfig& cfg = w->config();
-  const int L = cfg.num_hidden_layers, nkv = cfg.num_key_value_heads;
-  const int warmup = absl::GetFlag(FLAGS_offload_warmup),
-            steps = absl::GetFlag(FLAGS_offload_steps);
-  const int budget = absl::GetFlag(FLAGS_offload_budget);
-  const std::string modes = absl::GetFlag(FLAGS_offload_modes);
-  const std::vector<float> pw = RandomPredictorWeights(77);
+// The table is rewritten after every row: a run stopped at its time limit still leaves
+// the rows it finished.
+void Publish(const RowRunner& rr) {
+  if (!rr.out_path.empty())
+    std::ofstream(rr.out_path) << rr.preamble
+                               << Markdown(rr.head, rr.rows, rr.link, rr.budget, rr.steps);
+}
 
-  // The local tier, shared by every offload decoder below; random contents.
+void AddRow(RowRunner& rr, const Result& r) {
+  rr.rows.push_back(r);
+  Publish(rr);
+}
+
+// The local tier, shared by every offload decoder; random contents.
+std::shared_ptr<LocalKvTier> CreateFilledLocalTier() {
   const int64_t pool_blocks =
       static_cast<int64_t>(absl::GetFlag(FLAGS_host_pool_gib) * (1 << 30)) / kBlockBytes;
   auto t0 = std::chrono::steady_clock::now();
@@ -379,8 +395,12 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
   std::printf("\nlocal tier: %.1f GiB pinned, mapped, registered and filled in %.1f s\n",
               local->store->region_bytes() / double(1 << 30),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return local;
+}
 
-  const Rate link_rate = LinkGbs(*local);
+// The lines above the table: the link's rate, the fetch kernel's at one layer's launch
+// sizes, and with --gather_sweep the sweep.
+std::string LinkAndGatherHead(const LocalKvTier& local, const Rate& link_rate) {
   const double link = link_rate.best;
   std::string head = absl::StrFormat(
       "Link: contiguous pinned host -> GPU cudaMemcpyAsync of 1 GiB, 5 rounds: best %.1f GB/s, "
@@ -392,176 +412,235 @@ std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::stri
       "link |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
       SmCount());
   for (int n : {448, 3584, 16384}) {
-    const Rate g = GatherGbs(*local, n);
+    const Rate g = GatherGbs(local, n);
     head +=
         absl::StrFormat("| one layer's fetch | %d | %.1f | %.1f | %.0f%% | %.0f%% |\n", n, g.best,
                         g.median, 100 * g.best / link, 100 * g.median / link_rate.median);
   }
-  if (absl::GetFlag(FLAGS_gather_sweep)) head += GatherSweep(*local, link_rate);
-  std::printf("\n%s\n", head.c_str());
+  if (absl::GetFlag(FLAGS_gather_sweep)) head += GatherSweep(local, link_rate);
+  return head;
+}
+
+// Why the row cannot run ("n/a: ..."), or "" when the GPU and the host pool fit it.
+std::string CapacityNote(const RowRunner& rr, int ctx, int batch, char mode, bool remote) {
+  const bool full = mode == 'a';
+  const double kv = double(batch) * ctx * rr.L * rr.nkv * 2 * 128 * 2;
+  size_t free_b, total_b;
+  BENCH_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
+  const double gpu_need = (mode == 'c' || full) ? kv * 1.08 + (3ull << 30) : 6e9;
+  const bool host_mode = mode != 'c' && !remote;
+  if (gpu_need > free_b) {
+    return absl::StrFormat("n/a: needs %.0f GB of GPU memory, %.0f GB free", gpu_need / 1e9,
+                           free_b / 1e9);
+  } else if (host_mode && kv > rr.local->store->region_bytes()) {
+    return absl::StrFormat("n/a: KV %.0f GB > the %.0f GB host pool", kv / 1e9,
+                           rr.local->store->region_bytes() / 1e9);
+  }
+  return "";
+}
+
+// The decoder of one row: sparse with the key-summary calibration; offloaded (to the local
+// tier, or `remote`) unless mode 'c'; (a) with a budget over the whole context `cap`.
+CudaDecoderOptions RowDecoderOptions(const RowRunner& rr, int batch, char mode, int cap,
+                                     const std::shared_ptr<kvstore::RemoteTier>& remote,
+                                     const OffloadOptions* tuned) {
+  CudaDecoderOptions o;
+  o.max_sequences = batch;
+  o.max_context = cap;
+  o.prefill_chunk = 64;
+  o.sparse.enabled = true;
+  o.sparse.budget_tokens = rr.budget;
+  o.sparse.calibration_step = absl::GetFlag(FLAGS_offload_calibration);
+  o.sparse.calibration_source = CalibrationSource::kKeySummary;
+  o.predictor_weights = rr.pw;
+  o.use_graphs = mode != 'e';
+  o.debug_fill_byte = absl::GetFlag(FLAGS_debug_fill_byte);
+  if (mode != 'c') {
+    if (tuned != nullptr) o.offload = *tuned;
+    o.placement = remote != nullptr ? KvPlacement::kRemote : KvPlacement::kHost;
+    o.offload.local_tier = rr.local;
+    o.offload.remote_tier = remote;
+  }
+  if (mode == 'r') o.offload.reuse_cached_blocks = false;
+  if (mode == 'a') {
+    // Every block every step: a budget over the whole context, no reuse, no calibration
+    // (the attention is exact anyway).
+    o.max_budget_tokens = cap + 256;
+    o.sparse.budget_tokens = cap + 256;
+    o.sparse.calibration_step = 0;
+    o.offload.reuse_cached_blocks = false;
+    o.offload.extra_cache_slots = 0;
+  }
+  return o;
+}
+
+// Creates the row's decoder, fills its pool and `batch` random contexts of `ctx` tokens,
+// then times it (TimeRow). `setup_s`: from `t_setup` to the contexts filled.
+absl::Status MeasureRow(const std::shared_ptr<const CudaWeights>& w, const CudaDecoderOptions& o,
+                        int ctx, int batch, int twarm, int tsteps,
+                        std::chrono::steady_clock::time_point t_setup, double* setup_s, Result* r) {
+  auto dec = CudaDecoder::Create(w, o);
+  RETURN_IF_ERR(dec.status());
+  CudaDecoder& d = **dec;
+  RETURN_IF_ERR(CudaDecoderBenchPeer::FillPoolRandom(d, 99));
+  std::vector<std::unique_ptr<Sequence>> owned;
+  std::vector<Sequence*> seqs;
+  for (int b = 0; b < batch; ++b) {
+    owned.push_back(d.NewSequence());
+    seqs.push_back(owned.back().get());
+    RETURN_IF_ERR(CudaDecoderBenchPeer::FillRandomContext(d, *owned.back(), ctx, 500 + b));
+  }
+  *setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_setup).count();
+  RETURN_IF_ERR(TimeRow(d, seqs, twarm, tsteps, r));
+  r->lists_hash = ListsHash(d);
+  owned.clear();
+  return absl::OkStatus();
+}
+
+void PrintRow(const Result& r, double setup_s) {
+  std::printf(
+      "ctx %6d batch %d %-34s %9.3f ms/step (device median %9.3f)  fetched %8.1f MB/step "
+      "(%.1f GB/s)  hits %5.1f%%  stalls %.1f of %.1f waits/step  host stall %.3f ms/step  "
+      "served-like %.3f ms/step  (setup %.1f s)  lists %016llx\n",
+      r.ctx, r.batch, r.label.c_str(), r.wall_ms, r.device_ms, r.fetched_mb, r.fetch_gbs,
+      r.hits_pct, r.stalls_per_step, r.waits_per_step, r.host_stall_ms, r.served_like_ms, setup_s,
+      static_cast<unsigned long long>(r.lists_hash));
   std::fflush(stdout);
-  const std::vector<Ablation> ablations = ParseAblations(absl::GetFlag(FLAGS_offload_ablations));
+}
 
-  std::vector<Result> rows;
-  // The table is rewritten after every row: a run stopped at its time limit still leaves
-  // the rows it finished.
-  auto publish = [&] {
-    if (!out_path.empty())
-      std::ofstream(out_path) << preamble << Markdown(head, rows, link, budget, steps);
-  };
-  auto run = [&](int ctx, int batch, char mode, const std::string& label,
-                 std::shared_ptr<kvstore::RemoteTier> remote,
-                 const OffloadOptions* tuned = nullptr) {
-    Result r;
-    r.ctx = ctx;
-    r.batch = batch;
-    r.mode = std::string(1, mode);
-    r.label = label;
-    const bool full = mode == 'a';
-    const int tsteps = full ? absl::GetFlag(FLAGS_full_steps) : steps;
-    const int twarm = full ? 1 : warmup;
-    const int cap = ctx + tsteps + twarm + 64;
-    const double kv = double(batch) * ctx * L * nkv * 2 * 128 * 2;
-    size_t free_b, total_b;
-    BENCH_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
-    const double gpu_need = (mode == 'c' || full) ? kv * 1.08 + (3ull << 30) : 6e9;
-    const bool host_mode = mode != 'c' && remote == nullptr;
-    if (gpu_need > free_b) {
-      r.note = absl::StrFormat("n/a: needs %.0f GB of GPU memory, %.0f GB free", gpu_need / 1e9,
-                               free_b / 1e9);
-    } else if (host_mode && kv > local->store->region_bytes()) {
-      r.note = absl::StrFormat("n/a: KV %.0f GB > the %.0f GB host pool", kv / 1e9,
-                               local->store->region_bytes() / 1e9);
-    }
-    if (!r.note.empty()) {
-      std::printf("ctx %d batch %d %s: %s\n", ctx, batch, label.c_str(), r.note.c_str());
-      rows.push_back(r);
-      publish();
-      return;
-    }
-    CudaDecoderOptions o;
-    o.max_sequences = batch;
-    o.max_context = cap;
-    o.prefill_chunk = 64;
-    o.sparse.enabled = true;
-    o.sparse.budget_tokens = budget;
-    o.sparse.calibration_step = absl::GetFlag(FLAGS_offload_calibration);
-    o.sparse.calibration_source = CalibrationSource::kKeySummary;
-    o.predictor_weights = pw;
-    o.use_graphs = mode != 'e';
-    o.debug_fill_byte = absl::GetFlag(FLAGS_debug_fill_byte);
-    if (mode != 'c') {
-      if (tuned != nullptr) o.offload = *tuned;
-      o.placement = remote != nullptr ? KvPlacement::kRemote : KvPlacement::kHost;
-      o.offload.local_tier = local;
-      o.offload.remote_tier = remote;
-    }
-    if (mode == 'r') o.offload.reuse_cached_blocks = false;
-    if (full) {
-      // Every block every step: a budget over the whole context, no reuse, no calibration
-      // (the attention is exact anyway).
-      o.max_budget_tokens = cap + 256;
-      o.sparse.budget_tokens = cap + 256;
-      o.sparse.calibration_step = 0;
-      o.offload.reuse_cached_blocks = false;
-      o.offload.extra_cache_slots = 0;
-    }
-    auto t_setup = std::chrono::steady_clock::now();
-    double setup_s = 0;
-    absl::Status st = [&]() -> absl::Status {
-      auto dec = CudaDecoder::Create(w, o);
-      RETURN_IF_ERR(dec.status());
-      CudaDecoder& d = **dec;
-      RETURN_IF_ERR(CudaDecoderBenchPeer::FillPoolRandom(d, 99));
-      std::vector<std::unique_ptr<Sequence>> owned;
-      std::vector<Sequence*> seqs;
-      for (int b = 0; b < batch; ++b) {
-        owned.push_back(d.NewSequence());
-        seqs.push_back(owned.back().get());
-        RETURN_IF_ERR(CudaDecoderBenchPeer::FillRandomContext(d, *owned.back(), ctx, 500 + b));
-      }
-      setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_setup).count();
-      RETURN_IF_ERR(TimeRow(d, seqs, twarm, tsteps, &r));
-      r.lists_hash = ListsHash(d);
-      owned.clear();
-      return absl::OkStatus();
-    }();
-    if (!st.ok()) {
-      r.note = absl::StrCat("error: ", st.ToString());
-      std::printf("ctx %d batch %d %s: %s\n", ctx, batch, label.c_str(), r.note.c_str());
-      std::fflush(stdout);
-      rows.push_back(r);
-      publish();
-      return;
-    }
-    std::printf(
-        "ctx %6d batch %d %-34s %9.3f ms/step (device median %9.3f)  fetched %8.1f MB/step "
-        "(%.1f GB/s)  hits %5.1f%%  stalls %.1f of %.1f waits/step  host stall %.3f ms/step  "
-        "served-like %.3f ms/step  (setup %.1f s)  lists %016llx\n",
-        ctx, batch, label.c_str(), r.wall_ms, r.device_ms, r.fetched_mb, r.fetch_gbs, r.hits_pct,
-        r.stalls_per_step, r.waits_per_step, r.host_stall_ms, r.served_like_ms, setup_s,
-        static_cast<unsigned long long>(r.lists_hash));
+// One row of the table: measured, or a note saying why not; printed, added and published.
+void RunRow(RowRunner& rr, int ctx, int batch, char mode, const std::string& label,
+            std::shared_ptr<kvstore::RemoteTier> remote, const OffloadOptions* tuned = nullptr) {
+  Result r;
+  r.ctx = ctx;
+  r.batch = batch;
+  r.mode = std::string(1, mode);
+  r.label = label;
+  const bool full = mode == 'a';
+  const int tsteps = full ? absl::GetFlag(FLAGS_full_steps) : rr.steps;
+  const int twarm = full ? 1 : rr.warmup;
+  const int cap = ctx + tsteps + twarm + 64;
+  r.note = CapacityNote(rr, ctx, batch, mode, remote != nullptr);
+  if (!r.note.empty()) {
+    std::printf("ctx %d batch %d %s: %s\n", ctx, batch, label.c_str(), r.note.c_str());
+    AddRow(rr, r);
+    return;
+  }
+  const CudaDecoderOptions o = RowDecoderOptions(rr, batch, mode, cap, remote, tuned);
+  auto t_setup = std::chrono::steady_clock::now();
+  double setup_s = 0;
+  absl::Status st = MeasureRow(rr.w, o, ctx, batch, twarm, tsteps, t_setup, &setup_s, &r);
+  if (!st.ok()) {
+    r.note = absl::StrCat("error: ", st.ToString());
+    std::printf("ctx %d batch %d %s: %s\n", ctx, batch, label.c_str(), r.note.c_str());
     std::fflush(stdout);
-    rows.push_back(r);
-    publish();
-  };
+    AddRow(rr, r);
+    return;
+  }
+  PrintRow(r, setup_s);
+  AddRow(rr, r);
+}
 
+// The local rows: per context and batch, each mode of --offload_modes in order, with the
+// --offload_ablations rows of that mode after its own.
+void RunLocalRows(RowRunner& rr, const std::string& modes, const std::vector<Ablation>& ablations) {
   bool first_pair = true;  // the eager row only once: it shows the cost of no graphs
   for (int ctx : PositiveInts("offload_contexts", absl::GetFlag(FLAGS_offload_contexts))) {
     for (int batch : PositiveInts("offload_batches", absl::GetFlag(FLAGS_offload_batches))) {
       for (char m : modes) {
-        if (m == 'c') run(ctx, batch, 'c', "(c) sparse, resident", nullptr);
-        if (m == 'b') run(ctx, batch, 'b', "(b) sparse offload + prefetch", nullptr);
-        if (m == 'a') run(ctx, batch, 'a', "(a) full offload", nullptr);
+        if (m == 'c') RunRow(rr, ctx, batch, 'c', "(c) sparse, resident", nullptr);
+        if (m == 'b') RunRow(rr, ctx, batch, 'b', "(b) sparse offload + prefetch", nullptr);
+        if (m == 'a') RunRow(rr, ctx, batch, 'a', "(a) full offload", nullptr);
         for (const Ablation& ab : ablations) {
           if (ab.mode == m)
-            run(ctx, batch, m, absl::StrCat("(", std::string(1, m), ") ", ab.name), nullptr,
-                &ab.options);
+            RunRow(rr, ctx, batch, m, absl::StrCat("(", std::string(1, m), ") ", ab.name), nullptr,
+                   &ab.options);
         }
-        if (m == 'r') run(ctx, batch, 'r', "(b) without block reuse", nullptr);
-        if (m == 'e' && first_pair) run(ctx, batch, 'e', "(b) eager, per-layer waits", nullptr);
+        if (m == 'r') RunRow(rr, ctx, batch, 'r', "(b) without block reuse", nullptr);
+        if (m == 'e' && first_pair)
+          RunRow(rr, ctx, batch, 'e', "(b) eager, per-layer waits", nullptr);
       }
       first_pair = false;
     }
   }
+}
 
-  // Remote: a storage node process on this host over UCX.
+// A storage node process on this host (binary `bin`, UCX transports `tls`), with room for
+// the largest remote context and batch.
+absl::StatusOr<std::unique_ptr<kvstore::testing::StorageNodeProcess>> StartStorageNode(
+    const std::string& bin, const std::string& tls, int L, int nkv) {
+  int64_t need = 0;
+  for (int ctx : PositiveInts("remote_contexts", absl::GetFlag(FLAGS_remote_contexts)))
+    for (int batch : PositiveInts("remote_batches", absl::GetFlag(FLAGS_remote_batches)))
+      need = std::max<int64_t>(need, int64_t{batch} * (ctx / 16 + 16) * L * nkv);
+  return kvstore::testing::StorageNodeProcess::Start(
+      bin,
+      {absl::StrCat("--capacity_blocks=", need + 4096), absl::StrCat("--block_bytes=", kBlockBytes),
+       absl::StrCat("--ucx_tls=", tls), "--ucx_net_devices=lo", "--fill_byte=60"},
+      absl::Seconds(180));
+}
+
+// With --storage_node, the (b) rows remote: a storage node process on this host over UCX.
+// Returns the node (null without one), which the caller keeps until the table is done.
+std::unique_ptr<kvstore::testing::StorageNodeProcess> RunRemoteRows(RowRunner& rr) {
   std::unique_ptr<kvstore::testing::StorageNodeProcess> node;
-  if (const std::string bin = absl::GetFlag(FLAGS_storage_node); !bin.empty()) {
-    int64_t need = 0;
-    for (int ctx : PositiveInts("remote_contexts", absl::GetFlag(FLAGS_remote_contexts)))
-      for (int batch : PositiveInts("remote_batches", absl::GetFlag(FLAGS_remote_batches)))
-        need = std::max<int64_t>(need, int64_t{batch} * (ctx / 16 + 16) * L * nkv);
-    const std::string tls = absl::GetFlag(FLAGS_remote_tls);
-    auto n = kvstore::testing::StorageNodeProcess::Start(
-        bin,
-        {absl::StrCat("--capacity_blocks=", need + 4096),
-         absl::StrCat("--block_bytes=", kBlockBytes), absl::StrCat("--ucx_tls=", tls),
-         "--ucx_net_devices=lo", "--fill_byte=60"},
-        absl::Seconds(180));
-    if (!n.ok()) {
-      std::fprintf(stderr, "storage node: %s\n", n.status().ToString().c_str());
-    } else {
-      node = *std::move(n);
-      kvstore::RemoteTierOptions ro;
-      ro.address = node->address();
-      ro.ucx.tls = tls;
-      ro.ucx.net_devices = "lo";
-      ro.data_timeout = absl::Seconds(60);
-      auto t = kvstore::RemoteTier::Connect(ro);
-      if (!t.ok()) {
-        std::fprintf(stderr, "remote tier: %s\n", t.status().ToString().c_str());
-      } else {
-        std::shared_ptr<kvstore::RemoteTier> remote(std::move(*t));
-        for (int ctx : PositiveInts("remote_contexts", absl::GetFlag(FLAGS_remote_contexts)))
-          for (int batch : PositiveInts("remote_batches", absl::GetFlag(FLAGS_remote_batches)))
-            run(ctx, batch, 'b', absl::StrCat("(b) remote, storage node over UCX ", tls), remote);
-      }
-    }
+  const std::string bin = absl::GetFlag(FLAGS_storage_node);
+  if (bin.empty()) return node;
+  const std::string tls = absl::GetFlag(FLAGS_remote_tls);
+  auto n = StartStorageNode(bin, tls, rr.L, rr.nkv);
+  if (!n.ok()) {
+    std::fprintf(stderr, "storage node: %s\n", n.status().ToString().c_str());
+    return node;
   }
+  node = *std::move(n);
+  kvstore::RemoteTierOptions ro;
+  ro.address = node->address();
+  ro.ucx.tls = tls;
+  ro.ucx.net_devices = "lo";
+  ro.data_timeout = absl::Seconds(60);
+  auto t = kvstore::RemoteTier::Connect(ro);
+  if (!t.ok()) {
+    std::fprintf(stderr, "remote tier: %s\n", t.status().ToString().c_str());
+    return node;
+  }
+  std::shared_ptr<kvstore::RemoteTier> remote(std::move(*t));
+  for (int ctx : PositiveInts("remote_contexts", absl::GetFlag(FLAGS_remote_contexts)))
+    for (int batch : PositiveInts("remote_batches", absl::GetFlag(FLAGS_remote_batches)))
+      RunRow(rr, ctx, batch, 'b', absl::StrCat("(b) remote, storage node over UCX ", tls), remote);
+  return node;
+}
 
-  publish();
-  const std::string t = preamble + Markdown(head, rows, link, budget, steps);
+}  // namespace
+
+std::string RunOffloadRows(std::shared_ptr<const CudaWeights> w, const std::string& preamble,
+                           const std::string& out_path) {
+  const ModelConfig& cfg = w->config();
+  RowRunner rr;
+  rr.w = w;
+  rr.L = cfg.num_hidden_layers;
+  rr.nkv = cfg.num_key_value_heads;
+  rr.warmup = absl::GetFlag(FLAGS_offload_warmup);
+  rr.steps = absl::GetFlag(FLAGS_offload_steps);
+  rr.budget = absl::GetFlag(FLAGS_offload_budget);
+  const std::string modes = absl::GetFlag(FLAGS_offload_modes);
+  rr.pw = RandomPredictorWeights(77);
+  rr.preamble = preamble;
+  rr.out_path = out_path;
+
+  rr.local = CreateFilledLocalTier();
+  const Rate link_rate = LinkGbs(*rr.local);
+  rr.link = link_rate.best;
+  rr.head = LinkAndGatherHead(*rr.local, link_rate);
+  std::printf("\n%s\n", rr.head.c_str());
+  std::fflush(stdout);
+  const std::vector<Ablation> ablations = ParseAblations(absl::GetFlag(FLAGS_offload_ablations));
+
+  RunLocalRows(rr, modes, ablations);
+  // The node process stays up until the table is printed.
+  const std::unique_ptr<kvstore::testing::StorageNodeProcess> node = RunRemoteRows(rr);
+
+  Publish(rr);
+  const std::string t = preamble + Markdown(rr.head, rr.rows, rr.link, rr.budget, rr.steps);
   std::printf("\n%s", t.c_str());
   return t;
 }
