@@ -122,23 +122,23 @@ double AllReduceMicros(CudaDecoder& d, int batch, int layers) {
   return Median(t);
 }
 
-int Main() {
-  setenv("NCCL_NVLS_ENABLE", "0", 0);
-  setenv("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1", 0);
-  setenv("NVSHMEM_DISABLE_NVLS", "1", 0);
-  const int size = absl::GetFlag(FLAGS_tp_size), rank = Rank();
-  const int device = absl::GetFlag(FLAGS_device) >= 0 ? absl::GetFlag(FLAGS_device) : rank;
-  const std::vector<int> contexts = PositiveInts("contexts", absl::GetFlag(FLAGS_contexts));
-  const std::vector<int> batches = PositiveInts("batches", absl::GetFlag(FLAGS_batches));
-  const int steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
-  const int max_batch = *std::max_element(batches.begin(), batches.end());
-  const int max_ctx = *std::max_element(contexts.begin(), contexts.end()) + steps + warmup + 16;
-  bool want_dense = false, want_sparse = false;
+// --modes: which attention the rows measure.
+struct Attention {
+  bool dense = false, sparse = false;
+};
+
+Attention WantedAttention() {
+  Attention want;
   for (absl::string_view m : absl::StrSplit(absl::GetFlag(FLAGS_modes), ',', absl::SkipEmpty())) {
-    want_dense |= m == "dense";
-    want_sparse |= m == "sparse";
+    want.dense |= m == "dense";
+    want.sparse |= m == "sparse";
   }
-  BENCH_CHECK_CUDA(cudaSetDevice(device));
+  return want;
+}
+
+// The decoder of every row: room for the largest batch and context, dense to begin with
+// (each row sets its attention), this process's TP rank (the NCCL id is added by Main).
+CudaDecoderOptions DecoderOptions(int device, int max_batch, int max_ctx, int rank, int size) {
   CudaDecoderOptions o;
   o.device = device;
   o.max_sequences = max_batch;
@@ -150,6 +150,94 @@ int Main() {
   o.predictor_weights = RandomPredictorWeights(7);  // the same on every rank
   o.tp.rank = rank;
   o.tp.size = size;
+  return o;
+}
+
+// The ALLREDUCE lines: one per batch size (every rank takes part, rank 0 prints).
+void PrintAllReduces(CudaDecoder& d, const std::vector<int>& batches, const ModelConfig& config,
+                     int size, int rank) {
+  for (int b : batches) {
+    const double us = AllReduceMicros(d, b, config.num_hidden_layers);
+    if (rank == 0) {
+      std::printf("ALLREDUCE tp=%d batch=%d bytes=%lld us_per_allreduce=%.2f per_step_ms=%.3f\n",
+                  size, b, static_cast<long long>(int64_t{b} * config.hidden_size * 4), us,
+                  us * 2 * config.num_hidden_layers / 1e3);
+    }
+  }
+}
+
+// What every ROW shares: the TP geometry, the step counts and the events around a step.
+struct RowSetup {
+  int size = 1, rank = 0;
+  int warmup = 0, steps = 0;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+};
+
+// One ROW: `batch` random contexts of `ctx` tokens, `warmup` + `steps` decode steps, the
+// medians of the timed ones (rank 0 prints).
+void RunRow(CudaDecoder& d, const RowSetup& rs, int ctx, int batch, bool sparse) {
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  std::vector<Sequence*> ptrs;
+  for (int b = 0; b < batch; ++b) {
+    seqs.push_back(d.NewSequence());
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::FillRandomContext(d, *seqs.back(), ctx, 100 + b));
+    ptrs.push_back(seqs.back().get());
+  }
+  std::vector<int32_t> tokens(batch);
+  std::vector<double> dev_ms, wall_ms;
+  for (int s = 0; s < rs.warmup + rs.steps; ++s) {
+    for (int b = 0; b < batch; ++b) tokens[b] = (7919 * (s + 1) + 31 * b) % 128000;
+    const auto w0 = std::chrono::steady_clock::now();
+    BENCH_CHECK_OK(d.DecodeStepAsync(ptrs, tokens, rs.e0, rs.e1));
+    BENCH_CHECK_OK(d.Synchronize());
+    const double wall =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - w0).count();
+    float ms = 0;
+    BENCH_CHECK_CUDA(cudaEventElapsedTime(&ms, rs.e0, rs.e1));
+    if (s >= rs.warmup) {
+      dev_ms.push_back(ms);
+      wall_ms.push_back(wall);
+    }
+  }
+  const double step = Median(dev_ms), wall = Median(wall_ms);
+  if (rs.rank == 0) {
+    std::printf(
+        "ROW tp=%d context=%d batch=%d attention=%s step_ms=%.3f wall_ms=%.3f "
+        "tokens_per_s=%.1f\n",
+        rs.size, ctx, batch, sparse ? "sparse" : "dense", step, wall, batch * 1e3 / wall);
+    std::fflush(stdout);
+  }
+}
+
+// The ROWs: per context, dense then sparse (those wanted), per batch.
+void RunRows(CudaDecoder& d, const RowSetup& rs, const std::vector<int>& contexts,
+             const std::vector<int>& batches, const Attention& want) {
+  for (int ctx : contexts) {
+    for (int mode = 0; mode < 2; ++mode) {
+      const bool sparse = mode == 1;
+      if ((sparse && !want.sparse) || (!sparse && !want.dense)) continue;
+      SparseOptions so = d.sparse();
+      so.enabled = sparse;
+      BENCH_CHECK_OK(d.SetSparse(so));
+      for (int batch : batches) RunRow(d, rs, ctx, batch, sparse);
+    }
+  }
+}
+
+int Main() {
+  setenv("NCCL_NVLS_ENABLE", "0", 0);
+  setenv("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1", 0);
+  setenv("NVSHMEM_DISABLE_NVLS", "1", 0);
+  const int size = absl::GetFlag(FLAGS_tp_size), rank = Rank();
+  const int device = absl::GetFlag(FLAGS_device) >= 0 ? absl::GetFlag(FLAGS_device) : rank;
+  const std::vector<int> contexts = PositiveInts("contexts", absl::GetFlag(FLAGS_contexts));
+  const std::vector<int> batches = PositiveInts("batches", absl::GetFlag(FLAGS_batches));
+  const int steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
+  const int max_batch = *std::max_element(batches.begin(), batches.end());
+  const int max_ctx = *std::max_element(contexts.begin(), contexts.end()) + steps + warmup + 16;
+  const Attention want = WantedAttention();
+  BENCH_CHECK_CUDA(cudaSetDevice(device));
+  CudaDecoderOptions o = DecoderOptions(device, max_batch, max_ctx, rank, size);
   const auto t0 = std::chrono::steady_clock::now();
   if (size > 1) o.tp.nccl_unique_id = ExchangeNcclId(rank);
   const ModelConfig config = Llama31_8B(max_ctx, absl::GetFlag(FLAGS_layers));
@@ -167,64 +255,17 @@ int Main() {
     std::printf("INFO tp=%d device=%s weights_per_rank_GB=%.2f init_s=%.1f\n", size, prop.name,
                 d.weights().TotalBytes() / 1e9, init_s);
   }
-  if (size > 1) {
-    for (int b : batches) {
-      const double us = AllReduceMicros(d, b, config.num_hidden_layers);
-      if (rank == 0) {
-        std::printf("ALLREDUCE tp=%d batch=%d bytes=%lld us_per_allreduce=%.2f per_step_ms=%.3f\n",
-                    size, b, static_cast<long long>(int64_t{b} * config.hidden_size * 4), us,
-                    us * 2 * config.num_hidden_layers / 1e3);
-      }
-    }
-  }
-  cudaEvent_t e0, e1;
-  BENCH_CHECK_CUDA(cudaEventCreate(&e0));
-  BENCH_CHECK_CUDA(cudaEventCreate(&e1));
-  for (int ctx : contexts) {
-    for (int mode = 0; mode < 2; ++mode) {
-      const bool sparse = mode == 1;
-      if ((sparse && !want_sparse) || (!sparse && !want_dense)) continue;
-      SparseOptions so = d.sparse();
-      so.enabled = sparse;
-      BENCH_CHECK_OK(d.SetSparse(so));
-      for (int batch : batches) {
-        std::vector<std::unique_ptr<Sequence>> seqs;
-        std::vector<Sequence*> ptrs;
-        for (int b = 0; b < batch; ++b) {
-          seqs.push_back(d.NewSequence());
-          BENCH_CHECK_OK(CudaDecoderBenchPeer::FillRandomContext(d, *seqs.back(), ctx, 100 + b));
-          ptrs.push_back(seqs.back().get());
-        }
-        std::vector<int32_t> tokens(batch);
-        std::vector<double> dev_ms, wall_ms;
-        for (int s = 0; s < warmup + steps; ++s) {
-          for (int b = 0; b < batch; ++b) tokens[b] = (7919 * (s + 1) + 31 * b) % 128000;
-          const auto w0 = std::chrono::steady_clock::now();
-          BENCH_CHECK_OK(d.DecodeStepAsync(ptrs, tokens, e0, e1));
-          BENCH_CHECK_OK(d.Synchronize());
-          const double wall =
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - w0)
-                  .count();
-          float ms = 0;
-          BENCH_CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-          if (s >= warmup) {
-            dev_ms.push_back(ms);
-            wall_ms.push_back(wall);
-          }
-        }
-        const double step = Median(dev_ms), wall = Median(wall_ms);
-        if (rank == 0) {
-          std::printf(
-              "ROW tp=%d context=%d batch=%d attention=%s step_ms=%.3f wall_ms=%.3f "
-              "tokens_per_s=%.1f\n",
-              size, ctx, batch, sparse ? "sparse" : "dense", step, wall, batch * 1e3 / wall);
-          std::fflush(stdout);
-        }
-      }
-    }
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
+  if (size > 1) PrintAllReduces(d, batches, config, size, rank);
+  RowSetup rs;
+  rs.size = size;
+  rs.rank = rank;
+  rs.warmup = warmup;
+  rs.steps = steps;
+  BENCH_CHECK_CUDA(cudaEventCreate(&rs.e0));
+  BENCH_CHECK_CUDA(cudaEventCreate(&rs.e1));
+  RunRows(d, rs, contexts, batches, want);
+  cudaEventDestroy(rs.e0);
+  cudaEventDestroy(rs.e1);
   return 0;
 }
 
