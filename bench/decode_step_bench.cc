@@ -34,13 +34,11 @@
 #include "backends/cuda/cuda_decoder_bench_peer.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/fill.h"
-#include "backends/cuda/gemm.h"
 #include "backends/cuda/gemv.h"
-#include "backends/cuda/gemv_mma.h"
-#include "backends/cuda/paged_decode_attention.h"
 #include "backends/cuda/predictor/predictor_cnn.h"
 #include "backends/cuda/predictor/predictor_weights.h"
 #include "bench/bench_util.h"
+#include "bench/decode_step_micro.h"
 #include "bench/gpu/sm_reservation.h"
 #include "bench/offload_rows.h"
 
@@ -120,192 +118,6 @@ void MeasureBandwidth(double* read_gbps, double* copy_gbps) {
   cudaEventDestroy(e1);
   *read_gbps = Median(r);
   *copy_gbps = Median(c);
-}
-
-// Median time of `reps` launches of `launch` (after 3 warm-ups), ms.
-template <typename F>
-double TimeKernel(F launch, int reps = 20) {
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  std::vector<double> t;
-  for (int i = 0; i < reps + 3; ++i) {
-    cudaEventRecord(e0);
-    BENCH_CHECK_CUDA(launch());
-    cudaEventRecord(e1);
-    BENCH_CHECK_CUDA(cudaEventSynchronize(e1));
-    float ms;
-    cudaEventElapsedTime(&ms, e0, e1);
-    if (i >= 3) t.push_back(ms);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  return Median(t);
-}
-
-// The projections of one layer and lm_head through the GEMV, and one layer's decode
-// attention over a dense 32K context and over a 1024-token block list, alone: achieved
-// bandwidth against the read probe.
-void MicroBenchmarks(const CudaWeights& w, double read_gbps) {
-  const ModelConfig& c = w.config();
-  const int H = c.hidden_size, I = c.intermediate_size, nh = c.num_attention_heads,
-            nkv = c.num_key_value_heads, hd = c.head_dim;
-  auto x = DeviceBuffer<__nv_bfloat16>::Allocate(8 * I);
-  auto y = DeviceBuffer<float>::Allocate(8 * c.vocab_size);
-  auto out = DeviceBuffer<__nv_bfloat16>::Allocate(8 * I);
-  BENCH_CHECK_OK(x.status());
-  BENCH_CHECK_OK(y.status());
-  BENCH_CHECK_OK(out.status());
-  BENCH_CHECK_CUDA(FillUniformBf16(x->get(), 8 * I, 3, 1.0f, nullptr));
-  const CudaLayerWeights& lw = w.layer(0);
-  struct G {
-    const char* name;
-    const __nv_bfloat16* w;
-    int m, k;
-    GemvEpilogue e;
-  } gemvs[] = {
-      {"qkv", lw.qkv, (nh + 2 * nkv) * hd, H, GemvEpilogue::kStore},
-      {"o (+residual)", lw.o, H, nh * hd, GemvEpilogue::kAccumulate},
-      {"gate_up (+SwiGLU)", lw.gate_up, I, H, GemvEpilogue::kSwiGlu},
-      {"down (+residual)", lw.down, H, I, GemvEpilogue::kAccumulate},
-      {"lm_head", w.lm_head(), static_cast<int>(c.vocab_size), H, GemvEpilogue::kStore},
-  };
-  // Each kernel side by side on the same matrix and tokens; cuBLAS (cublasGemmEx, bf16 in,
-  // f32 out; gate_up without the SwiGLU pass the decoder adds) for reference.
-  auto gemm = Gemm::Create(nullptr);
-  BENCH_CHECK_OK(gemm.status());
-  auto gu = DeviceBuffer<__nv_bfloat16>::Allocate(int64_t{8} * 2 * I);
-  BENCH_CHECK_OK(gu.status());
-  struct Kernel {
-    const char* name;
-    GemvKernel kernel;
-    GemvMmaShape shape;  // warps > 0: LaunchGemvMma in this shape; < 0: cuBLAS
-  } const kernels[] = {{"CUDA cores", GemvKernel::kCudaCores, {0, 0}},
-                       {"tensor 4w x4", GemvKernel::kTensorCores, {4, 4}},
-                       {"tensor 8w x8", GemvKernel::kTensorCores, {8, 8}},
-                       {"tensor 16w x8", GemvKernel::kTensorCores, {16, 8}},
-                       {"cuBLAS", GemvKernel::kAuto, {-1, 0}}};
-  std::printf("\nmicro: projections, us and %% of the read probe (bf16 weights, f32 out)\n");
-  std::printf("  %-22s %14s", "n  matrix", "m x k");
-  for (const Kernel& kn : kernels) std::printf(" %17s", kn.name);
-  std::printf("\n");
-  for (int n = 1; n <= kGemvMaxTokens; ++n) {
-    for (const G& g : gemvs) {
-      const bool swiglu = g.e == GemvEpilogue::kSwiGlu;
-      const double bytes = 2.0 * (swiglu ? 2 : 1) * g.m * g.k;
-      std::printf("  n=%d %-18s %6d x %5d", n, g.name, g.m, g.k);
-      for (const Kernel& kn : kernels) {
-        GemvArgs a;
-        a.w = g.w;
-        a.x = x->get();
-        a.m = g.m;
-        a.k = g.k;
-        a.n = n;
-        a.epilogue = g.e;
-        a.y = y->get();
-        a.ldy = g.m;
-        a.out = out->get();
-        a.kernel = kn.kernel;
-        const double ms = TimeKernel([&]() -> cudaError_t {
-          if (kn.shape.warps > 0) return LaunchGemvMma(a, kn.shape, nullptr);
-          if (kn.shape.warps == 0) return LaunchGemv(a, nullptr);
-          const absl::Status st =
-              swiglu ? (*gemm)->LinearBf16(g.w, 2 * g.m, g.k, a.x, n, gu->get())
-                     : (*gemm)->LinearF32(g.w, g.m, g.k, a.x, n, a.y, g.m,
-                                          g.e == GemvEpilogue::kAccumulate ? 1.f : 0.f);
-          return st.ok() ? cudaSuccess : cudaErrorUnknown;
-        });
-        std::printf("  %7.1f us (%3.0f%%)", ms * 1e3, 100 * bytes / (ms * 1e6) / read_gbps);
-      }
-      std::printf("\n");
-    }
-  }
-  // Attention: one layer, 8 KV heads, context 32768, batch 1 and 8.
-  std::printf("micro: paged decode attention, one layer (8 KV heads x 4 query heads, hd 128)\n");
-  for (int batch : {1, 8}) {
-    const int ctx = 32768, nb = NumBlocks(ctx);
-    const int64_t slot_elems = 2 * kBlockTokens * hd;
-    auto pool = DeviceBuffer<__nv_bfloat16>::Allocate(int64_t{batch} * nb * nkv * slot_elems);
-    BENCH_CHECK_OK(pool.status());
-    BENCH_CHECK_CUDA(FillUniformBf16(pool->get(), pool->size(), 5, 1.0f, nullptr));
-    std::vector<int32_t> table(int64_t{batch} * nb), lens(batch, ctx), slots_seq(batch);
-    for (int b = 0; b < batch; ++b) {
-      slots_seq[b] = b;
-      for (int i = 0; i < nb; ++i) table[int64_t{b} * nb + i] = b * nb + i;
-    }
-    auto dtable = DeviceBuffer<int32_t>::Allocate(table.size());
-    auto dlens = DeviceBuffer<int32_t>::Allocate(batch);
-    auto dslots = DeviceBuffer<int32_t>::Allocate(batch);
-    auto q = DeviceBuffer<float>::Allocate(int64_t{batch} * nh * hd);
-    auto part_o = DeviceBuffer<float>::Allocate(int64_t{batch} * nh * 128 * hd);
-    auto part_ml = DeviceBuffer<float>::Allocate(int64_t{batch} * nh * 128 * 2);
-    auto att = DeviceBuffer<__nv_bfloat16>::Allocate(int64_t{batch} * nh * hd);
-    BENCH_CHECK_CUDA(
-        cudaMemcpy(dtable->get(), table.data(), table.size() * 4, cudaMemcpyHostToDevice));
-    BENCH_CHECK_CUDA(cudaMemcpy(dlens->get(), lens.data(), batch * 4, cudaMemcpyHostToDevice));
-    BENCH_CHECK_CUDA(
-        cudaMemcpy(dslots->get(), slots_seq.data(), batch * 4, cudaMemcpyHostToDevice));
-    BENCH_CHECK_CUDA(FillUniformF32(q->get(), q->size(), 6, 1.0f, 0.0f, nullptr));
-    // A 1024-token list: sink, 56 blocks spread over the context, local window.
-    const int k = PredictedBlocks(1024), stride = MaxListLength(k);
-    std::vector<int32_t> counts(batch * nkv), blocks(int64_t{batch} * nkv * stride),
-        lslots(blocks.size());
-    for (int r = 0; r < batch * nkv; ++r) {
-      std::vector<int32_t> l;
-      for (int i = 0; i < 4; ++i) l.push_back(i);
-      for (int i = 0; i < k; ++i) l.push_back(4 + (i * 37 + r * 11) % (nb - 9));
-      std::sort(l.begin() + 4, l.end());
-      l.erase(std::unique(l.begin(), l.end()), l.end());
-      for (int i = FirstLocalBlock(ctx); i < nb; ++i) l.push_back(i);
-      counts[r] = static_cast<int>(l.size());
-      for (size_t i = 0; i < l.size(); ++i) {
-        blocks[int64_t{r} * stride + i] = l[i];
-        lslots[int64_t{r} * stride + i] = (r / nkv * nb + l[i]) * nkv + r % nkv;
-      }
-    }
-    auto dcounts = DeviceBuffer<int32_t>::Allocate(counts.size());
-    auto dblocks = DeviceBuffer<int32_t>::Allocate(blocks.size());
-    auto dlslots = DeviceBuffer<int32_t>::Allocate(blocks.size());
-    BENCH_CHECK_CUDA(
-        cudaMemcpy(dcounts->get(), counts.data(), counts.size() * 4, cudaMemcpyHostToDevice));
-    BENCH_CHECK_CUDA(
-        cudaMemcpy(dblocks->get(), blocks.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
-    BENCH_CHECK_CUDA(
-        cudaMemcpy(dlslots->get(), lslots.data(), blocks.size() * 4, cudaMemcpyHostToDevice));
-    int sms = 0;
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
-    for (bool sparse : {false, true}) {
-      for (int splits : {0, 16, 32, 64, 128}) {
-        PagedDecodeArgs a;
-        a.batch = batch;
-        a.num_heads = nh;
-        a.num_kv_heads = nkv;
-        a.head_dim = hd;
-        a.scale = 0.088f;
-        a.q = q->get();
-        a.pool = pool->get();
-        a.context_lens = dlens->get();
-        a.seq_slots = dslots->get();
-        a.table = SlotTable{dtable->get(), nb, nkv, nkv};
-        a.layer = 0;
-        if (sparse)
-          a.lists = BlockLists{dcounts->get(), dblocks->get(), dlslots->get(), nullptr, stride};
-        a.splits = splits > 0 ? splits
-                              : std::min(128, ChooseSplits(batch, nkv, sparse ? stride : nb, sms));
-        a.part_o = part_o->get();
-        a.part_ml = part_ml->get();
-        a.out = att->get();
-        const double ms = TimeKernel([&] { return LaunchPagedDecodeAttention(a, nullptr); });
-        double entries = 0;
-        for (int r = 0; r < batch * nkv; ++r) entries += sparse ? counts[r] : nb;
-        const double bytes = entries * slot_elems * 2;
-        std::printf("  batch %d %-6s splits %3d%s  %8.1f us  %6.0f GB/s (%.0f%% of read probe)\n",
-                    batch, sparse ? "sparse" : "dense", a.splits, splits > 0 ? "" : " (auto)",
-                    ms * 1e3, bytes / (ms * 1e6), 100 * bytes / (ms * 1e6) / read_gbps);
-      }
-    }
-  }
-  std::printf("\n");
 }
 
 struct Row {
@@ -455,203 +267,250 @@ std::string PrefillTable(std::shared_ptr<const CudaWeights> w, const std::vector
   return table;
 }
 
-int Main() {
-  if (absl::GetFlag(FLAGS_offload)) return OffloadMain();
-  const std::vector<int> contexts = PositiveInts("contexts", absl::GetFlag(FLAGS_contexts));
-  const std::vector<int> batches = PositiveInts("batches", absl::GetFlag(FLAGS_batches));
-  const std::vector<int> budgets = PositiveInts("budgets", absl::GetFlag(FLAGS_budgets));
-  const std::vector<int> cnn_tiles = PositiveInts("cnn_tiles", absl::GetFlag(FLAGS_cnn_tiles));
-  const std::vector<int> prefill_tokens =
-      PositiveInts("prefill_tokens", absl::GetFlag(FLAGS_prefill_tokens));
-  const std::vector<int> prefill_chunks =
-      PositiveInts("prefill_chunks", absl::GetFlag(FLAGS_prefill_chunks));
-  if (contexts.empty() && prefill_tokens.empty()) {
+// The step table's flags, parsed and checked.
+struct StepOptions {
+  std::vector<int> contexts, batches, budgets, cnn_tiles, prefill_tokens, prefill_chunks;
+  int steps = 0, warmup = 0, max_budget = 0;
+};
+
+// Parses the flags into `opt`; false, having said why on stderr, when they leave nothing to
+// time or are invalid.
+bool ParseStepOptions(StepOptions* opt) {
+  opt->contexts = PositiveInts("contexts", absl::GetFlag(FLAGS_contexts));
+  opt->batches = PositiveInts("batches", absl::GetFlag(FLAGS_batches));
+  opt->budgets = PositiveInts("budgets", absl::GetFlag(FLAGS_budgets));
+  opt->cnn_tiles = PositiveInts("cnn_tiles", absl::GetFlag(FLAGS_cnn_tiles));
+  opt->prefill_tokens = PositiveInts("prefill_tokens", absl::GetFlag(FLAGS_prefill_tokens));
+  opt->prefill_chunks = PositiveInts("prefill_chunks", absl::GetFlag(FLAGS_prefill_chunks));
+  if (opt->contexts.empty() && opt->prefill_tokens.empty()) {
     std::fprintf(stderr, "nothing to time: --contexts and --prefill_tokens are both empty\n");
-    return 2;
+    return false;
   }
-  if (!prefill_tokens.empty() && prefill_chunks.empty()) {
+  if (!opt->prefill_tokens.empty() && opt->prefill_chunks.empty()) {
     std::fprintf(stderr, "--prefill_chunks: no chunk size\n");
-    return 2;
+    return false;
   }
-  for (int t : cnn_tiles) {
+  for (int t : opt->cnn_tiles) {
     if (!ValidCnnTilesPerCta(t)) {
       std::fprintf(stderr, "--cnn_tiles: %d is not a multiple of 4 in [4, 64]\n", t);
-      return 2;
+      return false;
     }
   }
-  const int steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
-  const int max_budget = budgets.empty() ? 1024 : *std::max_element(budgets.begin(), budgets.end());
+  opt->steps = absl::GetFlag(FLAGS_steps);
+  opt->warmup = absl::GetFlag(FLAGS_warmup);
+  const std::vector<int>& budgets = opt->budgets;
+  opt->max_budget = budgets.empty() ? 1024 : *std::max_element(budgets.begin(), budgets.end());
+  return true;
+}
 
-  cudaDeviceProp prop;
-  BENCH_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  double read_gbps, copy_gbps;
-  MeasureBandwidth(&read_gbps, &copy_gbps);
-  std::printf("device: %s, %d SMs, %.1f GiB; HBM read %.0f GB/s, copy (read+write) %.0f GB/s\n",
-              prop.name, prop.multiProcessorCount, prop.totalGlobalMem / double(1 << 30), read_gbps,
-              copy_gbps);
+// What every (context, batch) of the step table shares.
+struct StepSetup {
+  std::shared_ptr<const CudaWeights> w;
+  std::vector<float> pw;  // the predictor's weights
+  int margin = 0;         // cache room past the context for the steps the rows append
+  int layers = 0, kv_heads = 0, head_dim = 0;
+  double read_gbps = 0, weight_bytes = 0, token_kv_bytes = 0;
+};
 
-  // Room for the longest context plus every step the rows below append.
-  const int modes = 3 + static_cast<int>(budgets.size()) + 4;
-  const int margin = (warmup + steps + 4) * modes + 64;
-  // --contexts= (empty) with --prefill_tokens times prefill alone.
-  int max_ctx = contexts.empty() ? 0 : *std::max_element(contexts.begin(), contexts.end());
-  for (int n : prefill_tokens) max_ctx = std::max(max_ctx, n);
-  const ModelConfig cfg = Llama31_8B(max_ctx + margin);
-  auto weights = CudaWeights::Random(cfg, 1234);
-  BENCH_CHECK_OK(weights.status());
-  std::shared_ptr<const CudaWeights> w(std::move(*weights));
-  const double weight_bytes = static_cast<double>(w->StepBytes());
-  std::printf("weights: %.2f GB on the GPU, %.2f GB read per step\n", w->TotalBytes() / 1e9,
-              weight_bytes / 1e9);
-  if (absl::GetFlag(FLAGS_micro)) MicroBenchmarks(*w, read_gbps);
-  const std::vector<float> pw = RandomPredictorWeights(77);
-  const int L = cfg.num_hidden_layers, nkv = cfg.num_key_value_heads, hd = cfg.head_dim;
-  const double token_kv_bytes = double(L) * nkv * 2 * hd * 2;  // K and V, bf16, all layers
+// The row saying why (ctx, batch) is skipped, printed too, when its KV pool and history
+// would not fit in the free GPU memory; nullopt when they fit.
+std::optional<Row> DoesNotFitRow(const StepSetup& s, int ctx, int batch, int cap) {
+  const int L = s.layers, nkv = s.kv_heads, hd = s.head_dim;
+  const double pool_bytes = double(batch) * NumBlocks(cap) * L * nkv * 2 * 16 * hd * 2;
+  // The history ring and the CNN's kept R (CnnState::row_r), float32 each.
+  const double hist_bytes = 2.0 * batch * L * nkv * kHistoryRing * NumBlocks(cap) * 4;
+  size_t free_b, total_b;
+  BENCH_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
+  if (pool_bytes + hist_bytes + (2ull << 30) > free_b) {
+    Row r{ctx, batch, "all"};
+    r.note = absl::StrFormat("does not fit: KV %.1f GB + weights %.1f GB > %.1f GB",
+                             pool_bytes / 1e9, s.w->TotalBytes() / 1e9, total_b / 1e9);
+    std::printf("ctx %d batch %d: %s\n", ctx, batch, r.note.c_str());
+    return r;
+  }
+  return std::nullopt;
+}
 
-  std::vector<Row> rows;
-  std::vector<TilesRow> tiles_rows;
-  for (int batch : batches) {
-    for (int ctx : contexts) {
-      const int cap = ctx + margin;
-      const double pool_bytes = double(batch) * NumBlocks(cap) * L * nkv * 2 * 16 * hd * 2;
-      // The history ring and the CNN's kept R (CnnState::row_r), float32 each.
-      const double hist_bytes = 2.0 * batch * L * nkv * kHistoryRing * NumBlocks(cap) * 4;
-      size_t free_b, total_b;
-      BENCH_CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
-      if (pool_bytes + hist_bytes + (2ull << 30) > free_b) {
-        Row r{ctx, batch, "all"};
-        r.note = absl::StrFormat("does not fit: KV %.1f GB + weights %.1f GB > %.1f GB",
-                                 pool_bytes / 1e9, w->TotalBytes() / 1e9, total_b / 1e9);
-        std::printf("ctx %d batch %d: %s\n", ctx, batch, r.note.c_str());
-        rows.push_back(r);
-        continue;
-      }
-      CudaDecoderOptions o;
-      o.max_sequences = batch;
-      o.max_context = cap;
-      o.prefill_chunk = 64;
-      o.max_budget_tokens = max_budget;
-      o.sparse.enabled = false;
-      o.sparse.budget_tokens = budgets.empty() ? 1024 : budgets[0];
-      o.sparse.calibration_step = 0;
-      o.predictor_weights = pw;
-      o.predictor_tiles_per_cta = absl::GetFlag(FLAGS_predictor_tiles);
-      o.use_pdl = absl::GetFlag(FLAGS_pdl);
-      auto dec = CudaDecoder::Create(w, o);
-      BENCH_CHECK_OK(dec.status());
-      CudaDecoder& d = **dec;
-      BENCH_CHECK_OK(CudaDecoderBenchPeer::FillPoolRandom(d, 99));
-      std::vector<std::unique_ptr<Sequence>> owned;
-      std::vector<Sequence*> seqs;
-      for (int b = 0; b < batch; ++b) {
-        owned.push_back(d.NewSequence());
-        seqs.push_back(owned.back().get());
-        BENCH_CHECK_OK(CudaDecoderBenchPeer::FillRandomContext(d, *owned.back(), ctx, 500 + b));
-      }
-      auto add = [&](const std::string& mode, double kv_bytes, double pred_ms, double pred_full_ms,
-                     bool sparse, int budget, int cal) {
-        SparseOptions s = d.sparse();
-        s.enabled = sparse;
-        s.budget_tokens = budget;
-        s.calibration_step = cal;
-        BENCH_CHECK_OK(d.SetSparse(s));
-        if (sparse) {
-          BENCH_CHECK_OK(CudaDecoderBenchPeer::PredictAsync(d, seqs));
-          BENCH_CHECK_OK(d.Synchronize());
-        }
-        Row r{ctx, batch, mode};
-        TimeSteps(d, seqs, warmup, steps, &r.step_ms, &r.wall_ms);
-        r.kv_gb = kv_bytes / 1e9;
-        r.floor_ms = (weight_bytes + kv_bytes) / (read_gbps * 1e6);
-        r.predictor_ms = pred_ms;
-        r.predictor_full_ms = pred_full_ms;
-        std::printf("ctx %6d batch %d %-22s step %8.3f ms (wall %8.3f)  floor %8.3f ms  x%.2f%s\n",
-                    ctx, batch, mode.c_str(), r.step_ms, r.wall_ms, r.floor_ms,
-                    r.step_ms / r.floor_ms,
-                    pred_ms >= 0 ? absl::StrFormat("  predictor %.3f ms (%.1f%%)", pred_ms,
-                                                   100 * pred_ms / r.step_ms)
-                                       .c_str()
-                                 : "");
-        std::fflush(stdout);
-        rows.push_back(r);
-      };
-      const double dense_kv = double(batch) * ctx * token_kv_bytes;
-      add("dense", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
-      if (absl::GetFlag(FLAGS_cublas_rows)) {
-        // The default's alternatives, side by side: no PDL, cuBLAS for every projection, and
-        // where the default takes the tensor-core GEMV, the CUDA-core one.
-        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUsePdl(d, false));
-        add("dense, GEMV without PDL", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
-        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUsePdl(d, true));
-        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUseGemv(d, false));
-        add("dense, cuBLAS projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
-        if (batch >= kGemvTensorCoreMinTokens) {
-          BENCH_CHECK_OK(
-              CudaDecoderBenchPeer::SetUseGemv(d, true, kGemvMaxTokens, GemvKernel::kCudaCores));
-          add("dense, CUDA-core GEMV", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
-        }
-        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUseGemv(d, true, o.gemv_max_tokens, o.gemv_kernel));
-      }
-      for (int budget : budgets) {
-        SparseOptions s = d.sparse();
-        s.enabled = true;
-        s.budget_tokens = budget;
-        s.calibration_step = 0;
-        BENCH_CHECK_OK(d.SetSparse(s));
-        const double pred_full = TimePredictor(d, seqs, 10, false);
-        const double pred = TimePredictor(d, seqs, 10, true);
-        const int k = PredictedBlocks(budget);
-        const double sparse_kv =
-            double(batch) * ListLengthBound(ctx, k) * kBlockTokens * token_kv_bytes;
-        // The same steps without predicting (the selection kept): the difference to the rows
-        // below is what the predictor adds to a step, side by side.
-        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetSkipPrediction(d, true));
-        add(absl::StrCat("sparse ", budget, ", no prediction (selection kept)"), sparse_kv, -1, -1,
-            true, budget, 0);
-        const double no_prediction_ms = rows.back().step_ms;
-        BENCH_CHECK_OK(CudaDecoderBenchPeer::SetSkipPrediction(d, false));
-        auto add_predicted = [&](const std::string& mode, double pred_ms, double pred_full_ms) {
-          add(mode, sparse_kv, pred_ms, pred_full_ms, true, budget, 0);
-          rows.back().predictor_in_step_ms = rows.back().step_ms - no_prediction_ms;
-        };
-        add_predicted(absl::StrCat("sparse ", budget), pred, pred_full);
-        if (budget == budgets[0]) {
-          for (int tiles : cnn_tiles) {
-            BENCH_CHECK_OK(CudaDecoderBenchPeer::SetPredictorTilesPerCta(d, tiles));
-            const TilesRow t{ctx, batch, tiles, TimePredictor(d, seqs, 10, true),
-                             TimePredictor(d, seqs, 10, false)};
-            std::printf(
-                "ctx %6d batch %d CNN %2d tiles per CTA: incremental %.3f ms, full %.3f ms\n", ctx,
-                batch, tiles, t.incremental_ms, t.full_ms);
-            tiles_rows.push_back(t);
-          }
-          BENCH_CHECK_OK(
-              CudaDecoderBenchPeer::SetPredictorTilesPerCta(d, o.predictor_tiles_per_cta));
-          // The other stream than the default's for this batch size.
-          const bool side_by_default = batch <= o.overlap_predictor_max_batch;
-          BENCH_CHECK_OK(
-              CudaDecoderBenchPeer::SetOverlapPredictorMaxBatch(d, side_by_default ? 0 : batch));
-          add_predicted(absl::StrCat("sparse ", budget, ", predictor on the ",
-                                     side_by_default ? "main stream" : "side stream"),
-                        pred, pred_full);
-          BENCH_CHECK_OK(
-              CudaDecoderBenchPeer::SetOverlapPredictorMaxBatch(d, o.overlap_predictor_max_batch));
-          BENCH_CHECK_OK(CudaDecoderBenchPeer::SetIncrementalPredictor(d, false));
-          add_predicted(absl::StrCat("sparse ", budget, ", full CNN"), pred_full, pred_full);
-          BENCH_CHECK_OK(CudaDecoderBenchPeer::SetIncrementalPredictor(d, true));
-        }
-      }
-      // A calibration step: the sparse attention, plus a K-only pass over every block that
-      // puts the full attention row into the history.
-      const int b0 = budgets.empty() ? 1024 : budgets[0];
-      const double cal_kv = double(batch) * ListLengthBound(ctx, PredictedBlocks(b0)) *
-                                kBlockTokens * token_kv_bytes +
-                            dense_kv / 2;
-      add(absl::StrCat("sparse ", b0, ", calibration step"), cal_kv, -1, -1, true, b0, 1);
-      owned.clear();
+// The decoder options of the step table's rows at `batch` sequences of up to `cap` tokens.
+CudaDecoderOptions StepDecoderOptions(const StepOptions& opt, const StepSetup& s, int batch,
+                                      int cap) {
+  CudaDecoderOptions o;
+  o.max_sequences = batch;
+  o.max_context = cap;
+  o.prefill_chunk = 64;
+  o.max_budget_tokens = opt.max_budget;
+  o.sparse.enabled = false;
+  o.sparse.budget_tokens = opt.budgets.empty() ? 1024 : opt.budgets[0];
+  o.sparse.calibration_step = 0;
+  o.predictor_weights = s.pw;
+  o.predictor_tiles_per_cta = absl::GetFlag(FLAGS_predictor_tiles);
+  o.use_pdl = absl::GetFlag(FLAGS_pdl);
+  return o;
+}
+
+// One decoder at one (context, batch) with its sequences, and what timing a row of it needs.
+struct RowTimer {
+  CudaDecoder& d;
+  std::vector<Sequence*>& seqs;
+  int ctx, batch, warmup, steps;
+  double weight_bytes, read_gbps;
+  std::vector<Row>* rows;
+
+  // Times a row in mode `mode` (sparse or not, at `budget`, calibration step `cal`), prints
+  // it and appends it to `rows`; the step reads `kv_bytes` of KV.
+  void Add(const std::string& mode, double kv_bytes, double pred_ms, double pred_full_ms,
+           bool sparse, int budget, int cal) const {
+    SparseOptions s = d.sparse();
+    s.enabled = sparse;
+    s.budget_tokens = budget;
+    s.calibration_step = cal;
+    BENCH_CHECK_OK(d.SetSparse(s));
+    if (sparse) {
+      BENCH_CHECK_OK(CudaDecoderBenchPeer::PredictAsync(d, seqs));
+      BENCH_CHECK_OK(d.Synchronize());
     }
+    Row r{ctx, batch, mode};
+    TimeSteps(d, seqs, warmup, steps, &r.step_ms, &r.wall_ms);
+    r.kv_gb = kv_bytes / 1e9;
+    r.floor_ms = (weight_bytes + kv_bytes) / (read_gbps * 1e6);
+    r.predictor_ms = pred_ms;
+    r.predictor_full_ms = pred_full_ms;
+    std::printf("ctx %6d batch %d %-22s step %8.3f ms (wall %8.3f)  floor %8.3f ms  x%.2f%s\n", ctx,
+                batch, mode.c_str(), r.step_ms, r.wall_ms, r.floor_ms, r.step_ms / r.floor_ms,
+                pred_ms >= 0 ? absl::StrFormat("  predictor %.3f ms (%.1f%%)", pred_ms,
+                                               100 * pred_ms / r.step_ms)
+                                   .c_str()
+                             : "");
+    std::fflush(stdout);
+    rows->push_back(r);
   }
 
+  // A predicted sparse row at `budget`, with what the predictor adds to its step: its step
+  // minus `no_prediction_ms`, the same step keeping the previous selection.
+  void AddPredicted(const std::string& mode, double sparse_kv, double pred_ms, double pred_full_ms,
+                    int budget, double no_prediction_ms) const {
+    Add(mode, sparse_kv, pred_ms, pred_full_ms, true, budget, 0);
+    rows->back().predictor_in_step_ms = rows->back().step_ms - no_prediction_ms;
+  }
+};
+
+// The dense rows: the default, then (--cublas_rows) its alternatives side by side.
+void DenseRows(const RowTimer& t, const CudaDecoderOptions& o, double dense_kv) {
+  CudaDecoder& d = t.d;
+  t.Add("dense", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+  if (absl::GetFlag(FLAGS_cublas_rows)) {
+    // The default's alternatives, side by side: no PDL, cuBLAS for every projection, and
+    // where the default takes the tensor-core GEMV, the CUDA-core one.
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUsePdl(d, false));
+    t.Add("dense, GEMV without PDL", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUsePdl(d, true));
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUseGemv(d, false));
+    t.Add("dense, cuBLAS projections", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+    if (t.batch >= kGemvTensorCoreMinTokens) {
+      BENCH_CHECK_OK(
+          CudaDecoderBenchPeer::SetUseGemv(d, true, kGemvMaxTokens, GemvKernel::kCudaCores));
+      t.Add("dense, CUDA-core GEMV", dense_kv, -1, -1, false, o.sparse.budget_tokens, 0);
+    }
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::SetUseGemv(d, true, o.gemv_max_tokens, o.gemv_kernel));
+  }
+}
+
+// The predictor alone at each of --cnn_tiles column tiles per CTA (the decoder's sparse
+// options already set), then the decoder's own tiles again.
+void CnnTilesRows(const RowTimer& t, const std::vector<int>& cnn_tiles, const CudaDecoderOptions& o,
+                  std::vector<TilesRow>* tiles_rows) {
+  CudaDecoder& d = t.d;
+  for (int tiles : cnn_tiles) {
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::SetPredictorTilesPerCta(d, tiles));
+    const TilesRow r{t.ctx, t.batch, tiles, TimePredictor(d, t.seqs, 10, true),
+                     TimePredictor(d, t.seqs, 10, false)};
+    std::printf("ctx %6d batch %d CNN %2d tiles per CTA: incremental %.3f ms, full %.3f ms\n",
+                t.ctx, t.batch, tiles, r.incremental_ms, r.full_ms);
+    tiles_rows->push_back(r);
+  }
+  BENCH_CHECK_OK(CudaDecoderBenchPeer::SetPredictorTilesPerCta(d, o.predictor_tiles_per_cta));
+}
+
+// The sparse rows at `budget`: without prediction, predicted, and at the first budget the
+// CNN tiles, the predictor on the other stream and the full CNN.
+void SparseRows(const RowTimer& t, const StepOptions& opt, const CudaDecoderOptions& o,
+                double token_kv_bytes, int budget, std::vector<TilesRow>* tiles_rows) {
+  CudaDecoder& d = t.d;
+  SparseOptions s = d.sparse();
+  s.enabled = true;
+  s.budget_tokens = budget;
+  s.calibration_step = 0;
+  BENCH_CHECK_OK(d.SetSparse(s));
+  const double pred_full = TimePredictor(d, t.seqs, 10, false);
+  const double pred = TimePredictor(d, t.seqs, 10, true);
+  const int k = PredictedBlocks(budget);
+  const double sparse_kv =
+      double(t.batch) * ListLengthBound(t.ctx, k) * kBlockTokens * token_kv_bytes;
+  // The same steps without predicting (the selection kept): the difference to the rows
+  // below is what the predictor adds to a step, side by side.
+  BENCH_CHECK_OK(CudaDecoderBenchPeer::SetSkipPrediction(d, true));
+  t.Add(absl::StrCat("sparse ", budget, ", no prediction (selection kept)"), sparse_kv, -1, -1,
+        true, budget, 0);
+  const double no_prediction_ms = t.rows->back().step_ms;
+  BENCH_CHECK_OK(CudaDecoderBenchPeer::SetSkipPrediction(d, false));
+  t.AddPredicted(absl::StrCat("sparse ", budget), sparse_kv, pred, pred_full, budget,
+                 no_prediction_ms);
+  if (budget == opt.budgets[0]) {
+    CnnTilesRows(t, opt.cnn_tiles, o, tiles_rows);
+    // The other stream than the default's for this batch size.
+    const bool side_by_default = t.batch <= o.overlap_predictor_max_batch;
+    BENCH_CHECK_OK(
+        CudaDecoderBenchPeer::SetOverlapPredictorMaxBatch(d, side_by_default ? 0 : t.batch));
+    t.AddPredicted(absl::StrCat("sparse ", budget, ", predictor on the ",
+                                side_by_default ? "main stream" : "side stream"),
+                   sparse_kv, pred, pred_full, budget, no_prediction_ms);
+    BENCH_CHECK_OK(
+        CudaDecoderBenchPeer::SetOverlapPredictorMaxBatch(d, o.overlap_predictor_max_batch));
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::SetIncrementalPredictor(d, false));
+    t.AddPredicted(absl::StrCat("sparse ", budget, ", full CNN"), sparse_kv, pred_full, pred_full,
+                   budget, no_prediction_ms);
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::SetIncrementalPredictor(d, true));
+  }
+}
+
+// Every row of one (context, batch), appended to `rows` and `tiles_rows`: dense, each
+// budget's sparse rows and a calibration step, or one row saying it does not fit.
+void ContextRows(const StepOptions& opt, const StepSetup& s, int ctx, int batch,
+                 std::vector<Row>* rows, std::vector<TilesRow>* tiles_rows) {
+  const int cap = ctx + s.margin;
+  if (std::optional<Row> r = DoesNotFitRow(s, ctx, batch, cap)) {
+    rows->push_back(*r);
+    return;
+  }
+  const CudaDecoderOptions o = StepDecoderOptions(opt, s, batch, cap);
+  auto dec = CudaDecoder::Create(s.w, o);
+  BENCH_CHECK_OK(dec.status());
+  CudaDecoder& d = **dec;
+  BENCH_CHECK_OK(CudaDecoderBenchPeer::FillPoolRandom(d, 99));
+  std::vector<std::unique_ptr<Sequence>> owned;
+  std::vector<Sequence*> seqs;
+  for (int b = 0; b < batch; ++b) {
+    owned.push_back(d.NewSequence());
+    seqs.push_back(owned.back().get());
+    BENCH_CHECK_OK(CudaDecoderBenchPeer::FillRandomContext(d, *owned.back(), ctx, 500 + b));
+  }
+  const RowTimer t{d, seqs, ctx, batch, opt.warmup, opt.steps, s.weight_bytes, s.read_gbps, rows};
+  const double dense_kv = double(batch) * ctx * s.token_kv_bytes;
+  DenseRows(t, o, dense_kv);
+  for (int budget : opt.budgets) SparseRows(t, opt, o, s.token_kv_bytes, budget, tiles_rows);
+  // A calibration step: the sparse attention, plus a K-only pass over every block that
+  // puts the full attention row into the history.
+  const int b0 = opt.budgets.empty() ? 1024 : opt.budgets[0];
+  const double cal_kv =
+      double(batch) * ListLengthBound(ctx, PredictedBlocks(b0)) * kBlockTokens * s.token_kv_bytes +
+      dense_kv / 2;
+  t.Add(absl::StrCat("sparse ", b0, ", calibration step"), cal_kv, -1, -1, true, b0, 1);
+  owned.clear();
+}
+
+// The step table in markdown, under a line on the device and the probe.
+std::string StepTable(const cudaDeviceProp& prop, double read_gbps, double copy_gbps,
+                      double weight_bytes, const std::vector<Row>& rows) {
   std::string table = absl::StrFormat(
       "device: %s (%d SMs); HBM read %.0f GB/s, copy %.0f GB/s (read+write); weights read per "
       "step %.2f GB%s\n\n",
@@ -683,18 +542,71 @@ int Main() {
         r.predictor_full_ms >= 0 ? absl::StrFormat("%.3f", r.predictor_full_ms) : std::string("-"),
         r.batch * 1000.0 / r.wall_ms);
   }
-  if (!tiles_rows.empty()) {
-    table += absl::StrFormat(
-        "\nPredictor (CNN + top-k, all layers) by CNN column tiles per CTA (default %d), "
-        "sparse %d:\n\n| context | batch | tiles per CTA | incremental (ms) | full CNN (ms) |\n"
-        "| ---: | ---: | ---: | ---: | ---: |\n",
-        kDefaultCnnTilesPerCta, budgets.empty() ? 0 : budgets[0]);
-    for (const TilesRow& t : tiles_rows) {
-      table += absl::StrFormat("| %d | %d | %d | %.3f | %.3f |\n", t.context, t.batch, t.tiles,
-                               t.incremental_ms, t.full_ms);
-    }
+  return table;
+}
+
+// The --cnn_tiles table in markdown; empty without its rows.
+std::string TilesTable(const std::vector<TilesRow>& tiles_rows, const std::vector<int>& budgets) {
+  if (tiles_rows.empty()) return "";
+  std::string table = absl::StrFormat(
+      "\nPredictor (CNN + top-k, all layers) by CNN column tiles per CTA (default %d), "
+      "sparse %d:\n\n| context | batch | tiles per CTA | incremental (ms) | full CNN (ms) |\n"
+      "| ---: | ---: | ---: | ---: | ---: |\n",
+      kDefaultCnnTilesPerCta, budgets.empty() ? 0 : budgets[0]);
+  for (const TilesRow& t : tiles_rows) {
+    table += absl::StrFormat("| %d | %d | %d | %.3f | %.3f |\n", t.context, t.batch, t.tiles,
+                             t.incremental_ms, t.full_ms);
   }
-  if (!prefill_tokens.empty()) table += PrefillTable(w, pw, prefill_tokens, prefill_chunks);
+  return table;
+}
+
+int Main() {
+  if (absl::GetFlag(FLAGS_offload)) return OffloadMain();
+  StepOptions opt;
+  if (!ParseStepOptions(&opt)) return 2;
+
+  cudaDeviceProp prop;
+  BENCH_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  double read_gbps, copy_gbps;
+  MeasureBandwidth(&read_gbps, &copy_gbps);
+  std::printf("device: %s, %d SMs, %.1f GiB; HBM read %.0f GB/s, copy (read+write) %.0f GB/s\n",
+              prop.name, prop.multiProcessorCount, prop.totalGlobalMem / double(1 << 30), read_gbps,
+              copy_gbps);
+
+  StepSetup s;
+  // Room for the longest context plus every step the rows below append.
+  const int modes = 3 + static_cast<int>(opt.budgets.size()) + 4;
+  s.margin = (opt.warmup + opt.steps + 4) * modes + 64;
+  // --contexts= (empty) with --prefill_tokens times prefill alone.
+  const std::vector<int>& contexts = opt.contexts;
+  int max_ctx = contexts.empty() ? 0 : *std::max_element(contexts.begin(), contexts.end());
+  for (int n : opt.prefill_tokens) max_ctx = std::max(max_ctx, n);
+  const ModelConfig cfg = Llama31_8B(max_ctx + s.margin);
+  auto weights = CudaWeights::Random(cfg, 1234);
+  BENCH_CHECK_OK(weights.status());
+  s.w = std::shared_ptr<const CudaWeights>(std::move(*weights));
+  s.weight_bytes = static_cast<double>(s.w->StepBytes());
+  std::printf("weights: %.2f GB on the GPU, %.2f GB read per step\n", s.w->TotalBytes() / 1e9,
+              s.weight_bytes / 1e9);
+  if (absl::GetFlag(FLAGS_micro)) MicroBenchmarks(*s.w, read_gbps);
+  s.pw = RandomPredictorWeights(77);
+  s.layers = cfg.num_hidden_layers;
+  s.kv_heads = cfg.num_key_value_heads;
+  s.head_dim = cfg.head_dim;
+  // K and V, bf16, all layers.
+  s.token_kv_bytes = double(s.layers) * s.kv_heads * 2 * s.head_dim * 2;
+  s.read_gbps = read_gbps;
+
+  std::vector<Row> rows;
+  std::vector<TilesRow> tiles_rows;
+  for (int batch : opt.batches) {
+    for (int ctx : contexts) ContextRows(opt, s, ctx, batch, &rows, &tiles_rows);
+  }
+  std::string table = StepTable(prop, read_gbps, copy_gbps, s.weight_bytes, rows);
+  table += TilesTable(tiles_rows, opt.budgets);
+  if (!opt.prefill_tokens.empty()) {
+    table += PrefillTable(s.w, s.pw, opt.prefill_tokens, opt.prefill_chunks);
+  }
   std::printf("\n%s", table.c_str());
   if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
     std::ofstream(out) << table;
