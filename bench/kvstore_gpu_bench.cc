@@ -30,6 +30,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -45,6 +46,7 @@
 #include "absl/time/clock.h"
 #include "base/cuda_status.h"
 #include "bench/gpu/bench_kernels.h"
+#include "bench/kvstore_gpu_rows.h"
 #include "kvstore/block_cache.h"
 #include "kvstore/block_store.h"
 #include "kvstore/client/remote_tier.h"
@@ -83,10 +85,10 @@ ABSL_FLAG(std::string, gather_kib, "2,8,16,64", "Block sizes for the gather band
 namespace apr::bench {
 namespace {
 
+using ::apr::CudaStatus;
 using kvstore::BlockCache;
 using kvstore::BlockStore;
 using kvstore::CachePlan;
-using ::apr::CudaStatus;
 using kvstore::GpuBlockFetcher;
 using kvstore::GpuFetchJob;
 using kvstore::MappedHostMemory;
@@ -132,22 +134,6 @@ struct Geometry {
   int64_t rest_bytes() const {
     return 2LL * (int64_t{q_heads()} * kHeadDim * hidden + 3LL * hidden * intermediate);
   }
-};
-
-struct Config {
-  int64_t ctx = 0;
-  int batch = 0;
-  char mode = 'b';
-  double churn = 0;
-  bool remote = false;
-};
-
-struct Result {
-  double ms_per_step = 0;
-  double fetched_mib_per_step = 0;
-  double stalled_layers_per_step = 0;  // layers whose attention waited for its fetch
-  double stall_ms_per_step = 0;        // GPU time the compute stream spent waiting
-  std::string note;
 };
 
 // Resources shared by every configuration.
@@ -364,50 +350,93 @@ absl::StatusOr<Result> RunFullOffload(Shared& sh, const Config& c) {
   return r;
 }
 
-// (b) and (c): sparse attention over sink + predicted + local blocks, selected per layer
-// after its attention (the host waits for it, as it would for the predictor's output).
-absl::StatusOr<Result> RunSparse(Shared& sh, const Config& c, kvstore::RemoteTier* remote,
-                                 int64_t remote_blocks) {
-  const Geometry& g = sh.g;
-  const bool offload = c.mode == 'b';
-  const int64_t nb = c.ctx / 16;
-  const int64_t tables = int64_t{c.batch} * g.layers * g.kv_heads;
-  const int per_list = kSinkBlocks + absl::GetFlag(FLAGS_predicted_blocks) + kLocalBlocks;
-  const int cache = absl::GetFlag(FLAGS_cache_blocks);
-  if (cache < per_list) return absl::InvalidArgumentError("--cache_blocks below the selection");
-  if (nb < per_list) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a context of ", c.ctx, " tokens is shorter than the selection"));
-  }
-  const int64_t tier_blocks = remote != nullptr ? remote_blocks : sh.pool_blocks;
-  auto tier_slot = [&](int64_t t, int64_t blk) {
+// One (b) or (c) run. The former locals of RunSparse, declared in the order it made them
+// (so released in the same order) and under the same names, so that the CUDA_OK call text
+// in error messages is unchanged; its lambdas are the member functions.
+struct SparseRun {
+  SparseRun(Shared& shared, const Config& config, kvstore::RemoteTier* remote_tier,
+            int64_t remote_blocks);
+  absl::StatusOr<Result> Run();
+  absl::Status Allocate();
+  absl::Status CreateEvents();
+  absl::Status PlanLayer(int l, int parity, double churn, cudaEvent_t after);
+  absl::Status Step(int s, int measured);
+  absl::Status ReadTimedStalls(Result* r);
+  uint32_t TierSlot(int64_t t, int64_t blk) const {
     return static_cast<uint32_t>((t * nb + blk) % tier_blocks);
-  };
-  // GPU pool: (b) the block caches, (c) the resident cache (aliased beyond its size).
-  const int64_t resident_blocks = std::min<int64_t>(
-      tables * nb,
-      static_cast<int64_t>(absl::GetFlag(FLAGS_gpu_pool_gib) * (1 << 30)) / kBlockBytes);
-  const int64_t gpu_blocks = offload ? tables * cache : resident_blocks;
+  }
+  int32_t* ListAt(int parity, int l) const {
+    return reinterpret_cast<int32_t*>(list_memory->data()) +
+           (int64_t{parity} * g.layers + l) * list_ints;
+  }
+  const int32_t* ListDev(int parity, int l) const {
+    return static_cast<const int32_t*>((*lists)->device_pointer()) +
+           (int64_t{parity} * g.layers + l) * list_ints;
+  }
+
+  Shared& sh;
+  const Config& c;
+  kvstore::RemoteTier* const remote;
+  const Geometry& g;
+  const bool offload;
+  const int64_t nb, tables;
+  const int per_list, cache;
+  const int64_t tier_blocks;
+  const int64_t resident_blocks;  // (c)'s GPU pool: the cache, aliased beyond the flag's size
+  const int64_t list_ints;        // one layer's slot lists: batch * kv_heads * per_list
+  const int warmup, steps;
+  // Fetch waits timed with events (local (b)); remote (b) reads the fetcher's counts.
+  const bool timed_stalls;
   DeviceBuffer gpu_pool, partial;
+  absl::StatusOr<kvstore::HostRegion> list_memory;
+  absl::StatusOr<std::unique_ptr<MappedHostMemory>> lists;
+  AttentionArgs args;
+  std::unique_ptr<GpuBlockFetcher> fetcher;
+  std::optional<SelectionModel> model;
+  std::vector<BlockCache> caches;
+  std::vector<std::shared_ptr<GpuFetchJob>> jobs;
+  std::vector<int64_t> wanted;
+  CachePlan plan;
+  int64_t fetched_blocks = 0;
+  // Timing events of the measured steps: when the compute stream reached a layer's fetch
+  // wait, and when that fetch finished on the copy stream (local mode).
+  std::vector<cudaEvent_t> ready, fetched;
+  std::vector<cudaEvent_t> attended;
+};
+
+SparseRun::SparseRun(Shared& shared, const Config& config, kvstore::RemoteTier* remote_tier,
+                     int64_t remote_blocks)
+    : sh(shared),
+      c(config),
+      remote(remote_tier),
+      g(shared.g),
+      offload(config.mode == 'b'),
+      nb(config.ctx / 16),
+      tables(int64_t{config.batch} * g.layers * g.kv_heads),
+      per_list(kSinkBlocks + absl::GetFlag(FLAGS_predicted_blocks) + kLocalBlocks),
+      cache(absl::GetFlag(FLAGS_cache_blocks)),
+      tier_blocks(remote_tier != nullptr ? remote_blocks : shared.pool_blocks),
+      resident_blocks(std::min<int64_t>(
+          tables * nb,
+          static_cast<int64_t>(absl::GetFlag(FLAGS_gpu_pool_gib) * (1 << 30)) / kBlockBytes)),
+      list_ints(int64_t{config.batch} * g.kv_heads * per_list),
+      warmup(absl::GetFlag(FLAGS_warmup)),
+      steps(absl::GetFlag(FLAGS_steps)),
+      timed_stalls(offload && remote == nullptr) {}
+
+// The GPU pool ((b) the block caches, (c) the resident cache), the slot lists, the
+// attention's scratch and, for (b), the fetcher and the block caches; the selection model.
+absl::Status SparseRun::Allocate() {
+  const int64_t gpu_blocks = offload ? tables * cache : resident_blocks;
   RETURN_IF_ERROR(Alloc(&gpu_pool, gpu_blocks * kBlockBytes));
   CUDA_OK(cudaMemset(gpu_pool.p, 0, gpu_blocks * kBlockBytes));
 
   // Slot lists the attention reads: mapped pinned, [2 steps][layers][batch * kv_heads][per_list].
-  const int64_t list_ints = int64_t{c.batch} * g.kv_heads * per_list;
-  auto list_memory = kvstore::HostRegion::Allocate(2 * g.layers * list_ints * 4, true);
+  list_memory = kvstore::HostRegion::Allocate(2 * g.layers * list_ints * 4, true);
   if (!list_memory.ok()) return list_memory.status();
-  auto lists = MappedHostMemory::Register(list_memory->data(), list_memory->size());
+  lists = MappedHostMemory::Register(list_memory->data(), list_memory->size());
   if (!lists.ok()) return lists.status();
-  auto list_at = [&](int parity, int l) {
-    return reinterpret_cast<int32_t*>(list_memory->data()) +
-           (int64_t{parity} * g.layers + l) * list_ints;
-  };
-  auto list_dev = [&](int parity, int l) {
-    return static_cast<const int32_t*>((*lists)->device_pointer()) +
-           (int64_t{parity} * g.layers + l) * list_ints;
-  };
 
-  AttentionArgs args;
   args.batch = c.batch;
   args.kv_heads = g.kv_heads;
   args.group = g.group;
@@ -420,7 +449,6 @@ absl::StatusOr<Result> RunSparse(Shared& sh, const Config& c, kvstore::RemoteTie
   RETURN_IF_ERROR(Alloc(&partial, AttentionScratchFloats(args) * sizeof(float)));
   args.partial = static_cast<float*>(partial.p);
 
-  std::unique_ptr<GpuBlockFetcher> fetcher;
   if (offload) {
     const int32_t max_job = static_cast<int32_t>(c.batch * g.kv_heads * per_list);
     auto f = remote != nullptr
@@ -430,116 +458,128 @@ absl::StatusOr<Result> RunSparse(Shared& sh, const Config& c, kvstore::RemoteTie
     if (!f.ok()) return f.status();
     fetcher = *std::move(f);
   }
-  SelectionModel model(tables, nb, absl::GetFlag(FLAGS_predicted_blocks), c.ctx * 31 + c.batch);
-  std::vector<BlockCache> caches;
+  model.emplace(tables, nb, absl::GetFlag(FLAGS_predicted_blocks), c.ctx * 31 + c.batch);
   if (offload) caches.assign(tables, BlockCache(cache));
-  std::vector<std::shared_ptr<GpuFetchJob>> jobs(g.layers);
+  jobs.resize(g.layers);
+  return absl::OkStatus();
+}
 
-  // Plans layer l's selection into list `parity` and, for (b), starts the fetch of what
-  // the caches lack (after `after`: the attention that last read the evicted slots).
-  std::vector<int64_t> wanted;
-  CachePlan plan;
-  int64_t fetched_blocks = 0;
-  auto plan_layer = [&](int l, int parity, double churn, cudaEvent_t after) -> absl::Status {
-    std::vector<uint32_t> src, dst;
-    int32_t* out = list_at(parity, l);
-    for (int b = 0; b < c.batch; ++b) {
-      for (int h = 0; h < g.kv_heads; ++h) {
-        const int64_t t = (int64_t{b} * g.layers + l) * g.kv_heads + h;
-        if (churn > 0) model.Step(t, churn);
-        model.Selection(t, &wanted);
-        int32_t* list = out + (int64_t{b} * g.kv_heads + h) * per_list;
-        if (!offload) {
-          for (int i = 0; i < per_list; ++i) {
-            list[i] = static_cast<int32_t>((t * nb + wanted[i]) % resident_blocks);
-          }
-          continue;
-        }
-        RETURN_IF_ERROR(caches[t].Plan(wanted, &plan));
-        for (int i = 0; i < per_list; ++i) list[i] = static_cast<int32_t>(t * cache + plan.slot[i]);
-        for (int32_t i : plan.fetch) {
-          src.push_back(tier_slot(t, wanted[i]));
-          dst.push_back(static_cast<uint32_t>(t * cache + plan.slot[i]));
-        }
-      }
-    }
-    if (!offload) return absl::OkStatus();
-    fetched_blocks += static_cast<int64_t>(src.size());
-    auto job = fetcher->Start(std::move(src), std::move(dst), after);
-    if (!job.ok()) return job.status();
-    jobs[l] = *std::move(job);
-    return absl::OkStatus();
-  };
-
-  const int warmup = absl::GetFlag(FLAGS_warmup), steps = absl::GetFlag(FLAGS_steps);
-  // Timing events of the measured steps: when the compute stream reached a layer's fetch
-  // wait, and when that fetch finished on the copy stream (local mode).
-  const bool timed_stalls = offload && remote == nullptr;
-  std::vector<cudaEvent_t> ready, fetched;
+// The fetch-wait timing events (local (b) only), then one "attention done" event per layer.
+absl::Status SparseRun::CreateEvents() {
   if (timed_stalls) {
     ready.resize(int64_t{steps} * g.layers);
     fetched.resize(ready.size());
     for (auto& e : ready) CUDA_OK(cudaEventCreate(&e));
     for (auto& e : fetched) CUDA_OK(cudaEventCreate(&e));
   }
-  std::vector<cudaEvent_t> attended(g.layers);
+  attended.resize(g.layers);
   for (auto& e : attended) CUDA_OK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return absl::OkStatus();
+}
 
-  // Step 0's selection, fetched before the clock starts.
-  for (int l = 0; l < g.layers; ++l) RETURN_IF_ERROR(plan_layer(l, 0, 0, nullptr));
-  CUDA_OK(cudaDeviceSynchronize());
-
-  auto step = [&](int s, int measured) -> absl::Status {
-    const int parity = s % 2;
-    for (int l = 0; l < g.layers; ++l) {
-      CUDA_OK(LaunchWeightStream(sh.weights, g.qkv_bytes(), sh.sink, sh.compute));
-      if (offload && jobs[l] != nullptr) {
-        if (measured >= 0 && timed_stalls) {
-          CUDA_OK(cudaEventRecord(ready[int64_t{measured} * g.layers + l], sh.compute));
+// Plans layer l's selection into list `parity` and, for (b), starts the fetch of what
+// the caches lack (after `after`: the attention that last read the evicted slots).
+absl::Status SparseRun::PlanLayer(int l, int parity, double churn, cudaEvent_t after) {
+  std::vector<uint32_t> src, dst;
+  int32_t* out = ListAt(parity, l);
+  for (int b = 0; b < c.batch; ++b) {
+    for (int h = 0; h < g.kv_heads; ++h) {
+      const int64_t t = (int64_t{b} * g.layers + l) * g.kv_heads + h;
+      if (churn > 0) model->Step(t, churn);
+      model->Selection(t, &wanted);
+      int32_t* list = out + (int64_t{b} * g.kv_heads + h) * per_list;
+      if (!offload) {
+        for (int i = 0; i < per_list; ++i) {
+          list[i] = static_cast<int32_t>((t * nb + wanted[i]) % resident_blocks);
         }
-        RETURN_IF_ERROR(fetcher->StreamWait(jobs[l], sh.compute));
+        continue;
       }
-      args.slots = list_dev(parity, l);
-      CUDA_OK(LaunchSparseAttention(args, sh.compute));
-      CUDA_OK(cudaEventRecord(attended[l], sh.compute));
-      CUDA_OK(LaunchWeightStream(sh.weights, g.rest_bytes(), sh.sink, sh.compute));
-      // The selection for step s + 1 needs this layer's attention (the predictor's input).
-      CUDA_OK(cudaEventSynchronize(attended[l]));
-      RETURN_IF_ERROR(plan_layer(l, 1 - parity, c.churn, attended[l]));
-      if (measured >= 0 && timed_stalls) {
-        CUDA_OK(cudaEventRecord(fetched[int64_t{measured} * g.layers + l], sh.copy));
+      RETURN_IF_ERROR(caches[t].Plan(wanted, &plan));
+      for (int i = 0; i < per_list; ++i) list[i] = static_cast<int32_t>(t * cache + plan.slot[i]);
+      for (int32_t i : plan.fetch) {
+        src.push_back(TierSlot(t, wanted[i]));
+        dst.push_back(static_cast<uint32_t>(t * cache + plan.slot[i]));
       }
     }
-    return absl::OkStatus();
-  };
+  }
+  if (!offload) return absl::OkStatus();
+  fetched_blocks += static_cast<int64_t>(src.size());
+  auto job = fetcher->Start(std::move(src), std::move(dst), after);
+  if (!job.ok()) return job.status();
+  jobs[l] = *std::move(job);
+  return absl::OkStatus();
+}
+
+// Decode step `s` (lists of parity s % 2); `measured` is the timed step's index, else -1.
+absl::Status SparseRun::Step(int s, int measured) {
+  const int parity = s % 2;
+  for (int l = 0; l < g.layers; ++l) {
+    CUDA_OK(LaunchWeightStream(sh.weights, g.qkv_bytes(), sh.sink, sh.compute));
+    if (offload && jobs[l] != nullptr) {
+      if (measured >= 0 && timed_stalls) {
+        CUDA_OK(cudaEventRecord(ready[int64_t{measured} * g.layers + l], sh.compute));
+      }
+      RETURN_IF_ERROR(fetcher->StreamWait(jobs[l], sh.compute));
+    }
+    args.slots = ListDev(parity, l);
+    CUDA_OK(LaunchSparseAttention(args, sh.compute));
+    CUDA_OK(cudaEventRecord(attended[l], sh.compute));
+    CUDA_OK(LaunchWeightStream(sh.weights, g.rest_bytes(), sh.sink, sh.compute));
+    // The selection for step s + 1 needs this layer's attention (the predictor's input).
+    CUDA_OK(cudaEventSynchronize(attended[l]));
+    RETURN_IF_ERROR(PlanLayer(l, 1 - parity, c.churn, attended[l]));
+    if (measured >= 0 && timed_stalls) {
+      CUDA_OK(cudaEventRecord(fetched[int64_t{measured} * g.layers + l], sh.copy));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The stalls from the timing events: the fetch of (step i, layer l) waited on at step i + 1.
+absl::Status SparseRun::ReadTimedStalls(Result* r) {
+  int64_t stalled = 0;
+  double stall_ms = 0;
+  for (int i = 0; i + 1 < steps; ++i) {
+    for (int l = 0; l < g.layers; ++l) {
+      float ms = 0;
+      CUDA_OK(cudaEventElapsedTime(&ms, ready[int64_t{i + 1} * g.layers + l],
+                                   fetched[int64_t{i} * g.layers + l]));
+      if (ms > 0) {
+        ++stalled;
+        stall_ms += ms;
+      }
+    }
+  }
+  r->stalled_layers_per_step = double(stalled) / std::max(1, steps - 1);
+  r->stall_ms_per_step = stall_ms / std::max(1, steps - 1);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Result> SparseRun::Run() {
+  if (cache < per_list) return absl::InvalidArgumentError("--cache_blocks below the selection");
+  if (nb < per_list) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a context of ", c.ctx, " tokens is shorter than the selection"));
+  }
+  RETURN_IF_ERROR(Allocate());
+  RETURN_IF_ERROR(CreateEvents());
+  // Step 0's selection, fetched before the clock starts.
+  for (int l = 0; l < g.layers; ++l) RETURN_IF_ERROR(PlanLayer(l, 0, 0, nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+
   int s = 0;
-  for (int i = 0; i < warmup; ++i) RETURN_IF_ERROR(step(s++, -1));
+  for (int i = 0; i < warmup; ++i) RETURN_IF_ERROR(Step(s++, -1));
   CUDA_OK(cudaDeviceSynchronize());
   const kvstore::GpuFetchStats before = fetcher ? fetcher->stats() : kvstore::GpuFetchStats();
   fetched_blocks = 0;
   const absl::Time t0 = absl::Now();
-  for (int i = 0; i < steps; ++i) RETURN_IF_ERROR(step(s++, i));
+  for (int i = 0; i < steps; ++i) RETURN_IF_ERROR(Step(s++, i));
   CUDA_OK(cudaDeviceSynchronize());
   Result r;
   r.ms_per_step = absl::ToDoubleMilliseconds(absl::Now() - t0) / steps;
   r.fetched_mib_per_step = double(fetched_blocks) * kBlockBytes / steps / (1 << 20);
   if (timed_stalls) {
-    // The fetch of (step i, layer l) waited on at step i + 1.
-    int64_t stalled = 0;
-    double stall_ms = 0;
-    for (int i = 0; i + 1 < steps; ++i) {
-      for (int l = 0; l < g.layers; ++l) {
-        float ms = 0;
-        CUDA_OK(cudaEventElapsedTime(&ms, ready[int64_t{i + 1} * g.layers + l],
-                                     fetched[int64_t{i} * g.layers + l]));
-        if (ms > 0) {
-          ++stalled;
-          stall_ms += ms;
-        }
-      }
-    }
-    r.stalled_layers_per_step = double(stalled) / std::max(1, steps - 1);
-    r.stall_ms_per_step = stall_ms / std::max(1, steps - 1);
+    RETURN_IF_ERROR(ReadTimedStalls(&r));
   } else if (fetcher) {
     const kvstore::GpuFetchStats after = fetcher->stats();
     r.stalled_layers_per_step = double(after.host_stalls - before.host_stalls) / steps;
@@ -553,6 +593,13 @@ absl::StatusOr<Result> RunSparse(Shared& sh, const Config& c, kvstore::RemoteTie
   for (auto e : attended) cudaEventDestroy(e);
   fetcher.reset();
   return r;
+}
+
+// (b) and (c): sparse attention over sink + predicted + local blocks, selected per layer
+// after its attention (the host waits for it, as it would for the predictor's output).
+absl::StatusOr<Result> RunSparse(Shared& sh, const Config& c, kvstore::RemoteTier* remote,
+                                 int64_t remote_blocks) {
+  return SparseRun(sh, c, remote, remote_blocks).Run();
 }
 
 absl::Status Setup(Shared& sh) {
@@ -593,18 +640,8 @@ std::string Machine() {
   return absl::StrCat(host, ", ", gpu);
 }
 
-int Main() {
-  Shared sh;
-  sh.g = {absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_kv_heads), absl::GetFlag(FLAGS_group),
-          absl::GetFlag(FLAGS_hidden), absl::GetFlag(FLAGS_intermediate)};
-  const std::vector<int64_t> contexts = Ints(absl::GetFlag(FLAGS_contexts));
-  const std::vector<int64_t> batches = Ints(absl::GetFlag(FLAGS_batches));
-  const std::vector<double> churns = Doubles(absl::GetFlag(FLAGS_churn));
-  sh.max_batch = static_cast<int>(*std::max_element(batches.begin(), batches.end()));
-  if (absl::Status s = Setup(sh); !s.ok()) {
-    std::fprintf(stderr, "setup: %s\n", std::string(s.message()).c_str());
-    return 1;
-  }
+// The title line and the geometry line.
+void PrintHeader(const Shared& sh) {
   std::printf("# kvstore_gpu_bench on %s, %s\n", Machine().c_str(),
               absl::FormatTime("%Y-%m-%d", absl::Now(), absl::LocalTimeZone()).c_str());
   std::printf(
@@ -613,7 +650,10 @@ int Main() {
       sh.g.layers, sh.g.kv_heads, sh.g.group, kHeadDim, sh.g.hidden, sh.g.intermediate,
       (sh.g.qkv_bytes() + sh.g.rest_bytes()) / 1e6, static_cast<long long>(kBlockBytes),
       kSinkBlocks + absl::GetFlag(FLAGS_predicted_blocks) + kLocalBlocks);
+}
 
+// The link's bandwidth, then the gather table (each block size against it).
+void PrintBandwidths(Shared& sh) {
   auto link = LinkBandwidth(sh);
   const double link_gbs = link.ok() ? *link : 0;
   std::printf("Link: contiguous pinned host -> GPU cudaMemcpyAsync of 1 GiB: %.1f GB/s\n\n",
@@ -634,112 +674,109 @@ int Main() {
   }
   std::printf("\n");
   std::fflush(stdout);
+}
 
-  struct Row {
-    Config c;
-    Result r;
-    std::string error;
-  };
-  std::vector<Row> rows;
-  auto run = [&](const Config& c, kvstore::RemoteTier* remote, int64_t remote_blocks) {
-    absl::StatusOr<Result> r =
-        c.mode == 'a' ? RunFullOffload(sh, c) : RunSparse(sh, c, remote, remote_blocks);
-    Row row{c, r.ok() ? *r : Result(), r.ok() ? "" : std::string(r.status().message())};
-    std::fprintf(
-        stderr, "ctx %lld batch %d mode %c churn %.2f%s: %s\n", static_cast<long long>(c.ctx),
-        c.batch, c.mode, c.churn, c.remote ? " remote" : "",
-        r.ok() ? absl::StrFormat("%.2f ms/step", r->ms_per_step).c_str() : row.error.c_str());
-    rows.push_back(row);
-  };
+// Runs one configuration, logs it to stderr and adds its row.
+void RunRow(Shared& sh, const Config& c, kvstore::RemoteTier* remote, int64_t remote_blocks,
+            std::vector<Row>& rows) {
+  absl::StatusOr<Result> r =
+      c.mode == 'a' ? RunFullOffload(sh, c) : RunSparse(sh, c, remote, remote_blocks);
+  Row row{c, r.ok() ? *r : Result(), r.ok() ? "" : std::string(r.status().message())};
+  std::fprintf(
+      stderr, "ctx %lld batch %d mode %c churn %.2f%s: %s\n", static_cast<long long>(c.ctx),
+      c.batch, c.mode, c.churn, c.remote ? " remote" : "",
+      r.ok() ? absl::StrFormat("%.2f ms/step", r->ms_per_step).c_str() : row.error.c_str());
+  rows.push_back(row);
+}
+
+// The local rows: every context, batch and --modes letter ((b) once per churn).
+void RunLocalRows(Shared& sh, const std::vector<int64_t>& contexts,
+                  const std::vector<int64_t>& batches, const std::vector<double>& churns,
+                  std::vector<Row>& rows) {
   const std::string modes = absl::GetFlag(FLAGS_modes);
   for (int64_t ctx : contexts) {
     for (int64_t batch : batches) {
       for (char m : modes) {
-        if (m == 'a') run({ctx, static_cast<int>(batch), 'a', 1.0, false}, nullptr, 0);
-        if (m == 'c') run({ctx, static_cast<int>(batch), 'c', churns.back(), false}, nullptr, 0);
-        if (m == 'b') {
-          for (double ch : churns) run({ctx, static_cast<int>(batch), 'b', ch, false}, nullptr, 0);
+        if (m == 'a') RunRow(sh, {ctx, static_cast<int>(batch), 'a', 1.0, false}, nullptr, 0, rows);
+        if (m == 'c') {
+          RunRow(sh, {ctx, static_cast<int>(batch), 'c', churns.back(), false}, nullptr, 0, rows);
         }
-      }
-    }
-  }
-  // Remote: the blocks in a storage node process on this machine, over UCX.
-  std::unique_ptr<kvstore::testing::StorageNodeProcess> node;
-  std::unique_ptr<kvstore::RemoteTier> remote;
-  if (!absl::GetFlag(FLAGS_storage_node).empty()) {
-    const int64_t remote_blocks =
-        static_cast<int64_t>(absl::GetFlag(FLAGS_remote_pool_gib) * (1 << 30)) / kBlockBytes;
-    const std::string tls = absl::GetFlag(FLAGS_remote_tls);
-    auto n = kvstore::testing::StorageNodeProcess::Start(
-        absl::GetFlag(FLAGS_storage_node),
-        {absl::StrCat("--capacity_blocks=", remote_blocks),
-         absl::StrCat("--block_bytes=", kBlockBytes), absl::StrCat("--ucx_tls=", tls),
-         "--ucx_net_devices=lo"},
-        absl::Seconds(120));
-    if (!n.ok()) {
-      std::fprintf(stderr, "storage node: %s\n", std::string(n.status().message()).c_str());
-    } else {
-      node = *std::move(n);
-      kvstore::RemoteTierOptions o;
-      o.address = node->address();
-      o.ucx.tls = tls;
-      o.ucx.net_devices = "lo";
-      o.data_timeout = absl::Seconds(60);
-      auto t = kvstore::RemoteTier::Connect(o);
-      if (!t.ok()) {
-        std::fprintf(stderr, "remote tier: %s\n", std::string(t.status().message()).c_str());
-      } else {
-        remote = *std::move(t);
-        for (int64_t ctx : Ints(absl::GetFlag(FLAGS_remote_contexts))) {
-          for (int64_t batch : batches) {
-            for (double ch : churns) {
-              run({ctx, static_cast<int>(batch), 'b', ch, true}, remote.get(), remote_blocks);
-            }
+        if (m == 'b') {
+          for (double ch : churns) {
+            RunRow(sh, {ctx, static_cast<int>(batch), 'b', ch, false}, nullptr, 0, rows);
           }
         }
       }
     }
   }
+}
 
-  std::printf(
-      "| context | batch | mode | churn | ms/step | tokens/s | (a) / this | this / (c) | "
-      "fetched MiB/step | fetch stalls (layers/step, ms/step) | note |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-  auto find = [&](int64_t ctx, int batch, char mode) -> const Row* {
-    for (const Row& r : rows) {
-      if (r.c.ctx == ctx && r.c.batch == batch && r.c.mode == mode && !r.c.remote &&
-          r.error.empty()) {
-        return &r;
+// The storage node process and the connection to it; Main keeps both until it returns.
+struct RemoteStorage {
+  std::unique_ptr<kvstore::testing::StorageNodeProcess> node;
+  std::unique_ptr<kvstore::RemoteTier> remote;
+};
+
+// Remote: the blocks in a storage node process on this machine, over UCX; (b) for every
+// --remote_contexts, batch and churn. Nothing without --storage_node or when it fails.
+void RunRemoteRows(Shared& sh, const std::vector<int64_t>& batches,
+                   const std::vector<double>& churns, RemoteStorage& storage,
+                   std::vector<Row>& rows) {
+  if (absl::GetFlag(FLAGS_storage_node).empty()) return;
+  const int64_t remote_blocks =
+      static_cast<int64_t>(absl::GetFlag(FLAGS_remote_pool_gib) * (1 << 30)) / kBlockBytes;
+  const std::string tls = absl::GetFlag(FLAGS_remote_tls);
+  auto n = kvstore::testing::StorageNodeProcess::Start(
+      absl::GetFlag(FLAGS_storage_node),
+      {absl::StrCat("--capacity_blocks=", remote_blocks),
+       absl::StrCat("--block_bytes=", kBlockBytes), absl::StrCat("--ucx_tls=", tls),
+       "--ucx_net_devices=lo"},
+      absl::Seconds(120));
+  if (!n.ok()) {
+    std::fprintf(stderr, "storage node: %s\n", std::string(n.status().message()).c_str());
+    return;
+  }
+  storage.node = *std::move(n);
+  kvstore::RemoteTierOptions o;
+  o.address = storage.node->address();
+  o.ucx.tls = tls;
+  o.ucx.net_devices = "lo";
+  o.data_timeout = absl::Seconds(60);
+  auto t = kvstore::RemoteTier::Connect(o);
+  if (!t.ok()) {
+    std::fprintf(stderr, "remote tier: %s\n", std::string(t.status().message()).c_str());
+    return;
+  }
+  storage.remote = *std::move(t);
+  for (int64_t ctx : Ints(absl::GetFlag(FLAGS_remote_contexts))) {
+    for (int64_t batch : batches) {
+      for (double ch : churns) {
+        RunRow(sh, {ctx, static_cast<int>(batch), 'b', ch, true}, storage.remote.get(),
+               remote_blocks, rows);
       }
     }
-    return nullptr;
-  };
-  for (const Row& row : rows) {
-    const Config& c = row.c;
-    const std::string mode =
-        absl::StrCat(c.remote ? "(b) remote " + absl::GetFlag(FLAGS_remote_tls)
-                              : absl::StrCat("(", std::string(1, c.mode), ")"));
-    if (!row.error.empty()) {
-      std::printf("| %lld | %d | %s | %.2f | error | | | | | | %s |\n",
-                  static_cast<long long>(c.ctx), c.batch, mode.c_str(), c.churn, row.error.c_str());
-      continue;
-    }
-    const Row* a = find(c.ctx, c.batch, 'a');
-    const Row* cc = find(c.ctx, c.batch, 'c');
-    const Result& r = row.r;
-    std::printf(
-        "| %lld | %d | %s | %s | %.2f | %.0f | %s | %s | %.1f | %s | %s |\n",
-        static_cast<long long>(c.ctx), c.batch, mode.c_str(),
-        c.mode == 'b' ? absl::StrFormat("%.2f", c.churn).c_str() : "-", r.ms_per_step,
-        c.batch * 1e3 / r.ms_per_step,
-        a ? absl::StrFormat("%.1fx", a->r.ms_per_step / r.ms_per_step).c_str() : "-",
-        cc ? absl::StrFormat("%.2fx", r.ms_per_step / cc->r.ms_per_step).c_str() : "-",
-        r.fetched_mib_per_step,
-        c.mode == 'b'
-            ? absl::StrFormat("%.1f, %.3f", r.stalled_layers_per_step, r.stall_ms_per_step).c_str()
-            : "-",
-        r.note.c_str());
   }
+}
+
+int Main() {
+  Shared sh;
+  sh.g = {absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_kv_heads), absl::GetFlag(FLAGS_group),
+          absl::GetFlag(FLAGS_hidden), absl::GetFlag(FLAGS_intermediate)};
+  const std::vector<int64_t> contexts = Ints(absl::GetFlag(FLAGS_contexts));
+  const std::vector<int64_t> batches = Ints(absl::GetFlag(FLAGS_batches));
+  const std::vector<double> churns = Doubles(absl::GetFlag(FLAGS_churn));
+  sh.max_batch = static_cast<int>(*std::max_element(batches.begin(), batches.end()));
+  if (absl::Status s = Setup(sh); !s.ok()) {
+    std::fprintf(stderr, "setup: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  PrintHeader(sh);
+  PrintBandwidths(sh);
+  std::vector<Row> rows;
+  RunLocalRows(sh, contexts, batches, churns, rows);
+  RemoteStorage storage;  // outlives the rows' table, as before
+  RunRemoteRows(sh, batches, churns, storage, rows);
+  PrintRows(rows, absl::GetFlag(FLAGS_remote_tls));
   return 0;
 }
 
