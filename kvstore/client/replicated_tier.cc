@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<ReplicatedTier>> ReplicatedTier::Create(
 }
 
 std::string ReplicatedTier::description() const {
+  absl::ReaderMutexLock ops(&ops_mu_);
   return absl::StrCat("2 KV replicas: ", replicas_[0]->description(), "; ",
                       replicas_[1]->description());
 }
@@ -43,6 +44,15 @@ bool ReplicatedTier::lost(int r) const {
 }
 
 void ReplicatedTier::MarkLost(int r, const absl::Status& why) {
+  absl::ReaderMutexLock ops(&ops_mu_);
+  MarkLostHeld(r, why);
+}
+
+void ReplicatedTier::MarkReadLost(const Pending& read, const absl::Status& why) {
+  if (replicas_[read.replica] == read.tier) MarkLostHeld(read.replica, why);
+}
+
+void ReplicatedTier::MarkLostHeld(int r, const absl::Status& why) {
   {
     absl::MutexLock lock(&mu_);
     if (!lost_[r].empty()) return;
@@ -72,6 +82,11 @@ absl::Status ReplicatedTier::ReplicaError(int r, const absl::Status& s) const {
 }
 
 absl::Status ReplicatedTier::BothLost() const {
+  absl::ReaderMutexLock ops(&ops_mu_);
+  return BothLostHeld();
+}
+
+absl::Status ReplicatedTier::BothLostHeld() const {
   absl::MutexLock lock(&mu_);
   return absl::UnavailableError(
       absl::StrCat("both KV replicas are lost: replica 0 (", replicas_[0]->description(),
@@ -91,17 +106,18 @@ ReplicatedTier::Outcome ReplicatedTier::OnLive(const std::function<absl::Status(
     if (st[r].ok()) {
       out.done.push_back(r);
     } else if (IsLoss(st[r])) {
-      MarkLost(r, st[r]);
+      MarkLostHeld(r, st[r]);
     } else if (out.error.ok()) {
       out.error = ReplicaError(r, st[r]);
     }
   }
-  if (out.done.empty() && out.error.ok()) out.error = BothLost();
+  if (out.done.empty() && out.error.ok()) out.error = BothLostHeld();
   return out;
 }
 
 absl::Status ReplicatedTier::CreateSequence(uint64_t seq, int32_t num_layers,
                                             int32_t num_kv_heads) {
+  absl::ReaderMutexLock ops(&ops_mu_);
   const Outcome o =
       OnLive([&](int r) { return replicas_[r]->CreateSequence(seq, num_layers, num_kv_heads); });
   if (!o.error.ok()) {
@@ -110,10 +126,12 @@ absl::Status ReplicatedTier::CreateSequence(uint64_t seq, int32_t num_layers,
   }
   absl::MutexLock lock(&mu_);
   tables_.try_emplace(seq);
+  shapes_[seq] = {num_layers, num_kv_heads};
   return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> ReplicatedTier::FreeSequence(uint64_t seq) {
+  absl::ReaderMutexLock ops(&ops_mu_);
   std::array<int64_t, kReplicas> freed = {0, 0};
   const Outcome o = OnLive([&](int r) {
     APR_ASSIGN_OR_RETURN(freed[r], replicas_[r]->FreeSequence(seq));
@@ -130,6 +148,7 @@ absl::StatusOr<int64_t> ReplicatedTier::FreeSequence(uint64_t seq) {
       }
       tables_.erase(it);
     }
+    shapes_.erase(seq);
   }
   if (!o.error.ok()) return o.error;
   return freed[o.done[0]];  // the same blocks on each replica: counted once
@@ -178,11 +197,13 @@ absl::StatusOr<std::vector<uint32_t>> ReplicatedTier::WriteBlocks(
     return absl::InvalidArgumentError(
         absl::StrCat(keys.size(), " blocks but ", data.size(), " data pointers"));
   }
+  absl::ReaderMutexLock ops(&ops_mu_);
   return Append(seq, keys, [&](int r) { return replicas_[r]->WriteBlocks(seq, keys, data); });
 }
 
 absl::StatusOr<std::vector<uint32_t>> ReplicatedTier::AllocateBlocks(
     uint64_t seq, absl::Span<const BlockKey> keys) {
+  absl::ReaderMutexLock ops(&ops_mu_);
   return Append(seq, keys, [&](int r) { return replicas_[r]->AllocateBlocks(seq, keys); });
 }
 
@@ -226,13 +247,14 @@ absl::Status ReplicatedTier::Issue(Pending* read) {
     absl::StatusOr<ReadId> id = replicas_[r]->StartRead(slots, read->dst);
     if (id.ok()) {
       read->replica = r;
+      read->tier = replicas_[r];
       read->id = *id;
       return absl::OkStatus();
     }
     if (!IsLoss(id.status())) return ReplicaError(r, id.status());
-    MarkLost(r, id.status());
+    MarkLostHeld(r, id.status());
   }
-  return BothLost();
+  return BothLostHeld();
 }
 
 absl::StatusOr<ReadId> ReplicatedTier::StartRead(absl::Span<const uint32_t> slots,
@@ -241,6 +263,7 @@ absl::StatusOr<ReadId> ReplicatedTier::StartRead(absl::Span<const uint32_t> slot
     return absl::InvalidArgumentError(
         absl::StrCat(slots.size(), " slots but ", dst.size(), " destinations"));
   }
+  absl::ReaderMutexLock ops(&ops_mu_);
   Pending read;
   read.slots.assign(slots.begin(), slots.end());
   read.dst.assign(dst.begin(), dst.end());
@@ -253,19 +276,20 @@ absl::StatusOr<ReadId> ReplicatedTier::StartRead(absl::Span<const uint32_t> slot
 }
 
 bool ReplicatedTier::ReadDone(ReadId id) {
-  int r;
+  std::shared_ptr<StagingTier> tier;
   ReadId rid;
   {
     absl::MutexLock lock(&mu_);
     auto it = reads_.find(id);
     if (it == reads_.end()) return true;
-    r = it->second.replica;
+    tier = it->second.tier;
     rid = it->second.id;
   }
-  return replicas_[r]->ReadDone(rid);
+  return tier->ReadDone(rid);
 }
 
 absl::Status ReplicatedTier::WaitRead(ReadId id) {
+  absl::ReaderMutexLock ops(&ops_mu_);
   Pending read;
   {
     absl::MutexLock lock(&mu_);
@@ -276,18 +300,18 @@ absl::Status ReplicatedTier::WaitRead(ReadId id) {
     read = std::move(it->second);
     reads_.erase(it);
   }
-  const bool blocked = !replicas_[read.replica]->ReadDone(read.id);
+  const bool blocked = !read.tier->ReadDone(read.id);
   const absl::Time start = absl::Now();
   absl::Status s;
   // At most once per replica: a lost replica is never read again.
   for (int tries = 0; tries < kReplicas; ++tries) {
-    s = replicas_[read.replica]->WaitRead(read.id);
+    s = read.tier->WaitRead(read.id);
     if (s.ok()) break;
     if (!IsLoss(s)) {
       s = ReplicaError(read.replica, s);
       break;
     }
-    MarkLost(read.replica, s);
+    MarkReadLost(read, s);
     s = Issue(&read);  // the same blocks from the survivor
     if (!s.ok()) break;
   }
@@ -299,6 +323,7 @@ absl::Status ReplicatedTier::WaitRead(ReadId id) {
 }
 
 absl::StatusOr<BlockStoreStats> ReplicatedTier::NodeStats() {
+  absl::ReaderMutexLock ops(&ops_mu_);
   std::array<BlockStoreStats, kReplicas> each;
   const Outcome o = OnLive([&](int r) {
     APR_ASSIGN_OR_RETURN(each[r], replicas_[r]->NodeStats());
@@ -324,29 +349,51 @@ absl::StatusOr<BlockStoreStats> ReplicatedTier::NodeStats() {
 }
 
 TierClientStats ReplicatedTier::stats() const {
+  absl::ReaderMutexLock ops(&ops_mu_);
   TierClientStats sum;
   {
     absl::MutexLock lock(&mu_);
     sum = own_;  // reads and waits, which this tier counts; its nodes count the traffic
+    for (const NodeTraffic& t : retired_) AddTraffic(t.stats, &sum);
   }
   for (const auto& replica : replicas_) AddTraffic(replica->stats(), &sum);
   return sum;
 }
 
-std::vector<NodeTraffic> ReplicatedTier::node_traffic() const { return NodeTrafficOf(replicas_); }
+std::vector<NodeTraffic> ReplicatedTier::node_traffic() const {
+  absl::ReaderMutexLock ops(&ops_mu_);
+  std::vector<NodeTraffic> all = NodeTrafficOf(replicas_);
+  absl::MutexLock lock(&mu_);
+  for (const NodeTraffic& old : retired_) {  // a restored replica's nodes, before Restore
+    auto same = std::find_if(all.begin(), all.end(),
+                             [&](const NodeTraffic& t) { return t.node == old.node; });
+    if (same == all.end()) {
+      all.push_back(old);
+    } else {
+      AddTraffic(old.stats, &same->stats);
+    }
+  }
+  return all;
+}
 
 absl::Status ReplicatedTier::RegisterStaging(void* address, size_t length) {
+  absl::ReaderMutexLock ops(&ops_mu_);
   const Outcome o = OnLive([&](int r) { return replicas_[r]->RegisterStaging(address, length); });
   if (!o.error.ok()) {
     for (int r : o.done) replicas_[r]->UnregisterStaging(address);
     return o.error;
   }
+  absl::MutexLock lock(&mu_);
+  staging_[address] = length;
   return absl::OkStatus();
 }
 
 void ReplicatedTier::UnregisterStaging(void* address) {
+  absl::ReaderMutexLock ops(&ops_mu_);
   // Both, lost or not: a registration must not outlive the memory.
   for (const auto& replica : replicas_) replica->UnregisterStaging(address);
+  absl::MutexLock lock(&mu_);
+  staging_.erase(address);
 }
 
 }  // namespace apr::kvstore

@@ -2,10 +2,11 @@
 // replicas, each a storage node (RemoteTier) or a sharded set of nodes (ShardedTier), so
 // that losing a node costs no re-prefill. Writes, creates, frees and allocations go to both
 // replicas in parallel; reads go to one, the primary (replica 0) while it is alive. A
-// replica whose call fails with UNAVAILABLE (its node is gone) is marked lost, once and for
-// good (no re-replication), and every later call is served by the survivor, so callers see
-// no error; a read already issued to it is re-issued to the survivor inside WaitRead.
-// Only when both are lost do calls fail, naming both.
+// replica whose call fails with UNAVAILABLE (its node is gone) is marked lost and every
+// later call is served by the survivor, so callers see no error; a read already issued to
+// it is re-issued to the survivor inside WaitRead. Only when both are lost do calls fail,
+// naming both. Restore puts a lost replica back: a fresh tier (the node restarted, or a
+// spare) gets a copy of every block from the survivor, and both serve again.
 //
 // Slots: the replicas are separate pools that other workers share, so the same block gets
 // different slots on each (allocation order interleaves with other clients'). The tier
@@ -21,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -37,13 +39,19 @@ class ReplicatedTier : public StagingTier {
   static absl::StatusOr<std::unique_ptr<ReplicatedTier>> Create(
       std::shared_ptr<StagingTier> primary, std::shared_ptr<StagingTier> secondary);
 
-  StagingTier& replica(int r) const { return *replicas_[r]; }
   bool lost(int r) const;
   // Marks replica `r` lost (it failed with UNAVAILABLE, or its owner found a node of it
   // gone or restarted) and logs it once; later calls use the other replica only.
   void MarkLost(int r, const absl::Status& why);
   // What calls fail with once both are lost: UNAVAILABLE naming both and why.
   absl::Status BothLost() const;
+  // Re-replication: replaces lost replica `r` by `fresh` (empty, or holding stale copies of
+  // this tier's sequences, which are freed first), copies every block of every sequence
+  // into it from the other replica, re-registers the staging memory, and serves from both
+  // again. Every other call waits meanwhile (a pause of the copy's length: the bytes
+  // cross the network twice). Fails, leaving `r` lost and `fresh` holding nothing of this
+  // tier, when `r` is not lost, the other replica is lost too, or a copy fails.
+  absl::Status Restore(int r, std::shared_ptr<StagingTier> fresh);
 
   int64_t block_bytes() const override { return block_bytes_; }
   std::string description() const override;
@@ -86,15 +94,38 @@ class ReplicatedTier : public StagingTier {
   using Slots = std::array<uint32_t, kReplicas>;  // a block's slot on each replica
   struct Pending {
     int replica = 0;
-    ReadId id = 0;  // the replica's
-    std::vector<uint32_t> slots;  // this tier's, for a re-issue
+    std::shared_ptr<StagingTier> tier;  // that replica when issued (Restore may replace it)
+    ReadId id = 0;                      // the tier's
+    std::vector<uint32_t> slots;        // this tier's, for a re-issue
     std::vector<std::byte*> dst;
   };
+
+  // One sequence's blocks as Restore copies them: its shape and (key, this tier's slot).
+  struct SequenceBlocks {
+    uint64_t seq = 0;
+    int32_t num_layers = 0, num_kv_heads = 0;
+    std::vector<std::pair<BlockKey, uint32_t>> blocks;
+  };
+  // This tier's slot -> the block's slot in the restored replica.
+  using RestoredSlots = std::vector<std::pair<uint32_t, uint32_t>>;
 
   ReplicatedTier(std::shared_ptr<StagingTier> a, std::shared_ptr<StagingTier> b,
                  int64_t block_bytes)
       : replicas_{std::move(a), std::move(b)}, block_bytes_(block_bytes) {}
   std::vector<int> Live() const;
+  // The unlocked bodies of the public calls of the same name, for callers that hold
+  // ops_mu_ already (absl::Mutex is not re-entrant).
+  void MarkLostHeld(int r, const absl::Status& why) ABSL_SHARED_LOCKS_REQUIRED(ops_mu_);
+  absl::Status BothLostHeld() const ABSL_SHARED_LOCKS_REQUIRED(ops_mu_);
+  // Marks the replica a read was issued to lost, unless Restore has replaced it since.
+  void MarkReadLost(const Pending& read, const absl::Status& why)
+      ABSL_SHARED_LOCKS_REQUIRED(ops_mu_);
+  // Restore's steps: the sequences to copy; one sequence's blocks from `source` into
+  // `fresh` (appending to `out`); the staging registrations moved to `fresh`.
+  std::vector<SequenceBlocks> SnapshotSequences() const;
+  absl::Status CopySequence(int source, const SequenceBlocks& seq, StagingTier& fresh,
+                            RestoredSlots* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_);
+  absl::Status MoveStaging(StagingTier& old_replica, StagingTier& fresh);
   // What a call on the live replicas came to: the replicas it succeeded on, and the first
   // failure that is not a loss (naming its replica), or, when no replica succeeded and
   // none failed otherwise, the both-lost error.
@@ -115,7 +146,10 @@ class ReplicatedTier : public StagingTier {
   // Starts `read` on a live replica, the primary first; fills read->replica and read->id.
   absl::Status Issue(Pending* read);
 
-  const std::array<std::shared_ptr<StagingTier>, kReplicas> replicas_;
+  // Every call that reaches the replicas holds ops_mu_ shared; Restore holds it exclusive
+  // while it copies and swaps a replica. Taken before mu_.
+  mutable absl::Mutex ops_mu_;
+  std::array<std::shared_ptr<StagingTier>, kReplicas> replicas_ ABSL_GUARDED_BY(ops_mu_);
   const int64_t block_bytes_;
   mutable absl::Mutex mu_;
   std::array<std::string, kReplicas> lost_ ABSL_GUARDED_BY(mu_);  // why; empty: alive
@@ -124,9 +158,7 @@ class ReplicatedTier : public StagingTier {
   std::vector<uint32_t> free_ ABSL_GUARDED_BY(mu_);
   // Per sequence: block (layer, KV head, block) -> this tier's slot.
   struct KeyHash {
-    size_t operator()(const BlockKey& k) const {
-      return absl::HashOf(k.layer, k.kv_head, k.block);
-    }
+    size_t operator()(const BlockKey& k) const { return absl::HashOf(k.layer, k.kv_head, k.block); }
   };
   struct KeyEq {
     bool operator()(const BlockKey& a, const BlockKey& b) const {
@@ -138,6 +170,12 @@ class ReplicatedTier : public StagingTier {
   absl::flat_hash_map<ReadId, Pending> reads_ ABSL_GUARDED_BY(mu_);
   ReadId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   TierClientStats own_ ABSL_GUARDED_BY(mu_);  // reads and waits
+  // Each sequence's (layers, KV heads), for Restore's CreateSequence.
+  absl::flat_hash_map<uint64_t, std::pair<int32_t, int32_t>> shapes_ ABSL_GUARDED_BY(mu_);
+  // Registered staging memory (address -> length), for Restore to register again.
+  absl::flat_hash_map<void*, size_t> staging_ ABSL_GUARDED_BY(mu_);
+  // The traffic of replicas Restore replaced, by node (stats() and node_traffic()).
+  std::vector<NodeTraffic> retired_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace apr::kvstore

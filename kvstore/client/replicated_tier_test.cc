@@ -2,12 +2,14 @@
 // call fail with UNAVAILABLE, as a killed storage node's client does: reads before and
 // after losing either replica return the bytes written, a read in flight on the lost
 // replica is re-issued to the survivor, writes after the loss succeed, losing both fails
-// naming both, other errors are not losses, and the replicas' slots may differ.
+// naming both, other errors are not losses, and the replicas' slots may differ; Restore
+// copies every block from the survivor into a fresh replica, which then serves alone.
 #include "kvstore/client/replicated_tier.h"
 
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,8 +62,8 @@ class Faulty : public StagingTier {
     if (dead_) return Gone();
     return inner_->LookupSlots(seq, keys);
   }
-  absl::StatusOr<std::vector<uint32_t>> AllocateBlocks(
-      uint64_t seq, absl::Span<const BlockKey> keys) override {
+  absl::StatusOr<std::vector<uint32_t>> AllocateBlocks(uint64_t seq,
+                                                       absl::Span<const BlockKey> keys) override {
     if (dead_) return Gone();
     return inner_->AllocateBlocks(seq, keys);
   }
@@ -82,9 +84,14 @@ class Faulty : public StagingTier {
   TierClientStats stats() const override { return inner_->stats(); }
   absl::Status RegisterStaging(void* a, size_t n) override {
     if (dead_) return Gone();
+    registered.insert(a);
     return inner_->RegisterStaging(a, n);
   }
-  void UnregisterStaging(void* a) override { inner_->UnregisterStaging(a); }
+  void UnregisterStaging(void* a) override {
+    registered.erase(a);
+    inner_->UnregisterStaging(a);
+  }
+  std::set<void*> registered;  // staging memory registered now
 
  private:
   absl::Status Gone() const {
@@ -293,8 +300,7 @@ TEST(ReplicatedTierTest, OtherErrorsAreNotLosses) {
   const uint32_t stranger = 12345;
   auto r = f.tier->StartRead(absl::MakeConstSpan(&stranger, 1), absl::MakeSpan(&dst, 1));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kOutOfRange);
-  EXPECT_EQ(f.tier->LookupSlots(77, Keys(1, 1, 0, 1)).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(f.tier->LookupSlots(77, Keys(1, 1, 0, 1)).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(ReplicatedTierTest, ReplicasMayBeShardedSets) {
@@ -338,6 +344,153 @@ TEST(ReplicatedTierTest, CreateChecksTheBlockSize) {
   auto t = ReplicatedTier::Create(Pool(4), other);
   EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(t.status().message(), HasSubstr("same block size"));
+}
+
+// Every block of every sequence, read through the tier, against its bytes; `round` per key.
+void ExpectAllBlocks(ReplicatedTier& tier, uint64_t seq, const std::vector<BlockKey>& keys,
+                     const std::vector<int>& rounds) {
+  auto slots = tier.LookupSlots(seq, keys);
+  ASSERT_TRUE(slots.ok()) << slots.status();
+  std::vector<std::string> out(keys.size(), std::string(kBlockBytes, '\0'));
+  std::vector<std::byte*> dst;
+  for (std::string& o : out) dst.push_back(reinterpret_cast<std::byte*>(o.data()));
+  absl::Status s = tier.Read(*slots, dst);
+  ASSERT_TRUE(s.ok()) << s;
+  for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(out[i], Bytes(keys[i], rounds[i])) << i;
+}
+
+class RestoreReplica : public ::testing::TestWithParam<int> {};
+
+TEST_P(RestoreReplica, TheFreshReplicaHoldsEveryBlockAndServesWhenTheOtherIsLost) {
+  const int gone = GetParam();
+  Fixture f;
+  std::string staging(4096, '\0');
+  ASSERT_TRUE(f.tier->RegisterStaging(staging.data(), staging.size()).ok());
+  ASSERT_TRUE(f.tier->CreateSequence(7, 2, 2).ok());
+  ASSERT_TRUE(f.tier->CreateSequence(8, 1, 2).ok());
+  std::vector<BlockKey> keys7 = Keys(2, 2, 0, 3);
+  const std::vector<BlockKey> keys8 = Keys(1, 2, 0, 2);
+  ASSERT_TRUE(f.Write(7, keys7).ok());
+  ASSERT_TRUE(f.Write(8, keys8).ok());
+  f.faulty(gone).Kill();
+  // After the loss, on the survivor alone: new blocks, a rewrite, a new sequence, a free.
+  const std::vector<BlockKey> more = Keys(2, 2, 3, 1);
+  ASSERT_TRUE(f.Write(7, more).ok());
+  ASSERT_TRUE(f.Write(7, {keys7[0]}, 1).ok());
+  ASSERT_TRUE(f.tier->CreateSequence(9, 1, 1).ok());
+  const std::vector<BlockKey> keys9 = Keys(1, 1, 0, 2);
+  ASSERT_TRUE(f.Write(9, keys9).ok());
+  ASSERT_TRUE(f.tier->FreeSequence(8).ok());
+  keys7.insert(keys7.end(), more.begin(), more.end());
+  std::vector<int> rounds7(keys7.size(), 0);
+  rounds7[0] = 1;
+
+  auto fresh = std::make_shared<Faulty>(Pool(64), "kv-fresh");
+  absl::Status s = f.tier->Restore(gone, fresh);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_FALSE(f.tier->lost(gone));
+  LocalTier& survivor = gone == 0 ? *f.b : *f.a;
+  EXPECT_EQ(static_cast<LocalTier&>(fresh->inner()).store().stats().used_blocks,
+            survivor.store().stats().used_blocks);
+  EXPECT_EQ(static_cast<LocalTier&>(fresh->inner()).store().stats().sequences, 2);
+  EXPECT_EQ(fresh->registered, std::set<void*>{staging.data()});
+  EXPECT_TRUE(f.faulty(gone).registered.empty());
+
+  // The survivor lost too: the restored replica serves every block, old and new.
+  f.faulty(1 - gone).Kill();
+  ExpectAllBlocks(*f.tier, 7, keys7, rounds7);
+  ExpectAllBlocks(*f.tier, 9, keys9, {0, 0});
+  ASSERT_TRUE(f.Write(9, Keys(1, 1, 2, 1)).ok());
+  EXPECT_TRUE(f.tier->lost(1 - gone));  // found by the write (reads went to the primary)
+  // The replaced replica's traffic still counts, under its node's name.
+  int64_t written = 0;
+  std::set<std::string> nodes;
+  for (const NodeTraffic& t : f.tier->node_traffic()) {
+    nodes.insert(t.node);
+    written += t.stats.bytes_written;
+  }
+  EXPECT_EQ(nodes, (std::set<std::string>{"storage node kv-a", "storage node kv-b",
+                                          "storage node kv-fresh"}));
+  EXPECT_EQ(written, f.tier->stats().bytes_written);
+  f.tier->UnregisterStaging(staging.data());
+  EXPECT_TRUE(fresh->registered.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(EitherReplica, RestoreReplica, ::testing::Values(0, 1));
+
+TEST(ReplicatedTierTest, RestoreRefusesWhatItCannotDoAndLeavesNothingBehind) {
+  Fixture f;
+  ASSERT_TRUE(f.tier->CreateSequence(1, 1, 2).ok());
+  const std::vector<BlockKey> keys = Keys(1, 2, 0, 4);  // 8 blocks
+  ASSERT_TRUE(f.Write(1, keys).ok());
+  // Not lost.
+  absl::Status s = f.tier->Restore(0, Pool(64));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("KV replica 0 of 2 (storage node kv-a) is not lost"));
+  f.fa->Kill();
+  ExpectAllBlocks(*f.tier, 1, keys, std::vector<int>(keys.size(), 0));  // finds kv-a lost
+  ASSERT_TRUE(f.tier->lost(0));
+  // Another block size.
+  auto big = BlockStore::Create({.block_bytes = 2 * kBlockBytes, .capacity_blocks = 64});
+  ASSERT_TRUE(big.ok());
+  s = f.tier->Restore(0, std::make_shared<LocalTier>(std::shared_ptr<BlockStore>(*std::move(big))));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  // A fresh replica too small: the copy fails, the fresh pool is emptied, replica 0 stays
+  // lost and replica 1 serves on.
+  std::shared_ptr<LocalTier> small = Pool(5);
+  s = f.tier->Restore(0, small);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("restoring KV replica 0 onto local pool"));
+  EXPECT_EQ(small->store().stats().sequences, 0);
+  EXPECT_EQ(small->store().stats().used_blocks, 0);
+  EXPECT_TRUE(f.tier->lost(0));
+  ExpectAllBlocks(*f.tier, 1, keys, std::vector<int>(keys.size(), 0));
+  // Both lost: nothing to copy from.
+  f.fb->Kill();
+  EXPECT_FALSE(f.Write(1, Keys(1, 2, 4, 1)).ok());
+  s = f.tier->Restore(0, Pool(64));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("both KV replicas are lost"));
+}
+
+TEST(ReplicatedTierTest, RestoreOntoANodeWithStaleCopiesReplacesThem) {
+  Fixture f;
+  ASSERT_TRUE(f.tier->CreateSequence(1, 1, 2).ok());
+  const std::vector<BlockKey> keys = Keys(1, 2, 0, 3);
+  ASSERT_TRUE(f.Write(1, keys).ok());
+  f.fa->Kill();                           // kv-a's pool keeps sequence 1 as it was
+  ASSERT_TRUE(f.Write(1, keys, 1).ok());  // rewritten on kv-b only
+  // kv-a answers again with its old blocks (a node that was unreachable, not restarted).
+  auto back = std::make_shared<Faulty>(f.a, "kv-a");
+  absl::Status s = f.tier->Restore(0, back);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(f.a->store().stats().used_blocks, 6);
+  f.fb->Kill();
+  ExpectAllBlocks(*f.tier, 1, keys, std::vector<int>(keys.size(), 1));
+}
+
+TEST(ReplicatedTierTest, AReadIssuedToTheLostReplicaBeforeRestoreIsReissued) {
+  Fixture f;
+  ASSERT_TRUE(f.tier->CreateSequence(1, 1, 2).ok());
+  const std::vector<BlockKey> keys = Keys(1, 2, 0, 4);
+  auto slots = f.Write(1, keys);
+  ASSERT_TRUE(slots.ok());
+  std::vector<std::string> out(keys.size(), std::string(kBlockBytes, '\0'));
+  std::vector<std::byte*> dst;
+  for (std::string& o : out) dst.push_back(reinterpret_cast<std::byte*>(o.data()));
+  auto id = f.tier->StartRead(*slots, dst);  // on kv-a
+  ASSERT_TRUE(id.ok());
+  f.fa->Kill();
+  f.tier->MarkLost(0, absl::UnavailableError("kv-a stopped answering"));
+  auto fresh = std::make_shared<Faulty>(Pool(64), "kv-fresh");
+  ASSERT_TRUE(f.tier->Restore(0, fresh).ok());
+  for (std::string& o : out) o.assign(kBlockBytes, '\0');
+  // The read failed on the old kv-a: re-issued (to the restored primary), and the restored
+  // replica is not marked lost for the old one's failure.
+  absl::Status s = f.tier->WaitRead(*id);
+  ASSERT_TRUE(s.ok()) << s;
+  for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(out[i], Bytes(keys[i])) << i;
+  EXPECT_FALSE(f.tier->lost(0));
 }
 
 }  // namespace
