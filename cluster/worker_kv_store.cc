@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "kvstore/client/connect_nodes.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/client/replicated_tier.h"
@@ -19,6 +20,10 @@ struct Owner {
   std::shared_ptr<kvstore::TierClient> tier;
   std::unique_ptr<kvstore::TierKvOffload> offload;
 };
+
+// How often a lost KV copy's nodes are probed for a restore: each probe of a dead node
+// may cost the RPC timeout in the sequence creation that runs it.
+constexpr double kRestoreProbeSeconds = 2;
 
 }  // namespace
 
@@ -97,7 +102,7 @@ std::string WorkerKvStore::LostNode() {
   return "";
 }
 
-absl::Status WorkerKvStore::Connect() {
+kvstore::RemoteTierOptions WorkerKvStore::NodeOptions() const {
   kvstore::RemoteTierOptions o;
   o.ucx.tls = options_.ucx_tls;
   o.ucx.net_devices = options_.ucx_net_devices;
@@ -106,7 +111,51 @@ absl::Status WorkerKvStore::Connect() {
   // Short bounds: a lost node must fail a step within seconds, not hang it.
   o.rpc_timeout = absl::Seconds(2);
   o.data_timeout = absl::Seconds(5);
-  auto nodes = kvstore::ConnectRemoteTiers(options_.addresses, o);
+  return o;
+}
+
+absl::Status WorkerKvStore::RestoreCopy(int copy, const std::vector<size_t>& nodes) {
+  std::vector<std::string> addresses;
+  for (size_t i : nodes) addresses.push_back(options_.addresses[i]);
+  APR_ASSIGN_OR_RETURN(auto connected, kvstore::ConnectRemoteTiers(addresses, NodeOptions()));
+  std::vector<int64_t> pids;
+  for (const auto& node : connected) {
+    APR_ASSIGN_OR_RETURN(auto health, node->Health());
+    pids.push_back(health.pid());
+  }
+  APR_ASSIGN_OR_RETURN(auto tier, kvstore::TierOverNodes(connected));
+  APR_RETURN_IF_ERROR(replicated_->Restore(copy, tier));
+  for (size_t k = 0; k < nodes.size(); ++k) {
+    nodes_[nodes[k]] = connected[k];
+    node_pids_[nodes[k]] = pids[k];
+    std::fprintf(stderr, "worker: KV copy %d restored in storage node %s (pid %lld)%s\n", copy,
+                 addresses[k].c_str(), static_cast<long long>(pids[k]),
+                 NodeRole(nodes[k], options_.addresses.size()).c_str());
+  }
+  return absl::OkStatus();
+}
+
+void WorkerKvStore::TryRestoreCopy() {
+  if (replicated_ == nullptr || absl::Now() < next_restore_probe_) return;
+  for (int copy = 0; copy < 2; ++copy) {
+    if (!replicated_->lost(copy) || replicated_->lost(1 - copy)) continue;
+    next_restore_probe_ = absl::Now() + absl::Seconds(kRestoreProbeSeconds);
+    std::vector<size_t> nodes;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      if (ReplicaOf(i) != copy) continue;
+      if (!nodes_[i]->Health().ok()) return;  // not back yet
+      nodes.push_back(i);
+    }
+    if (absl::Status s = RestoreCopy(copy, nodes); !s.ok()) {
+      std::fprintf(stderr, "worker: restoring KV copy %d failed (retried in %.0f s): %s\n", copy,
+                   kRestoreProbeSeconds, s.ToString().c_str());
+    }
+    return;
+  }
+}
+
+absl::Status WorkerKvStore::Connect() {
+  auto nodes = kvstore::ConnectRemoteTiers(options_.addresses, NodeOptions());
   if (!nodes.ok()) return nodes.status();
   std::vector<int64_t> pids;
   for (size_t i = 0; i < nodes->size(); ++i) {
@@ -141,7 +190,10 @@ absl::StatusOr<std::shared_ptr<kvstore::TierClient>> WorkerKvStore::Tier() {
   absl::MutexLock l(&mu_);
   if (tier_ != nullptr) {
     const std::string lost = LostNode();
-    if (lost.empty()) return tier_;
+    if (lost.empty()) {
+      TryRestoreCopy();
+      return tier_;
+    }
     std::fprintf(stderr, "worker: storage node %s; reconnecting\n", lost.c_str());
     // Sequences still on the old nodes keep them alive until they are rebuilt or freed.
     for (const kvstore::NodeTraffic& t : tier_->node_traffic())

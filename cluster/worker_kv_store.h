@@ -4,7 +4,8 @@
 // Nodes are separate processes; when one dies or restarts, the step engine rebuilds the
 // sequences from their token histories (runtime/step_engine.h) through this class, which
 // reconnects for them. With two copies, a lost node's copy is dropped instead and the
-// other serves on: nothing is rebuilt until both copies are lost.
+// other serves on: nothing is rebuilt until both copies are lost. When the lost copy's
+// node(s) answer again, the copy is restored from the other (re-replication).
 #ifndef APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
 #define APRUNTIME_CLUSTER_WORKER_KV_STORE_H_
 
@@ -18,11 +19,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "backends/cpu/cpu_decoder.h"
 #include "kvstore/security.h"
 #include "runtime/step_engine.h"
 
 namespace apr::kvstore {
+struct RemoteTierOptions;
 class RemoteTier;
 class ReplicatedTier;
 class TierClient;
@@ -77,6 +80,15 @@ class WorkerKvStore {
   std::string NodeRole(size_t i, size_t n) const;
   // One attempt at connecting every node; sets tier_, nodes_ and node_pids_.
   absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The client options of every node connection.
+  kvstore::RemoteTierOptions NodeOptions() const;
+  // With two copies, one lost: when every node of the lost copy answers (probed at most
+  // every kRestoreProbeSeconds, a dead node costs up to the RPC timeout), connects them
+  // and restores the copy from the other (kvstore::ReplicatedTier::Restore).
+  void TryRestoreCopy() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Connects `nodes` (indices into options_.addresses) and restores copy `copy` onto them.
+  absl::Status RestoreCopy(int copy, const std::vector<size_t>& nodes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<OwnedSequence> NewSequence(cpu::CpuDecoder* decoder, uint64_t id);
 
   const WorkerKvStoreOptions options_;
@@ -91,6 +103,8 @@ class WorkerKvStore {
   std::shared_ptr<kvstore::ReplicatedTier> replicated_ ABSL_GUARDED_BY(mu_);
   // Bytes read per node over connections already replaced (NodeBytesRead).
   std::map<std::string, int64_t> retired_bytes_ ABSL_GUARDED_BY(mu_);
+  // When TryRestoreCopy may probe the lost copy's nodes next.
+  absl::Time next_restore_probe_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace apr::cluster

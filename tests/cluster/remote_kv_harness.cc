@@ -26,11 +26,15 @@ namespace kv1 = ::apr::kvstore::v1;
 namespace wv1 = ::apr::worker::v1;
 using kvstore::testing::StorageNodeProcess;
 
-std::unique_ptr<StorageNodeProcess> StartNode(const std::string& name) {
-  auto node = StorageNodeProcess::Start(
-      kvstore::testing::StorageNodeBinary(),
-      {"--capacity_blocks=4096", "--model=" + fs::absolute("models/apr-tiny").string(),
-       "--dtype=f32", "--ucx_tls=tcp", "--ucx_net_devices=lo", "--node_name=" + name});
+std::unique_ptr<StorageNodeProcess> StartNode(const std::string& name, int port) {
+  std::vector<std::string> flags = {"--capacity_blocks=4096",
+                                    "--model=" + fs::absolute("models/apr-tiny").string(),
+                                    "--dtype=f32",
+                                    "--ucx_tls=tcp",
+                                    "--ucx_net_devices=lo",
+                                    "--node_name=" + name};
+  if (port != 0) flags.push_back(absl::StrCat("--grpc_port=", port));
+  auto node = StorageNodeProcess::Start(kvstore::testing::StorageNodeBinary(), flags);
   EXPECT_TRUE(node.ok()) << node.status();
   return node.ok() ? *std::move(node) : nullptr;
 }

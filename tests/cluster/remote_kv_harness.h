@@ -16,8 +16,10 @@
 
 namespace apr::cluster::testing {
 
-// A storage node for apr-tiny's float32 blocks (4096 of them) over UCX tcp on loopback.
-std::unique_ptr<kvstore::testing::StorageNodeProcess> StartNode(const std::string& name);
+// A storage node for apr-tiny's float32 blocks (4096 of them) over UCX tcp on loopback;
+// on `port` when it is not 0 (a node restarted at its address).
+std::unique_ptr<kvstore::testing::StorageNodeProcess> StartNode(const std::string& name,
+                                                                int port = 0);
 
 // Blocks in use on `node` (its Stats RPC; a failure is a test failure).
 int64_t UsedBlocks(const kvstore::testing::StorageNodeProcess& node);

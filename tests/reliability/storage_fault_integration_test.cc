@@ -10,10 +10,7 @@
 //   new requests are served.
 // - The node restarted between requests: the worker connects to the new incarnation.
 // - Two workers share the node (their sequence ids kept apart) and both recover.
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <random>
 
@@ -44,26 +41,6 @@ using ::testing::HasSubstr;
 
 constexpr double kReconnectSeconds = 4;
 
-// A free port below Linux's ephemeral range (32768 and up by default). The node is
-// restarted on the same port: one from the ephemeral range can meanwhile become the local
-// port of some outgoing connection (even the worker's own reconnect attempts to it), and
-// the restarted node then cannot listen.
-int FreePortForRestarts() {
-  std::mt19937 rng(std::random_device{}());
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int port = std::uniform_int_distribution<int>(20000, 32000)(rng);
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    close(fd);
-    if (free) return port;
-  }
-  return 0;
-}
-
 std::vector<int32_t> Prompt(int i) {
   std::vector<int32_t> p;
   for (int k = 0; k < 20 + 7 * i; ++k) p.push_back(2 + (61 * k + 433 * i) % 4000);
@@ -93,7 +70,7 @@ class StorageFaultTest : public ::testing::Test {
     auto d = cpu::CpuDecoder::Load("models/apr-tiny");
     ASSERT_TRUE(d.ok()) << d.status();
     decoder_ = *std::move(d);
-    node_port_ = FreePortForRestarts();
+    node_port_ = reliability::FreePortForRestarts();
     ASSERT_GT(node_port_, 0);
     StartNode();
     ASSERT_NE(node_, nullptr);
