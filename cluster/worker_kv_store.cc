@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "base/status_macros.h"
 #include "kvstore/client/connect_nodes.h"
+#include "kvstore/client/copy_restorer.h"
 #include "kvstore/client/remote_tier.h"
 #include "kvstore/client/replicated_tier.h"
 #include "kvstore/tier_kv_offload.h"
@@ -20,10 +20,6 @@ struct Owner {
   std::shared_ptr<kvstore::TierClient> tier;
   std::unique_ptr<kvstore::TierKvOffload> offload;
 };
-
-// How often a lost KV copy's nodes are probed for a restore: each probe of a dead node
-// may cost the RPC timeout in the sequence creation that runs it.
-constexpr double kRestoreProbeSeconds = 2;
 
 }  // namespace
 
@@ -42,6 +38,8 @@ std::string WorkerKvStore::NodeRole(size_t i, size_t n) const {
 WorkerKvStore::WorkerKvStore(WorkerKvStoreOptions options)
     : options_(std::move(options)),
       id_salt_((uint64_t{std::random_device()()} << 32) | std::random_device()()) {}
+
+WorkerKvStore::~WorkerKvStore() = default;
 
 bool WorkerKvStore::NodeLost(const absl::Status& s) {
   switch (s.code()) {
@@ -114,43 +112,18 @@ kvstore::RemoteTierOptions WorkerKvStore::NodeOptions() const {
   return o;
 }
 
-absl::Status WorkerKvStore::RestoreCopy(int copy, const std::vector<size_t>& nodes) {
-  std::vector<std::string> addresses;
-  for (size_t i : nodes) addresses.push_back(options_.addresses[i]);
-  APR_ASSIGN_OR_RETURN(auto connected, kvstore::ConnectRemoteTiers(addresses, NodeOptions()));
-  std::vector<int64_t> pids;
-  for (const auto& node : connected) {
-    APR_ASSIGN_OR_RETURN(auto health, node->Health());
-    pids.push_back(health.pid());
-  }
-  APR_ASSIGN_OR_RETURN(auto tier, kvstore::TierOverNodes(connected));
-  APR_RETURN_IF_ERROR(replicated_->Restore(copy, tier));
-  for (size_t k = 0; k < nodes.size(); ++k) {
-    nodes_[nodes[k]] = connected[k];
-    node_pids_[nodes[k]] = pids[k];
-    std::fprintf(stderr, "worker: KV copy %d restored in storage node %s (pid %lld)%s\n", copy,
-                 addresses[k].c_str(), static_cast<long long>(pids[k]),
-                 NodeRole(nodes[k], options_.addresses.size()).c_str());
-  }
-  return absl::OkStatus();
-}
-
 void WorkerKvStore::TryRestoreCopy() {
-  if (replicated_ == nullptr || absl::Now() < next_restore_probe_) return;
-  for (int copy = 0; copy < 2; ++copy) {
-    if (!replicated_->lost(copy) || replicated_->lost(1 - copy)) continue;
-    next_restore_probe_ = absl::Now() + absl::Seconds(kRestoreProbeSeconds);
-    std::vector<size_t> nodes;
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      if (ReplicaOf(i) != copy) continue;
-      if (!nodes_[i]->Health().ok()) return;  // not back yet
-      nodes.push_back(i);
-    }
-    if (absl::Status s = RestoreCopy(copy, nodes); !s.ok()) {
-      std::fprintf(stderr, "worker: restoring KV copy %d failed (retried in %.0f s): %s\n", copy,
-                   kRestoreProbeSeconds, s.ToString().c_str());
-    }
-    return;
+  if (restorer_ == nullptr) return;
+  for (const kvstore::CopyRestorer::RestoredNode& r : restorer_->MaybeRestore()) {
+    nodes_[r.index] = r.node;
+    auto health = r.node->Health();
+    // Unknown until it answers: the next check then takes it for a restart and drops the
+    // copy again, which is safe (a restore copies it back).
+    node_pids_[r.index] = health.ok() ? health->pid() : -1;
+    std::fprintf(stderr, "worker: KV copy %d restored in storage node %s (pid %lld)%s\n",
+                 ReplicaOf(r.index), options_.addresses[r.index].c_str(),
+                 static_cast<long long>(node_pids_[r.index]),
+                 NodeRole(r.index, options_.addresses.size()).c_str());
   }
 }
 
@@ -170,6 +143,11 @@ absl::Status WorkerKvStore::Connect() {
   if (!tier.ok()) return tier.status();
   tier_ = *std::move(tier);
   replicated_ = std::dynamic_pointer_cast<kvstore::ReplicatedTier>(tier_);
+  restorer_.reset();
+  if (replicated_ != nullptr) {
+    restorer_ =
+        std::make_unique<kvstore::CopyRestorer>(options_.addresses, NodeOptions(), replicated_);
+  }
   nodes_ = *std::move(nodes);
   node_pids_ = std::move(pids);
   return absl::OkStatus();
@@ -200,6 +178,7 @@ absl::StatusOr<std::shared_ptr<kvstore::TierClient>> WorkerKvStore::Tier() {
       retired_bytes_[t.node] += t.stats.bytes_read;
     tier_.reset();
     replicated_.reset();
+    restorer_.reset();
     nodes_.clear();
     node_pids_.clear();
   }

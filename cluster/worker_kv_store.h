@@ -19,12 +19,12 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "backends/cpu/cpu_decoder.h"
 #include "kvstore/security.h"
 #include "runtime/step_engine.h"
 
 namespace apr::kvstore {
+class CopyRestorer;
 struct RemoteTierOptions;
 class RemoteTier;
 class ReplicatedTier;
@@ -52,6 +52,7 @@ struct WorkerKvStoreOptions {
 class WorkerKvStore {
  public:
   explicit WorkerKvStore(WorkerKvStoreOptions options);
+  ~WorkerKvStore();  // out of line: kvstore::CopyRestorer is incomplete here
 
   // Step engine options for `decoder` (not owned; outlives the engine): each sequence's
   // KV blocks live in the node; a status that says the node was lost is recoverable.
@@ -82,13 +83,10 @@ class WorkerKvStore {
   absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The client options of every node connection.
   kvstore::RemoteTierOptions NodeOptions() const;
-  // With two copies, one lost: when every node of the lost copy answers (probed at most
-  // every kRestoreProbeSeconds, a dead node costs up to the RPC timeout), connects them
-  // and restores the copy from the other (kvstore::ReplicatedTier::Restore).
+  // With two copies, one lost: restores it when its nodes answer again
+  // (kvstore::CopyRestorer, at most every kvstore::kRestoreProbeInterval) and takes the
+  // restored nodes' new connections and process ids.
   void TryRestoreCopy() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Connects `nodes` (indices into options_.addresses) and restores copy `copy` onto them.
-  absl::Status RestoreCopy(int copy, const std::vector<size_t>& nodes)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<OwnedSequence> NewSequence(cpu::CpuDecoder* decoder, uint64_t id);
 
   const WorkerKvStoreOptions options_;
@@ -103,8 +101,8 @@ class WorkerKvStore {
   std::shared_ptr<kvstore::ReplicatedTier> replicated_ ABSL_GUARDED_BY(mu_);
   // Bytes read per node over connections already replaced (NodeBytesRead).
   std::map<std::string, int64_t> retired_bytes_ ABSL_GUARDED_BY(mu_);
-  // When TryRestoreCopy may probe the lost copy's nodes next.
-  absl::Time next_restore_probe_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Restores a lost copy of replicated_ (null without replication).
+  std::unique_ptr<kvstore::CopyRestorer> restorer_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace apr::cluster

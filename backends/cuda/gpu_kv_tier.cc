@@ -9,6 +9,7 @@
 #include "backends/cuda/host_gpu_kv_tier.h"
 #include "backends/cuda/remote_gpu_kv_tier.h"
 #include "kvstore/client/connect_nodes.h"
+#include "kvstore/client/replicated_tier.h"
 
 namespace apr::cuda {
 namespace {
@@ -37,6 +38,7 @@ absl::StatusOr<std::unique_ptr<GpuKvTier>> ConnectHostTier(const OffloadOptions&
 absl::StatusOr<std::unique_ptr<GpuKvTier>> ConnectRemoteTier(const OffloadOptions& o,
                                                              int64_t block_bytes) {
   std::shared_ptr<kvstore::StagingTier> nodes = o.remote_tier;
+  std::unique_ptr<kvstore::CopyRestorer> restorer;
   if (nodes == nullptr) {
     std::vector<std::string> addresses = o.remote_addresses;
     if (!o.remote_address.empty()) addresses.insert(addresses.begin(), o.remote_address);
@@ -52,9 +54,12 @@ absl::StatusOr<std::unique_ptr<GpuKvTier>> ConnectRemoteTier(const OffloadOption
     auto t = kvstore::ConnectStorageNodes(addresses, ro, o.replication);
     if (!t.ok()) return t.status();
     nodes = *std::move(t);
+    if (auto two = std::dynamic_pointer_cast<kvstore::ReplicatedTier>(nodes); two != nullptr) {
+      restorer = std::make_unique<kvstore::CopyRestorer>(addresses, ro, std::move(two));
+    }
   }
   APR_RETURN_IF_ERROR(CheckBlockBytes("the storage node's", nodes->block_bytes(), block_bytes));
-  return std::make_unique<RemoteGpuKvTier>(std::move(nodes), o);
+  return std::make_unique<RemoteGpuKvTier>(std::move(nodes), o, std::move(restorer));
 }
 
 }  // namespace

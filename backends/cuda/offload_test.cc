@@ -91,12 +91,15 @@ int64_t UsedBlocks(const StorageNodeProcess& node) {
 }
 
 // A storage node on 127.0.0.1 for blocks of `block_bytes`.
-std::unique_ptr<StorageNodeProcess> StartNode(int64_t block_bytes, const std::string& tls) {
-  auto n = StorageNodeProcess::Start(
-      kvstore::testing::StorageNodeBinary(),
-      {"--capacity_blocks=200000", absl::StrCat("--block_bytes=", block_bytes),
-       absl::StrCat("--ucx_tls=", tls), "--ucx_net_devices=lo"},
-      absl::Seconds(60));
+// On `port` when it is not 0 (a node restarted at its address).
+std::unique_ptr<StorageNodeProcess> StartNode(int64_t block_bytes, const std::string& tls,
+                                              int port = 0) {
+  std::vector<std::string> flags = {"--capacity_blocks=200000",
+                                    absl::StrCat("--block_bytes=", block_bytes),
+                                    absl::StrCat("--ucx_tls=", tls), "--ucx_net_devices=lo"};
+  if (port != 0) flags.push_back(absl::StrCat("--grpc_port=", port));
+  auto n =
+      StorageNodeProcess::Start(kvstore::testing::StorageNodeBinary(), flags, absl::Seconds(60));
   EXPECT_TRUE(n.ok()) << n.status();
   return n.ok() ? *std::move(n) : nullptr;
 }
@@ -117,9 +120,11 @@ int Argmax(const std::vector<float>& v) {
 }
 
 // Prefills m.prompt tokens, then decodes m.steps: teacher-forced from m.tokens, or greedy.
-// `before_step(t)`, when given, runs before decode step t (a test kills a node there).
+// `before_step(t, decoder)`, when given, runs before decode step t (a test kills a node
+// there, or starts another sequence).
 DecodeRun Decode(const Model& m, const CudaDecoderOptions& o, bool record_lists = false,
-                 bool greedy = false, const std::function<void(int)>& before_step = nullptr) {
+                 bool greedy = false,
+                 const std::function<void(int, CudaDecoder&)>& before_step = nullptr) {
   DecodeRun r;
   auto d = CudaDecoder::Load(m.dir, o);
   if (!d.ok()) {
@@ -142,7 +147,7 @@ DecodeRun Decode(const Model& m, const CudaDecoderOptions& o, bool record_lists 
   r.stats.push_back(dec.offload_stats());
   int32_t next = greedy ? Argmax(r.logits[0]) : m.tokens[m.prompt];
   for (int t = 0; t < m.steps; ++t) {
-    if (before_step) before_step(t);
+    if (before_step) before_step(t, dec);
     r.logits.emplace_back();
     r.status = dec.Decode(*r.seq, next, &r.logits.back());
     if (!r.status.ok()) return r;
@@ -420,21 +425,80 @@ TEST(Offload, RemoteReplicatedSurvivesANodeLoss) {
     CudaDecoderOptions replicated = o;
     replicated.offload.remote_addresses = {nodes[0]->address(), nodes[1]->address()};
     replicated.offload.replication = 2;
-    DecodeRun run = Decode(m, replicated, /*record_lists=*/true, /*greedy=*/false, [&](int t) {
-      if (t != kKillAt) return;
-      auto killed = nodes[lost]->Stop(SIGKILL);
-      EXPECT_TRUE(killed.ok()) << killed.status();
-    });
+    DecodeRun run =
+        Decode(m, replicated, /*record_lists=*/true, /*greedy=*/false, [&](int t, CudaDecoder&) {
+          if (t != kKillAt) return;
+          auto killed = nodes[lost]->Stop(SIGKILL);
+          EXPECT_TRUE(killed.ok()) << killed.status();
+        });
     ASSERT_TRUE(run.status.ok()) << run.status;
     EXPECT_EQ(BitDifferences(run, single), 0) << "logits differ from one node's";
     EXPECT_EQ(run.lists, single.lists) << "the selections differ";
     const int64_t checked = CheckTierEqualsResident(run, resident);
     const int64_t kept = UsedBlocks(*nodes[1 - lost]);
     EXPECT_EQ(kept, checked) << "the survivor holds every block";
-    std::printf("replication 2, node %d killed before step %d of %d: bit-identical to one node; "
-                "survivor holds %ld of %ld blocks\n",
-                lost, kKillAt, m.steps, long(kept), long(checked));
+    std::printf(
+        "replication 2, node %d killed before step %d of %d: bit-identical to one node; "
+        "survivor holds %ld of %ld blocks\n",
+        lost, kKillAt, m.steps, long(kept), long(checked));
   }
+}
+
+// Re-replication on the GPU path (kvstore::CopyRestorer, as the CPU worker): node 0 is
+// killed before step 40, restarted at its port before step 70, when a second sequence is
+// created, which restores its copy from node 1 first; node 1 is killed before step 100.
+// The first sequence goes on bit-identical to one node, with the same selections, and the
+// restarted node holds what node 1 held when it was restored.
+TEST(Offload, RemoteReplicatedRestoresARestartedNode) {
+  const Model m = AprTiny();
+  ASSERT_GE(m.steps, 110);
+  CudaDecoderOptions o = SparseOptions();
+  o.placement = KvPlacement::kRemote;
+  o.use_graphs = false;
+  o.offload.ucx_tls = "tcp";
+  auto one = StartNode(m.block_bytes, "tcp");
+  ASSERT_NE(one, nullptr);
+  CudaDecoderOptions single_options = o;
+  single_options.offload.remote_address = one->address();
+  DecodeRun single = Decode(m, single_options, /*record_lists=*/true);
+  ASSERT_TRUE(single.status.ok()) << single.status;
+  const int port = kvstore::testing::FreePortForRestarts();
+  ASSERT_NE(port, 0);
+  std::unique_ptr<StorageNodeProcess> nodes[2] = {StartNode(m.block_bytes, "tcp", port),
+                                                  StartNode(m.block_bytes, "tcp")};
+  ASSERT_TRUE(nodes[0] && nodes[1]);
+  CudaDecoderOptions replicated = o;
+  replicated.offload.remote_addresses = {nodes[0]->address(), nodes[1]->address()};
+  replicated.offload.replication = 2;
+  std::unique_ptr<Sequence> second;
+  int64_t restored = -1, held = -1;
+  DecodeRun run =
+      Decode(m, replicated, /*record_lists=*/true, /*greedy=*/false, [&](int t, CudaDecoder& dec) {
+        if (t == 40) EXPECT_TRUE(nodes[0]->Stop(SIGKILL).ok());
+        if (t == 70) {
+          nodes[0] = StartNode(m.block_bytes, "tcp", port);
+          ASSERT_NE(nodes[0], nullptr);
+          held = UsedBlocks(*nodes[1]);
+          second = dec.NewSequence();
+          std::vector<float> logits;
+          absl::Status s =
+              dec.Prefill(*second, absl::MakeConstSpan(m.tokens).subspan(0, 40), &logits);
+          EXPECT_TRUE(s.ok()) << s;
+          // Node 0 now holds the copy of the first sequence and the second's blocks.
+          restored = UsedBlocks(*nodes[0]);
+          EXPECT_EQ(restored, UsedBlocks(*nodes[1]));
+        }
+        if (t == 100) EXPECT_TRUE(nodes[1]->Stop(SIGKILL).ok());
+      });
+  ASSERT_TRUE(run.status.ok()) << run.status;
+  EXPECT_EQ(BitDifferences(run, single), 0) << "logits differ from one node's";
+  EXPECT_EQ(run.lists, single.lists) << "the selections differ";
+  EXPECT_GT(held, 0);
+  EXPECT_GT(restored, held) << "node 0 was not restored (it holds only the new sequence)";
+  std::printf(
+      "replication 2, node 0 killed before step 40, restarted and restored before "
+      "step 70 (%ld blocks), node 1 killed before step 100: bit-identical to one node\n",
+      long(restored));
 }
 
 // The reference's skip_2layer with an offloaded cache: the first 2 layers (1 of

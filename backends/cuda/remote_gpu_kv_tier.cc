@@ -60,6 +60,7 @@ absl::Status RemoteGpuKvTier::Bind(const GpuCacheBinding& cache) {
 }
 
 absl::Status RemoteGpuKvTier::CreateSequence(uint64_t id, int layers, int kv_heads) {
+  if (restorer_ != nullptr) restorer_->MaybeRestore();  // a copy lost earlier, back now
   return nodes_->CreateSequence(id, layers, kv_heads);
 }
 

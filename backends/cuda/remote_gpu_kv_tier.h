@@ -3,6 +3,8 @@
 // (one node, or several sharded or replicated: kvstore::ConnectStorageNodes). The host
 // takes part in every step: a thread turns each layer's fetch list, copied to pinned
 // memory after the plan, into a fetcher job; so decode steps run eagerly (not replayable).
+// With two copies, a lost copy is restored when its nodes answer again, before a new
+// sequence is created (kvstore::CopyRestorer, as the CPU worker does).
 #ifndef APRUNTIME_BACKENDS_CUDA_REMOTE_GPU_KV_TIER_H_
 #define APRUNTIME_BACKENDS_CUDA_REMOTE_GPU_KV_TIER_H_
 
@@ -17,6 +19,7 @@
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/gpu_kv_tier.h"
 #include "backends/cuda/offload.h"
+#include "kvstore/client/copy_restorer.h"
 #include "kvstore/client/staging_tier.h"
 #include "kvstore/cuda/gpu_fetcher.h"
 
@@ -24,8 +27,11 @@ namespace apr::cuda {
 
 class RemoteGpuKvTier : public GpuKvTier {
  public:
-  RemoteGpuKvTier(std::shared_ptr<kvstore::StagingTier> nodes, const OffloadOptions& options)
+  // `restorer`: for nodes holding two copies, null otherwise (or a tier given ready-made).
+  RemoteGpuKvTier(std::shared_ptr<kvstore::StagingTier> nodes, const OffloadOptions& options,
+                  std::unique_ptr<kvstore::CopyRestorer> restorer = nullptr)
       : nodes_(std::move(nodes)),
+        restorer_(std::move(restorer)),
         chunk_blocks_(options.remote_chunk_blocks),
         staging_chunks_(options.remote_staging_chunks) {}
   ~RemoteGpuKvTier() override;
@@ -72,6 +78,7 @@ class RemoteGpuKvTier : public GpuKvTier {
   absl::Status FirstError();
 
   std::shared_ptr<kvstore::StagingTier> nodes_;
+  std::unique_ptr<kvstore::CopyRestorer> restorer_;
   int chunk_blocks_, staging_chunks_;
   GpuCacheBinding c_;
   std::unique_ptr<kvstore::GpuBlockFetcher> fetcher_;

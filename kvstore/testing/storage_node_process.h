@@ -47,6 +47,12 @@ class StorageNodeProcess {
 // in the environment variable APR_STORAGE_NODE.
 std::string StorageNodeBinary();
 
+// A free port on 127.0.0.1 below Linux's ephemeral range (32768 and up by default), for a
+// node restarted at its address: a port from the ephemeral range can meanwhile become the
+// local port of some outgoing connection (even a client's reconnect attempts to it), and
+// the restarted node then cannot listen. 0 when none was found.
+int FreePortForRestarts();
+
 }  // namespace apr::kvstore::testing
 
 #endif  // APRUNTIME_KVSTORE_TESTING_STORAGE_NODE_PROCESS_H_

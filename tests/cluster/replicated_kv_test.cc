@@ -33,7 +33,6 @@
 #include "kvstore/testing/storage_node_process.h"
 #include "rpc/worker/v1/worker.grpc.pb.h"
 #include "tests/cluster/remote_kv_harness.h"
-#include "tests/reliability/harness.h"
 
 namespace apr::cluster {
 namespace {
@@ -223,7 +222,7 @@ TEST(ReplicatedKvTest, ARestartedNodeGetsItsCopyBackAndTheOtherCanThenBeLost) {
     ASSERT_TRUE(w.ok());
     want = Generate(w, nullptr);
   }
-  const int port = reliability::FreePortForRestarts();
+  const int port = kvstore::testing::FreePortForRestarts();
   ASSERT_NE(port, 0);
   std::unique_ptr<StorageNodeProcess> nodes[2] = {StartNode("kv-ra", port), StartNode("kv-rb")};
   ASSERT_TRUE(nodes[0] && nodes[1]);

@@ -1,14 +1,10 @@
 #include "tests/reliability/harness.h"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -22,22 +18,6 @@
 namespace apr::reliability {
 
 namespace fs = std::filesystem;
-
-int FreePortForRestarts() {
-  std::mt19937 rng(std::random_device{}());
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int port = std::uniform_int_distribution<int>(20000, 32000)(rng);
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    close(fd);
-    if (free) return port;
-  }
-  return 0;
-}
 
 std::string TmpDir() {
   const char* t = std::getenv("TEST_TMPDIR");

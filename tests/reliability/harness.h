@@ -19,12 +19,6 @@ namespace apr::reliability {
 // $TEST_TMPDIR, or the system's temporary directory.
 std::string TmpDir();
 
-// A free port on 127.0.0.1 below Linux's ephemeral range (32768 and up by default), for a
-// process restarted on the same port: one from the ephemeral range can meanwhile become
-// the local port of some outgoing connection (even a client's reconnect attempts to it),
-// and the restarted process then cannot listen. 0 when none was found.
-int FreePortForRestarts();
-
 // A test CA, a server certificate for localhost / 127.0.0.1 and a client certificate
 // signed by it, and a second ("rogue") CA with its own client certificate. Made with
 // the openssl command line (EC P-256, 10 years) in `dir`.

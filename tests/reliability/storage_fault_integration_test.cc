@@ -70,7 +70,7 @@ class StorageFaultTest : public ::testing::Test {
     auto d = cpu::CpuDecoder::Load("models/apr-tiny");
     ASSERT_TRUE(d.ok()) << d.status();
     decoder_ = *std::move(d);
-    node_port_ = reliability::FreePortForRestarts();
+    node_port_ = kvstore::testing::FreePortForRestarts();
     ASSERT_GT(node_port_, 0);
     StartNode();
     ASSERT_NE(node_, nullptr);
