@@ -495,6 +495,7 @@ TEST(Offload, RemoteReplicatedRestoresARestartedNode) {
   EXPECT_EQ(run.lists, single.lists) << "the selections differ";
   EXPECT_GT(held, 0);
   EXPECT_GT(restored, held) << "node 0 was not restored (it holds only the new sequence)";
+  second.reset();  // before the decoder it belongs to (run's, destroyed first)
   std::printf(
       "replication 2, node 0 killed before step 40, restarted and restored before "
       "step 70 (%ld blocks), node 1 killed before step 100: bit-identical to one node\n",
