@@ -76,6 +76,15 @@ CudaDecoderOptions SparseOptions(int budget = 256, int calibration = 4) {
   return o;
 }
 
+// SparseOptions on storage nodes over UCX tcp, eager (a remote step is not replayable).
+CudaDecoderOptions RemoteOverTcp() {
+  CudaDecoderOptions o = SparseOptions();
+  o.placement = KvPlacement::kRemote;
+  o.use_graphs = false;
+  o.offload.ucx_tls = "tcp";
+  return o;
+}
+
 // Blocks in use on `node` (-1, with a failure, when its stats cannot be read).
 int64_t UsedBlocks(const StorageNodeProcess& node) {
   kvstore::RemoteTierOptions ro;
@@ -403,13 +412,9 @@ TEST(Offload, RemoteOverTwoNodesMatchesOneNode) {
 // bit-identical to a single node's, and the survivor holds every block of the resident run.
 TEST(Offload, RemoteReplicatedSurvivesANodeLoss) {
   const Model m = AprTiny();
-  const CudaDecoderOptions base = SparseOptions();
-  DecodeRun resident = Decode(m, base, /*record_lists=*/true);
+  DecodeRun resident = Decode(m, SparseOptions(), /*record_lists=*/true);
   ASSERT_TRUE(resident.status.ok()) << resident.status;
-  CudaDecoderOptions o = base;
-  o.placement = KvPlacement::kRemote;
-  o.use_graphs = false;
-  o.offload.ucx_tls = "tcp";
+  const CudaDecoderOptions o = RemoteOverTcp();
   auto one = StartNode(m.block_bytes, "tcp");
   ASSERT_NE(one, nullptr);
   CudaDecoderOptions single_options = o;
@@ -452,10 +457,7 @@ TEST(Offload, RemoteReplicatedSurvivesANodeLoss) {
 TEST(Offload, RemoteReplicatedRestoresARestartedNode) {
   const Model m = AprTiny();
   ASSERT_GE(m.steps, 110);
-  CudaDecoderOptions o = SparseOptions();
-  o.placement = KvPlacement::kRemote;
-  o.use_graphs = false;
-  o.offload.ucx_tls = "tcp";
+  const CudaDecoderOptions o = RemoteOverTcp();
   auto one = StartNode(m.block_bytes, "tcp");
   ASSERT_NE(one, nullptr);
   CudaDecoderOptions single_options = o;
