@@ -342,7 +342,9 @@ TEST(Offload, PromptInPartsMatches) {
     const bool aligned = parts[0] == 256;
     DecodeRun resident = Decode(pm, base, /*record_lists=*/true);
     ASSERT_TRUE(resident.status.ok()) << resident.status;
-    if (aligned) EXPECT_EQ(BitDifferences(resident, whole), 0) << "resident in parts vs one call";
+    if (aligned) {
+      EXPECT_EQ(BitDifferences(resident, whole), 0) << "resident in parts vs one call";
+    }
     for (KvPlacement placement : {KvPlacement::kHost, KvPlacement::kRemote}) {
       const bool remote = placement == KvPlacement::kRemote;
       SCOPED_TRACE(
@@ -476,7 +478,9 @@ TEST(Offload, RemoteReplicatedRestoresARestartedNode) {
   int64_t restored = -1, held = -1;
   DecodeRun run =
       Decode(m, replicated, /*record_lists=*/true, /*greedy=*/false, [&](int t, CudaDecoder& dec) {
-        if (t == 40) EXPECT_TRUE(nodes[0]->Stop(SIGKILL).ok());
+        if (t == 40) {
+          EXPECT_TRUE(nodes[0]->Stop(SIGKILL).ok());
+        }
         if (t == 70) {
           nodes[0] = StartNode(m.block_bytes, "tcp", port);
           ASSERT_NE(nodes[0], nullptr);
@@ -490,7 +494,9 @@ TEST(Offload, RemoteReplicatedRestoresARestartedNode) {
           restored = UsedBlocks(*nodes[0]);
           EXPECT_EQ(restored, UsedBlocks(*nodes[1]));
         }
-        if (t == 100) EXPECT_TRUE(nodes[1]->Stop(SIGKILL).ok());
+        if (t == 100) {
+          EXPECT_TRUE(nodes[1]->Stop(SIGKILL).ok());
+        }
       });
   ASSERT_TRUE(run.status.ok()) << run.status;
   EXPECT_EQ(BitDifferences(run, single), 0) << "logits differ from one node's";
