@@ -52,8 +52,10 @@ OUTFLAG=1 run decode_step 200 decode_step_bench --cnn_tiles=8,16,32
 OUTFLAG=1 run offload 200 decode_step_bench --offload --storage_node="$NODE"
 OUTFLAG='' run kvstore_gpu 200 kvstore_gpu_bench --storage_node="$NODE" --remote_tls=sm \
   --contexts=32768 --batches=1,8 --churn=0.25
+# Batch 8 only: batch 32 asks for 69 GB of GPU memory at TP = 1 and fails on an H100 in
+# either build.
 OUTFLAG='' run tp1 120 tp_decode_bench --tp_size=1 --tp_rank=0 --contexts=4096,16384 \
-  --batches=8,32
+  --batches=8
 
 echo "=== summary"
 printf '%s\n' "${summary[@]}" | tee "$R/summary.txt"

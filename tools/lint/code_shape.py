@@ -106,7 +106,7 @@ def LongFunctions(text, limit):
             # head of the block that follows is still being read.
             if not IsBraceInitialiser(head):
                 last = i + 1
-        elif c in ";":
+        elif c == ";":
             last = i + 1
     return out
 
